@@ -1,0 +1,258 @@
+"""A LLaMA-architecture decoder in torch, with its three nonlinear ops pluggable.
+
+RMSNorm, rotate-half RoPE, grouped-query attention with causal softmax, a
+SwiGLU FFN and tied output embeddings. The nonlinear ops (SiLU, RMSNorm,
+Softmax) are not called directly: every module that needs one calls its
+``ops`` attribute (an :class:`OpSet`), so :func:`engine.substitute` can route
+them through the simulated unit without touching the weights.
+
+The FFN of a block is any module returning either a tensor or a
+``(hidden, router_logits)`` pair; the MoE package plugs its layer in there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    """Shape of a LLaMA model. ``tiny()`` is the 2-layer, hidden-64 test config."""
+
+    vocab_size: int = 49152
+    dim: int = 576
+    n_layers: int = 30
+    n_heads: int = 9
+    n_kv_heads: int = 3
+    hidden_dim: int = 1536
+    norm_eps: float = 1e-5
+    rope_theta: float = 100000.0
+    max_seq_len: int = 8192
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        for k in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "max_seq_len"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"LlamaConfig.{k} must be >= 1, got {getattr(self, k)}")
+        if self.dim % self.n_heads:
+            raise ValueError(f"LlamaConfig: dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"LlamaConfig: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+        if (self.dim // self.n_heads) % 2:
+            raise ValueError("LlamaConfig: head_dim must be even for RoPE")
+        if not (self.norm_eps > 0 and math.isfinite(self.norm_eps)):
+            raise ValueError(f"LlamaConfig.norm_eps must be finite and > 0, got {self.norm_eps}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_heads
+
+    @classmethod
+    def tiny(cls, vocab_size: int = 256) -> "LlamaConfig":
+        return cls(vocab_size=vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
+                   hidden_dim=128, max_seq_len=512)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- ops
+class OpSet:
+    """The reference (FP32 torch) implementation of the three nonlinear ops.
+
+    Subclasses (engine.substitute) override any of them. Shapes:
+    ``silu(x)``: any shape; ``rmsnorm(x, w, eps)``: x [..., n], w [n];
+    ``softmax(x)``: softmax over the last axis, -inf entries give exact zeros.
+    """
+
+    name = "ref"
+
+    def silu(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(x)
+
+    def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        xf = x.float()
+        return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+    def softmax(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x.float(), dim=-1)
+
+
+REF_OPS = OpSet()
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.ops: OpSet = REF_OPS
+
+    def forward(self, x):
+        return self.ops.rmsnorm(x, self.weight, self.eps)
+
+
+class SwiGLU(nn.Module):
+    """Dense FFN: down(silu(gate(x)) * up(x)). Weights [hidden, dim] / [dim, hidden]."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, hidden_dim, bias=False)
+        self.up_proj = nn.Linear(dim, hidden_dim, bias=False)
+        self.down_proj = nn.Linear(hidden_dim, dim, bias=False)
+        self.ops: OpSet = REF_OPS
+
+    def forward(self, x):
+        return self.down_proj(self.ops.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+def rope_tables(head_dim: int, max_seq: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables float32[max_seq, head_dim] for rotate-half RoPE."""
+    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    t = torch.arange(max_seq, dtype=torch.float64)
+    freqs = torch.outer(t, inv)  # [max_seq, head_dim/2]
+    emb = torch.cat([freqs, freqs], dim=-1)  # [max_seq, head_dim]
+    return emb.cos().float(), emb.sin().float()
+
+
+def rotate_half(x):
+    h = x.shape[-1] // 2
+    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        hd = cfg.head_dim
+        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=False)
+        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
+        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
+        self.o_proj = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
+        self.ops: OpSet = REF_OPS
+
+    def forward(self, x, cos, sin, cache=None):
+        B, T, _ = x.shape
+        c = self.cfg
+        q = self.q_proj(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)  # [B, H, T, hd]
+        k = self.k_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
+        v = self.v_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        if cache is not None:
+            if cache.get("k") is not None:
+                k = torch.cat([cache["k"], k], dim=2)  # [B, Hkv, S, hd]
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        S = k.shape[2]
+        rep = c.n_heads // c.n_kv_heads
+        k = k.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
+        v = v.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
+        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c.head_dim))  # [B, H, T, S]
+        # causal mask: query t (absolute position S-T+t) sees keys <= its position
+        mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        p = self.ops.softmax(scores).to(v.dtype)
+        out = (p @ v).transpose(1, 2).reshape(B, T, c.n_heads * c.head_dim)  # [B, T, H*hd]
+        return self.o_proj(out)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp: nn.Module = SwiGLU(cfg.dim, cfg.hidden_dim)
+
+    def forward(self, x, cos, sin, cache=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
+        h = self.mlp(self.ffn_norm(x))
+        router_logits = None
+        if isinstance(h, tuple):  # an MoE FFN returns (hidden, router_logits)
+            h, router_logits = h
+        return x + h, router_logits
+
+
+class Llama(nn.Module):
+    """LLaMA decoder. ``model(input_ids)`` -> logits float32[B, T, vocab]."""
+
+    def __init__(self, cfg: LlamaConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.ops: OpSet = REF_OPS
+
+    def set_ops(self, ops: OpSet) -> "Llama":
+        """Route every module's nonlinear ops through ``ops`` (in place); returns self."""
+        for m in self.modules():
+            if hasattr(m, "ops"):
+                m.ops = ops
+        return self
+
+    def forward(self, input_ids: torch.Tensor, return_router_logits: bool = False,
+                cache: list | None = None, start_pos: int = 0):
+        """input_ids int64[B, T] -> logits float32[B, T, vocab].
+
+        With ``return_router_logits`` also returns the list of router logits
+        float32[B*T, E] of the MoE layers (empty for a dense model). ``cache``
+        is a list of per-layer dicts for incremental decoding (see generate).
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
+        B, T = input_ids.shape
+        if start_pos + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
+        x = self.embed(input_ids)
+        cos = self.rope_cos[start_pos:start_pos + T]  # [T, hd]
+        sin = self.rope_sin[start_pos:start_pos + T]
+        routers = []
+        for i, layer in enumerate(self.layers):
+            x, rl = layer(x, cos, sin, None if cache is None else cache[i])
+            if rl is not None:
+                routers.append(rl)
+        logits = self.lm_head(self.norm(x))
+        return (logits, routers) if return_router_logits else logits
+
+
+@torch.no_grad()
+def generate(model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id: int | None = None) -> torch.Tensor:
+    """Greedy decoding with a KV cache. input_ids int64[1, T] -> int64[1, T + n] (n <= max_new_tokens)."""
+    if input_ids.shape[0] != 1:
+        raise ValueError("generate decodes one sequence at a time (batch 1)")
+    cache = [dict() for _ in model.layers]
+    logits = model(input_ids, cache=cache)
+    out = [input_ids]
+    pos = input_ids.shape[1]
+    for _ in range(max_new_tokens):
+        nxt = logits[:, -1].argmax(-1, keepdim=True)  # [1, 1]
+        out.append(nxt)
+        if eos_id is not None and int(nxt) == eos_id:
+            break
+        logits = model(nxt, cache=cache, start_pos=pos)
+        pos += 1
+    return torch.cat(out, dim=1)
+
+
+def init_weights(model: Llama, seed: int = 0, std: float = 0.02) -> Llama:
+    """Seeded N(0, std) init of every matrix, ones for norm weights (the tiny test model)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model

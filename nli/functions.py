@@ -1,0 +1,148 @@
+"""Registry of the approximated functions: float64 references and default domains.
+
+Each function has
+- ``scalar``: a Numba-compiled float64 -> float64 reference (usable inside kernels),
+- ``__call__``: the same, vectorized over a float64 array of any shape,
+- ``domains``: named FP16 domains. ``direct`` is the function's legal FP16
+  domain (the default); reciprocal and rsqrt also have ``reduced``, the
+  mantissa range of spec section 5's exponent range reduction.
+
+No calibration data is used anywhere: domains are the legal FP16 ranges.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import math
+
+import numba
+import numpy as np
+
+from .grid import FP16_MAX
+
+_SQRT1_2 = 0.7071067811865476
+
+
+@numba.njit(cache=True)
+def _silu(x):
+    if x >= 0.0:
+        return x / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return x * e / (1.0 + e)
+
+
+@numba.njit(cache=True)
+def _sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@numba.njit(cache=True)
+def _exp(x):
+    return math.exp(x)
+
+
+@numba.njit(cache=True)
+def _reciprocal(x):
+    return 1.0 / x
+
+
+@numba.njit(cache=True)
+def _rsqrt(x):
+    return 1.0 / math.sqrt(x)
+
+
+@numba.njit(cache=True)
+def _gelu(x):
+    # erf form, written with erfc so the negative tail keeps its precision
+    return 0.5 * x * math.erfc(-x * _SQRT1_2)
+
+
+@numba.njit(cache=True)
+def _tanh(x):
+    return math.tanh(x)
+
+
+@numba.njit(cache=True)
+def _softplus(x):
+    return math.log1p(math.exp(-abs(x))) + max(x, 0.0)
+
+
+@numba.njit(cache=True)
+def _apply(fn_id, x):
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out.flat[i] = _dispatch(fn_id, x.flat[i])
+    return out
+
+
+@numba.njit(cache=True)
+def _dispatch(fn_id, x):
+    if fn_id == 0:
+        return _silu(x)
+    if fn_id == 1:
+        return _exp(x)
+    if fn_id == 2:
+        return _reciprocal(x)
+    if fn_id == 3:
+        return _rsqrt(x)
+    if fn_id == 4:
+        return _gelu(x)
+    if fn_id == 5:
+        return _sigmoid(x)
+    if fn_id == 6:
+        return _tanh(x)
+    return _softplus(x)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A named nonlinear function with its float64 reference and FP16 domains."""
+
+    name: str
+    fn_id: int  # index understood by :func:`evaluate_scalar` inside Numba kernels
+    domains: dict = field(default_factory=dict)
+    # inflection points of the real function (the solver uses the convexity runs)
+    inflections: tuple = ()
+
+    @property
+    def default_domain(self) -> tuple[float, float]:
+        return self.domains["direct"]
+
+    def __call__(self, x) -> np.ndarray:
+        """float64 array (any shape) -> float64 array of f(x)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        return _apply(self.fn_id, x.reshape(-1)).reshape(x.shape)  # (N,) -> x.shape
+
+
+evaluate_scalar = _dispatch  # Numba-callable: evaluate_scalar(fn_id, x) inside kernels
+
+_ALL_FINITE = (-FP16_MAX, FP16_MAX)
+_SMALLEST_POSITIVE = 2.0 ** -24
+
+FUNCTIONS: dict[str, Function] = {
+    f.name: f
+    for f in [
+        # silu'' = 0 where x tanh(x/2) = 2
+        Function("silu", 0, {"direct": _ALL_FINITE}, (-2.3993572805154676, 2.3993572805154676)),
+        Function("exp", 1, {"direct": (-FP16_MAX, 0.0)}),
+        Function("reciprocal", 2, {"direct": (_SMALLEST_POSITIVE, FP16_MAX), "reduced": (1.0, 2.0)}),
+        Function("rsqrt", 3, {"direct": (_SMALLEST_POSITIVE, FP16_MAX), "reduced": (1.0, 4.0)}),
+        # gelu'' = 0 where x^2 = 2
+        Function("gelu", 4, {"direct": _ALL_FINITE}, (-math.sqrt(2.0), math.sqrt(2.0))),
+        Function("sigmoid", 5, {"direct": _ALL_FINITE}, (0.0,)),
+        Function("tanh", 6, {"direct": _ALL_FINITE}, (0.0,)),
+        Function("softplus", 7, {"direct": _ALL_FINITE}),
+    ]
+}
+
+
+def get_function(name: str) -> Function:
+    """Look a function up by name, with an error that lists the known ones."""
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown function {name!r}; known: {', '.join(sorted(FUNCTIONS))}"
+        ) from None

@@ -1,0 +1,155 @@
+"""The FP16 grid of a domain, and the FP16/FP32 bit helpers every package shares.
+
+Everything here is exact: FP16 and FP32 values are held as bit patterns
+(``uint16`` / ``uint32``) or as the float64 they equal exactly, and every
+rounding from an exact rational goes through :func:`round_fraction`, which
+rounds once (round-to-nearest-even, subnormals kept, overflow to infinity).
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+import math
+
+import numpy as np
+
+FP16_MAX = 65504.0
+FP16_MIN_NORMAL = 2.0 ** -14
+FP16_MIN_SUBNORMAL = 2.0 ** -24
+FP16_NAN = 0x7E00
+FP16_POS_INF = 0x7C00
+FP16_NEG_INF = 0xFC00
+
+
+class DomainError(ValueError):
+    """A domain that is empty, reversed, non-finite or outside FP16."""
+
+
+# ----------------------------------------------------------------------------- bits <-> values
+def f16_bits_to_f64(bits) -> np.ndarray:
+    """uint16 bit patterns (any shape) -> the float64 values they encode exactly."""
+    return np.asarray(bits, dtype=np.uint16).view(np.float16).astype(np.float64)
+
+
+def f64_to_f16_bits(values) -> np.ndarray:
+    """float64 (any shape) -> uint16 bits of RNE16(value); numpy rounds double->half once."""
+    return np.asarray(values, dtype=np.float64).astype(np.float16).view(np.uint16)
+
+
+def f32_bits_to_f64(bits) -> np.ndarray:
+    """uint32 bit patterns (any shape) -> float64 values (exact)."""
+    return np.asarray(bits, dtype=np.uint32).view(np.float32).astype(np.float64)
+
+
+def f16_hex(bits: int) -> str:
+    """One FP16 bit pattern -> 4-digit lowercase hex, as in spec section 6."""
+    return f"{int(bits) & 0xFFFF:04x}"
+
+
+def f32_hex(value) -> str:
+    """One FP32 value (np.float32 or float already representable) -> 8-digit lowercase hex."""
+    return f"{int(np.float32(value).view(np.uint32)):08x}"
+
+
+def parse_f16_hex(text: str, field: str = "value") -> int:
+    """'3c00' -> 0x3c00, with an error naming ``field`` on anything else."""
+    if not isinstance(text, str) or len(text) != 4:
+        raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {text!r}")
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise ValueError(f"{field}: not a hex FP16 string: {text!r}") from None
+
+
+def parse_f32_hex(text: str, field: str = "value") -> np.float32:
+    """'3f800000' -> np.float32(1.0), with an error naming ``field`` on anything else."""
+    if not isinstance(text, str) or len(text) != 8:
+        raise ValueError(f"{field}: expected an 8-digit hex FP32 string, got {text!r}")
+    try:
+        return np.uint32(int(text, 16)).view(np.float32)
+    except ValueError:
+        raise ValueError(f"{field}: not a hex FP32 string: {text!r}") from None
+
+
+def is_nan16(bits) -> np.ndarray:
+    b = np.asarray(bits, dtype=np.uint16)
+    return ((b & 0x7C00) == 0x7C00) & ((b & 0x03FF) != 0)
+
+
+def is_finite16(bits) -> np.ndarray:
+    return (np.asarray(bits, dtype=np.uint16) & 0x7C00) != 0x7C00
+
+
+# ----------------------------------------------------------------------------- exact rounding
+def round_fraction(q: Fraction | int | float, mant_bits: int, emin: int, emax: int) -> float:
+    """Round the exact rational ``q`` once, to nearest even, into a binary format.
+
+    The format has ``mant_bits`` fraction bits, smallest normal exponent ``emin``
+    and largest exponent ``emax`` (FP16: 10, -14, 15; FP32: 23, -126, 127).
+    Subnormals are kept; overflow gives +-inf. Returns a Python float (exact).
+    """
+    q = Fraction(q)
+    if q == 0:
+        return 0.0
+    sign = -1.0 if q < 0 else 1.0
+    a = abs(q)
+    # exponent e with 2^e <= a < 2^(e+1)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if Fraction(2) ** e > a:
+        e -= 1
+    e = max(e, emin)  # subnormal range shares the quantum of emin
+    quantum = Fraction(2) ** (e - mant_bits)
+    n, rem = divmod(a, quantum)  # n integer, rem in [0, quantum)
+    n = int(n)
+    if rem * 2 > quantum or (rem * 2 == quantum and n % 2 == 1):
+        n += 1
+    value = n * quantum
+    if value >= Fraction(2) ** (emax + 1):
+        return sign * math.inf
+    return sign * float(value)
+
+
+def rne16(q) -> float:
+    """RNE16 of an exact rational (or float), as a float64 holding the FP16 value."""
+    return round_fraction(q, 10, -14, 15)
+
+
+def rne32(q) -> float:
+    """RNE32 of an exact rational (or float), as a float64 holding the FP32 value."""
+    return round_fraction(q, 23, -126, 127)
+
+
+# ----------------------------------------------------------------------------- the grid
+def all_finite_f16_bits() -> np.ndarray:
+    """Every finite FP16 bit pattern except -0, sorted by value: uint16[63487]."""
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    keep = is_finite16(bits) & (bits != 0x8000)
+    bits = bits[keep]
+    return bits[np.argsort(f16_bits_to_f64(bits), kind="stable")]
+
+
+_ALL = None
+
+
+def fp16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every finite FP16 value in ``[lo, hi]``, ascending, -0 excluded.
+
+    Returns ``(x, bits)``: float64[N] values and their uint16[N] patterns.
+    Raises :class:`DomainError` for an empty, reversed or non-FP16 domain.
+    """
+    global _ALL
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DomainError(f"domain [{lo}, {hi}] is not finite")
+    if lo < -FP16_MAX or hi > FP16_MAX:
+        raise DomainError(f"domain [{lo}, {hi}] lies outside FP16 (|x| <= {FP16_MAX:g})")
+    if lo > hi:
+        raise DomainError(f"domain [{lo}, {hi}] is reversed")
+    if _ALL is None:
+        b = all_finite_f16_bits()
+        _ALL = (f16_bits_to_f64(b), b)
+    x_all, b_all = _ALL
+    i0 = int(np.searchsorted(x_all, lo, side="left"))
+    i1 = int(np.searchsorted(x_all, hi, side="right"))
+    if i1 <= i0:
+        raise DomainError(f"domain [{lo}, {hi}] holds no finite FP16 value")
+    return x_all[i0:i1].copy(), b_all[i0:i1].copy()

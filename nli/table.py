@@ -1,0 +1,284 @@
+"""The table object (spec section 2), its validation, and its JSON file (section 6).
+
+A :class:`Table` is the unit of exchange between the solver, the simulator,
+the torch path and the ONNX export. FP16 values are ``uint16`` bit patterns,
+``mul`` is ``float32``. It validates every rule of spec section 2 on
+construction, so an invalid table cannot exist in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from .grid import (
+    f16_bits_to_f64,
+    f16_hex,
+    f32_hex,
+    is_finite16,
+    is_nan16,
+    parse_f16_hex,
+    parse_f32_hex,
+    rne16,
+    rne32,
+)
+
+FORMAT = "nli-table"
+VERSION = 1
+PRECISIONS = ("fp32", "fp16")
+
+
+class TableError(ValueError):
+    """A table (in memory or in a file) that breaks a rule of spec section 2 or 6."""
+
+
+def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
+    """mul[I] = RNE32(bins[I] / (c_{I+1} - c_I)), rounded once from the exact quotient.
+
+    cutpoints_bits: uint16[K+1]; bins: int[K] -> float32[K].
+    """
+    c = f16_bits_to_f64(cutpoints_bits)
+    out = np.empty(len(bins), dtype=np.float32)
+    for i, b in enumerate(bins):
+        out[i] = np.float32(rne32(Fraction(int(b)) / (Fraction(c[i + 1]) - Fraction(c[i]))))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Table:
+    """One NLI table (spec section 2).
+
+    Fields: ``function`` (name), ``cutpoints`` uint16[K+1], ``bins`` int64[K],
+    ``base`` int64[K], ``mul`` float32[K], ``lut`` uint16[1 + sum(bins)],
+    ``below``/``above`` FP16 bit patterns (int), ``precision`` ('fp32'|'fp16'),
+    and ``meta``: everything else the file records (objective, cost, domain,
+    solver settings, provenance).
+    """
+
+    function: str
+    cutpoints: np.ndarray
+    bins: np.ndarray
+    lut: np.ndarray
+    below: int
+    above: int
+    precision: str = "fp32"
+    base: np.ndarray | None = None
+    mul: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        c = np.asarray(self.cutpoints)
+        if c.ndim != 1 or c.size < 2:
+            raise TableError("cutpoints: need at least 2 values (one macro interval)")
+        set_("cutpoints", c.astype(np.uint16))
+        bins = np.asarray(self.bins)
+        if bins.ndim != 1 or bins.size != c.size - 1:
+            raise TableError(f"bins: need {c.size - 1} entries (one per macro interval), got {bins.size}")
+        if not np.issubdtype(bins.dtype, np.integer) or np.any(bins < 1):
+            raise TableError("bins: every entry must be an integer >= 1")
+        set_("bins", bins.astype(np.int64))
+        base = np.concatenate([[0], np.cumsum(self.bins)[:-1]]).astype(np.int64)
+        if self.base is None:
+            set_("base", base)
+        elif not np.array_equal(np.asarray(self.base, dtype=np.int64), base):
+            raise TableError("base: must be base[0] = 0, base[I+1] = base[I] + bins[I]")
+        else:
+            set_("base", base)
+        if self.precision not in PRECISIONS:
+            raise TableError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+        if not np.all(is_finite16(self.cutpoints)):
+            raise TableError("cutpoints: every cutpoint must be finite")
+        cv = f16_bits_to_f64(self.cutpoints)
+        if not np.all(np.diff(cv) > 0):
+            raise TableError("cutpoints: must be strictly increasing")
+        mul = expected_mul(self.cutpoints, self.bins)
+        if self.mul is None:
+            set_("mul", mul)
+        else:
+            given = np.asarray(self.mul, dtype=np.float32)
+            if given.shape != mul.shape or not np.array_equal(given.view(np.uint32), mul.view(np.uint32)):
+                raise TableError("mul: must equal RNE32(bins[I] / (c[I+1] - c[I])) for every interval")
+            set_("mul", given)
+        lut = np.asarray(self.lut)
+        n = 1 + int(self.bins.sum())
+        if lut.ndim != 1 or lut.size != n:
+            raise TableError(f"lut: need 1 + sum(bins) = {n} entries, got {lut.size}")
+        set_("lut", lut.astype(np.uint16))
+        if not np.all(is_finite16(self.lut)):
+            raise TableError("lut: every entry must be finite")
+        lv = f16_bits_to_f64(self.lut)
+        if np.any(np.abs(np.diff(lv)) >= 65520.0):  # RNE16 of the exact difference is inf
+            raise TableError("lut: a neighbouring difference lut[g+1] - lut[g] overflows FP16")
+        for name in ("below", "above"):
+            v = int(getattr(self, name))
+            if not 0 <= v <= 0xFFFF:
+                raise TableError(f"{name}: not an FP16 bit pattern: {v}")
+            if is_nan16(v):
+                raise TableError(f"{name}: must not be NaN")
+            set_(name, v)
+        if self.precision == "fp16":
+            for i, m in enumerate(self.mul):
+                if np.isinf(rne16(float(m))):
+                    raise TableError(
+                        f"mul: RNE16(mul[{i}]) overflows FP16 in an fp16 table "
+                        f"(macro interval {i} is narrower than bins/65504)"
+                    )
+        for a in ("cutpoints", "bins", "base", "mul", "lut"):
+            getattr(self, a).setflags(write=False)
+
+    # ------------------------------------------------------------------ derived views
+    @property
+    def K(self) -> int:
+        """Number of macro intervals (= comparators)."""
+        return int(self.bins.size)
+
+    @property
+    def entries(self) -> int:
+        """Number of LUT entries, 1 + sum(bins)."""
+        return int(self.lut.size)
+
+    def cutpoint_values(self) -> np.ndarray:
+        """float64[K+1] cutpoint values."""
+        return f16_bits_to_f64(self.cutpoints)
+
+    def points(self) -> np.ndarray:
+        """float64[entries]: the real point each LUT entry belongs to (section 2)."""
+        c = self.cutpoint_values()
+        pts = [c[0]]
+        for i, b in enumerate(self.bins):
+            m = np.arange(1, b + 1)
+            pts.extend(c[i] + m * (c[i + 1] - c[i]) / b)
+        return np.array(pts, dtype=np.float64)
+
+    def with_lut(self, lut: np.ndarray, below: int | None = None, above: int | None = None, **meta) -> "Table":
+        """A copy with new LUT entries (and optionally below/above); meta is merged."""
+        return Table(
+            self.function, self.cutpoints, self.bins, np.asarray(lut, dtype=np.uint16),
+            self.below if below is None else below, self.above if above is None else above,
+            self.precision, meta={**self.meta, **meta},
+        )
+
+    def with_precision(self, precision: str) -> "Table":
+        """The same table run by a unit of another internal precision."""
+        return Table(self.function, self.cutpoints, self.bins, self.lut, self.below,
+                     self.above, precision, meta=dict(self.meta))
+
+    # ------------------------------------------------------------------ JSON
+    def to_json_dict(self) -> dict:
+        d = {
+            "format": FORMAT,
+            "version": VERSION,
+            "function": self.function,
+            "precision": self.precision,
+            "cutpoints": [f16_hex(v) for v in self.cutpoints],
+            "bins": [int(b) for b in self.bins],
+            "base": [int(b) for b in self.base],
+            "mul": [f32_hex(m) for m in self.mul],
+            "lut": [f16_hex(v) for v in self.lut],
+            "below": f16_hex(self.below),
+            "above": f16_hex(self.above),
+        }
+        for k, v in self.meta.items():
+            if k in d:
+                raise TableError(f"meta key {k!r} collides with a spec field")
+            d[k] = v
+        return d
+
+    @classmethod
+    def from_json_dict(cls, d: dict) -> "Table":
+        if not isinstance(d, dict):
+            raise TableError("table file: top level must be a JSON object")
+        if d.get("format") != FORMAT:
+            raise TableError(f"format: expected {FORMAT!r}, got {d.get('format')!r}")
+        if d.get("version") != VERSION:
+            raise TableError(f"version: expected {VERSION}, got {d.get('version')!r}")
+        for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
+            if k not in d:
+                raise TableError(f"{k}: missing")
+        if not isinstance(d["function"], str):
+            raise TableError("function: must be a string")
+        for k in ("cutpoints", "bins", "base", "mul", "lut"):
+            if not isinstance(d[k], list):
+                raise TableError(f"{k}: must be a list")
+        try:
+            c = [parse_f16_hex(v, "cutpoints") for v in d["cutpoints"]]
+            lut = [parse_f16_hex(v, "lut") for v in d["lut"]]
+            mul = [parse_f32_hex(v, "mul") for v in d["mul"]]
+            below = parse_f16_hex(d["below"], "below")
+            above = parse_f16_hex(d["above"], "above")
+        except ValueError as e:
+            raise TableError(str(e)) from None
+        for k in ("bins", "base"):
+            if not all(isinstance(b, int) and not isinstance(b, bool) for b in d[k]):
+                raise TableError(f"{k}: every entry must be an integer")
+        if len(d["base"]) != len(d["bins"]):
+            raise TableError("base: must have one entry per macro interval")
+        meta = {k: v for k, v in d.items() if k not in _SPEC_KEYS}
+        return cls(
+            d["function"], np.array(c, dtype=np.uint16), np.array(d["bins"], dtype=np.int64),
+            np.array(lut, dtype=np.uint16), below, above, d.get("precision", "fp32"),
+            base=np.array(d["base"], dtype=np.int64), mul=np.array(mul, dtype=np.float32), meta=meta,
+        )
+
+
+_SPEC_KEYS = {"format", "version", "function", "precision", "cutpoints", "bins", "base",
+              "mul", "lut", "below", "above"}
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_table(table: Table, path: str | os.PathLike) -> None:
+    """Write a table as spec section 6 JSON, atomically."""
+    atomic_write_text(path, json.dumps(table.to_json_dict(), indent=1) + "\n")
+
+
+def load_table(path: str | os.PathLike) -> Table:
+    """Read and validate a table file; errors name the file and the broken field."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+    except FileNotFoundError:
+        raise TableError(f"{path}: no such table file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TableError(f"{path}: not valid JSON ({e})") from None
+    try:
+        return Table.from_json_dict(d)
+    except TableError as e:
+        raise TableError(f"{path}: {e}") from None
+
+
+def table_from_cutpoints(function: str, cutpoints_bits, bins, precision: str = "fp32", **meta) -> Table:
+    """The default table for given cutpoints: lut = RNE16(f(point)), below = lut[0], above = lut[-1].
+
+    cutpoints_bits: uint16[K+1]; bins: int[K].
+    """
+    from .functions import get_function
+    from .grid import f64_to_f16_bits
+
+    f = get_function(function)
+    proto = Table(function, cutpoints_bits, bins, np.zeros(1 + int(np.sum(bins)), np.uint16), 0, 0, precision)
+    lut = f64_to_f16_bits(f(proto.points()))
+    if not np.all(is_finite16(lut)):
+        raise TableError(f"lut: f({function}) overflows FP16 at a table point; narrow the domain")
+    return Table(function, proto.cutpoints, proto.bins, lut, int(lut[0]), int(lut[-1]), precision, meta=meta)

