@@ -1,0 +1,262 @@
+"""CLI subcommands owned by `hw_sim`: `nli sim elementwise|softmax|rmsnorm|cost`,
+`nli table report` and `nli table refine`. Argument parsing and file I/O live here;
+the math is in the modules they call."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+
+from nli.cli import UserError, group
+
+MODES = ("direct", "reduced")
+
+
+# ----------------------------------------------------------------------------- I/O helpers
+def _load_table(path):
+    from nli.table import TableError, load_table
+
+    try:
+        return load_table(path)
+    except TableError as e:
+        raise UserError(str(e)) from None
+
+
+def _load_npy(path, what):
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{what}: no such file: {path}") from None
+    except (ValueError, OSError) as e:
+        raise UserError(f"{what}: not a .npy array: {path} ({e})") from None
+    if arr.dtype not in (np.float16, np.uint16):
+        raise UserError(f"{what}: {path} has dtype {arr.dtype}; expected float16 or uint16 (FP16 bit patterns)")
+    return arr
+
+
+def _save_npy(path, arr):
+    """np.save to a temp file in the target folder, then rename (atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_json(path, obj):
+    from nli.table import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=1, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _sim_call(fn, *args):
+    from .inputs import SimInputError
+
+    try:
+        return fn(*args)
+    except SimInputError as e:
+        raise UserError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------- handlers
+def _elementwise(args):
+    from . import run_elementwise
+
+    table = _load_table(args.table)
+    x = _load_npy(args.input, "--input")
+    _save_npy(args.output, _sim_call(run_elementwise, table, x))
+    print(f"wrote {args.output}: {table.function} on {x.size} values")
+    return 0
+
+
+def _softmax(args):
+    from . import softmax
+
+    x = _load_npy(args.input, "--input")
+    y = _sim_call(softmax, x, _load_table(args.exp), _load_table(args.recip), args.mode)
+    _save_npy(args.output, y)
+    print(f"wrote {args.output}: softmax ({args.mode}) over rows of {x.shape[-1] if x.ndim else '?'}")
+    return 0
+
+
+def _parse_eps(text):
+    try:
+        eps = float(text)
+    except ValueError:
+        raise UserError(f"--eps: not a number: {text!r}") from None
+    if not math.isfinite(eps):
+        raise UserError(f"--eps: must be finite, got {text}")
+    return eps
+
+
+def _rmsnorm(args):
+    from . import rmsnorm
+
+    x = _load_npy(args.input, "--input")
+    w = _load_npy(args.weight, "--weight")
+    y = _sim_call(rmsnorm, x, w, _parse_eps(args.eps), _load_table(args.rsqrt), args.mode)
+    _save_npy(args.output, y)
+    print(f"wrote {args.output}: rmsnorm ({args.mode}) over rows of {x.shape[-1]}")
+    return 0
+
+
+def _domain(args):
+    if args.domain is None:
+        return None
+    lo, hi = args.domain
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise UserError(f"--domain: need finite LO <= HI, got {lo} {hi}")
+    return lo, hi
+
+
+def _print_report(rep):
+    print(f"{rep['function']} ({rep['precision']}) over {rep['inputs']} FP16 inputs in "
+          f"[{rep['domain'][0]:g}, {rep['domain'][1]:g}]:")
+    print(f"  max ulp {rep['max_ulp']}, mean ulp {rep['mean_ulp']:.4f}, correctly rounded "
+          f"{rep['pct_correctly_rounded']:.2f}%, max rel {rep['max_rel_error']:.3g}, "
+          f"mean rel {rep['mean_rel_error']:.3g}, NaN mismatches {rep['nan_mismatch']}")
+
+
+def _report(args):
+    from .report import error_arrays, error_report, summarize, table_domain
+
+    table = _load_table(args.table)
+    if args.precision:
+        table = table.with_precision(args.precision)
+    dom = _domain(args) or table_domain(table)
+    rep = error_report(table, dom)
+    _print_report(rep)
+    if args.json:
+        _write_json(args.json, rep)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from .plots import plot_errors
+
+        arrays = error_arrays(table, dom)
+        assert summarize(arrays)["max_ulp"] == rep["max_ulp"]
+        plot_errors(arrays, args.plot, f"{table.function} ({table.precision}): bit-accurate error, {args.table}")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _refine(args):
+    from nli.table import save_table
+
+    from .refine import RefineConfig, refine_table
+
+    table = _load_table(args.table)
+    cfg = RefineConfig(objective=args.objective, radius=args.radius, sweeps=args.sweeps)
+    new, summary = refine_table(table, cfg, _domain(args), progress=True)
+    for k in ("before", "after"):
+        print(k + ":", end=" ")
+        _print_report(summary[k])
+    save_table(new, args.output)
+    print(f"wrote {args.output} ({summary['refined']['changed_entries']} entries changed)")
+    if args.json:
+        _write_json(args.json, summary)
+    return 0
+
+
+def _cost(args):
+    from .cost import LABEL, UnitConfig, elementwise_cycles, fit_area_power, rmsnorm_cycles, softmax_cycles
+
+    try:
+        cfg = UnitConfig(lanes=args.lanes, clock_hz=args.clock_ghz * 1e9)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    fit = fit_area_power(args.comparator_words).fit
+    out = {"label": LABEL, "lanes": cfg.lanes, "clock_hz": cfg.clock_hz,
+           "elementwise": {"n": args.n, "cycles": elementwise_cycles(args.n, cfg)},
+           "softmax": {m: softmax_cycles(args.n, args.rows, m, cfg) for m in MODES},
+           "rmsnorm": {m: rmsnorm_cycles(args.n, args.rows, m, cfg) for m in MODES},
+           "area_power_fit": fit}
+    print(f"{LABEL}\nlanes {cfg.lanes} @ {cfg.clock_hz / 1e9:g} GHz, n = {args.n}, rows = {args.rows}")
+    print(f"  elementwise: {out['elementwise']['cycles']} cycles")
+    for op in ("softmax", "rmsnorm"):
+        for m in MODES:
+            c = out[op][m]
+            print(f"  {op} {m}: {c['cycles']} cycles ({c['schedule']})")
+    print("  design    area model / published (um^2)   power model / published (mW)   efficiency")
+    for d in fit["designs"]:
+        print(f"  {d['design']:8s} {d['model']['area_um2']:9.0f} / {d['published']['area_um2']:<9.0f}"
+              f"        {d['model']['power_mw']:6.2f} / {d['published']['power_mw']:<6.1f}"
+              f"           {d['model']['efficiency']:.2f} / {d['published']['efficiency']}")
+    if args.json:
+        _write_json(args.json, out)
+    return 0
+
+
+# ----------------------------------------------------------------------------- registration
+def register(sub, groups):
+    """Add `nli sim ...` and `nli table report|refine` to the parser."""
+    sim = group(sub, groups, "sim", "run the bit-accurate NLI Engine simulator")
+
+    p = sim.add_parser("elementwise", help="run a table's elementwise datapath on an array")
+    p.add_argument("table", help="table JSON")
+    p.add_argument("--input", required=True, help=".npy, float16 or uint16 bit patterns")
+    p.add_argument("--output", required=True, help=".npy to write (float16)")
+    p.set_defaults(func=_elementwise)
+
+    p = sim.add_parser("softmax", help="softmax over the last axis")
+    p.add_argument("--exp", required=True, help="exp table JSON")
+    p.add_argument("--recip", required=True, help="reciprocal table JSON")
+    p.add_argument("--mode", required=True, help="direct or reduced (spec section 5)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_softmax)
+
+    p = sim.add_parser("rmsnorm", help="RMSNorm over the last axis")
+    p.add_argument("--rsqrt", required=True, help="rsqrt table JSON")
+    p.add_argument("--mode", required=True, help="direct or reduced (spec section 5)")
+    p.add_argument("--weight", required=True, help=".npy float16/uint16, one weight per row element")
+    p.add_argument("--eps", required=True, help="epsilon (rounded to FP32)")
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_rmsnorm)
+
+    p = sim.add_parser("cost", help="cycle/area/power MODEL (calibrated on published numbers)")
+    p.add_argument("--lanes", type=int, default=1)
+    p.add_argument("--clock-ghz", type=float, default=1.0)
+    p.add_argument("--n", type=int, default=1024, help="row length / element count")
+    p.add_argument("--rows", type=int, default=1)
+    p.add_argument("--comparator-words", type=float, default=2.0,
+                   help="a comparator's cost in 16-bit storage words (model assumption)")
+    p.add_argument("--json", help="write the numbers here")
+    p.set_defaults(func=_cost)
+
+    table = group(sub, groups, "table", "build, export and inspect interpolation tables")
+    p = table.add_parser("report", help="bit-accurate error over every FP16 input of the domain")
+    p.add_argument("table", help="table JSON")
+    p.add_argument("--json", help="write the report here")
+    p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
+    p.add_argument("--precision", choices=("fp32", "fp16"), help="run as this unit precision")
+    p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"), help="default: the table's")
+    p.set_defaults(func=_report)
+
+    p = table.add_parser("refine", help="datapath-aware LUT refinement (bit-accurate objective)")
+    p.add_argument("table", help="table JSON")
+    p.add_argument("--output", required=True, help="refined table JSON to write")
+    p.add_argument("--objective", choices=("mean_rel", "pct_cr", "max_ulp", "pareto"), default="mean_rel")
+    p.add_argument("--radius", type=int, default=2)
+    p.add_argument("--sweeps", type=int, default=4)
+    p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"))
+    p.add_argument("--json", help="write before/after reports here")
+    p.set_defaults(func=_refine)

@@ -1,0 +1,73 @@
+"""Validation of the simulator's array and table arguments (shared by every wrapper)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nli.table import Table
+
+MODES = ("direct", "reduced")
+
+
+class SimInputError(ValueError):
+    """An argument the simulator cannot run: wrong dtype or shape, wrong table, bad mode."""
+
+
+def as_bits(x, name: str = "x") -> np.ndarray:
+    """float16 or uint16 array (any shape) -> C-contiguous uint16 bit patterns.
+
+    A C-contiguous input is viewed, not copied; anything else of the right
+    dtype is copied once. Every other dtype (float32, int, object, ...) and
+    non-arrays are rejected: the unit takes FP16 bit patterns, and silently
+    rounding a float32 input would hide a bug upstream.
+    """
+    if isinstance(x, np.generic):  # a numpy scalar: a 0-d array
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise SimInputError(f"{name}: expected a numpy array of float16 or uint16 bit patterns, "
+                            f"got {type(x).__name__}")
+    if x.dtype not in (np.float16, np.uint16):
+        raise SimInputError(f"{name}: expected dtype float16 or uint16 (FP16 bit patterns), got {x.dtype}")
+    if not x.flags.c_contiguous:
+        x = x.copy(order="C")
+    return x.view(np.uint16)
+
+
+def check_table(table, function: str, role: str) -> Table:
+    """``table`` must be an nli Table built for ``function`` (e.g. the softmax's exp table)."""
+    if not isinstance(table, Table):
+        raise SimInputError(f"{role}: expected an nli Table, got {type(table).__name__}")
+    if table.function != function:
+        raise SimInputError(f"{role}: table is for {table.function!r}, expected a {function!r} table")
+    return table
+
+
+def check_mode(mode) -> str:
+    """``mode`` must be 'direct' or 'reduced' (spec section 5)."""
+    if mode not in MODES:
+        raise SimInputError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    return mode
+
+
+def check_eps(eps) -> np.float32:
+    """RMSNorm's eps as FP32: a real number, rounded to FP32 (RNE), finite after rounding."""
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise SimInputError(f"eps: expected a finite real number, got {eps!r}")
+    if not math.isfinite(float(eps)):
+        raise SimInputError(f"eps: must be finite, got {eps!r}")
+    with np.errstate(over="ignore"):
+        e32 = np.float32(eps)
+    if not np.isfinite(e32):
+        raise SimInputError(f"eps: {eps!r} overflows FP32")
+    return e32
+
+
+def check_rows(bits: np.ndarray, name: str = "x") -> int:
+    """Rows lie on the last axis: it must exist and be non-empty. Returns the row length."""
+    if bits.ndim == 0:
+        raise SimInputError(f"{name}: needs at least one axis (rows lie on the last axis), got a scalar")
+    n = bits.shape[-1]
+    if n == 0:
+        raise SimInputError(f"{name}: the last axis (the row) is empty")
+    return n

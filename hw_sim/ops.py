@@ -1,0 +1,315 @@
+"""Composite operators of the NLI Engine (spec sections 4 and 5), bit-accurate.
+
+Softmax and RMSNorm over the last axis of FP16 rows, and the reciprocal and
+inverse square root of FP32 values in ``direct`` and ``reduced`` modes. Every
+table lookup is the elementwise datapath of :mod:`hw_sim.unit`, taken from the
+table's 65,536-entry output LUT (the same function, evaluated by the exact
+kernel). Sums are sequential FP32 in index order, as the spec says.
+
+Exactness of each step (fp.py's ground rules):
+
+* ``d_i = RNE16(x_i - m)`` is computed as RNE16(RNE32(x_i - m)), which is the
+  same single rounding: let |a| >= |b| be the FP16 operands (11 significant
+  bits, FP16 subnormals are FP32 normals) with exponents ea >= eb. If
+  ea - eb <= 12 the exact difference spans at most 24 bits: RNE32 is exact.
+  Otherwise |b| <= (2 - 2^-10) 2^(ea-13) = 2^(ea-12) - 2^(ea-23), while the
+  FP16 midpoints next to a (and the overflow threshold 65520) lie at least
+  2^(ea-12) away; the exact result stays at least 2^(ea-23) inside them and
+  RNE32 moves it by at most 2^(ea-24), so both roundings return a. (If a is an FP16 subnormal, so is
+  b, and the difference is an exact multiple of 2^-24 below 2^-13.)
+* FP32 running sums are IEEE float32 additions (one RNE32 each). Their
+  operands are FP16 values or FP16 squares (22 bits, exact float32
+  products), all multiples of 2^-48, so no FP32 subnormal arises.
+* ``q * RNE32(1/n)`` is an FP32 x FP32 product, exact in float64, rounded
+  by :func:`rne32_f64`; ``+ eps`` is an FP32 + FP32 sum, rounded once
+  correctly by the float64-then-RNE32 argument of :func:`add32_via_f64`.
+  ``RNE32(1/n)`` is computed exactly in Python with Fractions.
+* ``e_i * r``, ``x_i * r``, ``h_i * w_i``: FP16 x FP16 products are exact in
+  float32 (22 bits, magnitude in [2^-48, 2^32)) -> :func:`rne16_f32`.
+* Reduced mode: ``frexp`` splits a float64 exactly; ``table(..) * 2^-k`` is a
+  power-of-two scaling, exact in float64 (|k| <= 149) -> :func:`rne16_f64`.
+
+Reduced-mode values the spec leaves open (project choices): the reciprocal
+is odd, r(-v) = -r(v), so -0 -> -inf and -inf -> -0; rsqrt(-0) = -inf and
+rsqrt of any other negative value (including -inf) is NaN. Softmax's max
+``m`` is the first maximal element (the result does not depend on which zero
+it is). Row NaNs are the canonical 0x7e00.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+import math
+
+import numba
+import numpy as np
+from numba import prange
+
+from nli.grid import rne32
+
+from .fp import FP16_NAN, f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
+from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table
+from .unit import _decode32, output_lut, output_values
+
+FP16_NEG_INF = 0xFC00
+PARALLEL_MIN_ELEMENTS = 1 << 14  # fewer elements than this: one thread
+
+
+# ----------------------------------------------------------------------------- section 5
+@numba.njit(cache=True, nogil=True)
+def _inverse_reduced(v, outs, rsqrt):
+    """Reduced-mode reciprocal (rsqrt=False) or rsqrt of the FP32 value v (a float64)."""
+    if v != v:
+        return np.uint16(FP16_NAN)
+    neg = v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0)
+    if neg and rsqrt:
+        return np.uint16(0xFC00) if v == 0.0 else np.uint16(FP16_NAN)
+    sign = 0x8000 if neg else 0             # the reciprocal is odd
+    v = abs(v)
+    if v == 0.0:
+        return np.uint16(sign | 0x7C00)
+    if v == np.inf:
+        return np.uint16(sign)
+    fm, fe = math.frexp(v)                  # v = fm 2^fe exactly, fm in [0.5, 1)
+    m = 2.0 * fm
+    k = fe - 1                              # v = m 2^k, m in [1, 2)
+    if rsqrt and (k & 1) != 0:
+        m *= 2.0                            # m in [2, 4), k even
+        k -= 1
+    y = f16_to_f64(outs[rne16_f64(m)])      # table(RNE16(m))
+    r = rne16_f64(math.ldexp(y, -k if not rsqrt else -(k // 2)))
+    return r if r == FP16_NAN else np.uint16(r ^ sign)
+
+
+@numba.njit(cache=True, nogil=True)
+def _inverse(v, outs, reduced, rsqrt):
+    """Section 5 of the FP32 value v (held as a float64): FP16 bits."""
+    if reduced:
+        return _inverse_reduced(v, outs, rsqrt)
+    return outs[rne16_f64(v)]               # direct: table(RNE16(v))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _inverse_all(vs, out, outs, reduced, rsqrt):
+    for j in prange(vs.size):
+        out[j] = _inverse(np.float64(vs[j]), outs, reduced, rsqrt)
+
+
+# ----------------------------------------------------------------------------- sums
+GROUP = 8  # rows whose FP32 sums run interleaved (independent chains; each stays sequential)
+
+
+@numba.njit(cache=True, nogil=True)
+def _chain(v, square):
+    """Sequential FP32 sum of v[0..n-1] (or of their squares), in index order."""
+    s = v[0] * v[0] if square else v[0]
+    for i in range(1, v.size):
+        s = s + (v[i] * v[i] if square else v[i])
+    return s
+
+
+@numba.njit(cache=True, nogil=True)
+def _chains8(b, square, sums):
+    """sums[g] = _chain(b[g], square) for the 8 rows of b (float32[8, n]), interleaved
+    only so the CPU overlaps the eight latency chains."""
+    sq = square
+    s0 = b[0, 0] * b[0, 0] if sq else b[0, 0]
+    s1 = b[1, 0] * b[1, 0] if sq else b[1, 0]
+    s2 = b[2, 0] * b[2, 0] if sq else b[2, 0]
+    s3 = b[3, 0] * b[3, 0] if sq else b[3, 0]
+    s4 = b[4, 0] * b[4, 0] if sq else b[4, 0]
+    s5 = b[5, 0] * b[5, 0] if sq else b[5, 0]
+    s6 = b[6, 0] * b[6, 0] if sq else b[6, 0]
+    s7 = b[7, 0] * b[7, 0] if sq else b[7, 0]
+    for i in range(1, b.shape[1]):
+        s0 = s0 + (b[0, i] * b[0, i] if sq else b[0, i])
+        s1 = s1 + (b[1, i] * b[1, i] if sq else b[1, i])
+        s2 = s2 + (b[2, i] * b[2, i] if sq else b[2, i])
+        s3 = s3 + (b[3, i] * b[3, i] if sq else b[3, i])
+        s4 = s4 + (b[4, i] * b[4, i] if sq else b[4, i])
+        s5 = s5 + (b[5, i] * b[5, i] if sq else b[5, i])
+        s6 = s6 + (b[6, i] * b[6, i] if sq else b[6, i])
+        s7 = s7 + (b[7, i] * b[7, i] if sq else b[7, i])
+    sums[0], sums[1], sums[2], sums[3] = s0, s1, s2, s3
+    sums[4], sums[5], sums[6], sums[7] = s4, s5, s6, s7
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_sums(buf, g, square, sums):
+    """sums[k] = FP32 (square) sum of buf[k] for k < g."""
+    if g == GROUP:
+        _chains8(buf, square, sums)
+    else:
+        for k in range(g):
+            sums[k] = _chain(buf[k], square)
+
+
+# ----------------------------------------------------------------------------- softmax
+@numba.njit(cache=True, nogil=True)
+def _softmax_exps(x, d, ev, exp_vals):
+    """Steps 1-2 of one row x (uint16[n]): ev[i] = e_i (float32), d is scratch
+    (uint16[n]). Returns False for a row holding a NaN or only -inf. The loops
+    are branch-free so they vectorize; the key of an FP16 pattern orders it
+    numerically (-0 and +0 share key 0)."""
+    kmax = -0x7FFF
+    kmin = 0x7FFF
+    for i in range(x.size):
+        b = np.int32(x[i])
+        key = b if b < 0x8000 else 0x8000 - b        # +inf: 0x7c00, -inf: -0x7c00
+        kmax = max(kmax, key)
+        kmin = min(kmin, key)
+    if kmax > 0x7C00 or kmin < -0x7C00 or kmax == -0x7C00:  # a NaN, or only -inf
+        return False
+    m = f16_to_f32_vec(kmax if kmax >= 0 else 0x8000 - kmax)  # m = max(x)
+    for i in range(x.size):
+        d[i] = rne16_f32(f16_to_f32_vec(x[i]) - m)             # d_i = RNE16(x_i - m)
+    for i in range(x.size):
+        e = exp_vals[np.int32(d[i])]                           # e_i = exp_table(d_i)
+        ev[i] = np.float32(0.0) if x[i] == FP16_NEG_INF else e  # e_i = +0 where x_i = -inf
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _softmax_group(x, out, r0, r1, exp_vals, recip_outs, dec, reduced):
+    """Rows r0..r1-1 (at most GROUP) of x (uint16[R, n]) -> out."""
+    n = x.shape[1]
+    ev = np.empty((GROUP, n), dtype=np.float32)
+    d = np.empty(n, dtype=np.uint16)
+    ok = np.zeros(GROUP, dtype=np.bool_)
+    for r in range(r0, r1):
+        ok[r - r0] = _softmax_exps(x[r], d, ev[r - r0], exp_vals)
+        if not ok[r - r0]:
+            ev[r - r0, :] = np.nan
+    sums = np.empty(GROUP, dtype=np.float32)
+    _group_sums(ev, r1 - r0, False, sums)                      # step 3
+    for r in range(r0, r1):
+        row, e = out[r], ev[r - r0]
+        if not ok[r - r0]:
+            row[:] = FP16_NAN
+            continue
+        rf = dec[_inverse(np.float64(sums[r - r0]), recip_outs, reduced, False)]
+        for i in range(n):
+            row[i] = rne16_f32(e[i] * rf)                      # RNE16(e_i * r), exact product
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _softmax_par(x, out, exp_vals, recip_outs, dec, reduced):
+    rows = x.shape[0]
+    for grp in prange((rows + GROUP - 1) // GROUP):
+        r0 = grp * GROUP
+        _softmax_group(x, out, r0, min(rows, r0 + GROUP), exp_vals, recip_outs, dec, reduced)
+
+
+@numba.njit(cache=True, nogil=True)
+def _softmax_ser(x, out, exp_vals, recip_outs, dec, reduced):
+    rows = x.shape[0]
+    for grp in range((rows + GROUP - 1) // GROUP):
+        r0 = grp * GROUP
+        _softmax_group(x, out, r0, min(rows, r0 + GROUP), exp_vals, recip_outs, dec, reduced)
+
+
+# ----------------------------------------------------------------------------- rmsnorm
+@numba.njit(cache=True, nogil=True)
+def _rmsnorm_group(x, wv, out, r0, r1, inv_n, eps, rsqrt_outs, dec, reduced):
+    """Rows r0..r1-1 (at most GROUP) of x (uint16[R, n]) -> out; wv = weight values
+    (float32[n]), inv_n = RNE32(1/n), eps the FP32 eps (both as float64)."""
+    n = x.shape[1]
+    xv = np.empty((GROUP, n), dtype=np.float32)
+    for r in range(r0, r1):
+        xr, b = x[r], xv[r - r0]
+        for i in range(n):
+            b[i] = f16_to_f32_vec(xr[i])
+    sums = np.empty(GROUP, dtype=np.float32)
+    _group_sums(xv, r1 - r0, True, sums)                       # q: squares exact in FP32
+    for r in range(r0, r1):
+        v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + eps)
+        rf = dec[_inverse(v, rsqrt_outs, reduced, True)]
+        b, row = xv[r - r0], out[r]
+        for i in range(n):
+            h = rne16_f32(b[i] * rf)                           # RNE16(x_i * r)
+            row[i] = rne16_f32(f16_to_f32_vec(h) * wv[i])      # RNE16(h_i * w_i)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rmsnorm_par(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
+    rows = x.shape[0]
+    for grp in prange((rows + GROUP - 1) // GROUP):
+        r0 = grp * GROUP
+        _rmsnorm_group(x, wv, out, r0, min(rows, r0 + GROUP), inv_n, eps, rsqrt_outs, dec, reduced)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rmsnorm_ser(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
+    rows = x.shape[0]
+    for grp in range((rows + GROUP - 1) // GROUP):
+        r0 = grp * GROUP
+        _rmsnorm_group(x, wv, out, r0, min(rows, r0 + GROUP), inv_n, eps, rsqrt_outs, dec, reduced)
+
+
+# ----------------------------------------------------------------------------- public
+def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
+    """Softmax over the last axis (spec section 4).
+
+    x: float16 or uint16 bit patterns, shape (..., n), n >= 1 (not copied when
+    C-contiguous). ``exp_table`` must be an ``exp`` table, ``recip_table`` a
+    ``reciprocal`` table, ``mode`` 'direct' or 'reduced' (section 5).
+    Returns float16 of x's shape.
+    """
+    check_table(exp_table, "exp", "exp table")
+    check_table(recip_table, "reciprocal", "reciprocal table")
+    reduced = check_mode(mode) == "reduced"
+    bits = as_bits(x)
+    n = check_rows(bits)
+    rows = bits.reshape(-1, n)  # (..., n) -> (R, n)
+    out = np.empty(rows.shape, dtype=np.uint16)
+    kernel = _softmax_par if rows.size >= PARALLEL_MIN_ELEMENTS else _softmax_ser
+    kernel(rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), reduced)
+    return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
+
+
+def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
+    """RMSNorm over the last axis (spec section 4).
+
+    x: float16 or uint16, shape (..., n); weight: float16 or uint16, shape (n,);
+    eps: a finite real, rounded to FP32 (RNE) and then used exactly;
+    ``rsqrt_table`` an ``rsqrt`` table; ``mode`` 'direct' or 'reduced'.
+    Returns float16 of x's shape.
+    """
+    check_table(rsqrt_table, "rsqrt", "rsqrt table")
+    reduced = check_mode(mode) == "reduced"
+    eps32 = check_eps(eps)
+    bits = as_bits(x)
+    n = check_rows(bits)
+    w = as_bits(weight, "weight")
+    if w.shape != (n,):
+        raise SimInputError(f"weight: shape {w.shape} does not match the row length {n} (need ({n},))")
+    rows = bits.reshape(-1, n)  # (..., n) -> (R, n)
+    out = np.empty(rows.shape, dtype=np.uint16)
+    inv_n = rne32(Fraction(1, n))
+    kernel = _rmsnorm_par if rows.size >= PARALLEL_MIN_ELEMENTS else _rmsnorm_ser
+    dec = _decode32()
+    kernel(rows, dec[w], out, inv_n, float(eps32), output_lut(rsqrt_table), dec, reduced)
+    return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
+
+
+def _inverse_public(v, table, mode, function, rsqrt):
+    check_table(table, function, f"{function} table")
+    reduced = check_mode(mode) == "reduced"
+    if not isinstance(v, np.ndarray) or v.dtype not in (np.float32, np.float16):
+        got = v.dtype if isinstance(v, np.ndarray) else type(v).__name__
+        raise SimInputError(f"v: expected a float32 (or float16) numpy array, got {got}")
+    flat = np.ascontiguousarray(v, dtype=np.float32).reshape(-1)  # v.shape -> (N,), exact
+    out = np.empty(flat.size, dtype=np.uint16)
+    _inverse_all(flat, out, output_lut(table), reduced, rsqrt)
+    return out.view(np.float16).reshape(v.shape)  # (N,) -> v.shape
+
+
+def reciprocal(v, table, mode: str = "direct") -> np.ndarray:
+    """Reciprocal of FP32 values (spec section 5): float32 (or float16) array of any
+    shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``."""
+    return _inverse_public(v, table, mode, "reciprocal", False)
+
+
+def rsqrt(v, table, mode: str = "direct") -> np.ndarray:
+    """Inverse square root of FP32 values (spec section 5): float32 (or float16) array
+    of any shape -> float16 of the same shape, with an ``rsqrt`` table in ``mode``."""
+    return _inverse_public(v, table, mode, "rsqrt", True)

@@ -1,0 +1,252 @@
+"""The elementwise datapath of the NLI Engine (spec section 3), bit-accurate.
+
+``_unit_fp32`` / ``_unit_fp16`` evaluate one FP16 input exactly as the spec's
+ten steps say. Because the unit is a unary function of a 16-bit input, the
+public path evaluates it once for all 65,536 encodings (the *output LUT*,
+built by the exact kernel and cached per table object) and then gathers;
+``method="direct"`` runs the kernel on every element instead. Both are the
+same function; the tests compare both against the Fraction oracle.
+
+Project choices the spec leaves open (documented here, mirrored by the oracle):
+
+* ``a = min(floor(u), bins[I] - 1)`` is taken as a float (``floor(-0) = -0``),
+  so ``t = u - a`` is +0 whenever ``u`` is a zero; t is never -0.
+* The comparisons of step 2/3 are numeric on float values (-0 == +0).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import weakref
+
+import numba
+import numpy as np
+from numba import prange
+
+from nli.table import Table
+
+from .fp import f16_decode_table, f16_to_f64, fma16_f64, rne16_f32, rne16_f64
+from .inputs import as_bits
+
+FP16_NAN = 0x7E00
+PARALLEL_MIN = 1 << 15  # below this many elements a serial loop beats thread start-up
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A table unpacked for the kernels. Arrays: cut32/cut64 [K+1], bins/base int64[K],
+    mul32 float32[K], mul16 float64[K] (value of RNE16(mul)), lut32/lut64 [entries]."""
+
+    cut32: np.ndarray
+    cut64: np.ndarray
+    bins: np.ndarray
+    base: np.ndarray
+    mul32: np.ndarray
+    mul16: np.ndarray
+    lut32: np.ndarray
+    lut64: np.ndarray
+    below: int
+    above: int
+    fp16: bool
+    outputs: np.ndarray  # uint16[65536]: the unit's output for every input encoding
+    values: np.ndarray   # float32[65536]: the same outputs as the FP32 values they encode
+
+    def args(self):
+        return (self.cut32, self.cut64, self.bins, self.base, self.mul32, self.mul16,
+                self.lut32, self.lut64, np.uint16(self.below), np.uint16(self.above), self.fp16)
+
+
+# ----------------------------------------------------------------------------- the kernel
+@numba.njit(cache=True, nogil=True)
+def _interval(x, cut):
+    """Largest I in 0..K-1 with cut[I] <= x, given cut[0] <= x < cut[K]."""
+    i = cut.size - 2
+    while cut[i] > x:
+        i -= 1
+    return i
+
+
+@numba.njit(cache=True, nogil=True)
+def _locate_fp32(x, cut32, bins, base, mul32):
+    """Steps 3-7, precision fp32, for c_0 <= x < c_K (x float32): (g, t).
+    Every float32 operation is one IEEE RNE32 rounding of the exact result
+    (fp.py's ground rules; none can be an FP32 subnormal: dx is a multiple of
+    2^-24 and mul > 2^-17)."""
+    i = _interval(x, cut32)
+    dx = x - cut32[i]                       # 4. RNE32(x - c_I)
+    u = dx * mul32[i]                       # 5. RNE32(dx * mul[I])
+    a = np.floor(u)                         # 6. float floor (-0 stays -0)
+    top = np.float32(bins[i] - 1)
+    if a > top:
+        a = top
+    t = u - a                               #    exact (|t| <= u, a multiple of ulp(u))
+    return base[i] + np.int64(a), t         # 7. g
+
+
+@numba.njit(cache=True, nogil=True)
+def _interp_fp32(y0, y1, t):
+    """Steps 8-10, precision fp32 (float32 operands) -> FP16 bits. p >= 2^-88 when
+    non-zero, so no FP32 subnormal arises."""
+    dy = y1 - y0                            # 8. RNE32(y1 - y0)
+    p = t * dy                              # 9. RNE32(t * dy)
+    return rne16_f32(y0 + p)                # 10. RNE16(RNE32(y0 + p))
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_fp32(xb, cut32, bins, base, mul32, lut32, below, above):
+    """Spec section 3, precision fp32, for one FP16 input (bits) -> FP16 bits."""
+    x = np.float32(f16_to_f64(xb))
+    if x != x:
+        return np.uint16(FP16_NAN)          # 1.
+    if x < cut32[0]:
+        return below                        # 2.
+    if x >= cut32[cut32.size - 1]:
+        return above
+    g, t = _locate_fp32(x, cut32, bins, base, mul32)
+    return _interp_fp32(lut32[g], lut32[g + 1], t)
+
+
+@numba.njit(cache=True, nogil=True)
+def _locate_fp16(x, cut64, bins, base, mul16):
+    """Steps 3-7, precision fp16, for c_0 <= x < c_K (x float64 holding an FP16
+    value): (g, t). FP16 intermediates are held as the float64 they equal; each
+    RNE16 is :func:`rne16_f64` of an exact float64 (differences of FP16 values
+    have at most 41 significant bits, products of two FP16 values 22)."""
+    i = _interval(x, cut64)
+    dx = f16_to_f64(rne16_f64(x - cut64[i]))        # RNE16(x - c_I), may overflow to inf
+    u = f16_to_f64(rne16_f64(dx * mul16[i]))        # RNE16(dx * RNE16(mul[I]))
+    a = np.floor(u)
+    top = np.float64(bins[i] - 1)
+    if a > top:
+        a = top
+    t = u - a                                       # exact (or inf when dx overflowed)
+    return base[i] + np.int64(a), t
+
+
+@numba.njit(cache=True, nogil=True)
+def _interp_fp16(y0, y1, t):
+    """Steps 8-10, precision fp16 (float64 operands holding FP16 values) -> FP16 bits."""
+    dy = f16_to_f64(rne16_f64(y1 - y0))             # RNE16(y1 - y0)
+    return fma16_f64(t, dy, y0)                     # RNE16(y0 + t * dy), one rounding
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_fp16(xb, cut64, bins, base, mul16, lut64, below, above):
+    """Spec section 3, precision fp16, for one FP16 input (bits) -> FP16 bits."""
+    x = f16_to_f64(xb)
+    if x != x:
+        return np.uint16(FP16_NAN)
+    if x < cut64[0]:
+        return below
+    if x >= cut64[cut64.size - 1]:
+        return above
+    g, t = _locate_fp16(x, cut64, bins, base, mul16)
+    return _interp_fp16(lut64[g], lut64[g + 1], t)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _direct_par(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
+    if fp16:
+        for j in prange(xs.size):
+            out[j] = _unit_fp16(xs[j], cut64, bins, base, mul16, lut64, below, above)
+    else:
+        for j in prange(xs.size):
+            out[j] = _unit_fp32(xs[j], cut32, bins, base, mul32, lut32, below, above)
+
+
+@numba.njit(cache=True, nogil=True)
+def _direct_ser(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
+    if fp16:
+        for j in range(xs.size):
+            out[j] = _unit_fp16(xs[j], cut64, bins, base, mul16, lut64, below, above)
+    else:
+        for j in range(xs.size):
+            out[j] = _unit_fp32(xs[j], cut32, bins, base, mul32, lut32, below, above)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_par(xs, lut, out):
+    n = xs.size
+    chunk = 1 << 14
+    for c in prange((n + chunk - 1) // chunk):
+        hi = min(n, (c + 1) * chunk)
+        for j in range(c * chunk, hi):
+            out[j] = lut[xs[j]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_ser(xs, lut, out):
+    for j in range(xs.size):
+        out[j] = lut[xs[j]]
+
+
+# ----------------------------------------------------------------------------- preparation
+_PREPARED: "weakref.WeakKeyDictionary[Table, Prepared]" = weakref.WeakKeyDictionary()
+_DECODE32 = None
+
+
+def _decode32() -> np.ndarray:
+    global _DECODE32
+    if _DECODE32 is None:
+        _DECODE32 = f16_decode_table(np.float32)
+    return _DECODE32
+
+
+def prepare(table: Table) -> Prepared:
+    """Unpack ``table`` for the kernels and tabulate its 65,536 outputs (cached per object)."""
+    got = _PREPARED.get(table)
+    if got is not None:
+        return got
+    dec = _decode32()
+    mul32 = np.ascontiguousarray(table.mul, dtype=np.float32)
+    mul16 = np.array([f16_to_f64(rne16_f64(float(m))) for m in mul32], dtype=np.float64)
+    lut32 = np.ascontiguousarray(dec[table.lut])
+    cut32 = np.ascontiguousarray(dec[table.cutpoints])
+    fields = dict(
+        cut32=cut32, cut64=cut32.astype(np.float64), bins=np.ascontiguousarray(table.bins, dtype=np.int64),
+        base=np.ascontiguousarray(table.base, dtype=np.int64), mul32=mul32, mul16=mul16,
+        lut32=lut32, lut64=lut32.astype(np.float64), below=int(table.below), above=int(table.above),
+        fp16=table.precision == "fp16",
+    )
+    outputs = np.empty(1 << 16, dtype=np.uint16)
+    values = np.empty(1 << 16, dtype=np.float32)
+    proto = Prepared(outputs=outputs, values=values, **fields)
+    _direct_par(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args())
+    values[:] = dec[outputs]
+    outputs.setflags(write=False)
+    values.setflags(write=False)
+    _PREPARED[table] = proto
+    return proto
+
+
+def output_lut(table: Table) -> np.ndarray:
+    """uint16[65536]: the unit's output bits for every FP16 input encoding (read-only)."""
+    return prepare(table).outputs
+
+
+def output_values(table: Table) -> np.ndarray:
+    """float32[65536]: the unit's outputs for every FP16 input, as exact FP32 values."""
+    return prepare(table).values
+
+
+# ----------------------------------------------------------------------------- public
+def run_elementwise(table: Table, x, method: str = "lut") -> np.ndarray:
+    """Run the elementwise datapath (spec section 3) of ``table`` on every element of ``x``.
+
+    x: float16 or uint16 (FP16 bit patterns), any shape; a C-contiguous input is
+    not copied. Returns float16 of x's shape. ``method``: ``"lut"`` (gather from
+    the 65,536-entry output table computed by the exact kernel) or ``"direct"``
+    (the exact kernel per element); both give identical bits.
+    """
+    if not isinstance(table, Table):
+        raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
+    bits = as_bits(x)
+    flat = bits.reshape(-1)  # x.shape -> (N,)
+    out = np.empty(flat.size, dtype=np.uint16)
+    prep = prepare(table)
+    if method == "lut":
+        (_gather_par if flat.size >= PARALLEL_MIN else _gather_ser)(flat, prep.outputs, out)
+    elif method == "direct":
+        (_direct_par if flat.size >= PARALLEL_MIN else _direct_ser)(flat, out, *prep.args())
+    else:
+        raise ValueError(f"method: must be 'lut' or 'direct', got {method!r}")
+    return out.view(np.float16).reshape(bits.shape)  # (N,) -> x.shape
