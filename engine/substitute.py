@@ -1,0 +1,274 @@
+"""Op backends (ref, fp16, nli, baseline) and swapping them into a model.
+
+``substitute(model, ops, mode, tables, reciprocal_mode)`` returns a new model
+(a deep copy of the module tree sharing the weight tensors) whose named ops
+run on the chosen backend; the others stay on the FP32 torch reference.
+
+Backends (every one takes and returns float32 torch tensors):
+
+* ``ref``: FP32 torch (:data:`engine.model.REF_OPS`).
+* ``fp16``: correctly rounded FP16 ops with the unit's I/O format. The op's
+  inputs (and RMSNorm's weight) are rounded to FP16 (RNE), exactly as the
+  unit receives them; the op is evaluated on those values in float64
+  (relative error ~1e-16, far below FP16's half-ulp of 2^-11) and its output
+  is rounded to FP16 once (numpy's direct float64 -> float16 RNE; torch's
+  would round through float32 first). Nothing in between is rounded, so
+  ``fp16`` vs ``ref`` is the format's effect and ``nli`` vs ``fp16`` the
+  approximation's. -inf softmax inputs give exact zeros.
+* ``nli``: bit-accurate through :mod:`hw_sim` with the default tables of
+  :func:`nli.default_table` (silu and exp ``direct``; reciprocal and rsqrt in
+  ``reciprocal_mode``). Inputs are rounded to FP16 (RNE, torch's float32 ->
+  float16 conversion), the unit returns FP16, which is cast to float32 for the
+  rest of the model. The attention mask's -inf goes in as -inf (spec 4: e = +0).
+* ``baseline:NAME``: the same unit with the baseline tables of
+  :mod:`nli.baselines` (``uniform``, ``curvature``, ``nnlut``).
+* ``published``: the same unit with the tables built from NLI's own
+  published cutpoints (:mod:`nli.published`) for silu, exp and, in ``direct``
+  mode, reciprocal and rsqrt; NLI publishes no range-reduced tables, so in
+  ``reduced`` mode reciprocal and rsqrt are our shipped reduced defaults.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+
+from .model import REF_OPS, OpSet
+
+OPS = ("silu", "rmsnorm", "softmax")
+# the tables each op needs: (function, which mode decides its domain)
+OP_TABLES = {"silu": ("silu",), "softmax": ("exp", "reciprocal"), "rmsnorm": ("rsqrt",)}
+INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
+BASELINES = ("uniform", "curvature", "nnlut")
+RECIPROCAL_MODES = ("reduced", "direct")
+
+
+# ----------------------------------------------------------------------------- conversions
+def fp16_bits(x: torch.Tensor) -> np.ndarray:
+    """float32 tensor (any shape) -> uint16 numpy array of RNE16(x) bit patterns (a view of a
+    fresh float16 tensor; torch's float -> half conversion is RNE with overflow to inf)."""
+    return x.detach().to(torch.float16).contiguous().numpy().view(np.uint16)
+
+
+def from_fp16(y: np.ndarray) -> torch.Tensor:
+    """float16 numpy array -> float32 tensor of the same shape (exact)."""
+    return torch.from_numpy(y).float()
+
+
+def round_f64_to_f16(y: torch.Tensor) -> torch.Tensor:
+    """float64 tensor -> float16 tensor, one RNE rounding (numpy's direct conversion)."""
+    return torch.from_numpy(y.detach().contiguous().numpy().astype(np.float16))
+
+
+# ----------------------------------------------------------------------------- backends
+class Fp16Ops(OpSet):
+    """Correctly rounded FP16 ops (see module docstring for exactly what is rounded)."""
+
+    name = "fp16"
+
+    def silu(self, x):
+        x64 = x.detach().to(torch.float16).double()
+        y = x64 * torch.sigmoid(x64)
+        y = torch.where(torch.isneginf(x64), torch.tensor(-0.0, dtype=torch.float64), y)  # the limit, not NaN
+        return round_f64_to_f16(y).float()
+
+    def rmsnorm(self, x, weight, eps):
+        x64 = x.detach().to(torch.float16).double()
+        w64 = weight.detach().to(torch.float16).double()
+        r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + float(np.float32(eps)))
+        return round_f64_to_f16(x64 * r * w64).float()
+
+    def softmax(self, x):
+        x64 = x.detach().to(torch.float16).double()
+        return round_f64_to_f16(torch.softmax(x64, dim=-1)).float()
+
+
+class UnitOps(OpSet):
+    """The three ops on the simulated NLI unit, bit-accurate.
+
+    ``tables``: {"silu", "exp", "reciprocal", "rsqrt"} -> nli Table (only those
+    the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (spec 5).
+    ``fused=True`` runs :mod:`engine.unit_kernels` (float32 in/out, one pass,
+    same bits as hw_sim); ``fused=False`` converts to float16 and calls
+    hw_sim's public functions directly (the slower, obviously-hw_sim path).
+    """
+
+    def __init__(self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True):
+        import hw_sim  # imported here: engine's ref/fp16 paths do not need numba
+
+        self._hw = hw_sim
+        if fused:
+            from . import unit_kernels
+
+            self._k = unit_kernels
+        self.fused = fused
+        self.tables = dict(tables)
+        self.reciprocal_mode = reciprocal_mode
+        self.name = name
+        self._w16: dict = {}  # id(weight) -> (version, FP16 bits, weight)
+
+    def _weight_bits(self, w: torch.Tensor) -> np.ndarray:
+        got = self._w16.get(id(w))
+        if got is None or got[0] != w._version or got[2] is not w:
+            got = (w._version, fp16_bits(w), w)
+            self._w16[id(w)] = got
+        return got[1]
+
+    @staticmethod
+    def _f32(x: torch.Tensor) -> np.ndarray:
+        return x.detach().float().contiguous().numpy()
+
+    def silu(self, x):
+        if self.fused:
+            return torch.from_numpy(self._k.elementwise_f32(self.tables["silu"], self._f32(x)))
+        return from_fp16(self._hw.run_elementwise(self.tables["silu"], fp16_bits(x)))
+
+    def rmsnorm(self, x, weight, eps):
+        w = self._weight_bits(weight)
+        if self.fused:
+            return torch.from_numpy(self._k.rmsnorm_f32(self._f32(x), w, float(eps), self.tables["rsqrt"],
+                                                        self.reciprocal_mode))
+        return from_fp16(self._hw.rmsnorm(fp16_bits(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode))
+
+    def softmax(self, x):
+        if self.fused:
+            return torch.from_numpy(self._k.softmax_f32(self._f32(x), self.tables["exp"], self.tables["reciprocal"],
+                                                        self.reciprocal_mode))
+        return from_fp16(self._hw.softmax(fp16_bits(x), self.tables["exp"], self.tables["reciprocal"],
+                                          self.reciprocal_mode))
+
+
+class RoutedOps(OpSet):
+    """Sends each op to its backend: ``routes`` {op name -> OpSet}; unnamed ops go to ``REF_OPS``."""
+
+    def __init__(self, routes: dict, name: str):
+        self.routes = dict(routes)
+        self.name = name
+
+    def silu(self, x):
+        return self.routes.get("silu", REF_OPS).silu(x)
+
+    def rmsnorm(self, x, weight, eps):
+        return self.routes.get("rmsnorm", REF_OPS).rmsnorm(x, weight, eps)
+
+    def softmax(self, x):
+        return self.routes.get("softmax", REF_OPS).softmax(x)
+
+
+# ----------------------------------------------------------------------------- tables
+def parse_ops(ops) -> tuple[str, ...]:
+    """'silu,softmax' or an iterable of op names -> validated tuple (no duplicates)."""
+    if isinstance(ops, str):
+        ops = [o.strip() for o in ops.split(",") if o.strip()]
+    ops = tuple(dict.fromkeys(ops))
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        raise ValueError(f"unknown op(s) {', '.join(map(repr, bad))}: choose from {', '.join(OPS)}")
+    return ops
+
+
+def parse_mode(mode: str) -> tuple[str, str | None]:
+    """'ref' | 'fp16' | 'nli' | 'baseline:NAME' -> (kind, baseline name or None)."""
+    if mode in ("ref", "fp16", "nli", "published"):
+        return mode, None
+    if isinstance(mode, str) and mode.startswith("baseline:"):
+        name = mode.split(":", 1)[1]
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)}")
+        return "baseline", name
+    raise ValueError(f"mode must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
+                     f"got {mode!r}")
+
+
+def table_domain_mode(function: str, reciprocal_mode: str) -> str:
+    """The shipped-table mode of ``function``: reciprocal/rsqrt follow ``reciprocal_mode``."""
+    return reciprocal_mode if function in INVERSE_FUNCTIONS else "direct"
+
+
+def default_tables(functions, reciprocal_mode: str = "reduced") -> dict:
+    """{function: the shipped default Table} for the NLI mode."""
+    from nli.defaults import default_table
+
+    return {f: default_table(f, table_domain_mode(f, reciprocal_mode)) for f in functions}
+
+
+def baseline_tables(kind: str, functions, reciprocal_mode: str = "reduced") -> dict:
+    """{function: the ``kind`` baseline Table} (uniform | curvature | nnlut) from nli.baselines."""
+    from nli.baselines import baseline_table
+    from nli.functions import get_function
+
+    return {f: baseline_table(kind, f, get_function(f).domains[table_domain_mode(f, reciprocal_mode)])
+            for f in functions}
+
+
+def published_tables(functions, reciprocal_mode: str = "reduced") -> dict:
+    """{function: Table} from NLI's published cutpoints; reduced reciprocal/rsqrt: our defaults."""
+    from nli.published import published_table
+
+    out = {}
+    for f in functions:
+        if f in INVERSE_FUNCTIONS and reciprocal_mode == "reduced":
+            out.update(default_tables([f], reciprocal_mode))
+        else:
+            out[f] = published_table(f)
+    return out
+
+
+def needed_functions(ops) -> list[str]:
+    return [f for op in ops for f in OP_TABLES[op]]
+
+
+# ----------------------------------------------------------------------------- public
+def share_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of the module tree whose parameters and buffers are the original tensors."""
+    memo = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return copy.deepcopy(model, memo)
+
+
+def make_ops(ops=OPS, mode: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced") -> OpSet:
+    """The OpSet for ``mode`` on ``ops`` (see :func:`substitute`)."""
+    ops = parse_ops(ops)
+    kind, base = parse_mode(mode)
+    if reciprocal_mode not in RECIPROCAL_MODES:
+        raise ValueError(f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}")
+    if tables and kind in ("ref", "fp16"):
+        raise ValueError(f"tables are only used by the nli and baseline modes, not {mode!r}")
+    if kind == "ref":
+        return REF_OPS
+    if kind == "fp16":
+        backend = Fp16Ops()
+    else:
+        need = needed_functions(ops)
+        given = dict(tables or {})
+        extra = [f for f in given if f not in OP_TABLES["silu"] + OP_TABLES["softmax"] + OP_TABLES["rmsnorm"]]
+        if extra:
+            raise ValueError(f"tables: unknown function(s) {extra}; expected keys among silu, exp, reciprocal, rsqrt")
+        missing = [f for f in need if f not in given]
+        if missing:
+            given.update(default_tables(missing, reciprocal_mode) if kind == "nli"
+                         else published_tables(missing, reciprocal_mode) if kind == "published"
+                         else baseline_tables(base, missing, reciprocal_mode))
+        for f in need:
+            if getattr(given[f], "function", None) != f:
+                raise ValueError(f"tables[{f!r}] is not a {f} table")
+        backend = UnitOps(given, reciprocal_mode, name=mode)
+    label = f"{backend.name}[{','.join(ops)}]" + (f"/{reciprocal_mode}" if isinstance(backend, UnitOps) else "")
+    return RoutedOps({op: backend for op in ops}, name=label)
+
+
+def substitute(model, ops=OPS, mode: str = "nli", tables: dict | None = None,
+               reciprocal_mode: str = "reduced"):
+    """A NEW model whose ops named in ``ops`` run on ``mode``; ``model`` is not modified.
+
+    ops: iterable of 'silu' | 'rmsnorm' | 'softmax' (or a comma-separated string).
+    mode: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
+    tables: optional {function: Table} overriding the default/baseline tables
+    (functions: silu, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
+    The copy shares the weight tensors with ``model``.
+    """
+    opset = make_ops(ops, mode, tables, reciprocal_mode)
+    new = share_weights_copy(model)
+    if not hasattr(new, "set_ops"):
+        raise TypeError(f"model must be an engine Llama (with set_ops), got {type(model).__name__}")
+    return new.set_ops(opset)
