@@ -1,0 +1,162 @@
+"""Building MoE models from their configs, and checkpoints (state dict + JSON config).
+
+A checkpoint is a directory holding ``config.json`` (the dense
+:class:`LlamaConfig`, the :class:`MoEConfig` or null for a dense model, and
+free-form provenance) and ``weights.pt`` (``torch.save`` of the state dict).
+Both files are written atomically. Loading builds the model from the config
+and refuses, with a message naming the tensor, any state dict whose keys or
+shapes do not match it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import tempfile
+
+import torch
+
+from engine.model import Llama, LlamaConfig
+from .config import MoEConfig
+from .layer import MoEFFN
+
+CHECKPOINT_FORMAT = "nli-moe-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def build_model(cfg: LlamaConfig, moe_cfg: MoEConfig | None) -> Llama:
+    """A Llama whose blocks in ``moe_cfg.layers`` have an (all-zero) MoEFFN. Weights uninitialised."""
+    model = Llama(cfg)
+    if moe_cfg is not None:
+        moe_cfg.check_against(cfg)
+        for i in moe_cfg.layers:
+            model.layers[i].mlp = MoEFFN(cfg.dim, moe_cfg.expert_hidden_dim, moe_cfg.num_experts, moe_cfg.top_k,
+                                         moe_cfg.renormalize, moe_cfg.principal, moe_cfg.residual_scale,
+                                         moe_cfg.select_on)
+    model.moe_config = moe_cfg
+    return model
+
+
+def moe_layers(model: Llama) -> list[tuple[int, MoEFFN]]:
+    """(block index, layer) of every MoE FFN in ``model``, in depth order."""
+    return [(i, b.mlp) for i, b in enumerate(model.layers) if isinstance(b.mlp, MoEFFN)]
+
+
+def moe_config_of(model: Llama) -> MoEConfig | None:
+    """The MoEConfig attached to ``model`` (None for a dense model)."""
+    return getattr(model, "moe_config", None)
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: Llama, provenance: dict | None = None,
+                    tokenizer=None) -> Path:
+    """Write ``model`` (dense or MoE) to the directory ``path``; returns it.
+
+    ``tokenizer``: an optional ``tokenizers.Tokenizer`` saved as ``tokenizer.json``.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    moe_cfg = moe_config_of(model)
+    config = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "llama": model.cfg.to_dict(),
+              "moe": None if moe_cfg is None else moe_cfg.to_dict(), "provenance": provenance or {}}
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    _atomic_write_bytes(path / "weights.pt", lambda f: torch.save(state, f))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if tokenizer is not None:
+        tok = tokenizer.to_str()
+        _atomic_write_bytes(path / "tokenizer.json", lambda f: f.write(tok.encode()))
+    _atomic_write_bytes(path / "config.json", lambda f: f.write(text.encode()))
+    return path
+
+
+def is_checkpoint(path) -> bool:
+    """True if ``path`` is a directory with a config.json of this format."""
+    cfile = Path(str(path)) / "config.json"
+    if not cfile.is_file():
+        return False
+    try:
+        return json.loads(cfile.read_text()).get("format") == CHECKPOINT_FORMAT
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return False
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """The checkpoint's ``tokenizers.Tokenizer`` (None if it has no tokenizer.json)."""
+    tfile = Path(path) / "tokenizer.json"
+    if not tfile.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tfile))
+
+
+def resolve_checkpoint(name_or_path):
+    """Model resolver for :func:`engine.load_model`: a checkpoint directory -> (model, tokenizer), else None."""
+    if not is_checkpoint(name_or_path):
+        return None
+    return load_checkpoint(name_or_path), load_tokenizer(name_or_path)
+
+
+def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None, dict]:
+    """(llama config, moe config or None, provenance) of the checkpoint directory ``path``."""
+    path = Path(path)
+    cfile = path / "config.json"
+    if not cfile.is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
+    try:
+        config = json.loads(cfile.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfile}: not valid JSON ({e})") from None
+    if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{cfile}: format/version is {config.get('format')!r}/{config.get('version')!r}, "
+                         f"expected {CHECKPOINT_FORMAT!r}/{CHECKPOINT_VERSION}")
+    cfg = LlamaConfig(**config["llama"])
+    moe_cfg = None if config.get("moe") is None else MoEConfig.from_dict(config["moe"])
+    if moe_cfg is not None:
+        moe_cfg.check_against(cfg)
+    return cfg, moe_cfg, config.get("provenance", {})
+
+
+def load_checkpoint(path: str | os.PathLike) -> Llama:
+    """Rebuild the model saved in ``path``. ValueError naming the tensor if config and tensors disagree."""
+    path = Path(path)
+    cfg, moe_cfg, prov = read_config(path)
+    wfile = path / "weights.pt"
+    if not wfile.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint has no weights.pt")
+    state = torch.load(wfile, map_location="cpu", weights_only=True)
+    model = build_model(cfg, moe_cfg)
+    check_state_matches(model, state, where=str(path))
+    model.load_state_dict(state, strict=True)
+    model.provenance = prov
+    if moe_cfg is not None:
+        from .eval_report import MoEEvalReport
+
+        model.eval_report = MoEEvalReport()  # used by `nli eval ppl --model CKPT`
+    return model.eval()
+
+
+def check_state_matches(model: Llama, state: dict, where: str = "checkpoint") -> None:
+    """Raise ValueError naming the first missing/unexpected tensor or shape mismatch."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{where}: config does not match tensors: missing {missing[:4]}"
+                         f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+                         f"{'...' if len(unexpected) > 4 else ''}")
+    for k, v in expected.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise ValueError(f"{where}: config does not match tensors: {k} has shape {tuple(state[k].shape)}, "
+                             f"the config implies {tuple(v.shape)}")

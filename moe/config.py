@@ -1,0 +1,108 @@
+"""The MoE part of a model's configuration: which layers are MoE, how many experts, top-k.
+
+It travels with every checkpoint (see :mod:`moe.checkpoint`), next to the
+dense :class:`engine.model.LlamaConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict, field
+import math
+
+from engine.model import LlamaConfig
+
+DEFAULT_NUM_EXPERTS = 8
+DEFAULT_TOP_K = 2
+DEFAULT_NUM_MOE_LAYERS = 8
+
+
+@dataclass(frozen=True)
+class MoEConfig:
+    """Shape of the MoE layers of a model.
+
+    ``layers``: indices of the blocks whose FFN is an MoE layer (sorted, unique).
+    ``expert_hidden_dim``: intermediate size of one SwiGLU expert.
+    ``renormalize``: top-k weights renormalized to sum 1 (Mixtral); False keeps
+    the softmax probabilities of the chosen experts (Megatron pre-softmax).
+    ``principal``: experts are ``principal + residual_scale * residual[e]``
+    with the principal part a separate shared parameter (SPRI).
+    ``select_on``: the top-k ranks the softmax output ("probs") or the router logits ("logits").
+    ``method``/``options``: provenance of the upcycling, for the record only.
+    """
+
+    layers: tuple[int, ...]
+    num_experts: int = DEFAULT_NUM_EXPERTS
+    top_k: int = DEFAULT_TOP_K
+    expert_hidden_dim: int = 1536
+    renormalize: bool = True
+    principal: bool = False
+    residual_scale: float = 1.0
+    select_on: str = "probs"
+    method: str = ""
+    options: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        layers = tuple(int(i) for i in self.layers)
+        object.__setattr__(self, "layers", layers)
+        if not layers:
+            raise ValueError("MoEConfig.layers is empty: name at least one MoE layer")
+        if len(set(layers)) != len(layers) or list(layers) != sorted(layers) or layers[0] < 0:
+            raise ValueError(f"MoEConfig.layers must be sorted, unique and >= 0, got {list(layers)}")
+        if int(self.num_experts) < 1:
+            raise ValueError(f"MoEConfig.num_experts must be >= 1, got {self.num_experts}")
+        if not 1 <= int(self.top_k) <= int(self.num_experts):
+            raise ValueError(f"MoEConfig.top_k must be in 1..num_experts={self.num_experts}, got {self.top_k}")
+        if int(self.expert_hidden_dim) < 1:
+            raise ValueError(f"MoEConfig.expert_hidden_dim must be >= 1, got {self.expert_hidden_dim}")
+        if self.select_on not in ("probs", "logits"):
+            raise ValueError(f"MoEConfig.select_on must be 'probs' or 'logits', got {self.select_on!r}")
+        if not math.isfinite(self.residual_scale):
+            raise ValueError(f"MoEConfig.residual_scale must be finite, got {self.residual_scale}")
+
+    def check_against(self, cfg: LlamaConfig) -> None:
+        """Raise ValueError if a layer index does not exist in ``cfg``."""
+        bad = [i for i in self.layers if i >= cfg.n_layers]
+        if bad:
+            raise ValueError(f"MoE layers {bad} do not exist in a model of {cfg.n_layers} layers")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["layers"] = list(self.layers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MoEConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"MoE config has unknown keys {unknown}")
+        return cls(**known)
+
+
+def default_layers(cfg: LlamaConfig, n: int = DEFAULT_NUM_MOE_LAYERS) -> tuple[int, ...]:
+    """The last ``n`` layers of ``cfg`` (all of them if the model is shallower)."""
+    return tuple(range(max(0, cfg.n_layers - n), cfg.n_layers))
+
+
+def parse_layers(spec: str | None, cfg: LlamaConfig) -> tuple[int, ...]:
+    """``"22-29"``, ``"0,5,7"``, ``"last8"`` or None (default: last 8) -> sorted layer indices."""
+    if spec is None or spec == "":
+        return default_layers(cfg)
+    spec = spec.strip()
+    if spec.startswith("last"):
+        try:
+            return default_layers(cfg, int(spec[4:]))
+        except ValueError:
+            raise ValueError(f"bad --layers {spec!r}: expected lastN, e.g. last8") from None
+    out: set[int] = set()
+    for part in spec.split(","):
+        try:
+            if "-" in part:
+                a, b = part.split("-")
+                out.update(range(int(a), int(b) + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise ValueError(f"bad --layers {spec!r}: expected e.g. 22-29 or 0,5,7 or last8") from None
+    layers = tuple(sorted(out))
+    MoEConfig(layers=layers).check_against(cfg)
+    return layers

@@ -1,0 +1,63 @@
+"""`nli demo` section of the MoE package: an upcycled SmolLM2 (SPRI) on ref and on the NLI unit.
+
+Upcycles the dense SmolLM2 with ``spri`` (8 experts, top-2, last 8 layers,
+the provisional defaults of :mod:`moe.spri`), then reports perplexity on the
+shipped held-out text with every op on ``ref`` and on ``nli`` (router softmax
+included), the routing agreement between the two, and a plot of the expert
+load per MoE layer. Writes ``moe_spri.json`` and ``moe_spri_expert_load.png``.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+DEMO_TOKENS = 1024
+QUICK_TOKENS = 512
+
+
+def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: int = 512) -> dict:
+    """Pure part: upcycle (spri) and evaluate ref vs nli; returns a JSON-able dict."""
+    from engine import load_model
+    from engine.experiments import compare_modes, heldout_text, json_safe, token_ids
+
+    from .eval_report import MoEEvalReport
+    from .upcycle import upcycle
+
+    if model is None:
+        model, tokenizer = load_model("smollm2")
+    t0 = time.perf_counter()
+    moe_model = upcycle(model, "spri", num_experts=8, top_k=2, seed=0)
+    up_s = time.perf_counter() - t0
+    ids = token_ids(tokenizer, heldout_text(), max_tokens)
+    ppl = compare_modes(moe_model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
+    dense = compare_modes(model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
+    routing = MoEEvalReport()(moe_model, ids, window=window)
+    cfg = moe_model.moe_config
+    return json_safe({
+        "method": "spri", "experts": cfg.num_experts, "top_k": cfg.top_k, "layers": list(cfg.layers),
+        "upcycle_seconds": up_s, "tokens": ppl["tokens"], "window": window,
+        "dense_ppl_ref": dense["ppl_ref"], "dense_ppl_nli": dense["modes"]["nli"]["ppl"],
+        "moe_ppl_ref": ppl["ppl_ref"], "moe_ppl_nli": ppl["modes"]["nli"]["ppl"],
+        "moe_top1_agreement": ppl["modes"]["nli"]["top1_agreement"],
+        **routing,
+    })
+
+
+def section(ctx) -> None:
+    """Print the MoE report and write its JSON and expert-load plot under ``ctx.out``."""
+    from nli.table import atomic_write_text
+
+    from .plots import plot_expert_load
+
+    res = demo_moe(max_tokens=QUICK_TOKENS if ctx.quick else DEMO_TOKENS)
+    print(f"SmolLM2 upcycled with spri: {res['experts']} experts, top-{res['top_k']}, "
+          f"layers {res['layers'][0]}-{res['layers'][-1]} ({res['upcycle_seconds']:.0f} s to build)")
+    print(f"{'model':<12} {'ppl ref':>10} {'ppl nli':>10}   ({res['tokens']} tokens, windows of {res['window']})")
+    print(f"{'dense':<12} {res['dense_ppl_ref']:>10.3f} {res['dense_ppl_nli']:>10.3f}")
+    print(f"{'spri MoE':<12} {res['moe_ppl_ref']:>10.3f} {res['moe_ppl_nli']:>10.3f}")
+    print(f"routing agreement ref vs nli (top-k set unchanged): {100 * res['routing_agreement']:.2f}% of tokens "
+          f"({res['routing_rule']})")
+    atomic_write_text(ctx.out / "moe_spri.json", json.dumps(res, indent=1) + "\n")
+    png = plot_expert_load(res["expert_load"]["ref"], ctx.out / "moe_spri_expert_load.png",
+                           title="SPRI-upcycled SmolLM2 at init: expert load per MoE layer (ref)")
+    print(f"wrote {ctx.out / 'moe_spri.json'} and {png}")
