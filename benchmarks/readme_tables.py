@@ -1,0 +1,86 @@
+"""Print the README's results tables (markdown) from the JSON under benchmarks/results/.
+
+    .venv/bin/python benchmarks/readme_tables.py
+
+Nothing here measures: every number comes from a benchmark JSON whose
+producing command is named in the table caption.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RES = Path(__file__).resolve().parent / "results"
+
+
+def load(name):
+    p = RES / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def fmt_e(v):
+    return "—" if v is None else (f"{v:.2e}" if isinstance(v, float) else str(v))
+
+
+def tables_md(d) -> str:
+    out = ["| table | fp32 unit: max ulp | fp32: % CR | fp32: mean rel | fp16 unit: max ulp | fp16: % CR | NLI published cutpoints (fp32): max ulp / % CR / mean rel |",
+           "|---|---|---|---|---|---|---|"]
+    pub = d.get("published", {})
+    for key, v in d["defaults"].items():
+        fn, mode = key.split(":")
+        a, b = v["fp32"], v.get("fp16", {})
+        fp16 = (f"{b['max_ulp']} | {b['pct_correctly_rounded']:.2f}%" if "max_ulp" in b
+                else "invalid (RNE16(mul) overflows) | —")
+        p = pub.get(f"{fn}:published") if mode == "direct" else None
+        ps = (f"{p['fp32']['max_ulp']} / {p['fp32']['pct_correctly_rounded']:.2f}% / {p['fp32']['mean_rel_error']:.2e}"
+              if p else "—")
+        out.append(f"| {fn} ({mode}) | {a['max_ulp']} | {a['pct_correctly_rounded']:.2f}% | {a['mean_rel_error']:.2e} | {fp16} | {ps} |")
+    return "\n".join(out)
+
+
+def baselines_md(d) -> str:
+    out = ["| table | uniform: max ulp / % CR | curvature: max ulp / % CR | NN-LUT-style: max ulp / % CR |", "|---|---|---|---|"]
+    rows = {}
+    for key, v in d["baselines"].items():
+        fn, mode, kind = key.split(":")
+        rows.setdefault(f"{fn} ({mode})", {})[kind] = v["fp32"]
+    for name, kinds in rows.items():
+        cells = [f"{kinds[k]['max_ulp']} / {kinds[k]['pct_correctly_rounded']:.2f}%" if k in kinds else "—"
+                 for k in ("uniform", "curvature", "nnlut")]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def sim_md(d) -> str:
+    out = ["| op | simulator (elements/s) | torch FP32 (elements/s) | ratio | target |", "|---|---|---|---|---|"]
+    for k, v in d["results"].items():
+        if v.get("target_ratio") is None:
+            continue
+        out.append(f"| {k} | {v['sim_elements_per_s']:.3g} | {v['torch_fp32_elements_per_s']:.3g} | "
+                   f"{v['ratio_sim_over_torch']:.2f} | >= {v['target_ratio']} |")
+    return "\n".join(out)
+
+
+def llm_md(d) -> str:
+    out = [f"| mode | ppl | change vs ref | top-1 agreement | mean KL |", "|---|---|---|---|---|"]
+    for k, v in d["modes"].items():
+        ppl = v.get("ppl")
+        rel = v.get("ppl_rel_change")
+        agree = v.get("top1_agreement")
+        out.append(f"| {k} | {fmt_e(ppl) if ppl is None else f'{ppl:.4f}'} | "
+                   f"{'NaN' if rel is None else f'{100 * rel:+.4f}%'} | "
+                   f"{'—' if agree is None else f'{100 * agree:.2f}%'} | "
+                   f"{fmt_e(v.get('mean_kl'))} |")
+    return "\n".join(out)
+
+
+def main():
+    for name, fn in (("tables.json", tables_md), ("tables.json", baselines_md), ("sim.json", sim_md),
+                     ("llm_2048.json", llm_md)):
+        d = load(name)
+        print(f"\n<!-- from benchmarks/results/{name} -->")
+        print(fn(d) if d else f"(benchmarks/results/{name} missing)")
+
+
+if __name__ == "__main__":
+    main()

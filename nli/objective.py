@@ -1,0 +1,388 @@
+"""Segment and clamp costs of the cutpoint objectives, in O(1) / O(log N) per segment.
+
+A macro interval ``[x_j, x_k]`` with ``B`` bins is approximated by the ideal
+interpolant P: straight lines between the real points ``t_m = x_j + m (x_k - x_j) / B``
+carrying exact (float64) values of f. Its error at grid point i is
+``g_i / w_i`` with ``g = f - line`` and ``w = max(|f|, 2^-14)``.
+
+Sums of ``|g_i| / w_i`` over an index range come from double-double prefix sums
+of ``1/w``, ``f/w`` and ``x/w``: for a line ``a0 + s (x - t0)``
+``sum g/w = sum f/w - a0 sum 1/w - s (sum x/w - t0 sum 1/w)``.
+Where the sign of g is constant, ``sum |g|/w = |sum g/w|``: this holds for a
+chord of f over an interval inside one convexity region (f convex or concave
+there). Otherwise each convexity run of the range is split at the minimum of
+``sigma g`` (binary search on f's monotone divided differences) and at its two
+zero crossings (binary search), leaving at most three constant-sign pieces.
+
+Objectives (codes used by the kernels): 0 ``paper`` (sum of per-segment means),
+1 ``mean`` (one mean over the whole grid), 2 ``max`` (minimax). Adding QUANTIZED (4)
+to a code makes P carry RNE16(f) at its points and the clamps RNE16(f(c)): the LUT the
+table will really hold (then no line is a chord of f, and every bin takes the
+O(log N) path).
+"""
+from __future__ import annotations
+
+from collections import namedtuple
+import math
+
+import numba
+import numpy as np
+
+from .functions import Function, evaluate_scalar
+
+OBJECTIVES = ("paper", "mean", "max")
+QUANTIZED = 4
+W_FLOOR = 2.0 ** -14
+
+GridArrays = namedtuple(
+    "GridArrays",
+    "x f iw P dd run_id run_lo run_hi run_sign infl ord0 fn_id n A I R C",
+)
+GridArrays.__doc__ = """Everything the cost kernels read about one function on one grid.
+
+x, f, iw: float64[N] grid values, f(x), 1/w; P: float64[3, 2, N+1] double-double
+prefix sums (hi, lo) of 1/w, f/w, x/w; dd: float64[N-1] divided differences;
+run_id: int64[N]; run_lo, run_hi, run_sign: int64[R] convexity runs (sign +1
+convex, -1 concave); infl: float64[*] inflection points inside the domain;
+ord0: FP16 ordinal of x[0]; fn_id: function id; n: N; A, I, R, C: the same packed
+for the kernels (see ``_rsum``)."""
+
+
+# ----------------------------------------------------------------------------- exact-ish sums
+@numba.njit(cache=True, inline="always")
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@numba.njit(cache=True)
+def _prefix_dd(v):
+    """float64[N] -> float64[2, N+1]: double-double prefix sums (hi, lo), P[:, 0] = 0."""
+    out = np.zeros((2, v.size + 1))
+    hi = 0.0
+    lo = 0.0
+    for i in range(v.size):
+        s, e = _two_sum(hi, v[i])
+        lo += e
+        hi, lo = _two_sum(s, lo)
+        out[0, i + 1] = hi
+        out[1, i + 1] = lo
+    return out
+
+
+# Kernels take the packed arrays (A, I, R, infl, C) of GridArrays explicitly, and the
+# per-segment ones are compiled without the Numba runtime (_nrt=False: they allocate
+# nothing): otherwise every array use in branchy code gets atomic reference-count
+# updates, which cost several times the O(1) segment sums themselves (measured).
+# A: float64[10, N+1] rows x, f, 1/w, dd, then prefix (hi, lo) of 1/w, f/w, x/w;
+# I: int64[N] run id; R: int64[2, runs] run end index, run sign; C: (ord0, fn_id, n).
+X_, F_, IW_, DD_, P_ = 0, 1, 2, 3, 4
+
+
+@numba.njit(cache=True, inline="always")
+def _rsum(A, q, lo, hi):
+    """sum of prefix quantity q (0: 1/w, 1: f/w, 2: x/w) over lo..hi (inclusive), rounded once."""
+    r = P_ + 2 * q
+    s, e = _two_sum(A[r, hi + 1], -A[r, lo])
+    return s + (e + (A[r + 1, hi + 1] - A[r + 1, lo]))
+
+
+@numba.njit(cache=True, inline="always")
+def _signed_sum(A, lo, hi, a0, s, t0):
+    """sum_{i=lo..hi} (f_i - a0 - s (x_i - t0)) / w_i."""
+    if hi < lo:
+        return 0.0
+    r1 = _rsum(A, 0, lo, hi)
+    return (_rsum(A, 1, lo, hi) - a0 * r1) - s * (_rsum(A, 2, lo, hi) - t0 * r1)
+
+
+@numba.njit(cache=True, inline="always")
+def _g(A, i, a0, s, t0):
+    return A[F_, i] - (a0 + s * (A[X_, i] - t0))
+
+
+@numba.njit(cache=True, _nrt=False)
+def _piece_abs_sum(A, lo, hi, sigma, a0, s, t0):
+    """sum |g|/w over lo..hi, where h = sigma * g is convex (one convexity run)."""
+    # argmin of h: first i with h_{i+1} - h_i >= 0, i.e. sigma (dd_i - s) >= 0
+    a, b = lo, hi
+    while a < b:
+        mid = (a + b) // 2
+        if sigma * (A[DD_, mid] - s) >= 0.0:
+            b = mid
+        else:
+            a = mid + 1
+    m = a
+    # on lo..m, h is non-increasing: first i with h_i <= 0
+    a, b = lo, m + 1
+    while a < b:
+        mid = (a + b) // 2
+        if sigma * _g(A, mid, a0, s, t0) <= 0.0:
+            b = mid
+        else:
+            a = mid + 1
+    z1 = a
+    # on m..hi, h is non-decreasing: first i with h_i > 0
+    a, b = m, hi + 1
+    while a < b:
+        mid = (a + b) // 2
+        if sigma * _g(A, mid, a0, s, t0) > 0.0:
+            b = mid
+        else:
+            a = mid + 1
+    z2 = max(a, z1)
+    return (abs(_signed_sum(A, lo, z1 - 1, a0, s, t0)) + abs(_signed_sum(A, z1, z2 - 1, a0, s, t0))
+            + abs(_signed_sum(A, z2, hi, a0, s, t0)))
+
+
+@numba.njit(cache=True, inline="always")
+def _same_region(infl, tl, th):
+    """True when no inflection point lies strictly inside (tl, th)."""
+    for i in range(infl.size):
+        if tl < infl[i] < th:
+            return False
+    return True
+
+
+@numba.njit(cache=True, _nrt=False)
+def _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit):
+    """sum |g|/w over lo..hi for any line: O(1) lower bound per run, then O(log N) per run."""
+    r0 = I[lo]
+    lb = 0.0
+    a = lo
+    r = r0
+    while a <= hi:
+        e = min(hi, R[0, r])
+        lb += abs(_signed_sum(A, a, e, a0, s, t0))
+        a = e + 1
+        r += 1
+    if lb >= limit:
+        return lb
+    total = 0.0
+    r = r0
+    while lo <= hi:
+        e = min(hi, R[0, r])
+        total += _piece_abs_sum(A, lo, e, R[1, r], a0, s, t0)
+        lo = e + 1
+        r += 1
+    return total
+
+
+@numba.njit(cache=True, inline="always")
+def _line_abs_sum(A, I, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
+    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means 'too big').
+
+    If the line is the chord of f over [chord_lo, chord_hi] (pass chord_lo > chord_hi
+    when it is not a chord) and that interval holds no inflection point, g has one
+    sign and the sum is O(1); otherwise O(log N) per convexity run, after an O(1)
+    lower bound (sum over runs of |sum g/w|, triangle inequality) has not reached limit.
+    """
+    if hi < lo:
+        return 0.0
+    if chord_lo <= chord_hi and _same_region(infl, chord_lo, chord_hi):
+        return abs(_signed_sum(A, lo, hi, a0, s, t0))
+    return _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit)
+
+
+@numba.njit(cache=True, _nrt=False)
+def _line_max(A, lo, hi, a0, s, t0, limit):
+    """max_{i=lo..hi} |g_i|/w_i, stopping early once it reaches ``limit``."""
+    m = 0.0
+    for i in range(lo, hi + 1):
+        v = abs(_g(A, i, a0, s, t0)) * A[IW_, i]
+        if v > m:
+            m = v
+            if m >= limit:
+                return m
+    return m
+
+
+@numba.njit(cache=True, inline="always")
+def _rne16(v):
+    """RNE16 of a float64 (overflow to +-inf), as a float64."""
+    a = abs(v)
+    if a == 0.0 or a != a:
+        return v
+    if a >= 65520.0:
+        return math.copysign(np.inf, v)
+    _, e = math.frexp(a)
+    q = 2.0 ** (max(e - 1, -14) - 10)
+    y = a / q  # exact: power-of-two scaling, y < 2^11
+    r = math.floor(y + 0.5)
+    if r - y == 0.5 and r % 2.0 == 1.0:
+        r -= 1.0
+    return math.copysign(r * q, v)
+
+
+# ----------------------------------------------------------------------------- FP16 index of a real
+@numba.njit(cache=True, inline="always")
+def _pos_bits(a, up):
+    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past max."""
+    if a > 65504.0:
+        return 0x7C00 if up else 0x7BFF
+    if a < 2.0 ** -14:
+        q = a * 2.0 ** 24  # exact scaling into the subnormal count
+        return int(math.ceil(q)) if up else int(math.floor(q))
+    _, e = math.frexp(a)  # a = mant * 2^e, mant in [0.5, 1)
+    E = e - 1
+    q = (a / 2.0 ** E - 1.0) * 1024.0  # exact
+    frac = int(math.ceil(q)) if up else int(math.floor(q))
+    return ((E + 15) << 10) + frac  # a carry out of frac moves into the exponent, as it should
+
+
+@numba.njit(cache=True, inline="always")
+def _ceil_index(ord0, n, t):
+    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal ord0."""
+    if t >= 0.0:
+        o = _pos_bits(t, True)
+    else:
+        o = -_pos_bits(-t, False)
+    return min(max(o - ord0, 0), n)
+
+
+# ----------------------------------------------------------------------------- segment cost
+@numba.njit(cache=True, _nrt=False)
+def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
+    """Raw error of macro interval [x_j, x_k] with B bins: the sum (or max) of |f-P|/w.
+
+    Stops early, returning a value >= limit_raw, once the partial result reaches it.
+    """
+    ord0, fn_id, n = C
+    a = A[X_, j]
+    d = A[X_, k] - a
+    tp = a
+    Fp = _rne16(A[F_, j]) if quant else A[F_, j]
+    lo = j
+    acc = 0.0
+    for m in range(1, B + 1):
+        if m == B:
+            t = A[X_, k]
+            F = A[F_, k]
+            hi = k
+        else:
+            t = a + (m * d) / B
+            F = evaluate_scalar(fn_id, t)
+            hi = _ceil_index(ord0, n, t) - 1
+        if quant:
+            F = _rne16(F)
+        if hi >= lo:
+            s = (F - Fp) / (t - tp)
+            if use_max:
+                acc = max(acc, _line_max(A, lo, hi, Fp, s, tp, limit_raw))
+            else:
+                acc += _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp,
+                                     0.0 if quant else t, limit_raw - acc)
+            if acc >= limit_raw:
+                return acc
+            lo = hi + 1
+        tp = t
+        Fp = F
+    return acc
+
+
+@numba.njit(cache=True, _nrt=False)
+def _seg_cost(A, I, R, infl, C, j, k, B, code, limit):
+    """Objective contribution of macro interval j..k (see module doc), early exit at ``limit``."""
+    obj = code & 3
+    if obj == 0:
+        scale = 1.0 / (k - j + 1)
+    elif obj == 1:
+        scale = 1.0 / C[2]
+    else:
+        scale = 1.0
+    lim = limit / scale if limit < np.inf else np.inf
+    return _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim) * scale
+
+
+@numba.njit(cache=True, parallel=True)
+def _clamp_costs_k(A, I, R, infl, C, code, right):
+    n = C[2]
+    out = np.empty(n)
+    obj = code & 3
+    for kk in numba.prange(n):
+        k = np.int64(kk)  # prange indices may be unsigned; keep index arithmetic in int64
+        lo, hi = (k, np.int64(n - 1)) if right else (np.int64(0), k)
+        v = _rne16(A[F_, k]) if code >= QUANTIZED else A[F_, k]
+        if obj == 2:
+            out[k] = _line_max(A, lo, hi, v, 0.0, 0.0, np.inf)
+        else:
+            raw = _line_abs_sum(A, I, R, infl, lo, hi, v, 0.0, 0.0, 1.0, 0.0, np.inf)
+            out[k] = raw / (hi - lo + 1) if obj == 0 else raw / n
+    return out
+
+
+def _clamp_costs(G, code, right):
+    """float64[N]: Lclamp(k) (or Rclamp(k) if right) for every grid index k."""
+    return _clamp_costs_k(G.A, G.I, G.R, G.infl, G.C, code, right)
+
+
+# ----------------------------------------------------------------------------- public wrappers
+def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
+    """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N], ascending FP16)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    if x.ndim != 1 or x.size < 1 or np.any(np.diff(x) <= 0):
+        raise ValueError("grid: need a non-empty ascending float64 array")
+    f = function(x)
+    iw = 1.0 / np.maximum(np.abs(f), W_FLOOR)
+    P = np.stack([_prefix_dd(iw), _prefix_dd(f * iw), _prefix_dd(x * iw)])  # (3, 2, N+1)
+    dd = np.diff(f) / np.diff(x) if x.size > 1 else np.zeros(0)
+    infl = np.array([p for p in function.inflections if x[0] < p < x[-1]], dtype=np.float64)
+    # convexity runs: split the grid where it crosses an inflection point
+    cuts = [0] + [int(np.searchsorted(x, p, side="right")) for p in infl] + [x.size]
+    run_lo, run_hi, run_sign = [], [], []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        if b <= a:
+            continue
+        seg = dd[a:max(a, b - 1)]
+        sign = 1 if seg.size < 2 or seg[-1] >= seg[0] else -1
+        run_lo.append(a), run_hi.append(b - 1), run_sign.append(sign)
+    run_id = np.zeros(x.size, dtype=np.int64)
+    for r, (a, b) in enumerate(zip(run_lo, run_hi)):
+        run_id[a:b + 1] = r
+    b0 = int(np.float16(x[0]).view(np.uint16))
+    ord0 = b0 if x[0] >= 0 else -(b0 & 0x7FFF)
+    n = x.size
+    A = np.zeros((P_ + 6, n + 1))  # rows: x, f, 1/w, dd, prefix (hi, lo) x 3; column n pads
+    A[X_, :n], A[F_, :n], A[IW_, :n], A[DD_, :n - 1] = x, f, iw, dd
+    A[P_:] = P.reshape(6, n + 1)  # (3, 2, N+1) -> (6, N+1)
+    R = np.array([run_hi, run_sign], dtype=np.int64).reshape(2, -1)
+    return GridArrays(x, f, iw, P, np.ascontiguousarray(dd), run_id, np.array(run_lo, np.int64),
+                      np.array(run_hi, np.int64), np.array(run_sign, np.int64), infl, ord0,
+                      function.fn_id, n, A, run_id, R, (int(ord0), int(function.fn_id), int(n)))
+
+
+def objective_code(objective: str, quantized: bool = False) -> int:
+    """'paper' | 'mean' | 'max' -> 0 | 1 | 2 (+ QUANTIZED), with an error naming the choices."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return OBJECTIVES.index(objective) + (QUANTIZED if quantized else 0)
+
+
+def segment_cost(G: GridArrays, j: int, k: int, bins: int, objective: str, quantized: bool = False) -> float:
+    """Cost of one macro interval from grid index j to k (j < k) with ``bins`` bins."""
+    if not 0 <= j < k < G.n or bins < 1:
+        raise ValueError(f"segment: need 0 <= j < k < {G.n} and bins >= 1, got j={j}, k={k}, bins={bins}")
+    return float(_seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, int(bins), objective_code(objective, quantized),
+                           np.inf))
+
+
+def clamp_costs(G: GridArrays, objective: str, quantized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(Lclamp, Rclamp): float64[N] each, the clamp cost with the first/last cutpoint at index k."""
+    o = objective_code(objective, quantized)
+    return _clamp_costs(G, o, False), _clamp_costs(G, o, True)
+
+
+def cost_of_cutpoints(G: GridArrays, cut_idx, bins, objective: str, quantized: bool = False) -> float:
+    """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with ``bins`` (int[K])."""
+    cut_idx = np.asarray(cut_idx, dtype=np.int64)
+    bins = np.asarray(bins, dtype=np.int64)
+    if cut_idx.size != bins.size + 1 or np.any(np.diff(cut_idx) <= 0):
+        raise ValueError("cutpoints: need K+1 strictly increasing grid indices for K bins")
+    o = objective_code(objective, quantized)
+    L, R = clamp_costs(G, objective, quantized)
+    parts = [L[cut_idx[0]], R[cut_idx[-1]]]
+    parts += [_seg_cost(G.A, G.I, G.R, G.infl, G.C, int(a), int(b), int(B), o, np.inf)
+              for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)]
+    return float(max(parts) if o & 3 == 2 else sum(parts))
+

@@ -1,0 +1,261 @@
+"""Globally optimal cutpoints on the FP16 grid by dynamic programming.
+
+``D[L][k]`` is the best cost of a prefix whose L-th cutpoint (counting from 0)
+is grid point ``x_k``; ``D[0][k] = Lclamp(k)``,
+``D[L][k] = min_j D[L-1][j] (+ or max) cost(j, k, bins[L-1])``, and the answer is
+``min_k D[K][k] (+ or max) Rclamp(k)``. It is exact: every pair (j, k) is
+considered; a pair is skipped only when ``D[L-1][j]`` alone already reaches the
+best value found for k (costs are non-negative), and a segment cost stops
+being computed once its partial sum reaches what it would have to beat. Both
+cuts are exact. Segment costs are O(1) (O(log N) across an inflection point)
+per ideal-interpolant bin, see :mod:`nli.objective`.
+
+Layer kernels run in parallel over k (``numba.prange``, threads strided over k).
+Optional candidate thinning (``stride > 1``: cutpoints only at every stride-th
+grid point, costs still over the full grid) is off by default; the result says
+so, and :func:`solve` can measure its gap to the exact optimum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+import time
+from typing import Callable
+
+import numba
+import numpy as np
+
+from .functions import get_function
+from .grid import DomainError, fp16_grid
+from .objective import GridArrays, _clamp_costs, _seg_cost, grid_arrays, objective_code
+from .table import PRECISIONS, Table, table_from_cutpoints
+
+PAPER_BINS = (1,) + (32,) * 8 + (1,)
+# a bound U from a coarser pass admits partial costs < U (1 + BOUND_SLACK): float sums of the
+# same non-negative terms cannot exceed U by more than this, so the optimum always survives
+BOUND_SLACK = 1e-9
+FP16_OVERFLOW = 65520.0  # |v| >= this rounds to inf in FP16
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Bins per macro interval; ``name`` is how the CLI spells it."""
+
+    name: str
+    bins: tuple
+
+    def __post_init__(self):
+        if len(self.bins) < 1 or any(int(b) < 1 for b in self.bins):
+            raise ValueError(f"layout {self.name!r}: needs at least one macro interval, bins >= 1")
+
+    @property
+    def cutpoints(self) -> int:
+        return len(self.bins) + 1
+
+    @property
+    def entries(self) -> int:
+        return 1 + sum(self.bins)
+
+    @classmethod
+    def parse(cls, text: str) -> "Layout":
+        """'paper' | 'single:M' | 'two-level:K:B' -> Layout, with an error naming the form."""
+        parts = text.split(":")
+        try:
+            if parts == ["paper"]:
+                return cls("paper", PAPER_BINS)
+            if parts[0] == "single" and len(parts) == 2:
+                m = int(parts[1])
+                if m < 2:
+                    raise ValueError
+                return cls(text, (1,) * (m - 1))
+            if parts[0] == "two-level" and len(parts) == 3:
+                k, b = int(parts[1]), int(parts[2])
+                if k < 0 or b < 1:
+                    raise ValueError
+                return cls(text, (1,) + (b,) * k + (1,))
+        except ValueError:
+            pass
+        raise ValueError(f"layout: expected paper, single:M (M >= 2) or two-level:K:B, got {text!r}")
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The solver's answer: cutpoints (grid indices and FP16 bits) and what produced them."""
+
+    function: str
+    objective: str
+    layout: Layout
+    domain: tuple  # (lo, hi) float64, FP16 values
+    cut_idx: np.ndarray  # int64[K+1] grid indices
+    cutpoints: np.ndarray  # uint16[K+1]
+    cost: float
+    solve_seconds: float
+    grid_points: int
+    stride: int = 1  # candidate thinning (1 = exact, every grid point a candidate)
+    gap: float | None = None  # measured cost - exact cost, when thinning and asked to measure
+    precision: str = "fp32"
+    quantized: bool = False  # P carried RNE16(f) (the LUT as built) instead of exact f
+
+    def meta(self) -> dict:
+        """JSON-ready record of how the cutpoints were made."""
+        from .grid import f16_hex
+        from .grid import f64_to_f16_bits
+
+        lo, hi = (f16_hex(int(b)) for b in f64_to_f16_bits(np.array(self.domain)))
+        d = {"objective": self.objective, "cost": float(self.cost), "domain": [lo, hi],
+             "layout": self.layout.name, "solve_seconds": round(float(self.solve_seconds), 3),
+             "grid_points": int(self.grid_points), "thinning": None if self.stride == 1 else self.stride,
+             "lut_rounding_in_objective": bool(self.quantized)}
+        if self.gap is not None:
+            d["thinning_gap"] = float(self.gap)
+        return d
+
+
+@numba.njit(cache=True, parallel=True)
+def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg):
+    """One DP layer over candidate k (kc, ascending) and live j (jl: Dp[j] < bound, ascending).
+
+    out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < bound, else inf;
+    out_arg[k] = the argmin (-1 if none). out_D must arrive filled with inf. Only pairs
+    with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
+    """
+    mx = (obj & 3) == 2  # minimax
+    for tt in numba.prange(T):
+        t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
+        hint = np.int64(-1)
+        for q in range(t, kc.size, T):  # threads strided over k: balanced work, hint from a nearby k
+            k = kc[q]
+            best = bound
+            arg = np.int64(-1)
+            if 0 <= hint < k and Dp[hint] < best and A[0, k] - A[0, hint] >= minw:
+                c = _seg_cost(A, I, R, infl, C, hint, k, B, obj, best if mx else best - Dp[hint])
+                v = max(Dp[hint], c) if mx else Dp[hint] + c
+                if v < best:
+                    best = v
+                    arg = hint
+            for p in range(np.searchsorted(jl, k) - 1, -1, -1):
+                j = jl[p]
+                dj = Dp[j]
+                if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
+                    continue
+                c = _seg_cost(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                v = max(dj, c) if mx else dj + c
+                if v < best:
+                    best = v
+                    arg = j
+            if arg >= 0:
+                out_D[k] = best
+                out_arg[k] = arg
+                hint = arg
+    return out_D
+
+
+def _candidates(n: int, stride: int) -> np.ndarray:
+    """Grid indices 0, stride, 2 stride, ... and n-1: int64[*]."""
+    c = np.arange(0, n, stride, dtype=np.int64)
+    return c if c[-1] == n - 1 else np.append(c, n - 1)
+
+
+def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, minw, progress):
+    """The DP over candidate cutpoints ``cand``; partial costs >= bound are dropped (exact if the
+    optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None)."""
+    n, K = G.n, len(bins)
+    L, R = clamps
+    D = np.full(n, np.inf)
+    D[cand] = np.where(L[cand] < bound, L[cand], np.inf)
+    args = np.full((K, n), -1, dtype=np.int64)
+    T = numba.get_num_threads()
+    if progress is not None:
+        progress(0, K)
+    for layer, B in enumerate(bins):
+        live = cand[D[cand] < bound]
+        D = _layer(G.A, G.I, G.R, G.infl, G.C, D, int(B), obj, cand, live, T, bound, float(minw[layer]),
+                   np.full(n, np.inf), args[layer])
+        if progress is not None:
+            progress(layer + 1, K)
+    total = np.maximum(D, R) if obj & 3 == 2 else D + R
+    k = int(np.argmin(total))
+    cost = float(total[k])
+    if not cost < bound:
+        return math.inf, None
+    idx = [k]
+    for layer in range(K - 1, -1, -1):
+        k = int(args[layer, k])
+        idx.append(k)
+    return cost, np.array(idx[::-1], dtype=np.int64)
+
+
+def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress):
+    """Coarse-to-fine: each thinned pass gives a feasible cost U (an upper bound on the
+    optimum), which makes the next, finer pass drop every partial path costing >= U.
+    The last pass uses candidate stride ``stride`` (1 = every grid point: exact).
+    Cutpoints are restricted to grid points where ``ok`` (RNE16(f) finite)."""
+    clamps = (_clamp_costs(G, obj, False), _clamp_costs(G, obj, True))
+    schedule = [s for s in (256, 32) if s > stride and G.n // s >= 4 * (len(bins) + 1)] + [stride]
+    bound = math.inf
+    cost, idx = math.inf, None
+    for i, s in enumerate(schedule):
+        last = i == len(schedule) - 1
+        cand = _candidates(G.n, s)
+        c, ix = _dp(G, bins, obj, cand[ok[cand]], bound * (1 + BOUND_SLACK),
+                    clamps, minw, progress if last else None)
+        if ix is not None and c <= cost:
+            cost, idx = c, ix
+            bound = c
+    return cost, idx
+
+
+def solve(function: str, layout: Layout | str = "paper", objective: str = "paper",
+          domain: tuple | None = None, precision: str = "fp32", stride: int = 1,
+          measure_gap: bool = False, progress: Callable[[int, int], None] | None = None,
+          quantized: bool = False) -> SolveResult:
+    """Globally optimal cutpoints for ``function`` on the FP16 grid of ``domain``.
+
+    ``domain`` defaults to the function's legal FP16 domain; ``stride > 1`` thins the
+    cutpoint candidates (explicit, approximate; ``measure_gap`` also runs the exact
+    solve and records the gap). ``progress(done, total)`` is called after each layer.
+    ``quantized``: P carries RNE16(f) at its points and the clamps RNE16(f(c)), i.e. the
+    LUT the table will hold (see :mod:`nli.objective`). Cutpoints are grid points where RNE16(f) is finite (the LUT must be finite); for
+    ``precision='fp16'`` a macro interval of B bins is at least B / 65504 wide, so that
+    RNE16(mul) cannot overflow (spec section 2; slightly stricter than needed).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
+    f = get_function(function)
+    lay = Layout.parse(layout) if isinstance(layout, str) else layout
+    obj = objective_code(objective, quantized)
+    lo, hi = domain if domain is not None else f.default_domain
+    x, _ = fp16_grid(lo, hi)
+    if lay.cutpoints > x.size:
+        raise DomainError(f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but the domain "
+                          f"[{lo:g}, {hi:g}] has only {x.size} grid points")
+    if stride < 1:
+        raise ValueError(f"stride: must be >= 1, got {stride}")
+    t0 = time.perf_counter()
+    G = grid_arrays(f, x)
+    ok = np.abs(G.f) < FP16_OVERFLOW
+    if int(ok[_candidates(x.size, stride)].sum()) < lay.cutpoints:
+        raise ValueError(f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but only "
+                         f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f")
+    minw = [b / 65504.0 if precision == "fp16" else 0.0 for b in lay.bins]
+    cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)
+    if idx is None:
+        raise ValueError(f"no feasible cutpoints for layout {lay.name!r} on this domain"
+                         + (" with fp16 precision (macro intervals too narrow)" if precision == "fp16" else ""))
+    seconds = time.perf_counter() - t0
+    gap = None
+    if stride > 1 and measure_gap:
+        exact, _ = _solve_grid(G, lay.bins, obj, 1, ok, minw, None)
+        gap = cost - exact
+    bits = np.asarray(x[idx], dtype=np.float64).astype(np.float16).view(np.uint16)
+    return SolveResult(function, objective, lay, (float(x[0]), float(x[-1])), idx, bits, cost,
+                       seconds, int(x.size), stride, gap, precision, quantized)
+
+
+def table_from_result(result: SolveResult, **extra_meta) -> Table:
+    """The table of a solve: LUT = RNE16(f(point)), below = lut[0], above = lut[-1]
+    (spec section 2 defaults); meta records objective, cost, domain, layout, timing."""
+    return table_from_cutpoints(
+        result.function, result.cutpoints, list(result.layout.bins), result.precision,
+        **result.meta(), provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},
+        **extra_meta)

@@ -1,0 +1,514 @@
+"""Slow, obviously correct oracles for the fast paths (one clearly headed section per module).
+
+Each section is owned by the module it checks; add yours, never rewrite another.
+"""
+
+
+# =============================================================================
+# Section: cutpoint solver oracles (issue 2, nli/objective.py + nli/solver.py)
+# Point-by-point segment costs in plain Python, and a brute-force DP /
+# exhaustive enumeration over every cutpoint choice. Slow on purpose.
+# =============================================================================
+import itertools as _it
+
+_W_FLOOR = 2.0 ** -14
+
+
+def _naive_rne16(v):
+    """RNE16 of a float64 via numpy's correctly rounded double -> half conversion."""
+    import numpy as _np
+    with _np.errstate(over="ignore"):
+        return float(_np.float16(v))
+
+
+def naive_point_errors(fn, x, j, k, B, fx=None, quantized=False):
+    """[|f(x_i) - P(x_i)| / w_i for i = j..k], P the ideal interpolant with B bins
+    (quantized: P carries RNE16(f) at its points).
+
+    fx: optional list of f(x_i) for the whole grid (a cache; computed if missing)."""
+    fx = [float(v) for v in fn([float(v) for v in x])] if fx is None else fx
+    a, b = float(x[j]), float(x[k])
+    d = b - a
+    t = [a + (m * d) / B for m in range(B)] + [b]
+    ft = [float(v) for v in fn(t)]
+    if quantized:
+        ft = [_naive_rne16(v) for v in ft]
+    out = []
+    for i in range(j, k + 1):
+        xi, fi = float(x[i]), fx[i]
+        m = 0
+        while m < B - 1 and t[m + 1] <= xi:
+            m += 1
+        p = ft[m] + (ft[m + 1] - ft[m]) * (xi - t[m]) / (t[m + 1] - t[m])
+        out.append(abs(fi - p) / max(abs(fi), _W_FLOOR))
+    return out
+
+
+def naive_clamp_errors(fn, x, k, right, fx=None, quantized=False):
+    """[|f(x_i) - f(x_k)| / w_i] over i <= k (or i >= k if right); quantized: RNE16(f(x_k))."""
+    fx = [float(v) for v in fn([float(v) for v in x])] if fx is None else fx
+    fk = _naive_rne16(fx[k]) if quantized else fx[k]
+    idx = range(k, len(x)) if right else range(0, k + 1)
+    out = []
+    for i in idx:
+        fi = fx[i]
+        out.append(abs(fi - fk) / max(abs(fi), _W_FLOOR))
+    return out
+
+
+def _naive_combine(objective, n):
+    if objective == "paper":
+        return lambda errs: sum(errs) / len(errs)
+    if objective == "mean":
+        return lambda errs: sum(errs) / n
+    return lambda errs: max(errs)
+
+
+def naive_cost(fn, x, cut_idx, bins, objective):
+    """Objective of cutpoints at grid indices cut_idx (K+1) with bins (K), point by point."""
+    part = _naive_combine(objective, len(x))
+    fx = [float(v) for v in fn([float(v) for v in x])]
+    parts = [part(naive_clamp_errors(fn, x, cut_idx[0], False, fx)),
+             part(naive_clamp_errors(fn, x, cut_idx[-1], True, fx))]
+    parts += [part(naive_point_errors(fn, x, a, b, B, fx)) for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)]
+    return max(parts) if objective == "max" else sum(parts)
+
+
+def naive_solve(fn, x, bins, objective, quantized=False):
+    """Brute-force DP over all cutpoint choices; segment costs point by point. Returns the optimal cost."""
+    n = len(x)
+    part = _naive_combine(objective, n)
+    add = max if objective == "max" else (lambda a, b: a + b)
+    memo = {}
+    fx = [float(v) for v in fn([float(v) for v in x])]
+
+    def seg(j, k, B):
+        if (j, k, B) not in memo:
+            memo[(j, k, B)] = part(naive_point_errors(fn, x, j, k, B, fx, quantized))
+        return memo[(j, k, B)]
+
+    D = [part(naive_clamp_errors(fn, x, k, False, fx, quantized)) for k in range(n)]
+    for B in bins:
+        D = [min([add(D[j], seg(j, k, B)) for j in range(k)], default=float("inf")) for k in range(n)]
+    return min(add(D[k], part(naive_clamp_errors(fn, x, k, True, fx, quantized))) for k in range(n))
+
+
+def naive_enumerate(fn, x, bins, objective):
+    """Exhaustive enumeration of every increasing cutpoint tuple (tiny grids only)."""
+    return min(naive_cost(fn, x, list(c), bins, objective)
+               for c in _it.combinations(range(len(x)), len(bins) + 1))
+
+
+# =============================================================================
+# Section: datapath oracle (issue 3, hw_sim/): spec sections 1, 3, 4 and 5
+# Exact values are fractions.Fraction; every rounding goes through _nv_round,
+# a plain round-to-nearest-even written here (independent of nli.grid and of
+# hw_sim.fp). One input at a time, no vectorization: slow on purpose.
+# =============================================================================
+from fractions import Fraction as _NvF
+
+import numpy as np
+
+
+class NvVal:
+    """An exact extended real: kind 'num' (q: Fraction, neg: sign bit, meaningful
+    for zeros), 'inf' (neg: sign) or 'nan'."""
+
+    __slots__ = ("kind", "q", "neg")
+
+    def __init__(self, kind, q=_NvF(0), neg=False):
+        self.kind, self.q = kind, q
+        self.neg = q.numerator < 0 if kind == "num" and q.numerator != 0 else neg
+
+    def is_nan(self):
+        return self.kind == "nan"
+
+    def __repr__(self):
+        return f"NvVal({self.kind}, {self.q}, neg={self.neg})"
+
+
+_NV_NAN = NvVal("nan")
+# (fraction bits, smallest normal exponent, largest exponent, exponent bits)
+NV_FP16 = (10, -14, 15, 5)
+NV_FP32 = (23, -126, 127, 8)
+
+
+def nv_decode(bits, fmt):
+    """Bit pattern -> NvVal, straight from the IEEE layout."""
+    mbits, emin, emax, ebits = fmt
+    bits = int(bits)
+    neg = bool(bits >> (mbits + ebits))
+    e = (bits >> mbits) & ((1 << ebits) - 1)
+    m = bits & ((1 << mbits) - 1)
+    if e == (1 << ebits) - 1:
+        return _NV_NAN if m else NvVal("inf", neg=neg)
+    if e == 0:
+        q = _NvF(m) * _NvF(2) ** (emin - mbits)
+    else:
+        q = (1 + _NvF(m, 1 << mbits)) * _NvF(2) ** (e - (1 << (ebits - 1)) + 1)
+    return NvVal("num", -q if neg else q, neg)
+
+
+def nv16(bits):
+    return nv_decode(bits, NV_FP16)
+
+
+def nv32(bits):
+    return nv_decode(bits, NV_FP32)
+
+
+def _nv_pow2(e):
+    """2^e as an exact Fraction."""
+    return _NvF(1 << e) if e >= 0 else _NvF(1, 1 << -e)
+
+
+def _nv_round(v, fmt):
+    """Round an exact NvVal to the format: nearest, ties to even, subnormals kept,
+    overflow to +-inf. With |q| = n/d, 2^E <= |q| < 2^(E+1) and the quantum
+    2^Q, Q = max(E, emin) - mbits, the neighbours of |q| are k 2^Q and (k+1) 2^Q
+    where k, rem = divmod(|q|, 2^Q); compare 2 rem with 2^Q (in integers)."""
+    if v.kind != "num" or v.q == 0:
+        return v
+    mbits, emin, emax, _ = fmt
+    n, d = abs(v.q.numerator), v.q.denominator
+    E = n.bit_length() - d.bit_length()          # a first guess, then fixed up
+    while (d << E if E >= 0 else d) > (n if E >= 0 else n << -E):
+        E -= 1
+    while (d << (E + 1) if E + 1 >= 0 else d) <= (n if E + 1 >= 0 else n << -(E + 1)):
+        E += 1
+    if E > emax:
+        return NvVal("inf", neg=v.neg)
+    Q = max(E, emin) - mbits
+    num, den = (n, d << Q) if Q >= 0 else (n << -Q, d)   # |q| / 2^Q = num / den
+    k, rem = divmod(num, den)
+    if 2 * rem > den or (2 * rem == den and k % 2 == 1):
+        k += 1
+    if k >= (1 << (emax + 1 - Q)):                # k 2^Q >= 2^(emax+1): overflow
+        return NvVal("inf", neg=v.neg)
+    r = _NvF(k << Q) if Q >= 0 else _NvF(k, 1 << -Q)
+    return NvVal("num", -r if v.neg else r, v.neg)   # a zero result keeps v's sign
+
+
+def nv_rne16(v):
+    return _nv_round(v, NV_FP16)
+
+
+def nv_rne32(v):
+    return _nv_round(v, NV_FP32)
+
+
+_NV_ENCODE = {}
+
+
+def nv_encode16(v):
+    """An FP16-representable NvVal -> its bit pattern; NaN -> 0x7e00. Looked up in
+    the inverse of nv16 over every non-negative finite encoding."""
+    if v.kind == "nan":
+        return 0x7E00
+    sign = 0x8000 if v.neg else 0
+    if v.kind == "inf":
+        return sign | 0x7C00
+    if not _NV_ENCODE:
+        _NV_ENCODE.update((nv16(b).q, b) for b in range(0x7C00))
+    bits = _NV_ENCODE.get(abs(v.q))
+    assert bits is not None, f"not an FP16 value: {v}"
+    return sign | bits
+
+
+def nv_neg(a):
+    if a.kind == "nan":
+        return a
+    if a.kind == "inf":
+        return NvVal("inf", neg=not a.neg)
+    return NvVal("num", -a.q, not a.neg)
+
+
+def nv_add(a, b):
+    """Exact a + b: an exact zero is +0 unless both are -0; inf - inf is NaN."""
+    if a.kind == "nan" or b.kind == "nan":
+        return _NV_NAN
+    if a.kind == "inf" and b.kind == "inf":
+        return a if a.neg == b.neg else _NV_NAN
+    if a.kind == "inf":
+        return a
+    if b.kind == "inf":
+        return b
+    q = a.q + b.q
+    if q == 0:
+        return NvVal("num", q, a.neg and b.neg)
+    return NvVal("num", q)
+
+
+def nv_sub(a, b):
+    return nv_add(a, nv_neg(b))
+
+
+def nv_mul(a, b):
+    """Exact a * b: sign is the XOR of the signs; 0 * inf is NaN."""
+    if a.kind == "nan" or b.kind == "nan":
+        return _NV_NAN
+    neg = a.neg != b.neg
+    if a.kind == "inf" or b.kind == "inf":
+        if (a.kind == "num" and a.q == 0) or (b.kind == "num" and b.q == 0):
+            return _NV_NAN
+        return NvVal("inf", neg=neg)
+    return NvVal("num", a.q * b.q, neg)
+
+
+def nv_lt(a, b):
+    """Numeric a < b for non-NaN values (-0 == +0)."""
+    if a.kind == "num" and b.kind == "num":
+        return a.q < b.q
+
+    def key(v):
+        return (-1 if v.neg else 1, 0) if v.kind == "inf" else (0, v.q)
+    return key(a) < key(b)
+
+
+def nv_floor(a):
+    """floor of a non-negative value (or zero of either sign, or +inf), sign kept."""
+    if a.kind != "num":
+        return a
+    return NvVal("num", _NvF(a.q.numerator // a.q.denominator), a.neg)
+
+
+class NvTable:
+    """A table's fields decoded once (the oracle reads only spec fields)."""
+
+    def __init__(self, table):
+        self.cut = [nv16(c) for c in table.cutpoints]
+        self.bins = [int(b) for b in table.bins]
+        self.base = [int(b) for b in table.base]
+        self.mul = [nv32(int(m)) for m in np.asarray(table.mul, np.float32).view(np.uint32)]
+        self.lut = [nv16(v) for v in table.lut]
+        self.below, self.above = int(table.below), int(table.above)
+        self.fp16 = table.precision == "fp16"
+
+
+def nv_unit(nt, x):
+    """Spec section 3 for one input NvVal x (an FP16 value) -> FP16 bits."""
+    if x.is_nan():
+        return 0x7E00
+    K = len(nt.bins)
+    if nv_lt(x, nt.cut[0]):
+        return nt.below
+    if not nv_lt(x, nt.cut[K]):
+        return nt.above
+    lo, hi = 0, K - 1                     # bisect for the largest i <= K-1 with c_i <= x
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if nv_lt(x, nt.cut[mid]):
+            hi = mid - 1
+        else:
+            lo = mid
+    i = lo
+    rnd = nv_rne16 if nt.fp16 else nv_rne32
+    dx = rnd(nv_sub(x, nt.cut[i]))
+    mul = nv_rne16(nt.mul[i]) if nt.fp16 else nt.mul[i]
+    u = rnd(nv_mul(dx, mul))
+    a = nv_floor(u)
+    top = NvVal("num", _NvF(nt.bins[i] - 1))
+    if nv_lt(top, a):
+        a = top
+    t = nv_sub(u, a)  # exact (the spec says so; a is the float floor, so t is never -0)
+    g = nt.base[i] + int(a.q)
+    y0, y1 = nt.lut[g], nt.lut[g + 1]
+    dy = rnd(nv_sub(y1, y0))
+    if nt.fp16:
+        return nv_encode16(nv_rne16(nv_add(y0, nv_mul(t, dy))))
+    p = nv_rne32(nv_mul(t, dy))
+    return nv_encode16(nv_rne16(nv_rne32(nv_add(y0, p))))
+
+
+def nv_unit_all(table, xbits=None):
+    """The oracle's output bits for the given inputs (default: all 65,536), uint16."""
+    nt = NvTable(table)
+    xs = range(1 << 16) if xbits is None else [int(b) for b in np.asarray(xbits).reshape(-1)]
+    return np.array([nv_unit(nt, nv16(b)) for b in xs], dtype=np.uint16)
+
+
+def _nv_split(v, odd_to_even):
+    """Positive finite v = m * 2^k exactly with m in [1, 2) (or [1, 4) and k even)."""
+    k = 0
+    q = v.q
+    while q >= 2:
+        q /= 2
+        k += 1
+    while q < 1:
+        q *= 2
+        k -= 1
+    if odd_to_even and k % 2:
+        q *= 2
+        k -= 1
+    return NvVal("num", q), k
+
+
+def nv_inverse(v, nt, mode, kind):
+    """Section 5: reciprocal (kind 'reciprocal') or rsqrt of an FP32 NvVal -> FP16 NvVal.
+    Reduced-mode values the spec leaves open (project choices, as in hw_sim.ops):
+    reciprocal is odd (r(-v) = -r(v): -0 -> -inf, -inf -> -0); rsqrt(-0) = -inf
+    and rsqrt of a negative value is NaN."""
+    if mode == "direct":
+        return nv16(nv_unit(nt, nv_rne16(v)))
+    if v.is_nan():
+        return _NV_NAN
+    if v.neg and kind == "rsqrt" and not (v.kind == "num" and v.q == 0):
+        return _NV_NAN
+    if v.kind == "inf":
+        return NvVal("num", _NvF(0), v.neg)
+    if v.q == 0:
+        return NvVal("inf", neg=v.neg)
+    m, k = _nv_split(NvVal("num", abs(v.q)), kind == "rsqrt")
+    y = nv16(nv_unit(nt, nv_rne16(m)))
+    scale = NvVal("num", _NvF(2) ** (-k if kind == "reciprocal" else -k // 2))
+    r = nv_rne16(nv_mul(y, scale))
+    return nv_neg(r) if v.neg else r
+
+
+def nv_softmax_row(xbits, exp_table, recip_table, mode):
+    """Spec section 4 softmax of one row of FP16 bits -> list of FP16 bits."""
+    xs = [nv16(b) for b in xbits]
+    n = len(xs)
+    if any(v.is_nan() for v in xs) or all(v.kind == "inf" and v.neg for v in xs):
+        return [0x7E00] * n
+    m = xs[0]
+    for v in xs[1:]:
+        if nv_lt(m, v):
+            m = v
+    ent = NvTable(exp_table)
+    es = []
+    for v in xs:
+        if v.kind == "inf" and v.neg:
+            es.append(NvVal("num", _NvF(0), False))
+        else:
+            es.append(nv16(nv_unit(ent, nv_rne16(nv_sub(v, m)))))
+    s = nv_rne32(es[0])
+    for e in es[1:]:
+        s = nv_rne32(nv_add(s, e))
+    r = nv_inverse(s, NvTable(recip_table), mode, "reciprocal")
+    return [nv_encode16(nv_rne16(nv_mul(e, r))) for e in es]
+
+
+def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode):
+    """Spec section 4 RMSNorm of one row; eps is an FP32 value (np.float32)."""
+    xs = [nv16(b) for b in xbits]
+    ws = [nv16(b) for b in wbits]
+    n = len(xs)
+    q = nv_rne32(nv_mul(xs[0], xs[0]))
+    for v in xs[1:]:
+        q = nv_rne32(nv_add(q, nv_mul(v, v)))
+    inv_n = nv_rne32(NvVal("num", _NvF(1, n)))
+    e = nv32(int(np.float32(eps).view(np.uint32)))
+    v = nv_rne32(nv_add(nv_rne32(nv_mul(q, inv_n)), e))
+    r = nv_inverse(v, NvTable(rsqrt_table), mode, "rsqrt")
+    return [nv_encode16(nv_rne16(nv_mul(nv_rne16(nv_mul(x, r)), w))) for x, w in zip(xs, ws)]
+
+
+# =============================================================================
+# Section: MoE oracles (issue 5, moe/layer.py)
+# One token at a time, plain torch float64 per expert, Python sorting for the
+# top-k (rule: larger probability first, exact ties to the lower index).
+# Slow on purpose.
+# =============================================================================
+def naive_moe_token(x, router_w, router_b, w_gate, w_up, w_down, top_k, renormalize, softmax):
+    """One token x float[D] -> (y float64[D], chosen expert list). ``softmax``: the op used on the logits.
+
+    Weights: router_w [E, D], router_b [E], w_gate/w_up [E, H, D], w_down [E, D, H].
+    """
+    import torch
+
+    E = router_w.shape[0]
+    logits = [float((router_w[e].double() * x.double()).sum() + router_b[e].double()) for e in range(E)]
+    probs = softmax(torch.tensor(logits, dtype=torch.float32)[None])[0].tolist()
+    chosen = sorted(range(E), key=lambda e: (-probs[e], e))[:top_k]
+    ws = [probs[e] for e in chosen]
+    if renormalize:
+        tot = sum(ws)
+        ws = [w / tot for w in ws]
+    y = torch.zeros(x.shape[0], dtype=torch.float64)
+    for w, e in zip(ws, chosen):
+        g = w_gate[e].double() @ x.double()
+        u = w_up[e].double() @ x.double()
+        h = torch.nn.functional.silu(g) * u
+        y += w * (w_down[e].double() @ h)
+    return y, chosen
+
+
+def naive_load_balancing_loss(probs, chosen, E):
+    """probs: list of per-token probability lists, chosen: list of per-token expert lists -> E * sum f_i P_i."""
+    n_assign = sum(len(c) for c in chosen)
+    f = [sum(c.count(i) for c in chosen) / n_assign for i in range(E)]
+    P = [sum(p[i] for p in probs) / len(probs) for i in range(E)]
+    return E * sum(fi * pi for fi, pi in zip(f, P))
+
+
+# =============================================================================
+# Section: engine fp16-mode oracles (issue 4, engine/substitute.py Fp16Ops)
+# The exact op on FP16 inputs, evaluated with mpmath at 50 digits, rounded
+# once to FP16 with Fractions (nli.grid.rne16). Slow on purpose.
+# =============================================================================
+def _eng_rne16_mp(v):
+    """RNE16 of an mpmath real (50 digits: far below FP16's half-ulp) -> FP16 bits."""
+    from fractions import Fraction
+
+    import mpmath
+    import numpy as np
+
+    from nli.grid import rne16
+
+    if mpmath.isinf(v):
+        return int(np.array(float(v), dtype=np.float16).view(np.uint16))
+    sign, man, exp, _ = mpmath.mpf(v)._mpf_  # v = (-1)^sign * man * 2^exp exactly
+    q = Fraction(int(man)) * (Fraction(2) ** int(exp))
+    bits = int(np.array(rne16(q), dtype=np.float16).view(np.uint16))
+    return bits | 0x8000 if sign else bits
+
+
+def naive_fp16_silu_bits(x16_bits):
+    """uint16[N] FP16 inputs -> uint16[N]: RNE16(x / (1 + exp(-x))) of the exact input."""
+    import mpmath
+    import numpy as np
+
+    mpmath.mp.dps = 50
+    out = []
+    for b in x16_bits:
+        x = float(np.array(b, dtype=np.uint16).view(np.float16))
+        if x != x:
+            out.append(0x7E00)
+            continue
+        if x == float("-inf"):
+            out.append(0x8000)  # -inf * sigmoid(-inf) -> the limit -0
+            continue
+        if x == 0:
+            out.append(int(b))  # silu(+-0) = +-0 * 1/2 keeps the sign (mpmath has no -0)
+            continue
+        if x == float("inf"):
+            out.append(0x7C00)
+            continue
+        out.append(_eng_rne16_mp(mpmath.mpf(x) / (1 + mpmath.exp(-mpmath.mpf(x)))))
+    return np.array(out, dtype=np.uint16)
+
+
+def naive_fp16_softmax_bits(row16):
+    """One FP16 row (float16[n], finite or -inf) -> uint16[n]: RNE16 of the exact softmax."""
+    import mpmath
+    import numpy as np
+
+    mpmath.mp.dps = 50
+    xs = [float(v) for v in row16]
+    m = max(xs)
+    es = [mpmath.mpf(0) if v == float("-inf") else mpmath.exp(mpmath.mpf(v) - mpmath.mpf(m)) for v in xs]
+    s = mpmath.fsum(es)
+    return np.array([_eng_rne16_mp(e / s) for e in es], dtype=np.uint16)
+
+
+def naive_fp16_rmsnorm_bits(row16, w16, eps):
+    """FP16 row and weights, eps (rounded to FP32) -> uint16[n]: RNE16(x w / sqrt(mean(x^2) + eps))."""
+    import mpmath
+    import numpy as np
+
+    mpmath.mp.dps = 50
+    xs = [mpmath.mpf(float(v)) for v in row16]
+    ms = mpmath.fsum(x * x for x in xs) / len(xs) + mpmath.mpf(float(np.float32(eps)))
+    r = 1 / mpmath.sqrt(ms)
+    return np.array([_eng_rne16_mp(x * r * mpmath.mpf(float(w))) for x, w in zip(xs, w16)], dtype=np.uint16)
