@@ -55,18 +55,21 @@ def plot_perplexities(res: dict, path) -> None:
     rel = [res["modes"][k]["ppl_rel_change"] * 100 for k in labels]
     finite = [v for v in rel if math.isfinite(v)]
     span = max([abs(v) for v in finite] + [1e-4])
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.6))
-    for i, v in enumerate(rel):
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(labels)), 3.8))
+    ticks = []
+    for i, (label, v) in enumerate(zip(labels, rel)):
         if math.isfinite(v):
             ax.bar(i, v, color="tab:blue" if abs(v) < 0.1 else "tab:red")
-            ax.text(i, v, f"{v:+.3g}%", ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
-        else:
+            ticks.append(f"{label}\n{v:+.3g}%")
+        else:  # NaN perplexity: a hatched full-height bar
             ax.bar(i, span, color="lightgray", hatch="//")
-            ax.text(i, span, "NaN ppl", ha="center", va="bottom", fontsize=8)
+            ticks.append(f"{label}\nNaN ppl")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_xticks(range(len(labels)), ticks, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("perplexity change vs ref (%)")
     ax.set_yscale("symlog", linthresh=0.01)
+    neg = [v for v in finite if v < 0]
+    ax.set_ylim(-2 * max([abs(v) for v in neg] + [0.01]), 2 * span)
     ax.set_title(f"SmolLM2-135M, {res['tokens']} tokens, ref ppl {res['ppl_ref']:.3f}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from nli.atomic import atomic_target
 from nli.table import Table
 
 from .onnx_ops import (F16, F32, I64, OPSETS, TABLE_FIELDS, Builder, interp_function, interp_name,
@@ -299,18 +299,8 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if model.ByteSize() >= 2 ** 31 - 2 ** 20:
         raise ExportError(f"{path}: the model is over 2 GB; external-data export is not implemented")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)                       # mkstemp's 0600 -> an ordinary file's mode
+    with atomic_target(path) as tmp:
         onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -7,10 +7,10 @@ import json
 import math
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 
+from nli.atomic import atomic_target
 from nli.cli import UserError, group
 
 MODES = ("direct", "reduced")
@@ -40,17 +40,8 @@ def _load_npy(path, what):
 
 def _save_npy(path, arr):
     """np.save to a temp file in the target folder, then rename (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, arr, allow_pickle=False)
 
 
 def _write_json(path, obj):

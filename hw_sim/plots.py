@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
+
+from nli.atomic import atomic_target
 
 
 def plot_errors(arrays: dict, path, title: str = "") -> None:
@@ -39,13 +40,8 @@ def plot_errors(arrays: dict, path, title: str = "") -> None:
     fig.suptitle(title or "bit-accurate error of the simulated unit")
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import tempfile
 
 import torch
+
+from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
 from .config import MoEConfig
@@ -48,15 +49,8 @@ def moe_config_of(model: Llama) -> MoEConfig | None:
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def save_checkpoint(path: str | os.PathLike, model: Llama, provenance: dict | None = None,

@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 import subprocess
 import sys
-import tempfile
 import zipfile
 
 from tqdm import tqdm
+
+from nli.atomic import atomic_write
 
 from .data import (DATA_FORMAT, DATA_VERSION, DEFAULT_LANGS, DEFAULT_SOURCES, MAX_CHARS, CatalogSource,
                    SplitConfig, check_dataset, merge_pairs, pairs_from_wheel, pairs_sha256, split_counts,
@@ -139,16 +140,7 @@ def write_dataset(data: dict, path: str | os.PathLike) -> Path:
     """Atomically write the data file (UTF-8 JSON)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
     return path
 
 

@@ -58,6 +58,6 @@ def section(ctx) -> None:
     print(f"routing agreement ref vs nli (top-k set unchanged): {100 * res['routing_agreement']:.2f}% of tokens "
           f"({res['routing_rule']})")
     atomic_write_text(ctx.out / "moe_spri.json", json.dumps(res, indent=1) + "\n")
-    png = plot_expert_load(res["expert_load"]["ref"], ctx.out / "moe_spri_expert_load.png",
-                           title="SPRI-upcycled SmolLM2 at init: expert load per MoE layer (ref)")
+    png = plot_expert_load(res["expert_load"], ctx.out / "moe_spri_expert_load.png",
+                           title="SPRI-upcycled SmolLM2 at init: expert load per MoE layer, ref vs nli")
     print(f"wrote {ctx.out / 'moe_spri.json'} and {png}")

@@ -52,6 +52,8 @@ def spri_split(w: torch.Tensor, num_experts: int, rho: float) -> tuple[torch.Ten
     principal = (U[:, :n_p] * S[:n_p]) @ Vh[:n_p]  # [out, in]
     res = torch.zeros((num_experts,) + tuple(w.shape), dtype=torch.float64)  # [E, out, in]
     for e in range(num_experts):
+        if n_p + e >= R:  # fewer residual components than experts: this expert gets none
+            continue
         J = torch.arange(n_p + e, R, num_experts)  # round-robin share of expert e
         if J.numel():
             res[e] = (U[:, J] * S[J]) @ Vh[J]  # [out, in]

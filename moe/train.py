@@ -21,11 +21,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import random
-import tempfile
 import time
 
 import torch
 from tqdm import tqdm
+
+from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
 from .checkpoint import build_model, moe_config_of, moe_layers
@@ -50,15 +51,8 @@ def calib_batch(examples, cfg: TrainConfig, rows: int = 4) -> torch.Tensor:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _state(model, opt, cfg, step, grown, log, elapsed, build) -> dict:

@@ -17,10 +17,10 @@ import io
 import os
 from pathlib import Path
 import re
-import tempfile
 
 import numpy as np
 
+from .atomic import atomic_write
 from .table import Table, atomic_write_text
 
 FORMATS = ("c", "hex", "npz")
@@ -87,18 +87,7 @@ def readmemh_files(table: Table) -> dict[str, str]:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)
 
 
 def export_table(table: Table, fmt: str, path: str | os.PathLike) -> list[Path]:

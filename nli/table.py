@@ -12,10 +12,10 @@ from fractions import Fraction
 import json
 import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 
+from .atomic import atomic_write
 from .grid import (
     f16_bits_to_f64,
     f16_hex,
@@ -232,20 +232,8 @@ _SPEC_KEYS = {"format", "version", "function", "precision", "cutpoints", "bins",
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` atomically (see :mod:`nli.atomic`)."""
+    atomic_write(path, text)
 
 
 def save_table(table: Table, path: str | os.PathLike) -> None:

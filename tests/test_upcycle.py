@@ -92,7 +92,7 @@ def test_partition_all_experts_reproduce_dense(dense):
         upcycle(dense, "partition", 3, 2)
 
 
-@pytest.mark.parametrize("rho", [0.0, 0.25, 0.5])
+@pytest.mark.parametrize("rho", [0.0, 0.25, 0.5, 0.97])  # 0.97: fewer residual components than experts
 def test_spri_expert_average_equals_w(dense, rho):
     E = 4
     moe = upcycle(dense, "spri", E, 2, rho=rho, scale=E)
