@@ -1,6 +1,7 @@
 """Exported-model latency in onnxruntime against torch, measured in the same run.
 
-For each model (tiny, and smollm2 when its GGUF is installed) and one input of
+For each model (tiny, smollm2 when its GGUF is installed, ``moe:METHOD`` for
+SmolLM2 upcycled by ``moe.upcycle`` with its defaults, or a checkpoint path) and one input of
 ``--seq`` tokens, four forward passes are timed: torch with the FP32 reference
 ops, torch with all three ops on the NLI unit (engine.substitute, hw_sim), and
 the ONNX exports of both (engine.onnx_export) in stock onnxruntime (CPU
@@ -12,7 +13,7 @@ time, the model size, and how far the ONNX logits are from torch's.
 Tables: the shipped defaults where they exist, else stand-ins built from
 cutpoints (recorded in the JSON).
 
-Usage: python benchmarks/onnx.py [--models tiny,smollm2] [--seq 128] [--repeats 5]
+Usage: python benchmarks/onnx.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
        [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
 """
 from __future__ import annotations
@@ -40,6 +41,7 @@ from nli.table import atomic_write_text  # noqa: E402
 import engine  # noqa: E402
 from engine.onnx_export import OPS, export_model  # noqa: E402
 from engine.substitute import substitute  # noqa: E402
+import moe  # noqa: E402  (registers MoE checkpoints and the MoE ONNX writer)
 
 SEED = 0
 THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
@@ -86,7 +88,10 @@ def _session(proto) -> tuple[ort.InferenceSession, float]:
 
 def bench_model(name: str, seq: int, repeats: int, mode: str, tabs: dict) -> dict:
     """Times torch ref / torch nli / onnx ref / onnx nli on one [1, seq] input of ``name``."""
-    model, _ = engine.load_model(name)
+    if name.startswith("moe:"):
+        model = moe.upcycle(engine.load_model("smollm2")[0], method=name[4:])
+    else:
+        model, _ = engine.load_model(name)
     ids = torch.randint(0, model.cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(SEED))
     feed = {"input_ids": ids.numpy()}
     torch_nli = substitute(model, ops=OPS, mode="nli", tables=tabs, reciprocal_mode=mode)

@@ -20,7 +20,7 @@ def register_export(sub, groups):
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
     p = g.add_parser("onnx", help="the whole LLaMA model with NLI-substituted ops as ONNX")
-    p.add_argument("--model", default="tiny", help="tiny | smollm2 | a .gguf path (default: tiny)")
+    p.add_argument("--model", default="tiny", help="tiny | smollm2 | a .gguf path | an MoE checkpoint (default: tiny)")
     p.add_argument("--ops", default=OPS_DEFAULT,
                    help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
                         f"(default: {OPS_DEFAULT})")

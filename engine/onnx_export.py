@@ -160,8 +160,21 @@ def _check_tables(ops, tables: dict[str, Table]) -> dict[str, Table]:
 
 
 # ----------------------------------------------------------------------------- the model
-class _GraphWriter(Builder):
-    """Builder plus initializers and the nli / ref versions of the three ops."""
+# FFN module type -> writer(g: GraphWriter, ffn, x: str [B, T, D], prefix: str) -> str [B, T, D].
+# Packages to the right of engine (moe) register theirs; engine never imports them.
+_FFN_EXPORTERS: dict[type, object] = {}
+
+
+def register_ffn_exporter(ffn_type: type, writer) -> None:
+    """Export FFN modules of ``ffn_type`` with ``writer(g, ffn, x, prefix) -> y`` (node names)."""
+    _FFN_EXPORTERS[ffn_type] = writer
+
+
+class GraphWriter(Builder):
+    """Builder plus initializers and the nli / ref versions of the three ops.
+
+    FFN exporters registered with :func:`register_ffn_exporter` (the ``moe``
+    package's MoE layer) write their nodes through it."""
 
     def __init__(self, ops, tables, mode, eps):
         super().__init__("t")
@@ -225,11 +238,12 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
     ops = tuple(dict.fromkeys(ops))
     tables = _check_tables(ops, tables or {})
     for i, layer in enumerate(model.layers):
-        if not isinstance(layer.mlp, SwiGLU):
-            raise ExportError(f"layer {i}: the FFN is {type(layer.mlp).__name__}; only the dense SwiGLU model exports")
+        if not isinstance(layer.mlp, SwiGLU) and type(layer.mlp) not in _FFN_EXPORTERS:
+            raise ExportError(f"layer {i}: no ONNX exporter for the FFN type {type(layer.mlp).__name__} "
+                              f"(import the package that defines it, e.g. `import moe`)")
     c = model.cfg
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-    g = _GraphWriter(ops, tables, mode, c.norm_eps)
+    g = GraphWriter(ops, tables, mode, c.norm_eps)
     H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
     rep = H // Hkv
     ids = "input_ids"
@@ -268,10 +282,14 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
                  g.i64([0, 0, H * hd]))                                      # [B, T, H*hd]
         x = g.op("Add", x, g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t"))
         h = g.rmsnorm(x, sd[p + "ffn_norm.weight"], p + "ffn_norm.weight")
-        gate = g.silu(g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"))
-        up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
-        x = g.op("Add", x, g.linear(g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"],
-                                     p + "mlp.down_proj.weight_t"))
+        mlp = model.layers[i].mlp
+        if isinstance(mlp, SwiGLU):
+            gate = g.silu(g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"))
+            up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
+            y = g.linear(g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"], p + "mlp.down_proj.weight_t")
+        else:
+            y = _FFN_EXPORTERS[type(mlp)](g, mlp, h, p + "mlp.")
+        x = g.op("Add", x, y)
     h = g.rmsnorm(x, sd["norm.weight"], "norm.weight")
     shape = g.op("Shape", h)
     flat = g.op("Reshape", h, g.i64([-1, c.dim]))                             # [B*T, D]

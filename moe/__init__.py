@@ -4,7 +4,8 @@
 ``moe.grow(model, factor=m, select=...)`` return new models; see
 :mod:`moe.layer` (the MoE FFN), :mod:`moe.checkpoint` (configs, checkpoints),
 :mod:`moe.diagnostics` (KL, diversity, routing). Importing the package
-registers MoE checkpoints with :func:`engine.load_model`.
+registers MoE checkpoints with :func:`engine.load_model` and the MoE layer's
+ONNX writer with :func:`engine.onnx_export.export_model`.
 """
 from engine import register_model_resolver
 
@@ -12,9 +13,11 @@ from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import MoEConfig
 from .grow import grow
 from .layer import MoEFFN, load_balancing_loss, router_z_loss
+from .onnx_moe import register as _register_onnx_export
 from .upcycle import upcycle
 
 register_model_resolver(resolve_checkpoint)
+_register_onnx_export()
 
 __all__ = ["upcycle", "grow", "MoEFFN", "MoEConfig", "load_balancing_loss", "router_z_loss",
            "save_checkpoint", "load_checkpoint"]

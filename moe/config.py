@@ -10,6 +10,8 @@ import math
 
 from engine.model import LlamaConfig
 
+from .layer import SELECT_ON
+
 DEFAULT_NUM_EXPERTS = 8
 DEFAULT_TOP_K = 2
 DEFAULT_NUM_MOE_LAYERS = 8
@@ -25,7 +27,7 @@ class MoEConfig:
     the softmax probabilities of the chosen experts (Megatron pre-softmax).
     ``principal``: experts are ``principal + residual_scale * residual[e]``
     with the principal part a separate shared parameter (SPRI).
-    ``select_on``: the top-k ranks the softmax output ("probs") or the router logits ("logits").
+    ``select_on``: the top-k ranks the router logits ("logits", default) or the softmax output ("probs").
     ``method``/``options``: provenance of the upcycling, for the record only.
     """
 
@@ -36,7 +38,7 @@ class MoEConfig:
     renormalize: bool = True
     principal: bool = False
     residual_scale: float = 1.0
-    select_on: str = "probs"
+    select_on: str = SELECT_ON
     method: str = ""
     options: dict = field(default_factory=dict, compare=False)
 

@@ -29,7 +29,7 @@ import torch
 
 from engine.model import Llama, SwiGLU
 from .config import MoEConfig, default_layers
-from .layer import MoEFFN, moe_from_dense
+from .layer import SELECT_ON, MoEFFN, moe_from_dense
 
 METHODS = ("sparse", "drop", "partition", "spri", "cluster")
 ROUTER_STD = 0.02
@@ -150,12 +150,12 @@ def partition_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormali
 
 def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: int = 2,
             layers=None, seed: int = 0, renormalize: bool = True, calib_ids: torch.Tensor | None = None,
-            select_on: str = "probs", **opts) -> Llama:
+            select_on: str = SELECT_ON, **opts) -> Llama:
     """A NEW model whose ``layers`` (default: last 8) have MoE FFNs built by ``method``.
 
     model: a dense Llama (not modified). calib_ids int64[B, T]: calibration
     text, required by ``cluster``. ``select_on``: what the top-k ranks,
-    "probs" (softmax output) or "logits". ``opts`` go to the method (ratio, router,
+    "logits" (default; the exact softmax order) or "probs" (the ops.softmax output). ``opts`` go to the method (ratio, router,
     rho, scale, rank_fraction, temperature, ...). Returns the MoE Llama.
     """
     if method not in METHODS:
