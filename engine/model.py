@@ -203,12 +203,15 @@ class Llama(nn.Module):
         return self
 
     def forward(self, input_ids: torch.Tensor, return_router_logits: bool = False,
-                cache: list | None = None, start_pos: int = 0):
+                cache: list | None = None, start_pos: int = 0, logits_at: torch.Tensor | None = None):
         """input_ids int64[B, T] -> logits float32[B, T, vocab].
 
         With ``return_router_logits`` also returns the list of router logits
         float32[B*T, E] of the MoE layers (empty for a dense model). ``cache``
         is a list of per-layer dicts for incremental decoding (see generate).
+        ``logits_at`` bool[B, T]: compute the output head only at these
+        positions and return logits float32[n, vocab] in row-major order (a
+        training loss over a few target positions skips most of the head).
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
@@ -223,6 +226,10 @@ class Llama(nn.Module):
             x, rl = layer(x, cos, sin, None if cache is None else cache[i])
             if rl is not None:
                 routers.append(rl)
+        if logits_at is not None:
+            if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
+                raise ValueError(f"logits_at must be bool[{B}, {T}], got {logits_at.dtype}{list(logits_at.shape)}")
+            x = x[logits_at]  # [n, D]
         logits = self.lm_head(self.norm(x))
         return (logits, routers) if return_router_logits else logits
 

@@ -114,11 +114,30 @@ def target_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over target tokens of the batch (float32 scalar)."""
+    """Mean NLL over target tokens of the batch (float32 scalar). logits float[B, T, V], labels int64[B, T]."""
     n = (labels[:, 1:] != IGNORE).sum()
     if int(n) == 0:
         raise ValueError("batch has no target tokens")
     return target_token_losses(logits, labels).sum() / n
+
+
+def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
+    """labels int64[B, T] -> bool[B, T]: the positions whose logits predict a target token (t where
+    labels[t + 1] is not IGNORE), for ``model(ids, logits_at=...)``."""
+    at = torch.zeros_like(labels, dtype=torch.bool)  # [B, T]
+    at[:, :-1] = labels[:, 1:] != IGNORE
+    return at
+
+
+def selected_target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean NLL over target tokens from logits float[n, V] computed at ``predicting_positions(labels)``
+    only; equal to :func:`target_loss` on the full logits (float32 scalar)."""
+    tgt = labels[:, 1:][labels[:, 1:] != IGNORE]  # [n], row-major like the selected logits
+    if tgt.numel() == 0:
+        raise ValueError("batch has no target tokens")
+    if logits.shape[0] != tgt.numel():
+        raise ValueError(f"{logits.shape[0]} logit rows for {tgt.numel()} target tokens")
+    return torch.nn.functional.cross_entropy(logits.float(), tgt)
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:

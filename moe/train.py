@@ -32,7 +32,7 @@ from engine.model import Llama, LlamaConfig
 from .checkpoint import build_model, moe_config_of, moe_layers
 from .config import MoEConfig
 from .layer import load_balancing_loss
-from .sft import batch_indices, collate, encode_records, target_loss
+from .sft import batch_indices, collate, encode_records, predicting_positions, selected_target_loss
 from .train_setup import (TrainConfig, build_start_model, lr_at, make_optimizer, param_counts, set_stage,
                           stage_of)
 
@@ -114,11 +114,11 @@ def train_step(model: Llama, opt, cfg: TrainConfig, ids: torch.Tensor, labels: t
         for i, layer in moe_layers(model):
             hooks.append(layer.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0])))
     try:
-        logits, routers = model(ids, return_router_logits=True)
+        logits, routers = model(ids, return_router_logits=True, logits_at=predicting_positions(labels))  # [n, V]
     finally:
         for h in hooks:
             h.remove()
-    ce = target_loss(logits, labels)
+    ce = selected_target_loss(logits, labels)
     lb, dist = _aux_losses(model, cfg, routers, valid, inputs)
     loss = ce + cfg.aux_coef * lb + cfg.distill_coef * dist
     for g in opt.param_groups:

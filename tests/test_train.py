@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from engine import load_tiny
-from moe.sft import IGNORE, batch_indices, collate, encode_example, end_token_id, prompt_format
+from moe.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions, prompt_format,
+                     selected_target_loss, target_loss)
 from moe.train import load_state, train
 from moe.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
 from moe.translate_eval import evaluate, load_balance, mutual_information, score_translations
@@ -46,6 +47,26 @@ def test_prompt_and_labels(tiny):
     assert ids.shape == labels.shape == (2, len(ex.ids))
     assert (labels[0, :ex.n_prompt] == IGNORE).all() and (labels[0, ex.n_prompt:] == ids[0, ex.n_prompt:]).all()
     assert (labels[1, len(short.ids):] == IGNORE).all() and int((labels[1] != IGNORE).sum()) == 2
+
+
+# the head on target positions only: the same rows of the head GEMM (BLAS may block fewer rows
+# differently), one CE mean instead of a sum / count
+SELECTED_LOSS_RTOL = 1e-6
+
+
+def test_loss_from_selected_positions_equals_full_loss(tiny):
+    model, tok = tiny
+    exs = [encode_example(tok, r) for r in _recs(4)[:5]]
+    ids, labels = collate(exs)
+    at = predicting_positions(labels)
+    assert int(at.sum()) == int((labels[:, 1:] != IGNORE).sum()) and not at[:, -1].any()
+    with torch.no_grad():
+        full = target_loss(model(ids), labels)
+        sel_logits = model(ids, logits_at=at)
+        torch.testing.assert_close(sel_logits, model(ids)[at], rtol=SELECTED_LOSS_RTOL, atol=SELECTED_LOSS_RTOL)
+        assert math.isclose(float(selected_target_loss(sel_logits, labels)), float(full), rel_tol=SELECTED_LOSS_RTOL)
+    with pytest.raises(ValueError, match="logits_at must be bool"):
+        model(ids, logits_at=at.long())
 
 
 def test_batch_indices_walk_seeded_epochs():
