@@ -27,6 +27,19 @@ def register_model_resolver(fn: Callable) -> Callable:
     return fn
 
 
+# FFN module type -> "module:function" of its ONNX writer, imported only when a model is exported
+# (so registering costs no onnx import); see engine.onnx_export.export_model.
+FFN_EXPORTERS: dict[type, str] = {}
+
+
+def register_ffn_exporter(ffn_type: type, writer: str) -> None:
+    """Export FFN modules of ``ffn_type`` with the function named by ``writer`` ("pkg.module:function"),
+    called as ``writer(g: GraphWriter, ffn, x: str [B, T, D], prefix: str) -> str [B, T, D]``."""
+    if ":" not in writer:
+        raise ValueError(f"writer must be 'module:function', got {writer!r}")
+    FFN_EXPORTERS[ffn_type] = writer
+
+
 def load_tiny(seed: int = TINY_SEED):
     """The 2-layer, hidden-64 test model (seeded N(0, 0.02) init) and its 257-token byte tokenizer."""
     from .tokenizer import byte_tokenizer
@@ -70,4 +83,4 @@ def load_model(name_or_path: str | Path):
 
 
 __all__ = ["Llama", "LlamaConfig", "OpSet", "REF_OPS", "generate", "init_weights", "load_model",
-           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "substitute", "MODEL_NAMES"]
+           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "register_ffn_exporter", "substitute", "MODEL_NAMES"]

@@ -135,9 +135,13 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
         self.ops: OpSet = REF_OPS
 
-    def forward(self, x, cos, sin, cache=None):
+    def forward(self, x, cos, sin, cache=None, mask=None):
+        """x [B, T, D]; cos/sin [T, hd] or per row [B, T, hd]; mask bool [T, S] or [B, 1, T, S]
+        (True = may attend; default causal)."""
         B, T, _ = x.shape
         c = self.cfg
+        if cos.dim() == 3:
+            cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, hd], broadcast over heads
         q = self.q_proj(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)  # [B, H, T, hd]
         k = self.k_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
         v = self.v_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
@@ -153,8 +157,8 @@ class Attention(nn.Module):
         k = k.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
         v = v.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c.head_dim))  # [B, H, T, S]
-        # causal mask: query t (absolute position S-T+t) sees keys <= its position
-        mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
+        if mask is None:  # causal: query t (absolute position S-T+t) sees keys <= its position
+            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
         scores = scores.masked_fill(~mask, float("-inf"))
         p = self.ops.softmax(scores).to(v.dtype)
         out = (p @ v).transpose(1, 2).reshape(B, T, c.n_heads * c.head_dim)  # [B, T, H*hd]
@@ -169,8 +173,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp: nn.Module = SwiGLU(cfg.dim, cfg.hidden_dim)
 
-    def forward(self, x, cos, sin, cache=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache)
+    def forward(self, x, cos, sin, cache=None, mask=None):
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, mask)
         h = self.mlp(self.ffn_norm(x))
         router_logits = None
         if isinstance(h, tuple):  # an MoE FFN returns (hidden, router_logits)
@@ -203,7 +207,8 @@ class Llama(nn.Module):
         return self
 
     def forward(self, input_ids: torch.Tensor, return_router_logits: bool = False,
-                cache: list | None = None, start_pos: int = 0, logits_at: torch.Tensor | None = None):
+                cache: list | None = None, start_pos: int = 0, logits_at: torch.Tensor | None = None,
+                valid: torch.Tensor | None = None):
         """input_ids int64[B, T] -> logits float32[B, T, vocab].
 
         With ``return_router_logits`` also returns the list of router logits
@@ -212,6 +217,10 @@ class Llama(nn.Module):
         ``logits_at`` bool[B, T]: compute the output head only at these
         positions and return logits float32[n, vocab] in row-major order (a
         training loss over a few target positions skips most of the head).
+        ``valid`` bool[B, start_pos + T]: which tokens (cached and new) are
+        real in a LEFT-padded batch; each row then gets its own RoPE positions
+        (counting its real tokens) and no query attends to a pad key, so a row
+        computes what it would alone. A pad query attends to itself only.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
@@ -219,11 +228,24 @@ class Llama(nn.Module):
         if start_pos + T > self.cfg.max_seq_len:
             raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
         x = self.embed(input_ids)
-        cos = self.rope_cos[start_pos:start_pos + T]  # [T, hd]
-        sin = self.rope_sin[start_pos:start_pos + T]
+        mask = None
+        if valid is None:
+            cos = self.rope_cos[start_pos:start_pos + T]  # [T, hd]
+            sin = self.rope_sin[start_pos:start_pos + T]
+        else:
+            S = start_pos + T
+            if valid.shape != (B, S) or valid.dtype != torch.bool:
+                raise ValueError(f"valid must be bool[{B}, {S}], got {valid.dtype}{list(valid.shape)}")
+            pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, start_pos:]  # [B, T] position among real tokens
+            cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # [B, T, hd]
+            causal = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)  # [T, S]
+            own = torch.zeros(T, S, dtype=torch.bool)
+            own[:, start_pos:] = torch.eye(T, dtype=torch.bool)  # [T, S] each query's own key
+            mask = (causal & valid[:, None, :]) | own  # [B, T, S]
+            mask = mask[:, None]  # [B, 1, T, S], broadcast over heads
         routers = []
         for i, layer in enumerate(self.layers):
-            x, rl = layer(x, cos, sin, None if cache is None else cache[i])
+            x, rl = layer(x, cos, sin, None if cache is None else cache[i], mask)
             if rl is not None:
                 routers.append(rl)
         if logits_at is not None:
@@ -251,6 +273,44 @@ def generate(model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id:
         logits = model(nxt, cache=cache, start_pos=pos)
         pos += 1
     return torch.cat(out, dim=1)
+
+
+@torch.no_grad()
+def generate_batch(model: Llama, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = None,
+                   pad_id: int = 0) -> list[list[int]]:
+    """Greedy decoding of several prompts at once (left-padded, KV cache) -> the new tokens of each
+    (up to and including ``eos_id``, at most ``max_new_tokens``).
+
+    Each row sees only its own tokens at its own positions (see ``valid`` in
+    :meth:`Llama.forward`), so it decodes what :func:`generate` decodes alone,
+    except where the batched GEMMs' different rounding flips a near-tie argmax.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate_batch needs at least one prompt and no empty prompt")
+    B, P = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((B, P), pad_id, dtype=torch.long)  # [B, P] left-padded
+    valid = torch.zeros(B, P, dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        valid[b, P - len(p):] = True
+    cache = [dict() for _ in model.layers]
+    logits = model(ids, cache=cache, valid=valid)  # [B, P, V]
+    out = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool)
+    pos = P
+    for step in range(max_new_tokens):
+        nxt = logits[:, -1].argmax(-1)  # [B]
+        for b in range(B):
+            if not done[b]:
+                out[b].append(int(nxt[b]))
+        if eos_id is not None:
+            done |= nxt == eos_id
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        valid = torch.cat([valid, ~done[:, None]], dim=1)  # [B, pos + 1]: finished rows feed pads
+        logits = model(nxt[:, None], cache=cache, start_pos=pos, valid=valid)  # [B, 1, V]
+        pos += 1
+    return out
 
 
 def init_weights(model: Llama, seed: int = 0, std: float = 0.02) -> Llama:

@@ -160,14 +160,18 @@ def _check_tables(ops, tables: dict[str, Table]) -> dict[str, Table]:
 
 
 # ----------------------------------------------------------------------------- the model
-# FFN module type -> writer(g: GraphWriter, ffn, x: str [B, T, D], prefix: str) -> str [B, T, D].
-# Packages to the right of engine (moe) register theirs; engine never imports them.
-_FFN_EXPORTERS: dict[type, object] = {}
+def _ffn_writer(ffn_type: type):
+    """The registered ONNX writer of an FFN type (see :func:`engine.register_ffn_exporter`), or None.
+    Packages to the right of engine (moe) register theirs; engine never imports them by name."""
+    import importlib
 
+    from . import FFN_EXPORTERS
 
-def register_ffn_exporter(ffn_type: type, writer) -> None:
-    """Export FFN modules of ``ffn_type`` with ``writer(g, ffn, x, prefix) -> y`` (node names)."""
-    _FFN_EXPORTERS[ffn_type] = writer
+    target = FFN_EXPORTERS.get(ffn_type)
+    if target is None:
+        return None
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 class GraphWriter(Builder):
@@ -238,7 +242,7 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
     ops = tuple(dict.fromkeys(ops))
     tables = _check_tables(ops, tables or {})
     for i, layer in enumerate(model.layers):
-        if not isinstance(layer.mlp, SwiGLU) and type(layer.mlp) not in _FFN_EXPORTERS:
+        if not isinstance(layer.mlp, SwiGLU) and _ffn_writer(type(layer.mlp)) is None:
             raise ExportError(f"layer {i}: no ONNX exporter for the FFN type {type(layer.mlp).__name__} "
                               f"(import the package that defines it, e.g. `import moe`)")
     c = model.cfg
@@ -288,7 +292,7 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
             up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
             y = g.linear(g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"], p + "mlp.down_proj.weight_t")
         else:
-            y = _FFN_EXPORTERS[type(mlp)](g, mlp, h, p + "mlp.")
+            y = _ffn_writer(type(mlp))(g, mlp, h, p + "mlp.")
         x = g.op("Add", x, y)
     h = g.rmsnorm(x, sd["norm.weight"], "norm.weight")
     shape = g.op("Shape", h)

@@ -7,17 +7,16 @@
 registers MoE checkpoints with :func:`engine.load_model` and the MoE layer's
 ONNX writer with :func:`engine.onnx_export.export_model`.
 """
-from engine import register_model_resolver
+from engine import register_ffn_exporter, register_model_resolver
 
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import MoEConfig
 from .grow import grow
 from .layer import MoEFFN, load_balancing_loss, router_z_loss
-from .onnx_moe import register as _register_onnx_export
 from .upcycle import upcycle
 
 register_model_resolver(resolve_checkpoint)
-_register_onnx_export()
+register_ffn_exporter(MoEFFN, "moe.onnx_moe:write_moe_ffn")
 
 __all__ = ["upcycle", "grow", "MoEFFN", "MoEConfig", "load_balancing_loss", "router_z_loss",
            "save_checkpoint", "load_checkpoint"]

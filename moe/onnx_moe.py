@@ -1,4 +1,5 @@
-"""ONNX export of the MoE FFN (:class:`moe.layer.MoEFFN`), plugged into :func:`engine.onnx_export.export_model`.
+"""ONNX export of the MoE FFN (:class:`moe.layer.MoEFFN`), plugged into :func:`engine.onnx_export.export_model`
+(``import moe`` registers it with :func:`engine.register_ffn_exporter`; this module, and onnx, load on export).
 
 The graph mirrors the torch layer with no data-dependent control flow:
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from engine.onnx_export import GraphWriter, register_ffn_exporter
+from engine.onnx_export import GraphWriter
 from engine.onnx_ops import I64
 
 from .layer import MoEFFN
@@ -72,9 +73,4 @@ def write_moe_ffn(g: GraphWriter, layer: MoEFFN, x: str, prefix: str) -> str:
     return g.op("Reshape", y, g.op("Shape", x))                                         # [B, T, D]
 
 
-def register() -> None:
-    """Make :func:`engine.onnx_export.export_model` export MoEFFN layers."""
-    register_ffn_exporter(MoEFFN, write_moe_ffn)
-
-
-__all__ = ["write_moe_ffn", "register"]
+__all__ = ["write_moe_ffn"]

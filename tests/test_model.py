@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import engine
-from engine.model import Llama, LlamaConfig, generate
+from engine.model import Llama, LlamaConfig, generate, generate_batch
+from engine.substitute import substitute
 
 
 def test_tiny_loads_and_runs():
@@ -45,6 +46,45 @@ def test_kv_cache_generation_matches_full_forward():
     with torch.no_grad():  # greedy continuation recomputed without a cache
         full = model(out[:, :-1])
     assert torch.equal(full[0, 4:].argmax(-1), out[0, 5:])
+
+
+# a left-padded row computes what it computes alone; the batched GEMMs may round differently
+PADDED_ROW_ATOL = 1e-5
+
+
+def test_left_padded_rows_equal_their_unpadded_forward():
+    model, _ = engine.load_model("tiny")
+    g = torch.Generator().manual_seed(2)
+    rows = [torch.randint(1, 257, (n,), generator=g) for n in (7, 3, 11)]
+    ids = torch.zeros(3, 11, dtype=torch.long)
+    valid = torch.zeros(3, 11, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        ids[b, 11 - len(r):], valid[b, 11 - len(r):] = r, True
+    with torch.no_grad():
+        batched = model(ids, valid=valid)  # [3, 11, V]
+        for b, r in enumerate(rows):
+            alone = model(r[None])[0]  # [n, V]
+            assert torch.isfinite(batched[b]).all()   # pad rows too (a pad query sees its own key)
+            torch.testing.assert_close(batched[b, 11 - len(r):], alone, rtol=0, atol=PADDED_ROW_ATOL)
+    with pytest.raises(ValueError, match="valid must be bool"):
+        model(ids, valid=valid[:, :5])
+
+
+@pytest.mark.parametrize("mode", ["ref", "nli"])
+def test_batched_greedy_decoding_equals_one_at_a_time(mode):
+    model, _ = engine.load_model("tiny")
+    if mode == "nli":
+        model = substitute(model, mode="nli")
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(1, 257, (n,), generator=g).tolist() for n in (3, 9, 1, 17, 5)]
+    single = [generate(model, torch.tensor([p]), 10)[0, len(p):].tolist() for p in prompts]
+    assert generate_batch(model, prompts, 10) == single
+    eos = single[1][3]  # a token some rows emit: they stop there, the others go on
+    single = [generate(model, torch.tensor([p]), 10, eos_id=eos)[0, len(p):].tolist() for p in prompts]
+    assert any(len(s) < 10 for s in single) and any(len(s) == 10 for s in single)
+    assert generate_batch(model, prompts, 10, eos_id=eos) == single
+    with pytest.raises(ValueError, match="no empty prompt"):
+        generate_batch(model, [[1], []], 4)
 
 
 def test_bad_inputs():

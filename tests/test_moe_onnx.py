@@ -93,3 +93,18 @@ def test_cli_exports_a_checkpoint(dense, tmp_path):
     onnx.checker.check_model(str(out))
     kinds = {n.op_type for n in onnx.load(out).graph.node}
     assert {"TopK", "GatherElements", "ScatterND"} <= kinds
+
+
+def test_unregistered_ffn_type_is_refused(dense):
+    import copy
+
+    from engine.onnx_export import ExportError
+
+    class OddFFN(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    model = copy.deepcopy(dense)
+    model.layers[1].mlp = OddFFN()
+    with pytest.raises(ExportError, match="layer 1: no ONNX exporter for the FFN type OddFFN"):
+        export_model(model, ())

@@ -13,35 +13,30 @@ time, the model size, and how far the ONNX logits are from torch's.
 Tables: the shipped defaults where they exist, else stand-ins built from
 cutpoints (recorded in the JSON).
 
-Usage: python benchmarks/onnx.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
+Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
        [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import platform
-import sys
 import time
 
-# run as a script, this file's folder is sys.path[0] and "onnx" would import this file
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numba
+import numpy as np
+import onnxruntime as ort
+import torch
+from tqdm import tqdm
 
-import numba  # noqa: E402  (after the sys.path fix)
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import nli
+from nli.defaults import default_table_path
+from nli.table import atomic_write_text
 
-import nli  # noqa: E402
-from nli.defaults import default_table_path  # noqa: E402
-from nli.table import atomic_write_text  # noqa: E402
-
-import engine  # noqa: E402
-from engine.onnx_export import OPS, export_model  # noqa: E402
-from engine.substitute import substitute  # noqa: E402
-import moe  # noqa: E402  (registers MoE checkpoints and the MoE ONNX writer)
+import engine
+from engine.onnx_export import OPS, export_model
+from engine.substitute import substitute
+import moe  # (registers MoE checkpoints and the MoE ONNX writer)
 
 SEED = 0
 THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
