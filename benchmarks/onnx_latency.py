@@ -10,8 +10,7 @@ each keeps its best and median time, so a busy machine slows all alike. Both
 runtimes (and numba, for hw_sim) get the same thread count. Also recorded: export and session-creation
 time, the model size, and how far the ONNX logits are from torch's.
 
-Tables: the shipped defaults where they exist, else stand-ins built from
-cutpoints (recorded in the JSON).
+Tables: the shipped defaults (recorded in the JSON).
 
 Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
        [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
@@ -20,8 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import platform
+import sys
 import time
+
+# run as a script, sys.path[0] is benchmarks/, whose moe.py would shadow the moe package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numba
 import numpy as np
@@ -43,31 +47,11 @@ THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads
 
 
 def tables(mode: str) -> tuple[dict, dict]:
-    """{function: Table} for silu, exp, reciprocal, rsqrt in ``mode`` and where each came from."""
-    def cuts(v):
-        return np.asarray(v, np.float16).view(np.uint16)
-    paper = [1] + [32] * 8 + [1]
-    standin = {
-        ("silu", "direct"): lambda: nli.table_from_cutpoints(
-            "silu", cuts([-65504, -20, -8, -4, -2, 0, 2, 4, 8, 20, 65504]), paper),
-        ("exp", "direct"): lambda: nli.table_from_cutpoints(
-            "exp", cuts([-17, -12, -9, -7, -5, -3.5, -2.5, -1.5, -0.75, -0.25, 0]), paper),
-        ("reciprocal", "direct"): lambda: nli.table_from_cutpoints(
-            "reciprocal", cuts(np.geomspace(2 ** -15, 65504, 11)), paper),
-        ("reciprocal", "reduced"): lambda: nli.table_from_cutpoints(
-            "reciprocal", cuts(np.linspace(1, 2, 11)), [32] * 10),
-        ("rsqrt", "direct"): lambda: nli.table_from_cutpoints(
-            "rsqrt", cuts(np.geomspace(2 ** -24, 65504, 11)), paper),
-        ("rsqrt", "reduced"): lambda: nli.table_from_cutpoints(
-            "rsqrt", cuts(np.linspace(1, 4, 11)), [32] * 10),
-    }
+    """{function: Table}: the shipped defaults for silu, exp, and reciprocal, rsqrt in ``mode``, and their files."""
     out, source = {}, {}
     for fn in ("silu", "exp", "reciprocal", "rsqrt"):
         key = (fn, mode if fn in ("reciprocal", "rsqrt") else "direct")
-        if default_table_path(*key).exists():
-            out[fn], source[fn] = nli.default_table(*key), f"shipped {'-'.join(key)}"
-        else:
-            out[fn], source[fn] = standin[key](), f"stand-in {'-'.join(key)} (no shipped table yet)"
+        out[fn], source[fn] = nli.default_table(*key), f"shipped {default_table_path(*key).name}"
     return out, source
 
 
