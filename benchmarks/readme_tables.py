@@ -76,7 +76,7 @@ def llm_md(d) -> str:
 
 def main():
     for name, fn in (("tables.json", tables_md), ("tables.json", baselines_md), ("sim.json", sim_md),
-                     ("llm_2048.json", llm_md)):
+                     ("llm.json", llm_md)):
         d = load(name)
         print(f"\n<!-- from benchmarks/results/{name} -->")
         print(fn(d) if d else f"(benchmarks/results/{name} missing)")

@@ -92,21 +92,28 @@ def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
 
     path = Path(a.cache) / "init_sweep.json"
     grid = [(r, s) for r in INIT_RHO for s in INIT_S]
-    if path.is_file():
+    pts = []
+    if path.is_file():  # complete or partial (each point is saved as it is measured)
         got = json.loads(path.read_text(encoding="utf-8"))
-        if got.get("model") == a.model and got.get("data_sha256") == a.data_sha256 and len(got["points"]) == len(grid) + 1:
-            return got["points"]
-    if a.only is not None and "init_sweep" not in a.only:
-        return []
-    print(f"[train bench] SPRI init sweep: {len(grid)} (rho, s) points on {len(dev_sub)} dev pairs", flush=True)
-    pts = [{"rho": None, "scale": None, "method": "dense",
-            "dev_loss": teacher_forced_stats(dense, tok, dev_sub)["loss_mean"]}]
-    for r, sc in grid:
+        if got.get("model") == a.model and got.get("data_sha256") == a.data_sha256 and got.get("dev_pairs") == len(dev_sub):
+            pts = got["points"]
+    if len(pts) == len(grid) + 1 or (a.only is not None and "init_sweep" not in a.only):
+        return pts
+    print(f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} dev-loss evaluations "
+          f"(dense + {len(grid)} (rho, s) points) left, on {len(dev_sub)} dev pairs", flush=True)
+
+    def save():
+        _atomic_json(path, {"model": a.model, "data_sha256": a.data_sha256, "dev_pairs": len(dev_sub), "points": pts})
+    if not pts:
+        pts.append({"rho": None, "scale": None, "method": "dense",
+                    "dev_loss": teacher_forced_stats(dense, tok, dev_sub)["loss_mean"]})
+        save()
+    for r, sc in grid[len(pts) - 1:]:
         m = upcycle(dense, "spri", num_experts=8, top_k=2, seed=0, rho=r, scale=sc)
         pts.append({"rho": r, "scale": sc, "method": "spri", "dev_loss": teacher_forced_stats(m, tok, dev_sub)["loss_mean"]})
         print(f"  rho {r} s {sc:g}: dev loss {pts[-1]['dev_loss']:.3f}", flush=True)
         del m
-    _atomic_json(path, {"model": a.model, "data_sha256": a.data_sha256, "points": pts})
+        save()
     return pts
 
 
