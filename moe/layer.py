@@ -16,11 +16,10 @@ softmax round two probabilities to the same value. ONNX TopK uses the same
 rule.
 
 Dispatch is dropless: every (token, expert) assignment is computed. The
-N*k assignments are sorted by expert (stable) and gathered. When the load is
-balanced enough and torch is multi-threaded, the groups are zero-padded to the largest one and run as
-three batched GEMMs over all experts (fewer, larger kernels); otherwise each
-expert runs one GEMM chain on its rows (a loop over experts, never over
-tokens). The outputs are put
+N*k assignments are sorted by expert (stable) and gathered; each expert runs
+one GEMM chain on its rows (a loop over experts, never over tokens), or, with
+``DISPATCH = "padded"``, the groups are zero-padded to the largest one and run
+as three batched GEMMs over all experts. The outputs are put
 back in token order by the inverse permutation and combined with the routing
 weights by one batched [1, k] x [k, D] product per token.
 
@@ -36,11 +35,12 @@ import torch.nn as nn
 
 from engine.model import REF_OPS, OpSet, SwiGLU
 
-# Padded batched GEMMs when torch runs multi-threaded and E * (largest expert group) <= this * (N * k),
-# else a GEMM loop per expert. Measured at SmolLM2 sizes (1024 tokens, E=8, k=2, 9% padding) on a
-# shared 2-core box: 1 thread loop 0.98x / padded 0.81x of the dense peer; 2 threads loop 0.38x /
-# padded 0.64x (many small parallel regions suffer most from a busy CPU).
-PADDED_BMM_MAX_WASTE = 1.25
+# Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs over
+# zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8, k=2,
+# groups 230-279 rows) on the idle 2-core box, throughput against the dense peer of equal active
+# FLOPs: looped 1.10x (1 thread) / 1.04x (2 threads), padded 0.84x / 0.85x (README, benchmarks/moe.py).
+# On a busy box both drop, 2-thread looped most (many short parallel regions wait on descheduled
+# threads), but so does the dense peer.
 # Which values the top-k ranks: "logits" (default: the FP32 router logits, whose order is the exact
 # softmax's, as softmax is strictly increasing) or "probs" (the ops.softmax output: FP16 on the NLI
 # unit, where rounding ties near-equal experts and the tie rule, not the router, picks). Ranking the
@@ -49,7 +49,7 @@ PADDED_BMM_MAX_WASTE = 1.25
 # from 98.78% to 99.66% (drop) and from 99.8% to 99.9% (sparse) when ranking logits instead of probs.
 SELECT_ON = "logits"
 SELECT_ON_CHOICES = ("probs", "logits")
-DISPATCH = "auto"  # "auto" | "padded" | "looped" (tests and benchmarks force one)
+DISPATCH = "looped"  # "looped" | "padded" (tests and benchmarks force one)
 
 
 def route_topk(probs: torch.Tensor, top_k: int, renormalize: bool = True,
@@ -176,9 +176,7 @@ class MoEFFN(nn.Module):
         counts = torch.bincount(flat, minlength=self.num_experts).tolist()
         xs = x.index_select(0, order // k)  # [N*k, D] token rows in expert order
         cmax = max(counts)
-        padded = DISPATCH == "padded" or (DISPATCH == "auto" and torch.get_num_threads() > 1
-                                          and self.num_experts * cmax <= PADDED_BMM_MAX_WASTE * flat.numel())
-        if padded:
+        if DISPATCH == "padded":
             ys = self._padded_bmm(xs, flat[order], counts, cmax, g, u, d)
         else:
             ys = self._looped_mm(xs, counts, g, u, d)
