@@ -10,7 +10,11 @@ being computed once its partial sum reaches what it would have to beat. Both
 cuts are exact. Segment costs are O(1) (O(log N) across an inflection point)
 per ideal-interpolant bin, see :mod:`nli.objective`.
 
-Layer kernels run in parallel over k (``numba.prange``, threads strided over k).
+Layer kernels (:mod:`nli.dp_layer`) run in parallel over k (``numba.prange``, threads
+strided over k). In the exact pass, single-bin layers under the sum objectives use a
+block kernel that computes the cost of a whole block of j at once (vectorized; the
+same values, bit for bit) and rules out chords across an inflection point by an O(1)
+lower bound before their exact O(log N) cost; it finds the same minimum.
 Optional candidate thinning (``stride > 1``: cutpoints only at every stride-th
 grid point, costs still over the full grid) is off by default; the result says
 so, and :func:`solve` can measure its gap to the exact optimum.
@@ -27,7 +31,8 @@ import numpy as np
 
 from .functions import get_function
 from .grid import DomainError, fp16_grid
-from .objective import GridArrays, _clamp_costs, _seg_cost, grid_arrays, objective_code
+from .dp_layer import _layer, _layer_chord, block_min
+from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
 from .table import PRECISIONS, Table, table_from_cutpoints
 
 PAPER_BINS = (1,) + (32,) * 8 + (1,)
@@ -111,54 +116,18 @@ class SolveResult:
         return d
 
 
-@numba.njit(cache=True, parallel=True)
-def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg):
-    """One DP layer over candidate k (kc, ascending) and live j (jl: Dp[j] < bound, ascending).
-
-    out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < bound, else inf;
-    out_arg[k] = the argmin (-1 if none). out_D must arrive filled with inf. Only pairs
-    with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
-    """
-    mx = (obj & 3) == 2  # minimax
-    for tt in numba.prange(T):
-        t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
-        hint = np.int64(-1)
-        for q in range(t, kc.size, T):  # threads strided over k: balanced work, hint from a nearby k
-            k = kc[q]
-            best = bound
-            arg = np.int64(-1)
-            if 0 <= hint < k and Dp[hint] < best and A[0, k] - A[0, hint] >= minw:
-                c = _seg_cost(A, I, R, infl, C, hint, k, B, obj, best if mx else best - Dp[hint])
-                v = max(Dp[hint], c) if mx else Dp[hint] + c
-                if v < best:
-                    best = v
-                    arg = hint
-            for p in range(np.searchsorted(jl, k) - 1, -1, -1):
-                j = jl[p]
-                dj = Dp[j]
-                if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
-                    continue
-                c = _seg_cost(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
-                v = max(dj, c) if mx else dj + c
-                if v < best:
-                    best = v
-                    arg = j
-            if arg >= 0:
-                out_D[k] = best
-                out_arg[k] = arg
-                hint = arg
-    return out_D
-
-
 def _candidates(n: int, stride: int) -> np.ndarray:
     """Grid indices 0, stride, 2 stride, ... and n-1: int64[*]."""
     c = np.arange(0, n, stride, dtype=np.int64)
     return c if c[-1] == n - 1 else np.append(c, n - 1)
 
 
-def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, minw, progress):
+def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, minw, progress,
+        dense: bool = False):
     """The DP over candidate cutpoints ``cand``; partial costs >= bound are dropped (exact if the
-    optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None)."""
+    optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None). ``dense``: cand is
+    every grid point with a finite f, so single-bin layers of the sum objectives may use the
+    block kernel :func:`nli.dp_layer._layer_chord` (same minimum, see there)."""
     n, K = G.n, len(bins)
     L, R = clamps
     D = np.full(n, np.inf)
@@ -168,9 +137,13 @@ def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, m
     if progress is not None:
         progress(0, K)
     for layer, B in enumerate(bins):
-        live = cand[D[cand] < bound]
-        D = _layer(G.A, G.I, G.R, G.infl, G.C, D, int(B), obj, cand, live, T, bound, float(minw[layer]),
-                   np.full(n, np.inf), args[layer])
+        if dense and int(B) == 1 and obj in (0, 1):
+            D = _layer_chord(G.A, G.I, G.R, G.infl, G.C, D, block_min(D), obj, cand, T, bound, float(minw[layer]),
+                             np.full(n, np.inf), args[layer])
+        else:
+            live = cand[D[cand] < bound]
+            D = _layer(G.A, G.I, G.R, G.infl, G.C, D, int(B), obj, cand, live, T, bound, float(minw[layer]),
+                       np.full(n, np.inf), args[layer])
         if progress is not None:
             progress(layer + 1, K)
     total = np.maximum(D, R) if obj & 3 == 2 else D + R
@@ -185,11 +158,13 @@ def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, m
     return cost, np.array(idx[::-1], dtype=np.int64)
 
 
-def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress):
+def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress,
+                fast: bool = True):
     """Coarse-to-fine: each thinned pass gives a feasible cost U (an upper bound on the
     optimum), which makes the next, finer pass drop every partial path costing >= U.
     The last pass uses candidate stride ``stride`` (1 = every grid point: exact).
-    Cutpoints are restricted to grid points where ``ok`` (RNE16(f) finite)."""
+    Cutpoints are restricted to grid points where ``ok`` (RNE16(f) finite). ``fast=False``
+    runs the exact pass with the general layer kernel only (the plain DP, for tests)."""
     clamps = (_clamp_costs(G, obj, False), _clamp_costs(G, obj, True))
     schedule = [s for s in (256, 32) if s > stride and G.n // s >= 4 * (len(bins) + 1)] + [stride]
     bound = math.inf
@@ -198,7 +173,7 @@ def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw
         last = i == len(schedule) - 1
         cand = _candidates(G.n, s)
         c, ix = _dp(G, bins, obj, cand[ok[cand]], bound * (1 + BOUND_SLACK),
-                    clamps, minw, progress if last else None)
+                    clamps, minw, progress if last else None, dense=fast and s == 1)
         if ix is not None and c <= cost:
             cost, idx = c, ix
             bound = c
