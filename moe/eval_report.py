@@ -42,5 +42,7 @@ class MoEEvalReport:
         return {"routing_agreement": sum(agree[str(i)] * n for i, n in n_tok.items()) / max(1, total),
                 "routing_agreement_per_layer": agree,
                 "expert_load": {"ref": load_ref, mode: load_sub},
-                "routing_rule": "top-k set equality; stable descending sort of the layer's own softmax, "
+                "routing_rule": "top-k set equality; experts ranked by a stable descending sort of each "
+                                "layer's router logits (select_on='logits') or of its own softmax output "
+                                f"(select_on='probs'; here: {sorted({l.select_on for _, l in layers_ref})}), "
                                 "lower expert index wins exact ties"}
