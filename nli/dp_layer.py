@@ -5,7 +5,9 @@ Two kernels compute the same minimum over every pair (j, k):
 * :func:`_layer`, the general one (any objective, any B, thinned candidates): per k it
   scans j downwards, skipping j when ``Dp[j]`` alone already reaches the best value
   found for k (costs are >= 0) and stopping a segment cost once its partial sum
-  reaches what it would have to beat.
+  reaches what it would have to beat. Under the sum objectives without LUT rounding it
+  also skips j when ``Dp[j] + rb * scale(j, k)`` reaches it, rb the rightmost-bin error
+  of an already evaluated j0 > j (see :func:`_seg_cost_rb`: a lower bound on j's cost).
 * :func:`_layer_chord`, the fast path of the exact pass for single-bin macro intervals
   (B = 1) under the sum objectives (paper, mean) without LUT rounding. There P is the
   chord of f over [x_j, x_k]. For j whose chord spans no inflection point the cost is
@@ -24,9 +26,40 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .objective import F_, P_, X_, _rsum, _seg_cost, _two_sum
+from .objective import F_, P_, QUANTIZED, X_, _rsum, _same_region, _seg_cost, _seg_raw, _two_sum
 
 CHUNK = 256  # j per block in the vectorized chord loops
+RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of the sums
+
+
+@numba.njit(cache=True, _nrt=False)
+def _seg_cost_rb(A, I, R, infl, C, j, k, B, code, limit):
+    """(cost, rb): :func:`nli.objective._seg_cost` (same value), and rb, the raw error of the
+    rightmost bin [t_{B-1}, x_k] when P there is f's chord over a bin with no inflection point
+    (else 0). Then for every j' < j whose rightmost bin also spans no inflection point,
+    rb <= raw cost(j', k): that bin holds a superset of the grid points, f is convex (or
+    concave) on it, and a chord over a wider interval lies farther from f at every point.
+    """
+    obj = code & 3
+    scale = 1.0 / (k - j + 1) if obj == 0 else (1.0 / C[2] if obj == 1 else 1.0)
+    lim = limit / scale if limit < np.inf else np.inf
+    raw, rb = _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)
+    return raw * scale, rb
+
+
+@numba.njit(cache=True, _nrt=False)
+def _rb_first_j(A, infl, k, B):
+    """Smallest j <= k whose rightmost bin [t_{B-1}, x_k] spans no inflection point. t_{B-1}
+    is computed as :func:`nli.objective._seg_raw` does; it falls strictly as j falls (grid
+    steps exceed its rounding), so the test is monotone in j and a binary search finds it."""
+    a, b = np.int64(0), k
+    while a < b:
+        mid = (a + b) // 2
+        if _same_region(infl, A[0, mid] + ((B - 1) * (A[0, k] - A[0, mid])) / B, A[0, k]):
+            b = mid
+        else:
+            a = mid + 1
+    return a
 
 
 @numba.njit(cache=True, parallel=True)
@@ -38,6 +71,7 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
     with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
     """
     mx = (obj & 3) == 2  # minimax
+    use_rb = obj == 0 or obj == 1  # sum objectives, P made of chords of f (no LUT rounding)
     for tt in numba.prange(T):
         t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
         hint = np.int64(-1)
@@ -45,6 +79,8 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
             k = kc[q]
             best = bound
             arg = np.int64(-1)
+            rb = 0.0  # a lower bound on the raw cost of the j still to come, if j >= jrb
+            jrb = _rb_first_j(A, infl, k, B) if use_rb else k
             if 0 <= hint < k and Dp[hint] < best and A[0, k] - A[0, hint] >= minw:
                 c = _seg_cost(A, I, R, infl, C, hint, k, B, obj, best if mx else best - Dp[hint])
                 v = max(Dp[hint], c) if mx else Dp[hint] + c
@@ -56,7 +92,13 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                 dj = Dp[j]
                 if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
                     continue
-                c = _seg_cost(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                if rb > 0.0 and j >= jrb:
+                    sc = 1.0 / (k - j + 1) if obj == 0 else 1.0 / C[2]
+                    if dj + rb * (1.0 - RB_SLACK) * sc >= best:
+                        continue
+                c, r = _seg_cost_rb(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                if use_rb and r > rb:
+                    rb = r
                 v = max(dj, c) if mx else dj + c
                 if v < best:
                     best = v

@@ -97,3 +97,92 @@ def test_chord_block_is_bit_identical_to_seg_cost(name, domain, objective):
         want = np.array([Dp[j] + _seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, 1, o, np.inf) for j in js])
         got = buf[np.array(js, dtype=np.int64) - j0] if js else np.zeros(0)
         assert np.array_equal(got, want)
+
+
+# ----------------------------------------------------------------------------- many-bin segments
+# The bin edges of a B-bin segment are located with _ceil_index (integer ops on the float64
+# bit pattern); these pin it and the many-bin costs that use it to independent oracles.
+
+def test_ceil_index_matches_searchsorted_one_ulp_around_every_encoding():
+    """Every finite FP16 value, its float64 neighbours one ulp either side, midpoints,
+    values past the FP16 range and random reals, on grids that do and do not span 0."""
+    from nli.grid import all_finite_f16_bits, f16_bits_to_f64
+    from nli.objective import _ceil_index
+
+    v = f16_bits_to_f64(all_finite_f16_bits())
+    rng = np.random.default_rng(5)
+    probes = np.concatenate([v, np.nextafter(v, np.inf), np.nextafter(v, -np.inf), (v[1:] + v[:-1]) / 2,
+                             [0.0, -0.0, 65520.0, -65520.0, 1e9, -1e9, 2.0 ** -25, -2.0 ** -25],
+                             rng.standard_normal(20000) * 10.0 ** rng.uniform(-9, 5, 20000)])
+    for domain in [(-65504.0, 65504.0), (-16.0, -0.5), (2.0 ** -20, 3.0)]:
+        x, _ = fp16_grid(*domain)
+        G = grid_arrays(get_function("silu"), x)
+        got = np.array([_ceil_index(G.ord0, G.n, t) for t in probes])
+        assert np.array_equal(got, np.searchsorted(x, probes, side="left")), domain
+
+
+@pytest.mark.parametrize("name,domain", [("silu", (-65504.0, 65504.0)), ("silu", (-16.0, -0.5)),
+                                         ("gelu", (-3.0, 2.0)), ("exp", (-6.0, -2.0))])
+def test_32_bin_segment_cost_matches_point_by_point(name, domain):
+    """segment_cost with 32 bins against tests/naive.py's point errors, on random
+    segments (spanning 0 and inflection points on the silu / gelu grids)."""
+    from naive import naive_point_errors
+    from nli.objective import segment_cost
+
+    fn, x, G, ok = _grid(name, domain)
+    rng = np.random.default_rng(11)
+    for _ in range(12):
+        j = int(rng.integers(0, G.n - 40))
+        k = int(min(G.n - 1, j + 40 + rng.integers(0, 3000)))
+        for objective in ("paper", "max"):
+            err = naive_point_errors(fn, x, j, k, 32)
+            want = max(err) if objective == "max" else sum(err) / len(err)
+            assert close(segment_cost(G, j, k, 32, objective), want), (j, k, objective)
+
+
+@pytest.mark.parametrize("name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)),
+                                         ("exp", (-6.0, -4.0))])
+@pytest.mark.parametrize("layout", ["paper", "two-level:3:32"])
+def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
+    """Paper-like layouts (32-bin layers between single-bin ones): fast DP == plain DP."""
+    fn, x, G, ok = _grid(name, domain)
+    bins = Layout.parse(layout).bins
+    for objective in ("paper", "mean"):
+        o = objective_code(objective)
+        mw = [0.0] * len(bins)
+        plain, plain_idx = _solve_grid(G, bins, o, 1, ok, mw, None, fast=False)
+        fast, idx = _solve_grid(G, bins, o, 1, ok, mw, None, fast=True)
+        assert plain_idx is not None and idx is not None
+        assert close(fast, plain), (objective, fast, plain)
+        assert close(cost_of_cutpoints(G, idx, bins, objective), plain)
+
+
+@pytest.mark.parametrize("name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -0.75)),
+                                         ("tanh", (-2.0 ** -16, 2.0 ** -15))])
+@pytest.mark.parametrize("objective", ["paper", "mean"])
+def test_general_layer_equals_every_pair_minimum(name, domain, objective):
+    """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit and by the
+    rightmost-bin bound) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
+    import numba
+
+    from nli.dp_layer import _layer
+
+    fn, x, G, ok = _grid(name, domain)
+    o = objective_code(objective)
+    rng = np.random.default_rng(7)
+    for B in (32, 3, 1):
+        c0 = _seg_cost(G.A, G.I, G.R, G.infl, G.C, 0, G.n // 8, B, o, np.inf)
+        Dp = np.where(rng.random(G.n) < 0.9, rng.random(G.n) * 4 * c0, np.inf)
+        cost = np.full((G.n, G.n), np.inf)  # cost[j, k]
+        for k in range(G.n):
+            for j in range(k):
+                if np.isfinite(Dp[j]):
+                    cost[j, k] = _seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, B, o, np.inf)
+        want = np.min(Dp[:, None] + cost, axis=0)  # (n, n) -> (n,)
+        cand = np.arange(G.n, dtype=np.int64)
+        live = cand[np.isfinite(Dp)]
+        out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
+        _layer(G.A, G.I, G.R, G.infl, G.C, Dp, B, o, cand, live, numba.get_num_threads(), np.inf, 0.0, out, arg)
+        assert np.array_equal(out, want), (B, np.flatnonzero(out != want)[:5])
+        has = arg >= 0
+        assert np.array_equal(Dp[arg[has]] + cost[arg[has], np.flatnonzero(has)], want[has])
