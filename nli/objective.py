@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from .bitcast import _f64_bits
+from .bitcast import f64_as_i64
 from .functions import Function, evaluate_scalar
 
 OBJECTIVES = ("paper", "mean", "max")
@@ -228,7 +228,7 @@ def _pos_bits(a, up):
     # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10 it is
     # FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a carry out of
     # frac moves into the exponent, as it should). Integer ops only: math.frexp is a library call.
-    b = _f64_bits(a)
+    b = f64_as_i64(a)
     o = (b >> 42) - (1008 << 10)
     return o + 1 if up and (b & ((1 << 42) - 1)) != 0 else o
 
