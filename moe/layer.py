@@ -38,7 +38,8 @@ from engine.model import REF_OPS, OpSet, SwiGLU
 # Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs over
 # zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8, k=2,
 # groups 230-279 rows) on the idle 2-core box, throughput against the dense peer of equal active
-# FLOPs: looped 1.10x (1 thread) / 1.04x (2 threads), padded 0.84x / 0.85x (README, benchmarks/moe.py).
+# FLOPs, in a one-off microbenchmark (not kept): looped 1.10x (1 thread) / 1.04x (2 threads), padded
+# 0.84x / 0.85x. The reproducible numbers for the default are benchmarks/moe.py -> moe_speed.json.
 # On a busy box both drop, 2-thread looped most (many short parallel regions wait on descheduled
 # threads), but so does the dense peer.
 # Which values the top-k ranks: "logits" (default: the FP32 router logits, whose order is the exact
