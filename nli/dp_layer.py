@@ -8,6 +8,12 @@ Two kernels compute the same minimum over every pair (j, k):
   reaches what it would have to beat. Under the sum objectives without LUT rounding it
   also skips j when ``Dp[j] + rb * scale(j, k)`` reaches it, rb the rightmost-bin error
   of an already evaluated j0 > j (see :func:`_seg_cost_rb`: a lower bound on j's cost).
+  For B > 1 it first computes one bin of j alone, the bin holding the spot where the last
+  fully evaluated pair had its largest bin error (:func:`nli.objective._bin_raw`, the
+  very value the full sum adds for that bin, so a lower bound on it), and skips j when
+  ``Dp[j]`` plus that already reaches the best value for k. On silu's paper layout most
+  pairs fail on the bin around x = 0 wherever it falls, and this check replaces a right-to-
+  left walk through the bins (and the O(log N) cost of bins across an inflection).
 * :func:`_layer_chord`, the fast path of the exact pass for single-bin macro intervals
   (B = 1) under the sum objectives (paper, mean) without LUT rounding. There P is the
   chord of f over [x_j, x_k]. For j whose chord spans no inflection point the cost is
@@ -26,7 +32,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .objective import F_, P_, QUANTIZED, X_, _rsum, _same_region, _seg_cost, _seg_raw, _two_sum
+from .objective import F_, P_, QUANTIZED, X_, _bin_raw, _rsum, _same_region, _seg_cost, _seg_raw, _two_sum
 
 CHUNK = 256  # j per block in the vectorized chord loops
 RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of the sums
@@ -34,7 +40,8 @@ RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of 
 
 @numba.njit(cache=True, _nrt=False)
 def _seg_cost_rb(A, I, R, infl, C, j, k, B, code, limit):
-    """(cost, rb): :func:`nli.objective._seg_cost` (same value), and rb, the raw error of the
+    """(cost, rb, mhot): :func:`nli.objective._seg_cost` (same value); mhot, the bin that
+    contributed most among those visited; and rb, the raw error of the
     rightmost bin [t_{B-1}, x_k] when P there is f's chord over a bin with no inflection point
     (else 0). Then for every j' < j whose rightmost bin also spans no inflection point,
     rb <= raw cost(j', k): that bin holds a superset of the grid points, f is convex (or
@@ -43,8 +50,8 @@ def _seg_cost_rb(A, I, R, infl, C, j, k, B, code, limit):
     obj = code & 3
     scale = 1.0 / (k - j + 1) if obj == 0 else (1.0 / C[2] if obj == 1 else 1.0)
     lim = limit / scale if limit < np.inf else np.inf
-    raw, rb = _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)
-    return raw * scale, rb
+    raw, rb, mhot = _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)
+    return raw * scale, rb, mhot
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -72,9 +79,11 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
     """
     mx = (obj & 3) == 2  # minimax
     use_rb = obj == 0 or obj == 1  # sum objectives, P made of chords of f (no LUT rounding)
+    hot = B > 1
     for tt in numba.prange(T):
         t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
         hint = np.int64(-1)
+        hotx = np.nan  # where the last fully evaluated pair of this thread had its worst bin
         for q in range(t, kc.size, T):  # threads strided over k: balanced work, hint from a nearby k
             k = kc[q]
             best = bound
@@ -96,7 +105,18 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                     sc = 1.0 / (k - j + 1) if obj == 0 else 1.0 / C[2]
                     if dj + rb * (1.0 - RB_SLACK) * sc >= best:
                         continue
-                c, r = _seg_cost_rb(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                if hot and hotx == hotx:  # the bin of j that holds hotx, alone, may already rule j out
+                    a = A[X_, j]
+                    m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
+                    sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])
+                    hb = _bin_raw(A, I, R, infl, C, j, k, B, m, mx, obj >= QUANTIZED,
+                                  best / sc if mx else (best - dj) / sc)
+                    if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
+                        continue
+                c, r, mh = _seg_cost_rb(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                if hot:
+                    a = A[X_, j]
+                    hotx = a + ((mh - 0.5) * (A[X_, k] - a)) / B
                 if use_rb and r > rb:
                     rb = r
                 v = max(dj, c) if mx else dj + c

@@ -244,16 +244,62 @@ def _ceil_index(ord0, n, t):
 
 
 # ----------------------------------------------------------------------------- segment cost
+@numba.njit(cache=True, inline="always")
+def _bin_line(A, C, j, k, B, m, quant):
+    """(lo, hi, Fp, s, tp, t) of bin m (1..B) of macro interval [x_j, x_k]: it holds grid points
+    lo..hi (possibly none, hi < lo) and P there is the line through (tp, Fp) with slope s,
+    t its right end. Bin m covers max(j, ceil(t_{m-1})) .. max(j, ceil(t_m)) - 1 (the last one up
+    to k), with t_m = x_j + (m d) / B, d = x_k - x_j, and t_0 = x_j, t_B = x_k exactly."""
+    ord0, fn_id, n = C
+    a = A[X_, j]
+    d = A[X_, k] - a
+    if m == B:
+        t = A[X_, k]
+        F = A[F_, k]
+        hi = k
+    else:
+        t = a + (m * d) / B
+        F = evaluate_scalar(fn_id, t)
+        hi = max(_ceil_index(ord0, n, t), j) - 1
+    if m == 1:
+        tp = a
+        Fp = A[F_, j]
+        lo = j
+    else:
+        tp = a + ((m - 1) * d) / B
+        Fp = evaluate_scalar(fn_id, tp)
+        lo = max(_ceil_index(ord0, n, tp), j)
+    if quant:
+        F = _rne16(F)
+        Fp = _rne16(Fp)
+    return lo, hi, Fp, (F - Fp) / (t - tp), tp, t
+
+
+@numba.njit(cache=True, _nrt=False)
+def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
+    """Raw error (sum, or max if use_max) of bin m alone of macro interval [x_j, x_k] with B bins,
+    from the very values :func:`_seg_raw` uses for that bin. Never above what ``_seg_raw`` adds
+    for it (a value >= limit_raw may be a lower bound of it), so never above the interval's raw
+    error up to the float noise of the sums: a cheap lower bound that rules out a pair."""
+    lo, hi, Fp, s, tp, t = _bin_line(A, C, j, k, B, m, quant)
+    if hi < lo:
+        return 0.0
+    if use_max:
+        return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
+    return _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw)
+
+
 @numba.njit(cache=True, _nrt=False)
 def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
-    """(raw, rb): raw error of macro interval [x_j, x_k] with B bins, the sum (or max) of |f-P|/w;
-    rb = the rightmost bin's sum when P is f's chord over a bin with no inflection point, else 0.
+    """(raw, rb, mhot): raw error of macro interval [x_j, x_k] with B bins, the sum (or max) of
+    |f-P|/w; rb = the rightmost bin's sum when P is f's chord over a bin with no inflection point,
+    else 0; mhot = the bin (1..B) that contributed most among those visited.
 
     Stops early, returning a value >= limit_raw, once the partial result reaches it. Bins
-    are visited right to left (bin m covers grid points max(j, ceil(t_{m-1})) .. ceil(t_m) - 1,
-    the last one up to k): the sum is order-independent up to rounding; in profiles of the
-    paper layout (first 32-bin layer, silu, full domain) the partial sum passed the limit
-    after 4.5 bins on average right to left against 27.6 left to right.
+    are visited right to left (bin m holds the grid points of :func:`_bin_line`): the sum is
+    order-independent up to rounding; in profiles of the paper layout (first 32-bin layer, silu,
+    full domain) the partial sum passed the limit after 4.5 bins on average right to left
+    against 27.6 left to right.
     """
     ord0, fn_id, n = C
     a = A[X_, j]
@@ -262,7 +308,9 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
     F = _rne16(A[F_, k]) if quant else A[F_, k]
     hi = k
     acc = rb = 0.0
-    for m in range(B, 0, -1):  # bin m = [t_{m-1}, t_m]
+    vhot = -1.0
+    mhot = B
+    for m in range(B, 0, -1):  # bin m = [t_{m-1}, t_m]; f at t_m carried over from bin m + 1
         if m == 1:
             tp = a
             Fp = A[F_, j]
@@ -276,18 +324,23 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
         if hi >= lo:
             s = (F - Fp) / (t - tp)
             if use_max:
-                acc = max(acc, _line_max(A, lo, hi, Fp, s, tp, limit_raw))
+                v = _line_max(A, lo, hi, Fp, s, tp, limit_raw)
+                acc = max(acc, v)
             else:
-                acc += _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp,
-                                     0.0 if quant else t, limit_raw - acc)
+                v = _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp,
+                                  0.0 if quant else t, limit_raw - acc)
+                acc += v
                 if m == B and not quant and _same_region(infl, tp, t):
                     rb = acc
+            if v > vhot:
+                vhot = v
+                mhot = m
             if acc >= limit_raw:
-                return acc, rb
+                return acc, rb, mhot
             hi = lo - 1
         t = tp
         F = Fp
-    return acc, rb
+    return acc, rb, mhot
 
 
 @numba.njit(cache=True, _nrt=False)

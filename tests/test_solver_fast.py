@@ -140,6 +140,29 @@ def test_32_bin_segment_cost_matches_point_by_point(name, domain):
             assert close(segment_cost(G, j, k, 32, objective), want), (j, k, objective)
 
 
+@pytest.mark.parametrize("name,domain", [("silu", (-65504.0, 65504.0)), ("gelu", (-3.0, 2.0)),
+                                         ("exp", (-6.0, -2.0))])
+def test_one_bin_alone_is_what_the_segment_sum_adds(name, domain):
+    """nli.objective._bin_raw (the hot-bin lower bound of the DP layer) per bin m: the bins
+    together give the segment's raw sum (max), and each is at most it, for every objective
+    with and without LUT rounding, 32- and 3-bin segments (across 0 and inflections)."""
+    from nli.objective import _bin_raw, _seg_raw
+
+    fn, x, G, ok = _grid(name, domain)
+    rng = np.random.default_rng(13)
+    for _ in range(10):
+        j = int(rng.integers(0, G.n - 40))
+        k = int(min(G.n - 1, j + 40 + rng.integers(0, 5000)))
+        for B in (32, 3):
+            for use_max in (False, True):
+                for quant in (False, True):
+                    raw = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, use_max, quant, np.inf)[0]
+                    bins = [_bin_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, m, use_max, quant, np.inf)
+                            for m in range(1, B + 1)]
+                    assert close(max(bins) if use_max else sum(bins), raw), (j, k, B, use_max, quant)
+                    assert max(bins) <= raw * (1 + COST_REL_TOL) + COST_ABS_TOL
+
+
 @pytest.mark.parametrize("name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)),
                                          ("exp", (-6.0, -4.0))])
 @pytest.mark.parametrize("layout", ["paper", "two-level:3:32"])
@@ -161,8 +184,8 @@ def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
                                          ("tanh", (-2.0 ** -16, 2.0 ** -15))])
 @pytest.mark.parametrize("objective", ["paper", "mean"])
 def test_general_layer_equals_every_pair_minimum(name, domain, objective):
-    """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit and by the
-    rightmost-bin bound) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
+    """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit, by the
+    rightmost-bin bound and by the hot-bin bound) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
     import numba
 
     from nli.dp_layer import _layer
