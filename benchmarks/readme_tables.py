@@ -74,9 +74,49 @@ def llm_md(d) -> str:
     return "\n".join(out)
 
 
+def _pm(v, fmt):
+    """'mean' or 'mean +- std (n seeds)' of an aggregate() metric."""
+    if not v:
+        return "—"
+    if v.get("std") is None:
+        return format(v["mean"], fmt)
+    return f"{format(v['mean'], fmt)} ± {format(v['std'], fmt)} ({len(v['values'])} seeds)"
+
+
+def train_md(d) -> str:
+    """benchmarks/train.py's combined report: one row per method (mean +- std over seeds)."""
+    if not d.get("methods"):
+        return "(no cached runs yet)"
+    out = ["| method | chrF++ | BLEU | test target loss | train time (s) | trainable / active params (M) | load CV | MI / H(lang) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for name, v in d["methods"].items():
+        pr = v["params"]
+        out.append(f"| {name} | {_pm(v.get('chrf++_mean'), '.2f')} | {_pm(v.get('bleu_mean'), '.2f')} | "
+                   f"{_pm(v.get('loss_mean'), '.3f')} | {_pm(v.get('train_seconds'), '.0f')} | "
+                   f"{pr['trainable'] / 1e6:.1f} / {pr['active'] / 1e6:.1f} | {_pm(v.get('load_cv_mean'), '.3f')} | "
+                   f"{_pm(v.get('mi_norm_mean'), '.3f')} |")
+    missing = d.get("missing_runs")
+    if missing:
+        out.append(f"\n{missing} planned runs not cached yet (`python benchmarks/train.py --max-runs N` resumes).")
+    return "\n".join(out)
+
+
+def sweep_md(d) -> str:
+    """SPRI (rho, s) sweep: dev target loss after the sweep budget, and at init."""
+    init = {(p["rho"], p["scale"]): p["dev_loss"] for p in d.get("init_sweep", []) if p["rho"] is not None}
+    dense = next((p["dev_loss"] for p in d.get("init_sweep", []) if p["rho"] is None), None)
+    out = [f"| rho | s | dev loss trained | dev loss at init (dense {dense:.3f}) |" if dense else
+           "| rho | s | dev loss trained | dev loss at init |", "|---|---|---|---|"]
+    for r in sorted(d.get("sweep", []), key=lambda r: (r["opts"]["rho"], r["opts"]["scale"])):
+        rho, sc = r["opts"]["rho"], r["opts"]["scale"]
+        ini = init.get((rho, sc))
+        out.append(f"| {rho} | {sc:g} | {r['dev_loss']:.3f} | {'—' if ini is None else f'{ini:.3f}'} |")
+    return "\n".join(out)
+
+
 def main():
     for name, fn in (("tables.json", tables_md), ("tables.json", baselines_md), ("sim.json", sim_md),
-                     ("llm.json", llm_md)):
+                     ("llm.json", llm_md), ("train.json", sweep_md), ("train.json", train_md)):
         d = load(name)
         print(f"\n<!-- from benchmarks/results/{name} -->")
         print(fn(d) if d else f"(benchmarks/results/{name} missing)")

@@ -209,3 +209,70 @@ def test_general_layer_equals_every_pair_minimum(name, domain, objective):
         assert np.array_equal(out, want), (B, np.flatnonzero(out != want)[:5])
         has = arg >= 0
         assert np.array_equal(Dp[arg[has]] + cost[arg[has], np.flatnonzero(has)], want[has])
+
+
+class _KinkedS:
+    """A convex-then-concave test function (duck-types nli.functions.Function for the cost
+    kernels of single-bin segments, which evaluate f only at grid points): with u = (x - p) / s,
+    f = 10 - m u for u < 0 (linear, so convex) and 10 - u^2 for u >= 0 (concave); the one
+    inflection point is the kink at p. The offset 10 keeps the weights w = |f| near 10."""
+
+    fn_id = 0  # never evaluated: single-bin segments use f at grid points only
+
+    def __init__(self, p, s, m):
+        self.p, self.s, self.m = p, s, m
+        self.inflections = (p,)
+
+    def __call__(self, x):
+        u = (np.asarray(x, dtype=np.float64) - self.p) / self.s
+        return np.where(u < 0, 10.0 - self.m * u, 10.0 - u * u)
+
+
+@pytest.mark.parametrize("objective", ["paper", "mean"])
+def test_rightmost_bin_bound_is_not_used_across_an_inflection(objective):
+    """Guards the ``j >= jrb`` condition of the rightmost-bin skip in nli.dp_layer._layer.
+
+    The skip's lemma (a wider chord lies farther from f) needs the rightmost bin of j in one
+    convexity region. Here a chord from the steep linear piece across the kink at p to x_k
+    passes through the parabola and lies nearer to it than the chord from a point past p
+    does, so cost(j, k) < rb for some j < jrb: applying the skip to every j drops the optimal
+    pair and the plain DP's cost rises by ~30% (paper) / ~7% (mean). On the FP16 grids of
+    silu, gelu, tanh and sigmoid scanned (every pair j < jrb <= j0 < k, B = 1..8) cost(j, k)
+    never fell below rb beyond float noise (a chord across their inflection points lies
+    farther; with B >= 2 every other bin of j adds error too), hence the synthetic function
+    and a single-bin layout (fast=False: those layers go through the general kernel).
+    Checked against tests/naive.py's brute-force DP; 65 grid points."""
+    from naive import naive_solve
+
+    fn = _KinkedS(264.1, 8.0, 8.0)
+    x, _ = fp16_grid(256.0, 272.0)
+    G = grid_arrays(fn, x)
+    bins = Layout.parse("single:3").bins
+    plain, idx = _solve_grid(G, bins, objective_code(objective), 1, np.ones(x.size, dtype=bool),
+                             [0.0] * len(bins), None, fast=False)
+    want = naive_solve(fn, x, bins, objective)
+    assert close(plain, want), (plain, want)
+    assert close(cost_of_cutpoints(G, idx, bins, objective), want)
+
+
+@pytest.mark.parametrize("objective", ["paper", "mean", "max"])
+def test_hot_bin_skip_keeps_the_brute_force_optimum(objective):
+    """Guards the hot-bin skip of nli.dp_layer._layer (``if hot and hotx == hotx``): the one
+    bin of j computed alone must never exceed what the full segment cost adds for it.
+
+    silu around its inflection point 2.3994 with two 2-bin layers: one bin of a segment holds
+    most of its error (all of it under max, where the worst bin is the cost), so a bin value
+    that overshoots (e.g. 1.5x, in _bin_raw or where _layer uses it) rules out the optimal
+    pair and the plain DP's cost rises by 3% (paper), 7% (mean), 21% (max). The
+    kernel-level check of _bin_raw alone (test_one_bin_alone_is_what_the_segment_sum_adds)
+    does not see a wrong use of it in _layer; this does. 70 grid points, tests/naive.py's
+    brute-force DP as the oracle."""
+    from naive import naive_solve
+
+    fn, x, G, ok = _grid("silu", (2.33203125, 2.466796875))
+    assert x.size == 70 and G.infl.size == 1
+    bins = Layout.parse("two-level:2:2").bins
+    plain, idx = _solve_grid(G, bins, objective_code(objective), 1, ok, [0.0] * len(bins), None, fast=False)
+    want = naive_solve(fn, x, bins, objective)
+    assert close(plain, want), (plain, want)
+    assert close(cost_of_cutpoints(G, idx, bins, objective), want)
