@@ -245,34 +245,32 @@ def _ceil_index(ord0, n, t):
 
 # ----------------------------------------------------------------------------- segment cost
 @numba.njit(cache=True, inline="always")
-def _bin_line(A, C, j, k, B, m, quant):
-    """(lo, hi, Fp, s, tp, t) of bin m (1..B) of macro interval [x_j, x_k]: it holds grid points
-    lo..hi (possibly none, hi < lo) and P there is the line through (tp, Fp) with slope s,
-    t its right end. Bin m covers max(j, ceil(t_{m-1})) .. max(j, ceil(t_m)) - 1 (the last one up
-    to k), with t_m = x_j + (m d) / B, d = x_k - x_j, and t_0 = x_j, t_B = x_k exactly."""
-    ord0, fn_id, n = C
-    a = A[X_, j]
-    d = A[X_, k] - a
-    if m == B:
-        t = A[X_, k]
-        F = A[F_, k]
-        hi = k
+def _bin_edge(A, C, j, k, B, m, quant):
+    """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B), ``t_m = x_j + (m d) / B``
+    with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value there (f(t_m), RNE16 if
+    quant), and the first grid index of bin m + 1: max(j, ceil(t_m)) (i_0 = j, i_B = k + 1).
+    Bin m (1..B) holds grid points i_{m-1} .. i_m - 1."""
+    if m == 0:
+        t, F, i = A[X_, j], A[F_, j], j
+    elif m == B:
+        t, F, i = A[X_, k], A[F_, k], k + 1
     else:
-        t = a + (m * d) / B
+        ord0, fn_id, n = C
+        a = A[X_, j]
+        t = a + (m * (A[X_, k] - a)) / B
         F = evaluate_scalar(fn_id, t)
-        hi = max(_ceil_index(ord0, n, t), j) - 1
-    if m == 1:
-        tp = a
-        Fp = A[F_, j]
-        lo = j
-    else:
-        tp = a + ((m - 1) * d) / B
-        Fp = evaluate_scalar(fn_id, tp)
-        lo = max(_ceil_index(ord0, n, tp), j)
-    if quant:
-        F = _rne16(F)
-        Fp = _rne16(Fp)
-    return lo, hi, Fp, (F - Fp) / (t - tp), tp, t
+        i = max(_ceil_index(ord0, n, t), j)
+    return t, (_rne16(F) if quant else F), i
+
+
+@numba.njit(cache=True, inline="always")
+def _bin_err(A, I, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
+    """Raw error (sum, or max if use_max) over grid points lo..hi of P's line from (tp, Fp) to
+    (t, F); with quant False that line is f's chord (O(1) when no inflection lies between)."""
+    s = (F - Fp) / (t - tp)
+    if use_max:
+        return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
+    return _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw)
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -281,12 +279,11 @@ def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
     from the very values :func:`_seg_raw` uses for that bin. Never above what ``_seg_raw`` adds
     for it (a value >= limit_raw may be a lower bound of it), so never above the interval's raw
     error up to the float noise of the sums: a cheap lower bound that rules out a pair."""
-    lo, hi, Fp, s, tp, t = _bin_line(A, C, j, k, B, m, quant)
-    if hi < lo:
+    tp, Fp, lo = _bin_edge(A, C, j, k, B, m - 1, quant)
+    t, F, i = _bin_edge(A, C, j, k, B, m, quant)
+    if i - 1 < lo:
         return 0.0
-    if use_max:
-        return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
-    return _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw)
+    return _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant, limit_raw)
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -296,50 +293,29 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
     else 0; mhot = the bin (1..B) that contributed most among those visited.
 
     Stops early, returning a value >= limit_raw, once the partial result reaches it. Bins
-    are visited right to left (bin m holds the grid points of :func:`_bin_line`): the sum is
-    order-independent up to rounding; in profiles of the paper layout (first 32-bin layer, silu,
-    full domain) the partial sum passed the limit after 4.5 bins on average right to left
-    against 27.6 left to right.
+    are visited right to left (bin m holds the grid points of :func:`_bin_edge`), each edge's
+    f computed once: the sum is order-independent up to rounding; in profiles of the paper
+    layout (first 32-bin layer, silu, full domain) the partial sum passed the limit after 4.5
+    bins on average right to left against 27.6 left to right.
     """
-    ord0, fn_id, n = C
-    a = A[X_, j]
-    d = A[X_, k] - a
-    t = A[X_, k]
-    F = _rne16(A[F_, k]) if quant else A[F_, k]
-    hi = k
+    t, F, i = _bin_edge(A, C, j, k, B, B, quant)
     acc = rb = 0.0
     vhot = -1.0
     mhot = B
-    for m in range(B, 0, -1):  # bin m = [t_{m-1}, t_m]; f at t_m carried over from bin m + 1
-        if m == 1:
-            tp = a
-            Fp = A[F_, j]
-            lo = j
-        else:
-            tp = a + ((m - 1) * d) / B
-            Fp = evaluate_scalar(fn_id, tp)
-            lo = max(_ceil_index(ord0, n, tp), j)
-        if quant:
-            Fp = _rne16(Fp)
-        if hi >= lo:
-            s = (F - Fp) / (t - tp)
-            if use_max:
-                v = _line_max(A, lo, hi, Fp, s, tp, limit_raw)
-                acc = max(acc, v)
-            else:
-                v = _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp,
-                                  0.0 if quant else t, limit_raw - acc)
-                acc += v
-                if m == B and not quant and _same_region(infl, tp, t):
-                    rb = acc
+    for m in range(B, 0, -1):  # bin m = [t_{m-1}, t_m]
+        tp, Fp, lo = _bin_edge(A, C, j, k, B, m - 1, quant)
+        if i - 1 >= lo:
+            v = _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant,
+                         limit_raw if use_max else limit_raw - acc)
+            acc = max(acc, v) if use_max else acc + v
+            if m == B and not use_max and not quant and _same_region(infl, tp, t):
+                rb = acc
             if v > vhot:
                 vhot = v
                 mhot = m
             if acc >= limit_raw:
                 return acc, rb, mhot
-            hi = lo - 1
-        t = tp
-        F = Fp
+        t, F, i = tp, Fp, lo
     return acc, rb, mhot
 
 
