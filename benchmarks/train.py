@@ -34,7 +34,7 @@ from moe.train import train  # noqa: E402
 from moe.train_setup import TrainConfig  # noqa: E402
 from moe.translate_eval import evaluate, mutual_information  # noqa: E402
 
-SWEEP_RHO = (0.5, 0.75, 0.9)
+SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
 SWEEP_S = (1.0, 2.0, 4.0)
 GROW_UTILITY = "saliency"
 INIT_RHO = (0.25, 0.5, 0.75, 0.9)

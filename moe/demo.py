@@ -1,7 +1,7 @@
 """`nli demo` section of the MoE package: an upcycled SmolLM2 (SPRI) on ref and on the NLI unit.
 
 Upcycles the dense SmolLM2 with ``spri`` (8 experts, top-2, last 8 layers,
-the provisional defaults of :mod:`moe.spri`), then reports perplexity on the
+the defaults of :mod:`moe.spri`, fixed by the fine-tuning sweep), then reports perplexity on the
 shipped held-out text with every op on ``ref`` and on ``nli`` (router softmax
 included), the routing agreement between the two, and a plot of the expert
 load per MoE layer. Writes ``moe_spri.json`` and ``moe_spri_expert_load.png``.

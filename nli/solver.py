@@ -4,9 +4,10 @@
 is grid point ``x_k``; ``D[0][k] = Lclamp(k)``,
 ``D[L][k] = min_j D[L-1][j] (+ or max) cost(j, k, bins[L-1])``, and the answer is
 ``min_k D[K][k] (+ or max) Rclamp(k)``. It is exact: every pair (j, k) is
-considered; a pair is skipped only when ``D[L-1][j]`` alone (or, for the sum
-objectives, plus a lower bound on its segment cost: the rightmost-bin error of a
-narrower segment ending at k, see :mod:`nli.dp_layer`) already reaches the best
+considered; a pair is skipped only when ``D[L-1][j]`` alone (or plus a lower
+bound on its segment cost: for the sum objectives the rightmost-bin error of a
+narrower segment ending at k; for many-bin segments the error of one of its bins
+computed alone, see :mod:`nli.dp_layer`) already reaches the best
 value found for k (costs are non-negative), and a segment cost stops
 being computed once its partial sum reaches what it would have to beat. Both
 cuts are exact. Segment costs are O(1) (O(log N) across an inflection point)
