@@ -74,6 +74,22 @@ def llm_md(d) -> str:
     return "\n".join(out)
 
 
+def solver_md(d) -> str:
+    """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""
+    out = ["| function | grid points | table | paper cost | mean rel | max rel | mean ulp | max ulp | % CR |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for key, r in d.items():
+        if not isinstance(r, dict) or "tables" not in r:
+            continue
+        for label in ("optimum paper", "shipped default", "NLI published"):
+            t = r["tables"].get(label)
+            if not t or "mean_rel_error" not in t:
+                continue
+            out.append(f"| {key} | {r['grid_points']} | {label} | {t['paper_cost']:.3e} | {t['mean_rel_error']:.2e} | "
+                       f"{t['max_rel_error']:.2e} | {t['mean_ulp']:.3f} | {t['max_ulp']} | {t['pct_correctly_rounded']:.2f}% |")
+    return "\n".join(out)
+
+
 def _pm(v, fmt):
     """'mean' or 'mean +- std (n seeds)' of an aggregate() metric."""
     if not v:
@@ -116,7 +132,7 @@ def sweep_md(d) -> str:
 
 def main():
     for name, fn in (("tables.json", tables_md), ("tables.json", baselines_md), ("sim.json", sim_md),
-                     ("llm.json", llm_md), ("train.json", sweep_md), ("train.json", train_md)):
+                     ("llm.json", llm_md), ("solver.json", solver_md), ("train.json", sweep_md), ("train.json", train_md)):
         d = load(name)
         print(f"\n<!-- from benchmarks/results/{name} -->")
         print(fn(d) if d else f"(benchmarks/results/{name} missing)")
