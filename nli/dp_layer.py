@@ -101,14 +101,13 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                 dj = Dp[j]
                 if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
                     continue
+                sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])  # cost = raw * sc
                 if rb > 0.0 and j >= jrb:
-                    sc = 1.0 / (k - j + 1) if obj == 0 else 1.0 / C[2]
                     if dj + rb * (1.0 - RB_SLACK) * sc >= best:
                         continue
                 if hot and hotx == hotx:  # the bin of j that holds hotx, alone, may already rule j out
                     a = A[X_, j]
                     m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
-                    sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])
                     hb = _bin_raw(A, I, R, infl, C, j, k, B, m, mx, obj >= QUANTIZED,
                                   best / sc if mx else (best - dj) / sc)
                     if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
