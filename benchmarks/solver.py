@@ -165,7 +165,14 @@ def main(argv=None) -> int:
         results = {}
     results["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if args.gap_full:
-        got = thinning_gaps(cases=[(f, None) for f in args.gap_full.split(",") if f], settings=(("mean", True),))
+        from nli.functions import FUNCTIONS
+
+        names = [f for f in args.gap_full.split(",") if f]
+        bad = [f for f in names if f not in FUNCTIONS]
+        if bad or not names:
+            ap.error(f"--gap-full: unknown function(s) {', '.join(bad) or '(none given)'}; "
+                     f"known: {', '.join(sorted(FUNCTIONS))}")
+        got = thinning_gaps(cases=[(f, None) for f in names], settings=(("mean", True),))
         old = {g["function"]: g for g in results.get("thinning_gap_full", [])}
         results["thinning_gap_full"] = list({**old, **{g["function"]: g for g in got}}.values())
         atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
