@@ -111,6 +111,25 @@ def train_md(d) -> str:
                    f"{_pm(v.get('loss_mean'), '.3f')} | {_pm(v.get('train_seconds'), '.0f')} | "
                    f"{pr['trainable'] / 1e6:.1f} / {pr['active'] / 1e6:.1f} | {_pm(v.get('load_cv_mean'), '.3f')} | "
                    f"{_pm(v.get('mi_norm_mean'), '.3f')} |")
+    names = {"chrf++_mean": "chrF++", "bleu_mean": "BLEU", "loss_mean": "test loss"}
+    verdict = d.get("verdict", {})
+    if verdict:
+        out.append("")
+    for key, v in verdict.items():  # "spri_minus_<base>_<metric>"
+        m = next(m for m in names if key.endswith("_" + m))
+        base = key.removeprefix("spri_minus_").removesuffix("_" + m)
+        sd = "—" if v["max_seed_std"] is None else f"{v['max_seed_std']:.3f}"
+        out.append(f"- spri minus {base}, {names[m]}: {v['delta']:+.3f} (larger seed std of the two: {sd})")
+    nli = d.get("nli")
+    if nli and "delta_nli_minus_ref" in nli:
+        dl = nli["delta_nli_minus_ref"]
+        out.append(f"\n`nli` re-evaluation of {nli['name']} seed {nli['seed']} ({nli['pairs']} test pairs, "
+                   f"{nli['generated']} translated): loss {nli['ref']['loss_mean']:.4f} -> {nli['nli']['loss_mean']:.4f} "
+                   f"({dl['loss_mean']:+.4f}), chrF++ {nli['ref']['chrf++_mean']:.2f} -> {nli['nli']['chrf++_mean']:.2f} "
+                   f"({dl['chrf++_mean']:+.2f}), BLEU {dl['bleu_mean']:+.2f}, routing agreement "
+                   f"{100 * nli['routing_agreement']:.2f}%")
+        if nli.get("best_now"):
+            out[-1] += f" (chosen when it was the best MoE cached; the best is now {nli['best_now']})"
     missing = d.get("missing_runs")
     if missing:
         out.append(f"\n{missing} planned runs not cached yet (`python benchmarks/train.py --max-runs N` resumes).")

@@ -179,8 +179,11 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
     return res
 
 
-def nli_stage(a, results: list[dict], tok, test: list[dict]) -> dict | None:
-    """The best MoE run (test chrF++) re-evaluated with every op on `nli`; cached like a run."""
+def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> dict | None:
+    """The best MoE run (test chrF++) re-evaluated with every op on `nli`; cached like a run.
+
+    Runs by itself once the comparison is complete; ``--only nli`` runs it on the best MoE
+    cached so far (the result records which runs it was chosen from)."""
     from moe.checkpoint import load_checkpoint
     from moe.translate_eval import nli_comparison
 
@@ -192,8 +195,12 @@ def nli_stage(a, results: list[dict], tok, test: list[dict]) -> dict | None:
     path = Path(a.cache) / f"nli_{best['name']}_s{best['seed']}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    if a.only is not None and "nli" not in a.only:
-        return None
+    if not (a.only is not None and "nli" in a.only) and not (a.only is None and complete):
+        older = sorted(Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime)  # an earlier best
+        if not older:
+            return None
+        res = json.loads(older[-1].read_text(encoding="utf-8"))
+        return {**res, "best_now": f"{best['name']}_s{best['seed']}"}
     ckpt = Path(a.runs) / "final" / f"{best['name']}_s{best['seed']}"
     if not ckpt.is_dir():
         print(f"[train bench] no checkpoint {ckpt} for the nli stage; rerun that run to make one", flush=True)
@@ -208,7 +215,8 @@ def nli_stage(a, results: list[dict], tok, test: list[dict]) -> dict | None:
     except (ValueError, FileNotFoundError, ImportError) as e:  # e.g. NLI tables not built yet: not cached
         print(f"[train bench] nli stage failed: {e}", flush=True)
         return {"name": best["name"], "seed": best["seed"], "error": str(e)}
-    res = {"name": best["name"], "seed": best["seed"], **cmp}
+    res = {"name": best["name"], "seed": best["seed"], "chosen_from": [f"{r['name']}_s{r['seed']}" for r in moe_runs],
+           "comparison_complete": complete, **cmp}
     _atomic_json(path, res)
     return res
 
@@ -249,12 +257,12 @@ def _metric(r: dict, m: str):
 
 
 def verdict(agg: dict) -> dict:
-    """SPRI minus dense_full / sparse on chrF++ and BLEU, next to the seed-to-seed spread."""
+    """SPRI minus dense_full / sparse on chrF++, BLEU and test loss, next to the seed-to-seed spread."""
     out = {}
     for base in ("dense_full", "sparse"):
         if "spri" not in agg or base not in agg:
             continue
-        for m in ("chrf++_mean", "bleu_mean"):
+        for m in ("chrf++_mean", "bleu_mean", "loss_mean"):
             if m in agg["spri"] and m in agg[base]:
                 spread = [x for x in (agg["spri"][m]["std"], agg[base][m]["std"]) if x is not None]
                 out[f"spri_minus_{base}_{m}"] = {"delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
@@ -374,8 +382,7 @@ def main(argv=None) -> int:
     if results:
         agg = aggregate(results)
         report.update(methods=agg, verdict=verdict(agg))
-        if todo == 0:
-            report["nli"] = nli_stage(a, results, tok, test)
+        report["nli"] = nli_stage(a, results, tok, test, complete=todo == 0)
         spri0 = next((r for r in results if r["name"] == "spri"), None)
         if spri0 is not None and spri0["eval"]["counts"]:
             report["heatmap"] = str(plot_heatmap(spri0, Path(a.out).with_name(Path(a.out).stem + "_spri_heatmap.png")))
