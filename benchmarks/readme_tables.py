@@ -132,7 +132,7 @@ def train_md(d) -> str:
             out[-1] += f" (chosen when it was the best MoE cached; the best is now {nli['best_now']})"
     missing = d.get("missing_runs")
     if missing:
-        out.append(f"\n{missing} planned runs not cached yet (`python benchmarks/train.py --max-runs N` resumes).")
+        out.append(f"\n{missing} planned run{'s' if missing != 1 else ''} not cached yet (`python benchmarks/train.py --max-runs N` resumes).")
     return "\n".join(out)
 
 
