@@ -59,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--nli-per-lang", type=int, default=25, help="test pairs per language of the nli re-evaluation")
     p.add_argument("--nli-gen-per-lang", type=int, default=5, help="of which translated (nli decoding is slow)")
     p.add_argument("--only", nargs="*", default=None,
-                   help="run names (or 'init_sweep', 'sweep', 'nli') to run this session")
+                   help="run names (or 'init_sweep', 'sweep', 'nli') to run this session; "
+                        "--only with no name writes the combined report from cached runs")
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
     p.add_argument("--cache", default="benchmarks/results/train", help="per-run result JSON directory")
     p.add_argument("--runs", default="out/train_runs", help="training checkpoints (deleted once a run is cached)")
@@ -332,8 +333,20 @@ def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
             "total_hours": (train_s + gen_s + loss_s) / 3600}
 
 
+def check_only(a) -> None:
+    """Reject ``--only`` names that no part of the plan has (a typo would silently run nothing)."""
+    if not a.only:  # None: everything; []: no new run, only the combined report
+        return
+    known = {"init_sweep", "sweep", "nli"} | {n for n, _ in sweep_plan(a) + main_plan(a, {})}
+    bad = [n for n in a.only if n not in known]
+    if bad:
+        raise SystemExit(f"benchmarks/train.py: --only: unknown run name(s) {', '.join(bad)}; "
+                         f"known: {', '.join(sorted(known))}")
+
+
 def main(argv=None) -> int:
     a = parse_args(argv)
+    check_only(a)
     torch.set_num_threads(a.threads)
     import engine
 
