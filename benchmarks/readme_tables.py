@@ -115,9 +115,8 @@ def train_md(d) -> str:
     verdict = d.get("verdict", {})
     if verdict:
         out.append("")
-    for key, v in verdict.items():  # "spri_minus_<base>_<metric>"
-        m = next(m for m in names if key.endswith("_" + m))
-        base = key.removeprefix("spri_minus_").removesuffix("_" + m)
+    for v in verdict.values():
+        base, m = v["base"], v["metric"]
         sd = "—" if v["max_seed_std"] is None else f"{v['max_seed_std']:.3f}"
         out.append(f"- spri minus {base}, {names[m]}: {v['delta']:+.3f} (larger seed std of the two: {sd})")
     nli = d.get("nli")
@@ -128,6 +127,8 @@ def train_md(d) -> str:
                    f"({dl['loss_mean']:+.4f}), chrF++ {nli['ref']['chrf++_mean']:.2f} -> {nli['nli']['chrf++_mean']:.2f} "
                    f"({dl['chrf++_mean']:+.2f}), BLEU {dl['bleu_mean']:+.2f}, routing agreement "
                    f"{100 * nli['routing_agreement']:.2f}%")
+        if nli.get("best_of_complete"):
+            out[-1] += f" (still the best of all {len(nli['best_of'])} MoE runs with the comparison complete)"
         if nli.get("best_now"):
             out[-1] += f" (chosen when it was the best MoE cached; the best is now {nli['best_now']})"
     missing = d.get("missing_runs")

@@ -194,8 +194,9 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
         return None
     best = max(moe_runs, key=lambda r: r["eval"]["scores"]["chrf++_mean"])
     path = Path(a.cache) / f"nli_{best['name']}_s{best['seed']}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
+    if path.is_file():  # still the best: say of which runs, now (the file keeps what it was chosen from)
+        res = json.loads(path.read_text(encoding="utf-8"))
+        return {**res, "best_of": [f"{r['name']}_s{r['seed']}" for r in moe_runs], "best_of_complete": complete}
     if not (a.only is not None and "nli" in a.only) and not (a.only is None and complete):
         older = sorted(Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime)  # an earlier best
         if not older:
@@ -266,7 +267,8 @@ def verdict(agg: dict) -> dict:
         for m in ("chrf++_mean", "bleu_mean", "loss_mean"):
             if m in agg["spri"] and m in agg[base]:
                 spread = [x for x in (agg["spri"][m]["std"], agg[base][m]["std"]) if x is not None]
-                out[f"spri_minus_{base}_{m}"] = {"delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
+                out[f"spri_minus_{base}_{m}"] = {"base": base, "metric": m,
+                                                 "delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
                                                  "max_seed_std": max(spread) if spread else None}
     return out
 
