@@ -193,10 +193,11 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
     if not moe_runs:
         return None
     best = max(moe_runs, key=lambda r: r["eval"]["scores"]["chrf++_mean"])
+    run_ids = [f"{r['name']}_s{r['seed']}" for r in moe_runs]
     path = Path(a.cache) / f"nli_{best['name']}_s{best['seed']}.json"
     if path.is_file():  # still the best: say of which runs, now (the file keeps what it was chosen from)
         res = json.loads(path.read_text(encoding="utf-8"))
-        return {**res, "best_of": [f"{r['name']}_s{r['seed']}" for r in moe_runs], "best_of_complete": complete}
+        return {**res, "best_of": run_ids, "best_of_complete": complete}
     if not (a.only is not None and "nli" in a.only) and not (a.only is None and complete):
         older = sorted(Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime)  # an earlier best
         if not older:
@@ -217,7 +218,7 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
     except (ValueError, FileNotFoundError, ImportError) as e:  # e.g. NLI tables not built yet: not cached
         print(f"[train bench] nli stage failed: {e}", flush=True)
         return {"name": best["name"], "seed": best["seed"], "error": str(e)}
-    res = {"name": best["name"], "seed": best["seed"], "chosen_from": [f"{r['name']}_s{r['seed']}" for r in moe_runs],
+    res = {"name": best["name"], "seed": best["seed"], "chosen_from": run_ids,
            "comparison_complete": complete, **cmp}
     _atomic_json(path, res)
     return res
