@@ -30,9 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from moe.train import train  # noqa: E402
-from moe.train_setup import TrainConfig  # noqa: E402
-from moe.translate_eval import evaluate, mutual_information  # noqa: E402
+from moe.finetune.train import train  # noqa: E402
+from moe.finetune.train_setup import TrainConfig  # noqa: E402
+from moe.finetune.translate_eval import evaluate, mutual_information  # noqa: E402
 
 SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
 SWEEP_S = (1.0, 2.0, 4.0)
@@ -88,7 +88,7 @@ def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
 
 def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
     """Dev target loss of SPRI at initialization (no training) over a (rho, s) grid; cached, cheap."""
-    from moe.translate_eval import teacher_forced_stats
+    from moe.finetune.translate_eval import teacher_forced_stats
     from moe.upcycle import upcycle
 
     path = Path(a.cache) / "init_sweep.json"
@@ -137,7 +137,7 @@ def main_plan(a, spri_opts: dict) -> list[tuple[str, TrainConfig]]:
 
 
 def load_data(a) -> dict:
-    from moe.data_io import build_dataset, read_dataset, write_dataset
+    from moe.finetune.data_io import build_dataset, read_dataset, write_dataset
 
     if not Path(a.data).is_file():
         write_dataset(build_dataset(), a.data)
@@ -186,7 +186,7 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
     Runs by itself once the comparison is complete; ``--only nli`` runs it on the best MoE
     cached so far (the result records which runs it was chosen from)."""
     from moe.checkpoint import load_checkpoint
-    from moe.translate_eval import nli_comparison
+    from moe.finetune.translate_eval import nli_comparison
 
     moe_runs = [r for r in results if r["config"]["method"] not in ("dense_full", "dense_ffn")
                 and r["eval"]["scores"]["chrf++_mean"] is not None]

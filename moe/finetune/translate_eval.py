@@ -30,8 +30,8 @@ import torch
 from tqdm import tqdm
 
 from engine.model import Llama, generate_batch
-from .checkpoint import moe_layers
-from .layer import route_topk
+from ..checkpoint import moe_layers
+from ..layer import route_topk
 from .sft import IGNORE, collate, encode_prompt, encode_records, end_token_id, target_token_losses
 
 MAX_NEW_TOKENS = 64
@@ -204,7 +204,7 @@ def nli_comparison(model: Llama, tok, recs: list[dict], gen_per_lang: int, max_n
     """
     import engine
 
-    from .diagnostics import routing_agreement
+    from ..diagnostics import routing_agreement
 
     out, ch = {}, {}
     gen = [r for rs in _by_lang(recs).values() for r in rs[:gen_per_lang]]
