@@ -64,10 +64,6 @@ def register(sub, groups):
     p.add_argument("--json", default=None, help="also write the result here")
     p.set_defaults(func=_cost)
 
-    from .finetune.commands import register_data  # `nli data fetch` (issue 6; lives in its own module)
-
-    register_data(sub, groups)
-
 
 def _opts(pairs: list[str]) -> dict:
     from nli.cli import UserError

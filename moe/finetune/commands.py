@@ -1,10 +1,11 @@
-"""`nli data fetch`: build the En->XX translation data file from PyPI gettext catalogs."""
+"""CLI subcommands owned by `moe.finetune`: `nli data fetch` builds the En->XX translation data file
+from PyPI gettext catalogs (registered through the ``nli.commands`` entry point ``moe_finetune``)."""
 from __future__ import annotations
 
 DEFAULT_OUT = "out/data/translation.json"
 
 
-def register_data(sub, groups):
+def register(sub, groups):
     """Add the `data` command group (`nli data fetch`) to the `nli` parser."""
     from nli.cli import group
 
