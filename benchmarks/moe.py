@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 import engine  # noqa: E402
 from engine.substitute import substitute  # noqa: E402
 from moe.calib import token_windows  # noqa: E402
-from moe.checkpoint import moe_layers  # noqa: E402
+from moe.layer import moe_layers  # noqa: E402
 from moe.diagnostics import (chosen_experts, expert_load, expert_output_cosine, expert_weight_cosine,  # noqa: E402
                              mapped_routing_agreement, routing_agreement, routing_entropy)
-from moe.grow import grow  # noqa: E402
+from moe.grow import grow, grown_sources  # noqa: E402
 from moe.layer import SELECT_ON, dense_equivalent_ffn  # noqa: E402
 from moe.plots import plot_expert_load  # noqa: E402
 from moe.upcycle import METHODS, upcycle  # noqa: E402
@@ -237,7 +237,7 @@ def growth_report(res, models, methods, ids, experts):
         gm = grow(base, 2, "uniform", **kw)
         sg = score(gm, ids, sb["logprobs"])
         cg = choices(gm, sg["routers"])
-        agr = [mapped_routing_agreement(cb[i], cg[i], layer.grow_source) for i, layer in moe_layers(gm)]
+        agr = [mapped_routing_agreement(cb[i], cg[i], grown_sources(gm, i)) for i in cb]
         dup_load = statistics.mean(float(expert_load(cg[i], layer.num_experts)[experts:].sum())
                                    for i, layer in moe_layers(gm))
         res["growth"]["variants"][label] = {"kl_to_pre_growth": sg["kl"], "mapped_routing_agreement": statistics.mean(agr),

@@ -40,6 +40,30 @@ def register_ffn_exporter(ffn_type: type, writer: str) -> None:
     FFN_EXPORTERS[ffn_type] = writer
 
 
+# Model type -> "module:function" of the extra metrics `nli eval ppl` reports for models of that type
+# (moe: routing agreement and expert load), imported only when used; see eval_report_for.
+EVAL_REPORTS: dict[type, str] = {}
+
+
+def register_eval_report(model_type: type, report: str) -> None:
+    """`nli eval ppl` on a model of ``model_type`` (or a subclass) also reports ``report`` ("pkg.module:function"),
+    called as ``report(model, ids int64[N], ops=, mode=, reciprocal_mode=, window=, tables=) -> dict``."""
+    if ":" not in report:
+        raise ValueError(f"report must be 'module:function', got {report!r}")
+    EVAL_REPORTS[model_type] = report
+
+
+def eval_report_for(model) -> Callable | None:
+    """The registered extra report of ``model``'s type (nearest registered base class), or None."""
+    import importlib
+
+    for t in type(model).__mro__:
+        if t in EVAL_REPORTS:
+            module, fn = EVAL_REPORTS[t].split(":")
+            return getattr(importlib.import_module(module), fn)
+    return None
+
+
 def load_tiny(seed: int = TINY_SEED):
     """The 2-layer, hidden-64 test model (seeded N(0, 0.02) init) and its 257-token byte tokenizer."""
     from .tokenizer import byte_tokenizer
@@ -83,4 +107,5 @@ def load_model(name_or_path: str | Path):
 
 
 __all__ = ["Llama", "LlamaConfig", "OpSet", "REF_OPS", "generate", "init_weights", "load_model",
-           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "register_ffn_exporter", "substitute", "MODEL_NAMES"]
+           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "register_ffn_exporter", "register_eval_report", "eval_report_for", "substitute",
+           "MODEL_NAMES"]

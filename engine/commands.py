@@ -56,7 +56,7 @@ def _eval_ppl(args) -> int:
     from nli.cli import UserError
     from nli.table import atomic_write_text
 
-    from . import load_model
+    from . import eval_report_for, load_model
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
     from .substitute import parse_mode, parse_ops
 
@@ -87,7 +87,7 @@ def _eval_ppl(args) -> int:
     res = eval_ppl(model, ids, ops, args.mode, args.reciprocal_mode, args.window, tables,
                    progress=not args.no_progress)
     res.update(model=str(args.model), text=source)
-    extra = getattr(model, "eval_report", None)  # an MoE checkpoint adds routing agreement and expert load
+    extra = eval_report_for(model)  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
     if extra is not None:
         res.update(extra(model, ids, ops=ops, mode=args.mode, reciprocal_mode=args.reciprocal_mode,
                          window=args.window, tables=tables))

@@ -1,6 +1,7 @@
-"""Building MoE models from their configs, and checkpoints (state dict + JSON config).
+"""Checkpoints of dense and MoE models (state dict + JSON config).
 
-A checkpoint is a directory holding ``config.json`` (the dense
+The model is built by :func:`moe.model.build_model` (a Llama, or an
+:class:`moe.model.MoELlama` for an MoE config). A checkpoint is a directory holding ``config.json`` (the dense
 :class:`LlamaConfig`, the :class:`MoEConfig` or null for a dense model, and
 free-form provenance) and ``weights.pt`` (``torch.save`` of the state dict).
 Both files are written atomically. Loading builds the model from the config
@@ -19,33 +20,10 @@ from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
 from .config import MoEConfig
-from .layer import MoEFFN
+from .model import build_model, moe_config_of
 
 CHECKPOINT_FORMAT = "nli-moe-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def build_model(cfg: LlamaConfig, moe_cfg: MoEConfig | None) -> Llama:
-    """A Llama whose blocks in ``moe_cfg.layers`` have an (all-zero) MoEFFN. Weights uninitialised."""
-    model = Llama(cfg)
-    if moe_cfg is not None:
-        moe_cfg.check_against(cfg)
-        for i in moe_cfg.layers:
-            model.layers[i].mlp = MoEFFN(cfg.dim, moe_cfg.expert_hidden_dim, moe_cfg.num_experts, moe_cfg.top_k,
-                                         moe_cfg.renormalize, moe_cfg.principal, moe_cfg.residual_scale,
-                                         moe_cfg.select_on)
-    model.moe_config = moe_cfg
-    return model
-
-
-def moe_layers(model: Llama) -> list[tuple[int, MoEFFN]]:
-    """(block index, layer) of every MoE FFN in ``model``, in depth order."""
-    return [(i, b.mlp) for i, b in enumerate(model.layers) if isinstance(b.mlp, MoEFFN)]
-
-
-def moe_config_of(model: Llama) -> MoEConfig | None:
-    """The MoEConfig attached to ``model`` (None for a dense model)."""
-    return getattr(model, "moe_config", None)
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
@@ -134,10 +112,6 @@ def load_checkpoint(path: str | os.PathLike) -> Llama:
     check_state_matches(model, state, where=str(path))
     model.load_state_dict(state, strict=True)
     model.provenance = prov
-    if moe_cfg is not None:
-        from .eval_report import MoEEvalReport
-
-        model.eval_report = MoEEvalReport()  # used by `nli eval ppl --model CKPT`
     return model.eval()
 
 

@@ -20,7 +20,7 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: 
     from engine import load_model
     from engine.experiments import compare_modes, heldout_text, json_safe, token_ids
 
-    from .eval_report import MoEEvalReport
+    from .eval_report import moe_eval_report
     from .upcycle import upcycle
 
     if model is None:
@@ -31,7 +31,7 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: 
     ids = token_ids(tokenizer, heldout_text(), max_tokens)
     ppl = compare_modes(moe_model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
     dense = compare_modes(model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
-    routing = MoEEvalReport()(moe_model, ids, window=window)
+    routing = moe_eval_report(moe_model, ids, window=window)
     cfg = moe_model.moe_config
     return json_safe({
         "method": "spri", "experts": cfg.num_experts, "top_k": cfg.top_k, "layers": list(cfg.layers),

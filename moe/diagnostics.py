@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import Llama
-from .checkpoint import moe_layers
 from .cluster import collect_ffn_inputs
-from .layer import MoEFFN
+from .layer import MoEFFN, moe_layers
 
 BATCH = 4
 

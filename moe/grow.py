@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import Llama
-from .checkpoint import moe_config_of, moe_layers
-from .layer import MoEFFN
+from .layer import MoEFFN, moe_layers
+from .model import moe_config_of, moe_model
 
 SELECTORS = ("uniform", "weight_norm", "saliency", "grad", "fisher")
 ROUTER_INITS = ("split", "copy")
@@ -142,6 +142,19 @@ def grow_sources(copies: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.arange(E)] + [torch.full((int(c) - 1,), e) for e, c in enumerate(copies.tolist()) if c > 1])
 
 
+def grown_sources(model: Llama, layer: int) -> torch.Tensor:
+    """int64[E]: the pre-growth expert of each expert of MoE block ``layer`` after ``model``'s last
+    growth, from the growth record in its MoE config (so it survives a checkpoint round trip)."""
+    cfg = moe_config_of(model)
+    record = cfg.options.get("grow") if cfg is not None else None
+    if not record:
+        raise ValueError("the model has not been grown (its MoE config has no growth record)")
+    copies = record[-1]["copies"]
+    if str(layer) not in copies:
+        raise ValueError(f"block {layer} is not a grown MoE layer (grown: {sorted(copies, key=int)})")
+    return grow_sources(torch.tensor(copies[str(layer)]))
+
+
 def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_init: str = "split",
                noise: float = NOISE, dup_share: float | None = DUP_SHARE) -> MoEFFN:
     """A new MoEFFN with ``copies.sum()`` experts: originals first, then duplicates in expert order.
@@ -180,7 +193,6 @@ def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_i
             b[dup] += torch.randn(int(dup.sum()), generator=g).to(b.dtype) * (noise * bstd)
         new.router.weight.copy_(w)
         new.router.bias.copy_(b)
-    new.grow_source = src
     return new
 
 
@@ -196,17 +208,15 @@ def grow(model: Llama, factor: int = 2, select: str = "uniform", calib_ids: torc
         raise ValueError("grow needs an MoE model (no MoE layers found)")
     factor = int(factor)
     scores = utility_scores(model, select, calib_ids)
-    new = copy.deepcopy(model)
-    plan = {}
-    for i, layer in moe_layers(new):
+    plan, ffns = {}, {}
+    for i, layer in moe_layers(model):
         copies = allocate_copies(scores[i], factor, select == "uniform", cap)
         g = torch.Generator().manual_seed(seed * 1000003 + i)
-        new.layers[i].mlp = grow_layer(layer, copies, g, router_init, noise, dup_share)
+        ffns[i] = grow_layer(layer, copies, g, router_init, noise, dup_share)
         plan[str(i)] = copies.tolist()
     opts = dict(moe_cfg.options)
     opts["grow"] = opts.get("grow", []) + [{"factor": factor, "select": select, "router_init": router_init,
                                             "noise": noise, "dup_share": dup_share, "copies": plan}]
     d = moe_cfg.to_dict()
     d.update(num_experts=moe_cfg.num_experts * factor, options=opts)
-    new.moe_config = type(moe_cfg).from_dict(d)
-    return new
+    return moe_model(model, type(moe_cfg).from_dict(d), ffns)

@@ -231,6 +231,11 @@ class MoEFFN(nn.Module):
                 f"select_on={self.select_on}")
 
 
+def moe_layers(model) -> list[tuple[int, MoEFFN]]:
+    """(block index, layer) of every MoE FFN of an :class:`engine.model.Llama`, in depth order."""
+    return [(i, b.mlp) for i, b in enumerate(model.layers) if isinstance(b.mlp, MoEFFN)]
+
+
 def moe_from_dense(ffn: SwiGLU, num_experts: int, top_k: int, expert_hidden_dim: int | None = None,
                    renormalize: bool = True, principal: bool = False, residual_scale: float = 1.0) -> MoEFFN:
     """An empty MoEFFN shaped like ``ffn`` (weights zero, ops shared); the upcycling methods fill it."""
@@ -248,5 +253,5 @@ def dense_equivalent_ffn(layer: MoEFFN) -> SwiGLU:
     return ffn
 
 
-__all__ = ["MoEFFN", "route_topk", "load_balancing_loss", "router_z_loss", "moe_from_dense",
+__all__ = ["MoEFFN", "moe_layers", "route_topk", "load_balancing_loss", "router_z_loss", "moe_from_dense",
            "dense_equivalent_ffn"]

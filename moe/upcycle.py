@@ -18,18 +18,18 @@ becomes E SwiGLU experts and a router):
   logit is the mean pre-activation of its neurons; ``router="random"`` is N(0, 0.02).
 - ``spri``: see :mod:`moe.spri`. ``cluster``: see :mod:`moe.cluster`.
 
-The dense model is never modified: the result is a deep copy with the chosen
-blocks' ``mlp`` replaced, carrying its :class:`MoEConfig` as ``model.moe_config``.
+The dense model is never modified: the result is a new
+:class:`moe.model.MoELlama` built from its :class:`MoEConfig`, with the dense
+model's other weights and the chosen blocks' ``mlp`` the new MoE layers.
 """
 from __future__ import annotations
-
-import copy
 
 import torch
 
 from engine.model import Llama, SwiGLU
 from .config import MoEConfig, default_layers
 from .layer import SELECT_ON, MoEFFN, moe_from_dense
+from .model import moe_model
 
 METHODS = ("sparse", "drop", "partition", "spri", "cluster")
 ROUTER_STD = 0.02
@@ -148,6 +148,17 @@ def partition_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormali
     return layer
 
 
+def _ranking(layer: MoEFFN, select_on: str) -> MoEFFN:
+    """``layer``, or (if it ranks other values) a new MoEFFN with its weights and ops whose top-k ranks ``select_on``."""
+    if layer.select_on == select_on:
+        return layer
+    new = MoEFFN(layer.dim, layer.expert_hidden_dim, layer.num_experts, layer.top_k, layer.renormalize,
+                 layer.principal, layer.residual_scale, select_on).to(layer.w_gate.dtype)
+    new.load_state_dict(layer.state_dict(), strict=True)
+    new.ops = layer.ops
+    return new
+
+
 def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: int = 2,
             layers=None, seed: int = 0, renormalize: bool = True, calib_ids: torch.Tensor | None = None,
             select_on: str = SELECT_ON, **opts) -> Llama:
@@ -171,7 +182,7 @@ def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: i
     E, k = int(num_experts), int(top_k)
     if not 1 <= k <= E:
         raise ValueError(f"top_k must be in 1..{E}, got {k}")
-    new = copy.deepcopy(model)
+    ffns: dict[int, MoEFFN] = {}
     extra: dict = {}
     if method == "cluster":
         from .cluster import cluster_experts, collect_ffn_inputs
@@ -194,11 +205,9 @@ def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: i
             layer = spri_experts(ffn, E, k, g, renormalize, **opts)
         else:
             layer = cluster_experts(ffn, inputs[i], E, k, g, renormalize, **opts)
-        layer.select_on = select_on
-        new.layers[i].mlp = layer
+        ffns[i] = _ranking(layer, select_on)
         extra = {"principal": layer.principal, "residual_scale": layer.residual_scale}
-    new.moe_config = MoEConfig(layers=layers, num_experts=E, top_k=k,
-                               expert_hidden_dim=new.layers[layers[0]].mlp.expert_hidden_dim,
-                               renormalize=renormalize, select_on=select_on, method=method,
-                               options={"seed": seed, **{k2: v for k2, v in opts.items()}}, **extra)
-    return new
+    moe_cfg = MoEConfig(layers=layers, num_experts=E, top_k=k, expert_hidden_dim=ffns[layers[0]].expert_hidden_dim,
+                        renormalize=renormalize, select_on=select_on, method=method,
+                        options={"seed": seed, **{k2: v for k2, v in opts.items()}}, **extra)
+    return moe_model(model, moe_cfg, ffns)

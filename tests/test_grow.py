@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, init_weights
-from moe.checkpoint import load_checkpoint, moe_layers, save_checkpoint
+from moe.checkpoint import load_checkpoint, save_checkpoint
+from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, logit_kl, mapped_routing_agreement, router_logits
-from moe.grow import SELECTORS, allocate_copies, grow, grow_sources, utility_scores
+from moe.grow import SELECTORS, allocate_copies, grow, grow_sources, grown_sources, utility_scores
 from moe.upcycle import upcycle
 
 
@@ -28,7 +29,7 @@ def test_grow_keeps_topk_and_multiplies_experts(base, ids, select):
     assert g.moe_config.num_experts == 8 and g.moe_config.top_k == 2
     for (i, old), (_, new) in zip(moe_layers(base), moe_layers(g)):
         assert new.num_experts == 8 and new.top_k == old.top_k == 2
-        src = new.grow_source
+        src = grown_sources(g, i)
         assert torch.equal(src[:4], torch.arange(4))
         counts = torch.bincount(src, minlength=4)
         assert counts.max() <= 3 and counts.min() >= 1 and counts.sum() == 8
@@ -53,11 +54,11 @@ def test_allocate_copies_greedy_and_capped():
 def test_split_router_preserves_grouped_softmax_mass(base):
     g = grow(base, 2, "weight_norm", router_init="split", noise=0.0, dup_share=None)
     x = torch.randn(50, 64)
-    for (_, old), (_, new) in zip(moe_layers(base), moe_layers(g)):
+    for (i, old), (_, new) in zip(moe_layers(base), moe_layers(g)):
         with torch.no_grad():
             p_old = torch.softmax(old.router(x).double(), -1)  # [N, 4]
             p_new = torch.softmax(new.router(x).double(), -1)  # [N, 8]
-        grouped = torch.zeros_like(p_old).index_add_(1, new.grow_source, p_new)
+        grouped = torch.zeros_like(p_old).index_add_(1, grown_sources(g, i), p_new)
         torch.testing.assert_close(grouped, p_old, atol=1e-6, rtol=0)
 
 
@@ -79,7 +80,7 @@ def test_small_dup_share_is_closer_to_function_preserving(base, ids):
                      "split_default": {}}.items():
         g = grow(base, 2, "uniform", **kw)
         post = router_logits(g, ids)
-        agree = [mapped_routing_agreement(chosen_experts(lo, pre[i]), chosen_experts(ln, post[i]), ln.grow_source)
+        agree = [mapped_routing_agreement(chosen_experts(lo, pre[i]), chosen_experts(ln, post[i]), grown_sources(g, i))
                  for (i, lo), (_, ln) in zip(moe_layers(base), moe_layers(g))]
         res[name] = (logit_kl(base, g, ids), min(agree))
     assert res["split_default"][0] < 0.2 * res["copy"][0]
@@ -92,6 +93,9 @@ def test_grown_checkpoint_round_trip(base, ids, tmp_path):
     back = load_checkpoint(save_checkpoint(tmp_path / "g", g))
     assert back.moe_config.num_experts == 8
     assert back.moe_config.options["grow"][0]["select"] == "fisher"
+    assert all(torch.equal(grown_sources(back, i), grown_sources(g, i)) for i, _ in moe_layers(g))
+    with pytest.raises(ValueError, match="not been grown"):
+        grown_sources(base, 0)
     with torch.no_grad():
         assert torch.equal(g(ids), back(ids))
 

@@ -1,9 +1,10 @@
-"""moe/commands.py (CLI), moe/cost.py, moe/pricing.py, moe/plots.py, moe/eval_report.py on the tiny model."""
+"""moe/commands.py (CLI), moe/cost.py, moe/pricing.py, moe/plots.py, moe/eval_report.py (via engine.eval_report_for) on the tiny model."""
 import json
 
 import pytest
 import torch
 
+import engine
 from engine.model import LlamaConfig
 from moe.checkpoint import load_checkpoint
 from moe.config import MoEConfig
@@ -72,11 +73,13 @@ def test_eval_report_on_checkpoint(tmp_path):
     pytest.importorskip("engine.substitute")
     assert main(["moe", "upcycle", "--model", "tiny", "--method", "sparse", "--experts", "4", "-o", str(tmp_path / "c")]) == 0
     m = load_checkpoint(tmp_path / "c")
+    report = engine.eval_report_for(m)  # registered for MoE models by `import moe`
+    assert report is not None and engine.eval_report_for(engine.load_tiny()[0]) is None  # dense: none
     ids = torch.randint(0, 256, (40,), generator=torch.Generator().manual_seed(0))
-    rep = m.eval_report(m, ids, mode="ref", window=20)
+    rep = report(m, ids, mode="ref", window=20)
     assert rep["routing_agreement"] == 1.0  # ref vs ref: identical routes
     assert set(rep["expert_load"]) == {"ref"} and len(rep["expert_load"]["ref"]["1"]) == 4
-    rep = m.eval_report(m, ids, mode="fp16", window=20)
+    rep = report(m, ids, mode="fp16", window=20)
     assert 0.5 <= rep["routing_agreement"] <= 1.0 and set(rep["expert_load"]) == {"ref", "fp16"}
 
 

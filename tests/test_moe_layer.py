@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, init_weights, REF_OPS
-from moe.checkpoint import build_model, load_checkpoint, moe_layers, save_checkpoint
+from moe.checkpoint import load_checkpoint, save_checkpoint
 from moe.config import MoEConfig, parse_layers
-from moe.layer import MoEFFN, load_balancing_loss, route_topk, router_z_loss
+from moe.layer import MoEFFN, load_balancing_loss, moe_layers, route_topk, router_z_loss
+from moe.model import MoELlama, build_model, moe_config_of
 from naive import naive_load_balancing_loss, naive_moe_token
 
 # float32 grouped GEMMs vs a float64 per-token oracle: different summation order;
@@ -126,11 +127,27 @@ def test_checkpoint_round_trip(tmp_path):
     model = init_weights(build_model(cfg, mcfg), seed=5).eval()
     save_checkpoint(tmp_path / "ck", model, provenance={"source": "tiny"})
     back = load_checkpoint(tmp_path / "ck")
-    assert back.moe_config == mcfg and back.provenance == {"source": "tiny"}
+    assert isinstance(back, MoELlama) and back.moe_config == mcfg and back.provenance == {"source": "tiny"}
     ids = torch.randint(0, cfg.vocab_size, (2, 8))
     with torch.no_grad():
         assert torch.equal(model(ids), back(ids))
     assert back.lm_head.weight is back.embed.weight  # tied embeddings survive
+
+
+def test_moe_config_is_construction_data():
+    cfg = LlamaConfig.tiny()
+    mcfg = MoEConfig(layers=(1,), num_experts=4, top_k=2, expert_hidden_dim=32, select_on="probs")
+    model = build_model(cfg, mcfg)
+    assert isinstance(model, MoELlama) and moe_config_of(model) == mcfg
+    assert [i for i, _ in moe_layers(model)] == [1] and model.layers[1].mlp.select_on == "probs"
+    with pytest.raises(AttributeError):
+        model.moe_config = MoEConfig(layers=(0,))  # read-only: another config is another model
+    assert moe_config_of(build_model(cfg, None)) is None and not moe_layers(build_model(cfg, None))
+    wrong = MoEFFN(cfg.dim, 32, 4, 2, select_on="logits")  # disagrees with the config's select_on
+    with pytest.raises(ValueError, match="layer 1: select_on 'logits' differs"):
+        MoELlama(cfg, mcfg, {1: wrong})
+    with pytest.raises(ValueError, match=r"blocks \[0\]"):
+        MoELlama(cfg, mcfg, {0: wrong})
 
 
 def test_checkpoint_config_mismatch_is_a_clear_error(tmp_path):

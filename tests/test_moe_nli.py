@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
-from moe.checkpoint import moe_layers
+from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
 from moe.upcycle import upcycle
 

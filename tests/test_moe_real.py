@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import engine
-from moe.checkpoint import moe_layers
+from moe.layer import moe_layers
 from moe.upcycle import upcycle
 
 # sparse upcycling at FP32: renormalized top-2 weights sum to 1 up to rounding

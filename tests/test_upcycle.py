@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, init_weights
-from moe.checkpoint import load_checkpoint, moe_layers, save_checkpoint
+from moe.checkpoint import load_checkpoint, save_checkpoint
+from moe.layer import moe_layers
 from moe.cluster import ensemble_distillation_loss, spherical_kmeans
 from moe.diagnostics import init_report, routing_agreement
 from moe.upcycle import METHODS, upcycle

@@ -29,9 +29,9 @@ from tqdm import tqdm
 from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
-from ..checkpoint import build_model, moe_config_of, moe_layers
 from ..config import MoEConfig
-from ..layer import load_balancing_loss
+from ..layer import load_balancing_loss, moe_layers
+from ..model import build_model, moe_config_of
 from .sft import batch_indices, collate, encode_records, predicting_positions, selected_target_loss
 from .train_setup import (TrainConfig, build_start_model, lr_at, make_optimizer, param_counts, set_stage,
                           stage_of)

@@ -30,8 +30,9 @@ import math
 import torch
 
 from engine.model import Llama
-from ..checkpoint import moe_config_of, moe_layers
 from ..config import default_layers
+from ..layer import moe_layers
+from ..model import moe_config_of
 
 METHODS = ("dense_full", "dense_ffn", "sparse", "drop", "partition", "cluster", "spri")
 MOE_METHODS = ("sparse", "drop", "partition", "cluster", "spri")

@@ -30,8 +30,7 @@ import torch
 from tqdm import tqdm
 
 from engine.model import Llama, generate_batch
-from ..checkpoint import moe_layers
-from ..layer import route_topk
+from ..layer import moe_layers, route_topk
 from .sft import IGNORE, collate, encode_prompt, encode_records, end_token_id, target_token_losses
 
 MAX_NEW_TOKENS = 64
