@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle  # only for its UnpicklingError: every file is read by the safe loader, see load_plain
 from pathlib import Path
 
 import torch
@@ -80,6 +81,19 @@ def resolve_checkpoint(name_or_path):
     return load_checkpoint(name_or_path), load_tokenizer(name_or_path)
 
 
+def load_plain(path: str | os.PathLike):
+    """``torch.load`` with the safe unpickler (``weights_only=True``): tensors and plain containers
+    (dict, list, tuple, str, int, float, bool, None) only. A file holding anything else (e.g. a
+    pickled object whose ``__reduce__`` runs code) is refused with ValueError and nothing of it runs."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = [line.split("error:", 1)[1].split(". Please")[0].strip()  # torch's one-line reason
+               for line in str(e).splitlines() if "Unpickler error:" in line]
+        raise ValueError(f"{path}: refused to load: it holds more than tensors and plain containers "
+                         f"({why[0] if why else 'not a torch file of plain data'})") from None
+
+
 def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None, dict]:
     """(llama config, moe config or None, provenance) of the checkpoint directory ``path``."""
     path = Path(path)
@@ -107,7 +121,7 @@ def load_checkpoint(path: str | os.PathLike) -> Llama:
     wfile = path / "weights.pt"
     if not wfile.is_file():
         raise FileNotFoundError(f"{path}: checkpoint has no weights.pt")
-    state = torch.load(wfile, map_location="cpu", weights_only=True)
+    state = load_plain(wfile)
     model = build_model(cfg, moe_cfg)
     check_state_matches(model, state, where=str(path))
     model.load_state_dict(state, strict=True)

@@ -149,7 +149,8 @@ def partition_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormali
 
 
 def _ranking(layer: MoEFFN, select_on: str) -> MoEFFN:
-    """``layer``, or (if it ranks other values) a new MoEFFN with its weights and ops whose top-k ranks ``select_on``."""
+    """``layer``, or (if it ranks other values) a new MoEFFN with its weights and ops whose top-k
+    ranks ``select_on``."""
     if layer.select_on == select_on:
         return layer
     new = MoEFFN(layer.dim, layer.expert_hidden_dim, layer.num_experts, layer.top_k, layer.renormalize,

@@ -150,6 +150,23 @@ def test_moe_config_is_construction_data():
         MoELlama(cfg, mcfg, {0: wrong})
 
 
+def test_crafted_weights_file_is_refused_without_running(tmp_path):
+    cfg = LlamaConfig.tiny()
+    model = init_weights(build_model(cfg, MoEConfig(layers=(1,), num_experts=2, top_k=1, expert_hidden_dim=16)))
+    path = save_checkpoint(tmp_path / "ck", model)
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    state = torch.load(path / "weights.pt", weights_only=True)
+    torch.save({**state, "norm.weight": Payload()}, path / "weights.pt")
+    with pytest.raises(ValueError, match="refused to load"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
 def test_checkpoint_config_mismatch_is_a_clear_error(tmp_path):
     cfg = LlamaConfig.tiny()
     model = init_weights(build_model(cfg, MoEConfig(layers=(1,), num_experts=4, top_k=2, expert_hidden_dim=32)))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from engine import load_tiny
-from moe.finetune.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions, prompt_format,
-                     selected_target_loss, target_loss)
+from moe.finetune.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions,
+                              prompt_format, selected_target_loss, target_loss)
 from moe.finetune.train import load_state, train
 from moe.finetune.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
 from moe.finetune.translate_eval import evaluate, load_balance, mutual_information, score_translations
@@ -167,6 +167,47 @@ def test_interrupt_and_resume_is_bitwise_identical(tiny, tmp_path, method, kw, s
     assert oa.keys() == ob.keys() and all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
     with pytest.raises(ValueError, match="another run config"):
         train(dense, tok, _recs(), _cfg(method, steps=7, ckpt_every=100, **kw), tmp_path / "b", progress=False)
+
+
+class _Payload:
+    """Unpickling this runs code: it creates the file ``marker`` (a stand-in for an attacker's payload)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+def _plain(obj) -> bool:
+    """True if obj is built only of tensors and dict / list / tuple / str / int / float / bool / None."""
+    if isinstance(obj, dict):
+        return all(isinstance(k, (str, int)) and _plain(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_plain(v) for v in obj)
+    return obj is None or isinstance(obj, (torch.Tensor, str, int, float, bool))
+
+
+def test_resume_state_is_plain_data_and_a_crafted_state_is_refused(tiny, tmp_path):
+    dense, tok = tiny
+    cfg = _cfg("spri", steps=2, ckpt_every=100, grow_select="uniform")
+    train(dense, tok, _recs(), cfg, tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "state.pt"
+    state = load_state(path, cfg)  # the safe loader reads what train wrote
+    assert _plain(state) and isinstance(state["rng"]["python"]["internal"], list)
+    # a crafted state.pt: the genuine state plus an object whose unpickling runs code
+    marker = tmp_path / "payload_ran"
+    crafted = tmp_path / "evil" / "state.pt"
+    crafted.parent.mkdir()
+    torch.save({**state, "log": _Payload(marker)}, crafted)
+    torch.load(crafted, weights_only=False)  # the unsafe loader runs it: the file really is a payload
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ValueError, match=r"refused to load.*exec"):
+        load_state(crafted, cfg)
+    with pytest.raises(ValueError, match="refused to load"):
+        train(dense, tok, _recs(), cfg, crafted.parent, progress=False)  # resuming from it is refused too
+    assert not marker.exists()
 
 
 # ------------------------------------------------------------------ evaluation

@@ -11,7 +11,10 @@ Checkpoint: ``run_dir/state.pt`` (written atomically every ``ckpt_every``
 steps, at the end, and on Ctrl-C) holds the model structure (Llama and MoE
 configs) and weights, the AdamW state, the step (which fixes the data
 position, the LR and the stage), whether growth happened, the torch / python
-RNG states, the loss log and the elapsed training time. Calling ``train``
+RNG states, the loss log and the elapsed training time, all as tensors and
+plain containers (configs as dicts, the python RNG state as a dict of ints),
+so it is read with the safe loader (``weights_only=True``): a file holding
+anything else is refused and nothing of it runs. Calling ``train``
 again with the same ``run_dir`` and config resumes from it; the final weights
 are bitwise the same as an uninterrupted run (tested). A checkpoint of a
 different config is refused.
@@ -29,6 +32,7 @@ from tqdm import tqdm
 from nli.atomic import atomic_target
 
 from engine.model import Llama, LlamaConfig
+from ..checkpoint import load_plain
 from ..config import MoEConfig
 from ..layer import load_balancing_loss, moe_layers
 from ..model import build_model, moe_config_of
@@ -37,7 +41,8 @@ from .train_setup import (TrainConfig, build_start_model, lr_at, make_optimizer,
                           stage_of)
 
 STATE_FILE = "state.pt"
-STATE_FORMAT = "nli-moe-train-state-v1"
+STATE_FORMAT = "nli-moe-train-state-v1"  # kept: files written before the safe loader (python RNG state
+# as a tuple, everything else as now) hold only plain data, so they still load and resume
 
 
 def calib_batch(examples, cfg: TrainConfig, rows: int = 4) -> torch.Tensor:
@@ -62,13 +67,29 @@ def _state(model, opt, cfg, step, grown, log, elapsed, build) -> dict:
             "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "optimizer": opt.state_dict(), "step": step, "grown": grown, "log": list(log), "elapsed": elapsed,
             "build_seconds": build,
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}}
+            "rng": {"torch": torch.get_rng_state(), "python": _python_rng_to_plain(random.getstate())}}
+
+
+def _python_rng_to_plain(st: tuple) -> dict:
+    """``random.getstate()`` (version, tuple of 625 ints, gauss_next) -> a dict of int / list / float."""
+    version, internal, gauss = st
+    return {"version": int(version), "internal": [int(v) for v in internal],
+            "gauss_next": None if gauss is None else float(gauss)}
+
+
+def _python_rng_from_plain(d) -> tuple:
+    """Inverse of :func:`_python_rng_to_plain` (also takes the tuple itself, as older v1 files hold it)."""
+    if isinstance(d, dict):
+        return int(d["version"]), tuple(int(v) for v in d["internal"]), d["gauss_next"]
+    version, internal, gauss = d
+    return int(version), tuple(int(v) for v in internal), gauss
 
 
 def load_state(path: Path, cfg: TrainConfig) -> dict:
-    """Read a training checkpoint; ValueError if it belongs to another config."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != STATE_FORMAT:
+    """Read a training checkpoint with the safe loader (tensors and plain containers only; anything
+    else is refused with ValueError before it can run); ValueError if it belongs to another config."""
+    state = load_plain(path)
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: not a training checkpoint ({STATE_FORMAT})")
     if TrainConfig.from_dict(state["config"]) != cfg:
         raise ValueError(f"{path}: checkpoint is of another run config; use a fresh run directory")
@@ -156,7 +177,7 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
         step, grown, log, elapsed = state["step"], state["grown"], state["log"], state["elapsed"]
         build = state["build_seconds"]
         torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        random.setstate(_python_rng_from_plain(state["rng"]["python"]))
     else:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
