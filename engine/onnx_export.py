@@ -24,15 +24,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from nli.atomic import atomic_target
+from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
 from nli.table import Table
 
 from .onnx_ops import (F16, F32, I64, OPSETS, TABLE_FIELDS, Builder, interp_function, interp_name,
                        inverse_call, inverse_reduced_function, rmsnorm_function, round_fp16_function, softmax_function)
 
 IR_VERSION = 10
-OPS = ("silu", "rmsnorm", "softmax")
-OP_TABLES = {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
-RECIPROCAL_MODES = ("reduced", "direct")
 
 
 class ExportError(ValueError):
@@ -329,7 +327,7 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
 def export_inverse(table: Table, mode: str = "reduced") -> onnx.ModelProto:
     """Spec section 5 alone: input ``v`` float32[n], output ``y`` float16[n]; the table's
     function (``reciprocal`` or ``rsqrt``) says which inverse."""
-    if not isinstance(table, Table) or table.function not in ("reciprocal", "rsqrt"):
+    if not isinstance(table, Table) or table.function not in INVERSE_FUNCTIONS:
         raise ExportError("table: section 5 needs a 'reciprocal' or 'rsqrt' table")
     if mode not in RECIPROCAL_MODES:
         raise ExportError(f"mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")

@@ -34,14 +34,11 @@ import copy
 import numpy as np
 import torch
 
-from .model import REF_OPS, OpSet
+from nli.baselines import BASELINES
+# OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode decides
+from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
 
-OPS = ("silu", "rmsnorm", "softmax")
-# the tables each op needs: (function, which mode decides its domain)
-OP_TABLES = {"silu": ("silu",), "softmax": ("exp", "reciprocal"), "rmsnorm": ("rsqrt",)}
-INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
-BASELINES = ("uniform", "curvature", "nnlut")
-RECIPROCAL_MODES = ("reduced", "direct")
+from .model import REF_OPS, OpSet
 
 
 # ----------------------------------------------------------------------------- conversions

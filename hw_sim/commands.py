@@ -12,8 +12,7 @@ import numpy as np
 
 from nli.atomic import atomic_target
 from nli.cli import UserError, group
-
-MODES = ("direct", "reduced")
+from nli.formats import MODES, PRECISIONS
 
 
 # ----------------------------------------------------------------------------- I/O helpers
@@ -238,7 +237,7 @@ def register(sub, groups):
     p.add_argument("table", help="table JSON")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
-    p.add_argument("--precision", choices=("fp32", "fp16"), help="run as this unit precision")
+    p.add_argument("--precision", choices=PRECISIONS, help="run as this unit precision")
     p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"), help="default: the table's")
     p.set_defaults(func=_report)
 

@@ -36,6 +36,8 @@ import math
 
 import numpy as np
 
+from nli.formats import MODES
+
 LABEL = "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), not a measurement"
 
 
@@ -162,7 +164,7 @@ def _pass(n, lanes, cfg):
 
 
 def _inverse_cycles(cfg, mode):
-    if mode not in ("direct", "reduced"):
+    if mode not in MODES:
         raise ValueError(f"mode: must be direct or reduced, got {mode!r}")
     return cfg.depth + (cfg.reduce_cycles if mode == "reduced" else 0)
 

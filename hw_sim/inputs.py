@@ -5,9 +5,8 @@ import math
 
 import numpy as np
 
+from nli.formats import MODES
 from nli.table import Table
-
-MODES = ("direct", "reduced")
 
 
 class SimInputError(ValueError):

@@ -44,13 +44,13 @@ import numba
 import numpy as np
 from numba import prange
 
+from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
 
-from .fp import FP16_NAN, f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
+from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
 from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table
 from .unit import _decode32, output_lut, output_values
 
-FP16_NEG_INF = 0xFC00
 PARALLEL_MIN_ELEMENTS = 1 << 14  # fewer elements than this: one thread
 
 

@@ -22,12 +22,12 @@ import numba
 import numpy as np
 from numba import prange
 
+from nli.formats import FP16_NAN
 from nli.table import Table
 
 from .fp import f16_decode_table, f16_to_f64, fma16_f64, rne16_f32, rne16_f64
 from .inputs import as_bits
 
-FP16_NAN = 0x7E00
 PARALLEL_MIN = 1 << 15  # below this many elements a serial loop beats thread start-up
 
 

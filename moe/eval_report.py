@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from nli.formats import OPS
+
 from .checkpoint import moe_layers
 from .diagnostics import chosen_experts, expert_load, routing_agreement
 
@@ -18,7 +20,7 @@ class MoEEvalReport:
     """Callable: ``(model, ids int64[N], ops, mode, reciprocal_mode, window, tables) -> dict``."""
 
     @torch.no_grad()
-    def __call__(self, model, ids, ops=("silu", "rmsnorm", "softmax"), mode="nli", reciprocal_mode="reduced",
+    def __call__(self, model, ids, ops=OPS, mode="nli", reciprocal_mode="reduced",
                  window=1024, tables=None) -> dict:
         from engine.evaluate import windows
         from engine.substitute import substitute

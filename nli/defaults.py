@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .formats import MODES
 from .functions import get_function
 from .table import Table, TableError, load_table
 
 TABLE_DIR = Path(__file__).resolve().parent / "tables"
-MODES = ("direct", "reduced")
 
 
 def default_table_path(name: str, mode: str = "direct") -> Path:

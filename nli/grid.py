@@ -12,12 +12,7 @@ import math
 
 import numpy as np
 
-FP16_MAX = 65504.0
-FP16_MIN_NORMAL = 2.0 ** -14
-FP16_MIN_SUBNORMAL = 2.0 ** -24
-FP16_NAN = 0x7E00
-FP16_POS_INF = 0x7C00
-FP16_NEG_INF = 0xFC00
+from .formats import FP16_MAX
 
 
 class DomainError(ValueError):
