@@ -159,3 +159,21 @@ def test_table_rows_report_what_each_file_records():
     assert [r["name"] for r in rows] == ["ours", "theirs"] and all(set(r) == set(ROW_KEYS) for r in rows)
     assert rows[0]["objective"] == "paper" and rows[0]["cost"] == t.meta["cost"] and rows[0]["entries"] == 11
     assert rows[1]["method"] == "NLI published macro cutpoints" and rows[1]["cost"] is None
+
+
+def test_numerics_version_is_written_and_optional_on_load(tmp_path):
+    """Section 6: files carry the numerics version; files written before it (no key) load the same."""
+    from nli.formats import NUMERICS_VERSION
+
+    t = _good()
+    d = t.to_json_dict()
+    assert d["numerics"] == NUMERICS_VERSION == "1.1"
+    old = {k: v for k, v in d.items() if k != "numerics"}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(old))
+    u = load_table(p)
+    assert "numerics" not in u.meta and u.to_json_dict() == d
+    d["numerics"] = "2.0"
+    p.write_text(json.dumps(d))
+    with pytest.raises(TableError, match="numerics"):
+        load_table(p)
