@@ -26,7 +26,7 @@ def register(sub, groups):
     p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
     p.add_argument("--mode", default="nli", help="ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut")
     p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
-                   help="reciprocal/rsqrt mode of the unit (spec section 5; default reduced)")
+                   help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)")
     p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
                    help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable")
     p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON here")

@@ -17,7 +17,7 @@ def register_export(sub, groups):
     """Add `nli export onnx-op` and `nli export onnx` to the parser."""
     g = group(sub, groups, "export", "export tables and models (ONNX)")
     p = g.add_parser("onnx-op", help="one elementwise NLI op as ONNX (x float16 -> y float16)")
-    p.add_argument("table", help="table JSON file (spec section 6)")
+    p.add_argument("table", help="table JSON file (numerics §6)")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
     p = g.add_parser("onnx", help="the whole LLaMA model with NLI-substituted ops as ONNX")
@@ -26,7 +26,7 @@ def register_export(sub, groups):
                    help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
                         f"(default: {OPS_DEFAULT})")
     p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
-                   help="reciprocal / rsqrt mode, spec section 5 (default: reduced)")
+                   help="reciprocal / rsqrt mode, numerics §5 (default: reduced)")
     p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
                    help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")

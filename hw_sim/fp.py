@@ -1,4 +1,4 @@
-"""Bit-exact FP16/FP32 arithmetic for Numba kernels (spec section 1).
+"""Bit-exact FP16/FP32 arithmetic for Numba kernels (numerics §1).
 
 Every primitive here returns the correctly rounded result of one exact
 operation, or says precisely which hardware operation it relies on and why
@@ -19,8 +19,8 @@ Ground rules, used in every argument below:
   A float64 holds any real with at most 53 significant bits exactly.
 * Exact zero sums: IEEE gives +0 for ``x + (-x)`` and for ``(+0) + (-0)``,
   and -0 only for ``(-0) + (-0)``; product signs are the XOR of the operand
-  signs. Both are exactly spec section 1's rules, so exact float64/float32
-  operations already produce the spec's zero signs.
+  signs. Both are exactly numerics §1's rules, so exact float64/float32
+  operations already produce the zero signs of numerics §1.
 * Rounding to FP16 never uses the hardware: :func:`rne16_f64` and
   :func:`rne16_f32` round on the integer bit pattern (round-to-nearest-even,
   subnormals kept, overflow to +-inf, every NaN -> 0x7e00).

@@ -2,7 +2,7 @@
 
 ``default_table(name, mode)`` needs no solve. ``mode`` is ``"direct"`` (the
 function's legal FP16 domain) or, for reciprocal and rsqrt, ``"reduced"``
-(the mantissa range of spec section 5).
+(the mantissa range of numerics §5).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ format (BF16) is one more ``BinaryFormat(...)`` line plus its flat names.
 
 Vocabularies: the reciprocal/rsqrt modes (section 5), unit precisions
 (sections 2 and 3), the composite ops and the tables each needs (section 4),
-and the MoE router's ranking choices (section 13).
+and the MoE router's ranking choices (section 12).
 
 This module is the lowest layer: it imports nothing from the project.
 tests/test_one_source.py fails if a copy of any of these reappears elsewhere.
@@ -138,4 +138,4 @@ INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
 """Table functions computed on FP32 values in one of MODES (section 5); the others are always direct."""
 
 SELECT_ON_CHOICES = ("probs", "logits")
-"""What the MoE router's top-k ranks (section 13)."""
+"""What the MoE router's top-k ranks (section 12)."""

@@ -5,7 +5,7 @@ Each function has
 - ``__call__``: the same, vectorized over a float64 array of any shape,
 - ``domains``: named FP16 domains. ``direct`` is the function's legal FP16
   domain (the default); reciprocal and rsqrt also have ``reduced``, the
-  mantissa range of spec section 5's exponent range reduction.
+  mantissa range of numerics §5's exponent range reduction.
 
 No calibration data is used anywhere: domains are the legal FP16 ranges.
 """

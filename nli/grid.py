@@ -36,7 +36,7 @@ def f32_bits_to_f64(bits) -> np.ndarray:
 
 
 def f16_hex(bits: int) -> str:
-    """One FP16 bit pattern -> 4-digit lowercase hex, as in spec section 6."""
+    """One FP16 bit pattern -> 4-digit lowercase hex, as in numerics §6."""
     return f"{int(bits) & 0xFFFF:04x}"
 
 

@@ -195,7 +195,7 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
     ``quantized``: P carries RNE16(f) at its points and the clamps RNE16(f(c)), i.e. the
     LUT the table will hold (see :mod:`nli.objective`). Cutpoints are grid points where RNE16(f) is finite (the LUT must be finite); for
     ``precision='fp16'`` a macro interval of B bins is at least B / 65504 wide, so that
-    RNE16(mul) cannot overflow (spec section 2; slightly stricter than needed).
+    RNE16(mul) cannot overflow (numerics §2; slightly stricter than needed).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
@@ -232,7 +232,7 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
 
 def table_from_result(result: SolveResult, **extra_meta) -> Table:
     """The table of a solve: LUT = RNE16(f(point)), below = lut[0], above = lut[-1]
-    (spec section 2 defaults); meta records objective, cost, domain, layout, timing."""
+    (numerics §2 defaults); meta records objective, cost, domain, layout, timing."""
     return table_from_cutpoints(
         result.function, result.cutpoints, list(result.layout.bins), result.precision,
         **result.meta(), provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},

@@ -1,8 +1,8 @@
-"""The table object (spec section 2), its validation, and its JSON file (section 6).
+"""The table object (numerics §2), its validation, and its JSON file (section 6).
 
 A :class:`Table` is the unit of exchange between the solver, the simulator,
 the torch path and the ONNX export. FP16 values are ``uint16`` bit patterns,
-``mul`` is ``float32``. It validates every rule of spec section 2 on
+``mul`` is ``float32``. It validates every rule of numerics §2 on
 construction, so an invalid table cannot exist in memory.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ VERSION = 1
 
 
 class TableError(ValueError):
-    """A table (in memory or in a file) that breaks a rule of spec section 2 or 6."""
+    """A table (in memory or in a file) that breaks a rule of numerics §2 or 6."""
 
 
 def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """One NLI table (spec section 2).
+    """One NLI table (numerics §2).
 
     Fields: ``function`` (name), ``cutpoints`` uint16[K+1], ``bins`` int64[K],
     ``base`` int64[K], ``mul`` float32[K], ``lut`` uint16[1 + sum(bins)],
@@ -240,7 +240,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_table(table: Table, path: str | os.PathLike) -> None:
-    """Write a table as spec section 6 JSON, atomically."""
+    """Write a table as numerics §6 JSON, atomically."""
     atomic_write_text(path, json.dumps(table.to_json_dict(), indent=1) + "\n")
 
 
