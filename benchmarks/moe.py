@@ -43,6 +43,7 @@ from moe.diagnostics import (chosen_experts, expert_load, expert_output_cosine, 
                              mapped_routing_agreement, routing_agreement, routing_entropy)
 from moe.grow import grow, grown_sources  # noqa: E402
 from moe.layer import SELECT_ON, dense_equivalent_ffn  # noqa: E402
+from nli.formats import SELECT_ON_CHOICES  # noqa: E402
 from moe.plots import plot_expert_load  # noqa: E402
 from moe.upcycle import METHODS, upcycle  # noqa: E402
 
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", default="shipped", choices=("shipped", "standin"),
                     help="NLI tables: the shipped defaults, or the hw_sim test stand-ins (tests/sim_tables.py) "
                          "when no defaults are shipped yet (results labelled)")
-    ap.add_argument("--select-on", default=SELECT_ON, choices=("probs", "logits"), help="what the top-k ranks")
+    ap.add_argument("--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES, help="what the top-k ranks")
     ap.add_argument("--no-growth", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--spri-sweep", default="", help="extra spri (rho:scale) pairs for KL only, e.g. 0.25:8,0.5:1")

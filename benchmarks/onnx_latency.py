@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 import nli
 from nli.defaults import default_table_path
+from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
 from nli.table import atomic_write_text
 
 import engine
@@ -49,8 +50,8 @@ THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads
 def tables(mode: str) -> tuple[dict, dict]:
     """{function: Table}: the shipped defaults for silu, exp, and reciprocal, rsqrt in ``mode``, and their files."""
     out, source = {}, {}
-    for fn in ("silu", "exp", "reciprocal", "rsqrt"):
-        key = (fn, mode if fn in ("reciprocal", "rsqrt") else "direct")
+    for fn in UNIT_FUNCTIONS:
+        key = (fn, mode if fn in INVERSE_FUNCTIONS else "direct")
         out[fn], source[fn] = nli.default_table(*key), f"shipped {default_table_path(*key).name}"
     return out, source
 
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="tiny,smollm2")
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"))
+    ap.add_argument("--reciprocal-mode", default="reduced", choices=MODES)
     ap.add_argument("--out", default="benchmarks/results/onnx.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)

@@ -75,7 +75,7 @@ def llm_md(d) -> str:
 
 
 def solver_md(d) -> str:
-    """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""
+    """Exact paper-layout optimum vs the shipped table, through the numerics §3 datapath (fp32)."""
     out = ["| function | grid points | table | paper cost | mean rel | max rel | mean ulp | max ulp | % CR |",
            "|---|---|---|---|---|---|---|---|---|"]
     for key, r in d.items():

@@ -1,5 +1,5 @@
 """Solver benchmark: solve times on the full default domains and the error of every table
-through the spec datapath (hw_sim.run_elementwise via hw_sim.report.error_report).
+through the numerics §3 datapath (hw_sim.run_elementwise via hw_sim.report.error_report).
 
 Per function (direct domain unless noted) it records
 * timed solves, each in a subprocess with a wall-clock limit (the machine is shared:

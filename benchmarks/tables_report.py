@@ -22,6 +22,7 @@ import time
 
 import nli
 from nli.defaults import default_table_path
+from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
 from nli.table import Table, TableError, atomic_write_text
 
 from hw_sim.report import composite_inverse_report, error_report
@@ -32,7 +33,7 @@ FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range 
 
 def _row(table: Table, domain=None) -> dict:
     out = {}
-    for prec in ("fp32", "fp16"):
+    for prec in PRECISIONS:
         try:
             t = table.with_precision(prec)
         except TableError as e:
@@ -86,7 +87,7 @@ def run(stride: int) -> dict:
             continue
         t = nli.default_table(name, mode)
         report["defaults"][f"{name}:{mode}"] = _row(t)
-        if name in ("reciprocal", "rsqrt"):
+        if name in INVERSE_FUNCTIONS:
             comp = {}
             comp["table_domain_binades"] = composite_inverse_report(t, name, mode)
             exps = ALL_FP32_EXPONENTS if mode == "reduced" else FP16_RANGE_EXPONENTS
@@ -107,7 +108,7 @@ def run(stride: int) -> dict:
                     report["baselines"][f"{name}:{mode}:{kind}"] = {"error": str(e)}
                     continue
                 row = {"function": name, **_row(t, domain)}
-                if name in ("reciprocal", "rsqrt"):
+                if name in INVERSE_FUNCTIONS:
                     row["composite_table_binades"] = composite_inverse_report(t, name, mode)
                 report["baselines"][f"{name}:{mode}:{kind}"] = row
         print(f"baselines done ({time.time() - t0:.0f} s)", flush=True)

@@ -11,6 +11,7 @@ import sys
 def register(sub, groups):
     """Add this package's subcommands to the `nli` parser."""
     from nli.cli import group
+    from nli.formats import MODES
 
     ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
     p = ev.add_parser("ppl", help="perplexity, top-1 agreement, KL and activation statistics vs ref")
@@ -24,8 +25,8 @@ def register(sub, groups):
                         "(default: 1024, or the model's context if shorter)")
     p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
     p.add_argument("--mode", default="nli", help="ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut")
-    p.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"),
-                   help="reciprocal/rsqrt mode of the unit (spec section 5; default reduced)")
+    p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
+                   help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)")
     p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
                    help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable")
     p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON here")
@@ -39,6 +40,7 @@ def register(sub, groups):
 
 def _parse_tables(specs: list[str]) -> dict | None:
     from nli.cli import UserError
+    from nli.formats import UNIT_FUNCTIONS
     from nli.table import load_table
 
     out = {}
@@ -46,7 +48,7 @@ def _parse_tables(specs: list[str]) -> dict | None:
         fn, sep, path = spec.partition("=")
         if not sep or not fn or not path:
             raise UserError(f"--table {spec!r}: expected FUNCTION=FILE")
-        if fn not in ("silu", "exp", "reciprocal", "rsqrt"):
+        if fn not in UNIT_FUNCTIONS:
             raise UserError(f"--table {spec!r}: FUNCTION must be silu, exp, reciprocal or rsqrt")
         out[fn] = load_table(path)
     return out or None

@@ -26,6 +26,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nli.formats import OPS
+
 from .model import OpSet
 
 CALIBRATION_RANGE = (-5.0, 5.0)
@@ -86,7 +88,7 @@ class ActivationStats:
         """JSON-ready: per op the aggregate over modules, the module with the largest |input|,
         and for rmsnorm the mean-square range (the rsqrt argument)."""
         out = {}
-        for op in ("silu", "rmsnorm", "softmax"):
+        for op in OPS:
             items = [(m, s) for (o, m), s in self.inputs.items() if o == op and s.count]
             if not items:
                 continue

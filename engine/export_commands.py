@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nli.cli import UserError, group
+from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
 
 OPS_DEFAULT = "silu,rmsnorm,softmax"
 
@@ -16,7 +17,7 @@ def register_export(sub, groups):
     """Add `nli export onnx-op` and `nli export onnx` to the parser."""
     g = group(sub, groups, "export", "export tables and models (ONNX)")
     p = g.add_parser("onnx-op", help="one elementwise NLI op as ONNX (x float16 -> y float16)")
-    p.add_argument("table", help="table JSON file (spec section 6)")
+    p.add_argument("table", help="table JSON file (numerics §6)")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
     p = g.add_parser("onnx", help="the whole LLaMA model with NLI-substituted ops as ONNX")
@@ -24,8 +25,8 @@ def register_export(sub, groups):
     p.add_argument("--ops", default=OPS_DEFAULT,
                    help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
                         f"(default: {OPS_DEFAULT})")
-    p.add_argument("--reciprocal-mode", default="reduced", choices=("reduced", "direct"),
-                   help="reciprocal / rsqrt mode, spec section 5 (default: reduced)")
+    p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
+                   help="reciprocal / rsqrt mode, numerics §5 (default: reduced)")
     p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
                    help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
@@ -59,7 +60,7 @@ def parse_table_overrides(items) -> dict:
             raise UserError(f"--table: expected FUNCTION=FILE, got {item!r}")
         fn, path = item.split("=", 1)
         fn = fn.strip()
-        if fn not in ("silu", "exp", "reciprocal", "rsqrt"):
+        if fn not in UNIT_FUNCTIONS:
             raise UserError(f"--table: unknown function {fn!r}; expected silu, exp, reciprocal or rsqrt")
         t = _load(path)
         if t.function != fn:
@@ -82,7 +83,7 @@ def model_tables(ops, mode: str, overrides: dict) -> dict:
                 tables[fn] = overrides[fn]
                 continue
             try:
-                tables[fn] = default_table(fn, mode if fn in ("reciprocal", "rsqrt") else "direct")
+                tables[fn] = default_table(fn, mode if fn in INVERSE_FUNCTIONS else "direct")
             except TableError as e:
                 raise UserError(f"{e} (or pass --table {fn}=FILE)") from None
     return tables

@@ -5,7 +5,7 @@ Built with ``onnx.helper`` straight from a table and from the model's weights
 functions of domain ``nli`` (see :mod:`engine.onnx_ops` for how each is made
 bit-exact in stock onnxruntime); each table is a set of named initializers
 ``<op>.cutpoints``, ``<op>.mul``, ``<op>.bins``, ``<op>.base``, ``<op>.lut``,
-``<op>.below``, ``<op>.above`` in its spec types (FP16 fields as float16,
+``<op>.below``, ``<op>.above`` in its numerics §2 types (FP16 fields as float16,
 ``mul`` float32, ``bins``/``base`` int64), passed to the function call.
 
 The model graph mirrors :class:`engine.model.Llama` op for op: FP32 weights
@@ -24,15 +24,13 @@ import onnx
 from onnx import helper, numpy_helper
 
 from nli.atomic import atomic_target
+from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
 from nli.table import Table
 
 from .onnx_ops import (F16, F32, I64, OPSETS, TABLE_FIELDS, Builder, interp_function, interp_name,
                        inverse_call, inverse_reduced_function, rmsnorm_function, round_fp16_function, softmax_function)
 
 IR_VERSION = 10
-OPS = ("silu", "rmsnorm", "softmax")
-OP_TABLES = {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
-RECIPROCAL_MODES = ("reduced", "direct")
 
 
 class ExportError(ValueError):
@@ -102,7 +100,7 @@ def _table_props(tables: dict[str, Table]) -> dict:
 
 # ----------------------------------------------------------------------------- one op
 def export_elementwise(table: Table) -> onnx.ModelProto:
-    """One elementwise op (spec section 3): input ``x`` float16[n], output ``y`` float16[n]
+    """One elementwise op (numerics §3): input ``x`` float16[n], output ``y`` float16[n]
     (the nli.Interp function itself is shape-agnostic)."""
     if not isinstance(table, Table):
         raise ExportError(f"table: expected an nli Table, got {type(table).__name__}")
@@ -327,9 +325,9 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
 
 
 def export_inverse(table: Table, mode: str = "reduced") -> onnx.ModelProto:
-    """Spec section 5 alone: input ``v`` float32[n], output ``y`` float16[n]; the table's
+    """Numerics §5 alone: input ``v`` float32[n], output ``y`` float16[n]; the table's
     function (``reciprocal`` or ``rsqrt``) says which inverse."""
-    if not isinstance(table, Table) or table.function not in ("reciprocal", "rsqrt"):
+    if not isinstance(table, Table) or table.function not in INVERSE_FUNCTIONS:
         raise ExportError("table: section 5 needs a 'reciprocal' or 'rsqrt' table")
     if mode not in RECIPROCAL_MODES:
         raise ExportError(f"mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")

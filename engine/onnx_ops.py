@@ -7,7 +7,7 @@ inputs, which the exporter feeds from named initializers
 (``<prefix>.cutpoints`` ...), so the table's structure stays visible to a
 hardware compiler.
 
-Extensions of the spec (how each step is made one IEEE operation in ORT):
+Extensions (docs/numerics.md §8: how each step is made one IEEE operation in ORT):
 
 * **Explicit RNE16.** onnxruntime's CPU provider has no FP16 kernels for Floor,
   Less, Where, Add, Sub or Mul: it wraps them in FP32 Casts and then drops
@@ -212,7 +212,7 @@ def _fma_round_to_odd(b: Builder, t: str, dy: str, y0: str) -> str:
 
 
 def interp_function(fp16: bool = False) -> FunctionProto:
-    """nli.Interp (fp32-precision table) or nli.Interp16 (fp16-precision): spec section 3.
+    """nli.Interp (fp32-precision table) or nli.Interp16 (fp16-precision): numerics §3.
 
     Inputs: x float16[...], cutpoints float16[K+1], mul float32[K], bins int64[K],
     base int64[K], lut float16[E], below float16[], above float16[]. Output y float16[...].
@@ -230,7 +230,7 @@ def interp_name(precision: str) -> str:
 
 # ----------------------------------------------------------------------------- section 5
 def inverse_reduced_function(rsqrt: bool, precision: str) -> FunctionProto:
-    """nli.ReciprocalReduced / nli.RsqrtReduced (spec section 5, reduced mode), suffixed
+    """nli.ReciprocalReduced / nli.RsqrtReduced (numerics §5, reduced mode), suffixed
     ``16`` for an fp16-precision table. Inputs: v float32[...] + the 7 table fields.
     Output float16[...]. Reciprocal is odd; rsqrt(-0) = -inf, rsqrt(<0) = NaN (as hw_sim)."""
     b = Builder("v")
@@ -290,7 +290,7 @@ def _last(b: Builder, x: str) -> str:
 
 # ----------------------------------------------------------------------------- section 4
 def softmax_function(mode: str, exp_precision: str, recip_precision: str) -> FunctionProto:
-    """nli.Softmax<Mode>: spec section 4 over the last axis. Inputs: x float16[..., n], the exp
+    """nli.Softmax<Mode>: numerics §4 over the last axis. Inputs: x float16[..., n], the exp
     table (7 fields), the reciprocal table (7 fields). Output float16[..., n]."""
     b = Builder("s")
     x = b.op("Cast", "x", to=F32)
@@ -312,7 +312,7 @@ def softmax_function(mode: str, exp_precision: str, recip_precision: str) -> Fun
 
 
 def rmsnorm_function(mode: str, precision: str) -> FunctionProto:
-    """nli.RMSNorm<Mode>: spec section 4 over the last axis. Inputs: x float16[..., n],
+    """nli.RMSNorm<Mode>: numerics §4 over the last axis. Inputs: x float16[..., n],
     weight float16[n], eps float32[] and the rsqrt table (7 fields). Output float16[..., n]."""
     b = Builder("m")
     x = b.op("Cast", "x", to=F32)

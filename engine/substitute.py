@@ -19,7 +19,7 @@ Backends (every one takes and returns float32 torch tensors):
   :func:`nli.default_table` (silu and exp ``direct``; reciprocal and rsqrt in
   ``reciprocal_mode``). Inputs are rounded to FP16 (RNE, torch's float32 ->
   float16 conversion), the unit returns FP16, which is cast to float32 for the
-  rest of the model. The attention mask's -inf goes in as -inf (spec 4: e = +0).
+  rest of the model. The attention mask's -inf goes in as -inf (numerics §4: e = +0).
 * ``baseline:NAME``: the same unit with the baseline tables of
   :mod:`nli.baselines` (``uniform``, ``curvature``, ``nnlut``).
 * ``published``: the same unit with the tables built from NLI's own
@@ -34,14 +34,11 @@ import copy
 import numpy as np
 import torch
 
-from .model import REF_OPS, OpSet
+from nli.baselines import BASELINES
+# OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode decides
+from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
 
-OPS = ("silu", "rmsnorm", "softmax")
-# the tables each op needs: (function, which mode decides its domain)
-OP_TABLES = {"silu": ("silu",), "softmax": ("exp", "reciprocal"), "rmsnorm": ("rsqrt",)}
-INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
-BASELINES = ("uniform", "curvature", "nnlut")
-RECIPROCAL_MODES = ("reduced", "direct")
+from .model import REF_OPS, OpSet
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -88,7 +85,7 @@ class UnitOps(OpSet):
     """The three ops on the simulated NLI unit, bit-accurate.
 
     ``tables``: {"silu", "exp", "reciprocal", "rsqrt"} -> nli Table (only those
-    the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (spec 5).
+    the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (numerics §5).
     ``fused=True`` runs :mod:`engine.unit_kernels` (float32 in/out, one pass,
     same bits as hw_sim); ``fused=False`` converts to float16 and calls
     hw_sim's public functions directly (the slower, obviously-hw_sim path).

@@ -1,4 +1,4 @@
-"""hw_sim: a bit-accurate simulator of the NLI Engine (spec: shared/spec/nli-engine.md).
+"""hw_sim: a bit-accurate simulator of the NLI Engine (docs/numerics.md).
 
 Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 :func:`run_elementwise` (section 3), :func:`softmax` and :func:`rmsnorm`

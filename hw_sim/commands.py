@@ -12,8 +12,7 @@ import numpy as np
 
 from nli.atomic import atomic_target
 from nli.cli import UserError, group
-
-MODES = ("direct", "reduced")
+from nli.formats import MODES, PRECISIONS
 
 
 # ----------------------------------------------------------------------------- I/O helpers
@@ -209,14 +208,14 @@ def register(sub, groups):
     p = sim.add_parser("softmax", help="softmax over the last axis")
     p.add_argument("--exp", required=True, help="exp table JSON")
     p.add_argument("--recip", required=True, help="reciprocal table JSON")
-    p.add_argument("--mode", required=True, help="direct or reduced (spec section 5)")
+    p.add_argument("--mode", required=True, help="direct or reduced (numerics §5)")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.set_defaults(func=_softmax)
 
     p = sim.add_parser("rmsnorm", help="RMSNorm over the last axis")
     p.add_argument("--rsqrt", required=True, help="rsqrt table JSON")
-    p.add_argument("--mode", required=True, help="direct or reduced (spec section 5)")
+    p.add_argument("--mode", required=True, help="direct or reduced (numerics §5)")
     p.add_argument("--weight", required=True, help=".npy float16/uint16, one weight per row element")
     p.add_argument("--eps", required=True, help="epsilon (rounded to FP32)")
     p.add_argument("--input", required=True)
@@ -238,7 +237,7 @@ def register(sub, groups):
     p.add_argument("table", help="table JSON")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
-    p.add_argument("--precision", choices=("fp32", "fp16"), help="run as this unit precision")
+    p.add_argument("--precision", choices=PRECISIONS, help="run as this unit precision")
     p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"), help="default: the table's")
     p.set_defaults(func=_report)
 

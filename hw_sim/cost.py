@@ -8,7 +8,7 @@ paper (compare -> scale/floor -> dual-port LUT read -> FMA); after a fill of
 * max (softmax step 1): a streaming compare in every lane, then a tree over
   the lanes' partial maxima (ceil(log2 lanes) cycles);
 * the FP32 sums (softmax step 3, RMSNorm step 1) are sequential in index
-  order by the spec, so ONE accumulator per row adds one term every
+  order by numerics §4, so ONE accumulator per row adds one term every
   ``adder_latency`` cycles: a row spread over many lanes is bound by n x
   adder_latency cycles, while a row owned by one lane streams at one term per
   cycle (the lane interleaves rows to hide a longer adder latency);
@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import math
 
 import numpy as np
+
+from nli.formats import MODES
 
 LABEL = "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), not a measurement"
 
@@ -162,7 +164,7 @@ def _pass(n, lanes, cfg):
 
 
 def _inverse_cycles(cfg, mode):
-    if mode not in ("direct", "reduced"):
+    if mode not in MODES:
         raise ValueError(f"mode: must be direct or reduced, got {mode!r}")
     return cfg.depth + (cfg.reduce_cycles if mode == "reduced" else 0)
 

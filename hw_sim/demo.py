@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
 from nli.table import TableError, atomic_write_text
 
 
@@ -23,7 +24,7 @@ def section(ctx) -> None:
             print(f"{name + ':' + mode:<22} (no shipped table)")
             continue
         base = nli.default_table(name, mode)
-        for prec in ("fp32", "fp16"):
+        for prec in PRECISIONS:
             try:
                 t = base.with_precision(prec)
             except TableError:
@@ -33,7 +34,7 @@ def section(ctx) -> None:
             out["tables"][f"{name}:{mode}:{prec}"] = r
             print(f"{name + ':' + mode:<22} {prec:<5} {r['inputs']:>7} {r['max_ulp']:>8} "
                   f"{r['pct_correctly_rounded']:>6.2f}% {r['mean_rel_error']:>10.3g}")
-        if name in ("reciprocal", "rsqrt"):
+        if name in INVERSE_FUNCTIONS:
             c = composite_inverse_report(base, name, mode, stride=64 if ctx.quick else 1)
             out["composite"][f"{name}:{mode}"] = c
             print(f"{'':<22} composite {name}({mode}) of FP32 inputs: max ulp {c['max_ulp']}, "

@@ -1,4 +1,4 @@
-"""Bit-exact FP16/FP32 arithmetic for Numba kernels (spec section 1).
+"""Bit-exact FP16/FP32 arithmetic for Numba kernels (numerics §1).
 
 Every primitive here returns the correctly rounded result of one exact
 operation, or says precisely which hardware operation it relies on and why
@@ -19,8 +19,8 @@ Ground rules, used in every argument below:
   A float64 holds any real with at most 53 significant bits exactly.
 * Exact zero sums: IEEE gives +0 for ``x + (-x)`` and for ``(+0) + (-0)``,
   and -0 only for ``(-0) + (-0)``; product signs are the XOR of the operand
-  signs. Both are exactly spec section 1's rules, so exact float64/float32
-  operations already produce the spec's zero signs.
+  signs. Both are exactly numerics §1's rules, so exact float64/float32
+  operations already produce the zero signs of numerics §1.
 * Rounding to FP16 never uses the hardware: :func:`rne16_f64` and
   :func:`rne16_f32` round on the integer bit pattern (round-to-nearest-even,
   subnormals kept, overflow to +-inf, every NaN -> 0x7e00).
@@ -33,9 +33,8 @@ import numba
 import numpy as np
 
 from nli.bitcast import f32_as_i32, f64_as_i64, i32_as_f32, i64_as_f64  # noqa: F401 (re-exported)
+from nli.formats import FP16_NAN, FP16_POS_INF
 
-FP16_NAN = 0x7E00
-FP16_INF = 0x7C00
 _JIT = dict(cache=True, nogil=True)
 _TWO_M24 = 2.0 ** -24
 _TWO_M149 = 2.0 ** -149
@@ -120,7 +119,7 @@ def _rne16_bits(v, tie):
     a = u & np.int64(0x7FFFFFFFFFFFFFFF)
     e = a >> 52                                    # biased float64 exponent
     if e >= 1023 + 16:                             # |v| >= 2^16 (incl. inf): overflows
-        return np.uint16(sign | FP16_INF)
+        return np.uint16(sign | FP16_POS_INF)
     if e < 1023 - 25:                              # |v| < 2^-25: below half the least subnormal
         return np.uint16(sign)
     if e < 1023 - 14:
@@ -174,7 +173,7 @@ def rne16_f32(x):
     normal = (a - ((127 - 15) << 23) + 0xFFF + ((a >> 13) & 1)) >> 13
     sub = np.int64(f32_as_i32(i32_as_f32(np.int32(a)) + np.float32(0.5))) - 0x3F000000
     q = normal if a >= 0x38800000 else sub           # 2^-14: smallest FP16 normal
-    q = FP16_INF if a >= 0x47800000 else q           # 2^16: overflow (and inf)
+    q = FP16_POS_INF if a >= 0x47800000 else q           # 2^16: overflow (and inf)
     r = sign | q
     r = FP16_NAN if a > 0x7F800000 else r
     return np.uint16(r)

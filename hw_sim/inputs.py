@@ -5,9 +5,8 @@ import math
 
 import numpy as np
 
+from nli.formats import MODES
 from nli.table import Table
-
-MODES = ("direct", "reduced")
 
 
 class SimInputError(ValueError):
@@ -44,7 +43,7 @@ def check_table(table, function: str, role: str) -> Table:
 
 
 def check_mode(mode) -> str:
-    """``mode`` must be 'direct' or 'reduced' (spec section 5)."""
+    """``mode`` must be 'direct' or 'reduced' (numerics §5)."""
     if mode not in MODES:
         raise SimInputError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
     return mode

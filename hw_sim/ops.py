@@ -1,10 +1,10 @@
-"""Composite operators of the NLI Engine (spec sections 4 and 5), bit-accurate.
+"""Composite operators of the NLI Engine (numerics §4 and §5), bit-accurate.
 
 Softmax and RMSNorm over the last axis of FP16 rows, and the reciprocal and
 inverse square root of FP32 values in ``direct`` and ``reduced`` modes. Every
 table lookup is the elementwise datapath of :mod:`hw_sim.unit`, taken from the
 table's 65,536-entry output LUT (the same function, evaluated by the exact
-kernel). Sums are sequential FP32 in index order, as the spec says.
+kernel). Sums are sequential FP32 in index order, as numerics §4 says.
 
 Exactness of each step (fp.py's ground rules):
 
@@ -29,7 +29,7 @@ Exactness of each step (fp.py's ground rules):
 * Reduced mode: ``frexp`` splits a float64 exactly; ``table(..) * 2^-k`` is a
   power-of-two scaling, exact in float64 (|k| <= 149) -> :func:`rne16_f64`.
 
-Reduced-mode values the spec leaves open (project choices): the reciprocal
+Reduced-mode values numerics 1 left open (project choices, numerics §5): the reciprocal
 is odd, r(-v) = -r(v), so -0 -> -inf and -inf -> -0; rsqrt(-0) = -inf and
 rsqrt of any other negative value (including -inf) is NaN. Softmax's max
 ``m`` is the first maximal element (the result does not depend on which zero
@@ -44,13 +44,13 @@ import numba
 import numpy as np
 from numba import prange
 
+from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
 
-from .fp import FP16_NAN, f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
+from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
 from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table
 from .unit import _decode32, output_lut, output_values
 
-FP16_NEG_INF = 0xFC00
 PARALLEL_MIN_ELEMENTS = 1 << 14  # fewer elements than this: one thread
 
 
@@ -247,7 +247,7 @@ def _rmsnorm_ser(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
 
 # ----------------------------------------------------------------------------- public
 def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
-    """Softmax over the last axis (spec section 4).
+    """Softmax over the last axis (numerics §4).
 
     x: float16 or uint16 bit patterns, shape (..., n), n >= 1 (not copied when
     C-contiguous). ``exp_table`` must be an ``exp`` table, ``recip_table`` a
@@ -267,7 +267,7 @@ def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
 
 
 def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
-    """RMSNorm over the last axis (spec section 4).
+    """RMSNorm over the last axis (numerics §4).
 
     x: float16 or uint16, shape (..., n); weight: float16 or uint16, shape (n,);
     eps: a finite real, rounded to FP32 (RNE) and then used exactly;
@@ -304,12 +304,12 @@ def _inverse_public(v, table, mode, function, rsqrt):
 
 
 def reciprocal(v, table, mode: str = "direct") -> np.ndarray:
-    """Reciprocal of FP32 values (spec section 5): float32 (or float16) array of any
+    """Reciprocal of FP32 values (numerics §5): float32 (or float16) array of any
     shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``."""
     return _inverse_public(v, table, mode, "reciprocal", False)
 
 
 def rsqrt(v, table, mode: str = "direct") -> np.ndarray:
-    """Inverse square root of FP32 values (spec section 5): float32 (or float16) array
+    """Inverse square root of FP32 values (numerics §5): float32 (or float16) array
     of any shape -> float16 of the same shape, with an ``rsqrt`` table in ``mode``."""
     return _inverse_public(v, table, mode, "rsqrt", True)

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
+from nli.formats import FP16_NAN, FP16_OVERFLOW
 from nli.grid import f16_bits_to_f64, fp16_grid
 from nli.table import Table
 
@@ -161,7 +162,7 @@ def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=Non
     out = np.empty(inner.size, np.uint16)
     _interp_subset(inner, g, t, lut64, fp16, out)
     y[inner] = out
-    y[g == BELOW], y[g == ABOVE], y[g == NONE] = table.below, table.above, 0x7E00
+    y[g == BELOW], y[g == ABOVE], y[g == NONE] = table.below, table.above, FP16_NAN
     rel, ulp, ok = sc.terms(np.arange(bits.size), y)
 
     order = np.argsort(g, kind="stable")
@@ -200,7 +201,7 @@ def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=Non
                 continue
             nb = [lut64[e - 1] if e > 0 else None, lut64[e + 1] if e + 1 < lut.size else None]
             opts = [c for c in _candidates(int(lut[e]), config.radius)
-                    if all(v is None or abs(float(f16_bits_to_f64(np.uint16(c))) - v) < 65520.0 for v in nb)]
+                    if all(v is None or abs(float(f16_bits_to_f64(np.uint16(c))) - v) < FP16_OVERFLOW for v in nb)]
             buf = np.empty(idx.size, np.uint16)
 
             def make_y(code, e=e, idx=idx, buf=buf):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nli.formats import FP16_NAN, INVERSE_FUNCTIONS
 from nli.functions import get_function
 from nli.grid import f16_bits_to_f64, fp16_grid, parse_f16_hex
 
@@ -62,7 +63,7 @@ def reference_bits(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray
     fx = get_function(function)(x)
     with np.errstate(over="ignore", invalid="ignore"):
         ref = fx.astype(np.float16).view(np.uint16)
-    return fx, np.where(np.isnan(fx), np.uint16(0x7E00), ref).astype(np.uint16)
+    return fx, np.where(np.isnan(fx), np.uint16(FP16_NAN), ref).astype(np.uint16)
 
 
 def error_arrays(table, domain: tuple[float, float] | None = None) -> dict:
@@ -131,7 +132,7 @@ def composite_inverse_report(table, kind: str, mode: str, exponents=None, stride
     1/v (1/sqrt(v)) lies at least 2^-36 (2^-49) relative from any FP16 midpoint."""
     from .ops import reciprocal, rsqrt
 
-    if kind not in ("reciprocal", "rsqrt"):
+    if kind not in INVERSE_FUNCTIONS:
         raise ValueError(f"kind: must be reciprocal or rsqrt, got {kind!r}")
     if exponents is None:
         exponents = [127] if kind == "reciprocal" else [127, 128]

@@ -1,13 +1,13 @@
-"""The elementwise datapath of the NLI Engine (spec section 3), bit-accurate.
+"""The elementwise datapath of the NLI Engine (numerics §3), bit-accurate.
 
-``_unit_fp32`` / ``_unit_fp16`` evaluate one FP16 input exactly as the spec's
-ten steps say. Because the unit is a unary function of a 16-bit input, the
+``_unit_fp32`` / ``_unit_fp16`` evaluate one FP16 input exactly as the ten
+steps of numerics §3 say. Because the unit is a unary function of a 16-bit input, the
 public path evaluates it once for all 65,536 encodings (the *output LUT*,
 built by the exact kernel and cached per table object) and then gathers;
 ``method="direct"`` runs the kernel on every element instead. Both are the
 same function; the tests compare both against the Fraction oracle.
 
-Project choices the spec leaves open (documented here, mirrored by the oracle):
+Project choices numerics 1 left open (stated in numerics §3, mirrored by the oracle):
 
 * ``a = min(floor(u), bins[I] - 1)`` is taken as a float (``floor(-0) = -0``),
   so ``t = u - a`` is +0 whenever ``u`` is a zero; t is never -0.
@@ -22,12 +22,12 @@ import numba
 import numpy as np
 from numba import prange
 
+from nli.formats import FP16_NAN
 from nli.table import Table
 
 from .fp import f16_decode_table, f16_to_f64, fma16_f64, rne16_f32, rne16_f64
 from .inputs import as_bits
 
-FP16_NAN = 0x7E00
 PARALLEL_MIN = 1 << 15  # below this many elements a serial loop beats thread start-up
 
 
@@ -93,7 +93,7 @@ def _interp_fp32(y0, y1, t):
 
 @numba.njit(cache=True, nogil=True)
 def _unit_fp32(xb, cut32, bins, base, mul32, lut32, below, above):
-    """Spec section 3, precision fp32, for one FP16 input (bits) -> FP16 bits."""
+    """Numerics §3, precision fp32, for one FP16 input (bits) -> FP16 bits."""
     x = np.float32(f16_to_f64(xb))
     if x != x:
         return np.uint16(FP16_NAN)          # 1.
@@ -131,7 +131,7 @@ def _interp_fp16(y0, y1, t):
 
 @numba.njit(cache=True, nogil=True)
 def _unit_fp16(xb, cut64, bins, base, mul16, lut64, below, above):
-    """Spec section 3, precision fp16, for one FP16 input (bits) -> FP16 bits."""
+    """Numerics §3, precision fp16, for one FP16 input (bits) -> FP16 bits."""
     x = f16_to_f64(xb)
     if x != x:
         return np.uint16(FP16_NAN)
@@ -230,7 +230,7 @@ def output_values(table: Table) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- public
 def run_elementwise(table: Table, x, method: str = "lut") -> np.ndarray:
-    """Run the elementwise datapath (spec section 3) of ``table`` on every element of ``x``.
+    """Run the elementwise datapath (numerics §3) of ``table`` on every element of ``x``.
 
     x: float16 or uint16 (FP16 bit patterns), any shape; a C-contiguous input is
     not copied. Returns float16 of x's shape. ``method``: ``"lut"`` (gather from

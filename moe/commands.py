@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from nli.formats import SELECT_ON_CHOICES
+
 from .layer import SELECT_ON
 
 METHOD_CHOICES = ("sparse", "drop", "partition", "spri", "cluster")
@@ -28,7 +30,7 @@ def register(sub, groups):
     p.add_argument("--top-k", type=int, default=2, help="experts per token (default 2)")
     p.add_argument("--layers", default=None, help="MoE layers: e.g. 22-29, 0,5,7 or last8 (default: last 8)")
     p.add_argument("--no-renormalize", action="store_true", help="Megatron pre-softmax routing (no top-k renormalization)")
-    p.add_argument("--select-on", default=SELECT_ON, choices=("probs", "logits"),
+    p.add_argument("--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES,
                    help="top-k ranks the router logits (default; the exact softmax order) or the softmax output")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="method option, e.g. ratio=0.5 (drop), rho=0.5 scale=8 (spri), rank_fraction=0.5 "

@@ -10,6 +10,8 @@ import math
 
 from engine.model import LlamaConfig
 
+from nli.formats import SELECT_ON_CHOICES
+
 from .layer import SELECT_ON
 
 DEFAULT_NUM_EXPERTS = 8
@@ -55,7 +57,7 @@ class MoEConfig:
             raise ValueError(f"MoEConfig.top_k must be in 1..num_experts={self.num_experts}, got {self.top_k}")
         if int(self.expert_hidden_dim) < 1:
             raise ValueError(f"MoEConfig.expert_hidden_dim must be >= 1, got {self.expert_hidden_dim}")
-        if self.select_on not in ("probs", "logits"):
+        if self.select_on not in SELECT_ON_CHOICES:
             raise ValueError(f"MoEConfig.select_on must be 'probs' or 'logits', got {self.select_on!r}")
         if not math.isfinite(self.residual_scale):
             raise ValueError(f"MoEConfig.residual_scale must be finite, got {self.residual_scale}")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from nli.formats import OPS
+
 from .diagnostics import chosen_experts, expert_load, routing_agreement
 from .layer import moe_layers
 
 
 @torch.no_grad()
-def moe_eval_report(model, ids, ops=("silu", "rmsnorm", "softmax"), mode="nli", reciprocal_mode="reduced",
+def moe_eval_report(model, ids, ops=OPS, mode="nli", reciprocal_mode="reduced",
                     window=1024, tables=None) -> dict:
     """``(model, ids int64[N], ops, mode, reciprocal_mode, window, tables) -> dict``."""
     from engine.evaluate import windows

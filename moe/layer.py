@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from engine.model import REF_OPS, OpSet, SwiGLU
+from nli.formats import SELECT_ON_CHOICES
 
 # Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs over
 # zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8, k=2,
@@ -49,7 +50,6 @@ from engine.model import REF_OPS, OpSet, SwiGLU
 # the exp. Measured on SmolLM2 at init (benchmarks/moe.py, README): routing agreement ref vs nli rises
 # from 98.78% to 99.66% (drop) and from 99.8% to 99.9% (sparse) when ranking logits instead of probs.
 SELECT_ON = "logits"
-SELECT_ON_CHOICES = ("probs", "logits")
 DISPATCH = "looped"  # "looped" | "padded" (tests and benchmarks force one)
 
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 
 from engine.model import Llama, SwiGLU
+from nli.formats import SELECT_ON_CHOICES
+
 from .config import MoEConfig, default_layers
 from .layer import SELECT_ON, MoEFFN, moe_from_dense
 from .model import moe_model
@@ -178,7 +180,7 @@ def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: i
             raise ValueError(f"layer {i} does not exist in a model of {model.cfg.n_layers} layers")
         if not isinstance(model.layers[i].mlp, SwiGLU):
             raise ValueError(f"layer {i} is not a dense SwiGLU FFN (already MoE?)")
-    if select_on not in ("probs", "logits"):
+    if select_on not in SELECT_ON_CHOICES:
         raise ValueError(f"select_on must be 'probs' or 'logits', got {select_on!r}")
     E, k = int(num_experts), int(top_k)
     if not 1 <= k <= E:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .formats import FP16_OVERFLOW
 from .functions import get_function
 from .grid import fp16_grid
 from .table import Table, table_from_cutpoints
@@ -24,7 +25,6 @@ from .table import Table, table_from_cutpoints
 BASELINES = ("uniform", "curvature", "nnlut")
 PAPER_ENTRIES = 259
 CALIBRATION = (-5.0, 5.0)
-FP16_OVERFLOW = 65520.0  # |v| >= this rounds to inf in FP16
 
 
 def _finite_grid(function: str, lo: float, hi: float) -> np.ndarray:

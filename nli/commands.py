@@ -70,7 +70,7 @@ def register(sub, groups):
     """Add `nli table build|export` to the parser."""
     from .export import FORMATS
     from .objective import OBJECTIVES
-    from .table import PRECISIONS
+    from .formats import PRECISIONS
 
     g = group(sub, groups, "table", "build, export and inspect interpolation tables")
     b = g.add_parser("build", help="solve for optimal cutpoints and write a table (JSON)")

@@ -2,17 +2,17 @@
 
 ``default_table(name, mode)`` needs no solve. ``mode`` is ``"direct"`` (the
 function's legal FP16 domain) or, for reciprocal and rsqrt, ``"reduced"``
-(the mantissa range of spec section 5).
+(the mantissa range of numerics §5).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from .formats import MODES
 from .functions import get_function
 from .table import Table, TableError, load_table
 
 TABLE_DIR = Path(__file__).resolve().parent / "tables"
-MODES = ("direct", "reduced")
 
 
 def default_table_path(name: str, mode: str = "direct") -> Path:

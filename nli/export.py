@@ -27,7 +27,7 @@ FORMATS = ("c", "hex", "npz")
 
 
 def table_arrays(table: Table) -> dict[str, np.ndarray]:
-    """The spec section 2 fields as bit-pattern arrays: uint16 FP16 fields, uint32 mul bits, int64 bins/base."""
+    """The numerics §2 fields as bit-pattern arrays: uint16 FP16 fields, uint32 mul bits, int64 bins/base."""
     return {
         "cutpoints": table.cutpoints.astype(np.uint16),
         "bins": table.bins.astype(np.int64),
@@ -52,7 +52,7 @@ def c_header(table: Table, name: str | None = None) -> str:
     a = table_arrays(table)
     guard = f"NLI_TABLE_{name}_H"
     p = f"NLI_{name}"
-    out = [f"/* NLI Engine table for {table.function}: spec section 2 fields as bit patterns.\n"
+    out = [f"/* NLI Engine table for {table.function}: numerics §2 fields as bit patterns.\n"
            f" * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
            f" * precision: {table.precision}; K = {table.K} macro intervals; {table.entries} LUT entries. */\n",
            f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",

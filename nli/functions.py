@@ -5,7 +5,7 @@ Each function has
 - ``__call__``: the same, vectorized over a float64 array of any shape,
 - ``domains``: named FP16 domains. ``direct`` is the function's legal FP16
   domain (the default); reciprocal and rsqrt also have ``reduced``, the
-  mantissa range of spec section 5's exponent range reduction.
+  mantissa range of numerics §5's exponent range reduction.
 
 No calibration data is used anywhere: domains are the legal FP16 ranges.
 """
@@ -17,7 +17,7 @@ import math
 import numba
 import numpy as np
 
-from .grid import FP16_MAX
+from .formats import FP16_MAX, FP16_MIN_SUBNORMAL
 
 _SQRT1_2 = 0.7071067811865476
 
@@ -119,7 +119,7 @@ class Function:
 evaluate_scalar = _dispatch  # Numba-callable: evaluate_scalar(fn_id, x) inside kernels
 
 _ALL_FINITE = (-FP16_MAX, FP16_MAX)
-_SMALLEST_POSITIVE = 2.0 ** -24
+_SMALLEST_POSITIVE = FP16_MIN_SUBNORMAL
 
 FUNCTIONS: dict[str, Function] = {
     f.name: f

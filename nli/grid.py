@@ -12,12 +12,7 @@ import math
 
 import numpy as np
 
-FP16_MAX = 65504.0
-FP16_MIN_NORMAL = 2.0 ** -14
-FP16_MIN_SUBNORMAL = 2.0 ** -24
-FP16_NAN = 0x7E00
-FP16_POS_INF = 0x7C00
-FP16_NEG_INF = 0xFC00
+from .formats import FP16_MAX
 
 
 class DomainError(ValueError):
@@ -41,7 +36,7 @@ def f32_bits_to_f64(bits) -> np.ndarray:
 
 
 def f16_hex(bits: int) -> str:
-    """One FP16 bit pattern -> 4-digit lowercase hex, as in spec section 6."""
+    """One FP16 bit pattern -> 4-digit lowercase hex, as in numerics §6."""
     return f"{int(bits) & 0xFFFF:04x}"
 
 

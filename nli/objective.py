@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from .bitcast import f64_as_i64
+from .formats import FP16_MAX, FP16_MAX_BITS, FP16_MIN_NORMAL, FP16_OVERFLOW, FP16_POS_INF
 from .functions import Function, evaluate_scalar
 
 OBJECTIVES = ("paper", "mean", "max")
@@ -205,7 +206,7 @@ def _rne16(v):
     a = abs(v)
     if a == 0.0 or a != a:
         return v
-    if a >= 65520.0:
+    if a >= FP16_OVERFLOW:
         return math.copysign(np.inf, v)
     _, e = math.frexp(a)
     q = 2.0 ** (max(e - 1, -14) - 10)
@@ -220,9 +221,9 @@ def _rne16(v):
 @numba.njit(cache=True, inline="always")
 def _pos_bits(a, up):
     """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past max."""
-    if a > 65504.0:
-        return 0x7C00 if up else 0x7BFF
-    if a < 2.0 ** -14:
+    if a > FP16_MAX:
+        return FP16_POS_INF if up else FP16_MAX_BITS
+    if a < FP16_MIN_NORMAL:
         q = a * 2.0 ** 24  # exact scaling into the subnormal count
         return int(math.ceil(q)) if up else int(math.floor(q))
     # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10 it is

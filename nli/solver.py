@@ -32,17 +32,17 @@ from typing import Callable
 import numba
 import numpy as np
 
+from .formats import FP16_MAX, FP16_OVERFLOW, PRECISIONS
 from .functions import get_function
 from .grid import DomainError, fp16_grid
 from .dp_layer import _layer, _layer_chord, block_min
 from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
-from .table import PRECISIONS, Table, table_from_cutpoints
+from .table import Table, table_from_cutpoints
 
 PAPER_BINS = (1,) + (32,) * 8 + (1,)
 # a bound U from a coarser pass admits partial costs < U (1 + BOUND_SLACK): float sums of the
 # same non-negative terms cannot exceed U by more than this, so the optimum always survives
 BOUND_SLACK = 1e-9
-FP16_OVERFLOW = 65520.0  # |v| >= this rounds to inf in FP16
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
     ``quantized``: P carries RNE16(f) at its points and the clamps RNE16(f(c)), i.e. the
     LUT the table will hold (see :mod:`nli.objective`). Cutpoints are grid points where RNE16(f) is finite (the LUT must be finite); for
     ``precision='fp16'`` a macro interval of B bins is at least B / 65504 wide, so that
-    RNE16(mul) cannot overflow (spec section 2; slightly stricter than needed).
+    RNE16(mul) cannot overflow (numerics §2; slightly stricter than needed).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
@@ -215,7 +215,7 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
     if int(ok[_candidates(x.size, stride)].sum()) < lay.cutpoints:
         raise ValueError(f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but only "
                          f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f")
-    minw = [b / 65504.0 if precision == "fp16" else 0.0 for b in lay.bins]
+    minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
     cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)
     if idx is None:
         raise ValueError(f"no feasible cutpoints for layout {lay.name!r} on this domain"
@@ -232,7 +232,7 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
 
 def table_from_result(result: SolveResult, **extra_meta) -> Table:
     """The table of a solve: LUT = RNE16(f(point)), below = lut[0], above = lut[-1]
-    (spec section 2 defaults); meta records objective, cost, domain, layout, timing."""
+    (numerics §2 defaults); meta records objective, cost, domain, layout, timing."""
     return table_from_cutpoints(
         result.function, result.cutpoints, list(result.layout.bins), result.precision,
         **result.meta(), provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},

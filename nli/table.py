@@ -1,8 +1,8 @@
-"""The table object (spec section 2), its validation, and its JSON file (section 6).
+"""The table object (numerics §2), its validation, and its JSON file (section 6).
 
 A :class:`Table` is the unit of exchange between the solver, the simulator,
 the torch path and the ONNX export. FP16 values are ``uint16`` bit patterns,
-``mul`` is ``float32``. It validates every rule of spec section 2 on
+``mul`` is ``float32``. It validates every rule of numerics §2 on
 construction, so an invalid table cannot exist in memory.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write
+from .formats import FP16_OVERFLOW, NUMERICS_VERSION, PRECISIONS
 from .grid import (
     f16_bits_to_f64,
     f16_hex,
@@ -30,11 +31,10 @@ from .grid import (
 
 FORMAT = "nli-table"
 VERSION = 1
-PRECISIONS = ("fp32", "fp16")
 
 
 class TableError(ValueError):
-    """A table (in memory or in a file) that breaks a rule of spec section 2 or 6."""
+    """A table (in memory or in a file) that breaks a rule of numerics §2 or 6."""
 
 
 def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """One NLI table (spec section 2).
+    """One NLI table (numerics §2).
 
     Fields: ``function`` (name), ``cutpoints`` uint16[K+1], ``bins`` int64[K],
     ``base`` int64[K], ``mul`` float32[K], ``lut`` uint16[1 + sum(bins)],
@@ -113,7 +113,7 @@ class Table:
         if not np.all(is_finite16(self.lut)):
             raise TableError("lut: every entry must be finite")
         lv = f16_bits_to_f64(self.lut)
-        if np.any(np.abs(np.diff(lv)) >= 65520.0):  # RNE16 of the exact difference is inf
+        if np.any(np.abs(np.diff(lv)) >= FP16_OVERFLOW):  # RNE16 of the exact difference is inf
             raise TableError("lut: a neighbouring difference lut[g+1] - lut[g] overflows FP16")
         for name in ("below", "above"):
             v = int(getattr(self, name))
@@ -174,6 +174,7 @@ class Table:
         d = {
             "format": FORMAT,
             "version": VERSION,
+            "numerics": NUMERICS_VERSION,
             "function": self.function,
             "precision": self.precision,
             "cutpoints": [f16_hex(v) for v in self.cutpoints],
@@ -198,6 +199,8 @@ class Table:
             raise TableError(f"format: expected {FORMAT!r}, got {d.get('format')!r}")
         if d.get("version") != VERSION:
             raise TableError(f"version: expected {VERSION}, got {d.get('version')!r}")
+        if "numerics" in d and d["numerics"] != NUMERICS_VERSION:  # absent: written before 1.1, same datapath
+            raise TableError(f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {d['numerics']!r}")
         for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
             if k not in d:
                 raise TableError(f"{k}: missing")
@@ -227,7 +230,7 @@ class Table:
         )
 
 
-_SPEC_KEYS = {"format", "version", "function", "precision", "cutpoints", "bins", "base",
+_SPEC_KEYS = {"format", "version", "numerics", "function", "precision", "cutpoints", "bins", "base",
               "mul", "lut", "below", "above"}
 
 
@@ -237,7 +240,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_table(table: Table, path: str | os.PathLike) -> None:
-    """Write a table as spec section 6 JSON, atomically."""
+    """Write a table as numerics §6 JSON, atomically."""
     atomic_write_text(path, json.dumps(table.to_json_dict(), indent=1) + "\n")
 
 

@@ -100,7 +100,7 @@ def naive_enumerate(fn, x, bins, objective):
 
 
 # =============================================================================
-# Section: datapath oracle (issue 3, hw_sim/): spec sections 1, 3, 4 and 5
+# Section: datapath oracle (issue 3, hw_sim/): numerics §1, §3, §4 and §5
 # Exact values are fractions.Fraction; every rounding goes through _nv_round,
 # a plain round-to-nearest-even written here (independent of nli.grid and of
 # hw_sim.fp). One input at a time, no vectorization: slow on purpose.
@@ -273,7 +273,7 @@ def nv_floor(a):
 
 
 class NvTable:
-    """A table's fields decoded once (the oracle reads only spec fields)."""
+    """A table's fields decoded once (the oracle reads only numerics §2 fields)."""
 
     def __init__(self, table):
         self.cut = [nv16(c) for c in table.cutpoints]
@@ -286,7 +286,7 @@ class NvTable:
 
 
 def nv_unit(nt, x):
-    """Spec section 3 for one input NvVal x (an FP16 value) -> FP16 bits."""
+    """Numerics §3 for one input NvVal x (an FP16 value) -> FP16 bits."""
     if x.is_nan():
         return 0x7E00
     K = len(nt.bins)
@@ -310,7 +310,7 @@ def nv_unit(nt, x):
     top = NvVal("num", _NvF(nt.bins[i] - 1))
     if nv_lt(top, a):
         a = top
-    t = nv_sub(u, a)  # exact (the spec says so; a is the float floor, so t is never -0)
+    t = nv_sub(u, a)  # exact (numerics §3 says so; a is the float floor, so t is never -0)
     g = nt.base[i] + int(a.q)
     y0, y1 = nt.lut[g], nt.lut[g + 1]
     dy = rnd(nv_sub(y1, y0))
@@ -345,7 +345,7 @@ def _nv_split(v, odd_to_even):
 
 def nv_inverse(v, nt, mode, kind):
     """Section 5: reciprocal (kind 'reciprocal') or rsqrt of an FP32 NvVal -> FP16 NvVal.
-    Reduced-mode values the spec leaves open (project choices, as in hw_sim.ops):
+    Reduced-mode values numerics 1 left open (project choices, numerics §5, as in hw_sim.ops):
     reciprocal is odd (r(-v) = -r(v): -0 -> -inf, -inf -> -0); rsqrt(-0) = -inf
     and rsqrt of a negative value is NaN."""
     if mode == "direct":
@@ -366,7 +366,7 @@ def nv_inverse(v, nt, mode, kind):
 
 
 def nv_softmax_row(xbits, exp_table, recip_table, mode):
-    """Spec section 4 softmax of one row of FP16 bits -> list of FP16 bits."""
+    """Numerics §4 softmax of one row of FP16 bits -> list of FP16 bits."""
     xs = [nv16(b) for b in xbits]
     n = len(xs)
     if any(v.is_nan() for v in xs) or all(v.kind == "inf" and v.neg for v in xs):
@@ -390,7 +390,7 @@ def nv_softmax_row(xbits, exp_table, recip_table, mode):
 
 
 def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode):
-    """Spec section 4 RMSNorm of one row; eps is an FP32 value (np.float32)."""
+    """Numerics §4 RMSNorm of one row; eps is an FP32 value (np.float32)."""
     xs = [nv16(b) for b in xbits]
     ws = [nv16(b) for b in wbits]
     n = len(xs)

@@ -147,7 +147,7 @@ def test_inverse_equals_hw_sim(tables, name, fn, mode):
         try:
             table = tables[name].with_precision(precision)
         except nli.TableError:
-            continue  # an fp16 unit cannot hold this table's mul (spec section 2)
+            continue  # an fp16 unit cannot hold this table's mul (numerics §2)
         got = session(export_inverse(table, mode)).run(None, {"v": v})[0]
         want = fn(v, table, mode)
         assert np.array_equal(_bits(got), _bits(want)), f"{name}/{mode}/{precision}"
@@ -204,7 +204,7 @@ def test_rmsnorm_equals_hw_sim(tables, mode, rsqrt, precision):
     try:
         table = tables[rsqrt].with_precision(precision)
     except nli.TableError:
-        pytest.skip("an fp16 unit cannot hold this table's mul (spec section 2)")
+        pytest.skip("an fp16 unit cannot hold this table's mul (numerics §2)")
     sess = session(export_composite("rmsnorm", {"rsqrt": table}, mode))
     rng = np.random.default_rng(12)
     for n, scale in ((1, 1.0), (7, 3.0), (64, 300.0), (1500, 2.0)):

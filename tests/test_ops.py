@@ -1,4 +1,4 @@
-"""hw_sim.ops: Softmax, RMSNorm (spec section 4) and the reciprocal/rsqrt modes
+"""hw_sim.ops: Softmax, RMSNorm (numerics §4) and the reciprocal/rsqrt modes
 (section 5), bit for bit against the Fraction oracle on seeded and hypothesis rows."""
 import numpy as np
 import pytest

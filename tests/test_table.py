@@ -1,4 +1,4 @@
-"""Table JSON round trips (spec section 6), rejection of every spec section 2 rule
+"""Table JSON round trips (numerics §6), rejection of every numerics §2 rule
 with the field named, atomic writes, published and baseline tables."""
 import json
 import os
@@ -37,7 +37,7 @@ def test_json_round_trip_keeps_every_field_and_meta(tmp_path):
 
 
 def _mutations():
-    """(field named in the error, mutation of the JSON dict): one per spec section 2 / 6 rule."""
+    """(field named in the error, mutation of the JSON dict): one per numerics §2 / 6 rule."""
     return [
         ("cutpoints", lambda d: d.update(cutpoints=d["cutpoints"][:1], bins=[], base=[], mul=[])),
         ("cutpoints", lambda d: d["cutpoints"].__setitem__(1, d["cutpoints"][0])),      # not increasing
@@ -131,7 +131,7 @@ def test_density_placement_is_distinct_and_follows_density():
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_CUTPOINTS))
 def test_shipped_tables_beat_nli_published_cutpoints_through_the_datapath(name):
-    """Accuracy target: mean relative error and % correctly rounded, spec datapath (fp32),
+    """Accuracy target: mean relative error and % correctly rounded, numerics §3 datapath (fp32),
     every finite FP16 input of the default domain."""
     from hw_sim.report import error_report
     from nli.defaults import default_table
@@ -159,3 +159,21 @@ def test_table_rows_report_what_each_file_records():
     assert [r["name"] for r in rows] == ["ours", "theirs"] and all(set(r) == set(ROW_KEYS) for r in rows)
     assert rows[0]["objective"] == "paper" and rows[0]["cost"] == t.meta["cost"] and rows[0]["entries"] == 11
     assert rows[1]["method"] == "NLI published macro cutpoints" and rows[1]["cost"] is None
+
+
+def test_numerics_version_is_written_and_optional_on_load(tmp_path):
+    """Section 6: files carry the numerics version; files written before it (no key) load the same."""
+    from nli.formats import NUMERICS_VERSION
+
+    t = _good()
+    d = t.to_json_dict()
+    assert d["numerics"] == NUMERICS_VERSION == "1.1"
+    old = {k: v for k, v in d.items() if k != "numerics"}
+    p = tmp_path / "old.json"
+    p.write_text(json.dumps(old))
+    u = load_table(p)
+    assert "numerics" not in u.meta and u.to_json_dict() == d
+    d["numerics"] = "2.0"
+    p.write_text(json.dumps(d))
+    with pytest.raises(TableError, match="numerics"):
+        load_table(p)

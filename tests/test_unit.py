@@ -34,7 +34,7 @@ def _check_exhaustive(table, oracle):
 def _in_precision(table, precision):
     try:
         return table.with_precision(precision)
-    except TableError as e:  # spec section 2: an fp16 unit cannot hold this table's scales
+    except TableError as e:  # numerics §2: an fp16 unit cannot hold this table's scales
         pytest.skip(f"not a valid {precision} table: {e}")
 
 

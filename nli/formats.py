@@ -1,0 +1,141 @@
+"""Number formats and shared vocabularies: the one source of every constant the packages share.
+
+Numbers (docs/numerics.md section 1): each IEEE 754 binary interchange format
+the datapath uses is one frozen :class:`BinaryFormat`, from which every
+derived constant (largest finite value, overflow threshold, infinity and
+canonical NaN bit patterns, ...) is computed, never typed in. Flat
+module-level names (``FP16_NAN``, ``FP16_MAX``, ...) repeat the values as
+plain ``int`` / ``float`` globals, because Numba kernels freeze module globals
+as compile-time constants but cannot read a dataclass attribute. A future
+format (BF16) is one more ``BinaryFormat(...)`` line plus its flat names.
+
+Vocabularies: the reciprocal/rsqrt modes (section 5), unit precisions
+(sections 2 and 3), the composite ops and the tables each needs (section 4),
+and the MoE router's ranking choices (section 12).
+
+This module is the lowest layer: it imports nothing from the project.
+tests/test_one_source.py fails if a copy of any of these reappears elsewhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ----------------------------------------------------------------------------- numerics version
+NUMERICS_VERSION = "1.1"
+"""Version of docs/numerics.md; table files record it as ``"numerics"`` (section 6)."""
+
+
+# ----------------------------------------------------------------------------- binary formats
+@dataclass(frozen=True)
+class BinaryFormat:
+    """An IEEE 754 binary format with subnormals: ``exponent_bits`` / ``fraction_bits`` wide."""
+
+    name: str
+    exponent_bits: int
+    fraction_bits: int
+
+    def __post_init__(self):
+        if self.exponent_bits < 2 or self.fraction_bits < 1:
+            raise ValueError(f"{self.name}: need >= 2 exponent bits and >= 1 fraction bit")
+
+    @property
+    def width(self) -> int:
+        """Total bits: sign + exponent + fraction."""
+        return 1 + self.exponent_bits + self.fraction_bits
+
+    @property
+    def precision(self) -> int:
+        """Significant bits, the hidden one included."""
+        return self.fraction_bits + 1
+
+    @property
+    def bias(self) -> int:
+        return (1 << (self.exponent_bits - 1)) - 1
+
+    @property
+    def emax(self) -> int:
+        return self.bias
+
+    @property
+    def emin(self) -> int:
+        """Exponent of the smallest normal value."""
+        return 1 - self.bias
+
+    @property
+    def max(self) -> float:
+        """Largest finite value, (2 - 2^-fraction_bits) * 2^emax."""
+        return (2.0 - 2.0 ** -self.fraction_bits) * 2.0 ** self.emax
+
+    @property
+    def overflow(self) -> float:
+        """Overflow threshold: the round-to-nearest-even result of a real v is +-inf iff |v| >= this
+        (the midpoint between ``max`` and 2^(emax+1))."""
+        return (2.0 - 2.0 ** -self.precision) * 2.0 ** self.emax
+
+    @property
+    def min_normal(self) -> float:
+        return 2.0 ** self.emin
+
+    @property
+    def min_subnormal(self) -> float:
+        return 2.0 ** (self.emin - self.fraction_bits)
+
+    @property
+    def sign_bit(self) -> int:
+        return 1 << (self.width - 1)
+
+    @property
+    def inf_bits(self) -> int:
+        """Bit pattern of +inf (= the exponent field mask)."""
+        return ((1 << self.exponent_bits) - 1) << self.fraction_bits
+
+    @property
+    def max_bits(self) -> int:
+        """Bit pattern of the largest finite value."""
+        return self.inf_bits - 1
+
+    @property
+    def nan_bits(self) -> int:
+        """The canonical NaN every operator outputs: positive, quiet, payload zero."""
+        return self.inf_bits | (1 << (self.fraction_bits - 1))
+
+
+FP16 = BinaryFormat("fp16", exponent_bits=5, fraction_bits=10)
+FP32 = BinaryFormat("fp32", exponent_bits=8, fraction_bits=23)
+# BF16 would be: BinaryFormat("bf16", exponent_bits=8, fraction_bits=7), with its flat names below.
+
+# Flat names (plain int / float, usable as Numba compile-time constants).
+FP16_MAX = FP16.max                      # 65504.0
+FP16_OVERFLOW = FP16.overflow            # 65520.0: |v| >= this rounds to inf
+FP16_MIN_NORMAL = FP16.min_normal        # 2^-14
+FP16_MIN_SUBNORMAL = FP16.min_subnormal  # 2^-24
+FP16_NAN = FP16.nan_bits                 # 0x7E00, the canonical NaN
+FP16_POS_INF = FP16.inf_bits             # 0x7C00
+FP16_NEG_INF = FP16.sign_bit | FP16.inf_bits  # 0xFC00
+FP16_MAX_BITS = FP16.max_bits            # 0x7BFF
+
+FP32_MAX = FP32.max
+FP32_NAN = FP32.nan_bits                 # 0x7FC00000 (converts to FP16_NAN)
+FP32_POS_INF = FP32.inf_bits             # 0x7F800000
+
+# ----------------------------------------------------------------------------- vocabularies
+MODES = ("direct", "reduced")
+"""Reciprocal / inverse-square-root modes (section 5)."""
+
+PRECISIONS = ("fp32", "fp16")
+"""Internal precision of the elementwise unit (sections 2, 3); the first is the default."""
+
+OP_TABLES = {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
+"""Composite ops the NLI unit can take over (section 4) -> the table functions each needs."""
+
+OPS = tuple(OP_TABLES)
+"""("silu", "rmsnorm", "softmax")."""
+
+UNIT_FUNCTIONS = ("silu", "exp", "reciprocal", "rsqrt")
+"""Every table function an op needs (the union of OP_TABLES' values)."""
+
+INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
+"""Table functions computed on FP32 values in one of MODES (section 5); the others are always direct."""
+
+SELECT_ON_CHOICES = ("probs", "logits")
+"""What the MoE router's top-k ranks (section 12)."""
