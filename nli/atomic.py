@@ -87,11 +87,13 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
 def atomic_dir(path: str | os.PathLike):
     """Yield a temp directory beside ``path``; on success it becomes ``path`` as a whole.
 
-    An existing ``path`` (a directory) is renamed away to a temp name first, the
-    new one renamed in, then the old one deleted: a reader finds the complete
-    old directory, the complete new one, or (for the instant between the two
-    renames) none, never a mix of both. On error the temp directory is removed
-    and an existing ``path`` is left as it was.
+    An existing ``path`` (a directory) is swapped with the new one in one
+    ``renameat2(RENAME_EXCHANGE)`` (Linux), then deleted; where that call is
+    missing it is renamed away to a temp name first and the new one renamed in
+    (a reader then may find no directory for that instant; a SIGKILL there
+    leaves the old one under its temp name). Either way a reader finds the
+    complete old directory or the complete new one, never a mix. On error the
+    temp directory is removed and an existing ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,11 +105,14 @@ def atomic_dir(path: str | os.PathLike):
         os.chmod(tmp, 0o777 & ~_umask())
         yield Path(tmp)
         _fsync_dir(tmp)
-        if path.exists():
-            old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-            os.replace(path, old)  # rename(2) of a directory onto an empty directory
-        os.replace(tmp, path)
-        tmp = None
+        if path.exists() and _exchange(tmp, path):
+            tmp, old = None, tmp  # tmp now holds the old directory
+        else:
+            if path.exists():
+                old = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+                os.replace(path, old)  # rename(2) of a directory onto an empty directory
+            os.replace(tmp, path)
+            tmp = None
         _fsync_dir(path.parent)
     except BaseException:
         if old is not None and tmp is not None and not path.exists():
@@ -119,6 +124,28 @@ def atomic_dir(path: str | os.PathLike):
             _remove(tmp)
         if old is not None:
             _remove(old)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a, b) -> bool:
+    """Atomically swap the names ``a`` and ``b`` (Linux renameat2); False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: fall back to two renames
+        return False
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def _fsync_dir(path) -> None:
