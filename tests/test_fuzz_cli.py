@@ -153,9 +153,15 @@ def table_texts(draw):
     """The text of a table file: the shipped silu table with a few fields broken."""
     d = json.loads(json.dumps(BASE_TABLE))
     for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(TABLE_KEYS))
-        how = draw(st.sampled_from(["value", "delete", "entry", "entry_int", "truncate", "extend"]))
-        if how == "delete":
+        key = draw(st.sampled_from(TABLE_KEYS + ["bins", "base", "bins", "lut", "cutpoints"]))
+        how = draw(st.sampled_from(["value", "delete", "entry", "entry_int", "entry_int", "truncate", "extend",
+                                    "consistent"]))
+        if how == "consistent":  # bins[i] = an extreme, base recomputed to match: reaches the deeper checks
+            i = draw(st.integers(0, len(d["bins"]) - 1)) if isinstance(d.get("bins"), list) and d["bins"] else None
+            if i is not None and all(isinstance(b, int) for b in d["bins"]):
+                d["bins"][i] = draw(INT_EXTREMES)
+                d["base"] = [sum(d["bins"][:j]) for j in range(len(d["bins"]))]
+        elif how == "delete":
             d.pop(key, None)
         elif how == "value" or not isinstance(d.get(key), list) or not d.get(key):
             d[key] = draw(JSON_VALUES)
@@ -205,7 +211,7 @@ def arrays(work):
     return d
 
 
-@FUZZ
+@settings(FUZZ, max_examples=80)
 @given(raw=table_texts())
 def test_fuzz_table_files(driver, work, arrays, raw):
     ex = _fresh(work)
@@ -217,6 +223,42 @@ def test_fuzz_table_files(driver, work, arrays, raw):
         if check(driver, argv, out) == 0:
             shutil.rmtree(out)
             out.mkdir()
+
+
+INT_LIST = [0, -1, 1, 2, 31, 32, 33, 2 ** 15, 2 ** 16, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 2 ** 63 - 1, 2 ** 63, 2 ** 64,
+            -2 ** 63, -2 ** 64, 10 ** 30, 1.0, 1e300, True]
+
+
+@pytest.mark.parametrize("field", ["bins", "bins_consistent", "base", "below", "above", "lut", "cutpoints",
+                                   "mul", "version"])
+def test_table_integer_extremes(driver, work, arrays, field):
+    """Every integer extreme in every numeric field, systematically (the random search rarely hits them)."""
+    ex = _fresh(work)
+    out = ex / "out"
+    out.mkdir()
+    failures = []
+    for v in INT_LIST:
+        d = json.loads(json.dumps(BASE_TABLE))
+        if field == "bins_consistent":
+            d["bins"][3] = v
+            if isinstance(v, int):
+                d["base"] = [sum(d["bins"][:j]) for j in range(len(d["bins"]))]
+        elif isinstance(d[field], list):
+            d[field][3] = v
+        else:
+            d[field] = v
+        tbl = ex / "t.json"
+        tbl.write_text(json.dumps(d))
+        for argv in (["sim", "elementwise", tbl, "--input", arrays / "x.npy", "--output", out / "y.npy"],
+                     ["table", "export", tbl, "--format", "c", "-o", out / "t.h"]):
+            try:
+                if check(driver, argv, out) == 0:
+                    shutil.rmtree(out)
+                    out.mkdir()
+            except (AssertionError, pytest.fail.Exception) as e:
+                lines = [ln for ln in str(e).splitlines() if ln.strip()]
+                failures.append(f"{field}={v!r} {argv[0]} {argv[1]}: {lines[0][:60]}... {lines[-1][-200:]}")
+    assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("special", SPECIAL_PATHS)
