@@ -2,8 +2,8 @@
 
 The guarantee: a reader of the target sees the old file (directory) or the
 new one, never half of one, whatever happens to the writer. An exception,
-Ctrl-C, or SIGTERM under the `nli` CLI (which turns SIGTERM into SystemExit)
-removes the temp entry. A SIGKILL or a power cut cannot be cleaned up after:
+Ctrl-C, or SIGTERM under the `nli` CLI (whose handler calls
+:func:`remove_active_temps` and exits) removes the temp entry. A SIGKILL or a power cut cannot be cleaned up after:
 it can leave a temp entry beside the target, named ``.NAME.XXXXXXXX.tmp``
 (:data:`TEMP_SUFFIX`; :func:`is_temp_name` recognises it), never a
 half-written target. A replaced file keeps the mode of the file it replaces;
@@ -22,12 +22,20 @@ import stat
 import tempfile
 
 TEMP_SUFFIX = ".tmp"
+_ACTIVE: set[str] = set()  # temp entries being written, for remove_active_temps (a signal handler)
 _TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def is_temp_name(name: str) -> bool:
     """True for a name :func:`atomic_target` / :func:`atomic_dir` use for their temp entries."""
     return bool(_TEMP_RE.match(name))
+
+
+def remove_active_temps() -> None:
+    """Remove every temp entry a write in progress holds (for a SIGTERM handler that then exits)."""
+    for tmp in list(_ACTIVE):
+        _remove(tmp)
+        _ACTIVE.discard(tmp)
 
 
 def _umask() -> int:
@@ -62,14 +70,17 @@ def atomic_target(path: str | os.PathLike):
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        _ACTIVE.add(tmp)
         os.close(fd)
         os.chmod(tmp, mode)
         yield tmp
         os.replace(tmp, path)
+        _ACTIVE.discard(tmp)
         tmp = None
     finally:
         if tmp is not None:
             _remove(tmp)
+            _ACTIVE.discard(tmp)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -102,6 +113,7 @@ def atomic_dir(path: str | os.PathLike):
     tmp = old = None
     try:
         tmp = tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        _ACTIVE.add(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
         yield Path(tmp)
         _fsync_dir(tmp)
@@ -120,10 +132,12 @@ def atomic_dir(path: str | os.PathLike):
             old = None
         raise
     finally:
-        if tmp is not None:
-            _remove(tmp)
-        if old is not None:
-            _remove(old)
+        for t in (tmp, old):
+            if t is not None:
+                _remove(t)
+        for t in list(_ACTIVE):
+            if t in (tmp, old) or not os.path.exists(t):
+                _ACTIVE.discard(t)
 
 
 _RENAME_EXCHANGE = 2

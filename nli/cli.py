@@ -9,14 +9,16 @@ Failures a user can cause become a one-line message and exit code 2:
 KeyError, OSError (a missing file, a directory where a file is expected, a
 read-only location, a full disk: the message names the path), RecursionError
 (absurdly nested JSON) and MemoryError. Anything else is a bug and keeps its
-traceback. SIGTERM raises SystemExit(143) inside the handler, so atomic
-writes in progress remove their temp files.
+traceback. On SIGTERM the handler removes the temp files of atomic writes in
+progress (nli.atomic) and exits at once with code 143 (raising from a signal
+handler inside numba/torch code would turn into their own exceptions).
 """
 from __future__ import annotations
 
 import argparse
 from contextlib import contextmanager
 from importlib.metadata import entry_points
+import os
 import signal
 import sys
 import threading
@@ -108,17 +110,22 @@ def error_message(e: BaseException) -> str:
 USER_ERRORS = (UserError, ValueError, KeyError, OSError, RecursionError, MemoryError)
 
 
-class _Terminated(SystemExit):
-    pass
-
-
 def _on_sigterm(signum, frame):
-    raise _Terminated(128 + signum)
+    from .atomic import remove_active_temps
+
+    remove_active_temps()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 -- exiting anyway
+            pass
+    os.write(2, b"nli: terminated\n")
+    os._exit(128 + signum)
 
 
 @contextmanager
 def _sigterm_raises():
-    """SIGTERM -> SystemExit(143) in the main thread (so ``finally`` blocks and atomic writes clean up)."""
+    """SIGTERM -> remove atomic-write temp files, exit 143 (main thread only; restored afterwards)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -142,9 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"nli: error: {error_message(e)}", file=sys.stderr)
         return 2
-    except _Terminated as e:
-        print("nli: terminated", file=sys.stderr)
-        return int(e.code)
     except KeyboardInterrupt:
         print("nli: interrupted", file=sys.stderr)
         return 130
