@@ -40,7 +40,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nli", description="NLI Engine: tables, simulator, LLM evaluation, export, MoE")
+    parser = _Parser(prog="nli", description="NLI Engine: tables, simulator, LLM evaluation, export, MoE",
+                     epilog="Limits (nli.inputs): input files must be regular files of at most 1 GiB "
+                            "(GGUF and checkpoint weights 64 GiB); a model or forward pass estimated above "
+                            "8 GiB is refused (environment variable NLI_MAX_ALLOC_BYTES raises it). "
+                            "Bad input: a one-line error, exit code 2.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     groups: dict[str, argparse._SubParsersAction] = {}
