@@ -150,6 +150,8 @@ def _upcycle(args) -> int:
                         principal=args.method == "spri")
     check_alloc(4 * (2 * dense.cfg.param_count() + dense.cfg.rope_count() + new_cfg.param_count(dense.cfg)),
                 f"--experts {args.experts}")
+    if args.method == "cluster":  # FFN inputs of every calibration token, per MoE layer
+        check_alloc(4 * args.calib * CALIB_SEQ * dense.cfg.dim * len(layers), f"--calib {args.calib}")
     calib = None
     if args.method == "cluster":
         calib = token_windows(tok, dense.cfg.vocab_size, args.calib, CALIB_SEQ)
@@ -202,7 +204,12 @@ def _report(args) -> int:
 
     if args.json is not None:
         check_output_path(args.json, "--json")
+    from nli.inputs import check_alloc
+
     model, tok, source = _load(args.checkpoint)
+    # log-probabilities of every held-out token over the vocabulary, plus one window's forward pass
+    check_alloc(4 * (args.windows * CALIB_SEQ * model.cfg.vocab_size + model.cfg.activation_count(CALIB_SEQ)),
+                f"--windows {args.windows}")
     dense, _, _ = _load(args.dense or source)
     ids = token_windows(tok, model.cfg.vocab_size, args.windows, CALIB_SEQ, heldout=True)
     rep = init_report(dense, model, ids)
