@@ -10,6 +10,7 @@ import sys
 
 def register(sub, groups):
     """Add this package's subcommands to the `nli` parser."""
+    from nli.argtypes import positive_int
     from nli.cli import group
     from nli.formats import MODES
 
@@ -19,8 +20,8 @@ def register(sub, groups):
                    help="smollm2 | tiny | a .gguf file (or anything a registered resolver accepts)")
     p.add_argument("--text", default=None, metavar="FILE",
                    help="UTF-8 text file (default: the shipped held-out text engine/data/heldout_en.txt)")
-    p.add_argument("--max-tokens", type=int, default=4096, metavar="N", help="score the first N tokens (default 4096)")
-    p.add_argument("--window", type=int, default=None, metavar="W",
+    p.add_argument("--max-tokens", type=positive_int(), default=4096, metavar="N", help="score the first N tokens (default 4096)")
+    p.add_argument("--window", type=positive_int(), default=None, metavar="W",
                    help="non-overlapping windows of W tokens, W-1 predictions each "
                         "(default: 1024, or the model's context if shorter)")
     p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
@@ -56,6 +57,7 @@ def _parse_tables(specs: list[str]) -> dict | None:
 
 def _eval_ppl(args) -> int:
     from nli.cli import UserError
+    from nli.inputs import check_alloc, check_output_path, read_text
     from nli.table import atomic_write_text
 
     from . import eval_report_for, load_model
@@ -70,22 +72,20 @@ def _eval_ppl(args) -> int:
     if not ops:
         raise UserError("--ops: name at least one of silu, rmsnorm, softmax")
     parse_mode(args.mode)
+    if args.json is not None:
+        check_output_path(args.json, "--json")
     tables = _parse_tables(args.table)
     if args.text is None:
         text, source = heldout_text(), "engine/data/heldout_en.txt"
     else:
-        try:
-            with open(args.text, encoding="utf-8") as f:
-                text = f.read()
-        except UnicodeDecodeError as e:
-            raise UserError(f"--text {args.text}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-        source = args.text
+        text, source = read_text(args.text, "--text"), args.text
     model, tok = load_model(args.model)
     ids = token_ids(tok, text, args.max_tokens)
     if args.window is None:
         args.window = min(1024, model.cfg.max_seq_len)
     if args.window > model.cfg.max_seq_len:
         raise UserError(f"--window {args.window} exceeds the model's context of {model.cfg.max_seq_len} tokens")
+    check_alloc(4 * model.cfg.activation_count(min(args.window, len(ids))), f"--window {args.window}")
     res = eval_ppl(model, ids, ops, args.mode, args.reciprocal_mode, args.window, tables,
                    progress=not args.no_progress)
     res.update(model=str(args.model), text=source)

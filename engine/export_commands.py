@@ -43,8 +43,11 @@ def _load(path: str):
 
 
 def _onnx_op(args) -> int:
+    from nli.inputs import check_output_path
+
     from .onnx_export import export_elementwise, save_onnx
 
+    check_output_path(args.out, "--out")
     table = _load(args.table)
     out = save_onnx(export_elementwise(table), args.out)
     print(f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} for {table.function!r} "
@@ -90,9 +93,12 @@ def model_tables(ops, mode: str, overrides: dict) -> dict:
 
 
 def _onnx_model(args) -> int:
+    from nli.inputs import check_output_path
+
     from . import load_model
     from .onnx_export import OPS, export_model, save_onnx
 
+    check_output_path(args.out, "--out")
     ops = tuple(o.strip() for o in args.ops.split(",") if o.strip() and o.strip() != "none")
     bad = [o for o in ops if o not in OPS]
     if bad:

@@ -13,6 +13,7 @@ Leaving it out gives a perplexity of hundreds instead of ~12.
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,15 @@ def open_gguf(path: str | Path):
         import gguf
     except ImportError as e:  # a declared dependency, but say how to get it
         raise GGUFError("reading GGUF files needs the 'gguf' package: pip install gguf") from e
+    from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise GGUFError(f"{path}: no such GGUF file")
+    try:
+        check_input_file(path, "GGUF file", MAX_MODEL_FILE_BYTES)
+    except InputError as e:
+        raise GGUFError(str(e)) from None
     try:
         return gguf.GGUFReader(str(path))
     except Exception as e:  # gguf raises ValueError/struct.error/IndexError... on a bad file
@@ -80,6 +87,15 @@ def field_value(reader, key: str, default=None, required: bool = True):
 
 def read_config(reader) -> LlamaConfig:
     """The model config from the ``llama.*`` metadata keys; rejects other architectures."""
+    try:
+        return _read_config(reader)
+    except GGUFError:
+        raise
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:  # a value of the wrong type or range
+        raise GGUFError(f"GGUF metadata gives an invalid config: {e}") from None
+
+
+def _read_config(reader) -> LlamaConfig:
     arch = field_value(reader, "general.architecture")
     if arch != ARCHITECTURE:
         raise GGUFError(f"GGUF architecture is {arch!r}; this loader supports only {ARCHITECTURE!r}")
@@ -133,6 +149,9 @@ def dequantized(reader, name: str, shape: tuple[int, ...]) -> np.ndarray:
     t = _tensor_index(reader).get(name)
     if t is None:
         raise GGUFError(f"GGUF has no tensor {name!r}")
+    n = math.prod(shape)
+    if int(t.n_elements) != n:  # before dequantizing: the header may claim any size
+        raise GGUFError(f"tensor {name!r} has {int(t.n_elements)} values, expected shape {shape}")
     try:
         a = dequantize(t.data, t.tensor_type)
     except Exception as e:

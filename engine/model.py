@@ -11,8 +11,9 @@ The FFN of a block is any module returning either a tensor or a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, fields
 import math
+import numbers
 
 import torch
 import torch.nn as nn
@@ -36,6 +37,9 @@ class LlamaConfig:
 
     def __post_init__(self):
         for k in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "max_seq_len"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"LlamaConfig.{k} must be an integer, got {v!r}")
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"LlamaConfig.{k} must be >= 1, got {getattr(self, k)}")
         if self.dim % self.n_heads:
@@ -44,8 +48,41 @@ class LlamaConfig:
             raise ValueError(f"LlamaConfig: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
         if (self.dim // self.n_heads) % 2:
             raise ValueError("LlamaConfig: head_dim must be even for RoPE")
-        if not (self.norm_eps > 0 and math.isfinite(self.norm_eps)):
-            raise ValueError(f"LlamaConfig.norm_eps must be finite and > 0, got {self.norm_eps}")
+        for k in ("norm_eps", "rope_theta"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"LlamaConfig.{k} must be finite and > 0, got {v!r}")
+        if not isinstance(self.tie_embeddings, bool):
+            raise ValueError(f"LlamaConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+
+    @classmethod
+    def from_dict(cls, d) -> "LlamaConfig":
+        """The config from a JSON object; ValueError naming an unknown key or a bad value."""
+        if not isinstance(d, dict):
+            raise ValueError(f"LlamaConfig: expected a JSON object, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(map(str, set(d) - names))
+        if unknown:
+            raise ValueError(f"LlamaConfig has unknown keys {unknown}")
+        return cls(**d)
+
+    def param_count(self) -> int:
+        """Number of parameters of :class:`Llama` for this config (exact, for memory estimates)."""
+        d, hd = self.dim, self.head_dim
+        attn = d * self.n_heads * hd * 2 + d * self.n_kv_heads * hd * 2
+        block = attn + 3 * d * self.hidden_dim + 2 * d
+        head = 0 if self.tie_embeddings else self.vocab_size * d
+        return self.vocab_size * d + head + self.n_layers * block + d
+
+    def rope_count(self) -> int:
+        """Number of values in the RoPE cos/sin tables (float32 buffers built with the model)."""
+        return 2 * self.max_seq_len * self.head_dim
+
+    def activation_count(self, tokens: int) -> int:
+        """Rough peak number of float32 activation values of one forward pass over ``tokens``
+        positions (logits, one layer's attention scores and probabilities, FFN hidden states)."""
+        t = int(tokens)
+        return t * self.vocab_size * 2 + 3 * self.n_heads * t * t + 4 * t * max(self.hidden_dim, self.dim)
 
     @property
     def head_dim(self) -> int:
@@ -186,6 +223,9 @@ class Llama(nn.Module):
     """LLaMA decoder. ``model(input_ids)`` -> logits float32[B, T, vocab]."""
 
     def __init__(self, cfg: LlamaConfig):
+        from nli.inputs import check_alloc
+
+        check_alloc(4 * (cfg.param_count() + cfg.rope_count()), "a model of this config")
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from nli.argtypes import finite_float, positive_float, positive_int
 from nli.atomic import atomic_target
 from nli.cli import UserError, group
 from nli.formats import MODES, PRECISIONS
+from nli.inputs import InputError, check_output_path, load_npy
 
 
 # ----------------------------------------------------------------------------- I/O helpers
@@ -27,11 +29,9 @@ def _load_table(path):
 
 def _load_npy(path, what):
     try:
-        arr = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"{what}: no such file: {path}") from None
-    except (ValueError, OSError) as e:
-        raise UserError(f"{what}: not a .npy array: {path} ({e})") from None
+        arr = load_npy(path, what)
+    except InputError as e:
+        raise UserError(str(e)) from None
     if arr.dtype not in (np.float16, np.uint16):
         raise UserError(f"{what}: {path} has dtype {arr.dtype}; expected float16 or uint16 (FP16 bit patterns)")
     return arr
@@ -67,9 +67,17 @@ def _sim_call(fn, *args):
 
 
 # ----------------------------------------------------------------------------- handlers
+def _outputs(*pairs):
+    """Check every (path, flag) output before any work: writable, a file name, not a directory."""
+    for path, what in pairs:
+        if path is not None:
+            check_output_path(path, what)
+
+
 def _elementwise(args):
     from . import run_elementwise
 
+    _outputs((args.output, "--output"))
     table = _load_table(args.table)
     x = _load_npy(args.input, "--input")
     _save_npy(args.output, _sim_call(run_elementwise, table, x))
@@ -80,6 +88,7 @@ def _elementwise(args):
 def _softmax(args):
     from . import softmax
 
+    _outputs((args.output, "--output"))
     x = _load_npy(args.input, "--input")
     y = _sim_call(softmax, x, _load_table(args.exp), _load_table(args.recip), args.mode)
     _save_npy(args.output, y)
@@ -87,22 +96,13 @@ def _softmax(args):
     return 0
 
 
-def _parse_eps(text):
-    try:
-        eps = float(text)
-    except ValueError:
-        raise UserError(f"--eps: not a number: {text!r}") from None
-    if not math.isfinite(eps):
-        raise UserError(f"--eps: must be finite, got {text}")
-    return eps
-
-
 def _rmsnorm(args):
     from . import rmsnorm
 
+    _outputs((args.output, "--output"))
     x = _load_npy(args.input, "--input")
     w = _load_npy(args.weight, "--weight")
-    y = _sim_call(rmsnorm, x, w, _parse_eps(args.eps), _load_table(args.rsqrt), args.mode)
+    y = _sim_call(rmsnorm, x, w, args.eps, _load_table(args.rsqrt), args.mode)
     _save_npy(args.output, y)
     print(f"wrote {args.output}: rmsnorm ({args.mode}) over rows of {x.shape[-1]}")
     return 0
@@ -128,6 +128,7 @@ def _print_report(rep):
 def _report(args):
     from .report import error_arrays, error_report, summarize, table_domain
 
+    _outputs((args.json, "--json"), (args.plot, "--plot"))
     table = _load_table(args.table)
     if args.precision:
         table = table.with_precision(args.precision)
@@ -152,6 +153,7 @@ def _refine(args):
 
     from .refine import RefineConfig, refine_table
 
+    _outputs((args.output, "--output"), (args.json, "--json"))
     table = _load_table(args.table)
     cfg = RefineConfig(objective=args.objective, radius=args.radius, sweeps=args.sweeps)
     new, summary = refine_table(table, cfg, _domain(args), progress=True)
@@ -168,6 +170,7 @@ def _refine(args):
 def _cost(args):
     from .cost import LABEL, UnitConfig, elementwise_cycles, fit_area_power, rmsnorm_cycles, softmax_cycles
 
+    _outputs((args.json, "--json"))
     try:
         cfg = UnitConfig(lanes=args.lanes, clock_hz=args.clock_ghz * 1e9)
     except ValueError as e:
@@ -217,17 +220,17 @@ def register(sub, groups):
     p.add_argument("--rsqrt", required=True, help="rsqrt table JSON")
     p.add_argument("--mode", required=True, help="direct or reduced (numerics §5)")
     p.add_argument("--weight", required=True, help=".npy float16/uint16, one weight per row element")
-    p.add_argument("--eps", required=True, help="epsilon (rounded to FP32)")
+    p.add_argument("--eps", required=True, type=finite_float(min=0.0), help="epsilon >= 0 (rounded to FP32)")
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.set_defaults(func=_rmsnorm)
 
     p = sim.add_parser("cost", help="cycle/area/power MODEL (calibrated on published numbers)")
-    p.add_argument("--lanes", type=int, default=1)
-    p.add_argument("--clock-ghz", type=float, default=1.0)
-    p.add_argument("--n", type=int, default=1024, help="row length / element count")
-    p.add_argument("--rows", type=int, default=1)
-    p.add_argument("--comparator-words", type=float, default=2.0,
+    p.add_argument("--lanes", type=positive_int(1 << 20), default=1)
+    p.add_argument("--clock-ghz", type=finite_float(0.0, 1e3, min_exclusive=True), default=1.0)
+    p.add_argument("--n", type=positive_int(1 << 40), default=1024, help="row length / element count")
+    p.add_argument("--rows", type=positive_int(1 << 40), default=1)
+    p.add_argument("--comparator-words", type=positive_float, default=2.0,
                    help="a comparator's cost in 16-bit storage words (model assumption)")
     p.add_argument("--json", help="write the numbers here")
     p.set_defaults(func=_cost)
@@ -238,15 +241,15 @@ def register(sub, groups):
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
     p.add_argument("--precision", choices=PRECISIONS, help="run as this unit precision")
-    p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"), help="default: the table's")
+    p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"), help="default: the table's")
     p.set_defaults(func=_report)
 
     p = table.add_parser("refine", help="datapath-aware LUT refinement (bit-accurate objective)")
     p.add_argument("table", help="table JSON")
     p.add_argument("--output", required=True, help="refined table JSON to write")
     p.add_argument("--objective", choices=("mean_rel", "pct_cr", "max_ulp", "pareto"), default="mean_rel")
-    p.add_argument("--radius", type=int, default=2)
-    p.add_argument("--sweeps", type=int, default=4)
-    p.add_argument("--domain", type=float, nargs=2, metavar=("LO", "HI"))
+    p.add_argument("--radius", type=positive_int(1 << 16), default=2, help="codes tried each side (1..65536)")
+    p.add_argument("--sweeps", type=positive_int(1 << 10), default=4, help="max passes over the LUT (1..1024)")
+    p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"))
     p.add_argument("--json", help="write before/after reports here")
     p.set_defaults(func=_refine)

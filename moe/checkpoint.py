@@ -4,9 +4,12 @@ The model is built by :func:`moe.model.build_model` (a Llama, or an
 :class:`moe.model.MoELlama` for an MoE config). A checkpoint is a directory holding ``config.json`` (the dense
 :class:`LlamaConfig`, the :class:`MoEConfig` or null for a dense model, and
 free-form provenance) and ``weights.pt`` (``torch.save`` of the state dict).
-Both files are written atomically. Loading builds the model from the config
-and refuses, with a message naming the tensor, any state dict whose keys or
-shapes do not match it.
+The directory is written as a whole (:func:`nli.atomic.atomic_dir`: a temp
+directory beside the target, renamed in; a replaced checkpoint is renamed away
+first), so a reader never finds new weights beside an old config. Loading
+checks the files (regular, size-limited), estimates the model's memory before
+building it, and refuses, with a message naming the file or tensor, a corrupt
+weights file or a state dict whose keys or shapes do not match the config.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from nli.atomic import atomic_target
+from nli.atomic import atomic_dir
+from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_alloc, check_input_file, read_text
 
 from engine.model import Llama, LlamaConfig
 from .config import MoEConfig
@@ -27,9 +31,11 @@ CHECKPOINT_FORMAT = "nli-moe-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+def _write_file(path: Path, write) -> None:
+    with open(path, "wb") as f:
         write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_checkpoint(path: str | os.PathLike, model: Llama, provenance: dict | None = None,
@@ -39,17 +45,17 @@ def save_checkpoint(path: str | os.PathLike, model: Llama, provenance: dict | No
     ``tokenizer``: an optional ``tokenizers.Tokenizer`` saved as ``tokenizer.json``.
     """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     moe_cfg = moe_config_of(model)
     config = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "llama": model.cfg.to_dict(),
               "moe": None if moe_cfg is None else moe_cfg.to_dict(), "provenance": provenance or {}}
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(path / "weights.pt", lambda f: torch.save(state, f))
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    if tokenizer is not None:
-        tok = tokenizer.to_str()
-        _atomic_write_bytes(path / "tokenizer.json", lambda f: f.write(tok.encode()))
-    _atomic_write_bytes(path / "config.json", lambda f: f.write(text.encode()))
+    tok = None if tokenizer is None else tokenizer.to_str()
+    with atomic_dir(path) as tmp:
+        _write_file(tmp / "weights.pt", lambda f: torch.save(state, f))
+        if tok is not None:
+            _write_file(tmp / "tokenizer.json", lambda f: f.write(tok.encode()))
+        _write_file(tmp / "config.json", lambda f: f.write(text.encode()))
     return path
 
 
@@ -59,8 +65,8 @@ def is_checkpoint(path) -> bool:
     if not cfile.is_file():
         return False
     try:
-        return json.loads(cfile.read_text()).get("format") == CHECKPOINT_FORMAT
-    except (json.JSONDecodeError, OSError, AttributeError):
+        return json.loads(read_text(cfile, "checkpoint config")).get("format") == CHECKPOINT_FORMAT
+    except (ValueError, OSError, AttributeError, RecursionError):
         return False
 
 
@@ -71,7 +77,12 @@ def load_tokenizer(path: str | os.PathLike):
         return None
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(tfile))
+    try:
+        return Tokenizer.from_str(read_text(tfile, "checkpoint tokenizer"))
+    except Exception as e:  # tokenizers raises its own Exception type on a malformed file
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{tfile}: not a readable tokenizer ({' '.join(str(e).split())})") from None
 
 
 def resolve_checkpoint(name_or_path):
@@ -101,17 +112,25 @@ def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None,
     if not cfile.is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
     try:
-        config = json.loads(cfile.read_text())
+        config = json.loads(read_text(cfile, "checkpoint config"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{cfile}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{cfile}: JSON nested too deeply") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{cfile}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{cfile}: format/version is {config.get('format')!r}/{config.get('version')!r}, "
                          f"expected {CHECKPOINT_FORMAT!r}/{CHECKPOINT_VERSION}")
-    cfg = LlamaConfig(**config["llama"])
-    moe_cfg = None if config.get("moe") is None else MoEConfig.from_dict(config["moe"])
-    if moe_cfg is not None:
-        moe_cfg.check_against(cfg)
-    return cfg, moe_cfg, config.get("provenance", {})
+    try:
+        cfg = LlamaConfig.from_dict(config.get("llama"))
+        moe_cfg = None if config.get("moe") is None else MoEConfig.from_dict(config["moe"])
+        if moe_cfg is not None:
+            moe_cfg.check_against(cfg)
+    except ValueError as e:
+        raise ValueError(f"{cfile}: {e}") from None
+    prov = config.get("provenance", {})
+    return cfg, moe_cfg, prov if isinstance(prov, dict) else {}
 
 
 def load_checkpoint(path: str | os.PathLike) -> Llama:
@@ -119,10 +138,20 @@ def load_checkpoint(path: str | os.PathLike) -> Llama:
     path = Path(path)
     cfg, moe_cfg, prov = read_config(path)
     wfile = path / "weights.pt"
-    if not wfile.is_file():
+    if not wfile.exists():
         raise FileNotFoundError(f"{path}: checkpoint has no weights.pt")
-    state = load_plain(wfile)
-    model = build_model(cfg, moe_cfg)
+    check_input_file(wfile, "checkpoint weights", MAX_MODEL_FILE_BYTES)
+    model = build_model(cfg, moe_cfg)  # checks the memory estimate before the weights are read
+    try:
+        state = load_plain(wfile)
+    except ValueError:
+        raise
+    except Exception as e:  # torch raises RuntimeError/EOFError/... on a corrupt file
+        raise InputError(f"{wfile}: not a readable weights file ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:300]})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise InputError(f"{wfile}: not a state dict of named tensors")
     check_state_matches(model, state, where=str(path))
     model.load_state_dict(state, strict=True)
     model.provenance = prov
@@ -139,6 +168,8 @@ def check_state_matches(model: Llama, state: dict, where: str = "checkpoint") ->
                          f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
                          f"{'...' if len(unexpected) > 4 else ''}")
     for k, v in expected.items():
+        if not state[k].is_floating_point():
+            raise ValueError(f"{where}: tensor {k} has dtype {state[k].dtype}, expected a floating-point type")
         if tuple(state[k].shape) != tuple(v.shape):
             raise ValueError(f"{where}: config does not match tensors: {k} has shape {tuple(state[k].shape)}, "
                              f"the config implies {tuple(v.shape)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, asdict, field
 import math
+import numbers
 
 from engine.model import LlamaConfig
 
@@ -45,6 +46,19 @@ class MoEConfig:
     options: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
+        if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
+            raise ValueError(f"MoEConfig.layers must be a list of layer indices, got {self.layers!r}")
+        for k, v in [("layers", i) for i in self.layers] + [(k, getattr(self, k)) for k in
+                                                             ("num_experts", "top_k", "expert_hidden_dim")]:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"MoEConfig.{k} must hold integers, got {v!r}")
+        for k in ("renormalize", "principal"):
+            if not isinstance(getattr(self, k), bool):
+                raise ValueError(f"MoEConfig.{k} must be true or false, got {getattr(self, k)!r}")
+        if isinstance(self.residual_scale, bool) or not isinstance(self.residual_scale, numbers.Real):
+            raise ValueError(f"MoEConfig.residual_scale must be a number, got {self.residual_scale!r}")
+        if not isinstance(self.method, str) or not isinstance(self.options, dict):
+            raise ValueError("MoEConfig.method must be a string and MoEConfig.options an object")
         layers = tuple(int(i) for i in self.layers)
         object.__setattr__(self, "layers", layers)
         if not layers:
@@ -68,6 +82,12 @@ class MoEConfig:
         if bad:
             raise ValueError(f"MoE layers {bad} do not exist in a model of {cfg.n_layers} layers")
 
+    def param_count(self, cfg: LlamaConfig) -> int:
+        """Parameters the MoE layers add to a dense model of ``cfg`` (experts, routers, principals)."""
+        d, h, e = cfg.dim, int(self.expert_hidden_dim), int(self.num_experts)
+        per_layer = 3 * e * h * d + d * e + e + (3 * h * d if self.principal else 0)
+        return len(self.layers) * per_layer
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"] = list(self.layers)
@@ -75,8 +95,10 @@ class MoEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MoEConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"MoE config: expected a JSON object, got {type(d).__name__}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        unknown = sorted(map(str, set(d) - set(cls.__dataclass_fields__)))
         if unknown:
             raise ValueError(f"MoE config has unknown keys {unknown}")
         return cls(**known)

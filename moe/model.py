@@ -11,6 +11,8 @@ model is a plain :class:`Llama` (:func:`moe_config_of` gives None).
 """
 from __future__ import annotations
 
+from nli.inputs import check_alloc
+
 from engine.model import Llama, LlamaConfig
 from .config import MoEConfig
 from .layer import MoEFFN
@@ -66,7 +68,13 @@ class MoELlama(Llama):
 
 
 def build_model(cfg: LlamaConfig, moe_cfg: MoEConfig | None) -> Llama:
-    """A Llama (``moe_cfg`` None) or an MoELlama with all-zero MoE layers. Weights uninitialised."""
+    """A Llama (``moe_cfg`` None) or an MoELlama with all-zero MoE layers. Weights uninitialised.
+
+    Refuses (before allocating) a model whose float32 parameters would exceed the allocation limit."""
+    if moe_cfg is not None:
+        moe_cfg.check_against(cfg)
+    check_alloc(4 * (cfg.param_count() + cfg.rope_count()
+                     + (0 if moe_cfg is None else moe_cfg.param_count(cfg))), "the model")
     return Llama(cfg) if moe_cfg is None else MoELlama(cfg, moe_cfg)
 
 

@@ -3,14 +3,38 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
+from .argtypes import positive_int
 from .cli import UserError, group
 
 
 def _float(text: str) -> float:
     try:
-        return float(text)
+        v = float(text)
     except ValueError:
         raise UserError(f"--domain: not a number: {text!r}") from None
+    if not np.isfinite(v):
+        raise UserError(f"--domain: must be finite, got {text!r}")
+    return v
+
+
+def _check_defined(function: str, domain) -> None:
+    """The function must be defined and finite on every FP16 value of ``domain`` (no pole inside)."""
+    from .functions import get_function
+    from .grid import fp16_grid
+
+    f = get_function(function)
+    lo, hi = domain if domain is not None else f.default_domain
+    x, _ = fp16_grid(lo, hi)
+    try:
+        with np.errstate(all="ignore"):
+            y = f(x)
+    except (ZeroDivisionError, ValueError):
+        y = np.array([np.nan])
+    if not np.all(np.isfinite(y)):
+        raise UserError(f"--domain [{lo:g}, {hi:g}]: {function} is not defined (or not finite) everywhere on it"
+                        f"{' (it contains 0)' if lo <= 0 <= hi else ''}")
 
 
 def _build(args) -> int:
@@ -19,6 +43,7 @@ def _build(args) -> int:
     from .functions import FUNCTIONS
     from .grid import DomainError
     from .solver import Layout, solve, table_from_result
+    from .inputs import check_output_path
     from .table import save_table
 
     if args.function not in FUNCTIONS:
@@ -26,8 +51,10 @@ def _build(args) -> int:
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)
-    except ValueError as e:
+        _check_defined(args.function, domain)
+    except (ValueError, DomainError) as e:
         raise UserError(str(e)) from None
+    check_output_path(args.output, "--output")
     bars = []  # created at the first report, so that input errors print no bar
 
     def progress(done, total):
@@ -55,8 +82,10 @@ def _build(args) -> int:
 
 def _export(args) -> int:
     from .export import export_table
+    from .inputs import check_output_dir, check_output_path
     from .table import TableError, load_table
 
+    (check_output_dir if args.format == "hex" else check_output_path)(args.output, "--output")
     try:
         table = load_table(args.table)
     except TableError as e:
@@ -80,7 +109,7 @@ def register(sub, groups):
     b.add_argument("--layout", default="paper", help="paper | single:M | two-level:K:B (default paper)")
     b.add_argument("--objective", default="paper", choices=OBJECTIVES)
     b.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    b.add_argument("--stride", type=int, default=1,
+    b.add_argument("--stride", type=positive_int(1 << 16), default=1,
                    help="candidate thinning: cutpoints only at every STRIDE-th grid point (default 1 = exact)")
     b.add_argument("--measure-gap", action="store_true", help="with --stride > 1: also solve exactly, record the gap")
     b.add_argument("--lut-rounding", action="store_true",

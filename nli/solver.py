@@ -45,6 +45,11 @@ PAPER_BINS = (1,) + (32,) * 8 + (1,)
 BOUND_SLACK = 1e-9
 
 
+# more cutpoints than FP16 encodings, or LUT entries than the FP16 index range, mean nothing
+MAX_LAYOUT_CUTPOINTS = 1 << 16
+MAX_LAYOUT_ENTRIES = 1 << 16
+
+
 @dataclass(frozen=True)
 class Layout:
     """Bins per macro interval; ``name`` is how the CLI spells it."""
@@ -75,15 +80,20 @@ class Layout:
                 m = int(parts[1])
                 if m < 2:
                     raise ValueError
+                if m > MAX_LAYOUT_CUTPOINTS:
+                    raise ValueError
                 return cls(text, (1,) * (m - 1))
             if parts[0] == "two-level" and len(parts) == 3:
                 k, b = int(parts[1]), int(parts[2])
                 if k < 0 or b < 1:
                     raise ValueError
+                if k + 3 > MAX_LAYOUT_CUTPOINTS or 1 + 2 + k * b > MAX_LAYOUT_ENTRIES:
+                    raise ValueError
                 return cls(text, (1,) + (b,) * k + (1,))
         except ValueError:
             pass
-        raise ValueError(f"layout: expected paper, single:M (M >= 2) or two-level:K:B, got {text!r}")
+        raise ValueError(f"layout: expected paper, single:M (2 <= M <= {MAX_LAYOUT_CUTPOINTS}) or two-level:K:B "
+                         f"(at most {MAX_LAYOUT_CUTPOINTS} cutpoints, {MAX_LAYOUT_ENTRIES} LUT entries), got {text!r}")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ DEFAULT_OUT = "out/data/translation.json"
 
 def register(sub, groups):
     """Add the `data` command group (`nli data fetch`) to the `nli` parser."""
+    from nli.argtypes import nonnegative_int, positive_int, seed
     from nli.cli import group
 
     from .data import DEFAULT_LANGS, MAX_CHARS, PRETIX, SplitConfig
@@ -20,11 +21,11 @@ def register(sub, groups):
     p.add_argument("--langs", default=",".join(DEFAULT_LANGS), help="comma-separated gettext language codes")
     p.add_argument("--pretix", default=PRETIX.version, help=f"pretix version (default: {PRETIX.version})")
     p.add_argument("--django", default=None, metavar="VERSION", help="also read Django==VERSION's catalogs")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--train-per-lang", type=int, default=d.train_per_lang)
-    p.add_argument("--dev-per-lang", type=int, default=d.dev_per_lang)
-    p.add_argument("--test-per-lang", type=int, default=d.test_per_lang)
-    p.add_argument("--max-chars", type=int, default=MAX_CHARS, help="drop longer source/translation texts")
+    p.add_argument("--seed", type=seed, default=d.seed)
+    p.add_argument("--train-per-lang", type=nonnegative_int(1 << 24), default=d.train_per_lang)
+    p.add_argument("--dev-per-lang", type=nonnegative_int(1 << 24), default=d.dev_per_lang)
+    p.add_argument("--test-per-lang", type=nonnegative_int(1 << 24), default=d.test_per_lang)
+    p.add_argument("--max-chars", type=positive_int(1 << 24), default=MAX_CHARS, help="drop longer source/translation texts")
     p.set_defaults(func=_fetch)
 
 
@@ -32,10 +33,12 @@ def _fetch(args) -> int:
     from dataclasses import replace
 
     from nli.cli import UserError
+    from nli.inputs import check_output_path
 
     from .data import PRETIX, CatalogSource, SplitConfig
     from .data_io import FetchError, build_dataset, write_dataset
 
+    check_output_path(args.out, "--out")
     langs = [s.strip() for s in args.langs.split(",") if s.strip()]
     sources = [replace(PRETIX, version=args.pretix)]
     if args.django:

@@ -150,7 +150,9 @@ def read_dataset(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no data file (build it with `nli data fetch -o {path}`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        from nli.inputs import read_text
+
+        data = json.loads(read_text(path, "data file"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     return check_dataset(data)
