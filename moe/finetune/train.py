@@ -18,6 +18,9 @@ anything else is refused and nothing of it runs. Calling ``train``
 again with the same ``run_dir`` and config resumes from it; the final weights
 are bitwise the same as an uninterrupted run (tested). A checkpoint of a
 different config is refused.
+
+Device: the start model is built on the CPU (upcycling is float64 CPU work)
+and moved to ``cfg.device``; batches follow it. Growth runs on the CPU too.
 """
 from __future__ import annotations
 
@@ -106,12 +109,12 @@ def _restore(state: dict) -> Llama:
 def _grow(model: Llama, cfg: TrainConfig, calib: torch.Tensor) -> Llama:
     from ..grow import grow
 
-    return grow(model, factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed)
+    return grow(model.cpu(), factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed).to(cfg.device)
 
 
 def _aux_losses(model: Llama, cfg: TrainConfig, routers, valid: torch.Tensor, inputs: dict):
     """(load-balancing, distillation) float32 scalars averaged over MoE layers (0 for dense)."""
-    zero = torch.zeros(())
+    zero = torch.zeros((), device=valid.device)
     layers = moe_layers(model)
     if not layers:
         return zero, zero
@@ -148,7 +151,7 @@ def train_step(model: Llama, opt, cfg: TrainConfig, ids: torch.Tensor, labels: t
     loss.backward()
     params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
     if cfg.grad_clip:
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=False)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=cfg.device != "cpu")
     opt.step()
     return {"loss": loss.item(), "ce": ce.item(), "lb": lb.item(), "distill": dist.item()}
 
@@ -171,7 +174,7 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
         path.parent.mkdir(parents=True, exist_ok=True)
     if path is not None and path.is_file():
         state = load_state(path, cfg)
-        model = _restore(state)
+        model = _restore(state).to(cfg.device)
         opt = make_optimizer(model, cfg)
         opt.load_state_dict(state["optimizer"])
         step, grown, log, elapsed = state["step"], state["grown"], state["log"], state["elapsed"]
@@ -182,7 +185,7 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         t0 = time.perf_counter()
-        model = build_start_model(dense, cfg, calib)
+        model = build_start_model(dense, cfg, calib).to(cfg.device)
         opt = make_optimizer(model, cfg)
         step, grown, log, elapsed, build = 0, False, [], 0.0, time.perf_counter() - t0
     model.train()
@@ -202,6 +205,8 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
             valid = torch.zeros_like(ids, dtype=torch.bool)  # [B, T]
             for b, e in enumerate(batch):
                 valid[b, :len(e.ids)] = True
+            if cfg.device != "cpu":
+                ids, labels, valid = ids.to(cfg.device), labels.to(cfg.device), valid.to(cfg.device)
             out = train_step(model, opt, cfg, ids, labels, valid.reshape(-1), lr_at(cfg, step))  # valid [B*T]
             step += 1
             elapsed += time.perf_counter() - t0

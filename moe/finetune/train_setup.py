@@ -8,6 +8,11 @@ steps, batch size and schedule, so the token budget is identical):
 * ``sparse``, ``drop``, ``partition``, ``cluster``, ``spri``: ``moe.upcycle``
   of those layers; only the MoE layers (router + experts) are trained.
   ``cluster`` adds the expert-ensemble self-distillation loss.
+* ``scope="full"`` (MoE methods): every parameter of the upcycled model
+  trains (embeddings, attention, norms, the dense layers and the MoE
+  layers), the same scope as ``dense_full``; ``scope="ffn"`` (the default)
+  trains the MoE layers only. For SPRI two-stage at full scope, stage 1
+  freezes only the principal parts ``p_*``; everything else trains throughout.
 * SPRI two-stage (``stage1_frac > 0``, method ``spri`` only): for the first
   ``round(stage1_frac * steps)`` steps the principal parts ``p_*`` are frozen
   and the router and residuals ``w_*`` train; afterwards every routed-expert
@@ -37,6 +42,9 @@ from ..model import moe_config_of
 METHODS = ("dense_full", "dense_ffn", "sparse", "drop", "partition", "cluster", "spri")
 MOE_METHODS = ("sparse", "drop", "partition", "cluster", "spri")
 PRINCIPAL_NAMES = ("p_gate", "p_up", "p_down")
+SCOPES = ("ffn", "full")
+# fields whose default is left out of ``to_dict`` (so results cached before they existed keep their keys)
+KEY_DEFAULTS = {"scope": "ffn", "device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class TrainConfig:
     max_tokens: int = 192
     calib_examples: int = 16
     ckpt_every: int = 25
+    scope: str = "ffn"
+    device: str = "cpu"
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
@@ -74,6 +84,12 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}")
         if not (self.lr > 0 and 0 <= self.min_lr_frac <= 1 and self.warmup_steps >= 0):
             raise ValueError("TrainConfig: need lr > 0, 0 <= min_lr_frac <= 1, warmup_steps >= 0")
+        if self.scope not in SCOPES:
+            raise ValueError(f"TrainConfig.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+        if self.scope != "ffn" and self.method not in MOE_METHODS:
+            raise ValueError(f"scope {self.scope!r} is for the MoE methods; {self.method} fixes its own scope")
+        if self.device != "cpu" and not (self.device == "cuda" or self.device.startswith("cuda:")):
+            raise ValueError(f"TrainConfig.device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if not 0 <= self.stage1_frac < 1:
             raise ValueError(f"TrainConfig.stage1_frac must be in [0, 1), got {self.stage1_frac}")
         if self.stage1_frac and self.method != "spri":
@@ -98,6 +114,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["layers"] = list(self.layers)
+        for k, v in KEY_DEFAULTS.items():
+            if d[k] == v:
+                del d[k]
         return d
 
     @classmethod
@@ -122,6 +141,13 @@ def build_start_model(dense: Llama, cfg: TrainConfig, calib_ids: torch.Tensor | 
                    seed=cfg.seed, calib_ids=calib_ids if cfg.method == "cluster" else None, **opts)
 
 
+def device_label(device: str) -> str:
+    """What a result records as its device: ``"cpu"`` or ``"cuda:<device name>"``."""
+    if device == "cpu":
+        return "cpu"
+    return f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
+
+
 def stage_of(cfg: TrainConfig, step: int) -> int:
     """1 during SPRI's first stage, else 2 (single-stage runs are always 2)."""
     return 1 if step < cfg.stage1_steps else 2
@@ -132,9 +158,11 @@ def trainable_names(model: Llama, cfg: TrainConfig, stage: int) -> list[str]:
     names = [n for n, _ in model.named_parameters()]
     if cfg.method == "dense_full":
         return names
-    layers = target_layers(cfg, model)
-    prefixes = tuple(f"layers.{i}.mlp." for i in layers)
-    keep = [n for n in names if n.startswith(prefixes)]
+    if cfg.scope == "full":
+        keep = names
+    else:
+        prefixes = tuple(f"layers.{i}.mlp." for i in target_layers(cfg, model))
+        keep = [n for n in names if n.startswith(prefixes)]
     if stage == 1:
         keep = [n for n in keep if n.rsplit(".", 1)[-1] not in PRINCIPAL_NAMES]
     return keep
@@ -152,13 +180,17 @@ def set_stage(model: Llama, cfg: TrainConfig, stage: int) -> list[str]:
 
 
 def make_optimizer(model: Llama, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over every parameter trainable in some stage; no weight decay on 1-D tensors."""
+    """AdamW over every parameter trainable in some stage; no weight decay on 1-D tensors.
+
+    On the CPU one tensor at a time (bit-reproducible, as cached results were made); on CUDA the
+    fused kernel (the same update rule; one launch instead of one per tensor)."""
     names = set(trainable_names(model, cfg, 2))
     params = [(n, p) for n, p in model.named_parameters() if n in names]
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    fast = {"foreach": False} if cfg.device == "cpu" else {"fused": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, **fast)
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:

@@ -19,6 +19,11 @@
   the first ``gen_per_lang`` test pairs of each language, scored with
   sacrebleu: chrF++ (``CHRF(word_order=2)``) and BLEU with tokenizer ``13a``,
   or ``char`` for languages written without spaces (ja, zh, th).
+  ``evaluate`` also keeps every hypothesis and its per-sentence sacrebleu
+  sufficient statistics (``sentence_stats``) so paired bootstrap over test
+  sentences can be computed offline (:mod:`moe.paired_bootstrap`).
+* Device: the model's; batches are built on the CPU and moved there, and
+  statistics come back to the CPU (same expressions as on the CPU).
 """
 from __future__ import annotations
 
@@ -63,11 +68,13 @@ def teacher_forced_stats(model: Llama, tok, recs: list[dict], batch_size: int = 
     layers = moe_layers(model)
     counts = {i: np.zeros((len(langs), layer.num_experts), dtype=np.int64) for i, layer in layers}
     choices: dict[int, list] = {i: [] for i, _ in layers}
+    dev = model.embed.weight.device
     for s in tqdm(range(0, len(examples), batch_size), desc="eval loss", disable=not progress, unit="batch"):
         batch = examples[s:s + batch_size]
         ids, labels = collate(batch)  # [B, T]
-        logits, routers = model(ids, return_router_logits=True)
-        tl = target_token_losses(logits, labels)  # [B, T-1]
+        logits, routers = model(ids.to(dev), return_router_logits=True)
+        tl = target_token_losses(logits, labels.to(dev)).cpu()  # [B, T-1]
+        del logits
         lang_idx = torch.tensor([li[e.lang] for e in batch])  # [B]
         mask = labels[:, 1:] != IGNORE  # [B, T-1]
         for b in range(len(batch)):
@@ -78,6 +85,7 @@ def teacher_forced_stats(model: Llama, tok, recs: list[dict], batch_size: int = 
         for (i, layer), rl in zip(layers, routers):
             probs = layer.ops.softmax(rl.float())  # [B*T, E]
             _, idx = route_topk(probs, layer.top_k, layer.renormalize)  # [B*T, k]
+            idx = idx.cpu()
             chosen = idx[is_tgt.reshape(-1)]  # [n, k]
             if keep_choices:
                 choices[i].append(chosen)
@@ -177,20 +185,51 @@ def score_translations(hyps: list[str], recs: list[dict]) -> dict:
             "bleu_mean": float(np.mean([v["bleu"] for v in per.values()])) if per else None}
 
 
+def sentence_stats(hyps: list[str], recs: list[dict]) -> dict:
+    """Per-sentence sacrebleu sufficient statistics: {"chrf++": int[n][24], "bleu": int[n][10]} in the
+    order of ``recs`` (BLEU with each language's tokenizer); summing a language's rows and calling the
+    metric's ``_compute_score_from_stats`` gives exactly its corpus score (what sacrebleu's own paired
+    bootstrap does)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    if len(hyps) != len(recs):
+        raise ValueError(f"{len(hyps)} hypotheses for {len(recs)} references")
+    out = {"chrf++": [None] * len(recs), "bleu": [None] * len(recs)}
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(recs):
+        groups.setdefault(r["lang"], []).append(i)
+    for lang, idx in groups.items():
+        hs, rs = [hyps[i] for i in idx], [[recs[i]["tgt"] for i in idx]]
+        for key, metric in (("chrf++", CHRF(word_order=2)), ("bleu", BLEU(tokenize=bleu_tokenizer(lang)))):
+            for i, st in zip(idx, metric._extract_corpus_statistics(hs, rs)):
+                out[key][i] = [int(x) for x in st]
+    return out
+
+
 def evaluate(model: Llama, tok, test: list[dict], gen_per_lang: int = 200, max_new_tokens: int = MAX_NEW_TOKENS,
-             batch_size: int = 8, progress: bool = False) -> dict:
-    """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang`` per language."""
+             batch_size: int = 8, progress: bool = False, gen_batch: int = GEN_BATCH,
+             keep_hyps: bool = False) -> dict:
+    """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang`` per language.
+
+    ``keep_hyps``: also return "translations": {"lang", "index" (within the language's test pairs),
+    "hyps", "stats" (:func:`sentence_stats`)} for every translated pair, for paired bootstrap."""
     t0 = time.perf_counter()
     stats = teacher_forced_stats(model, tok, test, batch_size, progress=progress)
     t1 = time.perf_counter()
-    gen = [r for recs in _by_lang(test).values() for r in recs[:gen_per_lang]]
-    hyps = translate(model, tok, gen, max_new_tokens, progress) if gen_per_lang > 0 else []
+    by = _by_lang(test)
+    gen = [r for recs in by.values() for r in recs[:gen_per_lang]]
+    hyps = translate(model, tok, gen, max_new_tokens, progress, gen_batch) if gen_per_lang > 0 else []
     t2 = time.perf_counter()
     scores = score_translations(hyps, gen) if hyps else {"per_lang": {}, "chrf++_mean": None, "bleu_mean": None}
+    extra = {}
+    if keep_hyps and hyps:
+        extra["translations"] = {"lang": [r["lang"] for r in gen],
+                                 "index": [i for recs in by.values() for i in range(len(recs[:gen_per_lang]))],
+                                 "hyps": hyps, "stats": sentence_stats(hyps, gen)}
     return {**stats, "routing": routing_summary(stats), "scores": scores, "gen_per_lang": gen_per_lang,
             "samples": [{"lang": r["lang"], "src": r["src"], "ref": r["tgt"], "hyp": h}
                         for r, h in list(zip(gen, hyps))[:: max(1, gen_per_lang)]],
-            "eval_seconds": {"loss": t1 - t0, "generate": t2 - t1}}
+            "eval_seconds": {"loss": t1 - t0, "generate": t2 - t1}, **extra}
 
 
 def nli_comparison(model: Llama, tok, recs: list[dict], gen_per_lang: int, max_new_tokens: int = MAX_NEW_TOKENS,
