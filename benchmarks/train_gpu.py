@@ -96,7 +96,7 @@ def parse_args(argv=None):
 
 
 def _cfg(a, method: str, seed: int, lr: float, steps: int, **kw):
-    from moe.train_setup import TrainConfig
+    from moe.finetune.train_setup import TrainConfig
 
     scope = "full" if method not in ("dense_full", "dense_ffn") else "ffn"
     return TrainConfig(method=method, seed=seed, steps=steps, batch_size=a.batch, lr=lr, scope=scope,
@@ -181,10 +181,10 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
         from tokenizers import Tokenizer
 
         from engine.model import Llama, LlamaConfig
-        from moe.data_io import read_dataset
-        from moe.train import train
-        from moe.train_setup import TrainConfig, device_label
-        from moe.translate_eval import evaluate
+        from moe.finetune.data_io import read_dataset
+        from moe.finetune.train import train
+        from moe.finetune.train_setup import TrainConfig, device_label
+        from moe.finetune.translate_eval import evaluate
 
         blob = torch.load(model_file, map_location="cpu", weights_only=False)
         dense = Llama(LlamaConfig(**blob["cfg"]))
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     import torch
 
     import engine
-    from moe.data_io import build_dataset, read_dataset, write_dataset
+    from moe.finetune.data_io import build_dataset, read_dataset, write_dataset
 
     if a.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"benchmarks/train_gpu.py: --device {a.device} but torch sees no CUDA device")
