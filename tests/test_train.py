@@ -125,6 +125,36 @@ def test_method_runs_and_trains_only_its_parameters(tiny, method, kw):
         assert s["params"]["active"] < s["params"]["total"]
 
 
+# ------------------------------------------------------------------ equal trainable scope
+@pytest.mark.parametrize("method,kw", [("sparse", {}), ("spri", {"stage1_frac": 0.5}), ("cluster", {})])
+def test_full_scope_trains_every_parameter(tiny, method, kw):
+    dense, tok = tiny
+    before = {n: p.detach().clone() for n, p in dense.named_parameters()}
+    cfg = _cfg(method, scope="full", **kw)
+    model, s = train(dense, tok, _recs(), cfg, None, progress=False)
+    names = [n for n, _ in model.named_parameters()]
+    assert trainable_names(model, cfg, 2) == names
+    stage1 = set(trainable_names(model, cfg, 1))
+    assert stage1 == {n for n in names if not (kw and n.rsplit(".", 1)[-1] in PRINCIPAL_NAMES)}
+    moved = {n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])}
+    assert {"embed.weight", "layers.0.attn.q_proj.weight", "layers.0.attn_norm.weight"} <= moved
+    assert s["params"]["trainable"] == s["params"]["total"] > s["params"]["active"]
+
+
+def test_scope_and_device_defaults_keep_the_cache_key():
+    d = _cfg("spri").to_dict()
+    assert "scope" not in d and "device" not in d  # results cached before these fields keep matching
+    full = _cfg("spri", scope="full", device="cuda").to_dict()
+    assert full["scope"] == "full" and full["device"] == "cuda"
+    assert TrainConfig.from_dict(full) == _cfg("spri", scope="full", device="cuda")
+    assert TrainConfig.from_dict(d) == _cfg("spri")
+    for bad, msg in (({"scope": "all"}, "scope"), ({"device": "tpu"}, "device")):
+        with pytest.raises(ValueError, match=msg):
+            _cfg("spri", **bad)
+    with pytest.raises(ValueError, match="MoE methods"):
+        _cfg("dense_full", scope="full")
+
+
 # ------------------------------------------------------------------ SPRI two-stage
 def test_two_stage_freezes_exactly_the_principal_part(tiny, tmp_path):
     dense, tok = tiny
