@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from moe.finetune.train import train  # noqa: E402
-from moe.finetune.train_setup import TrainConfig  # noqa: E402
+from moe.finetune.train_setup import MOE_METHODS, SCOPES, TrainConfig, device_label  # noqa: E402
 from moe.finetune.translate_eval import evaluate, mutual_information  # noqa: E402
 
 SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
@@ -66,6 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--runs", default="out/train_runs", help="training checkpoints (deleted once a run is cached)")
     p.add_argument("--out", default="benchmarks/results/train.json")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (part of each run's cache key unless cpu)")
+    p.add_argument("--scope", default="ffn", choices=SCOPES,
+                   help="what the MoE methods train: the upcycled FFNs (ffn) or every parameter (full); "
+                        "benchmarks/train_gpu.py runs the full-scope comparison")
     p.add_argument("--smoke", action="store_true", help="tiny budget: 2 steps, 2 test pairs/lang, 3 methods")
     a = p.parse_args(argv)
     if a.smoke:
@@ -77,7 +81,9 @@ def parse_args(argv=None):
 
 
 def _cfg(a, method, seed, steps=None, **kw) -> TrainConfig:
-    return TrainConfig(method=method, seed=seed, steps=steps or a.steps, batch_size=a.batch, lr=a.lr, **kw)
+    scope = a.scope if method in MOE_METHODS else "ffn"
+    return TrainConfig(method=method, seed=seed, steps=steps or a.steps, batch_size=a.batch, lr=a.lr, scope=scope,
+                       device=a.device, **kw)
 
 
 def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
@@ -169,7 +175,8 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
     ev = evaluate(model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True)
     res = {"name": name, "seed": cfg.seed, "model": a.model, "data_sha256": a.data_sha256, "config": cfg.to_dict(),
            "summary": {k: v for k, v in summary.items() if k != "config"}, "eval": ev,
-           "eval_split": "dev" if name.startswith("sweep") else "test", "torch_threads": torch.get_num_threads()}
+           "eval_split": "dev" if name.startswith("sweep") else "test", "torch_threads": torch.get_num_threads(),
+           "device": device_label(cfg.device)}
     if cfg.method not in ("dense_full", "dense_ffn") and not name.startswith("sweep"):
         from moe.checkpoint import save_checkpoint  # kept for the `nli` re-evaluation of the best MoE
 
