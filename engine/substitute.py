@@ -92,13 +92,18 @@ class UnitOps(OpSet):
     ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
     ``softmax_f32``, ``rmsnorm_f32``: RNE16 at the op boundary, one pass);
     ``fused=False`` converts to float16 and calls hw_sim's FP16 functions (the
-    same kernels, with the float16 copies).
+    same kernels, with the float16 copies). Softmax's and RMSNorm's tables are
+    checked against their role and ``reciprocal_mode`` here, before any call.
     """
 
     def __init__(self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True):
         import hw_sim  # imported here: engine's ref/fp16 paths do not need numba
+        from hw_sim.inputs import check_table_fits
 
         self._hw = hw_sim
+        for f, t in tables.items():
+            if f in ("exp", *INVERSE_FUNCTIONS):
+                check_table_fits(t, f, f"{f} table", reciprocal_mode)
         self.fused = fused
         self.tables = dict(tables)
         self.reciprocal_mode = reciprocal_mode

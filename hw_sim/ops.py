@@ -7,7 +7,8 @@ table's 65,536-entry output LUT (the same function, evaluated by the exact
 kernel). Sums are sequential FP32 in index order, as the spec says.
 :func:`softmax_f32` / :func:`rmsnorm_f32` run the same kernels (one factory,
 the variant chosen at compile time) on float32 model activations, rounded to
-FP16 at the op boundary, and return the FP16 results as float32.
+FP16 at the op boundary, and return the FP16 results as float32. A table must
+fit its role and the mode (:func:`hw_sim.inputs.check_table_fits`).
 
 Exactness of each step (fp.py's ground rules):
 
@@ -51,7 +52,7 @@ from numba import prange
 from nli.grid import rne32
 
 from .fp import FP16_NAN, f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
-from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table
+from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table, check_table_fits
 from .unit import _decode32, output_lut, output_values
 
 FP16_NEG_INF = 0xFC00
@@ -302,8 +303,8 @@ def _f32_rows(x, name: str = "x") -> np.ndarray:
 
 def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
     """rows (R, n) uint16 bits or float32 values -> (R, n) uint16 bits or float32 values."""
-    check_table(exp_table, "exp", "exp table")
-    check_table(recip_table, "reciprocal", "reciprocal table")
+    check_table_fits(exp_table, "exp", "exp table", mode)
+    check_table_fits(recip_table, "reciprocal", "reciprocal table", mode)
     out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
     kernel = _softmax_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
     kernel(rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), mode == "reduced")
@@ -311,7 +312,7 @@ def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
 
 
 def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out):
-    check_table(rsqrt_table, "rsqrt", "rsqrt table")
+    check_table_fits(rsqrt_table, "rsqrt", "rsqrt table", mode)
     eps32 = check_eps(eps)
     n = rows.shape[1]
     w = as_bits(weight, "weight")
@@ -329,8 +330,8 @@ def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
 
     x: float16 or uint16 bit patterns, shape (..., n), n >= 1 (not copied when
     C-contiguous). ``exp_table`` must be an ``exp`` table, ``recip_table`` a
-    ``reciprocal`` table, ``mode`` 'direct' or 'reduced' (section 5).
-    Returns float16 of x's shape.
+    ``reciprocal`` table whose domain fits ``mode`` ('direct' or 'reduced',
+    section 5; see :func:`check_table_fits`). Returns float16 of x's shape.
     """
     check_mode(mode)
     bits = as_bits(x)
@@ -354,8 +355,8 @@ def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
 
     x: float16 or uint16, shape (..., n); weight: float16 or uint16, shape (n,);
     eps: a finite real, rounded to FP32 (RNE) and then used exactly;
-    ``rsqrt_table`` an ``rsqrt`` table; ``mode`` 'direct' or 'reduced'.
-    Returns float16 of x's shape.
+    ``rsqrt_table`` an ``rsqrt`` table whose domain fits ``mode`` ('direct' or
+    'reduced'). Returns float16 of x's shape.
     """
     check_mode(mode)
     bits = as_bits(x)
@@ -387,7 +388,9 @@ def _inverse_public(v, table, mode, function, rsqrt):
 
 def reciprocal(v, table, mode: str = "direct") -> np.ndarray:
     """Reciprocal of FP32 values (spec section 5): float32 (or float16) array of any
-    shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``."""
+    shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``. The
+    section-5 datapath as given: the table's domain is not matched to ``mode`` here
+    (Softmax and RMSNorm check it, :func:`hw_sim.inputs.check_table_fits`)."""
     return _inverse_public(v, table, mode, "reciprocal", False)
 
 

@@ -260,3 +260,21 @@ def test_nli_mode_uses_shipped_default_tables(mode):
     want = hw_sim.rmsnorm(x.numpy().astype(np.float16), w.numpy().astype(np.float16), 1e-5, unit.tables["rsqrt"], mode)
     assert np.array_equal(bits_of(unit.rmsnorm(x, w, 1e-5)), want.view(np.uint16))
 
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tables_that_do_not_fit_reciprocal_mode_are_rejected(mode):
+    """Reduced-domain reciprocal/rsqrt tables in direct mode (and direct ones in reduced mode)
+    are refused when the backend is built, naming the table's function, its role and the mode."""
+    model, _ = engine.load_model("tiny")
+    other = "direct" if mode == "reduced" else "reduced"
+    for f in ("reciprocal", "rsqrt"):
+        tb = engine_tables(mode)
+        tb[f] = engine_tables(other)[f]
+        with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
+            substitute(model, mode="nli", tables=tb, reciprocal_mode=mode)
+        with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
+            UnitOps(tb, mode)
+    x = np.zeros((2, 4), np.float32)
+    tb = engine_tables(mode)
+    with pytest.raises(ValueError, match=rf"reciprocal table: .*'reciprocal'.*{other} mode"):
+        softmax_f32(x, tb["exp"], tb["reciprocal"], other)
