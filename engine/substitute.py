@@ -86,19 +86,21 @@ class UnitOps(OpSet):
 
     ``tables``: {"silu", "exp", "reciprocal", "rsqrt"} -> nli Table (only those
     the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (numerics §5).
-    ``fused=True`` runs :mod:`engine.unit_kernels` (float32 in/out, one pass,
-    same bits as hw_sim); ``fused=False`` converts to float16 and calls
-    hw_sim's public functions directly (the slower, obviously-hw_sim path).
+    ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
+    ``softmax_f32``, ``rmsnorm_f32``: RNE16 at the op boundary, one pass);
+    ``fused=False`` converts to float16 and calls hw_sim's FP16 functions (the
+    same kernels, with the float16 copies). Softmax's and RMSNorm's tables are
+    checked against their role and ``reciprocal_mode`` here, before any call.
     """
 
     def __init__(self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True):
         import hw_sim  # imported here: engine's ref/fp16 paths do not need numba
+        from hw_sim.inputs import check_table_fits
 
         self._hw = hw_sim
-        if fused:
-            from . import unit_kernels
-
-            self._k = unit_kernels
+        for f, t in tables.items():
+            if f in ("exp", *INVERSE_FUNCTIONS):
+                check_table_fits(t, f, f"{f} table", reciprocal_mode)
         self.fused = fused
         self.tables = dict(tables)
         self.reciprocal_mode = reciprocal_mode
@@ -118,20 +120,20 @@ class UnitOps(OpSet):
 
     def silu(self, x):
         if self.fused:
-            return torch.from_numpy(self._k.elementwise_f32(self.tables["silu"], self._f32(x)))
+            return torch.from_numpy(self._hw.run_elementwise_f32(self.tables["silu"], self._f32(x)))
         return from_fp16(self._hw.run_elementwise(self.tables["silu"], fp16_bits(x)))
 
     def rmsnorm(self, x, weight, eps):
         w = self._weight_bits(weight)
         if self.fused:
-            return torch.from_numpy(self._k.rmsnorm_f32(self._f32(x), w, float(eps), self.tables["rsqrt"],
-                                                        self.reciprocal_mode))
+            return torch.from_numpy(self._hw.rmsnorm_f32(self._f32(x), w, float(eps), self.tables["rsqrt"],
+                                                         self.reciprocal_mode))
         return from_fp16(self._hw.rmsnorm(fp16_bits(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode))
 
     def softmax(self, x):
         if self.fused:
-            return torch.from_numpy(self._k.softmax_f32(self._f32(x), self.tables["exp"], self.tables["reciprocal"],
-                                                        self.reciprocal_mode))
+            return torch.from_numpy(self._hw.softmax_f32(self._f32(x), self.tables["exp"], self.tables["reciprocal"],
+                                                         self.reciprocal_mode))
         return from_fp16(self._hw.softmax(fp16_bits(x), self.tables["exp"], self.tables["reciprocal"],
                                           self.reciprocal_mode))
 

@@ -3,11 +3,13 @@
 Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 :func:`run_elementwise` (section 3), :func:`softmax` and :func:`rmsnorm`
 (section 4), :func:`reciprocal` and :func:`rsqrt` (section 5),
-:func:`output_lut` (a table's output for all 65,536 inputs).
+:func:`output_lut` (a table's output for all 65,536 inputs). The ``*_f32`` variants
+take float32 model activations (rounded to FP16 at the op boundary) and return the
+FP16 results as float32, bit-identical to the FP16 functions.
 """
 from .inputs import MODES, SimInputError
-from .ops import reciprocal, rmsnorm, rsqrt, softmax
-from .unit import output_lut, run_elementwise
+from .ops import reciprocal, rmsnorm, rmsnorm_f32, rsqrt, softmax, softmax_f32
+from .unit import output_lut, run_elementwise, run_elementwise_f32
 
 __all__ = ["run_elementwise", "softmax", "rmsnorm", "reciprocal", "rsqrt", "output_lut",
-           "SimInputError", "MODES"]
+           "run_elementwise_f32", "softmax_f32", "rmsnorm_f32", "SimInputError", "MODES"]

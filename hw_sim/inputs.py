@@ -6,6 +6,8 @@ import math
 import numpy as np
 
 from nli.formats import MODES
+from nli.functions import get_function
+from nli.grid import f16_bits_to_f64
 from nli.table import Table
 
 
@@ -33,12 +35,41 @@ def as_bits(x, name: str = "x") -> np.ndarray:
     return x.view(np.uint16)
 
 
-def check_table(table, function: str, role: str) -> Table:
-    """``table`` must be an nli Table built for ``function`` (e.g. the softmax's exp table)."""
+def check_table(table, function: str, role: str, mode: str | None = None) -> Table:
+    """``table`` must be an nli Table built for ``function`` (e.g. the softmax's exp table);
+    ``mode``, if given, is named in the error."""
     if not isinstance(table, Table):
         raise SimInputError(f"{role}: expected an nli Table, got {type(table).__name__}")
     if table.function != function:
-        raise SimInputError(f"{role}: table is for {table.function!r}, expected a {function!r} table")
+        raise SimInputError(f"{role}: table is for {table.function!r}, expected a {function!r} table"
+                            + (f" ({mode} mode)" if mode else ""))
+    return table
+
+
+def check_table_fits(table, function: str, role: str, mode) -> Table:
+    """``table`` must be a ``function`` table whose domain fits ``mode`` (numerics §5).
+
+    Reduced mode looks up table(RNE16(m)) only for mantissas m in [1, hi) (hi = 2 for the
+    reciprocal, 4 for rsqrt; the ``reduced`` domain of :mod:`nli.functions`): the table's
+    cutpoints must span exactly [1, hi]. Direct mode looks up the value itself: a table
+    whose cutpoints lie within [1, hi] (a reduced-domain table) would answer its below/
+    above constants for every other value, so it is rejected there. Functions without a
+    reduced domain (exp) are direct-only tables and are checked by function alone.
+    """
+    mode = check_mode(mode)
+    check_table(table, function, role, mode)
+    domains = get_function(function).domains
+    if "reduced" not in domains:
+        return table
+    lo, hi = domains["reduced"]
+    c0, ck = (float(f16_bits_to_f64(np.uint16(b))) for b in (table.cutpoints[0], table.cutpoints[-1]))
+    inside = lo <= c0 and ck <= hi
+    if mode == "reduced" and not (c0 == lo and ck == hi):
+        raise SimInputError(f"{role}: the {function!r} table spans [{c0:g}, {ck:g}]; reduced mode needs a "
+                            f"{function!r} table over the reduced domain [{lo:g}, {hi:g}]")
+    if mode == "direct" and inside:
+        raise SimInputError(f"{role}: the {function!r} table spans [{c0:g}, {ck:g}], a reduced-domain table; "
+                            f"direct mode needs a {function!r} table over the direct domain")
     return table
 
 

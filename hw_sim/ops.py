@@ -5,6 +5,10 @@ inverse square root of FP32 values in ``direct`` and ``reduced`` modes. Every
 table lookup is the elementwise datapath of :mod:`hw_sim.unit`, taken from the
 table's 65,536-entry output LUT (the same function, evaluated by the exact
 kernel). Sums are sequential FP32 in index order, as numerics §4 says.
+:func:`softmax_f32` / :func:`rmsnorm_f32` run the same kernels (one factory,
+the variant chosen at compile time) on float32 model activations, rounded to
+FP16 at the op boundary, and return the FP16 results as float32. A table must
+fit its role and the mode (:func:`hw_sim.inputs.check_table_fits`).
 
 Exactness of each step (fp.py's ground rules):
 
@@ -38,6 +42,7 @@ it is). Row NaNs are the canonical 0x7e00.
 from __future__ import annotations
 
 from fractions import Fraction
+import functools
 import math
 
 import numba
@@ -48,7 +53,7 @@ from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
 
 from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
-from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table
+from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table, check_table_fits
 from .unit import _decode32, output_lut, output_values
 
 PARALLEL_MIN_ELEMENTS = 1 << 14  # fewer elements than this: one thread
@@ -146,8 +151,8 @@ def _group_sums(buf, g, square, sums):
 # ----------------------------------------------------------------------------- softmax
 @numba.njit(cache=True, nogil=True)
 def _softmax_exps(x, d, ev, exp_vals):
-    """Steps 1-2 of one row x (uint16[n]): ev[i] = e_i (float32), d is scratch
-    (uint16[n]). Returns False for a row holding a NaN or only -inf. The loops
+    """Steps 1-2 of one row x (uint16[L], L >= 1): ev[i] = e_i (float32), d is scratch
+    (uint16[>= L]). Returns False for a row holding a NaN or only -inf. The loops
     are branch-free so they vectorize; the key of an FP16 pattern orders it
     numerically (-0 and +0 share key 0)."""
     kmax = -0x7FFF
@@ -168,102 +173,181 @@ def _softmax_exps(x, d, ev, exp_vals):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
-def _softmax_group(x, out, r0, r1, exp_vals, recip_outs, dec, reduced):
-    """Rows r0..r1-1 (at most GROUP) of x (uint16[R, n]) -> out."""
-    n = x.shape[1]
-    ev = np.empty((GROUP, n), dtype=np.float32)
-    d = np.empty(n, dtype=np.uint16)
-    ok = np.zeros(GROUP, dtype=np.bool_)
-    for r in range(r0, r1):
-        ok[r - r0] = _softmax_exps(x[r], d, ev[r - r0], exp_vals)
-        if not ok[r - r0]:
-            ev[r - r0, :] = np.nan
-    sums = np.empty(GROUP, dtype=np.float32)
-    _group_sums(ev, r1 - r0, False, sums)                      # step 3
-    for r in range(r0, r1):
-        row, e = out[r], ev[r - r0]
-        if not ok[r - r0]:
-            row[:] = FP16_NAN
-            continue
-        rf = dec[_inverse(np.float64(sums[r - r0]), recip_outs, reduced, False)]
-        for i in range(n):
-            row[i] = rne16_f32(e[i] * rf)                      # RNE16(e_i * r), exact product
+@functools.lru_cache(maxsize=None)
+def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
+    """The Softmax kernel ``(x[R, n], out[R, n], exp_vals, recip_outs, dec, reduced)`` compiled
+    for one variant, all three chosen at compile time (numba prunes the untaken branches):
+
+    * ``f32_in``: x is float32 model activations, each rounded RNE16 at the op boundary
+      (the unit's input format); otherwise x is uint16 FP16 bit patterns.
+    * ``f32_out``: out is float32 holding the FP16 results (exact); otherwise uint16 bits.
+    * ``parallel``: row groups run under ``prange`` on Numba's threads, else on one thread.
+
+    A row's trailing run of -inf (a causal mask's) is not looked up: its e_i are +0, and
+    adding +0 once or several times to the running sum gives the same FP32 value, so the
+    sum stops at the last other element and adds +0 once."""
+
+    def kernel(x, out, exp_vals, recip_outs, dec, reduced):
+        rows, n = x.shape
+        for grp in prange((rows + GROUP - 1) // GROUP):
+            r0 = grp * GROUP
+            r1 = min(rows, r0 + GROUP)
+            ev = np.zeros((GROUP, n), dtype=np.float32)
+            d = np.empty(n, dtype=np.uint16)
+            xb = np.empty((GROUP, n if f32_in else 0), dtype=np.uint16)
+            ok = np.zeros(GROUP, dtype=np.bool_)
+            length = np.zeros(GROUP, dtype=np.int64)
+            top = 0
+            for r in range(r0, r1):
+                k = r - r0
+                L = n
+                if f32_in:
+                    while L > 0 and x[r, L - 1] == -np.inf:
+                        L -= 1
+                    for i in range(L):
+                        xb[k, i] = rne16_f32(x[r, i])                # RNE16 at the op boundary
+                    row = xb[k]
+                else:
+                    row = x[r]
+                while L > 0 and row[L - 1] == FP16_NEG_INF:
+                    L -= 1
+                length[k] = L
+                ok[k] = L > 0 and _softmax_exps(row[:L], d, ev[k], exp_vals)
+                if ok[k]:
+                    top = max(top, L)
+            sums = np.empty(GROUP, dtype=np.float32)
+            if top > 0:
+                _group_sums(ev[:, :top], r1 - r0, False, sums)       # step 3 (e_i = +0 past each L)
+            for r in range(r0, r1):
+                k = r - r0
+                if not ok[k]:
+                    for i in range(n):
+                        if f32_out:
+                            out[r, i] = dec[FP16_NAN]
+                        else:
+                            out[r, i] = FP16_NAN
+                    continue
+                s = sums[k] + np.float32(0.0) if top < n else sums[k]  # the rest of the +0 tail
+                rf = dec[_inverse(np.float64(s), recip_outs, reduced, False)]
+                e = ev[k]
+                L = length[k]
+                for i in range(L):
+                    b = rne16_f32(e[i] * rf)                         # RNE16(e_i * r), exact product
+                    if f32_out:
+                        out[r, i] = dec[b]
+                    else:
+                        out[r, i] = b
+                z = rne16_f32(np.float32(0.0) * rf)                  # RNE16(+0 * r): the -inf tail
+                for i in range(L, n):
+                    if f32_out:
+                        out[r, i] = dec[z]
+                    else:
+                        out[r, i] = z
+
+    kernel.__qualname__ = kernel.__name__ = _variant_name("_softmax", parallel, f32_in, f32_out)
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _softmax_par(x, out, exp_vals, recip_outs, dec, reduced):
-    rows = x.shape[0]
-    for grp in prange((rows + GROUP - 1) // GROUP):
-        r0 = grp * GROUP
-        _softmax_group(x, out, r0, min(rows, r0 + GROUP), exp_vals, recip_outs, dec, reduced)
-
-
-@numba.njit(cache=True, nogil=True)
-def _softmax_ser(x, out, exp_vals, recip_outs, dec, reduced):
-    rows = x.shape[0]
-    for grp in range((rows + GROUP - 1) // GROUP):
-        r0 = grp * GROUP
-        _softmax_group(x, out, r0, min(rows, r0 + GROUP), exp_vals, recip_outs, dec, reduced)
+def _variant_name(base: str, parallel: bool, f32_in: bool, f32_out: bool) -> str:
+    """A distinct name per compiled variant (Numba's on-disk cache is keyed by it)."""
+    return f"{base}_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}_{'f32' if f32_out else 'bits'}"
 
 
 # ----------------------------------------------------------------------------- rmsnorm
-@numba.njit(cache=True, nogil=True)
-def _rmsnorm_group(x, wv, out, r0, r1, inv_n, eps, rsqrt_outs, dec, reduced):
-    """Rows r0..r1-1 (at most GROUP) of x (uint16[R, n]) -> out; wv = weight values
+@functools.lru_cache(maxsize=None)
+def _rmsnorm_kernel(parallel: bool, f32_in: bool, f32_out: bool):
+    """The RMSNorm kernel ``(x[R, n], wv[n], out[R, n], inv_n, eps, rsqrt_outs, dec, reduced)``
+    for one variant (see :func:`_softmax_kernel` for the three flags); wv = weight values
     (float32[n]), inv_n = RNE32(1/n), eps the FP32 eps (both as float64)."""
-    n = x.shape[1]
-    xv = np.empty((GROUP, n), dtype=np.float32)
-    for r in range(r0, r1):
-        xr, b = x[r], xv[r - r0]
-        for i in range(n):
-            b[i] = f16_to_f32_vec(xr[i])
-    sums = np.empty(GROUP, dtype=np.float32)
-    _group_sums(xv, r1 - r0, True, sums)                       # q: squares exact in FP32
-    for r in range(r0, r1):
-        v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + eps)
-        rf = dec[_inverse(v, rsqrt_outs, reduced, True)]
-        b, row = xv[r - r0], out[r]
-        for i in range(n):
-            h = rne16_f32(b[i] * rf)                           # RNE16(x_i * r)
-            row[i] = rne16_f32(f16_to_f32_vec(h) * wv[i])      # RNE16(h_i * w_i)
 
+    def kernel(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
+        rows, n = x.shape
+        for grp in prange((rows + GROUP - 1) // GROUP):
+            r0 = grp * GROUP
+            r1 = min(rows, r0 + GROUP)
+            xv = np.empty((GROUP, n), dtype=np.float32)
+            for r in range(r0, r1):
+                b = xv[r - r0]
+                for i in range(n):
+                    if f32_in:
+                        b[i] = f16_to_f32_vec(rne16_f32(x[r, i]))   # RNE16 at the op boundary
+                    else:
+                        b[i] = f16_to_f32_vec(x[r, i])
+            sums = np.empty(GROUP, dtype=np.float32)
+            _group_sums(xv, r1 - r0, True, sums)                     # q: squares exact in FP32
+            for r in range(r0, r1):
+                v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + eps)
+                rf = dec[_inverse(v, rsqrt_outs, reduced, True)]
+                b = xv[r - r0]
+                for i in range(n):
+                    h = rne16_f32(b[i] * rf)                         # RNE16(x_i * r)
+                    y = rne16_f32(f16_to_f32_vec(h) * wv[i])         # RNE16(h_i * w_i)
+                    if f32_out:
+                        out[r, i] = dec[y]
+                    else:
+                        out[r, i] = y
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _rmsnorm_par(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
-    rows = x.shape[0]
-    for grp in prange((rows + GROUP - 1) // GROUP):
-        r0 = grp * GROUP
-        _rmsnorm_group(x, wv, out, r0, min(rows, r0 + GROUP), inv_n, eps, rsqrt_outs, dec, reduced)
-
-
-@numba.njit(cache=True, nogil=True)
-def _rmsnorm_ser(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
-    rows = x.shape[0]
-    for grp in range((rows + GROUP - 1) // GROUP):
-        r0 = grp * GROUP
-        _rmsnorm_group(x, wv, out, r0, min(rows, r0 + GROUP), inv_n, eps, rsqrt_outs, dec, reduced)
+    kernel.__qualname__ = kernel.__name__ = _variant_name("_rmsnorm", parallel, f32_in, f32_out)
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
 
 # ----------------------------------------------------------------------------- public
+def _f32_rows(x, name: str = "x") -> np.ndarray:
+    """float32 array (..., n), n >= 1 -> C-contiguous float32 (R, n) (a view when contiguous)."""
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise SimInputError(f"{name}: expected a float32 numpy array, got {got}")
+    n = check_rows(x, name)
+    return np.ascontiguousarray(x).reshape(-1, n)  # (..., n) -> (R, n)
+
+
+def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
+    """rows (R, n) uint16 bits or float32 values -> (R, n) uint16 bits or float32 values."""
+    check_table_fits(exp_table, "exp", "exp table", mode)
+    check_table_fits(recip_table, "reciprocal", "reciprocal table", mode)
+    out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
+    kernel = _softmax_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
+    kernel(rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), mode == "reduced")
+    return out
+
+
+def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out):
+    check_table_fits(rsqrt_table, "rsqrt", "rsqrt table", mode)
+    eps32 = check_eps(eps)
+    n = rows.shape[1]
+    w = as_bits(weight, "weight")
+    if w.shape != (n,):
+        raise SimInputError(f"weight: shape {w.shape} does not match the row length {n} (need ({n},))")
+    out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
+    kernel = _rmsnorm_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
+    dec = _decode32()
+    kernel(rows, dec[w], out, rne32(Fraction(1, n)), float(eps32), output_lut(rsqrt_table), dec, mode == "reduced")
+    return out
+
+
 def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
     """Softmax over the last axis (numerics §4).
 
     x: float16 or uint16 bit patterns, shape (..., n), n >= 1 (not copied when
     C-contiguous). ``exp_table`` must be an ``exp`` table, ``recip_table`` a
-    ``reciprocal`` table, ``mode`` 'direct' or 'reduced' (section 5).
-    Returns float16 of x's shape.
+    ``reciprocal`` table whose domain fits ``mode`` ('direct' or 'reduced',
+    section 5; see :func:`check_table_fits`). Returns float16 of x's shape.
     """
-    check_table(exp_table, "exp", "exp table")
-    check_table(recip_table, "reciprocal", "reciprocal table")
-    reduced = check_mode(mode) == "reduced"
+    check_mode(mode)
     bits = as_bits(x)
     n = check_rows(bits)
-    rows = bits.reshape(-1, n)  # (..., n) -> (R, n)
-    out = np.empty(rows.shape, dtype=np.uint16)
-    kernel = _softmax_par if rows.size >= PARALLEL_MIN_ELEMENTS else _softmax_ser
-    kernel(rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), reduced)
+    out = _softmax_rows(bits.reshape(-1, n), exp_table, recip_table, mode, False, False)  # (..., n) -> (R, n)
     return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
+
+
+def softmax_f32(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
+    """:func:`softmax` for float32 model activations: x float32 (..., n) is rounded to FP16
+    (RNE, overflow to +-inf, NaN stays NaN) at the op boundary, exactly as the unit receives
+    it, and the FP16 results come back as float32 (exact). Same bits as
+    ``softmax(x.astype(float16), ...)``, in one pass without the float16 copies."""
+    check_mode(mode)
+    rows = _f32_rows(x)
+    return _softmax_rows(rows, exp_table, recip_table, mode, True, True).reshape(x.shape)  # (R, n) -> (..., n)
 
 
 def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
@@ -271,24 +355,23 @@ def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
 
     x: float16 or uint16, shape (..., n); weight: float16 or uint16, shape (n,);
     eps: a finite real, rounded to FP32 (RNE) and then used exactly;
-    ``rsqrt_table`` an ``rsqrt`` table; ``mode`` 'direct' or 'reduced'.
-    Returns float16 of x's shape.
+    ``rsqrt_table`` an ``rsqrt`` table whose domain fits ``mode`` ('direct' or
+    'reduced'). Returns float16 of x's shape.
     """
-    check_table(rsqrt_table, "rsqrt", "rsqrt table")
-    reduced = check_mode(mode) == "reduced"
-    eps32 = check_eps(eps)
+    check_mode(mode)
     bits = as_bits(x)
     n = check_rows(bits)
-    w = as_bits(weight, "weight")
-    if w.shape != (n,):
-        raise SimInputError(f"weight: shape {w.shape} does not match the row length {n} (need ({n},))")
-    rows = bits.reshape(-1, n)  # (..., n) -> (R, n)
-    out = np.empty(rows.shape, dtype=np.uint16)
-    inv_n = rne32(Fraction(1, n))
-    kernel = _rmsnorm_par if rows.size >= PARALLEL_MIN_ELEMENTS else _rmsnorm_ser
-    dec = _decode32()
-    kernel(rows, dec[w], out, inv_n, float(eps32), output_lut(rsqrt_table), dec, reduced)
+    out = _rmsnorm_rows(bits.reshape(-1, n), weight, eps, rsqrt_table, mode, False, False)  # (..., n) -> (R, n)
     return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
+
+
+def rmsnorm_f32(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
+    """:func:`rmsnorm` for float32 model activations: x float32 (..., n) rounded to FP16 (RNE)
+    at the op boundary, weight float16/uint16 (n,), float32 (FP16 values) out of x's shape.
+    Same bits as ``rmsnorm(x.astype(float16), weight, ...)``."""
+    check_mode(mode)
+    rows = _f32_rows(x)
+    return _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, True, True).reshape(x.shape)  # (R, n) -> (..., n)
 
 
 def _inverse_public(v, table, mode, function, rsqrt):
@@ -305,7 +388,9 @@ def _inverse_public(v, table, mode, function, rsqrt):
 
 def reciprocal(v, table, mode: str = "direct") -> np.ndarray:
     """Reciprocal of FP32 values (numerics §5): float32 (or float16) array of any
-    shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``."""
+    shape -> float16 of the same shape, with a ``reciprocal`` table in ``mode``. The
+    section-5 datapath as given: the table's domain is not matched to ``mode`` here
+    (Softmax and RMSNorm check it, :func:`hw_sim.inputs.check_table_fits`)."""
     return _inverse_public(v, table, mode, "reciprocal", False)
 
 

@@ -16,6 +16,7 @@ Project choices numerics 1 left open (stated in numerics §3, mirrored by the or
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 import weakref
 
 import numba
@@ -26,7 +27,7 @@ from nli.formats import FP16_NAN
 from nli.table import Table
 
 from .fp import f16_decode_table, f16_to_f64, fma16_f64, rne16_f32, rne16_f64
-from .inputs import as_bits
+from .inputs import SimInputError, as_bits
 
 PARALLEL_MIN = 1 << 15  # below this many elements a serial loop beats thread start-up
 
@@ -143,40 +144,43 @@ def _unit_fp16(xb, cut64, bins, base, mul16, lut64, below, above):
     return _interp_fp16(lut64[g], lut64[g + 1], t)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _direct_par(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
-    if fp16:
-        for j in prange(xs.size):
-            out[j] = _unit_fp16(xs[j], cut64, bins, base, mul16, lut64, below, above)
-    else:
-        for j in prange(xs.size):
-            out[j] = _unit_fp32(xs[j], cut32, bins, base, mul32, lut32, below, above)
+@functools.lru_cache(maxsize=None)
+def _direct_kernel(parallel: bool):
+    """The exact kernel on every element ``(xs uint16[N], out uint16[N], *Prepared.args())``,
+    under ``prange`` when ``parallel`` (chosen at compile time), else on one thread."""
+
+    def kernel(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
+        if fp16:
+            for j in prange(xs.size):
+                out[j] = _unit_fp16(xs[j], cut64, bins, base, mul16, lut64, below, above)
+        else:
+            for j in prange(xs.size):
+                out[j] = _unit_fp32(xs[j], cut32, bins, base, mul32, lut32, below, above)
+
+    kernel.__qualname__ = kernel.__name__ = f"_direct_{'par' if parallel else 'ser'}"
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
 
-@numba.njit(cache=True, nogil=True)
-def _direct_ser(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
-    if fp16:
-        for j in range(xs.size):
-            out[j] = _unit_fp16(xs[j], cut64, bins, base, mul16, lut64, below, above)
-    else:
-        for j in range(xs.size):
-            out[j] = _unit_fp32(xs[j], cut32, bins, base, mul32, lut32, below, above)
+@functools.lru_cache(maxsize=None)
+def _gather_kernel(parallel: bool, f32_in: bool):
+    """``(xs[N], lut[65536], out[N])``: out[j] = lut[FP16 bits of xs[j]], for one variant chosen
+    at compile time: ``f32_in`` (xs float32 values, rounded RNE16 at the op boundary, else
+    uint16 bit patterns) and ``parallel`` (chunks under ``prange``, else one thread). The
+    output encoding is the LUT's: the output bits (uint16) or their values (float32)."""
 
+    def kernel(xs, lut, out):
+        n = xs.size
+        chunk = 1 << 14
+        for c in prange((n + chunk - 1) // chunk):
+            hi = min(n, (c + 1) * chunk)
+            for j in range(c * chunk, hi):
+                if f32_in:
+                    out[j] = lut[rne16_f32(xs[j])]
+                else:
+                    out[j] = lut[xs[j]]
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _gather_par(xs, lut, out):
-    n = xs.size
-    chunk = 1 << 14
-    for c in prange((n + chunk - 1) // chunk):
-        hi = min(n, (c + 1) * chunk)
-        for j in range(c * chunk, hi):
-            out[j] = lut[xs[j]]
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather_ser(xs, lut, out):
-    for j in range(xs.size):
-        out[j] = lut[xs[j]]
+    kernel.__qualname__ = kernel.__name__ = f"_gather_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}"
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
 
 # ----------------------------------------------------------------------------- preparation
@@ -210,7 +214,7 @@ def prepare(table: Table) -> Prepared:
     outputs = np.empty(1 << 16, dtype=np.uint16)
     values = np.empty(1 << 16, dtype=np.float32)
     proto = Prepared(outputs=outputs, values=values, **fields)
-    _direct_par(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args())
+    _direct_kernel(True)(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args())
     values[:] = dec[outputs]
     outputs.setflags(write=False)
     values.setflags(write=False)
@@ -244,9 +248,25 @@ def run_elementwise(table: Table, x, method: str = "lut") -> np.ndarray:
     out = np.empty(flat.size, dtype=np.uint16)
     prep = prepare(table)
     if method == "lut":
-        (_gather_par if flat.size >= PARALLEL_MIN else _gather_ser)(flat, prep.outputs, out)
+        _gather_kernel(flat.size >= PARALLEL_MIN, False)(flat, prep.outputs, out)
     elif method == "direct":
-        (_direct_par if flat.size >= PARALLEL_MIN else _direct_ser)(flat, out, *prep.args())
+        _direct_kernel(flat.size >= PARALLEL_MIN)(flat, out, *prep.args())
     else:
         raise ValueError(f"method: must be 'lut' or 'direct', got {method!r}")
     return out.view(np.float16).reshape(bits.shape)  # (N,) -> x.shape
+
+
+def run_elementwise_f32(table: Table, x) -> np.ndarray:
+    """:func:`run_elementwise` for float32 model activations: every element of x (float32, any
+    shape) is rounded to FP16 (RNE, overflow to +-inf, NaN stays NaN) at the op boundary,
+    exactly as the unit receives it; returns float32 of x's shape holding the FP16 outputs
+    (exact). Same bits as ``run_elementwise(table, x.astype(float16))``, in one pass."""
+    if not isinstance(table, Table):
+        raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32:
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise SimInputError(f"x: expected a float32 numpy array, got {got}")
+    flat = np.ascontiguousarray(x).reshape(-1)  # x.shape -> (N,)
+    out = np.empty(flat.size, dtype=np.float32)
+    _gather_kernel(flat.size >= PARALLEL_MIN, True)(flat, prepare(table).values, out)
+    return out.reshape(x.shape)  # (N,) -> x.shape

@@ -90,3 +90,24 @@ def test_table_refine_and_sim_cost(files, capsys):
     assert main(["sim", "cost", "--lanes", "4", "--json", str(d / "c.json")]) == 0
     assert "not a measurement" in capsys.readouterr().out
     assert json.loads((d / "c.json").read_text())["lanes"] == 4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["sim", "softmax", "--exp", "{exp_below0}", "--recip", "{recip_reduced}", "--mode", "direct"],
+     "reciprocal table: the 'reciprocal' table spans [1, 2], a reduced-domain table; direct mode"),
+    (["sim", "softmax", "--exp", "{exp_below0}", "--recip", "{recip_direct}", "--mode", "reduced"],
+     "reduced mode needs a 'reciprocal' table over the reduced domain [1, 2]"),
+    (["sim", "softmax", "--exp", "{exp_below0}", "--recip", "{exp_below0}", "--mode", "reduced"],
+     "reciprocal table: table is for 'exp', expected a 'reciprocal' table (reduced mode)"),
+    (["sim", "rmsnorm", "--rsqrt", "{rsqrt_single}", "--mode", "direct", "--weight", "{dir}/w.npy", "--eps", "1e-5"],
+     "rsqrt table: the 'rsqrt' table spans [1, 4], a reduced-domain table; direct mode"),
+    (["sim", "rmsnorm", "--rsqrt", "{rsqrt_direct}", "--mode", "reduced", "--weight", "{dir}/w.npy", "--eps", "1e-5"],
+     "reduced mode needs a 'rsqrt' table over the reduced domain [1, 4]"),
+])
+def test_table_domain_that_does_not_fit_the_mode_is_a_one_line_error(files, capsys, argv, message):
+    argv = [a.format(**{k: str(v) for k, v in files.items()}) for a in argv]
+    argv += ["--input", str(files["dir"] / "x.npy"), "--output", str(files["dir"] / "o.npy")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and err.startswith("nli: error:"), err
+    assert not (files["dir"] / "o.npy").exists()

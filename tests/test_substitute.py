@@ -7,7 +7,7 @@ import torch
 
 import engine
 import hw_sim
-from engine import unit_kernels as K
+from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
 from engine.model import REF_OPS, OpSet
 from engine.substitute import Fp16Ops, UnitOps, make_ops, substitute
 
@@ -53,10 +53,10 @@ def special_rows(n: int, rng) -> np.ndarray:
 def test_elementwise_fused_equals_hw_sim_all_inputs():
     t = engine_tables()["silu"]
     x32 = ALL16.view(np.float16).astype(np.float32)
-    assert np.array_equal(bits_of(K.elementwise_f32(t, x32)), hw_sim.run_elementwise(t, ALL16).view(np.uint16))
+    assert np.array_equal(bits_of(run_elementwise_f32(t, x32)), hw_sim.run_elementwise(t, ALL16).view(np.uint16))
     rng = np.random.default_rng(RNG_SEED)  # float32 inputs between FP16 values: rounded first
     x = (rng.standard_normal(50_000) * rng.choice([1e-6, 1, 100, 1e4], 50_000)).astype(np.float32)
-    assert np.array_equal(bits_of(K.elementwise_f32(t, x)),
+    assert np.array_equal(bits_of(run_elementwise_f32(t, x)),
                           hw_sim.run_elementwise(t, x.astype(np.float16)).view(np.uint16))
 
 
@@ -67,7 +67,7 @@ def test_softmax_fused_equals_hw_sim(mode, n):
     x = special_rows(n, np.random.default_rng(RNG_SEED + n))
     with np.errstate(over="ignore"):
         want = hw_sim.softmax(x.astype(np.float16), tb["exp"], tb["reciprocal"], mode).view(np.uint16)
-    got = bits_of(K.softmax_f32(x, tb["exp"], tb["reciprocal"], mode))
+    got = bits_of(softmax_f32(x, tb["exp"], tb["reciprocal"], mode))
     assert np.array_equal(got, want)
 
 
@@ -81,7 +81,7 @@ def test_rmsnorm_fused_equals_hw_sim(mode, n):
     for eps in (1e-5, 1e-6, 0.0):
         with np.errstate(over="ignore"):
             want = hw_sim.rmsnorm(x.astype(np.float16), w, eps, tb["rsqrt"], mode).view(np.uint16)
-        assert np.array_equal(bits_of(K.rmsnorm_f32(x, w, eps, tb["rsqrt"], mode)), want)
+        assert np.array_equal(bits_of(rmsnorm_f32(x, w, eps, tb["rsqrt"], mode)), want)
 
 
 # ----------------------------------------------------------------------------- the model's op calls
@@ -259,3 +259,22 @@ def test_nli_mode_uses_shipped_default_tables(mode):
     w = torch.linspace(-1, 1, 50)
     want = hw_sim.rmsnorm(x.numpy().astype(np.float16), w.numpy().astype(np.float16), 1e-5, unit.tables["rsqrt"], mode)
     assert np.array_equal(bits_of(unit.rmsnorm(x, w, 1e-5)), want.view(np.uint16))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tables_that_do_not_fit_reciprocal_mode_are_rejected(mode):
+    """Reduced-domain reciprocal/rsqrt tables in direct mode (and direct ones in reduced mode)
+    are refused when the backend is built, naming the table's function, its role and the mode."""
+    model, _ = engine.load_model("tiny")
+    other = "direct" if mode == "reduced" else "reduced"
+    for f in ("reciprocal", "rsqrt"):
+        tb = engine_tables(mode)
+        tb[f] = engine_tables(other)[f]
+        with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
+            substitute(model, mode="nli", tables=tb, reciprocal_mode=mode)
+        with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
+            UnitOps(tb, mode)
+    x = np.zeros((2, 4), np.float32)
+    tb = engine_tables(mode)
+    with pytest.raises(ValueError, match=rf"reciprocal table: .*'reciprocal'.*{other} mode"):
+        softmax_f32(x, tb["exp"], tb["reciprocal"], other)
