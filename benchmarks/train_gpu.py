@@ -38,6 +38,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 from pathlib import Path
 import queue
 import sys
@@ -80,6 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--deadline", type=float, default=400.0, help="no run starts after this many seconds")
     p.add_argument("--hard-stop", type=float, default=455.0, help="end unfinished runs and pack at this time")
     p.add_argument("--cache", default=CACHE)
+    p.add_argument("--runs", default="out/train_full_runs", help="CPU runs' resume checkpoints")
     p.add_argument("--out-dir", default=os.environ.get("OUT", "out/train_gpu_out"))
     p.add_argument("--smoke", action="store_true", help="CPU, 2 steps, 2 pairs/lang, 2 workers, 64 train pairs")
     a = p.parse_args(argv)
@@ -186,7 +188,7 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
         from moe.finetune.train_setup import TrainConfig, device_label
         from moe.finetune.translate_eval import evaluate
 
-        blob = torch.load(model_file, map_location="cpu", weights_only=False)
+        blob = torch.load(model_file, map_location="cpu", weights_only=True)  # plain data only
         dense = Llama(LlamaConfig(**blob["cfg"]))
         dense.load_state_dict(blob["state"])
         dense.eval()
@@ -206,7 +208,9 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
         try:
             cfg = TrainConfig.from_dict(task["cfg"])
             t0 = time.perf_counter()
-            model, summary = train(dense, tok, train_recs, cfg, None, progress=False)
+            # on the CPU a run takes tens of minutes: checkpoint it so a stopped session resumes it
+            run_dir = Path(a.runs) / f"{task['name']}_s{cfg.seed}" if a.device == "cpu" else None
+            model, summary = train(dense, tok, train_recs, cfg, run_dir, progress=False)
             gen = a.gen_per_lang if task["split"] == "test" else 0
             ev = evaluate(model, tok, splits[task["split"]], gen_per_lang=gen, max_new_tokens=a.max_new,
                           batch_size=a.eval_batch, gen_batch=a.gen_batch, keep_hyps=True)
@@ -218,6 +222,8 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
             path = Path(a.cache) / f"{task['name']}_s{cfg.seed}.json"
             _atomic_write(path, (json.dumps(res, ensure_ascii=False) + "\n").encode("utf-8"))
             del model
+            if run_dir is not None:
+                shutil.rmtree(run_dir, ignore_errors=True)
             if a.device != "cpu":
                 torch.cuda.empty_cache()
             results.put(("done", wid, {"name": task["name"], "seed": cfg.seed, "path": str(path)}))
