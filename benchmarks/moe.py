@@ -36,16 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import engine  # noqa: E402
-from engine.substitute import substitute  # noqa: E402
+from engine.substitution import substitute  # noqa: E402
 from moe.calib import token_windows  # noqa: E402
 from moe.layer import moe_layers  # noqa: E402
 from moe.diagnostics import (chosen_experts, expert_load, expert_output_cosine, expert_weight_cosine,  # noqa: E402
                              mapped_routing_agreement, routing_agreement, routing_entropy)
-from moe.grow import grow, grown_sources  # noqa: E402
+from moe.growth import grow, grown_sources  # noqa: E402
 from moe.layer import SELECT_ON, dense_equivalent_ffn  # noqa: E402
 from nli.formats import SELECT_ON_CHOICES  # noqa: E402
 from moe.plots import plot_expert_load  # noqa: E402
-from moe.upcycle import METHODS, upcycle  # noqa: E402
+from moe.upcycling import METHODS, upcycle  # noqa: E402
 
 ROUTING_AGREEMENT_TARGET = 0.995
 THROUGHPUT_TARGET = 0.7

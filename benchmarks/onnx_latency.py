@@ -40,7 +40,7 @@ from nli.table import atomic_write_text
 
 import engine
 from engine.onnx_export import OPS, export_model
-from engine.substitute import substitute
+from engine.substitution import substitute
 import moe  # (registers MoE checkpoints and the MoE ONNX writer)
 
 SEED = 0

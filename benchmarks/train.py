@@ -95,7 +95,7 @@ def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
 def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
     """Dev target loss of SPRI at initialization (no training) over a (rho, s) grid; cached, cheap."""
     from moe.finetune.translate_eval import teacher_forced_stats
-    from moe.upcycle import upcycle
+    from moe.upcycling import upcycle
 
     path = Path(a.cache) / "init_sweep.json"
     grid = [(r, s) for r in INIT_RHO for s in INIT_S]

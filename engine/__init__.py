@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Callable
 
 from .model import Llama, LlamaConfig, OpSet, REF_OPS, generate, init_weights
-# bound after the submodule import, so ``engine.substitute`` is the function (the module
-# of the same name stays importable as ``engine.substitute`` via sys.modules)
-from .substitute import substitute
+# the function; its module is engine.substitution (named apart, so nothing shadows it)
+from .substitution import substitute
 
 MODEL_NAMES = ("smollm2", "tiny")
 TINY_SEED = 0

@@ -62,7 +62,7 @@ def _eval_ppl(args) -> int:
 
     from . import eval_report_for, load_model
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
-    from .substitute import parse_mode, parse_ops
+    from .substitution import parse_mode, parse_ops
 
     if args.max_tokens < 2:
         raise UserError(f"--max-tokens must be >= 2, got {args.max_tokens}")

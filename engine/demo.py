@@ -10,7 +10,7 @@ import json
 import math
 
 from .experiments import STANDARD_MODES, compare_modes, heldout_text, json_safe, token_ids
-from .substitute import OPS, make_ops
+from .substitution import OPS, make_ops
 
 DEMO_TOKENS = 2048
 QUICK_TOKENS = 1024

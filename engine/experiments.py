@@ -20,7 +20,7 @@ import math
 import torch
 
 from .evaluate import CALIBRATION_RANGE, DEFAULT_WINDOW, evaluate_models, forward_seconds
-from .substitute import OPS, BASELINES, substitute
+from .substitution import OPS, BASELINES, substitute
 
 HELDOUT_FILE = "heldout_en.txt"
 

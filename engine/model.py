@@ -101,7 +101,7 @@ class LlamaConfig:
 class OpSet:
     """The reference (FP32 torch) implementation of the three nonlinear ops.
 
-    Subclasses (engine.substitute) override any of them. Shapes:
+    Subclasses (engine.substitution) override any of them. Shapes:
     ``silu(x)``: any shape; ``rmsnorm(x, w, eps)``: x [..., n], w [n];
     ``softmax(x)``: softmax over the last axis, -inf entries give exact zeros.
     """

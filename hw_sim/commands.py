@@ -168,7 +168,7 @@ def _refine(args):
 
 
 def _cost(args):
-    from .cost import LABEL, UnitConfig, elementwise_cycles, fit_area_power, rmsnorm_cycles, softmax_cycles
+    from .hw_model import LABEL, UnitConfig, elementwise_cycles, fit_area_power, rmsnorm_cycles, softmax_cycles
 
     _outputs((args.json, "--json"))
     try:

@@ -14,7 +14,7 @@ def section(ctx) -> None:
     import nli
     from nli.defaults import default_table_path
 
-    from .cost import LABEL, UnitConfig, fit_area_power, rmsnorm_cycles, softmax_cycles
+    from .hw_model import LABEL, UnitConfig, fit_area_power, rmsnorm_cycles, softmax_cycles
     from .report import composite_inverse_report, error_arrays, error_report
 
     out = {"tables": {}, "composite": {}}

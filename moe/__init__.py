@@ -14,10 +14,10 @@ from engine import register_eval_report, register_ffn_exporter, register_model_r
 
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import MoEConfig
-from .grow import grow
+from .growth import grow
 from .layer import MoEFFN, load_balancing_loss, moe_layers, router_z_loss
 from .model import MoELlama
-from .upcycle import upcycle
+from .upcycling import upcycle
 
 register_model_resolver(resolve_checkpoint)
 register_ffn_exporter(MoEFFN, "moe.onnx_moe:write_moe_ffn")

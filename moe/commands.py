@@ -83,7 +83,7 @@ def register(sub, groups):
     p = e.add_parser("cost", help="nonlinear work per token priced on the NLI and NN-LUT units (model output)")
     p.add_argument("--model", required=True, help="smollm2, tiny, or a checkpoint directory")
     p.add_argument("--seq", type=positive_int(1 << 40), default=512, help="prefill length for the attention rows (default 512)")
-    p.add_argument("--lanes", type=positive_int(1 << 20), default=None, help="parallel unit lanes (default: hw_sim.cost's)")
+    p.add_argument("--lanes", type=positive_int(1 << 20), default=None, help="parallel unit lanes (default: hw_sim.hw_model's)")
     p.add_argument("--json", default=None, help="also write the result here")
     p.set_defaults(func=_cost)
 
@@ -136,7 +136,7 @@ def _upcycle(args) -> int:
     from .calib import token_windows
     from .checkpoint import save_checkpoint
     from .config import MoEConfig, parse_layers
-    from .upcycle import upcycle
+    from .upcycling import upcycle
 
     if args.top_k > args.experts:
         raise UserError(f"--top-k {args.top_k} exceeds --experts {args.experts}")
@@ -173,7 +173,7 @@ def _grow(args) -> int:
 
     from .calib import token_windows
     from .checkpoint import moe_config_of, save_checkpoint
-    from .grow import grow
+    from .growth import grow
 
     check_output_dir(args.out, "--out")
     model, tok, source = _load(args.checkpoint)
@@ -223,7 +223,7 @@ def _cost(args) -> int:
     from nli.cli import UserError
 
     from .checkpoint import is_checkpoint, read_config
-    from .cost import counts_to_dict, lookups, nonlinear_counts
+    from .op_counts import counts_to_dict, lookups, nonlinear_counts
     from .pricing import price
 
     if args.json is not None:
@@ -240,7 +240,7 @@ def _cost(args) -> int:
         model, _ = engine.load_model(args.model)
         cfg, moe_cfg = model.cfg, None
     counts = nonlinear_counts(cfg, moe_cfg, args.seq)
-    result = {"label": "model output (analytic counts priced by hw_sim.cost), not a measurement",
+    result = {"label": "model output (analytic counts priced by hw_sim.hw_model), not a measurement",
               "model": args.model, "seq": args.seq, "moe": None if moe_cfg is None else moe_cfg.to_dict(),
               "per_token": counts_to_dict(counts), "lookups_per_token": lookups(counts)}
     result["pricing"] = price(counts, args.lanes)

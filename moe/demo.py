@@ -21,7 +21,7 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: 
     from engine.experiments import compare_modes, heldout_text, json_safe, token_ids
 
     from .eval_report import moe_eval_report
-    from .upcycle import upcycle
+    from .upcycling import upcycle
 
     if model is None:
         model, tokenizer = load_model("smollm2")

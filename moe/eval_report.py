@@ -21,7 +21,7 @@ def moe_eval_report(model, ids, ops=OPS, mode="nli", reciprocal_mode="reduced",
                     window=1024, tables=None) -> dict:
     """``(model, ids int64[N], ops, mode, reciprocal_mode, window, tables) -> dict``."""
     from engine.evaluate import windows
-    from engine.substitute import substitute
+    from engine.substitution import substitute
 
     sub = substitute(model, ops=ops, mode=mode, tables=tables, reciprocal_mode=reciprocal_mode)
     layers_ref, layers_sub = moe_layers(model), moe_layers(sub)

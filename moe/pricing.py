@@ -1,7 +1,7 @@
-"""Pricing the per-token nonlinear work (:mod:`moe.cost`) on the NLI unit and on an NN-LUT unit.
+"""Pricing the per-token nonlinear work (:mod:`moe.op_counts`) on the NLI unit and on an NN-LUT unit.
 
 MODEL OUTPUT, not a measurement. :func:`price` uses
-``hw_sim.cost.price_counts(counts, lanes)`` (the simulator issue's cycle and
+``hw_sim.hw_model.price_counts(counts, lanes)`` (the simulator issue's cycle and
 area/power model, which counts its own passes per op: e.g. softmax = max,
 exp and scale passes). Without it, :func:`price_published` uses the published
 synthesis figures (SMIC 28 nm, 1 GHz, 1 G lookups/s
@@ -19,7 +19,7 @@ per unit; /work/shared/notes/anchors.md) are used, with this cycle model:
 """
 from __future__ import annotations
 
-from .cost import OpCount
+from .op_counts import OpCount
 
 # published synthesis figures (NLI paper, SMIC 28 nm, 1 GHz, 1 G/s per unit)
 UNITS = {
@@ -39,10 +39,10 @@ def passes_per_token(counts: dict[str, OpCount]) -> float:
 
 
 def price(counts: dict[str, OpCount], lanes: int | None = None) -> dict:
-    """{unit: {cycles_per_token, energy_pj_per_token, area_um2, ...}}: ``hw_sim.cost.price_counts``
+    """{unit: {cycles_per_token, energy_pj_per_token, area_um2, ...}}: ``hw_sim.hw_model.price_counts``
     when this install has it, else :func:`price_published`."""
     try:
-        from hw_sim.cost import price_counts  # the simulator issue's cycle/area/power model
+        from hw_sim.hw_model import price_counts  # the simulator issue's cycle/area/power model
     except ImportError:
         return price_published(counts, lanes)
     return price_counts({k: (v.rows, v.elements) for k, v in counts.items()}, lanes)

@@ -110,7 +110,7 @@ SAVER = textwrap.dedent("""
     import sys
     import engine
     from moe.checkpoint import save_checkpoint
-    from moe.upcycle import upcycle
+    from moe.upcycling import upcycle
     dense, tok = engine.load_tiny()
     models = [upcycle(dense, "sparse", e, 1, layers=(0,)) for e in (2, 4)]
     print("ready", flush=True)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import engine
 from engine.evaluate import (ActivationStats, RangeStat, attach_recorders, detach_recorders, evaluate,
                              evaluate_models, forward_seconds, perplexity, windows)
-from engine.substitute import substitute
+from engine.substitution import substitute
 
 TOL = 1e-9  # float64 sums of the same float32 log-probs, different order
 

@@ -1,4 +1,4 @@
-"""moe/grow.py on the tiny config."""
+"""moe/growth.py on the tiny config."""
 import pytest
 import torch
 
@@ -6,8 +6,8 @@ from engine.model import Llama, LlamaConfig, init_weights
 from moe.checkpoint import load_checkpoint, save_checkpoint
 from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, logit_kl, mapped_routing_agreement, router_logits
-from moe.grow import SELECTORS, allocate_copies, grow, grow_sources, grown_sources, utility_scores
-from moe.upcycle import upcycle
+from moe.growth import SELECTORS, allocate_copies, grow, grow_sources, grown_sources, utility_scores
+from moe.upcycling import upcycle
 
 
 @pytest.fixture(scope="module")

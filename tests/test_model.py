@@ -4,7 +4,7 @@ import torch
 
 import engine
 from engine.model import Llama, LlamaConfig, generate, generate_batch
-from engine.substitute import substitute
+from engine.substitution import substitute
 
 
 def test_tiny_loads_and_runs():

@@ -1,4 +1,4 @@
-"""moe/commands.py (CLI), moe/cost.py, moe/pricing.py, moe/plots.py, moe/eval_report.py (via engine.eval_report_for) on the tiny model."""
+"""moe/commands.py (CLI), moe/op_counts.py, moe/pricing.py, moe/plots.py, moe/eval_report.py (via engine.eval_report_for) on the tiny model."""
 import json
 
 import pytest
@@ -8,7 +8,7 @@ import engine
 from engine.model import LlamaConfig
 from moe.checkpoint import load_checkpoint
 from moe.config import MoEConfig
-from moe.cost import lookups, nonlinear_counts
+from moe.op_counts import lookups, nonlinear_counts
 from moe.pricing import UNITS, price, price_published
 from nli.cli import main
 
@@ -39,11 +39,11 @@ def test_published_pricing_hand_computed():
 
 
 def test_price_uses_the_simulator_model_when_present():
-    cost = pytest.importorskip("hw_sim.cost")
+    hw_model = pytest.importorskip("hw_sim.hw_model")
     moe_cfg = MoEConfig(layers=(1,), num_experts=8, top_k=2, expert_hidden_dim=16)
     c = nonlinear_counts(LlamaConfig.tiny(), moe_cfg, seq=9)
     p = price(c, 4)
-    assert p == cost.price_counts({k: (v.rows, v.elements) for k, v in c.items()}, 4)
+    assert p == hw_model.price_counts({k: (v.rows, v.elements) for k, v in c.items()}, 4)
     assert p["nli"]["cycles_per_token"] == pytest.approx(price(c, 1)["nli"]["cycles_per_token"] / 4)
     assert p["nn_lut"]["energy_pj_per_token"] > p["nli"]["energy_pj_per_token"]
 
@@ -70,7 +70,7 @@ def test_cli_upcycle_grow_report_cost(tmp_path, capsys):
 
 
 def test_eval_report_on_checkpoint(tmp_path):
-    pytest.importorskip("engine.substitute")
+    pytest.importorskip("engine.substitution")
     assert main(["moe", "upcycle", "--model", "tiny", "--method", "sparse", "--experts", "4", "-o", str(tmp_path / "c")]) == 0
     m = load_checkpoint(tmp_path / "c")
     report = engine.eval_report_for(m)  # registered for MoE models by `import moe`

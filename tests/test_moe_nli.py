@@ -6,9 +6,9 @@ import torch
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
 from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
-from moe.upcycle import upcycle
+from moe.upcycling import upcycle
 
-substitute_mod = pytest.importorskip("engine.substitute")
+substitute_mod = pytest.importorskip("engine.substitution")
 hw_sim = pytest.importorskip("hw_sim")
 
 # tiny random model, 512 tokens: the NLI unit's FP16 rounding may flip near-tied routes

@@ -12,7 +12,7 @@ import torch
 import engine
 import moe
 from engine.onnx_export import export_model, save_onnx
-from engine.substitute import substitute
+from engine.substitution import substitute
 from nli.cli import main as nli_main
 from nli.defaults import default_table
 

@@ -4,7 +4,7 @@ import torch
 
 import engine
 from moe.layer import moe_layers
-from moe.upcycle import upcycle
+from moe.upcycling import upcycle
 
 # sparse upcycling at FP32: renormalized top-2 weights sum to 1 up to rounding
 REAL_SPARSE_LOGIT_ATOL = 1e-3

@@ -23,8 +23,7 @@ import engine
 from engine.onnx_export import (ExportError, export_composite, export_elementwise, export_inverse, export_model,
                                 save_onnx)
 from engine.onnx_ops import Builder, F32, OPSETS, round_fp16_function
-# not engine.substitute: once the submodule is imported, that attribute is the module, not the function
-from engine.substitute import substitute
+from engine.substitution import substitute
 from sim_tables import ALL_INPUTS, standin_tables
 
 # The NLI ops are bit-exact; what separates the exported model from torch is the

@@ -1,4 +1,4 @@
-"""engine.substitute: the nli/baseline ops equal hw_sim bit for bit on the same FP16 inputs
+"""engine.substitution: the nli/baseline ops equal hw_sim bit for bit on the same FP16 inputs
 (the fused float32 kernels and the model's actual op calls), -inf masks give exact zeros,
 the fp16 mode is correctly rounded, and substitution copies without touching the original."""
 import numpy as np
@@ -9,7 +9,7 @@ import engine
 import hw_sim
 from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
 from engine.model import REF_OPS, OpSet
-from engine.substitute import Fp16Ops, UnitOps, make_ops, substitute
+from engine.substitution import Fp16Ops, UnitOps, make_ops, substitute
 
 from engine_tables import engine_tables
 from naive import naive_fp16_rmsnorm_bits, naive_fp16_silu_bits, naive_fp16_softmax_bits

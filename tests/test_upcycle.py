@@ -1,4 +1,4 @@
-"""moe/upcycle.py, moe/spri.py, moe/cluster.py, moe/diagnostics.py on the tiny config."""
+"""moe/upcycling.py, moe/spri.py, moe/cluster.py, moe/diagnostics.py on the tiny config."""
 import pytest
 import torch
 
@@ -7,7 +7,7 @@ from moe.checkpoint import load_checkpoint, save_checkpoint
 from moe.layer import moe_layers
 from moe.cluster import ensemble_distillation_loss, spherical_kmeans
 from moe.diagnostics import init_report, routing_agreement
-from moe.upcycle import METHODS, upcycle
+from moe.upcycling import METHODS, upcycle
 
 # Sparse upcycling: renormalized weights w1 + w2 == 1 only up to FP32 rounding,
 # so the weighted sum of identical experts differs from dense by a few ulps.

@@ -107,7 +107,7 @@ def _restore(state: dict) -> Llama:
 
 
 def _grow(model: Llama, cfg: TrainConfig, calib: torch.Tensor) -> Llama:
-    from ..grow import grow
+    from ..growth import grow
 
     return grow(model.cpu(), factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed).to(cfg.device)
 

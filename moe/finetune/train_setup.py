@@ -19,7 +19,7 @@ steps, batch size and schedule, so the token budget is identical):
   parameter trains. ``stage1_frac = 0`` is the single-stage ablation.
 * Growth (``grow_select`` set, method ``spri`` only): the run starts with
   ``num_experts // 2`` experts and at step ``round(grow_at_frac * steps)``
-  calls ``moe.grow.grow(factor=2, select=grow_select)``; the optimizer is
+  calls ``moe.growth.grow(factor=2, select=grow_select)``; the optimizer is
   rebuilt for the new parameters (Adam moments restart; the LR schedule does not).
 
 One AdamW holds every parameter that trains in some stage; a parameter that
@@ -133,7 +133,7 @@ def build_start_model(dense: Llama, cfg: TrainConfig, calib_ids: torch.Tensor | 
     """The run's model at step 0: a copy of ``dense`` or its upcycled MoE. ``dense`` is not modified."""
     if cfg.method in ("dense_full", "dense_ffn"):
         return copy.deepcopy(dense)
-    from ..upcycle import upcycle
+    from ..upcycling import upcycle
 
     E = cfg.num_experts // 2 if cfg.grow_select is not None else cfg.num_experts
     opts = dict(cfg.upcycle_opts)
