@@ -22,8 +22,8 @@ import time
 import torch
 
 from engine import load_model
-from engine.demo import available_modes
-from engine.experiments import STANDARD_MODES, compare_modes, heldout_text, json_safe, speed_ratio, token_ids
+from engine.demo import available_variants
+from engine.experiments import STANDARD_VARIANTS, compare_variants, heldout_text, json_safe, speed_ratio, token_ids
 from engine.substitution import OPS
 from nli.table import atomic_write_text
 
@@ -48,14 +48,14 @@ def main(argv=None) -> int:
     ids = token_ids(tok, heldout_text(), args.tokens)
     if ids.numel() < args.tokens:
         print(f"note: the text has only {ids.numel()} tokens", file=sys.stderr)
-    modes = [("ref", "ref", "reduced")] + list(STANDARD_MODES)
-    ok, missing = available_modes(modes, OPS)
+    variants = [("ref", "ref", "reduced")] + list(STANDARD_VARIANTS)
+    ok, missing = available_variants(variants, OPS)
     for label, why in missing.items():
         print(f"skipping {label}: {why}", file=sys.stderr)
-    res = compare_modes(model, ids, ok, OPS, args.window)
+    res = compare_variants(model, ids, ok, OPS, args.window)
     if args.per_op and any(m == "nli" for _, m, _ in ok):
         for op in OPS:
-            r = compare_modes(model, ids, (("nli", "nli", "reduced"),), (op,), args.window, record=False)
+            r = compare_variants(model, ids, (("nli", "nli", "reduced"),), (op,), args.window, record=False)
             res["modes"][f"nli[{op}]"] = r["modes"]["nli"]
 
     # the datapath's cost does not depend on the table's values: time the nli defaults, or
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     atomic_write_text(args.out, json.dumps(json_safe(out), indent=1) + "\n")
 
     print(f"{res['tokens']} tokens, ref ppl {res['ppl_ref']:.4f}")
-    print(f"{'mode':<20} {'ppl':>10} {'change':>11} {'top-1':>8} {'mean KL':>10}")
+    print(f"{'variant':<20} {'ppl':>10} {'change':>11} {'top-1':>8} {'mean KL':>10}")
     for label, r in res["modes"].items():
         print(f"{label:<20} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+10.4f}% "
               f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}")

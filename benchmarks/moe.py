@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     ref_lp = d["logprobs"]
     res["dense"] = {"ppl_ref": d["ppl"]}
     if not args.skip_nli:
-        res["dense"]["ppl_nli"] = score(substitute(dense, mode="nli", tables=tables), nli_ids)["ppl"]
+        res["dense"]["ppl_nli"] = score(substitute(dense, variant="nli", tables=tables), nli_ids)["ppl"]
         res["dense"]["ppl_ref_on_nli_tokens"] = score(dense, nli_ids)["ppl"]
     models, loads = {}, {}
     for method in tqdm(methods, desc="methods"):
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
              "output_cosine": avg("output_cosine"), "routing_entropy": avg("routing_entropy"), "layers": per_layer,
              "options": m.moe_config.options}
         if not args.skip_nli:
-            sub = substitute(m, mode="nli", tables=tables)
+            sub = substitute(m, variant="nli", tables=tables)
             sn = score(sub, nli_ids)
             sr = score(m, nli_ids)
             cn, cr = choices(sub, sn["routers"]), choices(m, sr["routers"])

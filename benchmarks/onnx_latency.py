@@ -74,12 +74,12 @@ def bench_model(name: str, seq: int, repeats: int, mode: str, tabs: dict) -> dic
         model, _ = engine.load_model(name)
     ids = torch.randint(0, model.cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(SEED))
     feed = {"input_ids": ids.numpy()}
-    torch_nli = substitute(model, ops=OPS, mode="nli", tables=tabs, reciprocal_mode=mode)
+    torch_nli = substitute(model, ops=OPS, variant="nli", tables=tabs, reciprocal_mode=mode)
     res = {"model": name, "seq": seq, "params": sum(p.numel() for p in model.parameters())}
     runners = {}
     for label, ops in (("onnx_ref", ()), ("onnx_nli", OPS)):
         t0 = time.perf_counter()
-        proto = export_model(model, ops, tabs, mode)
+        proto = export_model(model, ops, tabs, reciprocal_mode=mode)
         res[f"{label}_export_s"] = time.perf_counter() - t0
         res[f"{label}_bytes"] = proto.ByteSize()
         sess, res[f"{label}_session_s"] = _session(proto)

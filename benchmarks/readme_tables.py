@@ -62,7 +62,7 @@ def sim_md(d) -> str:
 
 
 def llm_md(d) -> str:
-    out = [f"| mode | ppl | change vs ref | top-1 agreement | mean KL |", "|---|---|---|---|---|"]
+    out = [f"| variant | ppl | change vs ref | top-1 agreement | mean KL |", "|---|---|---|---|---|"]
     for k, v in d["modes"].items():
         ppl = v.get("ppl")
         rel = v.get("ppl_rel_change")

@@ -46,7 +46,7 @@ EVAL_REPORTS: dict[type, str] = {}
 
 def register_eval_report(model_type: type, report: str) -> None:
     """`nli eval ppl` on a model of ``model_type`` (or a subclass) also reports ``report`` ("pkg.module:function"),
-    called as ``report(model, ids int64[N], ops=, mode=, reciprocal_mode=, window=, tables=) -> dict``."""
+    called as ``report(model, ids int64[N], ops=, variant=, reciprocal_mode=, window=, tables=) -> dict``."""
     if ":" not in report:
         raise ValueError(f"report must be 'module:function', got {report!r}")
     EVAL_REPORTS[model_type] = report

@@ -25,7 +25,10 @@ def register(sub, groups):
                    help="non-overlapping windows of W tokens, W-1 predictions each "
                         "(default: 1024, or the model's context if shorter)")
     p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
-    p.add_argument("--mode", default="nli", help="ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut")
+    # --mode: the old name of --variant, still accepted (deprecated)
+    p.add_argument("--variant", "--mode", dest="variant", default="nli", metavar="VARIANT",
+                   help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut "
+                        "(--mode: deprecated alias)")
     p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
                    help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)")
     p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
@@ -62,7 +65,7 @@ def _eval_ppl(args) -> int:
 
     from . import eval_report_for, load_model
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
-    from .substitution import parse_mode, parse_ops
+    from .substitution import parse_ops, parse_variant
 
     if args.max_tokens < 2:
         raise UserError(f"--max-tokens must be >= 2, got {args.max_tokens}")
@@ -71,7 +74,7 @@ def _eval_ppl(args) -> int:
     ops = parse_ops(args.ops)
     if not ops:
         raise UserError("--ops: name at least one of silu, rmsnorm, softmax")
-    parse_mode(args.mode)
+    parse_variant(args.variant)
     if args.json is not None:
         check_output_path(args.json, "--json")
     tables = _parse_tables(args.table)
@@ -86,14 +89,14 @@ def _eval_ppl(args) -> int:
     if args.window > model.cfg.max_seq_len:
         raise UserError(f"--window {args.window} exceeds the model's context of {model.cfg.max_seq_len} tokens")
     check_alloc(4 * model.cfg.activation_count(min(args.window, len(ids))), f"--window {args.window}")
-    res = eval_ppl(model, ids, ops, args.mode, args.reciprocal_mode, args.window, tables,
+    res = eval_ppl(model, ids, ops, args.variant, args.reciprocal_mode, args.window, tables,
                    progress=not args.no_progress)
     res.update(model=str(args.model), text=source)
     extra = eval_report_for(model)  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
     if extra is not None:
-        res.update(extra(model, ids, ops=ops, mode=args.mode, reciprocal_mode=args.reciprocal_mode,
+        res.update(extra(model, ids, ops=ops, variant=args.variant, reciprocal_mode=args.reciprocal_mode,
                          window=args.window, tables=tables))
-        print(f"  routing agreement ref vs {args.mode}: {res['routing_agreement'] * 100:.3f}% of tokens "
+        print(f"  routing agreement ref vs {args.variant}: {res['routing_agreement'] * 100:.3f}% of tokens "
               f"(top-k set unchanged)")
     _print_summary(res)
     if args.json:

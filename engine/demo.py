@@ -9,43 +9,43 @@ from __future__ import annotations
 import json
 import math
 
-from .experiments import STANDARD_MODES, compare_modes, heldout_text, json_safe, token_ids
+from .experiments import STANDARD_VARIANTS, compare_variants, heldout_text, json_safe, token_ids
 from .substitution import OPS, make_ops
 
 DEMO_TOKENS = 2048
 QUICK_TOKENS = 1024
 
 
-def available_modes(modes=STANDARD_MODES, ops=OPS) -> tuple[list, dict]:
-    """Split ``modes`` into those whose tables can be had now and {label: reason} for the rest."""
+def available_variants(variants=STANDARD_VARIANTS, ops=OPS) -> tuple[list, dict]:
+    """Split ``variants`` into those whose tables can be had now and {label: reason} for the rest."""
     ok, missing = [], {}
-    for label, mode, rm in modes:
+    for label, variant, rm in variants:
         try:
-            make_ops(ops, mode, None, rm)
-            ok.append((label, mode, rm))
+            make_ops(ops, variant, None, rm)
+            ok.append((label, variant, rm))
         except (ImportError, ValueError, OSError) as e:  # a table not shipped / a baseline module missing
             missing[label] = f"{type(e).__name__}: {e}"
     return ok, missing
 
 
-def demo_perplexities(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, modes=STANDARD_MODES,
+def demo_perplexities(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, variants=STANDARD_VARIANTS,
                       ops=OPS, window: int = 1024, progress: bool = True) -> dict:
     """SmolLM2 (or the given model) perplexity on the shipped held-out text for every available
-    mode, against ref: the dict of :func:`engine.experiments.compare_modes` plus ``unavailable``."""
+    variant, against ref: the dict of :func:`engine.experiments.compare_variants` plus ``unavailable``."""
     if model is None:
         from . import load_model
 
         model, tokenizer = load_model("smollm2")
     ids = token_ids(tokenizer, heldout_text(), max_tokens)
-    ok, missing = available_modes(modes, ops)
-    res = compare_modes(model, ids, ok, ops, window, progress=progress) if ok else {"modes": {}}
+    ok, missing = available_variants(variants, ops)
+    res = compare_variants(model, ids, ok, ops, window, progress=progress) if ok else {"modes": {}}
     res["unavailable"] = missing
     res["text"] = "engine/data/heldout_en.txt"
     return res
 
 
 def plot_perplexities(res: dict, path) -> None:
-    """Bar chart of the relative perplexity change vs ref per mode (NaN/inf marked), PNG at ``path``."""
+    """Bar chart of the relative perplexity change vs ref per variant (NaN/inf marked), PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +83,7 @@ def section(ctx) -> None:
     res = demo_perplexities(max_tokens=QUICK_TOKENS if ctx.quick else DEMO_TOKENS)
     print(f"SmolLM2-135M-Instruct on {res.get('tokens', 0)} tokens of {res['text']}, "
           f"ops {','.join(OPS)}; ref ppl {res.get('ppl_ref', float('nan')):.4f}")
-    print(f"{'mode':<22} {'ppl':>10} {'change':>10} {'top-1':>8} {'KL':>10}")
+    print(f"{'variant':<22} {'ppl':>10} {'change':>10} {'top-1':>8} {'KL':>10}")
     for label, r in res["modes"].items():
         print(f"{label:<22} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+9.4f}% "
               f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}")

@@ -1,4 +1,4 @@
-"""Perplexity experiments on the engine's models: the texts and the mode comparisons.
+"""Perplexity experiments on the engine's models: the texts and the op-variant comparisons.
 
 Pure functions returning JSON-ready dicts; the CLI (commands.py), the demo
 (demo.py) and benchmarks/llm.py print and write them.
@@ -24,8 +24,8 @@ from .substitution import OPS, BASELINES, substitute
 
 HELDOUT_FILE = "heldout_en.txt"
 
-# (label, mode, reciprocal_mode) of the standard comparison
-STANDARD_MODES = (
+# (label, variant, reciprocal_mode) of the standard comparison
+STANDARD_VARIANTS = (
     ("fp16", "fp16", "reduced"),
     ("nli", "nli", "reduced"),
     ("nli_direct", "nli", "direct"),
@@ -56,49 +56,52 @@ def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tens
     return torch.tensor(ids[:max_tokens] if max_tokens else ids, dtype=torch.long)
 
 
-def build_variants(model, modes, ops=OPS, tables=None) -> dict:
-    """{label: substituted model} for ``modes`` = [(label, mode, reciprocal_mode)]."""
-    return {label: substitute(model, ops=ops, mode=mode, tables=tables, reciprocal_mode=rm)
-            for label, mode, rm in modes}
+def build_variants(model, variants, ops=OPS, tables=None) -> dict:
+    """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)]."""
+    return {label: substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=rm)
+            for label, variant, rm in variants}
 
 
-def compare_modes(model, ids, modes=STANDARD_MODES, ops=OPS, window: int = DEFAULT_WINDOW,
-                  tables=None, calibration=CALIBRATION_RANGE, progress: bool = True,
-                  record=True) -> dict:
+def compare_variants(model, ids, variants=STANDARD_VARIANTS, ops=OPS, window: int = DEFAULT_WINDOW,
+                     tables=None, calibration=CALIBRATION_RANGE, progress: bool = True,
+                     record=True) -> dict:
     """Perplexity of ``model`` (ref) and of each substituted variant on ``ids`` int64[N].
 
     Returns {"tokens", "window", "ops", "ppl_ref", "modes": {label: result dict}};
-    each result has ppl, ppl_rel_change, top1_agreement, mean_kl and activation_stats.
+    each result has ppl, ppl_rel_change, top1_agreement, mean_kl and activation_stats, and the
+    settings ``mode`` (the variant) and ``reciprocal_mode``. The JSON keys ``modes`` and ``mode``
+    are kept from before the rename (benchmarks/results/llm.json has them).
     """
-    variants = build_variants(model, modes, ops, tables)
-    res = evaluate_models(variants, ids, ref_model=model, window=window, record=record,
+    models = build_variants(model, variants, ops, tables)
+    res = evaluate_models(models, ids, ref_model=model, window=window, record=record,
                           calibration=calibration, progress=progress, desc="ppl")
     out = {label: r.to_dict() for label, r in res.items()}
-    for (label, mode, rm) in modes:
-        out[label].update(mode=mode, reciprocal_mode=rm)
+    for (label, variant, rm) in variants:
+        out[label].update(mode=variant, reciprocal_mode=rm)
     first = next(iter(out.values()))
     return {"tokens": first["tokens"], "window": window, "ops": list(ops), "ppl_ref": first["ppl_ref"],
             "modes": out}
 
 
-def eval_ppl(model, ids, ops=OPS, mode: str = "nli", reciprocal_mode: str = "reduced",
+def eval_ppl(model, ids, ops=OPS, variant: str = "nli", reciprocal_mode: str = "reduced",
              window: int = DEFAULT_WINDOW, tables=None, progress: bool = True) -> dict:
-    """One mode against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
-    mean_kl, activation_stats (of the substituted model's op inputs), and the settings."""
-    r = compare_modes(model, ids, ((mode, mode, reciprocal_mode),), ops, window, tables, progress=progress)
-    out = dict(r["modes"][mode])
+    """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
+    mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
+    variant under the JSON key ``mode``)."""
+    r = compare_variants(model, ids, ((variant, variant, reciprocal_mode),), ops, window, tables, progress=progress)
+    out = dict(r["modes"][variant])
     out.update(ops=list(ops), window=window, calibration_range=list(CALIBRATION_RANGE))
     return out
 
 
-def speed_ratio(model, ids, ops=OPS, mode: str = "nli", reciprocal_mode: str = "reduced",
+def speed_ratio(model, ids, ops=OPS, variant: str = "nli", reciprocal_mode: str = "reduced",
                 tokens: int = DEFAULT_WINDOW, repeats: int = 3, tables=None) -> dict:
     """Forward-pass wall time of the substituted model vs ref on one window, measured
     interleaved in one run: {"tokens", "ref_s", "sub_s", "ratio"}."""
-    sub = substitute(model, ops=ops, mode=mode, tables=tables, reciprocal_mode=reciprocal_mode)
+    sub = substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode)
     x = ids[:tokens][None]  # [1, T]
     t = forward_seconds({"ref": model, "sub": sub}, x, repeats=repeats)
-    return {"tokens": int(x.shape[1]), "mode": mode, "reciprocal_mode": reciprocal_mode, "repeats": repeats,
+    return {"tokens": int(x.shape[1]), "mode": variant, "reciprocal_mode": reciprocal_mode, "repeats": repeats,
             "ref_s": t["ref"], "sub_s": t["sub"], "ratio": t["sub"] / t["ref"]}
 
 

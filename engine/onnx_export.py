@@ -226,17 +226,18 @@ class GraphWriter(Builder):
         return self.op("MatMul", x, self.init(name, np.ascontiguousarray(weight.T)))
 
 
-def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: str = "reduced") -> onnx.ModelProto:
+def export_model(model, ops=OPS, tables: dict[str, Table] | None = None,
+                 reciprocal_mode: str = "reduced") -> onnx.ModelProto:
     """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
     output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
-    with ``tables`` (``silu``, ``rsqrt``, ``exp``, ``reciprocal`` as needed), ``mode`` is the
-    reciprocal / rsqrt mode (section 5); the other ops stay FP32 reference."""
+    with ``tables`` (``silu``, ``rsqrt``, ``exp``, ``reciprocal`` as needed), ``reciprocal_mode`` is
+    the reciprocal / rsqrt mode (section 5); the other ops stay FP32 reference."""
     from .model import Llama, SwiGLU
 
     if not isinstance(model, Llama):
         raise ExportError(f"model: expected an engine.model.Llama, got {type(model).__name__}")
-    if mode not in RECIPROCAL_MODES:
-        raise ExportError(f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")
+    if reciprocal_mode not in RECIPROCAL_MODES:
+        raise ExportError(f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}")
     ops = tuple(dict.fromkeys(ops))
     tables = _check_tables(ops, tables or {})
     for i, layer in enumerate(model.layers):
@@ -245,7 +246,7 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
                               f"(import the package that defines it, e.g. `import moe`)")
     c = model.cfg
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-    g = GraphWriter(ops, tables, mode, c.norm_eps)
+    g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps)
     H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
     rep = H // Hkv
     ids = "input_ids"
@@ -305,9 +306,9 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None, mode: s
         [helper.make_tensor_value_info(ids, I64, ["batch", "seq"])],
         [helper.make_tensor_value_info("logits", F32, ["batch", "seq", c.vocab_size])], initializer=g.inits)
     doc = (f"LLaMA ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
-           f"reciprocal/rsqrt mode: {mode}")
-    props = {"nli.ops": ",".join(ops), "nli.reciprocal_mode": mode, **_table_props(tables)}
-    proto = _model(graph, _functions(tables, ops, mode), doc, props)
+           f"reciprocal/rsqrt mode: {reciprocal_mode}")
+    props = {"nli.ops": ",".join(ops), "nli.reciprocal_mode": reciprocal_mode, **_table_props(tables)}
+    proto = _model(graph, _functions(tables, ops, reciprocal_mode), doc, props)
     onnx.checker.check_model(proto)
     return proto
 

@@ -1,10 +1,10 @@
-"""Op backends (ref, fp16, nli, baseline) and swapping them into a model.
+"""Op variants (ref, fp16, nli, published, baseline) and swapping them into a model.
 
-``substitute(model, ops, mode, tables, reciprocal_mode)`` returns a new model
+``substitute(model, ops, variant, tables, reciprocal_mode)`` returns a new model
 (a deep copy of the module tree sharing the weight tensors) whose named ops
-run on the chosen backend; the others stay on the FP32 torch reference.
+run on the chosen variant; the others stay on the FP32 torch reference.
 
-Backends (every one takes and returns float32 torch tensors):
+Variants (every one takes and returns float32 torch tensors):
 
 * ``ref``: FP32 torch (:data:`engine.model.REF_OPS`).
 * ``fp16``: correctly rounded FP16 ops with the unit's I/O format. The op's
@@ -167,17 +167,17 @@ def parse_ops(ops) -> tuple[str, ...]:
     return ops
 
 
-def parse_mode(mode: str) -> tuple[str, str | None]:
-    """'ref' | 'fp16' | 'nli' | 'baseline:NAME' -> (kind, baseline name or None)."""
-    if mode in ("ref", "fp16", "nli", "published"):
-        return mode, None
-    if isinstance(mode, str) and mode.startswith("baseline:"):
-        name = mode.split(":", 1)[1]
+def parse_variant(variant: str) -> tuple[str, str | None]:
+    """'ref' | 'fp16' | 'nli' | 'published' | 'baseline:NAME' -> (kind, baseline name or None)."""
+    if variant in ("ref", "fp16", "nli", "published"):
+        return variant, None
+    if isinstance(variant, str) and variant.startswith("baseline:"):
+        name = variant.split(":", 1)[1]
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)}")
         return "baseline", name
-    raise ValueError(f"mode must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
-                     f"got {mode!r}")
+    raise ValueError(f"variant must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
+                     f"got {variant!r}")
 
 
 def table_domain_mode(function: str, reciprocal_mode: str) -> str:
@@ -186,7 +186,7 @@ def table_domain_mode(function: str, reciprocal_mode: str) -> str:
 
 
 def default_tables(functions, reciprocal_mode: str = "reduced") -> dict:
-    """{function: the shipped default Table} for the NLI mode."""
+    """{function: the shipped default Table} for the nli variant."""
     from nli.defaults import default_table
 
     return {f: default_table(f, table_domain_mode(f, reciprocal_mode)) for f in functions}
@@ -225,18 +225,18 @@ def share_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def make_ops(ops=OPS, mode: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced") -> OpSet:
-    """The OpSet for ``mode`` on ``ops`` (see :func:`substitute`)."""
+def make_ops(ops=OPS, variant: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced") -> OpSet:
+    """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`)."""
     ops = parse_ops(ops)
-    kind, base = parse_mode(mode)
+    kind, base = parse_variant(variant)
     if reciprocal_mode not in RECIPROCAL_MODES:
         raise ValueError(f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}")
     if tables and kind in ("ref", "fp16"):
-        raise ValueError(f"tables are only used by the nli and baseline modes, not {mode!r}")
+        raise ValueError(f"tables are only used by the nli, published and baseline variants, not {variant!r}")
     if kind == "ref":
         return REF_OPS
     if kind == "fp16":
-        backend = Fp16Ops()
+        impl = Fp16Ops()
     else:
         need = needed_functions(ops)
         given = dict(tables or {})
@@ -251,22 +251,22 @@ def make_ops(ops=OPS, mode: str = "nli", tables: dict | None = None, reciprocal_
         for f in need:
             if getattr(given[f], "function", None) != f:
                 raise ValueError(f"tables[{f!r}] is not a {f} table")
-        backend = UnitOps(given, reciprocal_mode, name=mode)
-    label = f"{backend.name}[{','.join(ops)}]" + (f"/{reciprocal_mode}" if isinstance(backend, UnitOps) else "")
-    return RoutedOps({op: backend for op in ops}, name=label)
+        impl = UnitOps(given, reciprocal_mode, name=variant)
+    label = f"{impl.name}[{','.join(ops)}]" + (f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else "")
+    return RoutedOps({op: impl for op in ops}, name=label)
 
 
-def substitute(model, ops=OPS, mode: str = "nli", tables: dict | None = None,
+def substitute(model, ops=OPS, variant: str = "nli", tables: dict | None = None,
                reciprocal_mode: str = "reduced"):
-    """A NEW model whose ops named in ``ops`` run on ``mode``; ``model`` is not modified.
+    """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
 
     ops: iterable of 'silu' | 'rmsnorm' | 'softmax' (or a comma-separated string).
-    mode: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
+    variant: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
     tables: optional {function: Table} overriding the default/baseline tables
     (functions: silu, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
     The copy shares the weight tensors with ``model``.
     """
-    opset = make_ops(ops, mode, tables, reciprocal_mode)
+    opset = make_ops(ops, variant, tables, reciprocal_mode)
     new = share_weights_copy(model)
     if not hasattr(new, "set_ops"):
         raise TypeError(f"model must be an engine Llama (with set_ops), got {type(model).__name__}")

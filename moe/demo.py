@@ -18,7 +18,7 @@ QUICK_TOKENS = 512
 def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: int = 512) -> dict:
     """Pure part: upcycle (spri) and evaluate ref vs nli; returns a JSON-able dict."""
     from engine import load_model
-    from engine.experiments import compare_modes, heldout_text, json_safe, token_ids
+    from engine.experiments import compare_variants, heldout_text, json_safe, token_ids
 
     from .eval_report import moe_eval_report
     from .upcycling import upcycle
@@ -29,8 +29,8 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: 
     moe_model = upcycle(model, "spri", num_experts=8, top_k=2, seed=0)
     up_s = time.perf_counter() - t0
     ids = token_ids(tokenizer, heldout_text(), max_tokens)
-    ppl = compare_modes(moe_model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
-    dense = compare_modes(model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
+    ppl = compare_variants(moe_model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
+    dense = compare_variants(model, ids, (("nli", "nli", "reduced"),), window=window, record=False)
     routing = moe_eval_report(moe_model, ids, window=window)
     cfg = moe_model.moe_config
     return json_safe({

@@ -17,13 +17,13 @@ from .layer import moe_layers
 
 
 @torch.no_grad()
-def moe_eval_report(model, ids, ops=OPS, mode="nli", reciprocal_mode="reduced",
+def moe_eval_report(model, ids, ops=OPS, variant="nli", reciprocal_mode="reduced",
                     window=1024, tables=None) -> dict:
-    """``(model, ids int64[N], ops, mode, reciprocal_mode, window, tables) -> dict``."""
+    """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables) -> dict``."""
     from engine.evaluate import windows
     from engine.substitution import substitute
 
-    sub = substitute(model, ops=ops, mode=mode, tables=tables, reciprocal_mode=reciprocal_mode)
+    sub = substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode)
     layers_ref, layers_sub = moe_layers(model), moe_layers(sub)
     got = {"ref": {i: [] for i, _ in layers_ref}, "sub": {i: [] for i, _ in layers_ref}}
     for w in windows(ids, window):
@@ -41,7 +41,7 @@ def moe_eval_report(model, ids, ops=OPS, mode="nli", reciprocal_mode="reduced",
     total = sum(n_tok.values())
     return {"routing_agreement": sum(agree[str(i)] * n for i, n in n_tok.items()) / max(1, total),
             "routing_agreement_per_layer": agree,
-            "expert_load": {"ref": load_ref, mode: load_sub},
+            "expert_load": {"ref": load_ref, variant: load_sub},
             "routing_rule": "top-k set equality; experts ranked by a stable descending sort of each "
                             "layer's router logits (select_on='logits') or of its own softmax output "
                             f"(select_on='probs'; here: {sorted({l.select_on for _, l in layers_ref})}), "

@@ -22,7 +22,7 @@ def text(tmp_path):
 def test_eval_ppl_fp16_json(text, tmp_path, capsys):
     out = tmp_path / "r.json"
     rc = main(["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "150", "--window", "64",
-               "--mode", "fp16", "--json", str(out), "--no-progress"])
+               "--variant", "fp16", "--json", str(out), "--no-progress"])
     assert rc == 0
     r = json.loads(out.read_text())
     assert KEYS <= set(r)
@@ -50,7 +50,8 @@ def test_eval_ppl_nli_with_table_files(text, tmp_path):
 
 @pytest.mark.parametrize("argv, msg", [
     (["--model", "nope"], "unknown model"),
-    (["--mode", "int4"], "mode must be"),
+    (["--variant", "int4"], "variant must be"),
+    (["--mode", "int4"], "variant must be"),  # the deprecated alias still parses
     (["--ops", "gelu"], "unknown op"),
     (["--max-tokens", "1"], "max-tokens"),
     (["--window", "4096"], "exceeds the model's context"),
@@ -76,9 +77,9 @@ def test_demo_perplexities_and_plot(tmp_path):
     from engine.demo import demo_perplexities, plot_perplexities
 
     model, tok = engine.load_model("tiny")
-    modes = (("fp16", "fp16", "reduced"), ("published_direct", "published", "direct"),
+    variants = (("fp16", "fp16", "reduced"), ("published_direct", "published", "direct"),
              ("missing", "baseline:magic", "reduced"))
-    res = demo_perplexities(model, tok, max_tokens=130, modes=modes, window=64, progress=False)
+    res = demo_perplexities(model, tok, max_tokens=130, variants=variants, window=64, progress=False)
     assert res["tokens"] == 63 + 63 + 1 and set(res["modes"]) == {"fp16", "published_direct"}
     assert "unknown baseline" in res["unavailable"]["missing"]
     assert set(res["modes"]) | set(res["unavailable"]) == {"fp16", "published_direct", "missing"}

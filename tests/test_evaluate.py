@@ -75,7 +75,7 @@ def test_range_stat():
 
 def test_activation_stats_through_opset(tiny):
     model, ids = tiny
-    sub = substitute(model, mode="fp16")
+    sub = substitute(model, variant="fp16")
     stats = ActivationStats()
     saved = attach_recorders(sub, stats)
     x = ids[None, :40]
@@ -102,7 +102,7 @@ def test_activation_stats_through_opset(tiny):
 
 def test_forward_seconds(tiny):
     model, ids = tiny
-    t = forward_seconds({"ref": model, "fp16": substitute(model, mode="fp16")}, ids[None, :16], repeats=1)
+    t = forward_seconds({"ref": model, "fp16": substitute(model, variant="fp16")}, ids[None, :16], repeats=1)
     assert set(t) == {"ref", "fp16"} and all(v > 0 for v in t.values())
 
 

@@ -74,7 +74,7 @@ def test_left_padded_rows_equal_their_unpadded_forward():
 def test_batched_greedy_decoding_equals_one_at_a_time(mode):
     model, _ = engine.load_model("tiny")
     if mode == "nli":
-        model = substitute(model, mode="nli")
+        model = substitute(model, variant="nli")
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(1, 257, (n,), generator=g).tolist() for n in (3, 9, 1, 17, 5)]
     single = [generate(model, torch.tensor([p]), 10)[0, len(p):].tolist() for p in prompts]

@@ -76,10 +76,10 @@ def test_eval_report_on_checkpoint(tmp_path):
     report = engine.eval_report_for(m)  # registered for MoE models by `import moe`
     assert report is not None and engine.eval_report_for(engine.load_tiny()[0]) is None  # dense: none
     ids = torch.randint(0, 256, (40,), generator=torch.Generator().manual_seed(0))
-    rep = report(m, ids, mode="ref", window=20)
+    rep = report(m, ids, variant="ref", window=20)
     assert rep["routing_agreement"] == 1.0  # ref vs ref: identical routes
     assert set(rep["expert_load"]) == {"ref"} and len(rep["expert_load"]["ref"]["1"]) == 4
-    rep = report(m, ids, mode="fp16", window=20)
+    rep = report(m, ids, variant="fp16", window=20)
     assert 0.5 <= rep["routing_agreement"] <= 1.0 and set(rep["expert_load"]) == {"ref", "fp16"}
 
 

@@ -56,7 +56,7 @@ def moe_model():
 
 def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
     tables = unit_tables()
-    sub = substitute_mod.substitute(moe_model, mode="nli", tables=tables)
+    sub = substitute_mod.substitute(moe_model, variant="nli", tables=tables)
     layer = moe_layers(sub)[1][1]
     assert layer.ops is not moe_model.layers[1].mlp.ops  # the router's ops were substituted
     rec = RecordingOps(layer.ops)
@@ -86,7 +86,7 @@ def layer_input(model, ids, i):
 
 
 def test_routing_agreement_ref_vs_nli(moe_model):
-    sub = substitute_mod.substitute(moe_model, mode="nli", tables=unit_tables())
+    sub = substitute_mod.substitute(moe_model, variant="nli", tables=unit_tables())
     ids = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(11))
     a, b = router_logits(moe_model, ids), router_logits(sub, ids)
     agree = [routing_agreement(chosen_experts(la, a[i]), chosen_experts(lb, b[i]))

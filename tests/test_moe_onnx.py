@@ -46,7 +46,7 @@ def _ids(B, T, seed):
 
 def _check_logits(model, proto, ops, tables, atol):
     sess = _session(proto)
-    torch_model = substitute(model, ops=ops, mode="nli", tables=tables) if ops else model
+    torch_model = substitute(model, ops=ops, variant="nli", tables=tables) if ops else model
     for B, T in ((1, 1), (2, 29)):
         ids = _ids(B, T, B * T)
         got = sess.run(None, {"input_ids": ids.numpy()})[0]

@@ -239,7 +239,7 @@ def test_tiny_model_logits_match_torch(tables, ops, mode, precision):
     onnx.checker.check_model(proto)
     assert [i.name for i in proto.graph.input] == ["input_ids"] and [o.name for o in proto.graph.output] == ["logits"]
     sess = session(proto)
-    torch_model = substitute(model, ops=ops, mode="nli", tables={f: tabs[f] for f in _needed(ops)},
+    torch_model = substitute(model, ops=ops, variant="nli", tables={f: tabs[f] for f in _needed(ops)},
                                     reciprocal_mode=mode) if ops else model
     for B, T in ((1, 1), (2, 37)):   # dynamic batch and sequence
         ids = torch.randint(0, model.cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(B * T))
@@ -276,7 +276,7 @@ def test_wrong_table_for_an_op_is_refused(tables):
     with pytest.raises(ExportError, match="unknown op 'gelu'"):
         export_model(model, ("gelu",), tabs)
     with pytest.raises(ExportError, match="reciprocal mode"):
-        export_model(model, ("softmax",), tabs, mode="fast")
+        export_model(model, ("softmax",), tabs, reciprocal_mode="fast")
 
 
 def test_cli_exports_and_reports_bad_input(tables, tmp_path, capsys):
@@ -318,7 +318,7 @@ def test_smollm2_export_matches_torch_nli(tables):
     ids = torch.randint(0, model.cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5))
     got = sess.run(None, {"input_ids": ids.numpy()})[0]
     with torch.no_grad():
-        want = substitute(model, ops=ops, mode="nli", tables=tabs, reciprocal_mode="reduced")(ids).numpy()
+        want = substitute(model, ops=ops, variant="nli", tables=tabs, reciprocal_mode="reduced")(ids).numpy()
     scale = float(np.max(np.abs(want)))
     assert np.max(np.abs(got - want)) <= SMOLLM2_NLI_LOGITS_RTOL * scale
     assert np.mean(got.argmax(-1) == want.argmax(-1)) >= SMOLLM2_ARGMAX_AGREEMENT

@@ -112,7 +112,7 @@ def test_model_ops_equal_hw_sim_bits(mode):
     """Every op call of a tiny-model forward on the nli mode == hw_sim on RNE16 of its input."""
     tb = engine_tables(mode)
     model, tok = engine.load_model("tiny")
-    sub = substitute(model, mode="nli", tables=tb, reciprocal_mode=mode)
+    sub = substitute(model, variant="nli", tables=tb, reciprocal_mode=mode)
     cap = Capture(sub.ops)
     sub.set_ops(cap)
     ids = torch.tensor([tok.encode("The NLI unit, bit for bit: 0123456789.").ids])
@@ -145,7 +145,7 @@ def test_unfused_path_is_the_same_function():
 
 
 def test_softmax_mask_gives_exact_zeros():
-    ops = make_ops(mode="nli", tables=engine_tables())
+    ops = make_ops(variant="nli", tables=engine_tables())
     x = torch.randn(3, 16, generator=torch.Generator().manual_seed(0))
     x[:, 9:] = float("-inf")
     y = ops.softmax(x)
@@ -183,14 +183,14 @@ def test_substitute_copies_and_routes():
     ids = torch.tensor([tok.encode("routing test").ids])
     with torch.no_grad():
         ref = model(ids)
-        sub = substitute(model, ops=("silu",), mode="fp16")
+        sub = substitute(model, ops=("silu",), variant="fp16")
         assert model.ops is REF_OPS and all(m.ops is REF_OPS for m in model.modules() if hasattr(m, "ops"))
         assert sub.embed.weight is model.embed.weight           # weights shared, not copied
         assert sub.layers[0].attn.ops.routes.keys() == {"silu"}
         x = torch.randn(2, 5)
         assert torch.equal(sub.ops.softmax(x), REF_OPS.softmax(x))  # unnamed ops stay on ref
         assert not torch.equal(sub(ids), ref)
-        assert torch.equal(engine.substitute(model, mode="ref")(ids), ref)  # the package-level API
+        assert torch.equal(engine.substitute(model, variant="ref")(ids), ref)  # the package-level API
         assert torch.equal(model(ids), ref)
 
 
@@ -198,24 +198,24 @@ def test_substitute_errors():
     model, _ = engine.load_model("tiny")
     with pytest.raises(ValueError, match="unknown op"):
         substitute(model, ops=("gelu",))
-    with pytest.raises(ValueError, match="mode must be"):
-        substitute(model, mode="int8")
+    with pytest.raises(ValueError, match="variant must be"):
+        substitute(model, variant="int8")
     with pytest.raises(ValueError, match="unknown baseline"):
-        substitute(model, mode="baseline:magic")
+        substitute(model, variant="baseline:magic")
     with pytest.raises(ValueError, match="reciprocal_mode"):
-        substitute(model, mode="nli", tables=engine_tables(), reciprocal_mode="exact")
+        substitute(model, variant="nli", tables=engine_tables(), reciprocal_mode="exact")
     with pytest.raises(ValueError, match="only used by"):
-        substitute(model, mode="fp16", tables=engine_tables())
+        substitute(model, variant="fp16", tables=engine_tables())
     tb = engine_tables()
     tb["exp"] = tb["silu"]
     with pytest.raises(ValueError, match="not a exp table"):
-        substitute(model, mode="nli", tables=tb)
+        substitute(model, variant="nli", tables=tb)
 
 
 def test_published_mode_uses_nli_published_tables():
     from nli.published import published_table
 
-    ops = make_ops(mode="published", reciprocal_mode="direct")
+    ops = make_ops(variant="published", reciprocal_mode="direct")
     unit = ops.routes["softmax"]
     assert set(unit.tables) == {"silu", "exp", "reciprocal", "rsqrt"}
     for f, t in unit.tables.items():
@@ -230,7 +230,7 @@ def test_baseline_mode_equals_hw_sim_bits(kind):
     from nli.baselines import baseline_table
     from nli.functions import get_function
 
-    ops = make_ops(mode=f"baseline:{kind}", reciprocal_mode="reduced")
+    ops = make_ops(variant=f"baseline:{kind}", reciprocal_mode="reduced")
     unit = ops.routes["silu"]
     want_silu = baseline_table(kind, "silu", get_function("silu").domains["direct"])
     assert np.array_equal(unit.tables["silu"].cutpoints, want_silu.cutpoints)
@@ -251,7 +251,7 @@ def test_baseline_mode_equals_hw_sim_bits(kind):
 def test_nli_mode_uses_shipped_default_tables(mode):
     from nli.defaults import default_table
 
-    unit = make_ops(mode="nli", reciprocal_mode=mode).routes["rmsnorm"]
+    unit = make_ops(variant="nli", reciprocal_mode=mode).routes["rmsnorm"]
     for f, t in unit.tables.items():
         want = default_table(f, mode if f in ("reciprocal", "rsqrt") else "direct")
         assert np.array_equal(t.cutpoints, want.cutpoints) and np.array_equal(t.lut, want.lut), f
@@ -271,7 +271,7 @@ def test_tables_that_do_not_fit_reciprocal_mode_are_rejected(mode):
         tb = engine_tables(mode)
         tb[f] = engine_tables(other)[f]
         with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
-            substitute(model, mode="nli", tables=tb, reciprocal_mode=mode)
+            substitute(model, variant="nli", tables=tb, reciprocal_mode=mode)
         with pytest.raises(ValueError, match=rf"{f} table: the '{f}' table spans .*{mode} mode"):
             UnitOps(tb, mode)
     x = np.zeros((2, 4), np.float32)

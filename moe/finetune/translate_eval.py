@@ -246,14 +246,14 @@ def nli_comparison(model: Llama, tok, recs: list[dict], gen_per_lang: int, max_n
 
     out, ch = {}, {}
     gen = [r for rs in _by_lang(recs).values() for r in rs[:gen_per_lang]]
-    for mode in ("ref", "nli"):
-        m = model if mode == "ref" else engine.substitute(model, mode="nli")
+    for variant in ("ref", "nli"):
+        m = model if variant == "ref" else engine.substitute(model, variant="nli")
         t0 = time.perf_counter()
         st = teacher_forced_stats(m, tok, recs, progress=progress, keep_choices=True)
-        ch[mode] = st.pop("choices")
+        ch[variant] = st.pop("choices")
         hyps = translate(m, tok, gen, max_new_tokens, progress) if gen else []
         sc = score_translations(hyps, gen) if hyps else {"chrf++_mean": None, "bleu_mean": None}
-        out[mode] = {"loss_mean": st["loss_mean"], "loss": st["loss"], "chrf++_mean": sc["chrf++_mean"],
+        out[variant] = {"loss_mean": st["loss_mean"], "loss": st["loss"], "chrf++_mean": sc["chrf++_mean"],
                      "bleu_mean": sc["bleu_mean"], "seconds": time.perf_counter() - t0}
     per = {str(i): routing_agreement(ch["ref"][i], ch["nli"][i]) for i in ch["ref"]}
     n = {i: ch["ref"][i].shape[0] for i in ch["ref"]}
