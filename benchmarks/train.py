@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from moe.finetune.train import train  # noqa: E402
 from moe.finetune.train_setup import MOE_METHODS, SCOPES, TrainConfig, device_label  # noqa: E402
-from moe.finetune.translate_eval import evaluate, mutual_information  # noqa: E402
+from moe.finetune.translate_eval import evaluate_translation, mutual_information  # noqa: E402
 
 SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
 SWEEP_S = (1.0, 2.0, 4.0)
@@ -172,7 +172,7 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
     run_dir = Path(a.runs) / f"{name}_s{cfg.seed}"
     print(f"[train bench] {name} seed {cfg.seed}: {cfg.steps} steps x batch {cfg.batch_size}", flush=True)
     model, summary = train(dense, tok, train_recs, cfg, run_dir)
-    ev = evaluate(model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True)
+    ev = evaluate_translation(model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True)
     res = {"name": name, "seed": cfg.seed, "model": a.model, "data_sha256": a.data_sha256, "config": cfg.to_dict(),
            "summary": {k: v for k, v in summary.items() if k != "config"}, "eval": ev,
            "eval_split": "dev" if name.startswith("sweep") else "test", "torch_threads": torch.get_num_threads(),

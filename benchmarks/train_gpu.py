@@ -186,7 +186,7 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
         from moe.finetune.data_io import read_dataset
         from moe.finetune.train import train
         from moe.finetune.train_setup import TrainConfig, device_label
-        from moe.finetune.translate_eval import evaluate
+        from moe.finetune.translate_eval import evaluate_translation
 
         blob = torch.load(model_file, map_location="cpu", weights_only=True)  # plain data only
         dense = Llama(LlamaConfig(**blob["cfg"]))
@@ -212,8 +212,8 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
             run_dir = Path(a.runs) / f"{task['name']}_s{cfg.seed}" if a.device == "cpu" else None
             model, summary = train(dense, tok, train_recs, cfg, run_dir, progress=False)
             gen = a.gen_per_lang if task["split"] == "test" else 0
-            ev = evaluate(model, tok, splits[task["split"]], gen_per_lang=gen, max_new_tokens=a.max_new,
-                          batch_size=a.eval_batch, gen_batch=a.gen_batch, keep_hyps=True)
+            ev = evaluate_translation(model, tok, splits[task["split"]], gen_per_lang=gen, max_new_tokens=a.max_new,
+                                      batch_size=a.eval_batch, gen_batch=a.gen_batch, keep_hyps=True)
             res = {"name": task["name"], "seed": cfg.seed, "model": a.model, "data_sha256": a.data_sha256,
                    "config": cfg.to_dict(), "summary": {k: v for k, v in summary.items() if k != "config"},
                    "eval": ev, "eval_split": task["split"], "torch_threads": torch.get_num_threads(),

@@ -248,18 +248,19 @@ def evaluate_models(models: dict, ids, ref_model=None, window: int = DEFAULT_WIN
     return results
 
 
-def evaluate(model, ids, ref_model=None, window: int = DEFAULT_WINDOW, record: bool = True,
-             calibration: tuple[float, float] = CALIBRATION_RANGE, progress: bool = True,
-             desc: str = "eval", score_from: int = 0) -> EvalResult:
-    """Score one ``model`` on ``ids`` (int64[N]) against ``ref_model`` (see :func:`evaluate_models`)."""
+def evaluate_lm(model, ids, ref_model=None, window: int = DEFAULT_WINDOW, record: bool = True,
+                calibration: tuple[float, float] = CALIBRATION_RANGE, progress: bool = True,
+                desc: str = "eval", score_from: int = 0) -> EvalResult:
+    """Score one language ``model`` on ``ids`` (int64[N]) against ``ref_model``: perplexity, top-1
+    agreement, KL and activation statistics (see :func:`evaluate_models`)."""
     return evaluate_models({"model": model}, ids, ref_model, window, record, calibration, progress, desc,
                            score_from)["model"]
 
 
 def perplexity(model, ids, window: int = DEFAULT_WINDOW, progress: bool = True, score_from: int = 0) -> float:
     """exp(mean NLL) of ``model`` on ``ids`` int64[N] (window convention in the module docstring)."""
-    return evaluate(model, ids, None, window, record=False, progress=progress,
-                    score_from=score_from).to_dict()["ppl"]
+    return evaluate_lm(model, ids, None, window, record=False, progress=progress,
+                       score_from=score_from).to_dict()["ppl"]
 
 
 @torch.no_grad()

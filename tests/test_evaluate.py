@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import engine
-from engine.evaluate import (ActivationStats, RangeStat, attach_recorders, detach_recorders, evaluate,
+from engine.evaluate import (ActivationStats, RangeStat, attach_recorders, detach_recorders, evaluate_lm,
                              evaluate_models, forward_seconds, perplexity, windows)
 from engine.substitution import substitute
 
@@ -42,7 +42,7 @@ def test_perplexity_matches_direct_computation(tiny):
             logp = F.log_softmax(model(c[None, :-1])[0].double(), -1)
             nll -= float(logp.gather(1, c[1:, None]).sum())
             n += c.numel() - 1
-    r = evaluate(model, ids, None, W, record=False, progress=False).to_dict()
+    r = evaluate_lm(model, ids, None, W, record=False, progress=False).to_dict()
     assert r["tokens"] == n == ids.numel() - math.ceil(ids.numel() / W)
     assert abs(math.log(r["ppl"]) - nll / n) < 1e-6
     assert abs(perplexity(model, ids, W, progress=False) - r["ppl"]) < TOL
@@ -50,16 +50,16 @@ def test_perplexity_matches_direct_computation(tiny):
 
 def test_agreement_and_kl(tiny):
     model, ids = tiny
-    same = evaluate(model, ids, model, 32, record=False, progress=False).to_dict()
+    same = evaluate_lm(model, ids, model, 32, record=False, progress=False).to_dict()
     assert same["top1_agreement"] == 1.0 and abs(same["mean_kl"]) < 1e-12 and same["ppl"] == same["ppl_ref"]
     other, _ = engine.load_tiny(seed=3)
-    r = evaluate(other, ids, model, 32, record=False, progress=False).to_dict()
+    r = evaluate_lm(other, ids, model, 32, record=False, progress=False).to_dict()
     with torch.no_grad():
         lp, lq = (F.log_softmax(m(ids[None, :31])[0].double(), -1) for m in (model, other))
     kl0 = float((lp.exp() * (lp - lq)).sum(-1).mean())
     assert r["mean_kl"] > 0 and r["ppl"] != r["ppl_ref"]
     # the first window alone, recomputed directly
-    r1 = evaluate(other, ids[:32], model, 32, record=False, progress=False).to_dict()
+    r1 = evaluate_lm(other, ids[:32], model, 32, record=False, progress=False).to_dict()
     assert abs(r1["mean_kl"] - kl0) < 1e-6
     assert r1["top1_agreement"] == float((lp.argmax(-1) == lq.argmax(-1)).double().mean())
 
@@ -117,7 +117,7 @@ def test_score_from_second_half(tiny):
             logp = F.log_softmax(model(c[None, :-1])[0].double(), -1)
             nll -= float(logp.gather(1, c[1:, None])[s:].sum())
             n += W - 1 - s
-    r = evaluate(model, ids[:(ids.numel() // W) * W], None, W, record=False, progress=False, score_from=s).to_dict()
+    r = evaluate_lm(model, ids[:(ids.numel() // W) * W], None, W, record=False, progress=False, score_from=s).to_dict()
     assert r["tokens"] == n and abs(math.log(r["ppl"]) - nll / n) < 1e-6
     with pytest.raises(ValueError, match="score_from"):
-        evaluate(model, ids, None, W, score_from=W)
+        evaluate_lm(model, ids, None, W, score_from=W)

@@ -12,7 +12,7 @@ from moe.finetune.sft import (IGNORE, batch_indices, collate, encode_example, en
                               prompt_format, selected_target_loss, target_loss)
 from moe.finetune.train import load_state, train
 from moe.finetune.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
-from moe.finetune.translate_eval import evaluate, load_balance, mutual_information, score_translations
+from moe.finetune.translate_eval import evaluate_translation, load_balance, mutual_information, score_translations
 
 LAYERS = (0, 1)
 
@@ -264,7 +264,7 @@ def test_evaluate_end_to_end(tiny):
     dense, tok = tiny
     model, _ = train(dense, tok, _recs(), _cfg("spri", steps=2), None, progress=False)
     test = _recs(6)
-    ev = evaluate(model, tok, test, gen_per_lang=2, max_new_tokens=4)
+    ev = evaluate_translation(model, tok, test, gen_per_lang=2, max_new_tokens=4)
     assert set(ev["loss"]) == {"de", "ja", "ar"} and all(math.isfinite(v) and v > 0 for v in ev["loss"].values())
     assert ev["ppl"]["de"] == pytest.approx(math.exp(ev["loss"]["de"]))
     for layer in map(str, LAYERS):  # k = 2 assignments per target token
@@ -277,10 +277,10 @@ def test_evaluate_keeps_hypotheses_and_sentence_stats(tiny):
     dense, tok = tiny
     model, _ = train(dense, tok, _recs(), _cfg("sparse", steps=2), None, progress=False)
     test = _recs(6)
-    ev = evaluate(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2, keep_hyps=True)
+    ev = evaluate_translation(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2, keep_hyps=True)
     t = ev["translations"]
     assert len(t["hyps"]) == 9 and sorted(t["lang"]) == sorted(["de", "ja", "ar"] * 3)
     assert [i for g, i in zip(t["lang"], t["index"]) if g == "de"] == [0, 1, 2]
     assert len(t["stats"]["chrf++"][0]) == 24 and len(t["stats"]["bleu"][0]) == 10  # chrF++ 8 orders x 3, BLEU 2 + 2 x 4
-    same = evaluate(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2)
+    same = evaluate_translation(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2)
     assert same["scores"] == ev["scores"] and "translations" not in same

@@ -19,7 +19,7 @@
   the first ``gen_per_lang`` test pairs of each language, scored with
   sacrebleu: chrF++ (``CHRF(word_order=2)``) and BLEU with tokenizer ``13a``,
   or ``char`` for languages written without spaces (ja, zh, th).
-  ``evaluate`` also keeps every hypothesis and its per-sentence sacrebleu
+  ``evaluate_translation`` also keeps every hypothesis and its per-sentence sacrebleu
   sufficient statistics (``sentence_stats``) so paired bootstrap over test
   sentences can be computed offline (:mod:`moe.paired_bootstrap`).
 * Device: the model's; batches are built on the CPU and moved there, and
@@ -206,9 +206,9 @@ def sentence_stats(hyps: list[str], recs: list[dict]) -> dict:
     return out
 
 
-def evaluate(model: Llama, tok, test: list[dict], gen_per_lang: int = 200, max_new_tokens: int = MAX_NEW_TOKENS,
-             batch_size: int = 8, progress: bool = False, gen_batch: int = GEN_BATCH,
-             keep_hyps: bool = False) -> dict:
+def evaluate_translation(model: Llama, tok, test: list[dict], gen_per_lang: int = 200,
+                         max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8, progress: bool = False,
+                         gen_batch: int = GEN_BATCH, keep_hyps: bool = False) -> dict:
     """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang`` per language.
 
     ``keep_hyps``: also return "translations": {"lang", "index" (within the language's test pairs),
