@@ -74,7 +74,7 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
         raw_err = _summary(error_report(raw, domain))
         refined, _ = refine_table(raw, RefineConfig(objective="mean_rel"), domain=domain)
         err = _summary(error_report(refined, domain))
-        rec = {"objective": objective, "lut_rounding": quantized, "stride": s, "cost": r.cost, "solve_seconds": r.solve_seconds,
+        rec = {"objective": objective, "lut_rounding": quantized, "stride": s, "cost": r.objective_value, "solve_seconds": r.solve_seconds,
                "total_seconds": time.perf_counter() - t0, "unrefined": raw_err, "refined": err,
                "beats_published": _beats(err, ref)}
         tried.append(rec)

@@ -39,7 +39,7 @@ def _child(function: str, layout: str, stride: int, domain) -> int:
                           "cpu": time.process_time() - c0}), flush=True)
 
     r = solve(function, layout, "paper", domain=domain, stride=stride, progress=progress)
-    print(json.dumps({"done": True, "cost": r.cost, "solve_seconds": r.solve_seconds,
+    print(json.dumps({"done": True, "cost": r.objective_value, "solve_seconds": r.solve_seconds,
                       "cpu_seconds": time.process_time() - c0, "grid_points": r.grid_points,
                       "cutpoints": [f"{int(b):04x}" for b in r.cutpoints]}), flush=True)
     return 0
@@ -133,8 +133,9 @@ def thinning_gaps(stride: int = 32, cases=GAP_CASES, settings=(("mean", True), (
             r = solve(name, "paper", objective, domain=dom, stride=stride, quantized=q)
             e = solve(name, "paper", objective, domain=dom, stride=1, quantized=q)
             out.append({"function": name, "domain": list(r.domain), "objective": objective, "lut_rounding": q,
-                        "grid_points": r.grid_points, "stride": stride, "thinned_cost": r.cost,
-                        "exact_cost": e.cost, "gap": r.cost - e.cost, "relative_gap": (r.cost - e.cost) / e.cost,
+                        "grid_points": r.grid_points, "stride": stride, "thinned_cost": r.objective_value,
+                        "exact_cost": e.objective_value, "gap": r.objective_value - e.objective_value,
+                        "relative_gap": (r.objective_value - e.objective_value) / e.objective_value,
                         "thinned_solve_seconds": r.solve_seconds, "exact_solve_seconds": e.solve_seconds,
                         "same_cutpoints": bool((r.cutpoints == e.cutpoints).all())})
             print(out[-1], flush=True)

@@ -237,7 +237,7 @@ def price_counts(counts: dict, lanes: int | None = None, cfg: UnitConfig | None 
     return out
 
 
-def table_cost(table, cfg: UnitConfig | None = None, model: AreaPowerModel | None = None) -> dict:
+def table_hw_cost(table, cfg: UnitConfig | None = None, model: AreaPowerModel | None = None) -> dict:
     """Modelled area, power and efficiency of one lane holding ``table`` (comparators = K,
     LUT entries, K scale registers), with ``cfg.lanes`` lanes at ``cfg.clock_hz``."""
     cfg = cfg or UnitConfig()

@@ -75,7 +75,7 @@ def _build(args) -> int:
     table = table_from_result(result)
     save_table(table, args.output)
     gap = "" if result.gap is None else f", thinning gap {result.gap:.3g}"
-    print(f"{args.output}: {args.function} {layout.name}, {args.objective} cost {result.cost:.6g}, "
+    print(f"{args.output}: {args.function} {layout.name}, {args.objective} objective value {result.objective_value:.6g}, "
           f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}")
     return 0
 

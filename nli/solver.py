@@ -106,11 +106,11 @@ class SolveResult:
     domain: tuple  # (lo, hi) float64, FP16 values
     cut_idx: np.ndarray  # int64[K+1] grid indices
     cutpoints: np.ndarray  # uint16[K+1]
-    cost: float
+    objective_value: float  # the minimised objective (JSON meta key: "cost", kept for shipped tables)
     solve_seconds: float
     grid_points: int
     stride: int = 1  # candidate thinning (1 = exact, every grid point a candidate)
-    gap: float | None = None  # measured cost - exact cost, when thinning and asked to measure
+    gap: float | None = None  # measured objective value - exact one, when thinning and asked to measure
     precision: str = "fp32"
     quantized: bool = False  # P carried RNE16(f) (the LUT as built) instead of exact f
 
@@ -120,7 +120,7 @@ class SolveResult:
         from .grid import f64_to_f16_bits
 
         lo, hi = (f16_hex(int(b)) for b in f64_to_f16_bits(np.array(self.domain)))
-        d = {"objective": self.objective, "cost": float(self.cost), "domain": [lo, hi],
+        d = {"objective": self.objective, "cost": float(self.objective_value), "domain": [lo, hi],
              "layout": self.layout.name, "solve_seconds": round(float(self.solve_seconds), 3),
              "grid_points": int(self.grid_points), "thinning": None if self.stride == 1 else self.stride,
              "lut_rounding_in_objective": bool(self.quantized)}

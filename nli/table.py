@@ -56,8 +56,8 @@ class Table:
     Fields: ``function`` (name), ``cutpoints`` uint16[K+1], ``bins`` int64[K],
     ``base`` int64[K], ``mul`` float32[K], ``lut`` uint16[1 + sum(bins)],
     ``below``/``above`` FP16 bit patterns (int), ``precision`` ('fp32'|'fp16'),
-    and ``meta``: everything else the file records (objective, cost, domain,
-    solver settings, provenance).
+    and ``meta``: everything else the file records (objective, cost: the solver's
+    objective value, domain, solver settings, provenance).
     """
 
     function: str

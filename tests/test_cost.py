@@ -75,12 +75,12 @@ def test_price_counts_for_the_moe_package():
         hw_model.price_counts(counts, lanes=0)
 
 
-def test_table_cost_of_the_paper_layout_matches_nli():
+def test_table_hw_cost_of_the_paper_layout_matches_nli():
     import numpy as np
 
     import nli
     cuts = np.array([-8, -4, -2, -1, -0.5, 0, 0.5, 1, 2, 4, 8], np.float16).view(np.uint16)
     t = nli.table_from_cutpoints("silu", cuts, [1] + [32] * 8 + [1])
-    c = hw_model.table_cost(t)
+    c = hw_model.table_hw_cost(t)
     assert (c["comparators"], c["lut_entries"], c["registers"]) == (10, 259, 10)
     assert c["area_um2"] == pytest.approx(7787) and c["efficiency"] == pytest.approx(3.777, abs=0.01)

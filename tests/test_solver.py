@@ -61,9 +61,9 @@ def test_solver_matches_brute_force_dp(name, n, layout, where, offset, objective
     r = solve(name, lay, objective, domain=(lo, hi), quantized=quantized)
     fn = get_function(name)
     oracle = naive_solve(fn, x, lay.bins, objective, quantized)
-    assert close(r.cost, oracle), (r.cost, oracle)
+    assert close(r.objective_value, oracle), (r.objective_value, oracle)
     if not quantized:  # the returned cutpoints really have the reported cost
-        assert close(naive_cost(fn, x, list(r.cut_idx), lay.bins, objective), r.cost)
+        assert close(naive_cost(fn, x, list(r.cut_idx), lay.bins, objective), r.objective_value)
     assert np.array_equal(r.cutpoints.view(np.float16).astype(np.float64), x[r.cut_idx])
 
 
@@ -81,7 +81,7 @@ def test_brute_force_dp_matches_enumeration(name, domain, bins, objective):
     assert math.isclose(naive_solve(fn, x, bins, objective), naive_enumerate(fn, x, bins, objective),
                         rel_tol=1e-12, abs_tol=1e-18)
     r = solve(name, Layout("t", bins), objective, domain=(x[0], x[-1]))
-    assert close(r.cost, naive_enumerate(fn, x, bins, objective))
+    assert close(r.objective_value, naive_enumerate(fn, x, bins, objective))
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -123,8 +123,8 @@ def test_thinning_is_explicit_and_reports_its_gap():
     thin = solve("sigmoid", "single:6", "paper", domain=(1.0, 4.0), stride=37, measure_gap=True)
     assert exact.stride == 1 and exact.gap is None and exact.meta()["thinning"] is None
     assert thin.meta()["thinning"] == 37
-    assert thin.cost >= exact.cost - COST_ABS_TOL
-    assert close(thin.gap, thin.cost - exact.cost)
+    assert thin.objective_value >= exact.objective_value - COST_ABS_TOL
+    assert close(thin.gap, thin.objective_value - exact.objective_value)
     assert all(i % 37 == 0 or i == thin.grid_points - 1 for i in thin.cut_idx)
 
 
@@ -157,7 +157,7 @@ def test_result_meta_records_how_it_was_made():
     r = solve("silu", "single:4", "max", domain=(1.0, 2.0))
     m = table_from_result(r).meta
     assert m["objective"] == "max" and m["layout"] == "single:4" and m["domain"] == ["3c00", "4000"]
-    assert m["cost"] == r.cost and m["solve_seconds"] >= 0 and m["grid_points"] == 1025
+    assert m["cost"] == r.objective_value and m["solve_seconds"] >= 0 and m["grid_points"] == 1025
 
 
 def test_cutpoints_cost_scores_off_grid_cutpoints_like_the_solver():
