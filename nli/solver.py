@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import re
 import time
 from typing import Callable
 
@@ -36,7 +37,7 @@ from .functions import get_function
 from .grid import DomainError, fp16_grid
 from .dp_layer import _layer, _layer_chord, block_min
 from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
-from .table import PRECISIONS, Table, table_from_cutpoints
+from .table import MAX_ENTRIES, PRECISIONS, Table, table_from_cutpoints
 
 PAPER_BINS = (1,) + (32,) * 8 + (1,)
 # a bound U from a coarser pass admits partial costs < U (1 + BOUND_SLACK): float sums of the
@@ -55,6 +56,8 @@ class Layout:
     def __post_init__(self):
         if len(self.bins) < 1 or any(int(b) < 1 for b in self.bins):
             raise ValueError(f"layout {self.name!r}: needs at least one macro interval, bins >= 1")
+        if len(self.bins) > MAX_ENTRIES - 1 or sum(int(b) for b in self.bins) > MAX_ENTRIES - 1:
+            raise ValueError(f"layout {self.name[:40]!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)")
 
     @property
     def cutpoints(self) -> int:
@@ -68,22 +71,17 @@ class Layout:
     def parse(cls, text: str) -> "Layout":
         """'paper' | 'single:M' | 'two-level:K:B' -> Layout, with an error naming the form."""
         parts = text.split(":")
-        try:
-            if parts == ["paper"]:
-                return cls("paper", PAPER_BINS)
-            if parts[0] == "single" and len(parts) == 2:
-                m = int(parts[1])
-                if m < 2:
-                    raise ValueError
-                return cls(text, (1,) * (m - 1))
-            if parts[0] == "two-level" and len(parts) == 3:
-                k, b = int(parts[1]), int(parts[2])
-                if k < 0 or b < 1:
-                    raise ValueError
-                return cls(text, (1,) + (b,) * k + (1,))
-        except ValueError:
-            pass
-        raise ValueError(f"layout: expected paper, single:M (M >= 2) or two-level:K:B, got {text!r}")
+        nums = [int(p) if re.fullmatch(r"[0-9]{1,6}", p) else -1 for p in parts[1:]]  # ASCII digits only
+        if parts == ["paper"]:
+            return cls("paper", PAPER_BINS)
+        if parts[0] == "single" and len(nums) == 1 and 2 <= nums[0] <= MAX_ENTRIES:
+            return cls(text, (1,) * (nums[0] - 1))
+        if parts[0] == "two-level" and len(nums) == 2 and nums[0] >= 0 and 1 <= nums[1] < MAX_ENTRIES:
+            if nums[0] * nums[1] + 3 > MAX_ENTRIES:
+                raise ValueError(f"layout {text!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)")
+            return cls(text, (1,) + (nums[1],) * nums[0] + (1,))
+        raise ValueError(f"layout: expected paper, single:M (2 <= M <= {MAX_ENTRIES}) or two-level:K:B, "
+                         f"got {text[:40]!r}")
 
 
 @dataclass(frozen=True)
