@@ -35,7 +35,7 @@ PRECISIONS = ("fp32", "fp16")
 # Size limits (also the widths the hardware files use: LUT addresses, bins and base are 16 bits)
 MAX_ENTRIES = 1 << 16  # 1 + sum(bins) LUT entries; so bins[I] <= 65535 and K <= 65535
 MAX_FUNCTION_CHARS = 256
-MAX_TABLE_FILE_BYTES = 16 << 20  # a 65,536-entry table file is about 0.6 MB
+MAX_TABLE_FILE_BYTES = 4 << 20  # a 65,536-entry table file is about 0.7 MB
 
 
 class TableError(ValueError):
