@@ -7,15 +7,16 @@ property test runs every table-indexing kernel on tables validation accepts,
 each kernel rebuilt with Numba ``boundscheck=True`` (callees too), so an out-of-range
 index raises IndexError instead of reading memory.
 """
-from fractions import Fraction
 import json
 import types
+from fractions import Fraction
 
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
 import numba
-from numba.core.registry import CPUDispatcher
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from numba.core.registry import CPUDispatcher
 
 import hw_sim.ops
 import hw_sim.refine

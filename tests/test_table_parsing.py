@@ -7,8 +7,8 @@ still loads.
 """
 import json
 import os
-from pathlib import Path
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +16,13 @@ import pytest
 import nli
 from nli.grid import parse_f16_hex, parse_f32_hex
 from nli.solver import Layout
-from nli.table import MAX_TABLE_FILE_BYTES, TableError, load_table, save_table, table_from_cutpoints
+from nli.table import (
+    MAX_TABLE_FILE_BYTES,
+    TableError,
+    load_table,
+    save_table,
+    table_from_cutpoints,
+)
 
 TABLES = sorted((Path(nli.__file__).parent / "tables").glob("*.json"))
 
