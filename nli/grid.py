@@ -13,6 +13,8 @@ import re
 
 import numpy as np
 
+from .strict_json import show
+
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 2.0 ** -14
 FP16_MIN_SUBNORMAL = 2.0 ** -24
@@ -55,23 +57,18 @@ _HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
 _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 
 
-def _show(text) -> str:
-    r = repr(text)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
 def parse_f16_hex(text: str, field: str = "value") -> int:
     """'3c00' -> 0x3c00: exactly 4 ASCII hex digits (what :func:`f16_hex` writes; either
     case), nothing else (no 0x, sign, space, '_' or non-ASCII digits), with an error naming ``field``."""
     if not isinstance(text, str) or _HEX4.fullmatch(text) is None:
-        raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {_show(text)}")
+        raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {show(text)}")
     return int(text, 16)
 
 
 def parse_f32_hex(text: str, field: str = "value") -> np.float32:
     """'3f800000' -> np.float32(1.0): exactly 8 ASCII hex digits, as :func:`parse_f16_hex`."""
     if not isinstance(text, str) or _HEX8.fullmatch(text) is None:
-        raise ValueError(f"{field}: expected an 8-digit hex FP32 string, got {_show(text)}")
+        raise ValueError(f"{field}: expected an 8-digit hex FP32 string, got {show(text)}")
     return np.uint32(int(text, 16)).view(np.float32)
 
 
