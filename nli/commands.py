@@ -60,7 +60,8 @@ def _build(args) -> int:
     def progress(done, total):
         if not bars:
             bars.append(tqdm(total=total, desc=f"{args.function} {layout.name} (DP layers)",
-                             unit="layer", file=sys.stderr, disable=args.quiet))
+                             unit="layer", file=sys.stderr, disable=args.quiet,
+                             bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} layers [{elapsed}<{remaining}]"))
         bars[0].update(done - bars[0].n)
 
     try:

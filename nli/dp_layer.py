@@ -5,9 +5,10 @@ Two kernels compute the same minimum over every pair (j, k):
 * :func:`_layer`, the general one (any objective, any B, thinned candidates): per k it
   scans j downwards, skipping j when ``Dp[j]`` alone already reaches the best value
   found for k (costs are >= 0) and stopping a segment cost once its partial sum
-  reaches what it would have to beat. Under the sum objectives without LUT rounding it
-  also skips j when ``Dp[j] + rb * scale(j, k)`` reaches it, rb the rightmost-bin error
-  of an already evaluated j0 > j (see :func:`_seg_cost_rb`: a lower bound on j's cost).
+  reaches what it would have to beat. Without LUT rounding it also skips j when
+  ``Dp[j] + rb * scale(j, k)`` (minimax: ``rb``) reaches it, rb the rightmost-bin error
+  of an already evaluated j0 > j (see :func:`_seg_cost_rb`: a lower bound on j's cost);
+  under minimax that bound is the same for every such j, so they are all skipped at once.
   For B > 1 it first computes one bin of j alone, the bin holding the spot where the last
   fully evaluated pair had its largest bin error (:func:`nli.objective._bin_raw`, the
   very value the full sum adds for that bin, so a lower bound on it), and skips j when
@@ -78,7 +79,7 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
     with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
     """
     mx = (obj & 3) == 2  # minimax
-    use_rb = obj == 0 or obj == 1  # sum objectives, P made of chords of f (no LUT rounding)
+    use_rb = obj < QUANTIZED  # P made of chords of f (no LUT rounding): rightmost-bin bounds hold
     hot = B > 1
     for tt in numba.prange(T):
         t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
@@ -96,14 +97,20 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                 if v < best:
                     best = v
                     arg = hint
-            for p in range(np.searchsorted(jl, k) - 1, -1, -1):
+            p = np.searchsorted(jl, k) - 1
+            while p >= 0:
                 j = jl[p]
+                p -= 1
                 dj = Dp[j]
                 if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
                     continue
                 sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])  # cost = raw * sc
                 if rb > 0.0 and j >= jrb:
-                    if dj + rb * (1.0 - RB_SLACK) * sc >= best:
+                    lbv = rb * (1.0 - RB_SLACK) * sc
+                    if mx and lbv >= best:  # the bound holds for every j in jrb..j alike: skip them all
+                        p = np.searchsorted(jl, jrb) - 1
+                        continue
+                    if not mx and dj + lbv >= best:
                         continue
                 if hot and hotx == hotx:  # the bin of j that holds hotx, alone, may already rule j out
                     a = A[X_, j]

@@ -16,11 +16,11 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-import re
 
 import numpy as np
 
 from .atomic import atomic_write
+from .codegen import c_identifier, check_width, comment_text, hex_words
 from .table import Table, atomic_write_text
 
 FORMATS = ("c", "hex", "npz")
@@ -39,50 +39,60 @@ def table_arrays(table: Table) -> dict[str, np.ndarray]:
     }
 
 
-def _c_array(ctype: str, name: str, values, width: int) -> str:
-    body = ",\n".join(
-        "    " + ", ".join(f"0x{int(v):0{width}x}" for v in values[i:i + 8])
-        for i in range(0, len(values), 8))
-    return f"static const {ctype} {name}[{len(values)}] = {{\n{body}\n}};\n"
+# field -> (C type, bits) of the fixed-width memory / array each field is written into
+WIDTHS = {"cutpoints": ("uint16_t", 16), "bins": ("uint16_t", 16), "base": ("uint16_t", 16),
+          "mul": ("uint32_t", 32), "lut": ("uint16_t", 16), "clamps": ("uint16_t", 16)}
+
+
+def _c_array(field: str, name: str, values) -> str:
+    ctype, bits = WIDTHS[field]
+    words = hex_words(field, values, bits)
+    body = ",\n".join("    " + ", ".join(f"0x{w}" for w in words[i:i + 8]) for i in range(0, len(words), 8))
+    return f"static const {ctype} {name}[{len(words)}] = {{\n{body}\n}};\n"
 
 
 def c_header(table: Table, name: str | None = None) -> str:
-    """A self-contained C header for ``table``; identifiers start with NLI_<NAME>_."""
-    name = re.sub(r"[^A-Za-z0-9]", "_", name or table.function).upper()
+    """A self-contained C header for ``table``; identifiers start with NLI_<NAME>_ (NAME: a safe
+    identifier made from ``name`` or the function); the function name appears only in a
+    comment, made safe (see :mod:`nli.codegen`)."""
+    name = c_identifier(name or table.function)
     a = table_arrays(table)
+    below, above = hex_words("clamps", [table.below, table.above], 16)
+    k, entries = check_width("K", [table.K], 16)[0], check_width("entries", [table.entries], 17)[0]
     guard = f"NLI_TABLE_{name}_H"
     p = f"NLI_{name}"
-    out = [f"/* NLI Engine table for {table.function}: numerics §2 fields as bit patterns.\n"
+    out = [f"/* NLI Engine table for {comment_text(table.function)}: numerics §2 fields as bit patterns.\n"
            f" * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
-           f" * precision: {table.precision}; K = {table.K} macro intervals; {table.entries} LUT entries. */\n",
+           f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; {entries} LUT entries. */\n",
            f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
-           f"#define {p}_K {table.K}\n#define {p}_ENTRIES {table.entries}\n",
+           f"#define {p}_K {k}\n#define {p}_ENTRIES {entries}\n",
            f"#define {p}_PRECISION_FP32 {1 if table.precision == 'fp32' else 0}\n",
-           f"#define {p}_BELOW ((uint16_t)0x{table.below:04x})\n#define {p}_ABOVE ((uint16_t)0x{table.above:04x})\n\n",
-           _c_array("uint16_t", f"{p}_CUTPOINTS", a["cutpoints"], 4),
-           _c_array("uint16_t", f"{p}_BINS", a["bins"], 4),
-           _c_array("uint16_t", f"{p}_BASE", a["base"], 4),
-           _c_array("uint32_t", f"{p}_MUL", a["mul"], 8),
-           _c_array("uint16_t", f"{p}_LUT", a["lut"], 4),
+           f"#define {p}_BELOW ((uint16_t)0x{below})\n#define {p}_ABOVE ((uint16_t)0x{above})\n\n",
+           _c_array("cutpoints", f"{p}_CUTPOINTS", a["cutpoints"]),
+           _c_array("bins", f"{p}_BINS", a["bins"]),
+           _c_array("base", f"{p}_BASE", a["base"]),
+           _c_array("mul", f"{p}_MUL", a["mul"]),
+           _c_array("lut", f"{p}_LUT", a["lut"]),
            f"\n#endif /* {guard} */\n"]
     return "".join(out)
 
 
 def readmemh_files(table: Table) -> dict[str, str]:
-    """file name -> contents of one ``$readmemh`` memory image per field."""
+    """file name -> contents of one ``$readmemh`` memory image per field: a ``//`` comment line
+    (made safe, see :mod:`nli.codegen`) then one range-checked hex word per line."""
     a = table_arrays(table)
 
-    def mem(values, width, comment):
-        return f"// {comment}\n" + "".join(f"{int(v):0{width}x}\n" for v in values)
+    def mem(field, values, comment):
+        return f"// {comment_text(comment)}\n" + "".join(w + "\n" for w in hex_words(field, values, WIDTHS[field][1]))
 
     fn = table.function
     return {
-        "cutpoints.hex": mem(a["cutpoints"], 4, f"{fn}: {table.K + 1} cutpoints, FP16 bits"),
-        "mul.hex": mem(a["mul"], 8, f"{fn}: {table.K} scale registers, FP32 bits"),
-        "bins.hex": mem(a["bins"], 4, f"{fn}: bins per macro interval"),
-        "base.hex": mem(a["base"], 4, f"{fn}: LUT base index per macro interval"),
-        "lut.hex": mem(a["lut"], 4, f"{fn}: {table.entries} LUT entries, FP16 bits"),
-        "clamps.hex": mem([table.below, table.above], 4, f"{fn}: below, above, FP16 bits"),
+        "cutpoints.hex": mem("cutpoints", a["cutpoints"], f"{fn}: {table.K + 1} cutpoints, FP16 bits"),
+        "mul.hex": mem("mul", a["mul"], f"{fn}: {table.K} scale registers, FP32 bits"),
+        "bins.hex": mem("bins", a["bins"], f"{fn}: bins per macro interval"),
+        "base.hex": mem("base", a["base"], f"{fn}: LUT base index per macro interval"),
+        "lut.hex": mem("lut", a["lut"], f"{fn}: {table.entries} LUT entries, FP16 bits"),
+        "clamps.hex": mem("clamps", [table.below, table.above], f"{fn}: below, above, FP16 bits"),
     }
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from fractions import Fraction
 import math
+import re
 
 import numpy as np
 
 from .formats import FP16_MAX
+from .strict_json import show
 
 
 class DomainError(ValueError):
@@ -45,24 +47,23 @@ def f32_hex(value) -> str:
     return f"{int(np.float32(value).view(np.uint32)):08x}"
 
 
+_HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
+_HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
+
+
 def parse_f16_hex(text: str, field: str = "value") -> int:
-    """'3c00' -> 0x3c00, with an error naming ``field`` on anything else."""
-    if not isinstance(text, str) or len(text) != 4:
-        raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {text!r}")
-    try:
-        return int(text, 16)
-    except ValueError:
-        raise ValueError(f"{field}: not a hex FP16 string: {text!r}") from None
+    """'3c00' -> 0x3c00: exactly 4 ASCII hex digits (what :func:`f16_hex` writes; either
+    case), nothing else (no 0x, sign, space, '_' or non-ASCII digits), with an error naming ``field``."""
+    if not isinstance(text, str) or _HEX4.fullmatch(text) is None:
+        raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {show(text)}")
+    return int(text, 16)
 
 
 def parse_f32_hex(text: str, field: str = "value") -> np.float32:
-    """'3f800000' -> np.float32(1.0), with an error naming ``field`` on anything else."""
-    if not isinstance(text, str) or len(text) != 8:
-        raise ValueError(f"{field}: expected an 8-digit hex FP32 string, got {text!r}")
-    try:
-        return np.uint32(int(text, 16)).view(np.float32)
-    except ValueError:
-        raise ValueError(f"{field}: not a hex FP32 string: {text!r}") from None
+    """'3f800000' -> np.float32(1.0): exactly 8 ASCII hex digits, as :func:`parse_f16_hex`."""
+    if not isinstance(text, str) or _HEX8.fullmatch(text) is None:
+        raise ValueError(f"{field}: expected an 8-digit hex FP32 string, got {show(text)}")
+    return np.uint32(int(text, 16)).view(np.float32)
 
 
 def is_nan16(bits) -> np.ndarray:

@@ -290,7 +290,8 @@ def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
 @numba.njit(cache=True, _nrt=False)
 def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
     """(raw, rb, mhot): raw error of macro interval [x_j, x_k] with B bins, the sum (or max) of
-    |f-P|/w; rb = the rightmost bin's sum when P is f's chord over a bin with no inflection point,
+    |f-P|/w; rb = the rightmost bin's sum (or max; a lower bound of it once it reached
+    limit_raw) when P is f's chord over a bin with no inflection point,
     else 0; mhot = the bin (1..B) that contributed most among those visited.
 
     Stops early, returning a value >= limit_raw, once the partial result reaches it. Bins
@@ -309,7 +310,7 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
             v = _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant,
                          limit_raw if use_max else limit_raw - acc)
             acc = max(acc, v) if use_max else acc + v
-            if m == B and not use_max and not quant and _same_region(infl, tp, t):
+            if m == B and not quant and _same_region(infl, tp, t):
                 rb = acc
             if v > vhot:
                 vhot = v

@@ -17,6 +17,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .formats import FP16_OVERFLOW, NUMERICS_VERSION, PRECISIONS
+from .strict_json import JsonFileError, read_json_file, show
 from .grid import (
     f16_bits_to_f64,
     f16_hex,
@@ -31,10 +32,49 @@ from .grid import (
 
 FORMAT = "nli-table"
 VERSION = 1
+# Size limits (also the widths the hardware files use: LUT addresses, bins and base are 16 bits)
+MAX_ENTRIES = 1 << 16  # 1 + sum(bins) LUT entries; so bins[I] <= 65535 and K <= 65535
+MAX_FUNCTION_CHARS = 256
+MAX_TABLE_FILE_BYTES = 4 << 20  # a 65,536-entry table file is about 0.7 MB
 
 
 class TableError(ValueError):
     """A table (in memory or in a file) that breaks a rule of numerics §2 or 6."""
+
+
+def _int_list(name: str, values, max_len: int) -> list[int]:
+    """A 1-D integer array or sequence -> Python ints (no bool, no float), at most max_len of them."""
+    if isinstance(values, np.ndarray):
+        if values.ndim != 1 or values.dtype.kind not in "iu":
+            raise TableError(f"{name}: must be a 1-D array of integers")
+        seq = values
+    elif isinstance(values, (list, tuple)):
+        seq = values
+    else:
+        raise TableError(f"{name}: must be a list of integers, got {type(values).__name__}")
+    if len(seq) > max_len:
+        raise TableError(f"{name}: at most {max_len} entries, got {len(seq)}")
+    if isinstance(seq, np.ndarray):
+        return [int(v) for v in seq.tolist()]
+    out = []
+    for i, v in enumerate(seq):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TableError(f"{name}: every entry must be an integer, {name}[{i}] = {show(v)}")
+        out.append(int(v))
+    return out
+
+
+def _bit_patterns(name: str, values, max_len: int) -> np.ndarray:
+    """A 1-D sequence of FP16 bit patterns (integers 0..0xFFFF) -> read-write uint16 array."""
+    if isinstance(values, np.ndarray) and values.dtype == np.uint16:
+        if values.ndim != 1 or values.size > max_len:
+            raise TableError(f"{name}: must be a 1-D array of at most {max_len} FP16 bit patterns")
+        return values.astype(np.uint16)  # a copy
+    ints = _int_list(name, values, max_len)
+    for i, v in enumerate(ints):
+        if not 0 <= v <= 0xFFFF:
+            raise TableError(f"{name}: not an FP16 bit pattern: {name}[{i}] = {v}")
+    return np.array(ints, dtype=np.uint16)
 
 
 def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -73,25 +113,36 @@ class Table:
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-        c = np.asarray(self.cutpoints)
-        if c.ndim != 1 or c.size < 2:
+        # Integer fields are checked as Python ints, against explicit bounds, before any numpy
+        # arithmetic (int64 sums wrap silently): a table that passes can never make a kernel
+        # index out of range (LUT addresses g + 1 <= sum(bins) < MAX_ENTRIES).
+        if not isinstance(self.function, str) or len(self.function) > MAX_FUNCTION_CHARS:
+            raise TableError(f"function: must be a string of at most {MAX_FUNCTION_CHARS} characters")
+        if not isinstance(self.meta, dict):
+            raise TableError("meta: must be a dict")
+        c = _bit_patterns("cutpoints", self.cutpoints, MAX_ENTRIES)
+        if c.size < 2:
             raise TableError("cutpoints: need at least 2 values (one macro interval)")
-        set_("cutpoints", c.astype(np.uint16))
-        bins = np.asarray(self.bins)
-        if bins.ndim != 1 or bins.size != c.size - 1:
-            raise TableError(f"bins: need {c.size - 1} entries (one per macro interval), got {bins.size}")
-        if not np.issubdtype(bins.dtype, np.integer) or np.any(bins < 1):
-            raise TableError("bins: every entry must be an integer >= 1")
-        set_("bins", bins.astype(np.int64))
-        base = np.concatenate([[0], np.cumsum(self.bins)[:-1]]).astype(np.int64)
-        if self.base is None:
-            set_("base", base)
-        elif not np.array_equal(np.asarray(self.base, dtype=np.int64), base):
+        set_("cutpoints", c)
+        bins = _int_list("bins", self.bins, MAX_ENTRIES)
+        if len(bins) != c.size - 1:
+            raise TableError(f"bins: need {c.size - 1} entries (one per macro interval), got {len(bins)}")
+        base, total = [], 0
+        for i, b in enumerate(bins):
+            if not 1 <= b <= MAX_ENTRIES - 1:
+                raise TableError(f"bins: every entry must be an integer in 1..{MAX_ENTRIES - 1}, "
+                                 f"bins[{i}] = {show(b)}")
+            base.append(total)
+            total += b
+            if total > MAX_ENTRIES - 1:
+                raise TableError(f"bins: sum(bins) must be at most {MAX_ENTRIES - 1} "
+                                 f"(1 + sum(bins) LUT entries, at most {MAX_ENTRIES})")
+        if self.base is not None and _int_list("base", self.base, MAX_ENTRIES) != base:
             raise TableError("base: must be base[0] = 0, base[I+1] = base[I] + bins[I]")
-        else:
-            set_("base", base)
+        set_("bins", np.array(bins, dtype=np.int64))
+        set_("base", np.array(base, dtype=np.int64))
         if self.precision not in PRECISIONS:
-            raise TableError(f"precision: must be one of {PRECISIONS}, got {self.precision!r}")
+            raise TableError(f"precision: must be one of {PRECISIONS}, got {show(self.precision)}")
         if not np.all(is_finite16(self.cutpoints)):
             raise TableError("cutpoints: every cutpoint must be finite")
         cv = f16_bits_to_f64(self.cutpoints)
@@ -101,24 +152,28 @@ class Table:
         if self.mul is None:
             set_("mul", mul)
         else:
-            given = np.asarray(self.mul, dtype=np.float32)
+            try:
+                given = np.asarray(self.mul, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise TableError("mul: must be an array of FP32 values") from None
             if given.shape != mul.shape or not np.array_equal(given.view(np.uint32), mul.view(np.uint32)):
                 raise TableError("mul: must equal RNE32(bins[I] / (c[I+1] - c[I])) for every interval")
             set_("mul", given)
-        lut = np.asarray(self.lut)
-        n = 1 + int(self.bins.sum())
-        if lut.ndim != 1 or lut.size != n:
+        lut = _bit_patterns("lut", self.lut, MAX_ENTRIES)
+        n = 1 + total
+        if lut.size != n:
             raise TableError(f"lut: need 1 + sum(bins) = {n} entries, got {lut.size}")
-        set_("lut", lut.astype(np.uint16))
+        set_("lut", lut)
         if not np.all(is_finite16(self.lut)):
             raise TableError("lut: every entry must be finite")
         lv = f16_bits_to_f64(self.lut)
         if np.any(np.abs(np.diff(lv)) >= FP16_OVERFLOW):  # RNE16 of the exact difference is inf
             raise TableError("lut: a neighbouring difference lut[g+1] - lut[g] overflows FP16")
         for name in ("below", "above"):
-            v = int(getattr(self, name))
-            if not 0 <= v <= 0xFFFF:
-                raise TableError(f"{name}: not an FP16 bit pattern: {v}")
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) <= 0xFFFF:
+                raise TableError(f"{name}: not an FP16 bit pattern: {show(v)}")
+            v = int(v)
             if is_nan16(v):
                 raise TableError(f"{name}: must not be NaN")
             set_(name, v)
@@ -193,40 +248,50 @@ class Table:
 
     @classmethod
     def from_json_dict(cls, d: dict) -> "Table":
+        """Validate a parsed table file: every spec field must have its JSON type exactly
+        (strings of exactly 4 / 8 hex digits, integers that are not booleans)."""
         if not isinstance(d, dict):
             raise TableError("table file: top level must be a JSON object")
         if d.get("format") != FORMAT:
-            raise TableError(f"format: expected {FORMAT!r}, got {d.get('format')!r}")
-        if d.get("version") != VERSION:
-            raise TableError(f"version: expected {VERSION}, got {d.get('version')!r}")
+            raise TableError(f"format: expected {FORMAT!r}, got {show(d.get('format'))}")
+        v = d.get("version")
+        if type(v) is not int or v != VERSION:  # bool is an int, 1.0 == 1: neither is a version
+            raise TableError(f"version: expected {VERSION}, got {show(v)}")
         if "numerics" in d and d["numerics"] != NUMERICS_VERSION:  # absent: written before 1.1, same datapath
-            raise TableError(f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {d['numerics']!r}")
+            raise TableError(f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {show(d['numerics'])}")
         for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
             if k not in d:
                 raise TableError(f"{k}: missing")
         if not isinstance(d["function"], str):
             raise TableError("function: must be a string")
+        precision = d.get("precision", "fp32")
+        if not isinstance(precision, str):
+            raise TableError(f"precision: must be a string, one of {PRECISIONS}")
         for k in ("cutpoints", "bins", "base", "mul", "lut"):
             if not isinstance(d[k], list):
                 raise TableError(f"{k}: must be a list")
+            if len(d[k]) > MAX_ENTRIES:
+                raise TableError(f"{k}: at most {MAX_ENTRIES} entries, got {len(d[k])}")
         try:
-            c = [parse_f16_hex(v, "cutpoints") for v in d["cutpoints"]]
-            lut = [parse_f16_hex(v, "lut") for v in d["lut"]]
-            mul = [parse_f32_hex(v, "mul") for v in d["mul"]]
+            c = [parse_f16_hex(v, f"cutpoints[{i}]") for i, v in enumerate(d["cutpoints"])]
+            lut = [parse_f16_hex(v, f"lut[{i}]") for i, v in enumerate(d["lut"])]
+            mul = [parse_f32_hex(v, f"mul[{i}]") for i, v in enumerate(d["mul"])]
             below = parse_f16_hex(d["below"], "below")
             above = parse_f16_hex(d["above"], "above")
         except ValueError as e:
             raise TableError(str(e)) from None
         for k in ("bins", "base"):
-            if not all(isinstance(b, int) and not isinstance(b, bool) for b in d[k]):
-                raise TableError(f"{k}: every entry must be an integer")
+            for i, b in enumerate(d[k]):
+                if type(b) is not int:
+                    raise TableError(f"{k}: every entry must be an integer, {k}[{i}] = {show(b)}")
         if len(d["base"]) != len(d["bins"]):
             raise TableError("base: must have one entry per macro interval")
         meta = {k: v for k, v in d.items() if k not in _SPEC_KEYS}
+        # bins/base stay Python lists: the constructor bounds them before any int64 arithmetic
         return cls(
-            d["function"], np.array(c, dtype=np.uint16), np.array(d["bins"], dtype=np.int64),
-            np.array(lut, dtype=np.uint16), below, above, d.get("precision", "fp32"),
-            base=np.array(d["base"], dtype=np.int64), mul=np.array(mul, dtype=np.float32), meta=meta,
+            d["function"], np.array(c, dtype=np.uint16), d["bins"],
+            np.array(lut, dtype=np.uint16), below, above, precision,
+            base=d["base"], mul=np.array(mul, dtype=np.float32), meta=meta,
         )
 
 
@@ -241,18 +306,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def save_table(table: Table, path: str | os.PathLike) -> None:
     """Write a table as numerics §6 JSON, atomically."""
-    atomic_write_text(path, json.dumps(table.to_json_dict(), indent=1) + "\n")
+    try:
+        text = json.dumps(table.to_json_dict(), indent=1, allow_nan=False)
+    except ValueError:  # NaN / Infinity in meta: the file would not load back (strict JSON)
+        raise TableError("meta: a non-finite number (NaN or Infinity) cannot be written to a table file") from None
+    atomic_write_text(path, text + "\n")
 
 
 def load_table(path: str | os.PathLike) -> Table:
-    """Read and validate a table file; errors name the file and the broken field."""
+    """Read and validate a table file; errors name the file and the broken field.
+
+    The file must be a regular file of at most MAX_TABLE_FILE_BYTES, strict JSON
+    (no duplicate keys, no NaN/Infinity; see :mod:`nli.strict_json`)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            d = json.load(fh)
+        d = read_json_file(path, MAX_TABLE_FILE_BYTES)
     except FileNotFoundError:
         raise TableError(f"{path}: no such table file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TableError(f"{path}: not valid JSON ({e})") from None
+    except JsonFileError as e:
+        raise TableError(str(e)) from None
     try:
         return Table.from_json_dict(d)
     except TableError as e:
@@ -268,7 +339,10 @@ def table_from_cutpoints(function: str, cutpoints_bits, bins, precision: str = "
     from .grid import f64_to_f16_bits
 
     f = get_function(function)
-    proto = Table(function, cutpoints_bits, bins, np.zeros(1 + int(np.sum(bins)), np.uint16), 0, 0, precision)
+    entries = 1 + sum(_int_list("bins", bins, MAX_ENTRIES))  # Python ints: no wraparound
+    if entries > MAX_ENTRIES:
+        raise TableError(f"bins: sum(bins) must be at most {MAX_ENTRIES - 1}")
+    proto = Table(function, cutpoints_bits, bins, np.zeros(entries, np.uint16), 0, 0, precision)
     lut = f64_to_f16_bits(f(proto.points()))
     if not np.all(is_finite16(lut)):
         raise TableError(f"lut: f({function}) overflows FP16 at a table point; narrow the domain")
