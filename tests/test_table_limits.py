@@ -109,8 +109,11 @@ def bounds_checked(disp, memo=None):
 
 
 TABLE_KERNELS = {  # every kernel that indexes a table array with a table-derived index
-    hw_sim.unit: ("_direct_par", "_direct_ser"),
     hw_sim.refine: ("_locate_all", "_interp_subset"),
+}
+# kernel factories (flag -> dispatcher) whose every variant indexes a table array
+TABLE_KERNEL_FACTORIES = {
+    hw_sim.unit: {"_direct_kernel": (True, False)},
 }
 
 
@@ -122,6 +125,12 @@ def checked_kernels():
         for name in names:
             patched.append((mod, name, getattr(mod, name)))
             setattr(mod, name, bounds_checked(getattr(mod, name), memo))
+    for mod, factories in TABLE_KERNEL_FACTORIES.items():
+        for name, flags in factories.items():
+            orig = getattr(mod, name)
+            patched.append((mod, name, orig))
+            built = {flag: bounds_checked(orig(flag), memo) for flag in flags}
+            setattr(mod, name, lambda flag, built=built: built[flag])
     yield memo
     for mod, name, orig in patched:
         setattr(mod, name, orig)
@@ -134,7 +143,7 @@ def test_bounds_checked_build_raises_on_an_out_of_range_index(checked_kernels):
     bad = np.array([8], dtype=np.int64)  # as if bins[0] were 8 with a 5-entry LUT
     xs = np.array([0x3FFF], dtype=np.uint16)  # just below 2: u = 7.99 -> a = 7, g + 1 = 8
     with pytest.raises(IndexError):
-        hw_sim.unit._direct_ser(xs, np.empty(1, np.uint16), p.cut32, p.cut64, bad, p.base, p.mul32 * 2,
+        hw_sim.unit._direct_kernel(False)(xs, np.empty(1, np.uint16), p.cut32, p.cut64, bad, p.base, p.mul32 * 2,
                                 p.mul16 * 2, p.lut32, p.lut64, np.uint16(0), np.uint16(0), False)
 
 
@@ -167,7 +176,7 @@ def accepted_tables(draw):
 @given(t=accepted_tables())
 def test_every_accepted_table_stays_in_bounds_in_every_kernel(checked_kernels, t):
     xs = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
-    p = hw_sim.unit.prepare(t)  # all 65,536 inputs through the checked _direct_par
+    p = hw_sim.unit.prepare(t)  # all 65,536 inputs through the checked _direct_kernel(True)
     y = hw_sim.unit.run_elementwise(t, xs[::7], method="direct").view(np.uint16)
     assert np.array_equal(y, p.outputs[::7])
     g = np.empty(xs.size, np.int64)
@@ -182,4 +191,5 @@ def test_every_accepted_table_stays_in_bounds_in_every_kernel(checked_kernels, t
     error_report(t)  # the report's path, on the table's own domain
     if t.function == "exp":  # softmax reads the exp table through its output LUT
         recip = table_from_cutpoints("reciprocal", np.array([0x3C00, 0x4000], np.uint16), [32])
-        hw_sim.ops.softmax(np.array([[0.0, -1.0, 2.0]], np.float16), t, recip)
+        # a reduced-domain reciprocal ([1, 2]): softmax in reduced mode accepts it
+        hw_sim.ops.softmax(np.array([[0.0, -1.0, 2.0]], np.float16), t, recip, mode="reduced")
