@@ -8,25 +8,16 @@ from moe.checkpoint import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
 from moe.upcycle import upcycle
 
-substitute_mod = pytest.importorskip("engine.substitute")
-hw_sim = pytest.importorskip("hw_sim")
+import engine.substitute as substitute_mod
+import hw_sim
 
 # tiny random model, 512 tokens: the NLI unit's FP16 rounding may flip near-tied routes
 TINY_NLI_ROUTING_AGREEMENT_MIN = 0.95
 
 
 def unit_tables() -> dict:
-    """The shipped default tables when they exist (reduced reciprocal/rsqrt), else the hw_sim stand-ins."""
-    from nli.defaults import default_table_path
-
-    if all(default_table_path(f, m).exists() for f, m in
-           (("silu", "direct"), ("exp", "direct"), ("reciprocal", "reduced"), ("rsqrt", "reduced"))):
-        return substitute_mod.default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
-    from sim_tables import standin_tables
-
-    s = standin_tables()
-    return {"silu": s["silu_wide"], "exp": s["exp_below0"], "reciprocal": s["recip_reduced"],
-            "rsqrt": s["rsqrt_single"]}
+    """The shipped default tables (reduced reciprocal/rsqrt); a missing one fails the test."""
+    return substitute_mod.default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
 
 
 class RecordingOps(OpSet):
