@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub, groups)
     demo = sub.add_parser("demo", help="the main job: default tables, simulator, LLM and MoE reports")
     demo.add_argument("--out", default="out/demo", help="folder for plots and JSON (default: out/demo)")
-    demo.add_argument("--quick", action="store_true", help="smaller token counts (for a fast look)")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="half the token budget (for a fast look)")
+    size.add_argument("--full", action="store_true", help="the longer evaluations: every mode, more tokens")
     demo.add_argument("--only", nargs="*", metavar="SECTION", help="run only these sections (nli hw_sim engine moe)")
     demo.set_defaults(func=_demo)
     return parser
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _demo(args) -> int:
     from .demo import run_demo
 
-    return 1 if run_demo(args.out, args.quick, args.only) else 0
+    return 1 if run_demo(args.out, args.quick, args.only, args.full) else 0
 
 
 def group(sub, groups: dict, name: str, help: str):
