@@ -17,6 +17,9 @@ from nli.atomic import atomic_target
 # (no place on a log axis) and a float64 rounding residue of 1e-300 says nothing a
 # reader needs; FP16 itself resolves 2^-11 ~ 4.9e-4, so 1e-7 is far below any step.
 REL_FLOOR_PLOT = 1e-7
+# ... and errors above this at it: a result off by more than 1000x its value (a broken table
+# near a zero of f) needs no finer scale, and the axis stays within ~10 decades.
+REL_CEIL_PLOT = 1e3
 HIST_CAP = 16  # ulp errors >= this share the last histogram bar
 
 
@@ -62,7 +65,7 @@ def _set_x(ax, x: np.ndarray) -> None:
 
 
 def error_figure(arrays: dict, title: str = ""):
-    """Three panels: |ulp error| vs x, relative error vs x (log, floored at REL_FLOOR_PLOT),
+    """Three panels: |ulp error| vs x, relative error vs x (log, clipped to REL_FLOOR_PLOT..REL_CEIL_PLOT),
     and the histogram of ulp errors. Returns the matplotlib Figure (caller closes it)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -81,12 +84,13 @@ def error_figure(arrays: dict, title: str = ""):
 
     r = rel[ok]
     fin = np.isfinite(r)
-    top = max(float(r[fin].max(initial=0.0)), REL_FLOOR_PLOT * 10)
-    a2.scatter(x[ok][fin], np.clip(r[fin], REL_FLOOR_PLOT, None), s=1, color="tab:orange", rasterized=True)
+    top = min(max(float(r[fin].max(initial=0.0)), REL_FLOOR_PLOT * 10), REL_CEIL_PLOT)
+    a2.scatter(x[ok][fin], np.clip(r[fin], REL_FLOOR_PLOT, REL_CEIL_PLOT), s=1, color="tab:orange",
+               rasterized=True)
     _set_x(a2, x[ok])
     a2.set_yscale("log")
     a2.set_ylim(REL_FLOOR_PLOT / 2, 10 ** math.ceil(math.log10(top)))
-    a2.set_ylabel(f"relative error (below {REL_FLOOR_PLOT:.0e} drawn at it)")
+    a2.set_ylabel(f"relative error (clipped to [{REL_FLOOR_PLOT:.0e}, {REL_CEIL_PLOT:.0e}])")
     a2.set_title("relative error |y - f(x)| / max(|f(x)|, 2^-14)", fontsize=9)
 
     counts = np.bincount(np.minimum(ulp[ok], HIST_CAP), minlength=HIST_CAP + 1)

@@ -46,14 +46,15 @@ def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] 
         if only and name not in only:
             continue
         print(f"\n=== {name} " + "=" * max(0, 70 - len(name)), flush=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             ep.load()(ctx)
         except Exception:  # report and continue: one broken section must not hide the others
             failed += 1
             traceback.print_exc()
             print(f"[demo] section {name} FAILED", file=sys.stderr)
-        print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
+        # CPU seconds (all threads) beside wall: on a shared machine the wall time says little
+        print(f"[{name}: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU]", flush=True)
     print(f"\nplots and JSON written under {ctx.out}/")
     return failed
 
