@@ -38,6 +38,7 @@ from nli.grid import fp16_grid
 from nli.published import PUBLISHED_CUTPOINTS, published_table
 from nli.solver import solve, table_from_result
 from nli.table import save_table
+
 from results_io import results_path, write_json
 
 EXACT_MAX_POINTS = 4096

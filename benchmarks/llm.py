@@ -22,8 +22,16 @@ import torch
 
 from engine import load_model
 from engine.demo import available_modes
-from engine.experiments import STANDARD_MODES, compare_modes, heldout_text, json_safe, speed_ratio, token_ids
+from engine.experiments import (
+    STANDARD_MODES,
+    compare_modes,
+    heldout_text,
+    json_safe,
+    speed_ratio,
+    token_ids,
+)
 from engine.substitute import OPS
+
 from results_io import results_path, write_json
 
 PPL_TARGET = 0.001      # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%

@@ -35,12 +35,20 @@ import engine
 from engine.substitute import substitute
 from moe.calib import token_windows
 from moe.checkpoint import moe_layers
-from moe.diagnostics import (chosen_experts, expert_load, expert_output_cosine, expert_weight_cosine,
-                             mapped_routing_agreement, routing_agreement, routing_entropy)
+from moe.diagnostics import (
+    chosen_experts,
+    expert_load,
+    expert_output_cosine,
+    expert_weight_cosine,
+    mapped_routing_agreement,
+    routing_agreement,
+    routing_entropy,
+)
 from moe.grow import grow
 from moe.layer import SELECT_ON, dense_equivalent_ffn
 from moe.plots import plot_expert_load
 from moe.upcycle import METHODS, upcycle
+
 from results_io import results_path, write_json
 
 ROUTING_AGREEMENT_TARGET = 0.995

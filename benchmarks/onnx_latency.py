@@ -27,13 +27,13 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-import nli
-from nli.defaults import default_table_path
-
 import engine
 from engine.onnx_export import OPS, export_model
 from engine.substitute import substitute
 import moe  # (registers MoE checkpoints and the MoE ONNX writer)
+import nli
+from nli.defaults import default_table_path
+
 from results_io import results_path, write_json
 
 SEED = 0

@@ -11,7 +11,6 @@ so the document is regenerated whole and cannot drift from its numbers.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
 
 from results_io import RESULTS, read_json

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw_sim.refine import RefineConfig, refine_table
 import nli
 from nli.defaults import default_table_path
 from nli.table import save_table
 
-from hw_sim.refine import RefineConfig, refine_table
 from results_io import results_path, write_json
 
 KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")

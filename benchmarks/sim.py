@@ -24,6 +24,7 @@ import torch
 import hw_sim
 import nli
 from nli.defaults import default_table_path
+
 from results_io import results_path, write_json
 
 SEED = 0

@@ -18,11 +18,11 @@ import inspect
 import sys
 import time
 
+from hw_sim.report import composite_inverse_report, error_report
 import nli
 from nli.defaults import default_table_path
 from nli.table import Table, TableError
 
-from hw_sim.report import composite_inverse_report, error_report
 from results_io import results_path, write_json
 
 ALL_FP32_EXPONENTS = list(range(0, 255))       # FP32 biased exponents of finite v (0 = subnormal)

@@ -25,7 +25,7 @@ from .substitute import OPS, make_ops
 # The default demo's modes: the unit, its fp16 and published-cutpoint peers, one baseline.
 DEMO_MODES = tuple(m for m in STANDARD_MODES if m[0] in ("fp16", "nli", "published", "baseline:nnlut"))
 # Forward-pass tokens (tokens x passes, ref included) the default demo spends per model.
-DEMO_FORWARD_TOKENS = {"smollm2": 5 * 1024}
+DEMO_FORWARD_TOKENS = {"smollm2": 4 * 1024}
 FULL_TOKENS = 2048
 MIN_DEMO_TOKENS = 128
 

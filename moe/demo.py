@@ -46,11 +46,10 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = FULL_TOKENS, window: 
 
 def section(ctx) -> None:
     """Print the MoE report and write its JSON and expert-load plot under ``ctx.out``."""
+    from engine.demo import demo_tokens
     from nli.table import atomic_write_text
 
     from .plots import plot_expert_load
-
-    from engine.demo import demo_tokens
 
     full = getattr(ctx, "full", False)
     res = demo_moe(max_tokens=FULL_TOKENS if full else demo_tokens("smollm2", PASSES, ctx.quick))

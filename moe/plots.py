@@ -17,8 +17,8 @@ def expert_load_figure(loads: dict, title: str = "expert load per MoE layer"):
     assignments (see :func:`moe.diagnostics.expert_load`), so a uniform router
     gives 1/E everywhere (marked on the colour bar).
     """
-    import numpy as np
     from matplotlib.figure import Figure
+    import numpy as np
 
     if not loads:
         raise ValueError("plot_expert_load: nothing to plot")

@@ -6,15 +6,15 @@ engine.demo.perplexity_figure) return the Figure; the PNG writers only save it.
 """
 import math
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 import numpy as np
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-import nli
 from engine.demo import perplexity_figure
 from hw_sim.plots import REL_CEIL_PLOT, REL_FLOOR_PLOT, error_figure
 from hw_sim.report import error_arrays
 from moe.plots import expert_load_figure
+import nli
 
 MAX_LOG_DECADES = 12  # a log axis spanning more says nothing a reader can use
 MAX_SYMLOG_LABELS = 12
