@@ -1,4 +1,4 @@
-"""The README's error table: bit-accurate error of every table, measured by the simulator.
+"""The results' error table (docs/results.md): bit-accurate error of every table, measured by the simulator.
 
 For each default table (nli/tables/), and beside it the uniform / curvature /
 NN-LUT-style baselines (nli.baselines) and the tables made from NLI's

@@ -4,12 +4,11 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
+from engine.substitute import default_tables, fp16_bits, substitute
+import hw_sim
 from moe.checkpoint import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
 from moe.upcycle import upcycle
-
-import engine.substitute as substitute_mod
-import hw_sim
 
 # tiny random model, 512 tokens: the NLI unit's FP16 rounding may flip near-tied routes
 TINY_NLI_ROUTING_AGREEMENT_MIN = 0.95
@@ -17,7 +16,7 @@ TINY_NLI_ROUTING_AGREEMENT_MIN = 0.95
 
 def unit_tables() -> dict:
     """The shipped default tables (reduced reciprocal/rsqrt); a missing one fails the test."""
-    return substitute_mod.default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
+    return default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
 
 
 class RecordingOps(OpSet):
@@ -47,7 +46,7 @@ def moe_model():
 
 def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
     tables = unit_tables()
-    sub = substitute_mod.substitute(moe_model, mode="nli", tables=tables)
+    sub = substitute(moe_model, mode="nli", tables=tables)
     layer = moe_layers(sub)[1][1]
     assert layer.ops is not moe_model.layers[1].mlp.ops  # the router's ops were substituted
     rec = RecordingOps(layer.ops)
@@ -58,7 +57,7 @@ def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
     assert len(rec.calls) == 1
     x, y = rec.calls[0]
     assert x.shape == (48, 8)
-    expect = hw_sim.softmax(substitute_mod.fp16_bits(x), tables["exp"], tables["reciprocal"], "reduced")
+    expect = hw_sim.softmax(fp16_bits(x), tables["exp"], tables["reciprocal"], "reduced")
     got = y.numpy().astype(np.float16)
     assert np.array_equal(got.view(np.uint16), expect.view(np.uint16))
     # and the experts the layer picked are the stable top-k of those FP16 probabilities
@@ -77,7 +76,7 @@ def layer_input(model, ids, i):
 
 
 def test_routing_agreement_ref_vs_nli(moe_model):
-    sub = substitute_mod.substitute(moe_model, mode="nli", tables=unit_tables())
+    sub = substitute(moe_model, mode="nli", tables=unit_tables())
     ids = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(11))
     a, b = router_logits(moe_model, ids), router_logits(sub, ids)
     agree = [routing_agreement(chosen_experts(la, a[i]), chosen_experts(lb, b[i]))
