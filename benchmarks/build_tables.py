@@ -37,12 +37,14 @@ from nli.functions import get_function
 from nli.grid import fp16_grid
 from nli.published import PUBLISHED_CUTPOINTS, published_table
 from nli.solver import solve, table_from_result
-from nli.table import atomic_write_text, save_table
+from nli.table import save_table
+
+from results_io import results_path, write_json
 
 EXACT_MAX_POINTS = 4096
 # (objective, LUT rounding in the objective), tried in this order
 CANDIDATES = (("mean", True), ("mean", False), ("max", True), ("max", False), ("paper", False))
-RESULTS = "benchmarks/results/build_tables.json"
+RESULTS = results_path("build_tables.json")
 
 
 def _summary(rep: dict) -> dict:
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
         table, rec = build_one(name, mode, args.stride)
         save_table(table, default_table_path(name, mode))
         results[key] = rec
-        atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+        write_json(RESULTS, results)
     return 0
 
 

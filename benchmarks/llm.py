@@ -13,7 +13,6 @@ the same run. Writes benchmarks/results/llm.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 import platform
 import sys
@@ -23,13 +22,21 @@ import torch
 
 from engine import load_model
 from engine.demo import available_variants
-from engine.experiments import STANDARD_VARIANTS, compare_variants, heldout_text, json_safe, speed_ratio, token_ids
+from engine.experiments import (
+    STANDARD_VARIANTS,
+    compare_variants,
+    heldout_text,
+    json_safe,
+    speed_ratio,
+    token_ids,
+)
 from engine.substitution import OPS
-from nli.table import atomic_write_text
+
+from results_io import results_path, write_json
 
 PPL_TARGET = 0.001      # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%
 SPEED_TARGET = 1.5      # nli forward time / ref forward time
-OUT = Path(__file__).resolve().parent / "results" / "llm.json"
+OUT = results_path("llm.json")
 
 
 def main(argv=None) -> int:
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
         "seconds": time.perf_counter() - t0,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out, json.dumps(json_safe(out), indent=1) + "\n")
+    write_json(args.out, json_safe(out))
 
     print(f"{res['tokens']} tokens, ref ppl {res['ppl_ref']:.4f}")
     print(f"{'variant':<20} {'ppl':>10} {'change':>11} {'top-1':>8} {'mean KL':>10}")

@@ -18,14 +18,8 @@ Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--s
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 import platform
-import sys
 import time
-
-# run as a script, sys.path[0] is benchmarks/, whose moe.py would shadow the moe package
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numba
 import numpy as np
@@ -33,15 +27,15 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-import nli
-from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
-from nli.table import atomic_write_text
-
 import engine
 from engine.onnx_export import OPS, export_model
 from engine.substitution import substitute
 import moe  # (registers MoE checkpoints and the MoE ONNX writer)
+import nli
+from nli.defaults import default_table_path
+
+from results_io import results_path, write_json
 
 SEED = 0
 THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
@@ -120,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reciprocal-mode", default="reduced", choices=MODES)
-    ap.add_argument("--out", default="benchmarks/results/onnx.json")
+    ap.add_argument("--out", default=str(results_path("onnx.json")))
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)
     numba.set_num_threads(THREADS)
@@ -141,7 +135,7 @@ def main(argv=None) -> int:
     doc = {"benchmark": "onnx", "threads": THREADS, "repeats": args.repeats, "reciprocal_mode": args.reciprocal_mode,
            "tables": source, "onnxruntime": ort.__version__, "torch": torch.__version__,
            "machine": platform.machine(), "processor": platform.processor(), "results": results}
-    atomic_write_text(args.out, json.dumps(doc, indent=1) + "\n")
+    write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0
 

@@ -12,15 +12,14 @@ Usage: python benchmarks/refine_shipped.py [--dry-run] [--sweeps 8] [--radius 2]
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 import sys
 
+from hw_sim.refine import RefineConfig, refine_table
 import nli
 from nli.defaults import default_table_path
-from nli.table import atomic_write_text, save_table
+from nli.table import save_table
 
-from hw_sim.refine import RefineConfig, refine_table
+from results_io import results_path, write_json
 
 KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
 
@@ -30,7 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="report only, write no table")
     ap.add_argument("--sweeps", type=int, default=8)
     ap.add_argument("--radius", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "refine_shipped.json"))
+    ap.add_argument("--out", default=str(results_path("refine_shipped.json")))
     args = ap.parse_args(argv)
     summary = {}
     for name, mode in nli.default_table_names():
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
         print(f"{name}:{mode:8s} mean rel {b['mean_rel_error']:.5g} -> {a['mean_rel_error']:.5g}, "
               f"CR {b['pct_correctly_rounded']:.3f}% -> {a['pct_correctly_rounded']:.3f}%, "
               f"max ulp {b['max_ulp']} -> {a['max_ulp']}: {'WRITTEN' if written else 'kept'}")
-    atomic_write_text(args.out, json.dumps(summary, indent=1) + "\n")
+    write_json(args.out, summary)
     print(f"wrote {args.out}")
     return 0
 

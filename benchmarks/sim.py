@@ -12,9 +12,7 @@ Usage: python benchmarks/sim.py [--repeats N] [--out benchmarks/results/sim.json
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from pathlib import Path
 import platform
 import sys
 import time
@@ -26,7 +24,8 @@ import torch
 import hw_sim
 import nli
 from nli.defaults import default_table_path
-from nli.table import atomic_write_text
+
+from results_io import results_path, write_json
 
 SEED = 0
 TARGETS = {"silu": 0.5, "softmax_direct": 0.25, "softmax_reduced": 0.25,
@@ -119,10 +118,10 @@ def run(repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "sim.json"))
+    ap.add_argument("--out", default=str(results_path("sim.json")))
     args = ap.parse_args(argv)
     report = run(args.repeats)
-    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     print(f"wrote {args.out}")
     return 0
 

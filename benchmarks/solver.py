@@ -25,7 +25,9 @@ import time
 
 import numpy as np
 
-RESULTS = "benchmarks/results/solver.json"
+from results_io import results_path, write_json
+
+RESULTS = results_path("solver.json")
 
 
 def _child(function: str, layout: str, stride: int, domain) -> int:
@@ -157,7 +159,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return _child(args.child[0], args.child[1], int(args.child[2]), args.domain)
-    from nli.table import atomic_write_text
 
     try:
         with open(RESULTS) as fh:
@@ -176,11 +177,11 @@ def main(argv=None) -> int:
         got = thinning_gaps(cases=[(f, None) for f in names], settings=(("mean", True),))
         old = {g["function"]: g for g in results.get("thinning_gap_full", [])}
         results["thinning_gap_full"] = list({**old, **{g["function"]: g for g in got}}.values())
-        atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+        write_json(RESULTS, results)
         return 0
     if args.gaps:
         results["thinning_gap"] = thinning_gaps()
-        atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+        write_json(RESULTS, results)
         return 0
     for key in [k for k in args.functions.split(",") if k]:
         name, _, mode = key.partition("_")
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
         for part in ("solves", "tables"):  # keep earlier runs' solves of other layouts
             rec[part] = {**old.get(part, {}), **rec[part]}
         results[key] = rec
-        atomic_write_text(RESULTS, json.dumps(results, indent=1) + "\n")
+        write_json(RESULTS, results)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's error table: bit-accurate error of every table, measured by the simulator.
+"""The results' error table (docs/results.md): bit-accurate error of every table, measured by the simulator.
 
 For each default table (nli/tables/), and beside it the uniform / curvature /
 NN-LUT-style baselines (nli.baselines) and the tables made from NLI's
@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
-from pathlib import Path
 import sys
 import time
 
+from hw_sim.report import composite_inverse_report, error_report
 import nli
 from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
-from nli.table import Table, TableError, atomic_write_text
+from nli.table import Table, TableError
 
-from hw_sim.report import composite_inverse_report, error_report
+from results_io import results_path, write_json
 
 ALL_FP32_EXPONENTS = list(range(0, 255))       # FP32 biased exponents of finite v (0 = subnormal)
 FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range (direct mode's)
@@ -128,11 +127,11 @@ def run(stride: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "tables.json"))
+    ap.add_argument("--out", default=str(results_path("tables.json")))
     ap.add_argument("--stride", type=int, default=97, help="mantissa stride of the all-binade sweep")
     args = ap.parse_args(argv)
     rep = run(args.stride)
-    atomic_write_text(args.out, json.dumps(rep, indent=1) + "\n")
+    write_json(args.out, rep)
     def cell(r):
         if "invalid" in r:
             return "not a valid fp16 table (RNE16(mul) overflows)"

@@ -12,7 +12,6 @@ from nli.table import TableError, atomic_write_text
 def section(ctx) -> None:
     """Print the simulator's report; write hw_sim_report.json and a SiLU error plot under ctx.out."""
     import nli
-    from nli.defaults import default_table_path
 
     from .hw_model import LABEL, UnitConfig, fit_area_power, rmsnorm_cycles, softmax_cycles
     from .report import composite_inverse_report, error_arrays, error_report
@@ -20,9 +19,6 @@ def section(ctx) -> None:
     out = {"tables": {}, "composite": {}}
     print(f"{'table':<22} {'prec':<5} {'inputs':>7} {'max ulp':>8} {'% CR':>7} {'mean rel':>10}")
     for name, mode in nli.default_table_names():
-        if not default_table_path(name, mode).exists():
-            print(f"{name + ':' + mode:<22} (no shipped table)")
-            continue
         base = nli.default_table(name, mode)
         for prec in PRECISIONS:
             try:

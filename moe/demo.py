@@ -11,20 +11,21 @@ from __future__ import annotations
 import json
 import time
 
-DEMO_TOKENS = 1024
-QUICK_TOKENS = 512
+FULL_TOKENS = 1024
+# forward passes per window: MoE ref + nli, dense ref + nli (perplexities), MoE ref + nli (routing)
+PASSES = 6
 
 
-def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: int = 512) -> dict:
+def demo_moe(model=None, tokenizer=None, max_tokens: int = FULL_TOKENS, window: int = 512) -> dict:
     """Pure part: upcycle (spri) and evaluate ref vs nli; returns a JSON-able dict."""
-    from engine import load_model
+    from engine.demo import demo_model
     from engine.experiments import compare_variants, heldout_text, json_safe, token_ids
 
     from .eval_report import moe_eval_report
     from .upcycling import upcycle
 
     if model is None:
-        model, tokenizer = load_model("smollm2")
+        model, tokenizer = demo_model("smollm2")
     t0 = time.perf_counter()
     moe_model = upcycle(model, "spri", num_experts=8, top_k=2, seed=0)
     up_s = time.perf_counter() - t0
@@ -45,11 +46,13 @@ def demo_moe(model=None, tokenizer=None, max_tokens: int = DEMO_TOKENS, window: 
 
 def section(ctx) -> None:
     """Print the MoE report and write its JSON and expert-load plot under ``ctx.out``."""
+    from engine.demo import demo_tokens
     from nli.table import atomic_write_text
 
     from .plots import plot_expert_load
 
-    res = demo_moe(max_tokens=QUICK_TOKENS if ctx.quick else DEMO_TOKENS)
+    full = getattr(ctx, "full", False)
+    res = demo_moe(max_tokens=FULL_TOKENS if full else demo_tokens("smollm2", PASSES, ctx.quick))
     print(f"SmolLM2 upcycled with spri: {res['experts']} experts, top-{res['top_k']}, "
           f"layers {res['layers'][0]}-{res['layers'][-1]} ({res['upcycle_seconds']:.0f} s to build)")
     print(f"{'model':<12} {'ppl ref':>10} {'ppl nli':>10}   ({res['tokens']} tokens, windows of {res['window']})")

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub, groups)
     demo = sub.add_parser("demo", help="the main job: default tables, simulator, LLM and MoE reports")
     demo.add_argument("--out", default="out/demo", help="folder for plots and JSON (default: out/demo)")
-    demo.add_argument("--quick", action="store_true", help="smaller token counts (for a fast look)")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="half the token budget (for a fast look)")
+    size.add_argument("--full", action="store_true", help="the longer evaluations: every mode, more tokens")
     demo.add_argument("--only", nargs="*", metavar="SECTION",
                       help=f"run only these sections ({' '.join(demo_sections())})")
     demo.set_defaults(func=_demo)
@@ -80,7 +82,7 @@ def _demo(args) -> int:
             raise UserError(f"--only: unknown section(s) {', '.join(map(repr, bad)) or '(none given)'}; "
                             f"known: {' '.join(known)}")
     check_output_dir(args.out, "--out")
-    return 1 if run_demo(args.out, args.quick, args.only) else 0
+    return 1 if run_demo(args.out, args.quick, args.only, args.full) else 0
 
 
 def group(sub, groups: dict, name: str, help: str):

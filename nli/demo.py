@@ -18,15 +18,26 @@ import traceback
 
 @dataclass(frozen=True)
 class DemoContext:
-    """What every demo section gets: the output folder and the size knob."""
+    """What every demo section gets: the output folder and the size knobs.
+
+    The default demo keeps to a few minutes on a 2-core CPU (each model section
+    has a forward-token budget); ``quick`` halves it, ``full`` runs the longer
+    evaluations (every mode, more tokens).
+    """
 
     out: Path
     quick: bool = False
+    full: bool = False
+
+    def __post_init__(self):
+        if self.quick and self.full:
+            raise ValueError("--quick and --full exclude each other")
 
 
-def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] | None = None) -> int:
+def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] | None = None,
+             full: bool = False) -> int:
     """Run every registered demo section; returns the number of failed sections."""
-    ctx = DemoContext(Path(out), quick)
+    ctx = DemoContext(Path(out), quick, full)
     ctx.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     eps = sorted(entry_points(group="nli.demo"), key=lambda e: e.name)
@@ -35,14 +46,15 @@ def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] 
         if only and name not in only:
             continue
         print(f"\n=== {name} " + "=" * max(0, 70 - len(name)), flush=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             ep.load()(ctx)
         except Exception:  # report and continue: one broken section must not hide the others
             failed += 1
             traceback.print_exc()
             print(f"[demo] section {name} FAILED", file=sys.stderr)
-        print(f"[{name}: {time.perf_counter() - t0:.1f} s]", flush=True)
+        # CPU seconds (all threads) beside wall: on a shared machine the wall time says little
+        print(f"[{name}: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU]", flush=True)
     print(f"\nplots and JSON written under {ctx.out}/")
     return failed
 

@@ -4,29 +4,19 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
+from engine.substitution import default_tables, fp16_bits, substitute
+import hw_sim
 from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
 from moe.upcycling import upcycle
-
-substitute_mod = pytest.importorskip("engine.substitution")
-hw_sim = pytest.importorskip("hw_sim")
 
 # tiny random model, 512 tokens: the NLI unit's FP16 rounding may flip near-tied routes
 TINY_NLI_ROUTING_AGREEMENT_MIN = 0.95
 
 
 def unit_tables() -> dict:
-    """The shipped default tables when they exist (reduced reciprocal/rsqrt), else the hw_sim stand-ins."""
-    from nli.defaults import default_table_path
-
-    if all(default_table_path(f, m).exists() for f, m in
-           (("silu", "direct"), ("exp", "direct"), ("reciprocal", "reduced"), ("rsqrt", "reduced"))):
-        return substitute_mod.default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
-    from sim_tables import standin_tables
-
-    s = standin_tables()
-    return {"silu": s["silu_wide"], "exp": s["exp_below0"], "reciprocal": s["recip_reduced"],
-            "rsqrt": s["rsqrt_single"]}
+    """The shipped default tables (reduced reciprocal/rsqrt); a missing one fails the test."""
+    return default_tables(["silu", "exp", "reciprocal", "rsqrt"], "reduced")
 
 
 class RecordingOps(OpSet):
@@ -56,7 +46,7 @@ def moe_model():
 
 def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
     tables = unit_tables()
-    sub = substitute_mod.substitute(moe_model, variant="nli", tables=tables)
+    sub = substitute(moe_model, variant="nli", tables=tables)
     layer = moe_layers(sub)[1][1]
     assert layer.ops is not moe_model.layers[1].mlp.ops  # the router's ops were substituted
     rec = RecordingOps(layer.ops)
@@ -67,7 +57,7 @@ def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
     assert len(rec.calls) == 1
     x, y = rec.calls[0]
     assert x.shape == (48, 8)
-    expect = hw_sim.softmax(substitute_mod.fp16_bits(x), tables["exp"], tables["reciprocal"], "reduced")
+    expect = hw_sim.softmax(fp16_bits(x), tables["exp"], tables["reciprocal"], "reduced")
     got = y.numpy().astype(np.float16)
     assert np.array_equal(got.view(np.uint16), expect.view(np.uint16))
     # and the experts the layer picked are the stable top-k of those FP16 probabilities
@@ -86,7 +76,7 @@ def layer_input(model, ids, i):
 
 
 def test_routing_agreement_ref_vs_nli(moe_model):
-    sub = substitute_mod.substitute(moe_model, variant="nli", tables=unit_tables())
+    sub = substitute(moe_model, variant="nli", tables=unit_tables())
     ids = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(11))
     a, b = router_logits(moe_model, ids), router_logits(sub, ids)
     agree = [routing_agreement(chosen_experts(la, a[i]), chosen_experts(lb, b[i]))

@@ -14,14 +14,13 @@ Perplexity follows engine's window convention: each row of the id matrix is
 one window scored from position 0, T - 1 predictions per window.
 
 Run (modest defaults: the CPU is shared):
-    .venv/bin/python benchmarks/moe.py
-    .venv/bin/python benchmarks/moe.py --windows 8 --nli-windows 4 --seq 256   # larger
+    .venv/bin/python benchmarks/moe_init.py
+    .venv/bin/python benchmarks/moe_init.py --windows 8 --nli-windows 4 --seq 256   # larger
 Writes benchmarks/results/moe.json and benchmarks/results/moe_expert_load.png.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 import statistics
@@ -32,20 +31,25 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import engine
+from engine.substitution import substitute
+from moe.calib import token_windows
+from moe.diagnostics import (
+    chosen_experts,
+    expert_load,
+    expert_output_cosine,
+    expert_weight_cosine,
+    mapped_routing_agreement,
+    routing_agreement,
+    routing_entropy,
+)
+from moe.growth import grow, grown_sources
+from moe.layer import SELECT_ON, dense_equivalent_ffn, moe_layers
+from moe.plots import plot_expert_load
+from moe.upcycling import METHODS, upcycle
+from nli.formats import SELECT_ON_CHOICES
 
-import engine  # noqa: E402
-from engine.substitution import substitute  # noqa: E402
-from moe.calib import token_windows  # noqa: E402
-from moe.layer import moe_layers  # noqa: E402
-from moe.diagnostics import (chosen_experts, expert_load, expert_output_cosine, expert_weight_cosine,  # noqa: E402
-                             mapped_routing_agreement, routing_agreement, routing_entropy)
-from moe.growth import grow, grown_sources  # noqa: E402
-from moe.layer import SELECT_ON, dense_equivalent_ffn  # noqa: E402
-from nli.formats import SELECT_ON_CHOICES  # noqa: E402
-from moe.plots import plot_expert_load  # noqa: E402
-from moe.upcycling import METHODS, upcycle  # noqa: E402
+from results_io import results_path, write_json
 
 ROUTING_AGREEMENT_TARGET = 0.995
 THROUGHPUT_TARGET = 0.7
@@ -126,14 +130,11 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-tokens", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-nli", action="store_true")
-    ap.add_argument("--tables", default="shipped", choices=("shipped", "standin"),
-                    help="NLI tables: the shipped defaults, or the hw_sim test stand-ins (tests/sim_tables.py) "
-                         "when no defaults are shipped yet (results labelled)")
     ap.add_argument("--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES, help="what the top-k ranks")
     ap.add_argument("--no-growth", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--spri-sweep", default="", help="extra spri (rho:scale) pairs for KL only, e.g. 0.25:8,0.5:1")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "moe.json"))
+    ap.add_argument("--out", default=str(results_path("moe.json")))
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     torch.manual_seed(0)
@@ -143,17 +144,10 @@ def main(argv=None) -> int:
     nli_ids = ids[:args.nli_windows]
     res = {"model": args.model, "select_on": args.select_on, "experts": args.experts, "top_k": args.top_k, "held_out_tokens": int(ids.numel()),
            "nli_tokens": 0 if args.skip_nli else int(nli_ids.numel()), "seq": args.seq,
-           "command": "python benchmarks/moe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "command": "python benchmarks/moe_init.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "threads": torch.get_num_threads(), "methods": {}}
-    tables = None
-    res["tables"] = args.tables
-    if args.tables == "standin":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from sim_tables import standin_tables
-
-        st = standin_tables()
-        tables = {"silu": st["silu_wide"], "exp": st["exp_below0"], "reciprocal": st["recip_reduced"],
-                  "rsqrt": st["rsqrt_single"]}
+    tables = None  # the shipped defaults
+    res["tables"] = "shipped"
     d = score(dense, ids)
     ref_lp = d["logprobs"]
     res["dense"] = {"ppl_ref": d["ppl"]}
@@ -216,10 +210,7 @@ def main(argv=None) -> int:
     if not args.no_speed:
         speed_report(res, models, ids, dense, args)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(res, indent=1) + "\n")
-    tmp.replace(out)
+    write_json(out, res)
     if loads:
         plot_expert_load(loads, out.with_name(out.stem + "_expert_load.png"), f"{args.model}: expert load at init")
     print(f"wrote {out}")
