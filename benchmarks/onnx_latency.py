@@ -15,6 +15,7 @@ Tables: the shipped defaults (recorded in the JSON).
 Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
        [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,13 +28,13 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
 import engine
 from engine.onnx_export import OPS, export_model
 from engine.substitution import substitute
 import moe  # (registers MoE checkpoints and the MoE ONNX writer)
 import nli
 from nli.defaults import default_table_path
+from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
 
 from results_io import results_path, write_json
 
@@ -54,7 +55,9 @@ def _session(proto) -> tuple[ort.InferenceSession, float]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = THREADS
     so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not eat torch's cores
+    so.add_session_config_entry(
+        "session.intra_op.allow_spinning", "0"
+    )  # idle threads must not eat torch's cores
     t0 = time.perf_counter()
     s = ort.InferenceSession(proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return s, time.perf_counter() - t0
@@ -66,7 +69,9 @@ def bench_model(name: str, seq: int, repeats: int, mode: str, tabs: dict) -> dic
         model = moe.upcycle(engine.load_model("smollm2")[0], method=name[4:])
     else:
         model, _ = engine.load_model(name)
-    ids = torch.randint(0, model.cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(SEED))
+    ids = torch.randint(
+        0, model.cfg.vocab_size, (1, seq), generator=torch.Generator().manual_seed(SEED)
+    )
     feed = {"input_ids": ids.numpy()}
     torch_nli = substitute(model, ops=OPS, variant="nli", tables=tabs, reciprocal_mode=mode)
     res = {"model": name, "seq": seq, "params": sum(p.numel() for p in model.parameters())}
@@ -78,14 +83,15 @@ def bench_model(name: str, seq: int, repeats: int, mode: str, tabs: dict) -> dic
         res[f"{label}_bytes"] = proto.ByteSize()
         sess, res[f"{label}_session_s"] = _session(proto)
         del proto
-        runners[label] = (lambda s=sess: s.run(None, feed)[0])
+        runners[label] = lambda s=sess: s.run(None, feed)[0]
 
     def torch_run(m):
         with torch.no_grad():
             return m(ids).numpy()
+
     runners["torch_ref"] = lambda: torch_run(model)
     runners["torch_nli"] = lambda: torch_run(torch_nli)
-    outs = {k: f() for k, f in runners.items()}           # warm-up (numba/ORT first calls)
+    outs = {k: f() for k, f in runners.items()}  # warm-up (numba/ORT first calls)
     times = {k: [] for k in runners}
     for _ in tqdm(range(repeats), desc=f"{name} seq {seq}", leave=False):
         for k, f in runners.items():
@@ -123,18 +129,29 @@ def main(argv=None) -> int:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         try:
             r = bench_model(name, args.seq, args.repeats, args.reciprocal_mode, tabs)
-        except (FileNotFoundError, ImportError) as e:   # smollm2 GGUF not installed
+        except (FileNotFoundError, ImportError) as e:  # smollm2 GGUF not installed
             print(f"{name}: skipped ({e})")
             continue
         results.append(r)
-        print(f"{name} (seq {args.seq}): torch ref {r['torch_ref_best_s'] * 1e3:.1f} ms, torch nli "
-              f"{r['torch_nli_best_s'] * 1e3:.1f} ms, onnx ref {r['onnx_ref_best_s'] * 1e3:.1f} ms, onnx nli "
-              f"{r['onnx_nli_best_s'] * 1e3:.1f} ms; onnx nli / torch nli = {r['ratio_onnx_nli_over_torch_nli']:.2f}, "
-              f"onnx nli / onnx ref = {r['ratio_onnx_nli_over_onnx_ref']:.2f}; logits |onnx - torch| max: ref "
-              f"{r['ref_logits_max_abs_diff']:.3g}, nli {r['nli_logits_max_abs_diff']:.3g}")
-    doc = {"benchmark": "onnx", "threads": THREADS, "repeats": args.repeats, "reciprocal_mode": args.reciprocal_mode,
-           "tables": source, "onnxruntime": ort.__version__, "torch": torch.__version__,
-           "machine": platform.machine(), "processor": platform.processor(), "results": results}
+        print(
+            f"{name} (seq {args.seq}): torch ref {r['torch_ref_best_s'] * 1e3:.1f} ms, torch nli "
+            f"{r['torch_nli_best_s'] * 1e3:.1f} ms, onnx ref {r['onnx_ref_best_s'] * 1e3:.1f} ms, onnx nli "
+            f"{r['onnx_nli_best_s'] * 1e3:.1f} ms; onnx nli / torch nli = {r['ratio_onnx_nli_over_torch_nli']:.2f}, "
+            f"onnx nli / onnx ref = {r['ratio_onnx_nli_over_onnx_ref']:.2f}; logits |onnx - torch| max: ref "
+            f"{r['ref_logits_max_abs_diff']:.3g}, nli {r['nli_logits_max_abs_diff']:.3g}"
+        )
+    doc = {
+        "benchmark": "onnx",
+        "threads": THREADS,
+        "repeats": args.repeats,
+        "reciprocal_mode": args.reciprocal_mode,
+        "tables": source,
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "results": results,
+    }
     write_json(args.out, doc)
     print(f"wrote {args.out}")
     return 0

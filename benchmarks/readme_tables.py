@@ -10,6 +10,7 @@ JSON (or, for the cost model, from ``hw_sim.hw_model``'s deterministic fit), and
 each section names the command that wrote its JSON. The prose lives here too,
 so the document is regenerated whole and cannot drift from its numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,24 +51,34 @@ def _cmd(c: str) -> str:
 
 def headline_md() -> str:
     """The README's short table: one line per area, the number a user asks about first."""
-    t, s, llm, moe, sim = (load(n) for n in ("tables.json", "solver.json", "llm.json", "moe.json", "sim.json"))
+    t, s, llm, moe, sim = (
+        load(n) for n in ("tables.json", "solver.json", "llm.json", "moe.json", "sim.json")
+    )
     silu = t["defaults"]["silu:direct"]["fp32"]
     pub = t["published"]["silu:published"]["fp32"]
-    solves = [r["solves"]["paper"]["wall_seconds"] for r in s.values()  # full (direct) domains only
-              if isinstance(r, dict) and r.get("mode") == "direct" and r["solves"].get("paper", {}).get("finished")]
+    solves = [
+        r["solves"]["paper"]["wall_seconds"]
+        for r in s.values()  # full (direct) domains only
+        if isinstance(r, dict)
+        and r.get("mode") == "direct"
+        and r["solves"].get("paper", {}).get("finished")
+    ]
     nli, ppl_ref = llm["modes"]["nli"], llm["ppl_ref"]
     worst = min(v["routing_agreement"] for v in moe["methods"].values())
-    return "\n".join([
-        "| what | result |", "|---|---|",
-        f"| shipped SiLU table, every FP16 input (fp32 unit) | {silu['pct_correctly_rounded']:.2f}% correctly rounded, "
-        f"max {silu['max_ulp']} ulp (NLI's published cutpoints: {pub['pct_correctly_rounded']:.2f}%, {pub['max_ulp']} ulp) |",
-        f"| exact paper-layout solve, full FP16 domain, 2 CPU cores | {min(solves):.0f}-{max(solves):.0f} s per function "
-        f"(target 600 s) |",
-        f"| simulator vs torch FP32, SiLU | {sim['results']['silu']['ratio_sim_over_torch']:.2f}x the elements/s |",
-        f"| SmolLM2-135M, SiLU + RMSNorm + Softmax on the unit | perplexity {ppl_ref:.3f} -> {nli['ppl']:.3f} "
-        f"({100 * nli['ppl_rel_change']:+.4f}%), forward {llm['speed']['ratio']:.2f}x ref time |",
-        f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of tokens keep their top-2 experts |",
-    ])
+    return "\n".join(
+        [
+            "| what | result |",
+            "|---|---|",
+            f"| shipped SiLU table, every FP16 input (fp32 unit) | {silu['pct_correctly_rounded']:.2f}% correctly rounded, "
+            f"max {silu['max_ulp']} ulp (NLI's published cutpoints: {pub['pct_correctly_rounded']:.2f}%, {pub['max_ulp']} ulp) |",
+            f"| exact paper-layout solve, full FP16 domain, 2 CPU cores | {min(solves):.0f}-{max(solves):.0f} s per function "
+            f"(target 600 s) |",
+            f"| simulator vs torch FP32, SiLU | {sim['results']['silu']['ratio_sim_over_torch']:.2f}x the elements/s |",
+            f"| SmolLM2-135M, SiLU + RMSNorm + Softmax on the unit | perplexity {ppl_ref:.3f} -> {nli['ppl']:.3f} "
+            f"({100 * nli['ppl_rel_change']:+.4f}%), forward {llm['speed']['ratio']:.2f}x ref time |",
+            f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of tokens keep their top-2 experts |",
+        ]
+    )
 
 
 def _beats_published(t) -> list[str]:
@@ -77,26 +88,38 @@ def _beats_published(t) -> list[str]:
     for key, v in t["defaults"].items():
         fn, mode = key.split(":")
         p = t["published"].get(f"{fn}:published")
-        if p and mode == "direct" and not (v["fp32"]["mean_rel_error"] < p["fp32"]["mean_rel_error"]
-                                           and v["fp32"]["pct_correctly_rounded"] > p["fp32"]["pct_correctly_rounded"]):
+        if (
+            p
+            and mode == "direct"
+            and not (
+                v["fp32"]["mean_rel_error"] < p["fp32"]["mean_rel_error"]
+                and v["fp32"]["pct_correctly_rounded"] > p["fp32"]["pct_correctly_rounded"]
+            )
+        ):
             bad.append(fn)
     return bad
 
 
 def section_tables(t) -> list[str]:
-    rc, rs = t["composite"]["reciprocal:reduced"]["table_domain_binades"], t["composite"]["rsqrt:reduced"]["table_domain_binades"]
+    rc, rs = (
+        t["composite"]["reciprocal:reduced"]["table_domain_binades"],
+        t["composite"]["rsqrt:reduced"]["table_domain_binades"],
+    )
     bad = _beats_published(t)
     rd, rp = t["defaults"]["rsqrt:direct"]["fp32"], t["published"]["rsqrt:published"]["fp32"]
     return [
         "## Tables: bit-accurate error of the shipped defaults",
-        "Every FP16 input of each table's domain through the spec datapath (ulp and \"correctly rounded\" (CR) "
+        'Every FP16 input of each table\'s domain through the spec datapath (ulp and "correctly rounded" (CR) '
         "against `RNE16(f(x))`), for the shipped table in both unit precisions, beside the table built from NLI's "
         "own published macro cutpoints (`nli/published.py`; fp32 unit, LUT = RNE16 of f at the points). "
         "Command: `python benchmarks/tables_report.py` -> `benchmarks/results/tables.json`.",
         tables_md(t),
-        ("Every shipped paper-layout table beats the published-cutpoint table on both mean relative error and "
-         "% correctly rounded (fp32 unit, full default domain)." if not bad else
-         f"The shipped table does not beat the published one on both metrics for: {', '.join(bad)}.")
+        (
+            "Every shipped paper-layout table beats the published-cutpoint table on both mean relative error and "
+            "% correctly rounded (fp32 unit, full default domain)."
+            if not bad
+            else f"The shipped table does not beat the published one on both metrics for: {', '.join(bad)}."
+        )
         + f" The direct rsqrt table has max ulp {rd['max_ulp']} against {rp['max_ulp']} though its mean error is "
         f"{rd['mean_rel_error'] / rp['mean_rel_error']:.2f}x the published one's. The fp16 unit precision is invalid for "
         "the direct reciprocal/rsqrt tables (spec section 2: `RNE16(mul)` overflows for their narrow first interval).",
@@ -118,7 +141,11 @@ def section_tables(t) -> list[str]:
 
 def section_solver(s) -> list[str]:
     silu = s["silu"]
-    p259, t259, tp = silu["solves"]["single:259"], silu["tables"]["optimum single:259"], silu["tables"]["optimum paper"]
+    p259, t259, tp = (
+        silu["solves"]["single:259"],
+        silu["tables"]["optimum single:259"],
+        silu["tables"]["optimum paper"],
+    )
     sh, pub = silu["tables"]["shipped default"], silu["tables"]["NLI published"]
     red = {k: s[k]["solves"] for k in ("reciprocal_reduced", "rsqrt_reduced")}
     return [
@@ -216,11 +243,15 @@ def section_llm(d, onnx) -> list[str]:
 
 
 def section_moe(d, sp) -> list[str]:
-    sw = "; ".join(f"rho {v['rho']:g}, s {v['scale']:g}: {v['kl_to_dense']:.3g} / {v['ppl_ref']:.4g}"
-                   for v in d.get("spri_sweep", {}).values())
+    sw = "; ".join(
+        f"rho {v['rho']:g}, s {v['scale']:g}: {v['kl_to_dense']:.3g} / {v['ppl_ref']:.4g}"
+        for v in d.get("spri_sweep", {}).values()
+    )
     g = d["growth"]["variants"]
-    gl = "; ".join(f"{k}: KL {v['kl_to_pre_growth']:.2g}, mapped routing agreement {100 * v['mapped_routing_agreement']:.1f}%"
-                   for k, v in g.items())
+    gl = "; ".join(
+        f"{k}: KL {v['kl_to_pre_growth']:.2g}, mapped routing agreement {100 * v['mapped_routing_agreement']:.1f}%"
+        for k, v in g.items()
+    )
     met = all(v["meets_routing_target"] for v in d["methods"].values())
     wm = ", ".join(f"{k} {v:.0f}" for k, v in sp["whole_model_tokens_per_s"].items())
     return [
@@ -233,7 +264,8 @@ def section_moe(d, sp) -> list[str]:
         f"softmax probabilities, renormalized. Dense SmolLM2 on the same tokens: ppl {d['dense']['ppl_ref']:.3f} (ref), "
         f"{d['dense']['ppl_nli']:.3f} (nli).",
         moe_md(d),
-        ("Every method meets" if met else "Not every method meets") + " the 99.5% routing-agreement target.",
+        ("Every method meets" if met else "Not every method meets")
+        + " the 99.5% routing-agreement target.",
         f"SPRI at init for other (rho, s) (KL to dense / ppl ref): {sw}." if sw else "",
         f"Growth {d['experts']} -> {d['experts'] * d['growth']['factor']} experts (`uniform`, {d['growth']['base']}-upcycled "
         f"base), function change on the same tokens per router initialization: {gl}. Copying router rows as the paper "
@@ -261,9 +293,13 @@ def _verdict_line(d, base) -> str:
         better = v["delta"] * sign > 0
         sd = v["max_seed_std"]
         size = f"{abs(v['delta']) / sd:.1f}x the seed std" if sd else "one seed"
-        noise = sd and abs(v["delta"]) < 2 * sd  # within two seed stds: not a difference this run can show
-        parts.append(f"{'ahead' if better else 'behind'} on {label} ({v['delta']:+.3f}, {size}"
-                     + (", within the seed spread)" if noise else ")"))
+        noise = (
+            sd and abs(v["delta"]) < 2 * sd
+        )  # within two seed stds: not a difference this run can show
+        parts.append(
+            f"{'ahead' if better else 'behind'} on {label} ({v['delta']:+.3f}, {size}"
+            + (", within the seed spread)" if noise else ")")
+        )
     return f"**SPRI vs `{base}`:** " + ", ".join(parts) + "." if parts else ""
 
 
@@ -286,7 +322,7 @@ def section_train(d) -> list[str]:
         f"{a['sweep_dev_per_lang'] * len(n)} dev pairs, and at initialization (`benchmarks/results/train/sweep_*.json`, "
         "`init_sweep.json`):",
         sweep_md(d),
-        f"The defaults of `moe.upcycle(..., \"spri\")` are rho {opts.get('rho')}, s {opts.get('scale'):g}, the sweep's "
+        f'The defaults of `moe.upcycle(..., "spri")` are rho {opts.get("rho")}, s {opts.get("scale"):g}, the sweep\'s '
         "minimum (`moe/spri.py`). The loss keeps falling as rho rises toward rho = 1, which leaves no residual and is "
         "sparse upcycling (the `sparse` method below).",
         f"Method comparison ({a['steps']} steps x {a['batch']} pairs, lr {a['lr']:g} cosine, the same budget for every "
@@ -305,14 +341,27 @@ def section_train(d) -> list[str]:
         "rank-truncated dense FFN that best reproduces the dense outputs on its cluster, router rows from the "
         "centroids, plus an expert-ensemble self-distillation term in training.",
         f"Routing specialization, p(expert | language) per upcycled layer of SPRI seed 0 (`{d['heatmap']}`):",
-        f"![SPRI p(expert | language), per upcycled layer](../{d['heatmap']})" if d.get("heatmap") else "",
+        f"![SPRI p(expert | language), per upcycled layer](../{d['heatmap']})"
+        if d.get("heatmap")
+        else "",
     ]
 
 
 def results_md() -> str:
     """The whole of docs/results.md."""
-    t, s, sim, llm, onnx, moe, msp, train = (load(n) for n in ("tables.json", "solver.json", "sim.json", "llm.json",
-                                                                "onnx.json", "moe.json", "moe_speed.json", "train.json"))
+    t, s, sim, llm, onnx, moe, msp, train = (
+        load(n)
+        for n in (
+            "tables.json",
+            "solver.json",
+            "sim.json",
+            "llm.json",
+            "onnx.json",
+            "moe.json",
+            "moe_speed.json",
+            "train.json",
+        )
+    )
     parts = [
         "# Results",
         "<!-- generated by benchmarks/readme_tables.py from benchmarks/results/*.json; do not edit by hand -->",
@@ -320,7 +369,11 @@ def results_md() -> str:
         "(the cost-model table is computed from `hw_sim/hw_model.py`). `python benchmarks/readme_tables.py` regenerates "
         "this file and the README's headline table; `tests/test_results_doc.py` fails if they are stale. The machine "
         "is a 2-core CPU box without a GPU.",
-        *section_tables(t), *section_solver(s), *section_sim(sim), *section_llm(llm, onnx), *section_moe(moe, msp),
+        *section_tables(t),
+        *section_solver(s),
+        *section_sim(sim),
+        *section_llm(llm, onnx),
+        *section_moe(moe, msp),
         *section_train(train),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
@@ -330,13 +383,19 @@ def readme_with_headline(readme: str) -> str:
     """README text with the block between the headline markers replaced by :func:`headline_md`."""
     i, j = readme.find(HEADLINE_BEGIN), readme.find(HEADLINE_END)
     if i < 0 or j < i:
-        raise ValueError(f"README.md lacks the headline markers {HEADLINE_BEGIN!r} ... {HEADLINE_END!r}")
-    return readme[:i + len(HEADLINE_BEGIN)] + "\n" + headline_md() + "\n" + readme[j:]
+        raise ValueError(
+            f"README.md lacks the headline markers {HEADLINE_BEGIN!r} ... {HEADLINE_END!r}"
+        )
+    return readme[: i + len(HEADLINE_BEGIN)] + "\n" + headline_md() + "\n" + readme[j:]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if docs/results.md or README is stale")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if docs/results.md or README is stale",
+    )
     args = ap.parse_args(argv)
     from nli.atomic import atomic_write
 
@@ -344,7 +403,10 @@ def main(argv=None) -> int:
     stale = [p for p, text in want.items() if not p.exists() or p.read_text() != text]
     if args.check:
         for p in stale:
-            print(f"stale: {p.relative_to(ROOT)} (run python benchmarks/readme_tables.py)", file=sys.stderr)
+            print(
+                f"stale: {p.relative_to(ROOT)} (run python benchmarks/readme_tables.py)",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     for p in stale:
         atomic_write(p, want[p])

@@ -9,6 +9,7 @@ Summary: benchmarks/results/refine_shipped.json.
 
 Usage: python benchmarks/refine_shipped.py [--dry-run] [--sweeps 8] [--radius 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def main(argv=None) -> int:
         table = nli.load_table(path)
         new, s = refine_table(table, RefineConfig("pareto", args.radius, args.sweeps))
         b, a = ({k: s[x][k] for k in KEYS} for x in ("before", "after"))
-        better = (a["mean_rel_error"] < b["mean_rel_error"] and a["pct_correctly_rounded"] > b["pct_correctly_rounded"]
-                  and a["max_ulp"] <= b["max_ulp"])
+        better = (
+            a["mean_rel_error"] < b["mean_rel_error"]
+            and a["pct_correctly_rounded"] > b["pct_correctly_rounded"]
+            and a["max_ulp"] <= b["max_ulp"]
+        )
         written = better and not args.dry_run
         if written:
             meta = dict(new.meta)
@@ -50,11 +54,19 @@ def main(argv=None) -> int:
             if isinstance(comp, dict) and "ours" in comp:
                 meta["comparison"] = {**comp, "ours_before_pareto": comp["ours"], "ours": a}
             save_table(new.with_lut(new.lut, **meta), path)
-        summary[f"{name}:{mode}"] = {"before": b, "after": a, "changed_entries": s["refined"]["changed_entries"],
-                                     "strictly_better": better, "written": written, "file": str(path)}
-        print(f"{name}:{mode:8s} mean rel {b['mean_rel_error']:.5g} -> {a['mean_rel_error']:.5g}, "
-              f"CR {b['pct_correctly_rounded']:.3f}% -> {a['pct_correctly_rounded']:.3f}%, "
-              f"max ulp {b['max_ulp']} -> {a['max_ulp']}: {'WRITTEN' if written else 'kept'}")
+        summary[f"{name}:{mode}"] = {
+            "before": b,
+            "after": a,
+            "changed_entries": s["refined"]["changed_entries"],
+            "strictly_better": better,
+            "written": written,
+            "file": str(path),
+        }
+        print(
+            f"{name}:{mode:8s} mean rel {b['mean_rel_error']:.5g} -> {a['mean_rel_error']:.5g}, "
+            f"CR {b['pct_correctly_rounded']:.3f}% -> {a['pct_correctly_rounded']:.3f}%, "
+            f"max ulp {b['max_ulp']} -> {a['max_ulp']}: {'WRITTEN' if written else 'kept'}"
+        )
     write_json(args.out, summary)
     print(f"wrote {args.out}")
     return 0

@@ -4,6 +4,7 @@ Every benchmark writes one JSON under ``benchmarks/results/`` atomically (a
 reader never sees half a file), with the same formatting, so that
 ``benchmarks/readme_tables.py`` can regenerate docs/results.md from them.
 """
+
 from __future__ import annotations
 
 import json

@@ -10,6 +10,7 @@ and reduced modes, with the verdict "at most 1 ulp everywhere".
 
 Usage: python benchmarks/tables_report.py [--out benchmarks/results/tables.json] [--stride N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ from nli.table import Table, TableError
 
 from results_io import results_path, write_json
 
-ALL_FP32_EXPONENTS = list(range(0, 255))       # FP32 biased exponents of finite v (0 = subnormal)
+ALL_FP32_EXPONENTS = list(range(0, 255))  # FP32 biased exponents of finite v (0 = subnormal)
 FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range (direct mode's)
 
 
@@ -39,8 +40,18 @@ def _row(table: Table, domain=None) -> dict:
             out[prec] = {"invalid": str(e)}
             continue
         r = error_report(t, domain)
-        out[prec] = {k: r[k] for k in ("inputs", "max_ulp", "mean_ulp", "pct_correctly_rounded",
-                                       "mean_rel_error", "max_rel_error", "nan_mismatch")}
+        out[prec] = {
+            k: r[k]
+            for k in (
+                "inputs",
+                "max_ulp",
+                "mean_ulp",
+                "pct_correctly_rounded",
+                "mean_rel_error",
+                "max_rel_error",
+                "nan_mismatch",
+            )
+        }
         out["domain"] = r["domain"]
     out["layout"] = {"comparators": table.K, "lut_entries": table.entries}
     return out
@@ -69,11 +80,20 @@ def _optional_tables(module: str) -> tuple[dict, str]:
         try:
             got = builder()
             if isinstance(got, dict):
-                found.update({str(k) if not isinstance(k, tuple) else ":".join(map(str, k)): v
-                              for k, v in got.items() if isinstance(v, Table)})
+                found.update(
+                    {
+                        str(k) if not isinstance(k, tuple) else ":".join(map(str, k)): v
+                        for k, v in got.items()
+                        if isinstance(v, Table)
+                    }
+                )
         except Exception as e:  # report, don't hide: the README needs to say what failed
             return found, f"{module}.{builder.__name__}() failed: {e!r}"
-    note = f"{module}: {len(found)} tables" if found else f"{module} present but exposes no tables this script understands"
+    note = (
+        f"{module}: {len(found)} tables"
+        if found
+        else f"{module} present but exposes no tables this script understands"
+    )
     return found, note
 
 
@@ -90,7 +110,9 @@ def run(stride: int) -> dict:
             comp = {}
             comp["table_domain_binades"] = composite_inverse_report(t, name, mode)
             exps = ALL_FP32_EXPONENTS if mode == "reduced" else FP16_RANGE_EXPONENTS
-            comp["all_binades"] = composite_inverse_report(t, name, mode, exponents=exps, stride=stride)
+            comp["all_binades"] = composite_inverse_report(
+                t, name, mode, exponents=exps, stride=stride
+            )
             report["composite"][f"{name}:{mode}"] = comp
         print(f"default {name}:{mode} done ({time.time() - t0:.0f} s)", flush=True)
     try:
@@ -116,11 +138,16 @@ def run(stride: int) -> dict:
     for label, t in tables.items():
         report["published"][label] = {"function": t.function, **_row(t)}
     report["verdict"] = {
-        k: {"at_most_1_ulp_on_table": report["defaults"][k]["fp32"].get("max_ulp", 99) <= 1,
+        k: {
+            "at_most_1_ulp_on_table": report["defaults"][k]["fp32"].get("max_ulp", 99) <= 1,
             "at_most_1_ulp_composite_table_binades": v["table_domain_binades"]["at_most_1_ulp"],
             "at_most_1_ulp_composite_all_binades": v["all_binades"]["at_most_1_ulp"],
-            "composite_max_ulp": max(v["table_domain_binades"]["max_ulp"], v["all_binades"]["max_ulp"])}
-        for k, v in report["composite"].items()}
+            "composite_max_ulp": max(
+                v["table_domain_binades"]["max_ulp"], v["all_binades"]["max_ulp"]
+            ),
+        }
+        for k, v in report["composite"].items()
+    }
     report["seconds"] = time.time() - t0
     return report
 
@@ -128,10 +155,13 @@ def run(stride: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(results_path("tables.json")))
-    ap.add_argument("--stride", type=int, default=97, help="mantissa stride of the all-binade sweep")
+    ap.add_argument(
+        "--stride", type=int, default=97, help="mantissa stride of the all-binade sweep"
+    )
     args = ap.parse_args(argv)
     rep = run(args.stride)
     write_json(args.out, rep)
+
     def cell(r):
         if "invalid" in r:
             return "not a valid fp16 table (RNE16(mul) overflows)"

@@ -13,6 +13,7 @@ benchmarks/results/train.json) with the SPRI language-by-expert heatmap.
     python benchmarks/train.py --max-runs 1     # at most one new run this session
     python benchmarks/train.py --smoke          # tiny budget end to end + projected full cost
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,46 +35,109 @@ from moe.finetune.train import train  # noqa: E402
 from moe.finetune.train_setup import MOE_METHODS, SCOPES, TrainConfig, device_label  # noqa: E402
 from moe.finetune.translate_eval import evaluate_translation, mutual_information  # noqa: E402
 
-SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
+SWEEP_RHO = (
+    0.5,
+    0.75,
+    0.9,
+    0.95,
+)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
 SWEEP_S = (1.0, 2.0, 4.0)
 GROW_UTILITY = "saliency"
 INIT_RHO = (0.25, 0.5, 0.75, 0.9)
 INIT_S = (1.0, 2.0, 4.0, 8.0)
-METRICS = ("chrf++_mean", "bleu_mean", "loss_mean", "ppl_mean", "train_seconds", "build_seconds", "eval_seconds",
-           "mi_norm_mean", "load_cv_mean")
+METRICS = (
+    "chrf++_mean",
+    "bleu_mean",
+    "loss_mean",
+    "ppl_mean",
+    "train_seconds",
+    "build_seconds",
+    "eval_seconds",
+    "mi_norm_mean",
+    "load_cv_mean",
+)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="out/data/translation.json", help="data file (built by `nli data fetch` if missing)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default="out/data/translation.json",
+        help="data file (built by `nli data fetch` if missing)",
+    )
     p.add_argument("--model", default="smollm2")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--stage1-frac", type=float, default=0.25, help="SPRI stage-1 share of the steps")
-    p.add_argument("--seeds", default="0,1", help="seeds of dense_full, sparse and spri (others: the first)")
+    p.add_argument(
+        "--stage1-frac", type=float, default=0.25, help="SPRI stage-1 share of the steps"
+    )
+    p.add_argument(
+        "--seeds", default="0,1", help="seeds of dense_full, sparse and spri (others: the first)"
+    )
     p.add_argument("--sweep-steps", type=int, default=50)
     p.add_argument("--sweep-dev-per-lang", type=int, default=25)
-    p.add_argument("--gen-per-lang", type=int, default=25, help="test pairs per language translated for chrF++/BLEU")
+    p.add_argument(
+        "--gen-per-lang",
+        type=int,
+        default=25,
+        help="test pairs per language translated for chrF++/BLEU",
+    )
     p.add_argument("--max-new", type=int, default=64)
-    p.add_argument("--nli-per-lang", type=int, default=25, help="test pairs per language of the nli re-evaluation")
-    p.add_argument("--nli-gen-per-lang", type=int, default=5, help="of which translated (nli decoding is slow)")
-    p.add_argument("--only", nargs="*", default=None,
-                   help="run names (or 'init_sweep', 'sweep', 'nli') to run this session; "
-                        "--only with no name writes the combined report from cached runs")
+    p.add_argument(
+        "--nli-per-lang",
+        type=int,
+        default=25,
+        help="test pairs per language of the nli re-evaluation",
+    )
+    p.add_argument(
+        "--nli-gen-per-lang", type=int, default=5, help="of which translated (nli decoding is slow)"
+    )
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="run names (or 'init_sweep', 'sweep', 'nli') to run this session; "
+        "--only with no name writes the combined report from cached runs",
+    )
     p.add_argument("--max-runs", type=int, default=None, help="stop after this many new runs")
-    p.add_argument("--cache", default="benchmarks/results/train", help="per-run result JSON directory")
-    p.add_argument("--runs", default="out/train_runs", help="training checkpoints (deleted once a run is cached)")
+    p.add_argument(
+        "--cache", default="benchmarks/results/train", help="per-run result JSON directory"
+    )
+    p.add_argument(
+        "--runs",
+        default="out/train_runs",
+        help="training checkpoints (deleted once a run is cached)",
+    )
     p.add_argument("--out", default="benchmarks/results/train.json")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (part of each run's cache key unless cpu)")
-    p.add_argument("--scope", default="ffn", choices=SCOPES,
-                   help="what the MoE methods train: the upcycled FFNs (ffn) or every parameter (full); "
-                        "benchmarks/train_gpu.py runs the full-scope comparison")
-    p.add_argument("--smoke", action="store_true", help="tiny budget: 2 steps, 2 test pairs/lang, 3 methods")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:N (part of each run's cache key unless cpu)",
+    )
+    p.add_argument(
+        "--scope",
+        default="ffn",
+        choices=SCOPES,
+        help="what the MoE methods train: the upcycled FFNs (ffn) or every parameter (full); "
+        "benchmarks/train_gpu.py runs the full-scope comparison",
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="tiny budget: 2 steps, 2 test pairs/lang, 3 methods"
+    )
     a = p.parse_args(argv)
     if a.smoke:
-        a.steps, a.sweep_steps, a.seeds, a.sweep_dev_per_lang, a.gen_per_lang, a.max_new = 2, 1, "0", 2, 1, 16
+        a.steps, a.sweep_steps, a.seeds, a.sweep_dev_per_lang, a.gen_per_lang, a.max_new = (
+            2,
+            1,
+            "0",
+            2,
+            1,
+            16,
+        )
         a.nli_per_lang, a.nli_gen_per_lang = 1, 1
         a.cache, a.out = "benchmarks/results/train_smoke", "benchmarks/results/train_smoke.json"
         a.runs = "out/train_runs_smoke"
@@ -82,14 +146,34 @@ def parse_args(argv=None):
 
 def _cfg(a, method, seed, steps=None, **kw) -> TrainConfig:
     scope = a.scope if method in MOE_METHODS else "ffn"
-    return TrainConfig(method=method, seed=seed, steps=steps or a.steps, batch_size=a.batch, lr=a.lr, scope=scope,
-                       device=a.device, **kw)
+    return TrainConfig(
+        method=method,
+        seed=seed,
+        steps=steps or a.steps,
+        batch_size=a.batch,
+        lr=a.lr,
+        scope=scope,
+        device=a.device,
+        **kw,
+    )
 
 
 def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
     grid = [(0.5, 8.0)] if a.smoke else [(r, s) for r in SWEEP_RHO for s in SWEEP_S]
-    return [(f"sweep_rho{r}_s{s:g}", _cfg(a, "spri", 0, a.sweep_steps, stage1_frac=a.stage1_frac,
-                                          upcycle_opts={"rho": r, "scale": s})) for r, s in grid]
+    return [
+        (
+            f"sweep_rho{r}_s{s:g}",
+            _cfg(
+                a,
+                "spri",
+                0,
+                a.sweep_steps,
+                stage1_frac=a.stage1_frac,
+                upcycle_opts={"rho": r, "scale": s},
+            ),
+        )
+        for r, s in grid
+    ]
 
 
 def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
@@ -102,22 +186,51 @@ def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
     pts = []
     if path.is_file():  # complete or partial (each point is saved as it is measured)
         got = json.loads(path.read_text(encoding="utf-8"))
-        if got.get("model") == a.model and got.get("data_sha256") == a.data_sha256 and got.get("dev_pairs") == len(dev_sub):
+        if (
+            got.get("model") == a.model
+            and got.get("data_sha256") == a.data_sha256
+            and got.get("dev_pairs") == len(dev_sub)
+        ):
             pts = got["points"]
     if len(pts) == len(grid) + 1 or (a.only is not None and "init_sweep" not in a.only):
         return pts
-    print(f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} dev-loss evaluations "
-          f"(dense + {len(grid)} (rho, s) points) left, on {len(dev_sub)} dev pairs", flush=True)
+    print(
+        f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} dev-loss evaluations "
+        f"(dense + {len(grid)} (rho, s) points) left, on {len(dev_sub)} dev pairs",
+        flush=True,
+    )
 
     def save():
-        _atomic_json(path, {"model": a.model, "data_sha256": a.data_sha256, "dev_pairs": len(dev_sub), "points": pts})
+        _atomic_json(
+            path,
+            {
+                "model": a.model,
+                "data_sha256": a.data_sha256,
+                "dev_pairs": len(dev_sub),
+                "points": pts,
+            },
+        )
+
     if not pts:
-        pts.append({"rho": None, "scale": None, "method": "dense",
-                    "dev_loss": teacher_forced_stats(dense, tok, dev_sub)["loss_mean"]})
+        pts.append(
+            {
+                "rho": None,
+                "scale": None,
+                "method": "dense",
+                "dev_loss": teacher_forced_stats(dense, tok, dev_sub)["loss_mean"],
+            }
+        )
         save()
-    for r, sc in grid[len(pts) - 1:]:
+    for r, sc in grid[len(pts) - 1 :]:
         m = upcycle(dense, "spri", num_experts=8, top_k=2, seed=0, rho=r, scale=sc)
-        pts.append({"rho": r, "scale": sc, "method": "spri", "dev_loss": teacher_forced_stats(m, tok, dev_sub)["loss_mean"]})
+        pts.append(
+            {
+                "rho": r,
+                "scale": sc,
+                "method": "spri",
+                "dev_loss": teacher_forced_stats(m, tok, dev_sub)["loss_mean"],
+            }
+        )
         print(f"  rho {r} s {sc:g}: dev loss {pts[-1]['dev_loss']:.3f}", flush=True)
         del m
         save()
@@ -130,15 +243,22 @@ def main_plan(a, spri_opts: dict) -> list[tuple[str, TrainConfig]]:
     spri = dict(upcycle_opts=spri_opts, stage1_frac=a.stage1_frac)
     runs = []
     for seed in seeds:
-        runs += [("dense_full", _cfg(a, "dense_full", seed)), ("sparse", _cfg(a, "sparse", seed)),
-                 ("spri", _cfg(a, "spri", seed, **spri))]
+        runs += [
+            ("dense_full", _cfg(a, "dense_full", seed)),
+            ("sparse", _cfg(a, "sparse", seed)),
+            ("spri", _cfg(a, "spri", seed, **spri)),
+        ]
     if a.smoke:
         return runs
-    runs += [("dense_ffn", _cfg(a, "dense_ffn", s0)), ("drop", _cfg(a, "drop", s0, upcycle_opts={"ratio": 0.5})),
-             ("partition", _cfg(a, "partition", s0)), ("cluster", _cfg(a, "cluster", s0)),
-             ("spri_1stage", _cfg(a, "spri", s0, upcycle_opts=spri_opts)),
-             ("grow_uniform", _cfg(a, "spri", s0, grow_select="uniform", **spri)),
-             (f"grow_{GROW_UTILITY}", _cfg(a, "spri", s0, grow_select=GROW_UTILITY, **spri))]
+    runs += [
+        ("dense_ffn", _cfg(a, "dense_ffn", s0)),
+        ("drop", _cfg(a, "drop", s0, upcycle_opts={"ratio": 0.5})),
+        ("partition", _cfg(a, "partition", s0)),
+        ("cluster", _cfg(a, "cluster", s0)),
+        ("spri_1stage", _cfg(a, "spri", s0, upcycle_opts=spri_opts)),
+        ("grow_uniform", _cfg(a, "spri", s0, grow_select="uniform", **spri)),
+        (f"grow_{GROW_UTILITY}", _cfg(a, "spri", s0, grow_select=GROW_UTILITY, **spri)),
+    ]
     return runs
 
 
@@ -162,25 +282,49 @@ def cached(a, name: str, cfg: TrainConfig) -> dict | None:
     if not path.is_file():
         return None
     res = json.loads(path.read_text(encoding="utf-8"))
-    if res["config"] != cfg.to_dict() or res.get("model") != a.model or res.get("data_sha256") != a.data_sha256:
-        print(f"[train bench] {path.name}: cached config differs from this plan; rerunning", flush=True)
+    if (
+        res["config"] != cfg.to_dict()
+        or res.get("model") != a.model
+        or res.get("data_sha256") != a.data_sha256
+    ):
+        print(
+            f"[train bench] {path.name}: cached config differs from this plan; rerunning",
+            flush=True,
+        )
         return None
     return res
 
 
 def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> dict:
     run_dir = Path(a.runs) / f"{name}_s{cfg.seed}"
-    print(f"[train bench] {name} seed {cfg.seed}: {cfg.steps} steps x batch {cfg.batch_size}", flush=True)
+    print(
+        f"[train bench] {name} seed {cfg.seed}: {cfg.steps} steps x batch {cfg.batch_size}",
+        flush=True,
+    )
     model, summary = train(dense, tok, train_recs, cfg, run_dir)
-    ev = evaluate_translation(model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True)
-    res = {"name": name, "seed": cfg.seed, "model": a.model, "data_sha256": a.data_sha256, "config": cfg.to_dict(),
-           "summary": {k: v for k, v in summary.items() if k != "config"}, "eval": ev,
-           "eval_split": "dev" if name.startswith("sweep") else "test", "torch_threads": torch.get_num_threads(),
-           "device": device_label(cfg.device)}
+    ev = evaluate_translation(
+        model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True
+    )
+    res = {
+        "name": name,
+        "seed": cfg.seed,
+        "model": a.model,
+        "data_sha256": a.data_sha256,
+        "config": cfg.to_dict(),
+        "summary": {k: v for k, v in summary.items() if k != "config"},
+        "eval": ev,
+        "eval_split": "dev" if name.startswith("sweep") else "test",
+        "torch_threads": torch.get_num_threads(),
+        "device": device_label(cfg.device),
+    }
     if cfg.method not in ("dense_full", "dense_ffn") and not name.startswith("sweep"):
-        from moe.checkpoint import save_checkpoint  # kept for the `nli` re-evaluation of the best MoE
+        from moe.checkpoint import (
+            save_checkpoint,
+        )  # kept for the `nli` re-evaluation of the best MoE
 
-        save_checkpoint(Path(a.runs) / "final" / f"{name}_s{cfg.seed}", model, {"source": a.model, "run": name})
+        save_checkpoint(
+            Path(a.runs) / "final" / f"{name}_s{cfg.seed}", model, {"source": a.model, "run": name}
+        )
     _atomic_json(Path(a.cache) / f"{name}_s{cfg.seed}.json", res)
     shutil.rmtree(run_dir, ignore_errors=True)
     del model
@@ -195,38 +339,63 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
     from moe.checkpoint import load_checkpoint
     from moe.finetune.translate_eval import nli_comparison
 
-    moe_runs = [r for r in results if r["config"]["method"] not in ("dense_full", "dense_ffn")
-                and r["eval"]["scores"]["chrf++_mean"] is not None]
+    moe_runs = [
+        r
+        for r in results
+        if r["config"]["method"] not in ("dense_full", "dense_ffn")
+        and r["eval"]["scores"]["chrf++_mean"] is not None
+    ]
     if not moe_runs:
         return None
     best = max(moe_runs, key=lambda r: r["eval"]["scores"]["chrf++_mean"])
     run_ids = [f"{r['name']}_s{r['seed']}" for r in moe_runs]
     path = Path(a.cache) / f"nli_{best['name']}_s{best['seed']}.json"
-    if path.is_file():  # still the best: say of which runs, now (the file keeps what it was chosen from)
+    if (
+        path.is_file()
+    ):  # still the best: say of which runs, now (the file keeps what it was chosen from)
         res = json.loads(path.read_text(encoding="utf-8"))
         return {**res, "best_of": run_ids, "best_of_complete": complete}
     if not (a.only is not None and "nli" in a.only) and not (a.only is None and complete):
-        older = sorted(Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime)  # an earlier best
+        older = sorted(
+            Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime
+        )  # an earlier best
         if not older:
             return None
         res = json.loads(older[-1].read_text(encoding="utf-8"))
         return {**res, "best_now": f"{best['name']}_s{best['seed']}"}
     ckpt = Path(a.runs) / "final" / f"{best['name']}_s{best['seed']}"
     if not ckpt.is_dir():
-        print(f"[train bench] no checkpoint {ckpt} for the nli stage; rerun that run to make one", flush=True)
+        print(
+            f"[train bench] no checkpoint {ckpt} for the nli stage; rerun that run to make one",
+            flush=True,
+        )
         return None
     by = {}
     for r in test:
         by.setdefault(r["lang"], []).append(r)
-    recs = [r for rs in by.values() for r in rs[:a.nli_per_lang]]
-    print(f"[train bench] nli stage: {best['name']} seed {best['seed']} on {len(recs)} test pairs", flush=True)
+    recs = [r for rs in by.values() for r in rs[: a.nli_per_lang]]
+    print(
+        f"[train bench] nli stage: {best['name']} seed {best['seed']} on {len(recs)} test pairs",
+        flush=True,
+    )
     try:
-        cmp = nli_comparison(load_checkpoint(ckpt), tok, recs, a.nli_gen_per_lang, a.max_new, progress=True)
-    except (ValueError, FileNotFoundError, ImportError) as e:  # e.g. NLI tables not built yet: not cached
+        cmp = nli_comparison(
+            load_checkpoint(ckpt), tok, recs, a.nli_gen_per_lang, a.max_new, progress=True
+        )
+    except (
+        ValueError,
+        FileNotFoundError,
+        ImportError,
+    ) as e:  # e.g. NLI tables not built yet: not cached
         print(f"[train bench] nli stage failed: {e}", flush=True)
         return {"name": best["name"], "seed": best["seed"], "error": str(e)}
-    res = {"name": best["name"], "seed": best["seed"], "chosen_from": run_ids,
-           "comparison_complete": complete, **cmp}
+    res = {
+        "name": best["name"],
+        "seed": best["seed"],
+        "chosen_from": run_ids,
+        "comparison_complete": complete,
+        **cmp,
+    }
     _atomic_json(path, res)
     return res
 
@@ -247,8 +416,11 @@ def aggregate(results: list[dict]) -> dict:
             vals = [_metric(r, m) for r in rs]
             vals = [v for v in vals if v is not None]
             if vals:
-                row[m] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-                          "values": vals}
+                row[m] = {
+                    "mean": float(np.mean(vals)),
+                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                    "values": vals,
+                }
         out[name] = row
     return out
 
@@ -275,9 +447,12 @@ def verdict(agg: dict) -> dict:
         for m in ("chrf++_mean", "bleu_mean", "loss_mean"):
             if m in agg["spri"] and m in agg[base]:
                 spread = [x for x in (agg["spri"][m]["std"], agg[base][m]["std"]) if x is not None]
-                out[f"spri_minus_{base}_{m}"] = {"base": base, "metric": m,
-                                                 "delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
-                                                 "max_seed_std": max(spread) if spread else None}
+                out[f"spri_minus_{base}_{m}"] = {
+                    "base": base,
+                    "metric": m,
+                    "delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
+                    "max_seed_std": max(spread) if spread else None,
+                }
     return out
 
 
@@ -294,7 +469,9 @@ def plot_heatmap(res: dict, path: Path) -> Path:
     n = len(layers)
     cols = min(4, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1, 2.8 * rows), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.2 * cols + 1, 2.8 * rows), squeeze=False, layout="constrained"
+    )
     probs = {}
     for layer in layers:
         c = np.array(counts[layer], dtype=np.float64)  # [L, E]
@@ -311,7 +488,10 @@ def plot_heatmap(res: dict, path: Path) -> Path:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), label="p(expert | language)")
-    fig.suptitle(f"{res['name']} (seed {res['seed']}): share of target-token assignments per expert", fontsize=9)
+    fig.suptitle(
+        f"{res['name']} (seed {res['seed']}): share of target-token assignments per expert",
+        fontsize=9,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -323,24 +503,53 @@ def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
     per_step = {}
     for r in results:
         key = r["config"]["method"] + ("_grow" if r["config"]["grow_select"] else "")
-        per_step.setdefault(key, []).append(r["summary"]["train_seconds"] / max(1, r["summary"]["steps_done"]))
+        per_step.setdefault(key, []).append(
+            r["summary"]["train_seconds"] / max(1, r["summary"]["steps_done"])
+        )
     per_step = {k: float(np.mean(v)) for k, v in per_step.items()}
-    gen = [r["eval"]["eval_seconds"]["generate"] / sum(v["n"] for v in r["eval"]["scores"]["per_lang"].values())
-           for r in results if r["eval"]["scores"]["per_lang"]]
-    loss = [r["eval"]["eval_seconds"]["loss"] / sum(1 for _ in r["eval"]["target_tokens"]) for r in results]
+    gen = [
+        r["eval"]["eval_seconds"]["generate"]
+        / sum(v["n"] for v in r["eval"]["scores"]["per_lang"].values())
+        for r in results
+        if r["eval"]["scores"]["per_lang"]
+    ]
+    loss = [
+        r["eval"]["eval_seconds"]["loss"] / sum(1 for _ in r["eval"]["target_tokens"])
+        for r in results
+    ]
     worst = max(per_step.values())
     sweep, main_runs = sweep_plan(full_args), main_plan(full_args, {"rho": 0.5, "scale": 8.0})
-    train_s = sum(c.steps * per_step.get(c.method + ("_grow" if c.grow_select else ""),
-                                         per_step.get(c.method, worst)) for _, c in sweep + main_runs)
+    train_s = sum(
+        c.steps
+        * per_step.get(c.method + ("_grow" if c.grow_select else ""), per_step.get(c.method, worst))
+        for _, c in sweep + main_runs
+    )
     n_lang = 8
-    gen_s = len(main_runs) * n_lang * full_args.gen_per_lang * float(np.mean(gen)) * full_args.max_new / smoke_max_new
+    gen_s = (
+        len(main_runs)
+        * n_lang
+        * full_args.gen_per_lang
+        * float(np.mean(gen))
+        * full_args.max_new
+        / smoke_max_new
+    )
     # smoke loss pass: 2 test pairs per language; full: 200 test pairs (main) or sweep_dev_per_lang (sweep)
-    loss_s = float(np.mean(loss)) / 2 * n_lang * (len(main_runs) * 200 + len(sweep) * full_args.sweep_dev_per_lang)
-    return {"label": "PROJECTION from the smoke run's measured times on the shared CPU, not a measurement",
-            "seconds_per_step_batch": per_step, "seconds_per_translation": float(np.mean(gen)),
-            "runs": len(sweep) + len(main_runs), "train_hours": train_s / 3600,
-            "generation_hours_upper": gen_s / 3600, "loss_eval_hours": loss_s / 3600,
-            "total_hours": (train_s + gen_s + loss_s) / 3600}
+    loss_s = (
+        float(np.mean(loss))
+        / 2
+        * n_lang
+        * (len(main_runs) * 200 + len(sweep) * full_args.sweep_dev_per_lang)
+    )
+    return {
+        "label": "PROJECTION from the smoke run's measured times on the shared CPU, not a measurement",
+        "seconds_per_step_batch": per_step,
+        "seconds_per_translation": float(np.mean(gen)),
+        "runs": len(sweep) + len(main_runs),
+        "train_hours": train_s / 3600,
+        "generation_hours_upper": gen_s / 3600,
+        "loss_eval_hours": loss_s / 3600,
+        "total_hours": (train_s + gen_s + loss_s) / 3600,
+    }
 
 
 def check_only(a) -> None:
@@ -350,8 +559,10 @@ def check_only(a) -> None:
     known = {"init_sweep", "sweep", "nli"} | {n for n, _ in sweep_plan(a) + main_plan(a, {})}
     bad = [n for n in a.only if n not in known]
     if bad:
-        raise SystemExit(f"benchmarks/train.py: --only: unknown run name(s) {', '.join(bad)}; "
-                         f"known: {', '.join(sorted(known))}")
+        raise SystemExit(
+            f"benchmarks/train.py: --only: unknown run name(s) {', '.join(bad)}; "
+            f"known: {', '.join(sorted(known))}"
+        )
 
 
 def main(argv=None) -> int:
@@ -371,9 +582,11 @@ def main(argv=None) -> int:
     by = {}
     for r in dev:
         by.setdefault(r["lang"], []).append(r)
-    dev_sub = [r for rs in by.values() for r in rs[:a.sweep_dev_per_lang]]
+    dev_sub = [r for rs in by.values() for r in rs[: a.sweep_dev_per_lang]]
     new = 0
-    wanted = (lambda n: a.only is None or n in a.only or (n.startswith("sweep") and "sweep" in a.only))
+    wanted = lambda n: (
+        a.only is None or n in a.only or (n.startswith("sweep") and "sweep" in a.only)
+    )
 
     def do(plan, eval_recs, gen):
         nonlocal new
@@ -397,27 +610,45 @@ def main(argv=None) -> int:
         plan = [(n, c) for n, c in plan if c.method != "spri"]
     results = do(plan, test, a.gen_per_lang)
     todo = len(sweep_plan(a)) - len(sweep) + (len(main_plan(a, spri_opts or {})) - len(results))
-    report = {"data": {k: data[k] for k in ("sources", "extracted", "extracted_sha256", "split_sha256", "counts")},
-              "args": vars(a), "init_sweep": init_pts,
-              "sweep": [{"opts": r["config"]["upcycle_opts"], "dev_loss": r["eval"]["loss_mean"]} for r in sweep],
-              "spri_opts": spri_opts, "complete": todo == 0, "missing_runs": todo,
-              "session_seconds": time.perf_counter() - t0}
+    report = {
+        "data": {
+            k: data[k]
+            for k in ("sources", "extracted", "extracted_sha256", "split_sha256", "counts")
+        },
+        "args": vars(a),
+        "init_sweep": init_pts,
+        "sweep": [
+            {"opts": r["config"]["upcycle_opts"], "dev_loss": r["eval"]["loss_mean"]} for r in sweep
+        ],
+        "spri_opts": spri_opts,
+        "complete": todo == 0,
+        "missing_runs": todo,
+        "session_seconds": time.perf_counter() - t0,
+    }
     if results:
         agg = aggregate(results)
         report.update(methods=agg, verdict=verdict(agg))
         report["nli"] = nli_stage(a, results, tok, test, complete=todo == 0)
         spri0 = next((r for r in results if r["name"] == "spri"), None)
         if spri0 is not None and spri0["eval"]["counts"]:
-            report["heatmap"] = str(plot_heatmap(spri0, Path(a.out).with_name(Path(a.out).stem + "_spri_heatmap.png")))
+            report["heatmap"] = str(
+                plot_heatmap(spri0, Path(a.out).with_name(Path(a.out).stem + "_spri_heatmap.png"))
+            )
     if a.smoke and results:
         report["projection_full"] = projection(sweep + results, a.max_new, parse_args([]))
     _atomic_json(Path(a.out), report)
-    print(f"[train bench] wrote {a.out}: {len(sweep) + len(results)} runs cached, {todo} missing", flush=True)
+    print(
+        f"[train bench] wrote {a.out}: {len(sweep) + len(results)} runs cached, {todo} missing",
+        flush=True,
+    )
     if report.get("projection_full"):
         pj = report["projection_full"]
-        print(f"[train bench] projected full plan: {pj['runs']} runs, train {pj['train_hours']:.1f} h, "
-              f"generation <= {pj['generation_hours_upper']:.1f} h, loss eval {pj['loss_eval_hours']:.1f} h, "
-              f"total {pj['total_hours']:.1f} h", flush=True)
+        print(
+            f"[train bench] projected full plan: {pj['runs']} runs, train {pj['train_hours']:.1f} h, "
+            f"generation <= {pj['generation_hours_upper']:.1f} h, loss eval {pj['loss_eval_hours']:.1f} h, "
+            f"total {pj['total_hours']:.1f} h",
+            flush=True,
+        )
     return 0
 
 

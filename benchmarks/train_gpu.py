@@ -31,6 +31,7 @@ with a run alone: each JSON records the device, thread count and
     python benchmarks/train_gpu.py --device cuda --workers 12 --out-dir "$OUT"
     python benchmarks/train_gpu.py --smoke      # CPU, 2 steps, 2 pairs/lang, 2 workers
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,9 @@ import io
 import json
 import multiprocessing as mp
 import os
-import shutil
 from pathlib import Path
 import queue
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -52,14 +53,19 @@ sys.path.insert(0, str(ROOT))
 
 LRS = (5e-5, 1e-4, 3e-4)
 SWEPT = ("dense_full", "sparse", "spri")
-SPRI_OPTS = {"rho": 0.95, "scale": 2.0}  # chosen on dev by the CPU (rho, s) sweep: benchmarks/results/train.json
+SPRI_OPTS = {
+    "rho": 0.95,
+    "scale": 2.0,
+}  # chosen on dev by the CPU (rho, s) sweep: benchmarks/results/train.json
 DROP_OPTS = {"ratio": 0.5}  # as in benchmarks/train.py
 TARBALL = "train_gpu.tgz"
 CACHE = "benchmarks/results/train_gpu"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", default="out/data/translation.json")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N")
@@ -73,17 +79,25 @@ def parse_args(argv=None):
     p.add_argument("--dev-per-lang", type=int, default=25)
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--long-factor", type=int, default=4)
-    p.add_argument("--test-per-lang", type=int, default=None, help="test pairs per language for the loss (all)")
+    p.add_argument(
+        "--test-per-lang", type=int, default=None, help="test pairs per language for the loss (all)"
+    )
     p.add_argument("--gen-per-lang", type=int, default=100)
     p.add_argument("--max-new", type=int, default=64)
     p.add_argument("--eval-batch", type=int, default=32)
     p.add_argument("--gen-batch", type=int, default=200)
-    p.add_argument("--deadline", type=float, default=400.0, help="no run starts after this many seconds")
-    p.add_argument("--hard-stop", type=float, default=455.0, help="end unfinished runs and pack at this time")
+    p.add_argument(
+        "--deadline", type=float, default=400.0, help="no run starts after this many seconds"
+    )
+    p.add_argument(
+        "--hard-stop", type=float, default=455.0, help="end unfinished runs and pack at this time"
+    )
     p.add_argument("--cache", default=CACHE)
     p.add_argument("--runs", default="out/train_full_runs", help="CPU runs' resume checkpoints")
     p.add_argument("--out-dir", default=os.environ.get("OUT", "out/train_gpu_out"))
-    p.add_argument("--smoke", action="store_true", help="CPU, 2 steps, 2 pairs/lang, 2 workers, 64 train pairs")
+    p.add_argument(
+        "--smoke", action="store_true", help="CPU, 2 steps, 2 pairs/lang, 2 workers, 64 train pairs"
+    )
     a = p.parse_args(argv)
     if a.smoke:
         a.device, a.workers, a.steps, a.sweep_steps, a.dev_per_lang = "cpu", 2, 2, 1, 2
@@ -93,7 +107,9 @@ def parse_args(argv=None):
     a.lrs = [float(x) for x in a.lrs.split(",")]
     a.seeds = [int(x) for x in a.seeds.split(",")]
     if a.workers < 1 or a.threads < 1 or not a.lrs or not a.seeds:
-        raise SystemExit("benchmarks/train_gpu.py: need --workers >= 1, --threads >= 1, some --lrs and --seeds")
+        raise SystemExit(
+            "benchmarks/train_gpu.py: need --workers >= 1, --threads >= 1, some --lrs and --seeds"
+        )
     return a
 
 
@@ -101,8 +117,16 @@ def _cfg(a, method: str, seed: int, lr: float, steps: int, **kw):
     from moe.finetune.train_setup import TrainConfig
 
     scope = "full" if method not in ("dense_full", "dense_ffn") else "ffn"
-    return TrainConfig(method=method, seed=seed, steps=steps, batch_size=a.batch, lr=lr, scope=scope,
-                       device=a.device, **kw)
+    return TrainConfig(
+        method=method,
+        seed=seed,
+        steps=steps,
+        batch_size=a.batch,
+        lr=lr,
+        scope=scope,
+        device=a.device,
+        **kw,
+    )
 
 
 def _method_kw(a, name: str) -> dict:
@@ -118,8 +142,18 @@ def _method_kw(a, name: str) -> dict:
 
 def sweep_plan(a) -> list[dict]:
     """The LR sweep: one task per (method, lr), dev loss only."""
-    return [{"name": f"lrsweep_{m}_lr{lr:g}", "method": m, "lr_of": None, "seed": a.seeds[0], "split": "dev",
-             "cfg": _cfg(a, m, a.seeds[0], lr, a.sweep_steps, **_method_kw(a, m))} for m in SWEPT for lr in a.lrs]
+    return [
+        {
+            "name": f"lrsweep_{m}_lr{lr:g}",
+            "method": m,
+            "lr_of": None,
+            "seed": a.seeds[0],
+            "split": "dev",
+            "cfg": _cfg(a, m, a.seeds[0], lr, a.sweep_steps, **_method_kw(a, m)),
+        }
+        for m in SWEPT
+        for lr in a.lrs
+    ]
 
 
 def main_plan(a) -> list[dict]:
@@ -128,7 +162,17 @@ def main_plan(a) -> list[dict]:
     out = []
 
     def add(name, method, lr_of, seed, steps):
-        out.append({"name": name, "method": method, "lr_of": lr_of, "seed": seed, "split": "test", "steps": steps})
+        out.append(
+            {
+                "name": name,
+                "method": method,
+                "lr_of": lr_of,
+                "seed": seed,
+                "split": "test",
+                "steps": steps,
+            }
+        )
+
     for seed in a.seeds:
         add("dense_full", "dense_full", "dense_full", seed, a.steps)
         add("spri_full", "spri", "spri", seed, a.steps)
@@ -136,7 +180,11 @@ def main_plan(a) -> list[dict]:
         add("sparse_full", "sparse", "sparse", seed, a.steps)
     add(f"dense_full_x{a.long_factor}", "dense_full", "dense_full", s0, a.steps * a.long_factor)
     add(f"spri_full_x{a.long_factor}", "spri", "spri", s0, a.steps * a.long_factor)
-    for name, method in (("drop_full", "drop"), ("cluster_full", "cluster"), ("spri_1stage_full", "spri")):
+    for name, method in (
+        ("drop_full", "drop"),
+        ("cluster_full", "cluster"),
+        ("spri_1stage_full", "spri"),
+    ):
         add(name, method, "spri", s0, a.steps)
     return out
 
@@ -146,8 +194,10 @@ def choose_lrs(sweep_results: dict[str, dict]) -> dict[str, dict]:
     by: dict[str, dict] = {}
     for r in sweep_results.values():
         by.setdefault(r["config"]["method"], {})[r["config"]["lr"]] = r["eval"]["loss_mean"]
-    return {m: {"lr": min(d, key=d.get), "dev_loss": {f"{k:g}": v for k, v in sorted(d.items())}}
-            for m, d in by.items()}
+    return {
+        m: {"lr": min(d, key=d.get), "dev_loss": {f"{k:g}": v for k, v in sorted(d.items())}}
+        for m, d in by.items()
+    }
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -170,7 +220,11 @@ def _cached(path: Path, cfg_dict: dict, a) -> dict | None:
     if not path.is_file():
         return None
     res = json.loads(path.read_text(encoding="utf-8"))
-    ok = res.get("config") == cfg_dict and res.get("model") == a.model and res.get("data_sha256") == a.data_sha256
+    ok = (
+        res.get("config") == cfg_dict
+        and res.get("model") == a.model
+        and res.get("data_sha256") == a.data_sha256
+    )
     return res if ok else None
 
 
@@ -195,7 +249,10 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
         tok = Tokenizer.from_str(blob["tokenizer"])
         data = read_dataset(a.data)
         train_recs = data["train"][:64] if a.smoke else data["train"]
-        splits = {"dev": _per_lang(data["dev"], a.dev_per_lang), "test": _per_lang(data["test"], a.test_per_lang)}
+        splits = {
+            "dev": _per_lang(data["dev"], a.dev_per_lang),
+            "test": _per_lang(data["test"], a.test_per_lang),
+        }
         label = device_label(a.device)
     except Exception:
         results.put(("dead", wid, traceback.format_exc()))
@@ -212,13 +269,31 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
             run_dir = Path(a.runs) / f"{task['name']}_s{cfg.seed}" if a.device == "cpu" else None
             model, summary = train(dense, tok, train_recs, cfg, run_dir, progress=False)
             gen = a.gen_per_lang if task["split"] == "test" else 0
-            ev = evaluate_translation(model, tok, splits[task["split"]], gen_per_lang=gen, max_new_tokens=a.max_new,
-                                      batch_size=a.eval_batch, gen_batch=a.gen_batch, keep_hyps=True)
-            res = {"name": task["name"], "seed": cfg.seed, "model": a.model, "data_sha256": a.data_sha256,
-                   "config": cfg.to_dict(), "summary": {k: v for k, v in summary.items() if k != "config"},
-                   "eval": ev, "eval_split": task["split"], "torch_threads": torch.get_num_threads(),
-                   "device": label, "concurrent_workers": a.workers, "lr_of": task.get("lr_of"),
-                   "run_seconds": time.perf_counter() - t0}
+            ev = evaluate_translation(
+                model,
+                tok,
+                splits[task["split"]],
+                gen_per_lang=gen,
+                max_new_tokens=a.max_new,
+                batch_size=a.eval_batch,
+                gen_batch=a.gen_batch,
+                keep_hyps=True,
+            )
+            res = {
+                "name": task["name"],
+                "seed": cfg.seed,
+                "model": a.model,
+                "data_sha256": a.data_sha256,
+                "config": cfg.to_dict(),
+                "summary": {k: v for k, v in summary.items() if k != "config"},
+                "eval": ev,
+                "eval_split": task["split"],
+                "torch_threads": torch.get_num_threads(),
+                "device": label,
+                "concurrent_workers": a.workers,
+                "lr_of": task.get("lr_of"),
+                "run_seconds": time.perf_counter() - t0,
+            }
             path = Path(a.cache) / f"{task['name']}_s{cfg.seed}.json"
             _atomic_write(path, (json.dumps(res, ensure_ascii=False) + "\n").encode("utf-8"))
             del model
@@ -228,7 +303,13 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
                 torch.cuda.empty_cache()
             results.put(("done", wid, {"name": task["name"], "seed": cfg.seed, "path": str(path)}))
         except Exception:
-            results.put(("error", wid, {"name": task["name"], "seed": task["seed"], "trace": traceback.format_exc()}))
+            results.put(
+                (
+                    "error",
+                    wid,
+                    {"name": task["name"], "seed": task["seed"], "trace": traceback.format_exc()},
+                )
+            )
 
 
 def _per_lang(recs: list[dict], n: int | None) -> list[dict]:
@@ -258,15 +339,24 @@ def main(argv=None) -> int:
     from moe.finetune.data_io import build_dataset, read_dataset, write_dataset
 
     if a.device != "cpu" and not torch.cuda.is_available():
-        raise SystemExit(f"benchmarks/train_gpu.py: --device {a.device} but torch sees no CUDA device")
+        raise SystemExit(
+            f"benchmarks/train_gpu.py: --device {a.device} but torch sees no CUDA device"
+        )
     if not Path(a.data).is_file():
         write_dataset(build_dataset(), a.data)
     a.data_sha256 = read_dataset(a.data)["split_sha256"]
     dense, tok = engine.load_model(a.model)
-    model_file = Path(tempfile.gettempdir()) / f"train_gpu_dense_{os.getpid()}.pt"  # not /dev/shm: often tiny
-    torch.save({"cfg": dense.cfg.to_dict(), "state": dense.state_dict(), "tokenizer": tok.to_str()}, model_file)
+    model_file = (
+        Path(tempfile.gettempdir()) / f"train_gpu_dense_{os.getpid()}.pt"
+    )  # not /dev/shm: often tiny
+    torch.save(
+        {"cfg": dense.cfg.to_dict(), "state": dense.state_dict(), "tokenizer": tok.to_str()},
+        model_file,
+    )
     del dense
-    log(f"dense model loaded and shared ({model_file}); device {a.device}, {a.workers} workers x {a.threads} threads")
+    log(
+        f"dense model loaded and shared ({model_file}); device {a.device}, {a.workers} workers x {a.threads} threads"
+    )
 
     pending = sweep_plan(a) + main_plan(a)
     sweep_done: dict[str, dict] = {}
@@ -283,7 +373,11 @@ def main(argv=None) -> int:
             n_m = sum(1 for r in sweep_done.values() if r["config"]["method"] == m)
             fails = sum(1 for n in sweep_failed if n.startswith(f"lrsweep_{m}_"))
             if n_m + fails == len(a.lrs) and m not in lr_choice:
-                lr_choice[m] = {**c, "sweep_steps": a.sweep_steps, "dev_pairs_per_lang": a.dev_per_lang}
+                lr_choice[m] = {
+                    **c,
+                    "sweep_steps": a.sweep_steps,
+                    "dev_pairs_per_lang": a.dev_per_lang,
+                }
                 log(f"LR of {m}: {c['lr']:g} (dev loss {c['dev_loss']})")
         _atomic_write(cache / "lr_choice.json", (json.dumps(lr_choice, indent=1) + "\n").encode())
 
@@ -293,14 +387,22 @@ def main(argv=None) -> int:
             return task
         if task["lr_of"] not in lr_choice:
             return None
-        cfg = _cfg(a, task["method"], task["seed"], lr_choice[task["lr_of"]]["lr"], task["steps"],
-                   **_method_kw(a, task["name"]))
+        cfg = _cfg(
+            a,
+            task["method"],
+            task["seed"],
+            lr_choice[task["lr_of"]]["lr"],
+            task["steps"],
+            **_method_kw(a, task["name"]),
+        )
         return {**task, "cfg": cfg}
 
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(i, a, str(model_file), tasks, results), daemon=True)
-             for i in range(a.workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(i, a, str(model_file), tasks, results), daemon=True)
+        for i in range(a.workers)
+    ]
     for p in procs:
         p.start()
     idle, alive, running = 0, a.workers, {}
@@ -311,7 +413,14 @@ def main(argv=None) -> int:
             now = time.monotonic() - t0
             dispatching = now < a.deadline
             while dispatching and idle > 0:
-                pick = next(((i, r) for i, r in ((i, ready(t)) for i, t in enumerate(pending)) if r is not None), None)
+                pick = next(
+                    (
+                        (i, r)
+                        for i, r in ((i, ready(t)) for i, t in enumerate(pending))
+                        if r is not None
+                    ),
+                    None,
+                )
                 if pick is None:
                     break
                 i, r = pick
@@ -324,7 +433,11 @@ def main(argv=None) -> int:
                         note_sweep(got)
                     continue
                 # slowest training seconds/step and evaluation seconds of the test runs so far
-                est = r["cfg"].steps * max(s for s, _ in per_step) + max(e for _, e in per_step) if per_step else 0.0
+                est = (
+                    r["cfg"].steps * max(s for s, _ in per_step) + max(e for _, e in per_step)
+                    if per_step
+                    else 0.0
+                )
                 if now + est > a.hard_stop:
                     skipped.append(f"{r['name']} s{r['seed']}")
                     log(f"skip {r['name']} s{r['seed']}: ~{est:.0f}s would end past the hard stop")
@@ -333,7 +446,11 @@ def main(argv=None) -> int:
                 running[(r["name"], r["seed"])] = now
                 idle -= 1
                 log(f"start {r['name']} s{r['seed']} ({r['cfg'].steps} steps, lr {r['cfg'].lr:g})")
-            if not running and idle == alive and (not dispatching or all(ready(t) is None for t in pending)):
+            if (
+                not running
+                and idle == alive
+                and (not dispatching or all(ready(t) is None for t in pending))
+            ):
                 break
             if now >= a.hard_stop:
                 log(f"hard stop: {len(running)} runs unfinished: {sorted(running)}")
@@ -354,11 +471,17 @@ def main(argv=None) -> int:
                 finished.append(info["name"])
                 took = time.monotonic() - t0 - began
                 if res["eval_split"] == "test":
-                    per_step.append((res["summary"]["train_seconds"] / res["config"]["steps"],
-                                     sum(res["eval"]["eval_seconds"].values())))
+                    per_step.append(
+                        (
+                            res["summary"]["train_seconds"] / res["config"]["steps"],
+                            sum(res["eval"]["eval_seconds"].values()),
+                        )
+                    )
                 sc = res["eval"]["scores"]
-                log(f"done {info['name']} s{info['seed']} in {took:.0f}s: loss {res['eval']['loss_mean']:.4f} "
-                    f"chrF++ {sc['chrf++_mean']} BLEU {sc['bleu_mean']} train {res['summary']['train_seconds']:.0f}s")
+                log(
+                    f"done {info['name']} s{info['seed']} in {took:.0f}s: loss {res['eval']['loss_mean']:.4f} "
+                    f"chrF++ {sc['chrf++_mean']} BLEU {sc['bleu_mean']} train {res['summary']['train_seconds']:.0f}s"
+                )
                 if res["eval_split"] == "dev":
                     note_sweep(res)
                 pack(cache, out_dir)
@@ -382,8 +505,10 @@ def main(argv=None) -> int:
         model_file.unlink(missing_ok=True)
         pack(cache, out_dir)
         left = [f"{t['name']} s{t['seed']}" for t in pending] + skipped
-        log(f"packed {out_dir / TARBALL}: {len(finished)} runs finished this session, {len(failed)} failed, "
-            f"not started: {left or 'none'}")
+        log(
+            f"packed {out_dir / TARBALL}: {len(finished)} runs finished this session, {len(failed)} failed, "
+            f"not started: {left or 'none'}"
+        )
     return 0 if not failed else 1
 
 

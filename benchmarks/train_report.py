@@ -23,6 +23,7 @@ its size to agree when the interval contains the paper's number.
 
     python benchmarks/train_report.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from moe.finetune.bootstrap import N_RESAMPLES, SEED, paired_bootstrap  # noqa: E402
 
-PAPER = {"dense": {"bleu": 2.58, "label": "+2.58 BLEU over the fully fine-tuned dense model"},
-         "upcycling": {"bleu": 3.39, "label": "+3.39 BLEU over the best prior upcycling baseline"}}
+PAPER = {
+    "dense": {"bleu": 2.58, "label": "+2.58 BLEU over the fully fine-tuned dense model"},
+    "upcycling": {"bleu": 3.39, "label": "+3.39 BLEU over the best prior upcycling baseline"},
+}
 PRIOR = ("sparse_full", "drop_full", "cluster_full")
 METRICS = ("chrf++", "bleu")
 
@@ -56,38 +59,57 @@ def load_runs(cache: Path) -> tuple[list[dict], dict]:
 
 
 def _stat(vals: list[float]) -> dict:
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-            "values": vals}
+    return {
+        "mean": float(np.mean(vals)),
+        "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+        "values": vals,
+    }
 
 
 def method_rows(runs: list[dict]) -> dict[str, dict]:
     """{run name: summary over its seeds} of the test-split runs."""
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r["name"] for r in runs if r.get("eval_split") == "test"):
-        rs = sorted((r for r in runs if r["name"] == name and r.get("eval_split") == "test"), key=lambda r: r["seed"])
+        rs = sorted(
+            (r for r in runs if r["name"] == name and r.get("eval_split") == "test"),
+            key=lambda r: r["seed"],
+        )
         c = rs[0]["config"]
         sc = [r["eval"]["scores"] for r in rs]
-        out[name] = {"method": c["method"], "scope": c.get("scope", "ffn") if c["method"] != "dense_full" else "full",
-                     "lr": c["lr"], "steps": c["steps"], "seeds": [r["seed"] for r in rs],
-                     "chrf++": _stat([s["chrf++_mean"] for s in sc]), "bleu": _stat([s["bleu_mean"] for s in sc]),
-                     "loss": _stat([r["eval"]["loss_mean"] for r in rs]),
-                     "params": rs[0]["summary"]["params"],
-                     "train_seconds": _stat([r["summary"]["train_seconds"] for r in rs]),
-                     "threads": rs[0].get("torch_threads"), "device": rs[0].get("device", "cpu"),
-                     "concurrent_workers": rs[0].get("concurrent_workers", 1),
-                     "sentences": sum(v["n"] for v in sc[0]["per_lang"].values()),
-                     "_translations": [r["eval"].get("translations") for r in rs]}
+        out[name] = {
+            "method": c["method"],
+            "scope": c.get("scope", "ffn") if c["method"] != "dense_full" else "full",
+            "lr": c["lr"],
+            "steps": c["steps"],
+            "seeds": [r["seed"] for r in rs],
+            "chrf++": _stat([s["chrf++_mean"] for s in sc]),
+            "bleu": _stat([s["bleu_mean"] for s in sc]),
+            "loss": _stat([r["eval"]["loss_mean"] for r in rs]),
+            "params": rs[0]["summary"]["params"],
+            "train_seconds": _stat([r["summary"]["train_seconds"] for r in rs]),
+            "threads": rs[0].get("torch_threads"),
+            "device": rs[0].get("device", "cpu"),
+            "concurrent_workers": rs[0].get("concurrent_workers", 1),
+            "sentences": sum(v["n"] for v in sc[0]["per_lang"].values()),
+            "_translations": [r["eval"].get("translations") for r in rs],
+        }
     return out
 
 
-def compare(rows: dict, a: str, b: str, seeds: list[int] | None = None, n: int = N_RESAMPLES) -> dict | None:
+def compare(
+    rows: dict, a: str, b: str, seeds: list[int] | None = None, n: int = N_RESAMPLES
+) -> dict | None:
     """A - B on chrF++ and BLEU with paired-bootstrap intervals (``seeds``: only those seeds of each)."""
     if a not in rows or b not in rows:
         return None
 
     def pick(name):
-        return [t for s, t in zip(rows[name]["seeds"], rows[name]["_translations"])
-                if t is not None and (seeds is None or s in seeds)]
+        return [
+            t
+            for s, t in zip(rows[name]["seeds"], rows[name]["_translations"])
+            if t is not None and (seeds is None or s in seeds)
+        ]
+
     ta, tb = pick(a), pick(b)
     if not ta or not tb:
         return None
@@ -108,34 +130,60 @@ def claim(cmp: dict | None, paper_bleu: float) -> dict:
         status = "does not reproduce (SPRI worse: interval below 0)"
     else:
         status = "does not reproduce (no significant difference: interval contains 0)"
-    return {"status": status, "size_agrees": bool(b["lo"] <= paper_bleu <= b["hi"]), "delta": b["delta"],
-            "lo": b["lo"], "hi": b["hi"]}
+    return {
+        "status": status,
+        "size_agrees": bool(b["lo"] <= paper_bleu <= b["hi"]),
+        "delta": b["delta"],
+        "lo": b["lo"],
+        "hi": b["hi"],
+    }
 
 
-def build_report(runs: list[dict], lr_choice: dict, ffn: dict | None, long_factor: int = 4,
-                 n: int = N_RESAMPLES) -> dict:
+def build_report(
+    runs: list[dict], lr_choice: dict, ffn: dict | None, long_factor: int = 4, n: int = N_RESAMPLES
+) -> dict:
     rows = method_rows(runs)
     prior = [p for p in PRIOR if p in rows]
     best_prior = max(prior, key=lambda p: rows[p]["bleu"]["mean"]) if prior else None
     s0 = min(rows["spri_full"]["seeds"]) if "spri_full" in rows else 0
-    cmps = {"spri_vs_dense": compare(rows, "spri_full", "dense_full", n=n),
-            "spri_vs_best_prior": compare(rows, "spri_full", best_prior, n=n) if best_prior else None,
-            "two_vs_one_stage": compare(rows, "spri_full", "spri_1stage_full", seeds=[s0], n=n),
-            "spri_vs_dense_seed0": compare(rows, "spri_full", "dense_full", seeds=[s0], n=n),
-            "spri_vs_dense_long": compare(rows, f"spri_full_x{long_factor}", f"dense_full_x{long_factor}", n=n)}
+    cmps = {
+        "spri_vs_dense": compare(rows, "spri_full", "dense_full", n=n),
+        "spri_vs_best_prior": compare(rows, "spri_full", best_prior, n=n) if best_prior else None,
+        "two_vs_one_stage": compare(rows, "spri_full", "spri_1stage_full", seeds=[s0], n=n),
+        "spri_vs_dense_seed0": compare(rows, "spri_full", "dense_full", seeds=[s0], n=n),
+        "spri_vs_dense_long": compare(
+            rows, f"spri_full_x{long_factor}", f"dense_full_x{long_factor}", n=n
+        ),
+    }
     short, long_ = cmps["spri_vs_dense_seed0"], cmps["spri_vs_dense_long"]
     trend = None
     if short and long_:
         d0, d1 = short["bleu"]["delta"], long_["bleu"]["delta"]
-        trend = {"bleu_gap_1x": d0, f"bleu_gap_{long_factor}x": d1,
-                 "chrf_gap_1x": short["chrf++"]["delta"], f"chrf_gap_{long_factor}x": long_["chrf++"]["delta"],
-                 "spri_minus_dense_bleu": "grows" if d1 > d0 else "shrinks" if d1 < d0 else "unchanged"}
-    return {"rows": {k: {kk: vv for kk, vv in v.items() if kk != "_translations"} for k, v in rows.items()},
-            "lr_choice": lr_choice, "best_prior": best_prior, "comparisons": cmps, "long_budget": trend,
-            "claims": {"dense": {**PAPER["dense"], **claim(cmps["spri_vs_dense"], PAPER["dense"]["bleu"])},
-                       "upcycling": {**PAPER["upcycling"],
-                                     **claim(cmps["spri_vs_best_prior"], PAPER["upcycling"]["bleu"])}},
-            "ffn_only": ffn_rows(ffn), "bootstrap": {"resamples": n, "seed": SEED, "ci": 0.95}}
+        trend = {
+            "bleu_gap_1x": d0,
+            f"bleu_gap_{long_factor}x": d1,
+            "chrf_gap_1x": short["chrf++"]["delta"],
+            f"chrf_gap_{long_factor}x": long_["chrf++"]["delta"],
+            "spri_minus_dense_bleu": "grows" if d1 > d0 else "shrinks" if d1 < d0 else "unchanged",
+        }
+    return {
+        "rows": {
+            k: {kk: vv for kk, vv in v.items() if kk != "_translations"} for k, v in rows.items()
+        },
+        "lr_choice": lr_choice,
+        "best_prior": best_prior,
+        "comparisons": cmps,
+        "long_budget": trend,
+        "claims": {
+            "dense": {**PAPER["dense"], **claim(cmps["spri_vs_dense"], PAPER["dense"]["bleu"])},
+            "upcycling": {
+                **PAPER["upcycling"],
+                **claim(cmps["spri_vs_best_prior"], PAPER["upcycling"]["bleu"]),
+            },
+        },
+        "ffn_only": ffn_rows(ffn),
+        "bootstrap": {"resamples": n, "seed": SEED, "ci": 0.95},
+    }
 
 
 def ffn_rows(ffn: dict | None) -> dict:
@@ -146,10 +194,18 @@ def ffn_rows(ffn: dict | None) -> dict:
     for name, m in ffn["methods"].items():
         if "chrf++_mean" not in m:
             continue
-        out[name] = {"seeds": m["seeds"], "chrf++": m["chrf++_mean"], "bleu": m["bleu_mean"],
-                     "loss": m.get("loss_mean"), "params": m["params"], "train_seconds": m.get("train_seconds"),
-                     "threads": ffn.get("args", {}).get("threads"), "device": "cpu",
-                     "sentences_per_lang": ffn.get("args", {}).get("gen_per_lang"), "lr": ffn.get("args", {}).get("lr")}
+        out[name] = {
+            "seeds": m["seeds"],
+            "chrf++": m["chrf++_mean"],
+            "bleu": m["bleu_mean"],
+            "loss": m.get("loss_mean"),
+            "params": m["params"],
+            "train_seconds": m.get("train_seconds"),
+            "threads": ffn.get("args", {}).get("threads"),
+            "device": "cpu",
+            "sentences_per_lang": ffn.get("args", {}).get("gen_per_lang"),
+            "lr": ffn.get("args", {}).get("lr"),
+        }
     return out
 
 
@@ -169,7 +225,9 @@ def _ci(c: dict | None, m: str) -> str:
         return "not measured"
     b = c[m]
     sd = ", ".join(f"{x:.2f}" for x in (b["std_a"], b["std_b"]) if x is not None)
-    return f"{b['delta']:+.2f} [{b['lo']:+.2f}, {b['hi']:+.2f}]" + (f" (seed std {sd})" if sd else "")
+    return f"{b['delta']:+.2f} [{b['lo']:+.2f}, {b['hi']:+.2f}]" + (
+        f" (seed std {sd})" if sd else ""
+    )
 
 
 def render(rep: dict) -> str:
@@ -177,33 +235,51 @@ def render(rep: dict) -> str:
     lc = rep["lr_choice"]
     if lc:
         lrs = sorted({k for v in lc.values() for k in v["dev_loss"]}, key=float)
-        L += ["LR chosen on dev target loss (" + f"{next(iter(lc.values()))['sweep_steps']} steps, "
-              f"{next(iter(lc.values()))['dev_pairs_per_lang']} dev pairs per language):", "",
-              "| method | " + " | ".join(f"dev loss @ {x}" for x in lrs) + " | chosen LR |",
-              "|---|" + "---|" * (len(lrs) + 1)]
+        L += [
+            "LR chosen on dev target loss (" + f"{next(iter(lc.values()))['sweep_steps']} steps, "
+            f"{next(iter(lc.values()))['dev_pairs_per_lang']} dev pairs per language):",
+            "",
+            "| method | " + " | ".join(f"dev loss @ {x}" for x in lrs) + " | chosen LR |",
+            "|---|" + "---|" * (len(lrs) + 1),
+        ]
         for m, v in lc.items():
-            L.append(f"| {m} | " + " | ".join(f"{v['dev_loss'][x]:.4f}" if x in v["dev_loss"] else "-" for x in lrs)
-                     + f" | {v['lr']:g} |")
+            L.append(
+                f"| {m} | "
+                + " | ".join(f"{v['dev_loss'][x]:.4f}" if x in v["dev_loss"] else "-" for x in lrs)
+                + f" | {v['lr']:g} |"
+            )
         L.append("")
-    L += ["| run | scope | LR | steps | seeds | chrF++ | BLEU | test loss | trainable | active | train s | "
-          "threads | device (workers sharing it) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += [
+        "| run | scope | LR | steps | seeds | chrF++ | BLEU | test loss | trainable | active | train s | "
+        "threads | device (workers sharing it) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in rep["rows"].items():
-        L.append(f"| {name} | {r['scope']} | {r['lr']:g} | {r['steps']} | {len(r['seeds'])} | {_pm(r['chrf++'])} | "
-                 f"{_pm(r['bleu'])} | {_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | "
-                 f"{_m(r['params']['active'])} | {_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | "
-                 f"{r['device']} ({r['concurrent_workers']}) |")
+        L.append(
+            f"| {name} | {r['scope']} | {r['lr']:g} | {r['steps']} | {len(r['seeds'])} | {_pm(r['chrf++'])} | "
+            f"{_pm(r['bleu'])} | {_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | "
+            f"{_m(r['params']['active'])} | {_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | "
+            f"{r['device']} ({r['concurrent_workers']}) |"
+        )
     n_sent = {r["sentences"] for r in rep["rows"].values()}
     bs = rep["bootstrap"]
-    L += ["", f"chrF++/BLEU: mean over 8 languages of sacrebleu corpus scores on {', '.join(map(str, sorted(n_sent)))} "
-          "test sentences (greedy); ± is the seed-to-seed standard deviation. Differences A - B with 95% "
-          f"paired-bootstrap intervals over test sentences ({bs['resamples']} resamples, seed {bs['seed']}, "
-          "stratified by language, seeds of a method averaged):", "",
-          "| comparison | Δ chrF++ [95% CI] | Δ BLEU [95% CI] |", "|---|---|---|"]
-    labels = {"spri_vs_dense": "SPRI - dense_full (all seeds)",
-              "spri_vs_best_prior": f"SPRI - best prior upcycling ({rep['best_prior']})",
-              "two_vs_one_stage": "SPRI two-stage - one-stage (seed 0)",
-              "spri_vs_dense_seed0": "SPRI - dense_full (seed 0)",
-              "spri_vs_dense_long": "SPRI - dense_full at the long budget (seed 0)"}
+    L += [
+        "",
+        f"chrF++/BLEU: mean over 8 languages of sacrebleu corpus scores on {', '.join(map(str, sorted(n_sent)))} "
+        "test sentences (greedy); ± is the seed-to-seed standard deviation. Differences A - B with 95% "
+        f"paired-bootstrap intervals over test sentences ({bs['resamples']} resamples, seed {bs['seed']}, "
+        "stratified by language, seeds of a method averaged):",
+        "",
+        "| comparison | Δ chrF++ [95% CI] | Δ BLEU [95% CI] |",
+        "|---|---|---|",
+    ]
+    labels = {
+        "spri_vs_dense": "SPRI - dense_full (all seeds)",
+        "spri_vs_best_prior": f"SPRI - best prior upcycling ({rep['best_prior']})",
+        "two_vs_one_stage": "SPRI two-stage - one-stage (seed 0)",
+        "spri_vs_dense_seed0": "SPRI - dense_full (seed 0)",
+        "spri_vs_dense_long": "SPRI - dense_full at the long budget (seed 0)",
+    }
     for k, lab in labels.items():
         c = rep["comparisons"].get(k)
         L.append(f"| {lab} | {_ci(c, 'chrf++')} | {_ci(c, 'bleu')} |")
@@ -213,31 +289,43 @@ def render(rep: dict) -> str:
         if c["status"] == "not measured":
             L.append(f"- Paper: {c['label']}: not measured.")
             continue
-        L.append(f"- Paper: {c['label']}. Here: {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}]: "
-                 f"{c['status']}; the paper's size is {'inside' if c['size_agrees'] else 'outside'} the interval.")
+        L.append(
+            f"- Paper: {c['label']}. Here: {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}]: "
+            f"{c['status']}; the paper's size is {'inside' if c['size_agrees'] else 'outside'} the interval."
+        )
     t = rep["long_budget"]
     if t:
         k = [x for x in t if x.startswith("bleu_gap_") and x != "bleu_gap_1x"][0]
-        L.append(f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from {t['bleu_gap_1x']:+.2f} to "
-                 f"{t[k]:+.2f} at {k.split('_')[-1]} the steps ({t['spri_minus_dense_bleu']}).")
+        L.append(
+            f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from {t['bleu_gap_1x']:+.2f} to "
+            f"{t[k]:+.2f} at {k.split('_')[-1]} the steps ({t['spri_minus_dense_bleu']})."
+        )
     else:
         L.append("- Longer budget: not measured.")
     if rep["ffn_only"]:
         any_ = next(iter(rep["ffn_only"].values()))
-        L += ["", f"### FFN-only scope (the earlier CPU benchmark: the MoE methods and dense_ffn train the "
-              f"upcycled FFNs only, dense_full everything; LR {any_['lr']:g} for every method, "
-              f"{any_['sentences_per_lang']} test sentences per language; no per-sentence data, so no intervals)", "",
-              "| method | seeds | chrF++ | BLEU | test loss | trainable | active | train s | threads | device |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        L += [
+            "",
+            f"### FFN-only scope (the earlier CPU benchmark: the MoE methods and dense_ffn train the "
+            f"upcycled FFNs only, dense_full everything; LR {any_['lr']:g} for every method, "
+            f"{any_['sentences_per_lang']} test sentences per language; no per-sentence data, so no intervals)",
+            "",
+            "| method | seeds | chrF++ | BLEU | test loss | trainable | active | train s | threads | device |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, r in rep["ffn_only"].items():
-            L.append(f"| {name} | {len(r['seeds'])} | {_pm(r['chrf++'])} | {_pm(r['bleu'])} | "
-                     f"{_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | {_m(r['params']['active'])} | "
-                     f"{_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | {r['device']} |")
+            L.append(
+                f"| {name} | {len(r['seeds'])} | {_pm(r['chrf++'])} | {_pm(r['bleu'])} | "
+                f"{_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | {_m(r['params']['active'])} | "
+                f"{_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | {r['device']} |"
+            )
     return "\n".join(L) + "\n"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cache", default="benchmarks/results/train_gpu")
     p.add_argument("--ffn", default="benchmarks/results/train.json")
     p.add_argument("--out", default="benchmarks/results/train_gpu_report.md")
@@ -247,7 +335,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     cache = Path(a.cache)
     if not cache.is_dir():
-        print(f"train_report: {cache}: no such directory (run benchmarks/train_gpu.py first)", file=sys.stderr)
+        print(
+            f"train_report: {cache}: no such directory (run benchmarks/train_gpu.py first)",
+            file=sys.stderr,
+        )
         return 2
     runs, lr_choice = load_runs(cache)
     ffn = json.loads(Path(a.ffn).read_text(encoding="utf-8")) if Path(a.ffn).is_file() else None

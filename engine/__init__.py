@@ -3,12 +3,14 @@
 ``load_model(name_or_path)`` -> ``(model, tokenizer)``; ``substitute(model, ...)``
 -> a copy whose ops go through ref / fp16 / nli / baseline implementations.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from .model import Llama, LlamaConfig, OpSet, REF_OPS, generate, init_weights
+from .model import REF_OPS, Llama, LlamaConfig, OpSet, generate, init_weights
+
 # the function; its module is engine.substitution (named apart, so nothing shadows it)
 from .substitution import substitute
 
@@ -102,9 +104,26 @@ def load_model(name_or_path: str | Path):
             return got
     if s.endswith(".gguf"):
         return load_gguf_model(s)
-    raise ValueError(f"unknown model {s!r}: expected one of {', '.join(MODEL_NAMES)} or a .gguf file")
+    raise ValueError(
+        f"unknown model {s!r}: expected one of {', '.join(MODEL_NAMES)} or a .gguf file"
+    )
 
 
-__all__ = ["Llama", "LlamaConfig", "OpSet", "REF_OPS", "generate", "init_weights", "load_model",
-           "load_tiny", "load_smollm2", "load_gguf_model", "register_model_resolver", "register_ffn_exporter", "register_eval_report", "eval_report_for", "substitute",
-           "MODEL_NAMES"]
+__all__ = [
+    "Llama",
+    "LlamaConfig",
+    "OpSet",
+    "REF_OPS",
+    "generate",
+    "init_weights",
+    "load_model",
+    "load_tiny",
+    "load_smollm2",
+    "load_gguf_model",
+    "register_model_resolver",
+    "register_ffn_exporter",
+    "register_eval_report",
+    "eval_report_for",
+    "substitute",
+    "MODEL_NAMES",
+]

@@ -2,6 +2,7 @@
 
 ``nli eval ppl``: perplexity of a model with its ops substituted, against ref.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,24 +16,61 @@ def register(sub, groups):
     from nli.formats import MODES
 
     ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
-    p = ev.add_parser("ppl", help="perplexity, top-1 agreement, KL and activation statistics vs ref")
-    p.add_argument("--model", default="smollm2",
-                   help="smollm2 | tiny | a .gguf file (or anything a registered resolver accepts)")
-    p.add_argument("--text", default=None, metavar="FILE",
-                   help="UTF-8 text file (default: the shipped held-out text engine/data/heldout_en.txt)")
-    p.add_argument("--max-tokens", type=positive_int(), default=4096, metavar="N", help="score the first N tokens (default 4096)")
-    p.add_argument("--window", type=positive_int(), default=None, metavar="W",
-                   help="non-overlapping windows of W tokens, W-1 predictions each "
-                        "(default: 1024, or the model's context if shorter)")
-    p.add_argument("--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute")
+    p = ev.add_parser(
+        "ppl", help="perplexity, top-1 agreement, KL and activation statistics vs ref"
+    )
+    p.add_argument(
+        "--model",
+        default="smollm2",
+        help="smollm2 | tiny | a .gguf file (or anything a registered resolver accepts)",
+    )
+    p.add_argument(
+        "--text",
+        default=None,
+        metavar="FILE",
+        help="UTF-8 text file (default: the shipped held-out text engine/data/heldout_en.txt)",
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=positive_int(),
+        default=4096,
+        metavar="N",
+        help="score the first N tokens (default 4096)",
+    )
+    p.add_argument(
+        "--window",
+        type=positive_int(),
+        default=None,
+        metavar="W",
+        help="non-overlapping windows of W tokens, W-1 predictions each "
+        "(default: 1024, or the model's context if shorter)",
+    )
+    p.add_argument(
+        "--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute"
+    )
     # --mode: the old name of --variant, still accepted (deprecated)
-    p.add_argument("--variant", "--mode", dest="variant", default="nli", metavar="VARIANT",
-                   help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut "
-                        "(--mode: deprecated alias)")
-    p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
-                   help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)")
-    p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
-                   help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable")
+    p.add_argument(
+        "--variant",
+        "--mode",
+        dest="variant",
+        default="nli",
+        metavar="VARIANT",
+        help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut "
+        "(--mode: deprecated alias)",
+    )
+    p.add_argument(
+        "--reciprocal-mode",
+        default="reduced",
+        choices=MODES,
+        help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)",
+    )
+    p.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="FUNCTION=FILE",
+        help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_eval_ppl)
@@ -87,17 +125,42 @@ def _eval_ppl(args) -> int:
     if args.window is None:
         args.window = min(1024, model.cfg.max_seq_len)
     if args.window > model.cfg.max_seq_len:
-        raise UserError(f"--window {args.window} exceeds the model's context of {model.cfg.max_seq_len} tokens")
-    check_alloc(4 * model.cfg.activation_count(min(args.window, len(ids))), f"--window {args.window}")
-    res = eval_ppl(model, ids, ops, args.variant, args.reciprocal_mode, args.window, tables,
-                   progress=not args.no_progress)
+        raise UserError(
+            f"--window {args.window} exceeds the model's context of {model.cfg.max_seq_len} tokens"
+        )
+    check_alloc(
+        4 * model.cfg.activation_count(min(args.window, len(ids))), f"--window {args.window}"
+    )
+    res = eval_ppl(
+        model,
+        ids,
+        ops,
+        args.variant,
+        args.reciprocal_mode,
+        args.window,
+        tables,
+        progress=not args.no_progress,
+    )
     res.update(model=str(args.model), text=source)
-    extra = eval_report_for(model)  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
+    extra = eval_report_for(
+        model
+    )  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
     if extra is not None:
-        res.update(extra(model, ids, ops=ops, variant=args.variant, reciprocal_mode=args.reciprocal_mode,
-                         window=args.window, tables=tables))
-        print(f"  routing agreement ref vs {args.variant}: {res['routing_agreement'] * 100:.3f}% of tokens "
-              f"(top-k set unchanged)")
+        res.update(
+            extra(
+                model,
+                ids,
+                ops=ops,
+                variant=args.variant,
+                reciprocal_mode=args.reciprocal_mode,
+                window=args.window,
+                tables=tables,
+            )
+        )
+        print(
+            f"  routing agreement ref vs {args.variant}: {res['routing_agreement'] * 100:.3f}% of tokens "
+            f"(top-k set unchanged)"
+        )
     _print_summary(res)
     if args.json:
         atomic_write_text(args.json, json.dumps(json_safe(res), indent=1) + "\n")
@@ -107,13 +170,20 @@ def _eval_ppl(args) -> int:
 
 def _print_summary(r: dict) -> None:
     rel = r["ppl_rel_change"]
-    print(f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
-          f"({r['reciprocal_mode']} reciprocal/rsqrt)")
-    print(f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "
-          f"top-1 agreement {r['top1_agreement'] * 100:.2f}%  mean KL {r['mean_kl']:.3g} nats")
+    print(
+        f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
+        f"({r['reciprocal_mode']} reciprocal/rsqrt)"
+    )
+    print(
+        f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "
+        f"top-1 agreement {r['top1_agreement'] * 100:.2f}%  mean KL {r['mean_kl']:.3g} nats"
+    )
     for op, s in r["activation_stats"].items():
         extra = ""
         if "mean_square_max" in s:
             extra = f", mean square max {s['mean_square_max']:.4g}"
-        print(f"  {op:<8} input [{s['min']:.4g}, {s['max']:.4g}] (peak at {s['peak_module']}), "
-              f"{s['fraction_outside'] * 100:.3f}% outside {s['range']}{extra}", file=sys.stdout)
+        print(
+            f"  {op:<8} input [{s['min']:.4g}, {s['max']:.4g}] (peak at {s['peak_module']}), "
+            f"{s['fraction_outside'] * 100:.3f}% outside {s['range']}{extra}",
+            file=sys.stdout,
+        )

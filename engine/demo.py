@@ -10,6 +10,7 @@ Time budget: the default demo runs a fixed number of forward tokens per model
 are asked for, so adding a mode or a model section does not lengthen the demo
 beyond its budget. ``--full`` lifts it (all modes, :data:`FULL_TOKENS` tokens).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -23,7 +24,9 @@ from .experiments import STANDARD_VARIANTS, compare_variants, heldout_text, json
 from .substitution import OPS, make_ops
 
 # The default demo's variants: the unit, its fp16 and published-cutpoint peers, one baseline.
-DEMO_VARIANTS = tuple(m for m in STANDARD_VARIANTS if m[0] in ("fp16", "nli", "published", "baseline:nnlut"))
+DEMO_VARIANTS = tuple(
+    m for m in STANDARD_VARIANTS if m[0] in ("fp16", "nli", "published", "baseline:nnlut")
+)
 # Forward-pass tokens (tokens x passes, ref included) the default demo spends per model.
 DEMO_FORWARD_TOKENS = {"smollm2": 4 * 1024}
 FULL_TOKENS = 2048
@@ -55,20 +58,36 @@ def available_variants(variants=STANDARD_VARIANTS, ops=OPS) -> tuple[list, dict]
         try:
             make_ops(ops, variant, None, rm)
             ok.append((label, variant, rm))
-        except (ImportError, ValueError, OSError) as e:  # a table not shipped / a baseline module missing
+        except (
+            ImportError,
+            ValueError,
+            OSError,
+        ) as e:  # a table not shipped / a baseline module missing
             missing[label] = f"{type(e).__name__}: {e}"
     return ok, missing
 
 
-def demo_perplexities(model=None, tokenizer=None, max_tokens: int = FULL_TOKENS, variants=STANDARD_VARIANTS,
-                      ops=OPS, window: int = 1024, progress: bool = True, record: bool = True) -> dict:
+def demo_perplexities(
+    model=None,
+    tokenizer=None,
+    max_tokens: int = FULL_TOKENS,
+    variants=STANDARD_VARIANTS,
+    ops=OPS,
+    window: int = 1024,
+    progress: bool = True,
+    record: bool = True,
+) -> dict:
     """SmolLM2 (or the given model) perplexity on the shipped held-out text for every available
     variant, against ref: the dict of :func:`engine.experiments.compare_variants` plus ``unavailable``."""
     if model is None:
         model, tokenizer = demo_model("smollm2")
     ids = token_ids(tokenizer, heldout_text(), max_tokens)
     ok, missing = available_variants(variants, ops)
-    res = compare_variants(model, ids, ok, ops, window, progress=progress, record=record) if ok else {"modes": {}}
+    res = (
+        compare_variants(model, ids, ok, ops, window, progress=progress, record=record)
+        if ok
+        else {"modes": {}}
+    )
     res["unavailable"] = missing
     res["text"] = "engine/data/heldout_en.txt"
     return res
@@ -96,8 +115,15 @@ def perplexity_figure(res: dict):
             ax.text(v, i, f" {v:+.3g}% ", va="center", ha="left" if v >= 0 else "right", fontsize=8)
         else:  # NaN perplexity: hatched across the positive side
             ax.barh(i, hi, color="lightgray", hatch="//")
-            ax.text(PPL_LINTHRESH_PCT, i, " NaN perplexity ", va="center", ha="left", fontsize=8,
-                    bbox={"fc": "white", "ec": "none", "pad": 1})
+            ax.text(
+                PPL_LINTHRESH_PCT,
+                i,
+                " NaN perplexity ",
+                va="center",
+                ha="left",
+                fontsize=8,
+                bbox={"fc": "white", "ec": "none", "pad": 1},
+            )
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(range(len(labels)), labels, fontsize=9)
     ax.invert_yaxis()
@@ -105,14 +131,23 @@ def perplexity_figure(res: dict):
     # room for the value labels: a factor 30 (1.5 decades) past the extreme bars
     ax.set_xlim(lo * 30, hi * 30)
     k_lo = math.ceil(math.log10(PPL_LINTHRESH_PCT))
-    pos = [10.0 ** k for k in range(k_lo, math.floor(math.log10(hi * 30)) + 1, 2)]
-    neg = [-(10.0 ** k) for k in range(k_lo, math.floor(math.log10(-lo * 30)) + 1, 2)]
+    pos = [10.0**k for k in range(k_lo, math.floor(math.log10(hi * 30)) + 1, 2)]
+    neg = [-(10.0**k) for k in range(k_lo, math.floor(math.log10(-lo * 30)) + 1, 2)]
     ax.xaxis.set_major_locator(FixedLocator(sorted(neg + [0.0] + pos)))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: "0" if v == 0 else f"{v:+.0e}".replace("e-0", "e-")
-                                               .replace("e+0", "e").replace("1e0", "1")))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(
+            lambda v, _p: (
+                "0"
+                if v == 0
+                else f"{v:+.0e}".replace("e-0", "e-").replace("e+0", "e").replace("1e0", "1")
+            )
+        )
+    )
     ax.set_xlabel("perplexity change vs ref (%), symlog axis")
-    ax.set_title(f"SmolLM2-135M, {res['tokens']} tokens, ref perplexity {res['ppl_ref']:.3f}", fontsize=10)
+    ax.set_title(
+        f"SmolLM2-135M, {res['tokens']} tokens, ref perplexity {res['ppl_ref']:.3f}", fontsize=10
+    )
     return fig
 
 
@@ -130,18 +165,26 @@ def section(ctx) -> None:
     full = getattr(ctx, "full", False)
     variants = STANDARD_VARIANTS if full else DEMO_VARIANTS
     tokens = FULL_TOKENS if full else demo_tokens("smollm2", len(variants) + 1, ctx.quick)
-    res = demo_perplexities(max_tokens=tokens, variants=variants, window=min(1024, tokens), record=full)
-    print(f"SmolLM2-135M-Instruct on {res.get('tokens', 0)} tokens of {res['text']}, "
-          f"ops {','.join(OPS)}; ref ppl {res.get('ppl_ref', float('nan')):.4f}")
+    res = demo_perplexities(
+        max_tokens=tokens, variants=variants, window=min(1024, tokens), record=full
+    )
+    print(
+        f"SmolLM2-135M-Instruct on {res.get('tokens', 0)} tokens of {res['text']}, "
+        f"ops {','.join(OPS)}; ref ppl {res.get('ppl_ref', float('nan')):.4f}"
+    )
     print(f"{'variant':<22} {'ppl':>10} {'change':>10} {'top-1':>8} {'KL':>10}")
     for label, r in res["modes"].items():
-        print(f"{label:<22} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+9.4f}% "
-              f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}")
+        print(
+            f"{label:<22} {r['ppl']:>10.4f} {r['ppl_rel_change'] * 100:>+9.4f}% "
+            f"{r['top1_agreement'] * 100:>7.2f}% {r['mean_kl']:>10.3g}"
+        )
     for label, why in res["unavailable"].items():
         print(f"{label:<22} unavailable ({why})")
     if not full:
-        print("(`nli demo --full`: every mode, direct reciprocal/rsqrt and all baselines included, "
-              f"on {FULL_TOKENS} tokens)")
+        print(
+            "(`nli demo --full`: every mode, direct reciprocal/rsqrt and all baselines included, "
+            f"on {FULL_TOKENS} tokens)"
+        )
     atomic_write_text(ctx.out / "engine_ppl.json", json.dumps(json_safe(res), indent=1) + "\n")
     if res["modes"]:
         plot_perplexities(res, ctx.out / "engine_ppl.png")

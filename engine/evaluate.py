@@ -18,6 +18,7 @@ for each op the min and max of its finite inputs, the fraction of inputs
 outside a calibration range (NN-LUT-style baselines fit [-5, 5]) and, for
 RMSNorm, the range of the mean square that feeds the rsqrt.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -66,9 +67,14 @@ class RangeStat:
         self.outside += n - int(((x >= self.lo) & (x <= self.hi)).sum())
 
     def to_dict(self) -> dict:
-        return {"min": self.min if self.count else None, "max": self.max if self.count else None,
-                "count": self.count, "fraction_outside": self.outside / self.count if self.count else None,
-                "nonfinite": self.nonfinite, "range": [self.lo, self.hi]}
+        return {
+            "min": self.min if self.count else None,
+            "max": self.max if self.count else None,
+            "count": self.count,
+            "fraction_outside": self.outside / self.count if self.count else None,
+            "nonfinite": self.nonfinite,
+            "range": [self.lo, self.hi],
+        }
 
 
 @dataclass
@@ -76,7 +82,7 @@ class ActivationStats:
     """Per (op, module) input statistics gathered by RecordingOps."""
 
     calibration: tuple[float, float] = CALIBRATION_RANGE
-    inputs: dict = field(default_factory=dict)      # (op, module) -> RangeStat of the op's input
+    inputs: dict = field(default_factory=dict)  # (op, module) -> RangeStat of the op's input
     mean_square: dict = field(default_factory=dict)  # module -> RangeStat of RMSNorm's mean square
 
     def stat(self, table: dict, key) -> RangeStat:
@@ -157,29 +163,41 @@ def windows(ids: torch.Tensor, window: int) -> list[torch.Tensor]:
     if window < 2:
         raise ValueError(f"window must be >= 2 tokens, got {window}")
     ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)  # any -> [N]
-    return [ids[i:i + window] for i in range(0, ids.numel(), window) if ids[i:i + window].numel() >= 2]
+    return [
+        ids[i : i + window]
+        for i in range(0, ids.numel(), window)
+        if ids[i : i + window].numel() >= 2
+    ]
 
 
 @dataclass
 class EvalResult:
     """Summed per-prediction quantities; ``to_dict`` gives the JSON fields."""
 
-    tokens: int = 0                 # number of predictions scored
-    nll: float = 0.0                # sum of -log p(model)
-    nll_ref: float = 0.0            # sum of -log p(ref)
-    agree: int = 0                  # argmax(model) == argmax(ref)
-    kl: float = 0.0                 # sum of KL(ref || model)
-    nonfinite_logits: int = 0       # predictions whose logits had a NaN/inf
+    tokens: int = 0  # number of predictions scored
+    nll: float = 0.0  # sum of -log p(model)
+    nll_ref: float = 0.0  # sum of -log p(ref)
+    agree: int = 0  # argmax(model) == argmax(ref)
+    kl: float = 0.0  # sum of KL(ref || model)
+    nonfinite_logits: int = 0  # predictions whose logits had a NaN/inf
     activation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         n = max(self.tokens, 1)
         ppl = math.exp(self.nll / n) if math.isfinite(self.nll) else math.nan
         ppl_ref = math.exp(self.nll_ref / n) if math.isfinite(self.nll_ref) else math.nan
-        return {"tokens": self.tokens, "ppl_ref": ppl_ref, "ppl": ppl,
-                "ppl_rel_change": ppl / ppl_ref - 1.0 if math.isfinite(ppl) and ppl_ref > 0 else math.nan,
-                "top1_agreement": self.agree / n, "mean_kl": self.kl / n if math.isfinite(self.kl) else math.nan,
-                "nonfinite_logits": self.nonfinite_logits, "activation_stats": self.activation}
+        return {
+            "tokens": self.tokens,
+            "ppl_ref": ppl_ref,
+            "ppl": ppl,
+            "ppl_rel_change": ppl / ppl_ref - 1.0
+            if math.isfinite(ppl) and ppl_ref > 0
+            else math.nan,
+            "top1_agreement": self.agree / n,
+            "mean_kl": self.kl / n if math.isfinite(self.kl) else math.nan,
+            "nonfinite_logits": self.nonfinite_logits,
+            "activation_stats": self.activation,
+        }
 
 
 def _window_terms(logits: torch.Tensor, target: torch.Tensor):
@@ -194,15 +212,23 @@ def _kl_sum(logp_ref: torch.Tensor, logp: torch.Tensor, rows: int = 128) -> floa
     logp_ref, logp: float32[T, V] log-probabilities."""
     total = 0.0
     for i in range(0, logp.shape[0], rows):
-        a = logp_ref[i:i + rows].double()  # [r, V]
-        total += float((a.exp() * (a - logp[i:i + rows].double())).sum())
+        a = logp_ref[i : i + rows].double()  # [r, V]
+        total += float((a.exp() * (a - logp[i : i + rows].double())).sum())
     return total
 
 
 @torch.no_grad()
-def evaluate_models(models: dict, ids, ref_model=None, window: int = DEFAULT_WINDOW, record=True,
-                    calibration: tuple[float, float] = CALIBRATION_RANGE, progress: bool = True,
-                    desc: str = "eval", score_from: int = 0) -> dict:
+def evaluate_models(
+    models: dict,
+    ids,
+    ref_model=None,
+    window: int = DEFAULT_WINDOW,
+    record=True,
+    calibration: tuple[float, float] = CALIBRATION_RANGE,
+    progress: bool = True,
+    desc: str = "eval",
+    score_from: int = 0,
+) -> dict:
     """Score every model of ``models`` {label: model} on ``ids`` (int64[N]) against ``ref_model``.
 
     The reference runs once per window and is shared by all models; without
@@ -222,13 +248,22 @@ def evaluate_models(models: dict, ids, ref_model=None, window: int = DEFAULT_WIN
     saved = [s for k in stats for s in attach_recorders(models[k], stats[k])]
     results = {k: EvalResult() for k in models}
     try:
-        bar = tqdm(total=len(chunks) * len(models), desc=desc, unit="fwd",
-                   disable=not progress or len(chunks) * len(models) < 2, leave=False)
+        bar = tqdm(
+            total=len(chunks) * len(models),
+            desc=desc,
+            unit="fwd",
+            disable=not progress or len(chunks) * len(models) < 2,
+            leave=False,
+        )
         for chunk in chunks:
             x = chunk[None, :-1]  # [1, T-1]
-            target = chunk[1:]    # [T-1]
+            target = chunk[1:]  # [T-1]
             target = target[score_from:]
-            ref = _window_terms(ref_model(x)[0][score_from:], target) if ref_model is not None else None
+            ref = (
+                _window_terms(ref_model(x)[0][score_from:], target)
+                if ref_model is not None
+                else None
+            )
             for k, model in models.items():
                 logp, nll = _window_terms(model(x)[0][score_from:], target)
                 logp_ref, nll_ref = ref if ref is not None else (logp, nll)
@@ -248,19 +283,31 @@ def evaluate_models(models: dict, ids, ref_model=None, window: int = DEFAULT_WIN
     return results
 
 
-def evaluate_lm(model, ids, ref_model=None, window: int = DEFAULT_WINDOW, record: bool = True,
-                calibration: tuple[float, float] = CALIBRATION_RANGE, progress: bool = True,
-                desc: str = "eval", score_from: int = 0) -> EvalResult:
+def evaluate_lm(
+    model,
+    ids,
+    ref_model=None,
+    window: int = DEFAULT_WINDOW,
+    record: bool = True,
+    calibration: tuple[float, float] = CALIBRATION_RANGE,
+    progress: bool = True,
+    desc: str = "eval",
+    score_from: int = 0,
+) -> EvalResult:
     """Score one language ``model`` on ``ids`` (int64[N]) against ``ref_model``: perplexity, top-1
     agreement, KL and activation statistics (see :func:`evaluate_models`)."""
-    return evaluate_models({"model": model}, ids, ref_model, window, record, calibration, progress, desc,
-                           score_from)["model"]
+    return evaluate_models(
+        {"model": model}, ids, ref_model, window, record, calibration, progress, desc, score_from
+    )["model"]
 
 
-def perplexity(model, ids, window: int = DEFAULT_WINDOW, progress: bool = True, score_from: int = 0) -> float:
+def perplexity(
+    model, ids, window: int = DEFAULT_WINDOW, progress: bool = True, score_from: int = 0
+) -> float:
     """exp(mean NLL) of ``model`` on ``ids`` int64[N] (window convention in the module docstring)."""
-    return evaluate_lm(model, ids, None, window, record=False, progress=progress,
-                       score_from=score_from).to_dict()["ppl"]
+    return evaluate_lm(
+        model, ids, None, window, record=False, progress=progress, score_from=score_from
+    ).to_dict()["ppl"]
 
 
 @torch.no_grad()

@@ -12,6 +12,7 @@ Texts:
   key and joined by blank lines (the issue's loader anchor: SmolLM2 12.46 in
   llama.cpp on its first 20 x 1024 tokens).
 """
+
 from __future__ import annotations
 
 from importlib import resources
@@ -20,7 +21,7 @@ import math
 import torch
 
 from .evaluate import CALIBRATION_RANGE, DEFAULT_WINDOW, evaluate_models, forward_seconds
-from .substitution import OPS, BASELINES, substitute
+from .substitution import BASELINES, OPS, substitute
 
 HELDOUT_FILE = "heldout_en.txt"
 
@@ -58,13 +59,23 @@ def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tens
 
 def build_variants(model, variants, ops=OPS, tables=None) -> dict:
     """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)]."""
-    return {label: substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=rm)
-            for label, variant, rm in variants}
+    return {
+        label: substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=rm)
+        for label, variant, rm in variants
+    }
 
 
-def compare_variants(model, ids, variants=STANDARD_VARIANTS, ops=OPS, window: int = DEFAULT_WINDOW,
-                     tables=None, calibration=CALIBRATION_RANGE, progress: bool = True,
-                     record=True) -> dict:
+def compare_variants(
+    model,
+    ids,
+    variants=STANDARD_VARIANTS,
+    ops=OPS,
+    window: int = DEFAULT_WINDOW,
+    tables=None,
+    calibration=CALIBRATION_RANGE,
+    progress: bool = True,
+    record=True,
+) -> dict:
     """Perplexity of ``model`` (ref) and of each substituted variant on ``ids`` int64[N].
 
     Returns {"tokens", "window", "ops", "ppl_ref", "modes": {label: result dict}};
@@ -73,36 +84,76 @@ def compare_variants(model, ids, variants=STANDARD_VARIANTS, ops=OPS, window: in
     are kept from before the rename (benchmarks/results/llm.json has them).
     """
     models = build_variants(model, variants, ops, tables)
-    res = evaluate_models(models, ids, ref_model=model, window=window, record=record,
-                          calibration=calibration, progress=progress, desc="ppl")
+    res = evaluate_models(
+        models,
+        ids,
+        ref_model=model,
+        window=window,
+        record=record,
+        calibration=calibration,
+        progress=progress,
+        desc="ppl",
+    )
     out = {label: r.to_dict() for label, r in res.items()}
-    for (label, variant, rm) in variants:
+    for label, variant, rm in variants:
         out[label].update(mode=variant, reciprocal_mode=rm)
     first = next(iter(out.values()))
-    return {"tokens": first["tokens"], "window": window, "ops": list(ops), "ppl_ref": first["ppl_ref"],
-            "modes": out}
+    return {
+        "tokens": first["tokens"],
+        "window": window,
+        "ops": list(ops),
+        "ppl_ref": first["ppl_ref"],
+        "modes": out,
+    }
 
 
-def eval_ppl(model, ids, ops=OPS, variant: str = "nli", reciprocal_mode: str = "reduced",
-             window: int = DEFAULT_WINDOW, tables=None, progress: bool = True) -> dict:
+def eval_ppl(
+    model,
+    ids,
+    ops=OPS,
+    variant: str = "nli",
+    reciprocal_mode: str = "reduced",
+    window: int = DEFAULT_WINDOW,
+    tables=None,
+    progress: bool = True,
+) -> dict:
     """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
     mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
     variant under the JSON key ``mode``)."""
-    r = compare_variants(model, ids, ((variant, variant, reciprocal_mode),), ops, window, tables, progress=progress)
+    r = compare_variants(
+        model, ids, ((variant, variant, reciprocal_mode),), ops, window, tables, progress=progress
+    )
     out = dict(r["modes"][variant])
     out.update(ops=list(ops), window=window, calibration_range=list(CALIBRATION_RANGE))
     return out
 
 
-def speed_ratio(model, ids, ops=OPS, variant: str = "nli", reciprocal_mode: str = "reduced",
-                tokens: int = DEFAULT_WINDOW, repeats: int = 3, tables=None) -> dict:
+def speed_ratio(
+    model,
+    ids,
+    ops=OPS,
+    variant: str = "nli",
+    reciprocal_mode: str = "reduced",
+    tokens: int = DEFAULT_WINDOW,
+    repeats: int = 3,
+    tables=None,
+) -> dict:
     """Forward-pass wall time of the substituted model vs ref on one window, measured
     interleaved in one run: {"tokens", "ref_s", "sub_s", "ratio"}."""
-    sub = substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode)
+    sub = substitute(
+        model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode
+    )
     x = ids[:tokens][None]  # [1, T]
     t = forward_seconds({"ref": model, "sub": sub}, x, repeats=repeats)
-    return {"tokens": int(x.shape[1]), "mode": variant, "reciprocal_mode": reciprocal_mode, "repeats": repeats,
-            "ref_s": t["ref"], "sub_s": t["sub"], "ratio": t["sub"] / t["ref"]}
+    return {
+        "tokens": int(x.shape[1]),
+        "mode": variant,
+        "reciprocal_mode": reciprocal_mode,
+        "repeats": repeats,
+        "ref_s": t["ref"],
+        "sub_s": t["sub"],
+        "ratio": t["sub"] / t["ref"],
+    }
 
 
 def json_safe(obj):

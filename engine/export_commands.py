@@ -3,6 +3,7 @@
 The graphs are built by :mod:`engine.onnx_export`; this module only loads the
 tables and the model, calls it and writes the file atomically.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,14 +22,30 @@ def register_export(sub, groups):
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
     p = g.add_parser("onnx", help="the whole LLaMA model with NLI-substituted ops as ONNX")
-    p.add_argument("--model", default="tiny", help="tiny | smollm2 | a .gguf path | an MoE checkpoint (default: tiny)")
-    p.add_argument("--ops", default=OPS_DEFAULT,
-                   help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
-                        f"(default: {OPS_DEFAULT})")
-    p.add_argument("--reciprocal-mode", default="reduced", choices=MODES,
-                   help="reciprocal / rsqrt mode, numerics §5 (default: reduced)")
-    p.add_argument("--table", action="append", default=[], metavar="FUNCTION=FILE",
-                   help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default")
+    p.add_argument(
+        "--model",
+        default="tiny",
+        help="tiny | smollm2 | a .gguf path | an MoE checkpoint (default: tiny)",
+    )
+    p.add_argument(
+        "--ops",
+        default=OPS_DEFAULT,
+        help="comma-separated ops on the NLI datapath; '' or 'none' for all-reference "
+        f"(default: {OPS_DEFAULT})",
+    )
+    p.add_argument(
+        "--reciprocal-mode",
+        default="reduced",
+        choices=MODES,
+        help="reciprocal / rsqrt mode, numerics §5 (default: reduced)",
+    )
+    p.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="FUNCTION=FILE",
+        help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default",
+    )
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_model)
 
@@ -50,8 +67,10 @@ def _onnx_op(args) -> int:
     check_output_path(args.out, "--out")
     table = _load(args.table)
     out = save_onnx(export_elementwise(table), args.out)
-    print(f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} for {table.function!r} "
-          f"(K={table.K}, {table.entries} LUT entries, {table.precision}); checked with onnx.checker")
+    print(
+        f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} for {table.function!r} "
+        f"(K={table.K}, {table.entries} LUT entries, {table.precision}); checked with onnx.checker"
+    )
     return 0
 
 
@@ -64,10 +83,14 @@ def parse_table_overrides(items) -> dict:
         fn, path = item.split("=", 1)
         fn = fn.strip()
         if fn not in UNIT_FUNCTIONS:
-            raise UserError(f"--table: unknown function {fn!r}; expected silu, exp, reciprocal or rsqrt")
+            raise UserError(
+                f"--table: unknown function {fn!r}; expected silu, exp, reciprocal or rsqrt"
+            )
         t = _load(path)
         if t.function != fn:
-            raise UserError(f"--table {fn}={path}: the file holds a {t.function!r} table, not {fn!r}")
+            raise UserError(
+                f"--table {fn}={path}: the file holds a {t.function!r} table, not {fn!r}"
+            )
         out[fn] = t
     return out
 
@@ -107,8 +130,10 @@ def _onnx_model(args) -> int:
     model, _ = load_model(args.model)
     proto = export_model(model, ops, tables, args.reciprocal_mode)
     out = save_onnx(proto, args.out)
-    size = Path(out).stat().st_size / 2 ** 20
-    print(f"wrote {out} ({size:.1f} MiB): {args.model}, NLI ops: {', '.join(ops) or 'none'}, "
-          f"{args.reciprocal_mode} mode, functions: {', '.join(f.name for f in proto.functions)}; "
-          "checked with onnx.checker")
+    size = Path(out).stat().st_size / 2**20
+    print(
+        f"wrote {out} ({size:.1f} MiB): {args.model}, NLI ops: {', '.join(ops) or 'none'}, "
+        f"{args.reciprocal_mode} mode, functions: {', '.join(f.name for f in proto.functions)}; "
+        "checked with onnx.checker"
+    )
     return 0

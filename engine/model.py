@@ -9,9 +9,10 @@ them through the simulated unit without touching the weights.
 The FFN of a block is any module returning either a tensor or a
 ``(hidden, router_logits)`` pair; the MoE package plugs its layer in there.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict, fields
+from dataclasses import asdict, dataclass, fields
 import math
 import numbers
 
@@ -36,24 +37,42 @@ class LlamaConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self):
-        for k in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "hidden_dim", "max_seq_len"):
+        for k in (
+            "vocab_size",
+            "dim",
+            "n_layers",
+            "n_heads",
+            "n_kv_heads",
+            "hidden_dim",
+            "max_seq_len",
+        ):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"LlamaConfig.{k} must be an integer, got {v!r}")
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"LlamaConfig.{k} must be >= 1, got {getattr(self, k)}")
         if self.dim % self.n_heads:
-            raise ValueError(f"LlamaConfig: dim {self.dim} is not a multiple of n_heads {self.n_heads}")
+            raise ValueError(
+                f"LlamaConfig: dim {self.dim} is not a multiple of n_heads {self.n_heads}"
+            )
         if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"LlamaConfig: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}")
+            raise ValueError(
+                f"LlamaConfig: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}"
+            )
         if (self.dim // self.n_heads) % 2:
             raise ValueError("LlamaConfig: head_dim must be even for RoPE")
         for k in ("norm_eps", "rope_theta"):
             v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (v > 0 and math.isfinite(v)):
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, numbers.Real)
+                or not (v > 0 and math.isfinite(v))
+            ):
                 raise ValueError(f"LlamaConfig.{k} must be finite and > 0, got {v!r}")
         if not isinstance(self.tie_embeddings, bool):
-            raise ValueError(f"LlamaConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+            raise ValueError(
+                f"LlamaConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}"
+            )
 
     @classmethod
     def from_dict(cls, d) -> "LlamaConfig":
@@ -82,7 +101,11 @@ class LlamaConfig:
         """Rough peak number of float32 activation values of one forward pass over ``tokens``
         positions (logits, one layer's attention scores and probabilities, FFN hidden states)."""
         t = int(tokens)
-        return t * self.vocab_size * 2 + 3 * self.n_heads * t * t + 4 * t * max(self.hidden_dim, self.dim)
+        return (
+            t * self.vocab_size * 2
+            + 3 * self.n_heads * t * t
+            + 4 * t * max(self.hidden_dim, self.dim)
+        )
 
     @property
     def head_dim(self) -> int:
@@ -90,8 +113,15 @@ class LlamaConfig:
 
     @classmethod
     def tiny(cls, vocab_size: int = 256) -> "LlamaConfig":
-        return cls(vocab_size=vocab_size, dim=64, n_layers=2, n_heads=4, n_kv_heads=2,
-                   hidden_dim=128, max_seq_len=512)
+        return cls(
+            vocab_size=vocab_size,
+            dim=64,
+            n_layers=2,
+            n_heads=4,
+            n_kv_heads=2,
+            hidden_dim=128,
+            max_seq_len=512,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -246,9 +276,15 @@ class Llama(nn.Module):
                 m.ops = ops
         return self
 
-    def forward(self, input_ids: torch.Tensor, return_router_logits: bool = False,
-                cache: list | None = None, start_pos: int = 0, logits_at: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None):
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        return_router_logits: bool = False,
+        cache: list | None = None,
+        start_pos: int = 0,
+        logits_at: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+    ):
         """input_ids int64[B, T] -> logits float32[B, T, vocab].
 
         With ``return_router_logits`` also returns the list of router logits
@@ -266,22 +302,30 @@ class Llama(nn.Module):
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}")
         B, T = input_ids.shape
         if start_pos + T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.cfg.max_seq_len}")
+            raise ValueError(
+                f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.cfg.max_seq_len}"
+            )
         x = self.embed(input_ids)
         mask = None
         if valid is None:
-            cos = self.rope_cos[start_pos:start_pos + T]  # [T, hd]
-            sin = self.rope_sin[start_pos:start_pos + T]
+            cos = self.rope_cos[start_pos : start_pos + T]  # [T, hd]
+            sin = self.rope_sin[start_pos : start_pos + T]
         else:
             S = start_pos + T
             if valid.shape != (B, S) or valid.dtype != torch.bool:
-                raise ValueError(f"valid must be bool[{B}, {S}], got {valid.dtype}{list(valid.shape)}")
-            pos = (valid.long().cumsum(1) - 1).clamp(min=0)[:, start_pos:]  # [B, T] position among real tokens
+                raise ValueError(
+                    f"valid must be bool[{B}, {S}], got {valid.dtype}{list(valid.shape)}"
+                )
+            pos = (valid.long().cumsum(1) - 1).clamp(min=0)[
+                :, start_pos:
+            ]  # [B, T] position among real tokens
             cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # [B, T, hd]
             dev = input_ids.device
             causal = torch.ones(T, S, dtype=torch.bool, device=dev).tril(diagonal=S - T)  # [T, S]
             own = torch.zeros(T, S, dtype=torch.bool, device=dev)
-            own[:, start_pos:] = torch.eye(T, dtype=torch.bool, device=dev)  # [T, S] each query's own key
+            own[:, start_pos:] = torch.eye(
+                T, dtype=torch.bool, device=dev
+            )  # [T, S] each query's own key
             mask = (causal & valid[:, None, :]) | own  # [B, T, S]
             mask = mask[:, None]  # [B, 1, T, S], broadcast over heads
         routers = []
@@ -291,14 +335,18 @@ class Llama(nn.Module):
                 routers.append(rl)
         if logits_at is not None:
             if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
-                raise ValueError(f"logits_at must be bool[{B}, {T}], got {logits_at.dtype}{list(logits_at.shape)}")
+                raise ValueError(
+                    f"logits_at must be bool[{B}, {T}], got {logits_at.dtype}{list(logits_at.shape)}"
+                )
             x = x[logits_at]  # [n, D]
         logits = self.lm_head(self.norm(x))
         return (logits, routers) if return_router_logits else logits
 
 
 @torch.no_grad()
-def generate(model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id: int | None = None) -> torch.Tensor:
+def generate(
+    model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id: int | None = None
+) -> torch.Tensor:
     """Greedy decoding with a KV cache. input_ids int64[1, T] -> int64[1, T + n] (n <= max_new_tokens)."""
     if input_ids.shape[0] != 1:
         raise ValueError("generate decodes one sequence at a time (batch 1)")
@@ -317,8 +365,13 @@ def generate(model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id:
 
 
 @torch.no_grad()
-def generate_batch(model: Llama, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = None,
-                   pad_id: int = 0) -> list[list[int]]:
+def generate_batch(
+    model: Llama,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    pad_id: int = 0,
+) -> list[list[int]]:
     """Greedy decoding of several prompts at once (left-padded, KV cache) -> the new tokens of each
     (up to and including ``eos_id``, at most ``max_new_tokens``).
 
@@ -332,8 +385,8 @@ def generate_batch(model: Llama, prompts: list[list[int]], max_new_tokens: int, 
     ids = torch.full((B, P), pad_id, dtype=torch.long)  # [B, P] left-padded
     valid = torch.zeros(B, P, dtype=torch.bool)
     for b, p in enumerate(prompts):
-        ids[b, P - len(p):] = torch.tensor(p, dtype=torch.long)
-        valid[b, P - len(p):] = True
+        ids[b, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+        valid[b, P - len(p) :] = True
     dev = model.embed.weight.device  # prompts go where the model is
     ids, valid = ids.to(dev), valid.to(dev)
     cache = [dict() for _ in model.layers]

@@ -13,6 +13,7 @@ and activations; a substituted op rounds its FP32 input to FP16 (``RoundFP16``,
 as ``tensor.half()`` does), runs the NLI function, and casts its FP16 output
 back to FP32, like the torch ``nli`` backend.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,11 +25,25 @@ import onnx
 from onnx import helper, numpy_helper
 
 from nli.atomic import atomic_target
-from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
+from nli.formats import INVERSE_FUNCTIONS, OP_TABLES, OPS
+from nli.formats import MODES as RECIPROCAL_MODES
 from nli.table import Table
 
-from .onnx_ops import (F16, F32, I64, OPSETS, TABLE_FIELDS, Builder, interp_function, interp_name,
-                       inverse_call, inverse_reduced_function, rmsnorm_function, round_fp16_function, softmax_function)
+from .onnx_ops import (
+    F16,
+    F32,
+    I64,
+    OPSETS,
+    TABLE_FIELDS,
+    Builder,
+    interp_function,
+    interp_name,
+    inverse_call,
+    inverse_reduced_function,
+    rmsnorm_function,
+    round_fp16_function,
+    softmax_function,
+)
 
 IR_VERSION = 10
 
@@ -84,8 +99,9 @@ def _functions(tables: dict[str, Table], ops, mode: str) -> list:
 
 
 def _model(graph, functions, doc: str, props: dict | None = None) -> onnx.ModelProto:
-    m = helper.make_model(graph, opset_imports=OPSETS, functions=functions, producer_name="nli-engine",
-                          doc_string=doc)
+    m = helper.make_model(
+        graph, opset_imports=OPSETS, functions=functions, producer_name="nli-engine", doc_string=doc
+    )
     m.ir_version = IR_VERSION
     if props:
         helper.set_model_props(m, {k: str(v) for k, v in props.items()})
@@ -94,8 +110,10 @@ def _model(graph, functions, doc: str, props: dict | None = None) -> onnx.ModelP
 
 def _table_props(tables: dict[str, Table]) -> dict:
     """metadata_props describing each table (initializer prefix -> function, precision, layout)."""
-    return {f"nli.table.{name}": f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
-            for name, t in tables.items()}
+    return {
+        f"nli.table.{name}": f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
+        for name, t in tables.items()
+    }
 
 
 # ----------------------------------------------------------------------------- one op
@@ -105,14 +123,30 @@ def export_elementwise(table: Table) -> onnx.ModelProto:
     if not isinstance(table, Table):
         raise ExportError(f"table: expected an nli Table, got {type(table).__name__}")
     inits, names = table_initializers(table, table.function)
-    node = helper.make_node(interp_name(table.precision), ["x", *names], ["y"], name=f"{table.function}_nli",
-                            domain="nli")
-    graph = helper.make_graph([node], f"nli_{table.function}",
-                              [helper.make_tensor_value_info("x", F16, ["n"])],
-                              [helper.make_tensor_value_info("y", F16, ["n"])], initializer=inits)
-    doc = (f"NLI elementwise op for {table.function!r} ({table.precision} precision, K={table.K}, "
-           f"{table.entries} LUT entries)")
-    model = _model(graph, _functions({table.function: table}, (), "direct"), doc, _table_props({table.function: table}))
+    node = helper.make_node(
+        interp_name(table.precision),
+        ["x", *names],
+        ["y"],
+        name=f"{table.function}_nli",
+        domain="nli",
+    )
+    graph = helper.make_graph(
+        [node],
+        f"nli_{table.function}",
+        [helper.make_tensor_value_info("x", F16, ["n"])],
+        [helper.make_tensor_value_info("y", F16, ["n"])],
+        initializer=inits,
+    )
+    doc = (
+        f"NLI elementwise op for {table.function!r} ({table.precision} precision, K={table.K}, "
+        f"{table.entries} LUT entries)"
+    )
+    model = _model(
+        graph,
+        _functions({table.function: table}, (), "direct"),
+        doc,
+        _table_props({table.function: table}),
+    )
     onnx.checker.check_model(model)
     return model
 
@@ -131,15 +165,23 @@ def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -
             args += tn
         y = b.call(f"Softmax{mode.capitalize()}", *args)
     elif op == "rmsnorm":
-        ins += [helper.make_tensor_value_info("weight", F16, ["n"]), helper.make_tensor_value_info("eps", F32, [])]
+        ins += [
+            helper.make_tensor_value_info("weight", F16, ["n"]),
+            helper.make_tensor_value_info("eps", F32, []),
+        ]
         ti, tn = table_initializers(tables["rsqrt"], "rsqrt")
         inits += ti
         y = b.call(f"RMSNorm{mode.capitalize()}", "x", "weight", "eps", *tn)
     else:
         raise ExportError(f"op: composite ops are softmax and rmsnorm, got {op!r}")
     b.rename_output(y, "y")
-    graph = helper.make_graph(b.nodes, f"nli_{op}", ins, [helper.make_tensor_value_info("y", F16, ["rows", "n"])],
-                              initializer=inits)
+    graph = helper.make_graph(
+        b.nodes,
+        f"nli_{op}",
+        ins,
+        [helper.make_tensor_value_info("y", F16, ["rows", "n"])],
+        initializer=inits,
+    )
     model = _model(graph, _functions(tables, (op,), mode), f"NLI {op}, {mode} mode")
     onnx.checker.check_model(model)
     return model
@@ -201,7 +243,9 @@ class GraphWriter(Builder):
     def silu(self, x: str) -> str:
         if "silu" not in self.ops:
             return self.op("Mul", x, self.op("Sigmoid", x))
-        y = self.call(interp_name(self.tables["silu"].precision), self._to16(x), *self.table_args["silu"])
+        y = self.call(
+            interp_name(self.tables["silu"].precision), self._to16(x), *self.table_args["silu"]
+        )
         return self.op("Cast", y, to=F32)
 
     def rmsnorm(self, x: str, weight: np.ndarray, name: str) -> str:
@@ -210,15 +254,25 @@ class GraphWriter(Builder):
             ms = self.op("ReduceMean", self.op("Mul", x, x), self.i64([-1]), keepdims=1)
             r = self.op("Div", self.f32(1.0), self.op("Sqrt", self.op("Add", ms, self.eps_ref)))
             return self.op("Mul", self.op("Mul", x, r), w)
-        w = self.init(name, weight.astype(np.float16))      # RNE16, as weight.half()
-        y = self.call(f"RMSNorm{self.mode.capitalize()}", self._to16(x), w, self.eps, *self.table_args["rsqrt"])
+        w = self.init(name, weight.astype(np.float16))  # RNE16, as weight.half()
+        y = self.call(
+            f"RMSNorm{self.mode.capitalize()}",
+            self._to16(x),
+            w,
+            self.eps,
+            *self.table_args["rsqrt"],
+        )
         return self.op("Cast", y, to=F32)
 
     def softmax(self, x: str) -> str:
         if "softmax" not in self.ops:
             return self.op("Softmax", x, axis=-1)
-        y = self.call(f"Softmax{self.mode.capitalize()}", self._to16(x), *self.table_args["exp"],
-                      *self.table_args["reciprocal"])
+        y = self.call(
+            f"Softmax{self.mode.capitalize()}",
+            self._to16(x),
+            *self.table_args["exp"],
+            *self.table_args["reciprocal"],
+        )
         return self.op("Cast", y, to=F32)
 
     def linear(self, x: str, weight: np.ndarray, name: str) -> str:
@@ -226,8 +280,9 @@ class GraphWriter(Builder):
         return self.op("MatMul", x, self.init(name, np.ascontiguousarray(weight.T)))
 
 
-def export_model(model, ops=OPS, tables: dict[str, Table] | None = None,
-                 reciprocal_mode: str = "reduced") -> onnx.ModelProto:
+def export_model(
+    model, ops=OPS, tables: dict[str, Table] | None = None, reciprocal_mode: str = "reduced"
+) -> onnx.ModelProto:
     """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
     output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
     with ``tables`` (``silu``, ``rsqrt``, ``exp``, ``reciprocal`` as needed), ``reciprocal_mode`` is
@@ -237,32 +292,46 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None,
     if not isinstance(model, Llama):
         raise ExportError(f"model: expected an engine.model.Llama, got {type(model).__name__}")
     if reciprocal_mode not in RECIPROCAL_MODES:
-        raise ExportError(f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}")
+        raise ExportError(
+            f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}"
+        )
     ops = tuple(dict.fromkeys(ops))
     tables = _check_tables(ops, tables or {})
     for i, layer in enumerate(model.layers):
         if not isinstance(layer.mlp, SwiGLU) and _ffn_writer(type(layer.mlp)) is None:
-            raise ExportError(f"layer {i}: no ONNX exporter for the FFN type {type(layer.mlp).__name__} "
-                              f"(import the package that defines it, e.g. `import moe`)")
+            raise ExportError(
+                f"layer {i}: no ONNX exporter for the FFN type {type(layer.mlp).__name__} "
+                f"(import the package that defines it, e.g. `import moe`)"
+            )
     c = model.cfg
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
     g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps)
     H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
     rep = H // Hkv
     ids = "input_ids"
-    T = g.op("Slice", g.op("Shape", ids), g.i64([1]), g.i64([2]))          # [1]
-    x = g.op("Gather", g.init("embed.weight", sd["embed.weight"]), ids)    # [B, T, D]
-    cos = g.op("Slice", g.init("rope_cos", model.rope_cos.numpy()), g.i64([0]), T, g.i64([0]))  # [T, hd]
-    sin = g.op("Slice", g.init("rope_sin", model.rope_sin.numpy()), g.i64([0]), T, g.i64([0]))  # [T, hd]
+    T = g.op("Slice", g.op("Shape", ids), g.i64([1]), g.i64([2]))  # [1]
+    x = g.op("Gather", g.init("embed.weight", sd["embed.weight"]), ids)  # [B, T, D]
+    cos = g.op(
+        "Slice", g.init("rope_cos", model.rope_cos.numpy()), g.i64([0]), T, g.i64([0])
+    )  # [T, hd]
+    sin = g.op(
+        "Slice", g.init("rope_sin", model.rope_sin.numpy()), g.i64([0]), T, g.i64([0])
+    )  # [T, hd]
     pos = g.op("Range", g.i64(0), g.op("Squeeze", T, g.i64([0])), g.i64(1))  # [T]
-    future = g.op("Greater", g.op("Unsqueeze", pos, g.i64([0])), g.op("Unsqueeze", pos, g.i64([1])))  # [T, S]
+    future = g.op(
+        "Greater", g.op("Unsqueeze", pos, g.i64([0])), g.op("Unsqueeze", pos, g.i64([1]))
+    )  # [T, S]
     neg_inf = g.f32(-np.inf)
     scale = g.f32(np.float32(1.0 / math.sqrt(hd)))
 
     def rope(t):  # t [B, h, T, hd]
         # -x as x * -1: ORT's Neg maps +0 to +0, torch's to -0
-        rot = g.op("Concat", g.op("Mul", g.op("Slice", t, g.i64([hd // 2]), g.i64([hd]), g.i64([-1])), g.f32(-1.0)),
-                   g.op("Slice", t, g.i64([0]), g.i64([hd // 2]), g.i64([-1])), axis=-1)
+        rot = g.op(
+            "Concat",
+            g.op("Mul", g.op("Slice", t, g.i64([hd // 2]), g.i64([hd]), g.i64([-1])), g.f32(-1.0)),
+            g.op("Slice", t, g.i64([0]), g.i64([hd // 2]), g.i64([-1])),
+            axis=-1,
+        )
         return g.op("Add", g.op("Mul", t, cos), g.op("Mul", rot, sin))
 
     def heads(t, n):  # [B, T, n*hd] -> [B, n, T, hd]
@@ -275,39 +344,57 @@ def export_model(model, ops=OPS, tables: dict[str, Table] | None = None,
         k = rope(heads(g.linear(h, sd[p + "attn.k_proj.weight"], p + "attn.k_proj.weight_t"), Hkv))
         v = heads(g.linear(h, sd[p + "attn.v_proj.weight"], p + "attn.v_proj.weight_t"), Hkv)
         # grouped-query attention by broadcasting: query head j uses kv head j // rep
-        q5 = g.op("Reshape", q, g.i64([0, Hkv, rep, -1, hd]))                 # [B, Hkv, rep, T, hd]
-        kT = g.op("Unsqueeze", g.op("Transpose", k, perm=[0, 1, 3, 2]), g.i64([2]))  # [B, Hkv, 1, hd, S]
-        scores = g.op("Mul", g.op("MatMul", q5, kT), scale)                  # [B, Hkv, rep, T, S]
-        scores = g.select(future, neg_inf, scores)             # masked_fill(-inf)
+        q5 = g.op("Reshape", q, g.i64([0, Hkv, rep, -1, hd]))  # [B, Hkv, rep, T, hd]
+        kT = g.op(
+            "Unsqueeze", g.op("Transpose", k, perm=[0, 1, 3, 2]), g.i64([2])
+        )  # [B, Hkv, 1, hd, S]
+        scores = g.op("Mul", g.op("MatMul", q5, kT), scale)  # [B, Hkv, rep, T, S]
+        scores = g.select(future, neg_inf, scores)  # masked_fill(-inf)
         probs = g.softmax(scores)
-        o = g.op("MatMul", probs, g.op("Unsqueeze", v, g.i64([2])))          # [B, Hkv, rep, T, hd]
-        o = g.op("Reshape", g.op("Transpose", g.op("Reshape", o, g.i64([0, H, -1, hd])), perm=[0, 2, 1, 3]),
-                 g.i64([0, 0, H * hd]))                                      # [B, T, H*hd]
+        o = g.op("MatMul", probs, g.op("Unsqueeze", v, g.i64([2])))  # [B, Hkv, rep, T, hd]
+        o = g.op(
+            "Reshape",
+            g.op("Transpose", g.op("Reshape", o, g.i64([0, H, -1, hd])), perm=[0, 2, 1, 3]),
+            g.i64([0, 0, H * hd]),
+        )  # [B, T, H*hd]
         x = g.op("Add", x, g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t"))
         h = g.rmsnorm(x, sd[p + "ffn_norm.weight"], p + "ffn_norm.weight")
         mlp = model.layers[i].mlp
         if isinstance(mlp, SwiGLU):
             gate = g.silu(g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"))
             up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
-            y = g.linear(g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"], p + "mlp.down_proj.weight_t")
+            y = g.linear(
+                g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"], p + "mlp.down_proj.weight_t"
+            )
         else:
             y = _ffn_writer(type(mlp))(g, mlp, h, p + "mlp.")
         x = g.op("Add", x, y)
     h = g.rmsnorm(x, sd["norm.weight"], "norm.weight")
     shape = g.op("Shape", h)
-    flat = g.op("Reshape", h, g.i64([-1, c.dim]))                             # [B*T, D]
+    flat = g.op("Reshape", h, g.i64([-1, c.dim]))  # [B*T, D]
     head = "embed.weight" if c.tie_embeddings else g.init("lm_head.weight", sd["lm_head.weight"])
-    logits = g.op("Gemm", flat, head, transB=1)                              # [B*T, V]
-    out_shape = g.op("Concat", g.op("Slice", shape, g.i64([0]), g.i64([2])), g.i64([c.vocab_size]), axis=0)
-    logits = g.op("Reshape", logits, out_shape)                              # [B, T, V]
+    logits = g.op("Gemm", flat, head, transB=1)  # [B*T, V]
+    out_shape = g.op(
+        "Concat", g.op("Slice", shape, g.i64([0]), g.i64([2])), g.i64([c.vocab_size]), axis=0
+    )
+    logits = g.op("Reshape", logits, out_shape)  # [B, T, V]
     g.rename_output(logits, "logits")
     graph = helper.make_graph(
-        g.nodes, "llama_nli",
+        g.nodes,
+        "llama_nli",
         [helper.make_tensor_value_info(ids, I64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("logits", F32, ["batch", "seq", c.vocab_size])], initializer=g.inits)
-    doc = (f"LLaMA ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
-           f"reciprocal/rsqrt mode: {reciprocal_mode}")
-    props = {"nli.ops": ",".join(ops), "nli.reciprocal_mode": reciprocal_mode, **_table_props(tables)}
+        [helper.make_tensor_value_info("logits", F32, ["batch", "seq", c.vocab_size])],
+        initializer=g.inits,
+    )
+    doc = (
+        f"LLaMA ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
+        f"reciprocal/rsqrt mode: {reciprocal_mode}"
+    )
+    props = {
+        "nli.ops": ",".join(ops),
+        "nli.reciprocal_mode": reciprocal_mode,
+        **_table_props(tables),
+    }
     proto = _model(graph, _functions(tables, ops, reciprocal_mode), doc, props)
     onnx.checker.check_model(proto)
     return proto
@@ -318,8 +405,10 @@ def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
     """Write ``model`` atomically (temp file in the same folder, then rename); one file (< 2 GB)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if model.ByteSize() >= 2 ** 31 - 2 ** 20:
-        raise ExportError(f"{path}: the model is over 2 GB; external-data export is not implemented")
+    if model.ByteSize() >= 2**31 - 2**20:
+        raise ExportError(
+            f"{path}: the model is over 2 GB; external-data export is not implemented"
+        )
     with atomic_target(path) as tmp:
         onnx.save_model(model, tmp)
     return path
@@ -334,10 +423,19 @@ def export_inverse(table: Table, mode: str = "reduced") -> onnx.ModelProto:
         raise ExportError(f"mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")
     b = Builder("g")
     inits, names = table_initializers(table, table.function)
-    y = b.op("Cast", inverse_call(b, "v", names, mode, table.function == "rsqrt", table.precision), to=F16)
+    y = b.op(
+        "Cast",
+        inverse_call(b, "v", names, mode, table.function == "rsqrt", table.precision),
+        to=F16,
+    )
     b.rename_output(y, "y")
-    graph = helper.make_graph(b.nodes, f"nli_{table.function}_{mode}", [helper.make_tensor_value_info("v", F32, ["n"])],
-                              [helper.make_tensor_value_info("y", F16, ["n"])], initializer=inits)
+    graph = helper.make_graph(
+        b.nodes,
+        f"nli_{table.function}_{mode}",
+        [helper.make_tensor_value_info("v", F32, ["n"])],
+        [helper.make_tensor_value_info("y", F16, ["n"])],
+        initializer=inits,
+    )
     fns = [round_fp16_function(), interp_function(table.precision == "fp16")]
     if mode == "reduced":
         fns.append(inverse_reduced_function(table.function == "rsqrt", table.precision))

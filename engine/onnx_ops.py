@@ -49,6 +49,7 @@ Extensions (docs/numerics.md §8: how each step is made one IEEE operation in OR
   non-zero FP16 ``y`` overflows (or underflows) FP16 anyway, so the clamp
   changes no result but keeps ``2^-k`` an FP32 normal.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,14 +77,19 @@ class Builder:
 
     def op(self, op_type: str, *inputs: str, n_out: int = 1, domain: str = "", **attrs):
         outs = [self._name(op_type) for _ in range(n_out)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), outs, name=outs[0], domain=domain, **attrs))
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outs, name=outs[0], domain=domain, **attrs)
+        )
         return outs[0] if n_out == 1 else outs
 
     def const(self, value, dtype) -> str:
         arr = np.asarray(value, dtype=dtype)
         out = self._name("const")
-        self.nodes.append(helper.make_node("Constant", [], [out], name=out,
-                                           value=numpy_helper.from_array(arr, out)))
+        self.nodes.append(
+            helper.make_node(
+                "Constant", [], [out], name=out, value=numpy_helper.from_array(arr, out)
+            )
+        )
         return out
 
     def f32(self, v) -> str:
@@ -116,10 +122,14 @@ class Builder:
         raise KeyError(name)
 
 
-def _function(name: str, inputs: list[str], b: Builder, outputs: dict[str, str], doc: str) -> FunctionProto:
+def _function(
+    name: str, inputs: list[str], b: Builder, outputs: dict[str, str], doc: str
+) -> FunctionProto:
     for out, produced in outputs.items():
         b.rename_output(produced, out)
-    return helper.make_function(DOMAIN, name, inputs, list(outputs), b.nodes, OPSETS, doc_string=doc)
+    return helper.make_function(
+        DOMAIN, name, inputs, list(outputs), b.nodes, OPSETS, doc_string=doc
+    )
 
 
 # ----------------------------------------------------------------------------- RoundFP16
@@ -130,14 +140,20 @@ def round_fp16_function() -> FunctionProto:
     bits = b.op("BitCast", "v", to=I32)
     mag = b.op("BitwiseAnd", bits, b.i32(0x7FFFFFFF))
     # E = the exponent of |v|, clamped to [-14, 15]: FP16's quantum there is 2^(E-10)
-    e = b.op("Min", b.op("Max", b.op("BitwiseAnd", mag, b.i32(0x7F800000)), b.i32(0x38800000)), b.i32(0x47000000))
-    magic = b.op("BitCast", b.op("Add", e, b.i32(0x06C00000)), to=F32)   # M = 1.5 * 2^(E+13), ulp(M) = 2^(E-10)
+    e = b.op(
+        "Min",
+        b.op("Max", b.op("BitwiseAnd", mag, b.i32(0x7F800000)), b.i32(0x38800000)),
+        b.i32(0x47000000),
+    )
+    magic = b.op(
+        "BitCast", b.op("Add", e, b.i32(0x06C00000)), to=F32
+    )  # M = 1.5 * 2^(E+13), ulp(M) = 2^(E-10)
     absv = b.op("BitCast", mag, to=F32)
     # |v| + M stays in M's binade, so the FP32 add rounds |v| to a multiple of 2^(E-10),
     # ties to even (M / ulp(M) is even); subtracting M again is exact
     r = b.op("BitCast", b.op("Sub", b.op("Add", absv, magic), magic), to=I32)
     r = b.op("Where", b.op("Greater", r, b.i32(0x477FE000)), b.i32(0x7F800000), r)  # > 65504: +inf
-    res = b.op("BitwiseOr", r, b.op("BitwiseAnd", bits, b.i32(-0x80000000)))        # the sign back
+    res = b.op("BitwiseOr", r, b.op("BitwiseAnd", bits, b.i32(-0x80000000)))  # the sign back
     res = b.op("Where", b.op("IsNaN", "v"), b.i32(0x7FC00000), res)
     out = b.op("BitCast", res, to=F32)
     return _function("RoundFP16", ["v"], b, {"y": out}, round_fp16_function.__doc__)
@@ -155,47 +171,54 @@ def _interp_body(b: Builder, fp16: bool) -> str:
     lt0 = b.op("Less", x, c0)
     geK = b.op("GreaterOrEqual", x, ck)
     inside = b.op("And", b.op("Not", b.op("Or", lt0, geK)), b.op("Not", b.op("IsNaN", x)))
-    xs = b.select(inside, x, c0)                      # keeps every index in range
+    xs = b.select(inside, x, c0)  # keeps every index in range
     # 3. I = #{i in 1..K-1 : c_i <= x}, the largest i with c_i <= x
     inner = b.op("Slice", cut, b.i64([1]), b.i64([-1]), b.i64([0]))
     ge = b.op("GreaterOrEqual", b.op("Unsqueeze", xs, b.i64([-1])), inner)  # [..., K-1]
     # a float count (exact: at most K-1 ones) is ~3x faster in ORT than an int64 ReduceSum
-    idx = b.op("Cast", b.op("ReduceSum", b.op("Cast", ge, to=F32), b.i64([-1]), keepdims=0), to=I64)  # [...]
+    idx = b.op(
+        "Cast", b.op("ReduceSum", b.op("Cast", ge, to=F32), b.i64([-1]), keepdims=0), to=I64
+    )  # [...]
     cI = b.op("Gather", cut, idx)
     mul = b.op("Gather", "mul", idx)
     if fp16:
-        mul = b.call("RoundFP16", mul)                      # RNE16(mul[I])
+        mul = b.call("RoundFP16", mul)  # RNE16(mul[I])
     top = b.op("Cast", b.op("Sub", b.op("Gather", "bins", idx), b.i64(1)), to=F32)
     base = b.op("Gather", "base", idx)
-    dx = b.op("Sub", xs, cI)                                # 4. RNE32(x - c_I)
+    dx = b.op("Sub", xs, cI)  # 4. RNE32(x - c_I)
     if fp16:
-        dx = b.call("RoundFP16", dx)                        #    RNE16 (innocuous double rounding)
-    u = b.op("Mul", dx, mul)                                # 5. RNE32(dx * mul)
+        dx = b.call("RoundFP16", dx)  #    RNE16 (innocuous double rounding)
+    u = b.op("Mul", dx, mul)  # 5. RNE32(dx * mul)
     if fp16:
-        u = b.call("RoundFP16", u)                          #    RNE16 of an exact product
-    a = b.op("Min", b.op("Floor", u), top)                  # 6.
-    t = b.op("Sub", u, a)                                   #    exact
-    g = b.op("Add", base, b.op("Cast", a, to=I64))          # 7.
+        u = b.call("RoundFP16", u)  #    RNE16 of an exact product
+    a = b.op("Min", b.op("Floor", u), top)  # 6.
+    t = b.op("Sub", u, a)  #    exact
+    g = b.op("Add", base, b.op("Cast", a, to=I64))  # 7.
     y0 = b.op("Gather", lut, g)
     y1 = b.op("Gather", lut, b.op("Add", g, b.i64(1)))
-    dy = b.op("Sub", y1, y0)                                # 8. RNE32(y1 - y0)
+    dy = b.op("Sub", y1, y0)  # 8. RNE32(y1 - y0)
     if fp16:
         dy = b.call("RoundFP16", dy)
-        s = _fma_round_to_odd(b, t, dy, y0)                 # RO32(y0 + t dy)
+        s = _fma_round_to_odd(b, t, dy, y0)  # RO32(y0 + t dy)
     else:
-        p = b.op("Mul", t, dy)                              # 9. RNE32(t * dy)
-        s = b.op("Add", y0, p)                              # 10. RNE32(y0 + p)
-    y = b.op("BitCast", b.call("RoundFP16", s), to=I32)     #     then RNE16
+        p = b.op("Mul", t, dy)  # 9. RNE32(t * dy)
+        s = b.op("Add", y0, p)  # 10. RNE32(y0 + p)
+    y = b.op("BitCast", b.call("RoundFP16", s), to=I32)  #     then RNE16
     # 2. below / above, selected on bit patterns: ORT's Where turns a selected
     # broadcast scalar -0.0 into +0.0 (measured), an int32 Where keeps every bit
-    y = b.op("Where", lt0, b.op("BitCast", below, to=I32), b.op("Where", geK, b.op("BitCast", above, to=I32), y))
+    y = b.op(
+        "Where",
+        lt0,
+        b.op("BitCast", below, to=I32),
+        b.op("Where", geK, b.op("BitCast", above, to=I32), y),
+    )
     y = b.op("Where", b.op("IsNaN", x), b.i32(0x7FC00000), y)  # 1. NaN -> 0x7e00
     return b.op("Cast", b.op("BitCast", y, to=F32), to=F16)  # exact: y is on the FP16 grid
 
 
 def _fma_round_to_odd(b: Builder, t: str, dy: str, y0: str) -> str:
     """FP32 value that RoundFP16 maps to RNE16(y0 + t * dy) (one rounding)."""
-    p = b.op("Mul", t, dy)                                  # exact: 11 x 11 bits
+    p = b.op("Mul", t, dy)  # exact: 11 x 11 bits
     s = b.op("Add", y0, p)
     # TwoSum (Knuth): err = (y0 + p) - s exactly
     pv = b.op("Sub", s, y0)
@@ -205,10 +228,12 @@ def _fma_round_to_odd(b: Builder, t: str, dy: str, y0: str) -> str:
     even = b.op("Equal", b.op("BitwiseAnd", bits, b.i32(1)), b.i32(0))
     inexact = b.op("Not", b.op("Equal", err, b.f32(0.0)))
     away = b.op("Equal", b.op("Less", err, b.f32(0.0)), b.op("Less", s, b.f32(0.0)))  # |z| > |s|
-    step = b.op("Where", b.op("And", even, inexact), b.op("Where", away, b.i32(1), b.i32(-1)), b.i32(0))
+    step = b.op(
+        "Where", b.op("And", even, inexact), b.op("Where", away, b.i32(1), b.i32(-1)), b.i32(0)
+    )
     odd = b.op("BitCast", b.op("Add", bits, step), to=F32)
     finite = b.op("Not", b.op("Or", b.op("IsNaN", s), b.op("IsInf", s)))
-    return b.select(finite, odd, s)                         # inf / NaN: no error term
+    return b.select(finite, odd, s)  # inf / NaN: no error term
 
 
 def interp_function(fp16: bool = False) -> FunctionProto:
@@ -219,8 +244,9 @@ def interp_function(fp16: bool = False) -> FunctionProto:
     """
     b = Builder("i")
     y = _interp_body(b, fp16)
-    return _function("Interp16" if fp16 else "Interp", ["x", *TABLE_FIELDS], b, {"y": y},
-                     interp_function.__doc__)
+    return _function(
+        "Interp16" if fp16 else "Interp", ["x", *TABLE_FIELDS], b, {"y": y}, interp_function.__doc__
+    )
 
 
 def interp_name(precision: str) -> str:
@@ -236,46 +262,59 @@ def inverse_reduced_function(rsqrt: bool, precision: str) -> FunctionProto:
     b = Builder("v")
     bits = b.op("BitCast", "v", to=I32)
     mag = b.op("BitwiseAnd", bits, b.i32(0x7FFFFFFF))
-    neg = b.op("Less", bits, b.i32(0))                      # sign bit (-0 included)
-    tiny = b.op("Less", mag, b.i32(0x00800000))             # FP32 subnormal (or zero)
+    neg = b.op("Less", bits, b.i32(0))  # sign bit (-0 included)
+    tiny = b.op("Less", mag, b.i32(0x00800000))  # FP32 subnormal (or zero)
     absv = b.op("BitCast", mag, to=F32)
-    scaled = b.op("BitCast", b.select(tiny, b.op("Mul", absv, b.f32(2.0 ** 64)), absv), to=I32)
-    k = b.op("Sub", b.op("Sub", b.op("Div", scaled, b.i32(1 << 23)), b.i32(127)),
-             b.op("Where", tiny, b.i32(64), b.i32(0)))      # v = m 2^k
+    scaled = b.op("BitCast", b.select(tiny, b.op("Mul", absv, b.f32(2.0**64)), absv), to=I32)
+    k = b.op(
+        "Sub",
+        b.op("Sub", b.op("Div", scaled, b.i32(1 << 23)), b.i32(127)),
+        b.op("Where", tiny, b.i32(64), b.i32(0)),
+    )  # v = m 2^k
     mbits = b.op("BitwiseOr", b.op("BitwiseAnd", scaled, b.i32(0x007FFFFF)), b.i32(0x3F800000))
-    m = b.op("BitCast", mbits, to=F32)                      # m in [1, 2)
+    m = b.op("BitCast", mbits, to=F32)  # m in [1, 2)
     if rsqrt:
         odd = b.op("Equal", b.op("BitwiseAnd", k, b.i32(1)), b.i32(1))
-        m = b.select(odd, b.op("Mul", m, b.f32(2.0)), m)    # m in [1, 4), k even
+        m = b.select(odd, b.op("Mul", m, b.f32(2.0)), m)  # m in [1, 4), k even
         k = b.op("Where", odd, b.op("Sub", k, b.i32(1)), k)
-        e = b.op("Div", k, b.i32(2))                        # exact: k even
+        e = b.op("Div", k, b.i32(2))  # exact: k even
     else:
         e = k
     m16 = b.op("Cast", b.call("RoundFP16", m), to=F16)
     y = b.op("Cast", b.call(interp_name(precision), m16, *TABLE_FIELDS), to=F32)
-    e = b.op("Clip", e, b.i32(-40), b.i32(41))              # see module docstring
+    e = b.op("Clip", e, b.i32(-40), b.i32(41))  # see module docstring
     scale = b.op("BitCast", b.op("Mul", b.op("Sub", b.i32(127), e), b.i32(1 << 23)), to=F32)  # 2^-e
-    r = b.call("RoundFP16", b.op("Mul", y, scale))          # RNE16(table(RNE16(m)) 2^-e)
+    r = b.call("RoundFP16", b.op("Mul", y, scale))  # RNE16(table(RNE16(m)) 2^-e)
     zero = b.op("Equal", mag, b.i32(0))
     inf = b.op("Equal", mag, b.i32(0x7F800000))
     r = b.select(zero, b.f32(np.inf), b.select(inf, b.f32(0.0), r))
-    sign = b.op("BitwiseAnd", bits, b.i32(-0x80000000))     # odd reciprocal; -0 -> -inf; the sign
-    r = b.op("BitCast", b.op("BitwiseXor", b.op("BitCast", r, to=I32), sign), to=F32)  # by bits (see doc)
+    sign = b.op("BitwiseAnd", bits, b.i32(-0x80000000))  # odd reciprocal; -0 -> -inf; the sign
+    r = b.op(
+        "BitCast", b.op("BitwiseXor", b.op("BitCast", r, to=I32), sign), to=F32
+    )  # by bits (see doc)
     if rsqrt:
         r = b.select(b.op("And", neg, b.op("Not", zero)), b.f32(np.nan), r)
     r = b.select(b.op("IsNaN", "v"), b.f32(np.nan), r)
     out = b.op("Cast", r, to=F16)
-    name = ("RsqrtReduced" if rsqrt else "ReciprocalReduced") + ("16" if precision == "fp16" else "")
+    name = ("RsqrtReduced" if rsqrt else "ReciprocalReduced") + (
+        "16" if precision == "fp16" else ""
+    )
     return _function(name, ["v", *TABLE_FIELDS], b, {"y": out}, inverse_reduced_function.__doc__)
 
 
-def inverse_call(b: Builder, v: str, table: list[str], mode: str, rsqrt: bool, precision: str) -> str:
+def inverse_call(
+    b: Builder, v: str, table: list[str], mode: str, rsqrt: bool, precision: str
+) -> str:
     """float32 v -> float32 r (an FP16 value) by section 5 in ``mode``."""
     if mode == "direct":
         r16 = b.call(interp_name(precision), b.op("Cast", b.call("RoundFP16", v), to=F16), *table)
     else:
-        r16 = b.call(("RsqrtReduced" if rsqrt else "ReciprocalReduced") + ("16" if precision == "fp16" else ""),
-                     v, *table)
+        r16 = b.call(
+            ("RsqrtReduced" if rsqrt else "ReciprocalReduced")
+            + ("16" if precision == "fp16" else ""),
+            v,
+            *table,
+        )
     return b.op("Cast", r16, to=F32)
 
 
@@ -295,19 +334,28 @@ def softmax_function(mode: str, exp_precision: str, recip_precision: str) -> Fun
     b = Builder("s")
     x = b.op("Cast", "x", to=F32)
     neginf = b.op("Equal", x, b.f32(-np.inf))
-    nan_row = b.op("Cast", b.op("ReduceMax", b.op("Cast", b.op("IsNaN", x), to=F32), b.i64([-1]), keepdims=1), to=BOOL)
+    nan_row = b.op(
+        "Cast",
+        b.op("ReduceMax", b.op("Cast", b.op("IsNaN", x), to=F32), b.i64([-1]), keepdims=1),
+        to=BOOL,
+    )
     all_neginf = b.op("ReduceMin", b.op("Cast", neginf, to=F32), b.i64([-1]), keepdims=1)
     bad = b.op("Or", nan_row, b.op("Cast", all_neginf, to=BOOL))  # NaN in the row, or all -inf
     m = b.op("ReduceMax", x, b.i64([-1]), keepdims=1)
     d = b.op("Cast", b.call("RoundFP16", b.op("Sub", x, m)), to=F16)  # RNE16(x_i - m)
     e = b.op("Cast", b.call(interp_name(exp_precision), d, *_table_inputs("exp")), to=F32)
-    e = b.select(neginf, b.f32(0.0), e)                     # e_i = +0 at -inf
-    s = _last(b, b.op("CumSum", e, b.i64(-1)))               # sequential FP32 sum, index order
+    e = b.select(neginf, b.f32(0.0), e)  # e_i = +0 at -inf
+    s = _last(b, b.op("CumSum", e, b.i64(-1)))  # sequential FP32 sum, index order
     r = inverse_call(b, s, _table_inputs("recip"), mode, False, recip_precision)
-    out = b.call("RoundFP16", b.op("Mul", e, r))            # RNE16(e_i * r), exact product
+    out = b.call("RoundFP16", b.op("Mul", e, r))  # RNE16(e_i * r), exact product
     out = b.select(bad, b.f32(np.nan), out)
-    fn = _function(f"Softmax{mode.capitalize()}", ["x", *_table_inputs("exp"), *_table_inputs("recip")],
-                   b, {"y": b.op("Cast", out, to=F16)}, softmax_function.__doc__)
+    fn = _function(
+        f"Softmax{mode.capitalize()}",
+        ["x", *_table_inputs("exp"), *_table_inputs("recip")],
+        b,
+        {"y": b.op("Cast", out, to=F16)},
+        softmax_function.__doc__,
+    )
     return fn
 
 
@@ -319,10 +367,15 @@ def rmsnorm_function(mode: str, precision: str) -> FunctionProto:
     w = b.op("Cast", "weight", to=F32)
     q = _last(b, b.op("CumSum", b.op("Mul", x, x), b.i64(-1)))  # exact squares, sequential sum
     n = b.op("Cast", b.op("Shape", "x", start=-1), to=F32)
-    inv_n = b.op("Div", b.f32(1.0), n)                      # RNE32(1 / n)
-    v = b.op("Add", b.op("Mul", q, inv_n), "eps")           # RNE32(RNE32(q / n) + eps)
+    inv_n = b.op("Div", b.f32(1.0), n)  # RNE32(1 / n)
+    v = b.op("Add", b.op("Mul", q, inv_n), "eps")  # RNE32(RNE32(q / n) + eps)
     r = inverse_call(b, v, _table_inputs("rsqrt"), mode, True, precision)
-    h = b.call("RoundFP16", b.op("Mul", x, r))              # RNE16(x_i * r)
-    out = b.call("RoundFP16", b.op("Mul", h, w))            # RNE16(h_i * w_i)
-    return _function(f"RMSNorm{mode.capitalize()}", ["x", "weight", "eps", *_table_inputs("rsqrt")],
-                     b, {"y": b.op("Cast", out, to=F16)}, rmsnorm_function.__doc__)
+    h = b.call("RoundFP16", b.op("Mul", x, r))  # RNE16(x_i * r)
+    out = b.call("RoundFP16", b.op("Mul", h, w))  # RNE16(h_i * w_i)
+    return _function(
+        f"RMSNorm{mode.capitalize()}",
+        ["x", "weight", "eps", *_table_inputs("rsqrt")],
+        b,
+        {"y": b.op("Cast", out, to=F16)},
+        rmsnorm_function.__doc__,
+    )

@@ -27,6 +27,7 @@ Variants (every one takes and returns float32 torch tensors):
   mode, reciprocal and rsqrt; NLI publishes no range-reduced tables, so in
   ``reduced`` mode reciprocal and rsqrt are our shipped reduced defaults.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,8 +36,10 @@ import numpy as np
 import torch
 
 from nli.baselines import BASELINES
+
 # OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode decides
-from nli.formats import INVERSE_FUNCTIONS, MODES as RECIPROCAL_MODES, OP_TABLES, OPS
+from nli.formats import INVERSE_FUNCTIONS, OP_TABLES, OPS
+from nli.formats import MODES as RECIPROCAL_MODES
 
 from .model import REF_OPS, OpSet
 
@@ -67,7 +70,9 @@ class Fp16Ops(OpSet):
     def silu(self, x):
         x64 = x.detach().to(torch.float16).double()
         y = x64 * torch.sigmoid(x64)
-        y = torch.where(torch.isneginf(x64), torch.tensor(-0.0, dtype=torch.float64), y)  # the limit, not NaN
+        y = torch.where(
+            torch.isneginf(x64), torch.tensor(-0.0, dtype=torch.float64), y
+        )  # the limit, not NaN
         return round_f64_to_f16(y).float()
 
     def rmsnorm(self, x, weight, eps):
@@ -93,7 +98,9 @@ class UnitOps(OpSet):
     checked against their role and ``reciprocal_mode`` here, before any call.
     """
 
-    def __init__(self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True):
+    def __init__(
+        self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True
+    ):
         import hw_sim  # imported here: engine's ref/fp16 paths do not need numba
         from hw_sim.inputs import check_table_fits
 
@@ -126,16 +133,32 @@ class UnitOps(OpSet):
     def rmsnorm(self, x, weight, eps):
         w = self._weight_bits(weight)
         if self.fused:
-            return torch.from_numpy(self._hw.rmsnorm_f32(self._f32(x), w, float(eps), self.tables["rsqrt"],
-                                                         self.reciprocal_mode))
-        return from_fp16(self._hw.rmsnorm(fp16_bits(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode))
+            return torch.from_numpy(
+                self._hw.rmsnorm_f32(
+                    self._f32(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
+                )
+            )
+        return from_fp16(
+            self._hw.rmsnorm(
+                fp16_bits(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
+            )
+        )
 
     def softmax(self, x):
         if self.fused:
-            return torch.from_numpy(self._hw.softmax_f32(self._f32(x), self.tables["exp"], self.tables["reciprocal"],
-                                                         self.reciprocal_mode))
-        return from_fp16(self._hw.softmax(fp16_bits(x), self.tables["exp"], self.tables["reciprocal"],
-                                          self.reciprocal_mode))
+            return torch.from_numpy(
+                self._hw.softmax_f32(
+                    self._f32(x),
+                    self.tables["exp"],
+                    self.tables["reciprocal"],
+                    self.reciprocal_mode,
+                )
+            )
+        return from_fp16(
+            self._hw.softmax(
+                fp16_bits(x), self.tables["exp"], self.tables["reciprocal"], self.reciprocal_mode
+            )
+        )
 
 
 class RoutedOps(OpSet):
@@ -176,8 +199,10 @@ def parse_variant(variant: str) -> tuple[str, str | None]:
         if name not in BASELINES:
             raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)}")
         return "baseline", name
-    raise ValueError(f"variant must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
-                     f"got {variant!r}")
+    raise ValueError(
+        f"variant must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
+        f"got {variant!r}"
+    )
 
 
 def table_domain_mode(function: str, reciprocal_mode: str) -> str:
@@ -197,8 +222,10 @@ def baseline_tables(kind: str, functions, reciprocal_mode: str = "reduced") -> d
     from nli.baselines import baseline_table
     from nli.functions import get_function
 
-    return {f: baseline_table(kind, f, get_function(f).domains[table_domain_mode(f, reciprocal_mode)])
-            for f in functions}
+    return {
+        f: baseline_table(kind, f, get_function(f).domains[table_domain_mode(f, reciprocal_mode)])
+        for f in functions
+    }
 
 
 def published_tables(functions, reciprocal_mode: str = "reduced") -> dict:
@@ -225,14 +252,20 @@ def share_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def make_ops(ops=OPS, variant: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced") -> OpSet:
+def make_ops(
+    ops=OPS, variant: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced"
+) -> OpSet:
     """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`)."""
     ops = parse_ops(ops)
     kind, base = parse_variant(variant)
     if reciprocal_mode not in RECIPROCAL_MODES:
-        raise ValueError(f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}")
+        raise ValueError(
+            f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}"
+        )
     if tables and kind in ("ref", "fp16"):
-        raise ValueError(f"tables are only used by the nli, published and baseline variants, not {variant!r}")
+        raise ValueError(
+            f"tables are only used by the nli, published and baseline variants, not {variant!r}"
+        )
     if kind == "ref":
         return REF_OPS
     if kind == "fp16":
@@ -240,24 +273,41 @@ def make_ops(ops=OPS, variant: str = "nli", tables: dict | None = None, reciproc
     else:
         need = needed_functions(ops)
         given = dict(tables or {})
-        extra = [f for f in given if f not in OP_TABLES["silu"] + OP_TABLES["softmax"] + OP_TABLES["rmsnorm"]]
+        extra = [
+            f
+            for f in given
+            if f not in OP_TABLES["silu"] + OP_TABLES["softmax"] + OP_TABLES["rmsnorm"]
+        ]
         if extra:
-            raise ValueError(f"tables: unknown function(s) {extra}; expected keys among silu, exp, reciprocal, rsqrt")
+            raise ValueError(
+                f"tables: unknown function(s) {extra}; expected keys among silu, exp, reciprocal, rsqrt"
+            )
         missing = [f for f in need if f not in given]
         if missing:
-            given.update(default_tables(missing, reciprocal_mode) if kind == "nli"
-                         else published_tables(missing, reciprocal_mode) if kind == "published"
-                         else baseline_tables(base, missing, reciprocal_mode))
+            given.update(
+                default_tables(missing, reciprocal_mode)
+                if kind == "nli"
+                else published_tables(missing, reciprocal_mode)
+                if kind == "published"
+                else baseline_tables(base, missing, reciprocal_mode)
+            )
         for f in need:
             if getattr(given[f], "function", None) != f:
                 raise ValueError(f"tables[{f!r}] is not a {f} table")
         impl = UnitOps(given, reciprocal_mode, name=variant)
-    label = f"{impl.name}[{','.join(ops)}]" + (f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else "")
+    label = f"{impl.name}[{','.join(ops)}]" + (
+        f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else ""
+    )
     return RoutedOps({op: impl for op in ops}, name=label)
 
 
-def substitute(model, ops=OPS, variant: str = "nli", tables: dict | None = None,
-               reciprocal_mode: str = "reduced"):
+def substitute(
+    model,
+    ops=OPS,
+    variant: str = "nli",
+    tables: dict | None = None,
+    reciprocal_mode: str = "reduced",
+):
     """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
 
     ops: iterable of 'silu' | 'rmsnorm' | 'softmax' (or a comma-separated string).

@@ -12,6 +12,7 @@
 Both return a :class:`tokenizers.Tokenizer`; ``encode(text).ids`` gives ids
 and ``decode(ids)`` the text.
 """
+
 from __future__ import annotations
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
@@ -26,7 +27,9 @@ class TokenizerError(ValueError):
     """GGUF tokenizer metadata this module cannot rebuild."""
 
 
-def build_bpe(tokens: list[str], merges: list[str], token_types: list[int] | None, pre: str) -> Tokenizer:
+def build_bpe(
+    tokens: list[str], merges: list[str], token_types: list[int] | None, pre: str
+) -> Tokenizer:
     """A byte-level BPE tokenizer from GGUF-style vocab (id order), merges ("a b") and types.
 
     pre: llama.cpp's ``tokenizer.ggml.pre`` name; one of DIGIT_SPLIT_PRE or PLAIN_PRE.
@@ -43,16 +46,23 @@ def build_bpe(tokens: list[str], merges: list[str], token_types: list[int] | Non
     tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
     byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     if pre in DIGIT_SPLIT_PRE:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), byte_level]
+        )
     elif pre in PLAIN_PRE:
         tok.pre_tokenizer = byte_level
     else:
-        raise TokenizerError(f"tokenizer.ggml.pre {pre!r} is not supported (supported: "
-                             f"{', '.join(DIGIT_SPLIT_PRE + PLAIN_PRE)})")
+        raise TokenizerError(
+            f"tokenizer.ggml.pre {pre!r} is not supported (supported: "
+            f"{', '.join(DIGIT_SPLIT_PRE + PLAIN_PRE)})"
+        )
     tok.decoder = decoders.ByteLevel()
     if token_types is not None:
-        special = [AddedToken(tokens[i], special=True, normalized=False)
-                   for i, t in enumerate(token_types) if int(t) == CONTROL]
+        special = [
+            AddedToken(tokens[i], special=True, normalized=False)
+            for i, t in enumerate(token_types)
+            if int(t) == CONTROL
+        ]
         tok.add_special_tokens(special)
     return tok
 
@@ -63,7 +73,9 @@ def tokenizer_from_gguf(reader) -> Tokenizer:
 
     model = field_value(reader, "tokenizer.ggml.model")
     if model != "gpt2":
-        raise TokenizerError(f"tokenizer.ggml.model {model!r} is not supported (only byte-level BPE 'gpt2')")
+        raise TokenizerError(
+            f"tokenizer.ggml.model {model!r} is not supported (only byte-level BPE 'gpt2')"
+        )
     tokens = list(field_value(reader, "tokenizer.ggml.tokens"))
     merges = list(field_value(reader, "tokenizer.ggml.merges", default=[], required=False))
     types = field_value(reader, "tokenizer.ggml.token_type", default=None, required=False)
@@ -86,7 +98,11 @@ def byte_tokenizer() -> Tokenizer:
 
 def _gpt2_byte_symbols() -> list[str]:
     """GPT-2's byte -> printable-character map (the one ByteLevel uses), by byte value."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs, n = {}, 0
     for b in range(256):
         if b in keep:

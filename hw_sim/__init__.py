@@ -7,9 +7,21 @@ Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 take float32 model activations (rounded to FP16 at the op boundary) and return the
 FP16 results as float32, bit-identical to the FP16 functions.
 """
+
 from .inputs import MODES, SimInputError
 from .ops import reciprocal, rmsnorm, rmsnorm_f32, rsqrt, softmax, softmax_f32
 from .unit import output_lut, run_elementwise, run_elementwise_f32
 
-__all__ = ["run_elementwise", "softmax", "rmsnorm", "reciprocal", "rsqrt", "output_lut",
-           "run_elementwise_f32", "softmax_f32", "rmsnorm_f32", "SimInputError", "MODES"]
+__all__ = [
+    "run_elementwise",
+    "softmax",
+    "rmsnorm",
+    "reciprocal",
+    "rsqrt",
+    "output_lut",
+    "run_elementwise_f32",
+    "softmax_f32",
+    "rmsnorm_f32",
+    "SimInputError",
+    "MODES",
+]

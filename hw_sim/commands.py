@@ -1,12 +1,11 @@
 """CLI subcommands owned by `hw_sim`: `nli sim elementwise|softmax|rmsnorm|cost`,
 `nli table report` and `nli table refine`. Argument parsing and file I/O live here;
 the math is in the modules they call."""
+
 from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +32,9 @@ def _load_npy(path, what):
     except InputError as e:
         raise UserError(str(e)) from None
     if arr.dtype not in (np.float16, np.uint16):
-        raise UserError(f"{what}: {path} has dtype {arr.dtype}; expected float16 or uint16 (FP16 bit patterns)")
+        raise UserError(
+            f"{what}: {path} has dtype {arr.dtype}; expected float16 or uint16 (FP16 bit patterns)"
+        )
     return arr
 
 
@@ -92,7 +93,9 @@ def _softmax(args):
     x = _load_npy(args.input, "--input")
     y = _sim_call(softmax, x, _load_table(args.exp), _load_table(args.recip), args.mode)
     _save_npy(args.output, y)
-    print(f"wrote {args.output}: softmax ({args.mode}) over rows of {x.shape[-1] if x.ndim else '?'}")
+    print(
+        f"wrote {args.output}: softmax ({args.mode}) over rows of {x.shape[-1] if x.ndim else '?'}"
+    )
     return 0
 
 
@@ -118,11 +121,15 @@ def _domain(args):
 
 
 def _print_report(rep):
-    print(f"{rep['function']} ({rep['precision']}) over {rep['inputs']} FP16 inputs in "
-          f"[{rep['domain'][0]:g}, {rep['domain'][1]:g}]:")
-    print(f"  max ulp {rep['max_ulp']}, mean ulp {rep['mean_ulp']:.4f}, correctly rounded "
-          f"{rep['pct_correctly_rounded']:.2f}%, max rel {rep['max_rel_error']:.3g}, "
-          f"mean rel {rep['mean_rel_error']:.3g}, NaN mismatches {rep['nan_mismatch']}")
+    print(
+        f"{rep['function']} ({rep['precision']}) over {rep['inputs']} FP16 inputs in "
+        f"[{rep['domain'][0]:g}, {rep['domain'][1]:g}]:"
+    )
+    print(
+        f"  max ulp {rep['max_ulp']}, mean ulp {rep['mean_ulp']:.4f}, correctly rounded "
+        f"{rep['pct_correctly_rounded']:.2f}%, max rel {rep['max_rel_error']:.3g}, "
+        f"mean rel {rep['mean_rel_error']:.3g}, NaN mismatches {rep['nan_mismatch']}"
+    )
 
 
 def _report(args):
@@ -143,7 +150,11 @@ def _report(args):
 
         arrays = error_arrays(table, dom)
         assert summarize(arrays)["max_ulp"] == rep["max_ulp"]
-        plot_errors(arrays, args.plot, f"{table.function} ({table.precision}): bit-accurate error, {args.table}")
+        plot_errors(
+            arrays,
+            args.plot,
+            f"{table.function} ({table.precision}): bit-accurate error, {args.table}",
+        )
         print(f"wrote {args.plot}")
     return 0
 
@@ -168,7 +179,14 @@ def _refine(args):
 
 
 def _cost(args):
-    from .hw_model import LABEL, UnitConfig, elementwise_cycles, fit_area_power, rmsnorm_cycles, softmax_cycles
+    from .hw_model import (
+        LABEL,
+        UnitConfig,
+        elementwise_cycles,
+        fit_area_power,
+        rmsnorm_cycles,
+        softmax_cycles,
+    )
 
     _outputs((args.json, "--json"))
     try:
@@ -176,12 +194,18 @@ def _cost(args):
     except ValueError as e:
         raise UserError(str(e)) from None
     fit = fit_area_power(args.comparator_words).fit
-    out = {"label": LABEL, "lanes": cfg.lanes, "clock_hz": cfg.clock_hz,
-           "elementwise": {"n": args.n, "cycles": elementwise_cycles(args.n, cfg)},
-           "softmax": {m: softmax_cycles(args.n, args.rows, m, cfg) for m in MODES},
-           "rmsnorm": {m: rmsnorm_cycles(args.n, args.rows, m, cfg) for m in MODES},
-           "area_power_fit": fit}
-    print(f"{LABEL}\nlanes {cfg.lanes} @ {cfg.clock_hz / 1e9:g} GHz, n = {args.n}, rows = {args.rows}")
+    out = {
+        "label": LABEL,
+        "lanes": cfg.lanes,
+        "clock_hz": cfg.clock_hz,
+        "elementwise": {"n": args.n, "cycles": elementwise_cycles(args.n, cfg)},
+        "softmax": {m: softmax_cycles(args.n, args.rows, m, cfg) for m in MODES},
+        "rmsnorm": {m: rmsnorm_cycles(args.n, args.rows, m, cfg) for m in MODES},
+        "area_power_fit": fit,
+    }
+    print(
+        f"{LABEL}\nlanes {cfg.lanes} @ {cfg.clock_hz / 1e9:g} GHz, n = {args.n}, rows = {args.rows}"
+    )
     print(f"  elementwise: {out['elementwise']['cycles']} cycles")
     for op in ("softmax", "rmsnorm"):
         for m in MODES:
@@ -189,9 +213,11 @@ def _cost(args):
             print(f"  {op} {m}: {c['cycles']} cycles ({c['schedule']})")
     print("  design    area model / published (um^2)   power model / published (mW)   efficiency")
     for d in fit["designs"]:
-        print(f"  {d['design']:8s} {d['model']['area_um2']:9.0f} / {d['published']['area_um2']:<9.0f}"
-              f"        {d['model']['power_mw']:6.2f} / {d['published']['power_mw']:<6.1f}"
-              f"           {d['model']['efficiency']:.2f} / {d['published']['efficiency']}")
+        print(
+            f"  {d['design']:8s} {d['model']['area_um2']:9.0f} / {d['published']['area_um2']:<9.0f}"
+            f"        {d['model']['power_mw']:6.2f} / {d['published']['power_mw']:<6.1f}"
+            f"           {d['model']['efficiency']:.2f} / {d['published']['efficiency']}"
+        )
     if args.json:
         _write_json(args.json, out)
     return 0
@@ -219,8 +245,12 @@ def register(sub, groups):
     p = sim.add_parser("rmsnorm", help="RMSNorm over the last axis")
     p.add_argument("--rsqrt", required=True, help="rsqrt table JSON")
     p.add_argument("--mode", required=True, help="direct or reduced (numerics §5)")
-    p.add_argument("--weight", required=True, help=".npy float16/uint16, one weight per row element")
-    p.add_argument("--eps", required=True, type=finite_float(min=0.0), help="epsilon >= 0 (rounded to FP32)")
+    p.add_argument(
+        "--weight", required=True, help=".npy float16/uint16, one weight per row element"
+    )
+    p.add_argument(
+        "--eps", required=True, type=finite_float(min=0.0), help="epsilon >= 0 (rounded to FP32)"
+    )
     p.add_argument("--input", required=True)
     p.add_argument("--output", required=True)
     p.set_defaults(func=_rmsnorm)
@@ -228,10 +258,16 @@ def register(sub, groups):
     p = sim.add_parser("cost", help="cycle/area/power MODEL (calibrated on published numbers)")
     p.add_argument("--lanes", type=positive_int(1 << 20), default=1)
     p.add_argument("--clock-ghz", type=finite_float(0.0, 1e3, min_exclusive=True), default=1.0)
-    p.add_argument("--n", type=positive_int(1 << 40), default=1024, help="row length / element count")
+    p.add_argument(
+        "--n", type=positive_int(1 << 40), default=1024, help="row length / element count"
+    )
     p.add_argument("--rows", type=positive_int(1 << 40), default=1)
-    p.add_argument("--comparator-words", type=positive_float, default=2.0,
-                   help="a comparator's cost in 16-bit storage words (model assumption)")
+    p.add_argument(
+        "--comparator-words",
+        type=positive_float,
+        default=2.0,
+        help="a comparator's cost in 16-bit storage words (model assumption)",
+    )
     p.add_argument("--json", help="write the numbers here")
     p.set_defaults(func=_cost)
 
@@ -241,15 +277,23 @@ def register(sub, groups):
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
     p.add_argument("--precision", choices=PRECISIONS, help="run as this unit precision")
-    p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"), help="default: the table's")
+    p.add_argument(
+        "--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"), help="default: the table's"
+    )
     p.set_defaults(func=_report)
 
     p = table.add_parser("refine", help="datapath-aware LUT refinement (bit-accurate objective)")
     p.add_argument("table", help="table JSON")
     p.add_argument("--output", required=True, help="refined table JSON to write")
-    p.add_argument("--objective", choices=("mean_rel", "pct_cr", "max_ulp", "pareto"), default="mean_rel")
-    p.add_argument("--radius", type=positive_int(1 << 16), default=2, help="codes tried each side (1..65536)")
-    p.add_argument("--sweeps", type=positive_int(1 << 10), default=4, help="max passes over the LUT (1..1024)")
+    p.add_argument(
+        "--objective", choices=("mean_rel", "pct_cr", "max_ulp", "pareto"), default="mean_rel"
+    )
+    p.add_argument(
+        "--radius", type=positive_int(1 << 16), default=2, help="codes tried each side (1..65536)"
+    )
+    p.add_argument(
+        "--sweeps", type=positive_int(1 << 10), default=4, help="max passes over the LUT (1..1024)"
+    )
     p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"))
     p.add_argument("--json", help="write before/after reports here")
     p.set_defaults(func=_refine)

@@ -25,6 +25,7 @@ Ground rules, used in every argument below:
   :func:`rne16_f32` round on the integer bit pattern (round-to-nearest-even,
   subnormals kept, overflow to +-inf, every NaN -> 0x7e00).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,9 +37,9 @@ from nli.bitcast import f32_as_i32, f64_as_i64, i32_as_f32, i64_as_f64  # noqa: 
 from nli.formats import FP16_NAN, FP16_POS_INF
 
 _JIT = dict(cache=True, nogil=True)
-_TWO_M24 = 2.0 ** -24
-_TWO_M149 = 2.0 ** -149
-_TWO_128 = 2.0 ** 128
+_TWO_M24 = 2.0**-24
+_TWO_M149 = 2.0**-149
+_TWO_128 = 2.0**128
 
 
 # bit casts (f64_as_i64, i64_as_f64, f32_as_i32, i32_as_f32) live in nli.bitcast, shared with the solver
@@ -117,10 +118,10 @@ def _rne16_bits(v, tie):
     u = f64_as_i64(v)
     sign = np.int64(0x8000) if u < 0 else np.int64(0)
     a = u & np.int64(0x7FFFFFFFFFFFFFFF)
-    e = a >> 52                                    # biased float64 exponent
-    if e >= 1023 + 16:                             # |v| >= 2^16 (incl. inf): overflows
+    e = a >> 52  # biased float64 exponent
+    if e >= 1023 + 16:  # |v| >= 2^16 (incl. inf): overflows
         return np.uint16(sign | FP16_POS_INF)
-    if e < 1023 - 25:                              # |v| < 2^-25: below half the least subnormal
+    if e < 1023 - 25:  # |v| < 2^-25: below half the least subnormal
         return np.uint16(sign)
     if e < 1023 - 14:
         # FP16 subnormal range: v = m 2^(e-1075); in units of 2^-24 that is m / 2^(1051-e)
@@ -172,8 +173,8 @@ def rne16_f32(x):
     a = u & 0x7FFFFFFF
     normal = (a - ((127 - 15) << 23) + 0xFFF + ((a >> 13) & 1)) >> 13
     sub = np.int64(f32_as_i32(i32_as_f32(np.int32(a)) + np.float32(0.5))) - 0x3F000000
-    q = normal if a >= 0x38800000 else sub           # 2^-14: smallest FP16 normal
-    q = FP16_POS_INF if a >= 0x47800000 else q           # 2^16: overflow (and inf)
+    q = normal if a >= 0x38800000 else sub  # 2^-14: smallest FP16 normal
+    q = FP16_POS_INF if a >= 0x47800000 else q  # 2^16: overflow (and inf)
     r = sign | q
     r = FP16_NAN if a > 0x7F800000 else r
     return np.uint16(r)
@@ -192,12 +193,12 @@ def rne32_f64(v):
     e = a >> 52
     if e >= 1023 + 128:
         r = np.inf
-    elif e < 1023 - 150:                           # |v| < 2^-150: rounds to zero
+    elif e < 1023 - 150:  # |v| < 2^-150: rounds to zero
         r = 0.0
-    elif e < 1023 - 126:                           # FP32 subnormal: units of 2^-149
+    elif e < 1023 - 126:  # FP32 subnormal: units of 2^-149
         m = (a & np.int64(0xFFFFFFFFFFFFF)) | (np.int64(1) << 52)
         r = np.float64(_round_shift(m, 1075 - 149 - e, 0)) * _TWO_M149
-    else:                                          # keep 23 of 52 mantissa bits
+    else:  # keep 23 of 52 mantissa bits
         r = i64_as_f64(_round_shift(a, 29, 0) << 29)
         # a carry past 2^128 lands on float64 2^128, which is FP32 overflow
         if r >= _TWO_128:
@@ -249,7 +250,7 @@ def fma16_f64(a, b, c):
     float64 (e.g. FP16 x FP16). The sum need not be exact: TwoSum keeps its error."""
     p = a * b
     s, err = two_sum(p, c)
-    if not math.isfinite(s):                         # inf (or inf - inf = NaN): no error term
+    if not math.isfinite(s):  # inf (or inf - inf = NaN): no error term
         return _rne16_bits(s, 0)
     return rne16_sum(s, err)
 

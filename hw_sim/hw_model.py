@@ -29,6 +29,7 @@ configurations, 10 vs 256 comparators, so only two coefficients per metric
 are identifiable). Efficiency = throughput / (area x power), in the published
 table's units (1e-3: NLI 1 G/s / (7,787 um^2 x 34 mW) -> 3.78).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -50,19 +51,43 @@ class Design:
     comparators: int
     lut_entries: int
     registers: int
-    area_um2: float | None = None      # published
-    power_mw: float | None = None      # published
-    efficiency: float | None = None    # published, 1e-3 units
+    area_um2: float | None = None  # published
+    power_mw: float | None = None  # published
+    efficiency: float | None = None  # published, 1e-3 units
     inventory_note: str = ""
 
 
 PUBLISHED = (
-    Design("NLI", 10, 259, 10, 7787.0, 34.0, 3.78,
-           "paper: 10 comparators, 259 LUT entries + 10 scale registers"),
-    Design("NN-LUT", 256, 512, 0, 23238.0, 46.0, 0.94,
-           "assumed: 256 segments x (slope, intercept) = 512 entries; breakpoints counted in comparators"),
-    Design("RI-LUT", 256, 512, 0, 23647.0, 48.0, 0.88,
-           "assumed: as NN-LUT (its inventory is not public)"),
+    Design(
+        "NLI",
+        10,
+        259,
+        10,
+        7787.0,
+        34.0,
+        3.78,
+        "paper: 10 comparators, 259 LUT entries + 10 scale registers",
+    ),
+    Design(
+        "NN-LUT",
+        256,
+        512,
+        0,
+        23238.0,
+        46.0,
+        0.94,
+        "assumed: 256 segments x (slope, intercept) = 512 entries; breakpoints counted in comparators",
+    ),
+    Design(
+        "RI-LUT",
+        256,
+        512,
+        0,
+        23647.0,
+        48.0,
+        0.88,
+        "assumed: as NN-LUT (its inventory is not public)",
+    ),
 )
 PUBLISHED_THROUGHPUT = 1e9  # results/s of one unit at 1 GHz
 
@@ -89,10 +114,14 @@ class AreaPowerModel:
         return self.comparator_words * comparators + lut_entries + registers
 
     def area_um2(self, comparators: int, lut_entries: int, registers: int) -> float:
-        return self.area_fixed + self.area_per_word * self.resources(comparators, lut_entries, registers)
+        return self.area_fixed + self.area_per_word * self.resources(
+            comparators, lut_entries, registers
+        )
 
     def power_mw(self, comparators: int, lut_entries: int, registers: int) -> float:
-        return self.power_fixed + self.power_per_word * self.resources(comparators, lut_entries, registers)
+        return self.power_fixed + self.power_per_word * self.resources(
+            comparators, lut_entries, registers
+        )
 
 
 def fit_area_power(comparator_words: float = 2.0) -> AreaPowerModel:
@@ -100,7 +129,9 @@ def fit_area_power(comparator_words: float = 2.0) -> AreaPowerModel:
     returned model's ``fit`` holds the per-design predictions and residuals."""
     if not comparator_words > 0:
         raise ValueError(f"comparator_words must be > 0, got {comparator_words}")
-    r = np.array([comparator_words * d.comparators + d.lut_entries + d.registers for d in PUBLISHED])
+    r = np.array(
+        [comparator_words * d.comparators + d.lut_entries + d.registers for d in PUBLISHED]
+    )
     A = np.stack([np.ones_like(r), r], axis=1)  # (3 designs, 2 coefficients)
     area = np.array([d.area_um2 for d in PUBLISHED])
     power = np.array([d.power_mw for d in PUBLISHED])
@@ -111,18 +142,42 @@ def fit_area_power(comparator_words: float = 2.0) -> AreaPowerModel:
     for d, ri in zip(PUBLISHED, r.tolist()):
         pa, pp = a0 + a1 * ri, p0 + p1 * ri
         pe = efficiency(PUBLISHED_THROUGHPUT, pa, pp)
-        rows.append({"design": d.name, "comparators": d.comparators, "lut_entries": d.lut_entries,
-                     "registers": d.registers, "inventory": d.inventory_note,
-                     "published": {"area_um2": d.area_um2, "power_mw": d.power_mw, "efficiency": d.efficiency},
-                     "model": {"area_um2": pa, "power_mw": pp, "efficiency": pe},
-                     "residual": {"area_um2": pa - d.area_um2, "power_mw": pp - d.power_mw,
-                                  "efficiency": pe - d.efficiency},
-                     "relative_residual": {"area": (pa - d.area_um2) / d.area_um2,
-                                           "power": (pp - d.power_mw) / d.power_mw,
-                                           "efficiency": (pe - d.efficiency) / d.efficiency}})
-    fit = {"label": LABEL, "comparator_words": comparator_words, "designs": rows,
-           "coefficients": {"area_fixed_um2": a0, "area_per_word_um2": a1,
-                            "power_fixed_mw": p0, "power_per_word_mw": p1}}
+        rows.append(
+            {
+                "design": d.name,
+                "comparators": d.comparators,
+                "lut_entries": d.lut_entries,
+                "registers": d.registers,
+                "inventory": d.inventory_note,
+                "published": {
+                    "area_um2": d.area_um2,
+                    "power_mw": d.power_mw,
+                    "efficiency": d.efficiency,
+                },
+                "model": {"area_um2": pa, "power_mw": pp, "efficiency": pe},
+                "residual": {
+                    "area_um2": pa - d.area_um2,
+                    "power_mw": pp - d.power_mw,
+                    "efficiency": pe - d.efficiency,
+                },
+                "relative_residual": {
+                    "area": (pa - d.area_um2) / d.area_um2,
+                    "power": (pp - d.power_mw) / d.power_mw,
+                    "efficiency": (pe - d.efficiency) / d.efficiency,
+                },
+            }
+        )
+    fit = {
+        "label": LABEL,
+        "comparator_words": comparator_words,
+        "designs": rows,
+        "coefficients": {
+            "area_fixed_um2": a0,
+            "area_per_word_um2": a1,
+            "power_fixed_mw": p0,
+            "power_per_word_mw": p1,
+        },
+    }
     return AreaPowerModel(comparator_words, a0, a1, p0, p1, fit)
 
 
@@ -133,9 +188,9 @@ class UnitConfig:
 
     lanes: int = 1
     clock_hz: float = 1e9
-    depth: int = 4            # pipeline stages = fill latency in cycles
-    adder_latency: int = 1    # cycles between dependent FP32 accumulations
-    reduce_cycles: int = 1    # extra cycles of a reduced-mode reciprocal/rsqrt
+    depth: int = 4  # pipeline stages = fill latency in cycles
+    adder_latency: int = 1  # cycles between dependent FP32 accumulations
+    reduce_cycles: int = 1  # extra cycles of a reduced-mode reciprocal/rsqrt
 
     def __post_init__(self):
         for name in ("lanes", "depth", "adder_latency"):
@@ -169,35 +224,53 @@ def _inverse_cycles(cfg, mode):
     return cfg.depth + (cfg.reduce_cycles if mode == "reduced" else 0)
 
 
-def softmax_cycles(n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()) -> dict:
+def softmax_cycles(
+    n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()
+) -> dict:
     """Cycles for ``rows`` softmax rows of length n: {'cycles', 'schedule', 'per_row'}."""
     _check_n(n)
     _check_n(rows, "rows")
     if n == 0 or rows == 0:
         return {"cycles": 0, "schedule": "none", "per_row": 0}
     inv = _inverse_cycles(cfg, mode)
-    spread = (math.ceil(n / cfg.lanes) + math.ceil(math.log2(cfg.lanes))            # max
-              + max(_pass(n, cfg.lanes, cfg), n * cfg.adder_latency + cfg.depth - 1)  # exp + serial sum
-              + inv + _pass(n, cfg.lanes, cfg))                                      # 1/s, scale
-    own = n + max(_pass(n, 1, cfg), n + cfg.depth - 1) + inv + _pass(n, 1, cfg)      # one lane per row
+    spread = (
+        math.ceil(n / cfg.lanes)
+        + math.ceil(math.log2(cfg.lanes))  # max
+        + max(_pass(n, cfg.lanes, cfg), n * cfg.adder_latency + cfg.depth - 1)  # exp + serial sum
+        + inv
+        + _pass(n, cfg.lanes, cfg)
+    )  # 1/s, scale
+    own = n + max(_pass(n, 1, cfg), n + cfg.depth - 1) + inv + _pass(n, 1, cfg)  # one lane per row
     a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {"cycles": min(a, b), "schedule": "spread" if a <= b else "row_parallel",
-            "per_row": spread if a <= b else own}
+    return {
+        "cycles": min(a, b),
+        "schedule": "spread" if a <= b else "row_parallel",
+        "per_row": spread if a <= b else own,
+    }
 
 
-def rmsnorm_cycles(n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()) -> dict:
+def rmsnorm_cycles(
+    n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()
+) -> dict:
     """Cycles for ``rows`` RMSNorm rows of length n: {'cycles', 'schedule', 'per_row'}."""
     _check_n(n)
     _check_n(rows, "rows")
     if n == 0 or rows == 0:
         return {"cycles": 0, "schedule": "none", "per_row": 0}
-    inv = _inverse_cycles(cfg, mode) + 2                                            # x 1/n, + eps
-    spread = (max(_pass(n, cfg.lanes, cfg), n * cfg.adder_latency + cfg.depth - 1)
-              + inv + _pass(n, cfg.lanes, cfg) + 1)
+    inv = _inverse_cycles(cfg, mode) + 2  # x 1/n, + eps
+    spread = (
+        max(_pass(n, cfg.lanes, cfg), n * cfg.adder_latency + cfg.depth - 1)
+        + inv
+        + _pass(n, cfg.lanes, cfg)
+        + 1
+    )
     own = (n + cfg.depth - 1) + inv + _pass(n, 1, cfg) + 1
     a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {"cycles": min(a, b), "schedule": "spread" if a <= b else "row_parallel",
-            "per_row": spread if a <= b else own}
+    return {
+        "cycles": min(a, b),
+        "schedule": "spread" if a <= b else "row_parallel",
+        "per_row": spread if a <= b else own,
+    }
 
 
 def seconds(cycles: int, cfg: UnitConfig = UnitConfig()) -> float:
@@ -208,14 +281,18 @@ def seconds(cycles: int, cfg: UnitConfig = UnitConfig()) -> float:
 def _passes(op: str, rows: float, elements: float) -> float:
     """Steady-state lane-cycles of an op (row-parallel, pipeline full)."""
     if "softmax" in op:
-        return 3 * elements + rows          # max, exp(+sum), scale passes; 1 reciprocal lookup per row
+        return 3 * elements + rows  # max, exp(+sum), scale passes; 1 reciprocal lookup per row
     if "rmsnorm" in op:
-        return 2 * elements + 3 * rows      # square-accumulate, output passes; rsqrt + 2 scalar cycles
-    return elements                         # elementwise (silu, gelu, ...)
+        return 2 * elements + 3 * rows  # square-accumulate, output passes; rsqrt + 2 scalar cycles
+    return elements  # elementwise (silu, gelu, ...)
 
 
-def price_counts(counts: dict, lanes: int | None = None, cfg: UnitConfig | None = None,
-                 model: AreaPowerModel | None = None) -> dict:
+def price_counts(
+    counts: dict,
+    lanes: int | None = None,
+    cfg: UnitConfig | None = None,
+    model: AreaPowerModel | None = None,
+) -> dict:
     """Price per-token op counts {op: (rows, elements)} on NLI-, NN-LUT- and RI-LUT-style
     units with ``lanes`` lanes. Returns {unit: {lanes, passes_per_token,
     cycles_per_token, energy_pj_per_token, area_um2, power_mw, source}}.
@@ -231,13 +308,21 @@ def price_counts(counts: dict, lanes: int | None = None, cfg: UnitConfig | None 
         key = d.name.lower().replace("-", "_")
         area = model.area_um2(d.comparators, d.lut_entries, d.registers)
         power = model.power_mw(d.comparators, d.lut_entries, d.registers)
-        out[key] = {"lanes": lanes, "passes_per_token": passes, "cycles_per_token": passes / lanes,
-                    "energy_pj_per_token": passes * power * 1e-3 / cfg.clock_hz * 1e12,
-                    "area_um2": lanes * area, "power_mw": lanes * power, "source": LABEL}
+        out[key] = {
+            "lanes": lanes,
+            "passes_per_token": passes,
+            "cycles_per_token": passes / lanes,
+            "energy_pj_per_token": passes * power * 1e-3 / cfg.clock_hz * 1e12,
+            "area_um2": lanes * area,
+            "power_mw": lanes * power,
+            "source": LABEL,
+        }
     return out
 
 
-def table_hw_cost(table, cfg: UnitConfig | None = None, model: AreaPowerModel | None = None) -> dict:
+def table_hw_cost(
+    table, cfg: UnitConfig | None = None, model: AreaPowerModel | None = None
+) -> dict:
     """Modelled area, power and efficiency of one lane holding ``table`` (comparators = K,
     LUT entries, K scale registers), with ``cfg.lanes`` lanes at ``cfg.clock_hz``."""
     cfg = cfg or UnitConfig()
@@ -246,6 +331,15 @@ def table_hw_cost(table, cfg: UnitConfig | None = None, model: AreaPowerModel | 
     area = cfg.lanes * model.area_um2(c, e, r)
     power = cfg.lanes * model.power_mw(c, e, r)
     thr = cfg.lanes * cfg.clock_hz
-    return {"label": LABEL, "comparators": c, "lut_entries": e, "registers": r, "lanes": cfg.lanes,
-            "clock_hz": cfg.clock_hz, "area_um2": area, "power_mw": power, "throughput_per_s": thr,
-            "efficiency": efficiency(thr, area, power)}
+    return {
+        "label": LABEL,
+        "comparators": c,
+        "lut_entries": e,
+        "registers": r,
+        "lanes": cfg.lanes,
+        "clock_hz": cfg.clock_hz,
+        "area_um2": area,
+        "power_mw": power,
+        "throughput_per_s": thr,
+        "efficiency": efficiency(thr, area, power),
+    }

@@ -1,4 +1,5 @@
 """Validation of the simulator's array and table arguments (shared by every wrapper)."""
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,14 @@ def as_bits(x, name: str = "x") -> np.ndarray:
     if isinstance(x, np.generic):  # a numpy scalar: a 0-d array
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
-        raise SimInputError(f"{name}: expected a numpy array of float16 or uint16 bit patterns, "
-                            f"got {type(x).__name__}")
+        raise SimInputError(
+            f"{name}: expected a numpy array of float16 or uint16 bit patterns, "
+            f"got {type(x).__name__}"
+        )
     if x.dtype not in (np.float16, np.uint16):
-        raise SimInputError(f"{name}: expected dtype float16 or uint16 (FP16 bit patterns), got {x.dtype}")
+        raise SimInputError(
+            f"{name}: expected dtype float16 or uint16 (FP16 bit patterns), got {x.dtype}"
+        )
     if not x.flags.c_contiguous:
         x = x.copy(order="C")
     return x.view(np.uint16)
@@ -41,8 +46,10 @@ def check_table(table, function: str, role: str, mode: str | None = None) -> Tab
     if not isinstance(table, Table):
         raise SimInputError(f"{role}: expected an nli Table, got {type(table).__name__}")
     if table.function != function:
-        raise SimInputError(f"{role}: table is for {table.function!r}, expected a {function!r} table"
-                            + (f" ({mode} mode)" if mode else ""))
+        raise SimInputError(
+            f"{role}: table is for {table.function!r}, expected a {function!r} table"
+            + (f" ({mode} mode)" if mode else "")
+        )
     return table
 
 
@@ -62,14 +69,20 @@ def check_table_fits(table, function: str, role: str, mode) -> Table:
     if "reduced" not in domains:
         return table
     lo, hi = domains["reduced"]
-    c0, ck = (float(f16_bits_to_f64(np.uint16(b))) for b in (table.cutpoints[0], table.cutpoints[-1]))
+    c0, ck = (
+        float(f16_bits_to_f64(np.uint16(b))) for b in (table.cutpoints[0], table.cutpoints[-1])
+    )
     inside = lo <= c0 and ck <= hi
     if mode == "reduced" and not (c0 == lo and ck == hi):
-        raise SimInputError(f"{role}: the {function!r} table spans [{c0:g}, {ck:g}]; reduced mode needs a "
-                            f"{function!r} table over the reduced domain [{lo:g}, {hi:g}]")
+        raise SimInputError(
+            f"{role}: the {function!r} table spans [{c0:g}, {ck:g}]; reduced mode needs a "
+            f"{function!r} table over the reduced domain [{lo:g}, {hi:g}]"
+        )
     if mode == "direct" and inside:
-        raise SimInputError(f"{role}: the {function!r} table spans [{c0:g}, {ck:g}], a reduced-domain table; "
-                            f"direct mode needs a {function!r} table over the direct domain")
+        raise SimInputError(
+            f"{role}: the {function!r} table spans [{c0:g}, {ck:g}], a reduced-domain table; "
+            f"direct mode needs a {function!r} table over the direct domain"
+        )
     return table
 
 
@@ -82,7 +95,9 @@ def check_mode(mode) -> str:
 
 def check_eps(eps) -> np.float32:
     """RMSNorm's eps as FP32: a real number, rounded to FP32 (RNE), finite after rounding."""
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.floating, np.integer)):
+    if isinstance(eps, (bool, np.bool_)) or not isinstance(
+        eps, (int, float, np.floating, np.integer)
+    ):
         raise SimInputError(f"eps: expected a finite real number, got {eps!r}")
     if not math.isfinite(float(eps)):
         raise SimInputError(f"eps: must be finite, got {eps!r}")
@@ -96,7 +111,9 @@ def check_eps(eps) -> np.float32:
 def check_rows(bits: np.ndarray, name: str = "x") -> int:
     """Rows lie on the last axis: it must exist and be non-empty. Returns the row length."""
     if bits.ndim == 0:
-        raise SimInputError(f"{name}: needs at least one axis (rows lie on the last axis), got a scalar")
+        raise SimInputError(
+            f"{name}: needs at least one axis (rows lie on the last axis), got a scalar"
+        )
     n = bits.shape[-1]
     if n == 0:
         raise SimInputError(f"{name}: the last axis (the row) is empty")

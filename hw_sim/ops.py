@@ -39,6 +39,7 @@ rsqrt of any other negative value (including -inf) is NaN. Softmax's max
 ``m`` is the first maximal element (the result does not depend on which zero
 it is). Row NaNs are the canonical 0x7e00.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -46,14 +47,22 @@ import functools
 import math
 
 import numba
-import numpy as np
 from numba import prange
+import numpy as np
 
 from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
 
 from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
-from .inputs import SimInputError, as_bits, check_eps, check_mode, check_rows, check_table, check_table_fits
+from .inputs import (
+    SimInputError,
+    as_bits,
+    check_eps,
+    check_mode,
+    check_rows,
+    check_table,
+    check_table_fits,
+)
 from .unit import _decode32, output_lut, output_values
 
 PARALLEL_MIN_ELEMENTS = 1 << 14  # fewer elements than this: one thread
@@ -68,19 +77,19 @@ def _inverse_reduced(v, outs, rsqrt):
     neg = v < 0.0 or (v == 0.0 and math.copysign(1.0, v) < 0.0)
     if neg and rsqrt:
         return np.uint16(0xFC00) if v == 0.0 else np.uint16(FP16_NAN)
-    sign = 0x8000 if neg else 0             # the reciprocal is odd
+    sign = 0x8000 if neg else 0  # the reciprocal is odd
     v = abs(v)
     if v == 0.0:
         return np.uint16(sign | 0x7C00)
     if v == np.inf:
         return np.uint16(sign)
-    fm, fe = math.frexp(v)                  # v = fm 2^fe exactly, fm in [0.5, 1)
+    fm, fe = math.frexp(v)  # v = fm 2^fe exactly, fm in [0.5, 1)
     m = 2.0 * fm
-    k = fe - 1                              # v = m 2^k, m in [1, 2)
+    k = fe - 1  # v = m 2^k, m in [1, 2)
     if rsqrt and (k & 1) != 0:
-        m *= 2.0                            # m in [2, 4), k even
+        m *= 2.0  # m in [2, 4), k even
         k -= 1
-    y = f16_to_f64(outs[rne16_f64(m)])      # table(RNE16(m))
+    y = f16_to_f64(outs[rne16_f64(m)])  # table(RNE16(m))
     r = rne16_f64(math.ldexp(y, -k if not rsqrt else -(k // 2)))
     return r if r == FP16_NAN else np.uint16(r ^ sign)
 
@@ -90,7 +99,7 @@ def _inverse(v, outs, reduced, rsqrt):
     """Section 5 of the FP32 value v (held as a float64): FP16 bits."""
     if reduced:
         return _inverse_reduced(v, outs, rsqrt)
-    return outs[rne16_f64(v)]               # direct: table(RNE16(v))
+    return outs[rne16_f64(v)]  # direct: table(RNE16(v))
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -159,16 +168,16 @@ def _softmax_exps(x, d, ev, exp_vals):
     kmin = 0x7FFF
     for i in range(x.size):
         b = np.int32(x[i])
-        key = b if b < 0x8000 else 0x8000 - b        # +inf: 0x7c00, -inf: -0x7c00
+        key = b if b < 0x8000 else 0x8000 - b  # +inf: 0x7c00, -inf: -0x7c00
         kmax = max(kmax, key)
         kmin = min(kmin, key)
     if kmax > 0x7C00 or kmin < -0x7C00 or kmax == -0x7C00:  # a NaN, or only -inf
         return False
     m = f16_to_f32_vec(kmax if kmax >= 0 else 0x8000 - kmax)  # m = max(x)
     for i in range(x.size):
-        d[i] = rne16_f32(f16_to_f32_vec(x[i]) - m)             # d_i = RNE16(x_i - m)
+        d[i] = rne16_f32(f16_to_f32_vec(x[i]) - m)  # d_i = RNE16(x_i - m)
     for i in range(x.size):
-        e = exp_vals[np.int32(d[i])]                           # e_i = exp_table(d_i)
+        e = exp_vals[np.int32(d[i])]  # e_i = exp_table(d_i)
         ev[i] = np.float32(0.0) if x[i] == FP16_NEG_INF else e  # e_i = +0 where x_i = -inf
     return True
 
@@ -205,7 +214,7 @@ def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                     while L > 0 and x[r, L - 1] == -np.inf:
                         L -= 1
                     for i in range(L):
-                        xb[k, i] = rne16_f32(x[r, i])                # RNE16 at the op boundary
+                        xb[k, i] = rne16_f32(x[r, i])  # RNE16 at the op boundary
                     row = xb[k]
                 else:
                     row = x[r]
@@ -217,7 +226,7 @@ def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                     top = max(top, L)
             sums = np.empty(GROUP, dtype=np.float32)
             if top > 0:
-                _group_sums(ev[:, :top], r1 - r0, False, sums)       # step 3 (e_i = +0 past each L)
+                _group_sums(ev[:, :top], r1 - r0, False, sums)  # step 3 (e_i = +0 past each L)
             for r in range(r0, r1):
                 k = r - r0
                 if not ok[k]:
@@ -232,12 +241,12 @@ def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                 e = ev[k]
                 L = length[k]
                 for i in range(L):
-                    b = rne16_f32(e[i] * rf)                         # RNE16(e_i * r), exact product
+                    b = rne16_f32(e[i] * rf)  # RNE16(e_i * r), exact product
                     if f32_out:
                         out[r, i] = dec[b]
                     else:
                         out[r, i] = b
-                z = rne16_f32(np.float32(0.0) * rf)                  # RNE16(+0 * r): the -inf tail
+                z = rne16_f32(np.float32(0.0) * rf)  # RNE16(+0 * r): the -inf tail
                 for i in range(L, n):
                     if f32_out:
                         out[r, i] = dec[z]
@@ -270,18 +279,18 @@ def _rmsnorm_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                 b = xv[r - r0]
                 for i in range(n):
                     if f32_in:
-                        b[i] = f16_to_f32_vec(rne16_f32(x[r, i]))   # RNE16 at the op boundary
+                        b[i] = f16_to_f32_vec(rne16_f32(x[r, i]))  # RNE16 at the op boundary
                     else:
                         b[i] = f16_to_f32_vec(x[r, i])
             sums = np.empty(GROUP, dtype=np.float32)
-            _group_sums(xv, r1 - r0, True, sums)                     # q: squares exact in FP32
+            _group_sums(xv, r1 - r0, True, sums)  # q: squares exact in FP32
             for r in range(r0, r1):
                 v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + eps)
                 rf = dec[_inverse(v, rsqrt_outs, reduced, True)]
                 b = xv[r - r0]
                 for i in range(n):
-                    h = rne16_f32(b[i] * rf)                         # RNE16(x_i * r)
-                    y = rne16_f32(f16_to_f32_vec(h) * wv[i])         # RNE16(h_i * w_i)
+                    h = rne16_f32(b[i] * rf)  # RNE16(x_i * r)
+                    y = rne16_f32(f16_to_f32_vec(h) * wv[i])  # RNE16(h_i * w_i)
                     if f32_out:
                         out[r, i] = dec[y]
                     else:
@@ -307,7 +316,9 @@ def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
     check_table_fits(recip_table, "reciprocal", "reciprocal table", mode)
     out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
     kernel = _softmax_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
-    kernel(rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), mode == "reduced")
+    kernel(
+        rows, out, output_values(exp_table), output_lut(recip_table), _decode32(), mode == "reduced"
+    )
     return out
 
 
@@ -317,11 +328,22 @@ def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out):
     n = rows.shape[1]
     w = as_bits(weight, "weight")
     if w.shape != (n,):
-        raise SimInputError(f"weight: shape {w.shape} does not match the row length {n} (need ({n},))")
+        raise SimInputError(
+            f"weight: shape {w.shape} does not match the row length {n} (need ({n},))"
+        )
     out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
     kernel = _rmsnorm_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
     dec = _decode32()
-    kernel(rows, dec[w], out, rne32(Fraction(1, n)), float(eps32), output_lut(rsqrt_table), dec, mode == "reduced")
+    kernel(
+        rows,
+        dec[w],
+        out,
+        rne32(Fraction(1, n)),
+        float(eps32),
+        output_lut(rsqrt_table),
+        dec,
+        mode == "reduced",
+    )
     return out
 
 
@@ -336,7 +358,9 @@ def softmax(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
     check_mode(mode)
     bits = as_bits(x)
     n = check_rows(bits)
-    out = _softmax_rows(bits.reshape(-1, n), exp_table, recip_table, mode, False, False)  # (..., n) -> (R, n)
+    out = _softmax_rows(
+        bits.reshape(-1, n), exp_table, recip_table, mode, False, False
+    )  # (..., n) -> (R, n)
     return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
 
 
@@ -347,7 +371,9 @@ def softmax_f32(x, exp_table, recip_table, mode: str = "direct") -> np.ndarray:
     ``softmax(x.astype(float16), ...)``, in one pass without the float16 copies."""
     check_mode(mode)
     rows = _f32_rows(x)
-    return _softmax_rows(rows, exp_table, recip_table, mode, True, True).reshape(x.shape)  # (R, n) -> (..., n)
+    return _softmax_rows(rows, exp_table, recip_table, mode, True, True).reshape(
+        x.shape
+    )  # (R, n) -> (..., n)
 
 
 def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
@@ -361,7 +387,9 @@ def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
     check_mode(mode)
     bits = as_bits(x)
     n = check_rows(bits)
-    out = _rmsnorm_rows(bits.reshape(-1, n), weight, eps, rsqrt_table, mode, False, False)  # (..., n) -> (R, n)
+    out = _rmsnorm_rows(
+        bits.reshape(-1, n), weight, eps, rsqrt_table, mode, False, False
+    )  # (..., n) -> (R, n)
     return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
 
 
@@ -371,7 +399,9 @@ def rmsnorm_f32(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray
     Same bits as ``rmsnorm(x.astype(float16), weight, ...)``."""
     check_mode(mode)
     rows = _f32_rows(x)
-    return _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, True, True).reshape(x.shape)  # (R, n) -> (..., n)
+    return _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, True, True).reshape(
+        x.shape
+    )  # (R, n) -> (..., n)
 
 
 def _inverse_public(v, table, mode, function, rsqrt):

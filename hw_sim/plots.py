@@ -4,6 +4,7 @@ relative error against x, and the ulp histogram, from :func:`hw_sim.report.error
 :func:`error_figure` builds the figure (tests check its axes); :func:`plot_errors`
 writes it as a PNG.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ def _symlog_ticks(lo: float, hi: float, linthresh: float, max_per_side: int = 4)
         k1 = math.floor(math.log10(end))
         decades = list(range(k0, k1 + 1))
         step = max(1, math.ceil(len(decades) / max_per_side))
-        ticks += [sign * 10.0 ** k for k in decades[::-1][::step]]
+        ticks += [sign * 10.0**k for k in decades[::-1][::step]]
     return sorted(ticks)
 
 
@@ -55,7 +56,7 @@ def _set_x(ax, x: np.ndarray) -> None:
     if lo > 0 and hi / lo <= 100 or hi < 0 and lo / hi <= 100:
         ax.set_xlim(lo, hi)
     else:
-        linthresh = 2.0 ** -14
+        linthresh = 2.0**-14
         ax.set_xscale("symlog", linthresh=linthresh)
         ax.set_xlim(lo, hi)
         ax.xaxis.set_major_locator(FixedLocator(_symlog_ticks(lo, hi, linthresh)))
@@ -85,8 +86,13 @@ def error_figure(arrays: dict, title: str = ""):
     r = rel[ok]
     fin = np.isfinite(r)
     top = min(max(float(r[fin].max(initial=0.0)), REL_FLOOR_PLOT * 10), REL_CEIL_PLOT)
-    a2.scatter(x[ok][fin], np.clip(r[fin], REL_FLOOR_PLOT, REL_CEIL_PLOT), s=1, color="tab:orange",
-               rasterized=True)
+    a2.scatter(
+        x[ok][fin],
+        np.clip(r[fin], REL_FLOOR_PLOT, REL_CEIL_PLOT),
+        s=1,
+        color="tab:orange",
+        rasterized=True,
+    )
     _set_x(a2, x[ok])
     a2.set_yscale("log")
     a2.set_ylim(REL_FLOOR_PLOT / 2, 10 ** math.ceil(math.log10(top)))

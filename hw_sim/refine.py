@@ -18,6 +18,7 @@ as in :mod:`hw_sim.report`):
   error, number correctly rounded, max ulp) and improve one, so the result is
   never worse than the input on any of the three.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ class RefineConfig:
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective: must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+            raise ValueError(
+                f"objective: must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+            )
         for k in ("radius", "sweeps"):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
@@ -87,7 +90,9 @@ def _interp_subset(idx, g, t, lut64, fp16, out):
         if fp16:
             out[k] = _interp_fp16(lut64[gj], lut64[gj + 1], t[j])
         else:
-            out[k] = _interp_fp32(np.float32(lut64[gj]), np.float32(lut64[gj + 1]), np.float32(t[j]))
+            out[k] = _interp_fp32(
+                np.float32(lut64[gj]), np.float32(lut64[gj + 1]), np.float32(t[j])
+            )
 
 
 class _Scorer:
@@ -138,8 +143,9 @@ def _candidates(bits: int, radius: int) -> list[int]:
     return out
 
 
-def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=None,
-                 progress: bool = False) -> tuple[Table, dict]:
+def refine_table(
+    table: Table, config: RefineConfig = RefineConfig(), domain=None, progress: bool = False
+) -> tuple[Table, dict]:
     """Refine ``table``'s LUT (and below/above) for ``config.objective`` over every finite
     FP16 input of ``domain`` (default: the table's). Returns (new table, summary) where
     summary has the error reports before and after; the table's meta gets ``refined``."""
@@ -181,7 +187,13 @@ def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=Non
         best, best_key, best_terms = current, None, None
         for opt in options:
             r, u, c = sc.terms(idx, make_y(opt))
-            k = sc.key(r.sum() - r0, int(c.sum()) - c0, max(rest_max, int(u.max())), cur_max, int(u.sum()) - u0)
+            k = sc.key(
+                r.sum() - r0,
+                int(c.sum()) - c0,
+                max(rest_max, int(u.max())),
+                cur_max,
+                int(u.sum()) - u0,
+            )
             if k is None or not k < (0,) * len(k):
                 continue
             if best_key is None or k < best_key:
@@ -194,14 +206,25 @@ def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=Non
         sweeps_run += 1
         moved = 0
         entries = range(lut.size)
-        for e in (tqdm(entries, desc=f"refine sweep {sweep + 1}", leave=False) if progress else entries):
-            lo_i, hi_i = np.searchsorted(gs, [e - 1, e], side="left")[0], np.searchsorted(gs, e, side="right")
+        for e in (
+            tqdm(entries, desc=f"refine sweep {sweep + 1}", leave=False) if progress else entries
+        ):
+            lo_i, hi_i = (
+                np.searchsorted(gs, [e - 1, e], side="left")[0],
+                np.searchsorted(gs, e, side="right"),
+            )
             idx = order[lo_i:hi_i]
             if idx.size == 0:
                 continue
             nb = [lut64[e - 1] if e > 0 else None, lut64[e + 1] if e + 1 < lut.size else None]
-            opts = [c for c in _candidates(int(lut[e]), config.radius)
-                    if all(v is None or abs(float(f16_bits_to_f64(np.uint16(c))) - v) < FP16_OVERFLOW for v in nb)]
+            opts = [
+                c
+                for c in _candidates(int(lut[e]), config.radius)
+                if all(
+                    v is None or abs(float(f16_bits_to_f64(np.uint16(c))) - v) < FP16_OVERFLOW
+                    for v in nb
+                )
+            ]
             buf = np.empty(idx.size, np.uint16)
 
             def make_y(code, e=e, idx=idx, buf=buf):
@@ -229,12 +252,23 @@ def refine_table(table: Table, config: RefineConfig = RefineConfig(), domain=Non
             cands = np.unique(ref[idx][~is_nan_bits(ref[idx])])
             if cands.size > 512:
                 cands = cands[np.linspace(0, cands.size - 1, 512).astype(int)]
-            choice = try_set(idx, lambda c, n=idx.size: np.full(n, c, np.uint16), [int(c) for c in cands], int(cur))
+            choice = try_set(
+                idx,
+                lambda c, n=idx.size: np.full(n, c, np.uint16),
+                [int(c) for c in cands],
+                int(cur),
+            )
             below, above = (choice, above) if which == BELOW else (below, choice)
 
-    info = {"objective": config.objective, "radius": config.radius, "sweeps_run": sweeps_run,
-            "changed_entries": len(changed), "below_changed": below != table.below,
-            "above_changed": above != table.above, "domain": [lo, hi]}
+    info = {
+        "objective": config.objective,
+        "radius": config.radius,
+        "sweeps_run": sweeps_run,
+        "changed_entries": len(changed),
+        "below_changed": below != table.below,
+        "above_changed": above != table.above,
+        "domain": [lo, hi],
+    }
     if "refined" in table.meta:  # a refinement of a refined table keeps the earlier record
         info["previous"] = table.meta["refined"]
     new = table.with_lut(lut, below=below, above=above, refined=info)

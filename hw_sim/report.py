@@ -16,6 +16,7 @@ Definitions (used by ``nli table report``, the refinement and the benchmarks):
   infinite when y overflows where f(x) is finite);
 * correctly rounded: ``ord(y) == ord(RNE16(f(x)))`` (so -0 and +0 agree).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,7 @@ from nli.grid import f16_bits_to_f64, fp16_grid, parse_f16_hex
 
 from .unit import run_elementwise
 
-REL_FLOOR = 2.0 ** -14
+REL_FLOOR = 2.0**-14
 
 
 def ordered(bits) -> np.ndarray:
@@ -95,13 +96,20 @@ def summarize(arrays: dict) -> dict:
         "inputs": n,
         "max_ulp": int(ulp[ok].max()) if ok.any() else None,
         "mean_ulp": float(ulp[ok].mean()) if ok.any() else None,
-        "pct_correctly_rounded": 100.0 * float(np.count_nonzero(ok & (ulp == 0)) + np.count_nonzero(both_nan)) / n,
+        "pct_correctly_rounded": 100.0
+        * float(np.count_nonzero(ok & (ulp == 0)) + np.count_nonzero(both_nan))
+        / n,
         "max_rel_error": float(np.nanmax(rel)) if ok.any() else None,
         "mean_rel_error": float(np.nanmean(rel)) if ok.any() else None,
         "nan_mismatch": int(np.count_nonzero(~ok & ~both_nan)),
-        "worst_input": None if worst is None else {
-            "x": float(arrays["x"][worst]), "bits": f"{int(arrays['bits'][worst]):04x}",
-            "output": f"{int(y[worst]):04x}", "correctly_rounded": f"{int(ref[worst]):04x}"},
+        "worst_input": None
+        if worst is None
+        else {
+            "x": float(arrays["x"][worst]),
+            "bits": f"{int(arrays['bits'][worst]):04x}",
+            "output": f"{int(y[worst]):04x}",
+            "correctly_rounded": f"{int(ref[worst]):04x}",
+        },
         "ulp_histogram": {("16+" if k == 16 else str(k)): int(v) for k, v in enumerate(hist) if v},
     }
 
@@ -111,9 +119,17 @@ def error_report(table, domain: tuple[float, float] | None = None) -> dict:
     (see the module docstring for every definition). Pure: returns a dict."""
     lo, hi = domain if domain is not None else table_domain(table)
     rep = summarize(error_arrays(table, (lo, hi)))
-    rep.update({"function": table.function, "precision": table.precision, "domain": [lo, hi],
-                "comparators": table.K, "lut_entries": table.entries,
-                "reference": "RNE16 of the float64 reference f(x)", "rel_floor": REL_FLOOR})
+    rep.update(
+        {
+            "function": table.function,
+            "precision": table.precision,
+            "domain": [lo, hi],
+            "comparators": table.K,
+            "lut_entries": table.entries,
+            "reference": "RNE16 of the float64 reference f(x)",
+            "rel_floor": REL_FLOOR,
+        }
+    )
     return rep
 
 
@@ -147,11 +163,28 @@ def composite_inverse_report(table, kind: str, mode: str, exponents=None, stride
     yv = f16_bits_to_f64(y)
     with np.errstate(invalid="ignore", over="ignore"):
         rel = np.where(nan, np.nan, np.abs(yv - fx) / np.maximum(np.abs(fx), REL_FLOOR))
-    rep = summarize({"x": vd, "bits": v.view(np.uint32).astype(np.uint16), "y": y, "ref": ref,
-                     "ulp": ulp, "rel": rel})
+    rep = summarize(
+        {
+            "x": vd,
+            "bits": v.view(np.uint32).astype(np.uint16),
+            "y": y,
+            "ref": ref,
+            "ulp": ulp,
+            "rel": rel,
+        }
+    )
     rep.pop("worst_input")
     worst = int(np.argmax(ulp))
-    rep.update({"kind": kind, "mode": mode, "fp32_biased_exponents": [int(e) for e in exponents],
-                "mantissa_stride": stride, "worst_v": float(vd[worst]),
-                "at_most_1_ulp": bool(rep["max_ulp"] is not None and rep["max_ulp"] <= 1 and rep["nan_mismatch"] == 0)})
+    rep.update(
+        {
+            "kind": kind,
+            "mode": mode,
+            "fp32_biased_exponents": [int(e) for e in exponents],
+            "mantissa_stride": stride,
+            "worst_v": float(vd[worst]),
+            "at_most_1_ulp": bool(
+                rep["max_ulp"] is not None and rep["max_ulp"] <= 1 and rep["nan_mismatch"] == 0
+            ),
+        }
+    )
     return rep

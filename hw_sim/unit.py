@@ -13,6 +13,7 @@ Project choices numerics 1 left open (stated in numerics §3, mirrored by the or
   so ``t = u - a`` is +0 whenever ``u`` is a zero; t is never -0.
 * The comparisons of step 2/3 are numeric on float values (-0 == +0).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import functools
 import weakref
 
 import numba
-import numpy as np
 from numba import prange
+import numpy as np
 
 from nli.formats import FP16_NAN
 from nli.table import Table
@@ -49,11 +50,22 @@ class Prepared:
     above: int
     fp16: bool
     outputs: np.ndarray  # uint16[65536]: the unit's output for every input encoding
-    values: np.ndarray   # float32[65536]: the same outputs as the FP32 values they encode
+    values: np.ndarray  # float32[65536]: the same outputs as the FP32 values they encode
 
     def args(self):
-        return (self.cut32, self.cut64, self.bins, self.base, self.mul32, self.mul16,
-                self.lut32, self.lut64, np.uint16(self.below), np.uint16(self.above), self.fp16)
+        return (
+            self.cut32,
+            self.cut64,
+            self.bins,
+            self.base,
+            self.mul32,
+            self.mul16,
+            self.lut32,
+            self.lut64,
+            np.uint16(self.below),
+            np.uint16(self.above),
+            self.fp16,
+        )
 
 
 # ----------------------------------------------------------------------------- the kernel
@@ -73,23 +85,23 @@ def _locate_fp32(x, cut32, bins, base, mul32):
     (fp.py's ground rules; none can be an FP32 subnormal: dx is a multiple of
     2^-24 and mul > 2^-17)."""
     i = _interval(x, cut32)
-    dx = x - cut32[i]                       # 4. RNE32(x - c_I)
-    u = dx * mul32[i]                       # 5. RNE32(dx * mul[I])
-    a = np.floor(u)                         # 6. float floor (-0 stays -0)
+    dx = x - cut32[i]  # 4. RNE32(x - c_I)
+    u = dx * mul32[i]  # 5. RNE32(dx * mul[I])
+    a = np.floor(u)  # 6. float floor (-0 stays -0)
     top = np.float32(bins[i] - 1)
     if a > top:
         a = top
-    t = u - a                               #    exact (|t| <= u, a multiple of ulp(u))
-    return base[i] + np.int64(a), t         # 7. g
+    t = u - a  #    exact (|t| <= u, a multiple of ulp(u))
+    return base[i] + np.int64(a), t  # 7. g
 
 
 @numba.njit(cache=True, nogil=True)
 def _interp_fp32(y0, y1, t):
     """Steps 8-10, precision fp32 (float32 operands) -> FP16 bits. p >= 2^-88 when
     non-zero, so no FP32 subnormal arises."""
-    dy = y1 - y0                            # 8. RNE32(y1 - y0)
-    p = t * dy                              # 9. RNE32(t * dy)
-    return rne16_f32(y0 + p)                # 10. RNE16(RNE32(y0 + p))
+    dy = y1 - y0  # 8. RNE32(y1 - y0)
+    p = t * dy  # 9. RNE32(t * dy)
+    return rne16_f32(y0 + p)  # 10. RNE16(RNE32(y0 + p))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -97,9 +109,9 @@ def _unit_fp32(xb, cut32, bins, base, mul32, lut32, below, above):
     """Numerics §3, precision fp32, for one FP16 input (bits) -> FP16 bits."""
     x = np.float32(f16_to_f64(xb))
     if x != x:
-        return np.uint16(FP16_NAN)          # 1.
+        return np.uint16(FP16_NAN)  # 1.
     if x < cut32[0]:
-        return below                        # 2.
+        return below  # 2.
     if x >= cut32[cut32.size - 1]:
         return above
     g, t = _locate_fp32(x, cut32, bins, base, mul32)
@@ -113,21 +125,21 @@ def _locate_fp16(x, cut64, bins, base, mul16):
     RNE16 is :func:`rne16_f64` of an exact float64 (differences of FP16 values
     have at most 41 significant bits, products of two FP16 values 22)."""
     i = _interval(x, cut64)
-    dx = f16_to_f64(rne16_f64(x - cut64[i]))        # RNE16(x - c_I), may overflow to inf
-    u = f16_to_f64(rne16_f64(dx * mul16[i]))        # RNE16(dx * RNE16(mul[I]))
+    dx = f16_to_f64(rne16_f64(x - cut64[i]))  # RNE16(x - c_I), may overflow to inf
+    u = f16_to_f64(rne16_f64(dx * mul16[i]))  # RNE16(dx * RNE16(mul[I]))
     a = np.floor(u)
     top = np.float64(bins[i] - 1)
     if a > top:
         a = top
-    t = u - a                                       # exact (or inf when dx overflowed)
+    t = u - a  # exact (or inf when dx overflowed)
     return base[i] + np.int64(a), t
 
 
 @numba.njit(cache=True, nogil=True)
 def _interp_fp16(y0, y1, t):
     """Steps 8-10, precision fp16 (float64 operands holding FP16 values) -> FP16 bits."""
-    dy = f16_to_f64(rne16_f64(y1 - y0))             # RNE16(y1 - y0)
-    return fma16_f64(t, dy, y0)                     # RNE16(y0 + t * dy), one rounding
+    dy = f16_to_f64(rne16_f64(y1 - y0))  # RNE16(y1 - y0)
+    return fma16_f64(t, dy, y0)  # RNE16(y0 + t * dy), one rounding
 
 
 @numba.njit(cache=True, nogil=True)
@@ -179,7 +191,9 @@ def _gather_kernel(parallel: bool, f32_in: bool):
                 else:
                     out[j] = lut[xs[j]]
 
-    kernel.__qualname__ = kernel.__name__ = f"_gather_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}"
+    kernel.__qualname__ = kernel.__name__ = (
+        f"_gather_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}"
+    )
     return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
 
@@ -206,15 +220,24 @@ def prepare(table: Table) -> Prepared:
     lut32 = np.ascontiguousarray(dec[table.lut])
     cut32 = np.ascontiguousarray(dec[table.cutpoints])
     fields = dict(
-        cut32=cut32, cut64=cut32.astype(np.float64), bins=np.ascontiguousarray(table.bins, dtype=np.int64),
-        base=np.ascontiguousarray(table.base, dtype=np.int64), mul32=mul32, mul16=mul16,
-        lut32=lut32, lut64=lut32.astype(np.float64), below=int(table.below), above=int(table.above),
+        cut32=cut32,
+        cut64=cut32.astype(np.float64),
+        bins=np.ascontiguousarray(table.bins, dtype=np.int64),
+        base=np.ascontiguousarray(table.base, dtype=np.int64),
+        mul32=mul32,
+        mul16=mul16,
+        lut32=lut32,
+        lut64=lut32.astype(np.float64),
+        below=int(table.below),
+        above=int(table.above),
         fp16=table.precision == "fp16",
     )
     outputs = np.empty(1 << 16, dtype=np.uint16)
     values = np.empty(1 << 16, dtype=np.float32)
     proto = Prepared(outputs=outputs, values=values, **fields)
-    _direct_kernel(True)(np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args())
+    _direct_kernel(True)(
+        np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args()
+    )
     values[:] = dec[outputs]
     outputs.setflags(write=False)
     values.setflags(write=False)

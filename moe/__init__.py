@@ -10,6 +10,7 @@ checkpoints with :func:`engine.load_model`, the MoE layer's ONNX writer with
 :func:`engine.onnx_export.export_model` and the MoE model's extra `nli eval
 ppl` report with :func:`engine.register_eval_report`.
 """
+
 from engine import register_eval_report, register_ffn_exporter, register_model_resolver
 
 from .checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -23,5 +24,15 @@ register_model_resolver(resolve_checkpoint)
 register_ffn_exporter(MoEFFN, "moe.onnx_moe:write_moe_ffn")
 register_eval_report(MoELlama, "moe.eval_report:moe_eval_report")
 
-__all__ = ["upcycle", "grow", "MoEFFN", "MoELlama", "MoEConfig", "moe_layers", "load_balancing_loss", "router_z_loss",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = [
+    "upcycle",
+    "grow",
+    "MoEFFN",
+    "MoELlama",
+    "MoEConfig",
+    "moe_layers",
+    "load_balancing_loss",
+    "router_z_loss",
+    "save_checkpoint",
+    "load_checkpoint",
+]

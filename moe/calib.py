@@ -9,6 +9,7 @@ so the two never overlap while calibration asks for fewer than n / 2 tokens.
 Without shipped text, the tiny model (byte vocabulary, random weights) falls
 back to seeded random token ids; a real model gets a clear error instead.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,7 +32,9 @@ def _encode(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor(tokenizer.encode(text).ids, dtype=torch.int64)
 
 
-def token_windows(tokenizer, vocab_size: int, n_windows: int, seq: int, heldout: bool = False) -> torch.Tensor:
+def token_windows(
+    tokenizer, vocab_size: int, n_windows: int, seq: int, heldout: bool = False
+) -> torch.Tensor:
     """int64[n_windows, seq] windows of the shipped text (calibration, or held-out with ``heldout``).
 
     ``tokenizer``: a ``tokenizers.Tokenizer`` or None (random ids, tiny model only).
@@ -41,8 +44,10 @@ def token_windows(tokenizer, vocab_size: int, n_windows: int, seq: int, heldout:
     text = shipped_text()
     if text is None or tokenizer is None:
         if vocab_size > 512:
-            raise ValueError("no held-out text shipped (engine/data/heldout_en.txt) (or no tokenizer): "
-                             "cannot build calibration windows for a real model")
+            raise ValueError(
+                "no held-out text shipped (engine/data/heldout_en.txt) (or no tokenizer): "
+                "cannot build calibration windows for a real model"
+            )
         g = torch.Generator().manual_seed(RANDOM_SEED + (1 if heldout else 0))
         return torch.randint(0, vocab_size, (n_windows, seq), generator=g)
     ids = _encode(tokenizer, text)
@@ -52,6 +57,8 @@ def token_windows(tokenizer, vocab_size: int, n_windows: int, seq: int, heldout:
         start = min(HELDOUT_OFFSET_TOKENS, max(0, ids.numel() // 2))
     avail = ids.numel() - start
     if avail < need:
-        raise ValueError(f"the shipped text has {avail} tokens from offset {start}, {need} are needed "
-                         f"({n_windows} windows of {seq})")
-    return ids[start:start + need].reshape(n_windows, seq)  # [n, seq]
+        raise ValueError(
+            f"the shipped text has {avail} tokens from offset {start}, {need} are needed "
+            f"({n_windows} windows of {seq})"
+        )
+    return ids[start : start + need].reshape(n_windows, seq)  # [n, seq]

@@ -11,19 +11,20 @@ checks the files (regular, size-limited), estimates the model's memory before
 building it, and refuses, with a message naming the file or tensor, a corrupt
 weights file or a state dict whose keys or shapes do not match the config.
 """
+
 from __future__ import annotations
 
 import json
 import os
-import pickle  # only for its UnpicklingError: every file is read by the safe loader, see load_plain
 from pathlib import Path
+import pickle  # only for its UnpicklingError: every file is read by the safe loader, see load_plain
 
 import torch
 
-from nli.atomic import atomic_dir
-from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_alloc, check_input_file, read_text
-
 from engine.model import Llama, LlamaConfig
+from nli.atomic import atomic_dir
+from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file, read_text
+
 from .config import MoEConfig
 from .model import build_model, moe_config_of
 
@@ -38,16 +39,22 @@ def _write_file(path: Path, write) -> None:
         os.fsync(f.fileno())
 
 
-def save_checkpoint(path: str | os.PathLike, model: Llama, provenance: dict | None = None,
-                    tokenizer=None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike, model: Llama, provenance: dict | None = None, tokenizer=None
+) -> Path:
     """Write ``model`` (dense or MoE) to the directory ``path``; returns it.
 
     ``tokenizer``: an optional ``tokenizers.Tokenizer`` saved as ``tokenizer.json``.
     """
     path = Path(path)
     moe_cfg = moe_config_of(model)
-    config = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "llama": model.cfg.to_dict(),
-              "moe": None if moe_cfg is None else moe_cfg.to_dict(), "provenance": provenance or {}}
+    config = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "llama": model.cfg.to_dict(),
+        "moe": None if moe_cfg is None else moe_cfg.to_dict(),
+        "provenance": provenance or {},
+    }
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     tok = None if tokenizer is None else tokenizer.to_str()
@@ -82,7 +89,9 @@ def load_tokenizer(path: str | os.PathLike):
     except Exception as e:  # tokenizers raises its own Exception type on a malformed file
         if isinstance(e, InputError):
             raise
-        raise InputError(f"{tfile}: not a readable tokenizer ({' '.join(str(e).split())})") from None
+        raise InputError(
+            f"{tfile}: not a readable tokenizer ({' '.join(str(e).split())})"
+        ) from None
 
 
 def resolve_checkpoint(name_or_path):
@@ -99,10 +108,15 @@ def load_plain(path: str | os.PathLike):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        why = [line.split("error:", 1)[1].split(". Please")[0].strip()  # torch's one-line reason
-               for line in str(e).splitlines() if "Unpickler error:" in line]
-        raise ValueError(f"{path}: refused to load: it holds more than tensors and plain containers "
-                         f"({why[0] if why else 'not a torch file of plain data'})") from None
+        why = [
+            line.split("error:", 1)[1].split(". Please")[0].strip()  # torch's one-line reason
+            for line in str(e).splitlines()
+            if "Unpickler error:" in line
+        ]
+        raise ValueError(
+            f"{path}: refused to load: it holds more than tensors and plain containers "
+            f"({why[0] if why else 'not a torch file of plain data'})"
+        ) from None
 
 
 def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None, dict]:
@@ -120,8 +134,10 @@ def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None,
     if not isinstance(config, dict):
         raise ValueError(f"{cfile}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{cfile}: format/version is {config.get('format')!r}/{config.get('version')!r}, "
-                         f"expected {CHECKPOINT_FORMAT!r}/{CHECKPOINT_VERSION}")
+        raise ValueError(
+            f"{cfile}: format/version is {config.get('format')!r}/{config.get('version')!r}, "
+            f"expected {CHECKPOINT_FORMAT!r}/{CHECKPOINT_VERSION}"
+        )
     try:
         cfg = LlamaConfig.from_dict(config.get("llama"))
         moe_cfg = None if config.get("moe") is None else MoEConfig.from_dict(config["moe"])
@@ -147,10 +163,13 @@ def load_checkpoint(path: str | os.PathLike) -> Llama:
     except ValueError:
         raise
     except Exception as e:  # torch raises RuntimeError/EOFError/... on a corrupt file
-        raise InputError(f"{wfile}: not a readable weights file ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:300]})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+        raise InputError(
+            f"{wfile}: not a readable weights file ({type(e).__name__}: "
+            f"{' '.join(str(e).split())[:300]})"
+        ) from None
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise InputError(f"{wfile}: not a state dict of named tensors")
     check_state_matches(model, state, where=str(path))
     model.load_state_dict(state, strict=True)
@@ -164,12 +183,18 @@ def check_state_matches(model: Llama, state: dict, where: str = "checkpoint") ->
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:
-        raise ValueError(f"{where}: config does not match tensors: missing {missing[:4]}"
-                         f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
-                         f"{'...' if len(unexpected) > 4 else ''}")
+        raise ValueError(
+            f"{where}: config does not match tensors: missing {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+            f"{'...' if len(unexpected) > 4 else ''}"
+        )
     for k, v in expected.items():
         if not state[k].is_floating_point():
-            raise ValueError(f"{where}: tensor {k} has dtype {state[k].dtype}, expected a floating-point type")
+            raise ValueError(
+                f"{where}: tensor {k} has dtype {state[k].dtype}, expected a floating-point type"
+            )
         if tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"{where}: config does not match tensors: {k} has shape {tuple(state[k].shape)}, "
-                             f"the config implies {tuple(v.shape)}")
+            raise ValueError(
+                f"{where}: config does not match tensors: {k} has shape {tuple(state[k].shape)}, "
+                f"the config implies {tuple(v.shape)}"
+            )

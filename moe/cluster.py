@@ -20,6 +20,7 @@ term for training: the mean of all experts' outputs (detached) teaches the
 routed output, weighted per token by the router's normalized entropy (the
 more uncertain the routing, the stronger the pull).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,6 +28,7 @@ import math
 import torch
 
 from engine.model import Llama, SwiGLU
+
 from .layer import MoEFFN, moe_from_dense
 
 RANK_FRACTION = 0.5
@@ -42,19 +44,26 @@ def collect_ffn_inputs(model: Llama, ids: torch.Tensor, layers) -> dict[int, tor
     if ids.dim() != 2:
         raise ValueError(f"calibration ids must be [batch, seq], got shape {tuple(ids.shape)}")
     store: dict[int, list] = {i: [] for i in layers}
-    hooks = [model.layers[i].mlp.register_forward_pre_hook(
-        lambda mod, args, i=i: store[i].append(args[0].detach().reshape(-1, args[0].shape[-1]).float()))
-        for i in layers]
+    hooks = [
+        model.layers[i].mlp.register_forward_pre_hook(
+            lambda mod, args, i=i: store[i].append(
+                args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            )
+        )
+        for i in layers
+    ]
     try:
         for b in range(0, ids.shape[0], ROW_BATCH):
-            model(ids[b:b + ROW_BATCH])
+            model(ids[b : b + ROW_BATCH])
     finally:
         for h in hooks:
             h.remove()
     return {i: torch.cat(v) for i, v in store.items()}
 
 
-def spherical_kmeans(x: torch.Tensor, E: int, g: torch.Generator, iters: int = KMEANS_ITERS) -> tuple[torch.Tensor, torch.Tensor]:
+def spherical_kmeans(
+    x: torch.Tensor, E: int, g: torch.Generator, iters: int = KMEANS_ITERS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """x float[n, D] -> (unit centroids float32[E, D], labels int64[n]) by cosine k-means.
 
     Seeding is k-means++ on the cosine distance (seeded by ``g``). Ties in the assignment go to the lower cluster index (argmax). An empty
@@ -81,11 +90,14 @@ def spherical_kmeans(x: torch.Tensor, E: int, g: torch.Generator, iters: int = K
             break
         labels = new
         cent = torch.nn.functional.normalize(
-            torch.zeros(E, x.shape[1], dtype=torch.float64).index_add_(0, labels, xn), dim=1)  # [E, D]
+            torch.zeros(E, x.shape[1], dtype=torch.float64).index_add_(0, labels, xn), dim=1
+        )  # [E, D]
     return cent.float(), labels
 
 
-def data_aware_lowrank(w: torch.Tensor, z: torch.Tensor, rank: int, damp: float = DAMP) -> torch.Tensor:
+def data_aware_lowrank(
+    w: torch.Tensor, z: torch.Tensor, rank: int, damp: float = DAMP
+) -> torch.Tensor:
     """w float[out, in], inputs z float[n, in] -> rank-``rank`` W_hat float64[out, in] minimizing output error on z."""
     W = w.detach().double()
     Z = z.double()
@@ -103,9 +115,18 @@ def data_aware_lowrank(w: torch.Tensor, z: torch.Tensor, rank: int, damp: float 
     return Ur @ (Ur.T @ W)  # [out, in]
 
 
-def cluster_experts(ffn: SwiGLU, x: torch.Tensor, E: int, k: int, g: torch.Generator, renormalize: bool = True,
-                    rank_fraction: float = RANK_FRACTION, temperature: float = TEMPERATURE, damp: float = DAMP,
-                    iters: int = KMEANS_ITERS) -> MoEFFN:
+def cluster_experts(
+    ffn: SwiGLU,
+    x: torch.Tensor,
+    E: int,
+    k: int,
+    g: torch.Generator,
+    renormalize: bool = True,
+    rank_fraction: float = RANK_FRACTION,
+    temperature: float = TEMPERATURE,
+    damp: float = DAMP,
+    iters: int = KMEANS_ITERS,
+) -> MoEFFN:
     """Cluster-aware experts for ``ffn`` from its calibration inputs x float[n, D]."""
     if not 0.0 < rank_fraction <= 1.0:
         raise ValueError(f"cluster rank_fraction must be in (0, 1], got {rank_fraction}")
@@ -138,8 +159,12 @@ def ensemble_distillation_loss(layer: MoEFFN, x: torch.Tensor) -> torch.Tensor:
     xf = x.reshape(-1, layer.dim)  # [N, D]
     y, logits = layer(xf)
     probs = torch.softmax(logits.float(), dim=-1)  # [N, E]
-    ent = -(probs * probs.clamp_min(1e-30).log()).sum(-1) / math.log(max(2, layer.num_experts))  # [N]
+    ent = -(probs * probs.clamp_min(1e-30).log()).sum(-1) / math.log(
+        max(2, layer.num_experts)
+    )  # [N]
     with torch.no_grad():
         weights = layer.expert_weights()
-        teacher = torch.stack([layer.expert_forward(xf, e, weights) for e in range(layer.num_experts)]).mean(0)
+        teacher = torch.stack(
+            [layer.expert_forward(xf, e, weights) for e in range(layer.num_experts)]
+        ).mean(0)
     return (ent.detach() * (y - teacher).pow(2).mean(-1)).mean()

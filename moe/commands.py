@@ -1,4 +1,5 @@
 """CLI subcommands owned by the `moe` package: `nli moe upcycle|grow|report` and `nli eval cost`."""
+
 from __future__ import annotations
 
 import json
@@ -44,19 +45,48 @@ def register(sub, groups):
     except ImportError as e:
         print(f"nli: moe checkpoints unavailable ({e})", file=sys.stderr)
     g = group(sub, groups, "moe", "upcycle the dense model into a Mixture-of-Experts")
-    p = g.add_parser("upcycle", help="upcycle a dense model's FFNs into MoE layers, write a checkpoint")
+    p = g.add_parser(
+        "upcycle", help="upcycle a dense model's FFNs into MoE layers, write a checkpoint"
+    )
     p.add_argument("--model", required=True, help="smollm2, tiny, or a checkpoint directory")
     p.add_argument("--method", required=True, choices=METHOD_CHOICES)
-    p.add_argument("--experts", type=positive_int(MAX_EXPERTS), default=8, help="experts per MoE layer (default 8)")
-    p.add_argument("--top-k", type=positive_int(MAX_EXPERTS), default=2, help="experts per token (default 2)")
-    p.add_argument("--layers", default=None, help="MoE layers: e.g. 22-29, 0,5,7 or last8 (default: last 8)")
-    p.add_argument("--no-renormalize", action="store_true", help="Megatron pre-softmax routing (no top-k renormalization)")
-    p.add_argument("--select-on", default=SELECT_ON, choices=SELECT_ON_CHOICES,
-                   help="top-k ranks the router logits (default; the exact softmax order) or the softmax output")
-    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option, e.g. ratio=0.5 (drop), rho=0.5 scale=8 (spri), rank_fraction=0.5 "
-                        "temperature=10 (cluster), router=centroid (partition)")
-    p.add_argument("--calib", type=positive_int(MAX_WINDOWS), default=CALIB_WINDOWS, help=f"calibration windows of {CALIB_SEQ} tokens (cluster)")
+    p.add_argument(
+        "--experts",
+        type=positive_int(MAX_EXPERTS),
+        default=8,
+        help="experts per MoE layer (default 8)",
+    )
+    p.add_argument(
+        "--top-k", type=positive_int(MAX_EXPERTS), default=2, help="experts per token (default 2)"
+    )
+    p.add_argument(
+        "--layers", default=None, help="MoE layers: e.g. 22-29, 0,5,7 or last8 (default: last 8)"
+    )
+    p.add_argument(
+        "--no-renormalize",
+        action="store_true",
+        help="Megatron pre-softmax routing (no top-k renormalization)",
+    )
+    p.add_argument(
+        "--select-on",
+        default=SELECT_ON,
+        choices=SELECT_ON_CHOICES,
+        help="top-k ranks the router logits (default; the exact softmax order) or the softmax output",
+    )
+    p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option, e.g. ratio=0.5 (drop), rho=0.5 scale=8 (spri), rank_fraction=0.5 "
+        "temperature=10 (cluster), router=centroid (partition)",
+    )
+    p.add_argument(
+        "--calib",
+        type=positive_int(MAX_WINDOWS),
+        default=CALIB_WINDOWS,
+        help=f"calibration windows of {CALIB_SEQ} tokens (cluster)",
+    )
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("-o", "--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=_upcycle)
@@ -66,24 +96,55 @@ def register(sub, groups):
     p.add_argument("--factor", type=positive_int(MAX_FACTOR), default=2)
     p.add_argument("--select", default="uniform", choices=SELECT_CHOICES)
     p.add_argument("--router-init", default="split", choices=("split", "copy"))
-    p.add_argument("--dup-share", type=_dup_share, default=0.1, help="softmax share of each duplicate ('half' = 1/copies; default 0.1)")
-    p.add_argument("--calib", type=positive_int(MAX_WINDOWS), default=4, help=f"calibration windows of {CALIB_SEQ} tokens (grad-based selectors)")
+    p.add_argument(
+        "--dup-share",
+        type=_dup_share,
+        default=0.1,
+        help="softmax share of each duplicate ('half' = 1/copies; default 0.1)",
+    )
+    p.add_argument(
+        "--calib",
+        type=positive_int(MAX_WINDOWS),
+        default=4,
+        help=f"calibration windows of {CALIB_SEQ} tokens (grad-based selectors)",
+    )
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("-o", "--out", required=True)
     p.set_defaults(func=_grow)
 
-    p = g.add_parser("report", help="diagnostics at init: KL to dense, diversity, routing entropy and load")
+    p = g.add_parser(
+        "report", help="diagnostics at init: KL to dense, diversity, routing entropy and load"
+    )
     p.add_argument("checkpoint")
-    p.add_argument("--dense", default=None, help="the dense model (default: the checkpoint's source)")
-    p.add_argument("--windows", type=positive_int(MAX_WINDOWS), default=4, help=f"held-out windows of {CALIB_SEQ} tokens")
+    p.add_argument(
+        "--dense", default=None, help="the dense model (default: the checkpoint's source)"
+    )
+    p.add_argument(
+        "--windows",
+        type=positive_int(MAX_WINDOWS),
+        default=4,
+        help=f"held-out windows of {CALIB_SEQ} tokens",
+    )
     p.add_argument("--json", default=None, help="also write the report here")
     p.set_defaults(func=_report)
 
     e = group(sub, groups, "eval", "evaluate models")
-    p = e.add_parser("cost", help="nonlinear work per token priced on the NLI and NN-LUT units (model output)")
+    p = e.add_parser(
+        "cost", help="nonlinear work per token priced on the NLI and NN-LUT units (model output)"
+    )
     p.add_argument("--model", required=True, help="smollm2, tiny, or a checkpoint directory")
-    p.add_argument("--seq", type=positive_int(1 << 40), default=512, help="prefill length for the attention rows (default 512)")
-    p.add_argument("--lanes", type=positive_int(1 << 20), default=None, help="parallel unit lanes (default: hw_sim.hw_model's)")
+    p.add_argument(
+        "--seq",
+        type=positive_int(1 << 40),
+        default=512,
+        help="prefill length for the attention rows (default 512)",
+    )
+    p.add_argument(
+        "--lanes",
+        type=positive_int(1 << 20),
+        default=None,
+        help="parallel unit lanes (default: hw_sim.hw_model's)",
+    )
     p.add_argument("--json", default=None, help="also write the result here")
     p.set_defaults(func=_cost)
 
@@ -144,24 +205,46 @@ def _upcycle(args) -> int:
     dense, tok, source = _load(args.model)
     layers = parse_layers(args.layers, dense.cfg)
     hidden = dense.cfg.hidden_dim  # every method's experts are at most as wide as the dense FFN
-    new_cfg = MoEConfig(layers=layers, num_experts=args.experts, top_k=args.top_k, expert_hidden_dim=hidden,
-                        principal=args.method == "spri")
-    check_alloc(4 * (2 * dense.cfg.param_count() + dense.cfg.rope_count() + new_cfg.param_count(dense.cfg)),
-                f"--experts {args.experts}")
+    new_cfg = MoEConfig(
+        layers=layers,
+        num_experts=args.experts,
+        top_k=args.top_k,
+        expert_hidden_dim=hidden,
+        principal=args.method == "spri",
+    )
+    check_alloc(
+        4 * (2 * dense.cfg.param_count() + dense.cfg.rope_count() + new_cfg.param_count(dense.cfg)),
+        f"--experts {args.experts}",
+    )
     if args.method == "cluster":  # FFN inputs of every calibration token, per MoE layer
-        check_alloc(4 * args.calib * CALIB_SEQ * dense.cfg.dim * len(layers), f"--calib {args.calib}")
+        check_alloc(
+            4 * args.calib * CALIB_SEQ * dense.cfg.dim * len(layers), f"--calib {args.calib}"
+        )
     calib = None
     if args.method == "cluster":
         calib = token_windows(tok, dense.cfg.vocab_size, args.calib, CALIB_SEQ)
     try:
-        model = upcycle(dense, args.method, args.experts, args.top_k, layers=layers, seed=args.seed,
-                        renormalize=not args.no_renormalize, calib_ids=calib, select_on=args.select_on,
-                        **_opts(args.opt))
+        model = upcycle(
+            dense,
+            args.method,
+            args.experts,
+            args.top_k,
+            layers=layers,
+            seed=args.seed,
+            renormalize=not args.no_renormalize,
+            calib_ids=calib,
+            select_on=args.select_on,
+            **_opts(args.opt),
+        )
     except TypeError as e:
         raise UserError(f"bad --opt for method {args.method}: {e}") from None
-    path = save_checkpoint(args.out, model, provenance={"source": source, "command": "moe upcycle"}, tokenizer=tok)
+    path = save_checkpoint(
+        args.out, model, provenance={"source": source, "command": "moe upcycle"}, tokenizer=tok
+    )
     c = model.moe_config
-    print(f"wrote {path}: {args.method}, {c.num_experts} experts, top-{c.top_k}, layers {list(c.layers)}")
+    print(
+        f"wrote {path}: {args.method}, {c.num_experts} experts, top-{c.top_k}, layers {list(c.layers)}"
+    )
     return 0
 
 
@@ -181,16 +264,35 @@ def _grow(args) -> int:
     if mc is None:
         raise UserError(f"{args.checkpoint}: not an MoE checkpoint (nothing to grow)")
     grown = replace(mc, num_experts=mc.num_experts * args.factor)
-    check_alloc(4 * (model.cfg.param_count() + model.cfg.rope_count() + mc.param_count(model.cfg)
-                     + grown.param_count(model.cfg)), f"--factor {args.factor}")
+    check_alloc(
+        4
+        * (
+            model.cfg.param_count()
+            + model.cfg.rope_count()
+            + mc.param_count(model.cfg)
+            + grown.param_count(model.cfg)
+        ),
+        f"--factor {args.factor}",
+    )
     calib = None
     if args.select in ("saliency", "grad", "fisher"):
         calib = token_windows(tok, model.cfg.vocab_size, args.calib, CALIB_SEQ)
-    new = grow(model, args.factor, args.select, calib_ids=calib, router_init=args.router_init,
-               dup_share=args.dup_share, seed=args.seed)
-    path = save_checkpoint(args.out, new, provenance={"source": source, "command": "moe grow"}, tokenizer=tok)
+    new = grow(
+        model,
+        args.factor,
+        args.select,
+        calib_ids=calib,
+        router_init=args.router_init,
+        dup_share=args.dup_share,
+        seed=args.seed,
+    )
+    path = save_checkpoint(
+        args.out, new, provenance={"source": source, "command": "moe grow"}, tokenizer=tok
+    )
     plan = new.moe_config.options["grow"][-1]["copies"]
-    print(f"wrote {path}: {new.moe_config.num_experts} experts, top-{new.moe_config.top_k}; copies per layer {plan}")
+    print(
+        f"wrote {path}: {new.moe_config.num_experts} experts, top-{new.moe_config.top_k}; copies per layer {plan}"
+    )
     return 0
 
 
@@ -206,8 +308,11 @@ def _report(args) -> int:
 
     model, tok, source = _load(args.checkpoint)
     # log-probabilities of every held-out token over the vocabulary, plus one window's forward pass
-    check_alloc(4 * (args.windows * CALIB_SEQ * model.cfg.vocab_size + model.cfg.activation_count(CALIB_SEQ)),
-                f"--windows {args.windows}")
+    check_alloc(
+        4
+        * (args.windows * CALIB_SEQ * model.cfg.vocab_size + model.cfg.activation_count(CALIB_SEQ)),
+        f"--windows {args.windows}",
+    )
     dense, _, _ = _load(args.dense or source)
     ids = token_windows(tok, model.cfg.vocab_size, args.windows, CALIB_SEQ, heldout=True)
     rep = init_report(dense, model, ids)
@@ -236,18 +341,28 @@ def _cost(args) -> int:
         import engine
 
         if args.model not in engine.MODEL_NAMES:
-            raise UserError(f"--model must be one of {', '.join(engine.MODEL_NAMES)} or a checkpoint directory")
+            raise UserError(
+                f"--model must be one of {', '.join(engine.MODEL_NAMES)} or a checkpoint directory"
+            )
         model, _ = engine.load_model(args.model)
         cfg, moe_cfg = model.cfg, None
     counts = nonlinear_counts(cfg, moe_cfg, args.seq)
-    result = {"label": "model output (analytic counts priced by hw_sim.hw_model), not a measurement",
-              "model": args.model, "seq": args.seq, "moe": None if moe_cfg is None else moe_cfg.to_dict(),
-              "per_token": counts_to_dict(counts), "lookups_per_token": lookups(counts)}
+    result = {
+        "label": "model output (analytic counts priced by hw_sim.hw_model), not a measurement",
+        "model": args.model,
+        "seq": args.seq,
+        "moe": None if moe_cfg is None else moe_cfg.to_dict(),
+        "per_token": counts_to_dict(counts),
+        "lookups_per_token": lookups(counts),
+    }
     result["pricing"] = price(counts, args.lanes)
     print(f"model output for {args.model} (seq {args.seq}), per token:")
     for op, c in counts.items():
         print(f"  {op:18s} rows {c.rows:10.1f}  elements {c.elements:12.1f}")
     for unit, p in result["pricing"].items():
-        print(f"  {unit:8s} " + ", ".join(f"{k} {v:.4g}" for k, v in p.items() if isinstance(v, (int, float))))
+        print(
+            f"  {unit:8s} "
+            + ", ".join(f"{k} {v:.4g}" for k, v in p.items() if isinstance(v, (int, float)))
+        )
     _write_json(args.json, result)
     return 0

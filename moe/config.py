@@ -3,14 +3,14 @@
 It travels with every checkpoint (see :mod:`moe.checkpoint`), next to the
 dense :class:`engine.model.LlamaConfig`.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict, field
+from dataclasses import asdict, dataclass, field
 import math
 import numbers
 
 from engine.model import LlamaConfig
-
 from nli.formats import SELECT_ON_CHOICES
 
 from .layer import SELECT_ON
@@ -47,16 +47,23 @@ class MoEConfig:
 
     def __post_init__(self):
         if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
-            raise ValueError(f"MoEConfig.layers must be a list of layer indices, got {self.layers!r}")
-        for k, v in [("layers", i) for i in self.layers] + [(k, getattr(self, k)) for k in
-                                                             ("num_experts", "top_k", "expert_hidden_dim")]:
+            raise ValueError(
+                f"MoEConfig.layers must be a list of layer indices, got {self.layers!r}"
+            )
+        for k, v in [("layers", i) for i in self.layers] + [
+            (k, getattr(self, k)) for k in ("num_experts", "top_k", "expert_hidden_dim")
+        ]:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ValueError(f"MoEConfig.{k} must hold integers, got {v!r}")
         for k in ("renormalize", "principal"):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f"MoEConfig.{k} must be true or false, got {getattr(self, k)!r}")
-        if isinstance(self.residual_scale, bool) or not isinstance(self.residual_scale, numbers.Real):
-            raise ValueError(f"MoEConfig.residual_scale must be a number, got {self.residual_scale!r}")
+        if isinstance(self.residual_scale, bool) or not isinstance(
+            self.residual_scale, numbers.Real
+        ):
+            raise ValueError(
+                f"MoEConfig.residual_scale must be a number, got {self.residual_scale!r}"
+            )
         if not isinstance(self.method, str) or not isinstance(self.options, dict):
             raise ValueError("MoEConfig.method must be a string and MoEConfig.options an object")
         layers = tuple(int(i) for i in self.layers)
@@ -64,15 +71,23 @@ class MoEConfig:
         if not layers:
             raise ValueError("MoEConfig.layers is empty: name at least one MoE layer")
         if len(set(layers)) != len(layers) or list(layers) != sorted(layers) or layers[0] < 0:
-            raise ValueError(f"MoEConfig.layers must be sorted, unique and >= 0, got {list(layers)}")
+            raise ValueError(
+                f"MoEConfig.layers must be sorted, unique and >= 0, got {list(layers)}"
+            )
         if int(self.num_experts) < 1:
             raise ValueError(f"MoEConfig.num_experts must be >= 1, got {self.num_experts}")
         if not 1 <= int(self.top_k) <= int(self.num_experts):
-            raise ValueError(f"MoEConfig.top_k must be in 1..num_experts={self.num_experts}, got {self.top_k}")
+            raise ValueError(
+                f"MoEConfig.top_k must be in 1..num_experts={self.num_experts}, got {self.top_k}"
+            )
         if int(self.expert_hidden_dim) < 1:
-            raise ValueError(f"MoEConfig.expert_hidden_dim must be >= 1, got {self.expert_hidden_dim}")
+            raise ValueError(
+                f"MoEConfig.expert_hidden_dim must be >= 1, got {self.expert_hidden_dim}"
+            )
         if self.select_on not in SELECT_ON_CHOICES:
-            raise ValueError(f"MoEConfig.select_on must be 'probs' or 'logits', got {self.select_on!r}")
+            raise ValueError(
+                f"MoEConfig.select_on must be 'probs' or 'logits', got {self.select_on!r}"
+            )
         if not math.isfinite(self.residual_scale):
             raise ValueError(f"MoEConfig.residual_scale must be finite, got {self.residual_scale}")
 
@@ -128,7 +143,9 @@ def parse_layers(spec: str | None, cfg: LlamaConfig) -> tuple[int, ...]:
             else:
                 out.add(int(part))
         except ValueError:
-            raise ValueError(f"bad --layers {spec!r}: expected e.g. 22-29 or 0,5,7 or last8") from None
+            raise ValueError(
+                f"bad --layers {spec!r}: expected e.g. 22-29 or 0,5,7 or last8"
+            ) from None
     layers = tuple(sorted(out))
     MoEConfig(layers=layers).check_against(cfg)
     return layers

@@ -12,6 +12,7 @@
   (``layer.ops.softmax`` then the stable top-k of :func:`moe.layer.route_topk`),
   so a run on the NLI ops is judged by the experts it really chose.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import Llama
+
 from .cluster import collect_ffn_inputs
 from .layer import MoEFFN, moe_layers
 
@@ -29,20 +31,29 @@ BATCH = 4
 @torch.no_grad()
 def dense_logprobs(ref: Llama, ids: torch.Tensor, batch: int = BATCH) -> list[torch.Tensor]:
     """ids int64[B, T] -> list of float32[b, T, V] log-softmax batches of ``ref`` (to reuse across models)."""
-    return [F.log_softmax(ref(ids[b:b + batch]).float(), -1) for b in range(0, ids.shape[0], batch)]
+    return [
+        F.log_softmax(ref(ids[b : b + batch]).float(), -1) for b in range(0, ids.shape[0], batch)
+    ]
 
 
 @torch.no_grad()
-def logit_kl(ref: Llama | None, model: Llama, ids: torch.Tensor, batch: int = BATCH,
-             ref_logprobs: list[torch.Tensor] | None = None) -> float:
+def logit_kl(
+    ref: Llama | None,
+    model: Llama,
+    ids: torch.Tensor,
+    batch: int = BATCH,
+    ref_logprobs: list[torch.Tensor] | None = None,
+) -> float:
     """ids int64[B, T] -> mean over B*T tokens of KL(softmax(ref) || softmax(model)), nats.
 
     ``ref_logprobs``: precomputed :func:`dense_logprobs` (same ids and batch) instead of ``ref``.
     """
     total, n = 0.0, 0
     for j, b in enumerate(range(0, ids.shape[0], batch)):
-        x = ids[b:b + batch]
-        lp = ref_logprobs[j] if ref_logprobs is not None else F.log_softmax(ref(x).float(), -1)  # [b, T, V]
+        x = ids[b : b + batch]
+        lp = (
+            ref_logprobs[j] if ref_logprobs is not None else F.log_softmax(ref(x).float(), -1)
+        )  # [b, T, V]
         lq = F.log_softmax(model(x).float(), -1)
         total += float((lp.exp() * (lp - lq)).sum(-1).sum())
         n += x.numel()
@@ -55,7 +66,7 @@ def router_logits(model: Llama, ids: torch.Tensor, batch: int = BATCH) -> dict[i
     idx = [i for i, _ in moe_layers(model)]
     out = {i: [] for i in idx}
     for b in range(0, ids.shape[0], batch):
-        _, rl = model(ids[b:b + batch], return_router_logits=True)
+        _, rl = model(ids[b : b + batch], return_router_logits=True)
         for i, r in zip(idx, rl):
             out[i].append(r)
     return {i: torch.cat(v) for i, v in out.items()}
@@ -87,7 +98,9 @@ def routing_agreement(idx_a: torch.Tensor, idx_b: torch.Tensor) -> float:
     return float((a == b).all(-1).double().mean())
 
 
-def mapped_routing_agreement(idx_pre: torch.Tensor, idx_post: torch.Tensor, source: torch.Tensor) -> float:
+def mapped_routing_agreement(
+    idx_pre: torch.Tensor, idx_post: torch.Tensor, source: torch.Tensor
+) -> float:
     """Growth check: int64[N, k] choices before and after growth, source int64[mE] (grown -> original).
 
     Fraction of tokens whose top-k set, mapped back to the original experts, is
@@ -119,7 +132,10 @@ def expert_weight_cosine(layer: MoEFFN) -> float:
 def expert_output_cosine(layer: MoEFFN, x: torch.Tensor) -> float:
     """x float[N, D] -> mean over expert pairs of mean per-token cosine of expert outputs."""
     w = layer.expert_weights()
-    ys = F.normalize(torch.stack([layer.expert_forward(x, e, w) for e in range(layer.num_experts)]).double(), dim=-1)  # [E, N, D]
+    ys = F.normalize(
+        torch.stack([layer.expert_forward(x, e, w) for e in range(layer.num_experts)]).double(),
+        dim=-1,
+    )  # [E, N, D]
     pairs = list(itertools.combinations(range(layer.num_experts), 2))
     if not pairs:
         return 1.0
@@ -127,15 +143,22 @@ def expert_output_cosine(layer: MoEFFN, x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def init_report(dense: Llama | None, model: Llama, ids: torch.Tensor, max_tokens_out_cos: int = 512,
-                ref_logprobs: list[torch.Tensor] | None = None) -> dict:
+def init_report(
+    dense: Llama | None,
+    model: Llama,
+    ids: torch.Tensor,
+    max_tokens_out_cos: int = 512,
+    ref_logprobs: list[torch.Tensor] | None = None,
+) -> dict:
     """Everything above for ``model`` against ``dense`` on held-out ids int64[B, T] -> JSON-able dict.
 
     ``ref_logprobs``: the dense model's :func:`dense_logprobs` on ids, if already computed.
     """
     layers = moe_layers(model)
     rl = router_logits(model, ids)
-    xs = collect_ffn_inputs(model, ids[:max(1, max_tokens_out_cos // ids.shape[1])], [i for i, _ in layers])
+    xs = collect_ffn_inputs(
+        model, ids[: max(1, max_tokens_out_cos // ids.shape[1])], [i for i, _ in layers]
+    )
     per_layer = {}
     for i, layer in layers:
         idx = chosen_experts(layer, rl[i])
@@ -146,6 +169,11 @@ def init_report(dense: Llama | None, model: Llama, ids: torch.Tensor, max_tokens
             "expert_load": expert_load(idx, layer.num_experts).tolist(),
         }
     mean = lambda key: sum(v[key] for v in per_layer.values()) / max(1, len(per_layer))
-    return {"kl_to_dense": logit_kl(dense, model, ids, ref_logprobs=ref_logprobs), "weight_cosine": mean("weight_cosine"),
-            "output_cosine": mean("output_cosine"), "routing_entropy": mean("routing_entropy"),
-            "tokens": int(ids.numel()), "layers": per_layer}
+    return {
+        "kl_to_dense": logit_kl(dense, model, ids, ref_logprobs=ref_logprobs),
+        "weight_cosine": mean("weight_cosine"),
+        "output_cosine": mean("output_cosine"),
+        "routing_entropy": mean("routing_entropy"),
+        "tokens": int(ids.numel()),
+        "layers": per_layer,
+    }

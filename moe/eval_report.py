@@ -6,6 +6,7 @@ with :func:`engine.eval_report_for` (so engine never imports moe). It runs
 the model on ref and on the substituted ops over the same windows (engine's
 window convention) and compares the experts each picks.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,13 +18,16 @@ from .layer import moe_layers
 
 
 @torch.no_grad()
-def moe_eval_report(model, ids, ops=OPS, variant="nli", reciprocal_mode="reduced",
-                    window=1024, tables=None) -> dict:
+def moe_eval_report(
+    model, ids, ops=OPS, variant="nli", reciprocal_mode="reduced", window=1024, tables=None
+) -> dict:
     """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables) -> dict``."""
     from engine.evaluate import windows
     from engine.substitution import substitute
 
-    sub = substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode)
+    sub = substitute(
+        model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode
+    )
     layers_ref, layers_sub = moe_layers(model), moe_layers(sub)
     got = {"ref": {i: [] for i, _ in layers_ref}, "sub": {i: [] for i, _ in layers_ref}}
     for w in windows(ids, window):
@@ -39,10 +43,12 @@ def moe_eval_report(model, ids, ops=OPS, variant="nli", reciprocal_mode="reduced
         load_ref[str(i)] = expert_load(a, layer.num_experts).tolist()
         load_sub[str(i)] = expert_load(b, layer.num_experts).tolist()
     total = sum(n_tok.values())
-    return {"routing_agreement": sum(agree[str(i)] * n for i, n in n_tok.items()) / max(1, total),
-            "routing_agreement_per_layer": agree,
-            "expert_load": {"ref": load_ref, variant: load_sub},
-            "routing_rule": "top-k set equality; experts ranked by a stable descending sort of each "
-                            "layer's router logits (select_on='logits') or of its own softmax output "
-                            f"(select_on='probs'; here: {sorted({l.select_on for _, l in layers_ref})}), "
-                            "lower expert index wins exact ties"}
+    return {
+        "routing_agreement": sum(agree[str(i)] * n for i, n in n_tok.items()) / max(1, total),
+        "routing_agreement_per_layer": agree,
+        "expert_load": {"ref": load_ref, variant: load_sub},
+        "routing_rule": "top-k set equality; experts ranked by a stable descending sort of each "
+        "layer's router logits (select_on='logits') or of its own softmax output "
+        f"(select_on='probs'; here: {sorted({l.select_on for _, l in layers_ref})}), "
+        "lower expert index wins exact ties",
+    }

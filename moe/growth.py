@@ -39,6 +39,7 @@ moves the router (the load-balancing loss sees every expert's probability). The 
 weight)) so copies can diverge in training. Measure the change with
 :func:`moe.diagnostics.logit_kl` and :func:`moe.diagnostics.mapped_routing_agreement`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.model import Llama
+
 from .layer import MoEFFN, moe_layers
 from .model import moe_config_of, moe_model
 
@@ -68,7 +70,9 @@ def _expert_tensors(layer: MoEFFN, grad: bool = False) -> torch.Tensor:
     return torch.cat([t.detach().reshape(layer.num_experts, -1) for t in ts], dim=1)  # [E, P]
 
 
-def expert_gradients(model: Llama, calib_ids: torch.Tensor, batch: int = CALIB_BATCH) -> dict[int, tuple]:
+def expert_gradients(
+    model: Llama, calib_ids: torch.Tensor, batch: int = CALIB_BATCH
+) -> dict[int, tuple]:
     """Next-token-loss gradients per MoE layer: {layer: (mean grad float[E, P], mean sq grad float[E, P])}."""
     if calib_ids is None or calib_ids.dim() != 2 or calib_ids.shape[1] < 2:
         raise ValueError("gradient-based selection needs calibration ids int64[B, T] with T >= 2")
@@ -77,7 +81,7 @@ def expert_gradients(model: Llama, calib_ids: torch.Tensor, batch: int = CALIB_B
     sums = {i: [0.0, 0.0] for i, _ in layers}
     nb = 0
     for b in range(0, calib_ids.shape[0], batch):
-        ids = calib_ids[b:b + batch]
+        ids = calib_ids[b : b + batch]
         work.zero_grad(set_to_none=True)
         logits = work(ids)  # [b, T, V]
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
@@ -90,7 +94,9 @@ def expert_gradients(model: Llama, calib_ids: torch.Tensor, batch: int = CALIB_B
     return {i: (s[0] / nb, s[1] / nb) for i, s in sums.items()}
 
 
-def utility_scores(model: Llama, select: str, calib_ids: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+def utility_scores(
+    model: Llama, select: str, calib_ids: torch.Tensor | None = None
+) -> dict[int, torch.Tensor]:
     """{MoE layer index: float64[E] utility of each expert} for selector ``select``."""
     if select not in SELECTORS:
         raise ValueError(f"unknown selector {select!r}; choose from {', '.join(SELECTORS)}")
@@ -115,7 +121,9 @@ def utility_scores(model: Llama, select: str, calib_ids: torch.Tensor | None = N
     return out
 
 
-def allocate_copies(scores: torch.Tensor, factor: int, uniform: bool, cap: int = MAX_COPIES) -> torch.Tensor:
+def allocate_copies(
+    scores: torch.Tensor, factor: int, uniform: bool, cap: int = MAX_COPIES
+) -> torch.Tensor:
     """scores float[E] -> copies int64[E] (>= 1 each, sum = factor * E, each <= cap unless uniform).
 
     Greedy (as in Expert Upcycling): each extra copy goes to the highest-scoring
@@ -127,7 +135,9 @@ def allocate_copies(scores: torch.Tensor, factor: int, uniform: bool, cap: int =
     if uniform:
         return torch.full((E,), factor, dtype=torch.int64)
     if factor > cap:
-        raise ValueError(f"non-uniform growth by {factor} needs more than cap={cap} copies per expert")
+        raise ValueError(
+            f"non-uniform growth by {factor} needs more than cap={cap} copies per expert"
+        )
     copies = torch.ones(E, dtype=torch.int64)
     s = scores.double()
     for _ in range((factor - 1) * E):
@@ -139,7 +149,10 @@ def allocate_copies(scores: torch.Tensor, factor: int, uniform: bool, cap: int =
 def grow_sources(copies: torch.Tensor) -> torch.Tensor:
     """copies int64[E] -> int64[sum(copies)]: the original expert of each grown expert (originals first)."""
     E = copies.numel()
-    return torch.cat([torch.arange(E)] + [torch.full((int(c) - 1,), e) for e, c in enumerate(copies.tolist()) if c > 1])
+    return torch.cat(
+        [torch.arange(E)]
+        + [torch.full((int(c) - 1,), e) for e, c in enumerate(copies.tolist()) if c > 1]
+    )
 
 
 def grown_sources(model: Llama, layer: int) -> torch.Tensor:
@@ -151,12 +164,20 @@ def grown_sources(model: Llama, layer: int) -> torch.Tensor:
         raise ValueError("the model has not been grown (its MoE config has no growth record)")
     copies = record[-1]["copies"]
     if str(layer) not in copies:
-        raise ValueError(f"block {layer} is not a grown MoE layer (grown: {sorted(copies, key=int)})")
+        raise ValueError(
+            f"block {layer} is not a grown MoE layer (grown: {sorted(copies, key=int)})"
+        )
     return grow_sources(torch.tensor(copies[str(layer)]))
 
 
-def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_init: str = "split",
-               noise: float = NOISE, dup_share: float | None = DUP_SHARE) -> MoEFFN:
+def grow_layer(
+    layer: MoEFFN,
+    copies: torch.Tensor,
+    g: torch.Generator,
+    router_init: str = "split",
+    noise: float = NOISE,
+    dup_share: float | None = DUP_SHARE,
+) -> MoEFFN:
     """A new MoEFFN with ``copies.sum()`` experts: originals first, then duplicates in expert order.
 
     ``split``: each duplicate of an expert with c copies gets the share
@@ -167,8 +188,16 @@ def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_i
         raise ValueError(f"router_init must be one of {ROUTER_INITS}, got {router_init!r}")
     E = layer.num_experts
     src = grow_sources(copies)  # [mE]
-    new = MoEFFN(layer.dim, layer.expert_hidden_dim, int(src.numel()), layer.top_k, layer.renormalize,
-                 layer.principal, layer.residual_scale, layer.select_on).to(layer.w_gate.dtype)
+    new = MoEFFN(
+        layer.dim,
+        layer.expert_hidden_dim,
+        int(src.numel()),
+        layer.top_k,
+        layer.renormalize,
+        layer.principal,
+        layer.residual_scale,
+        layer.select_on,
+    ).to(layer.w_gate.dtype)
     new.ops = layer.ops
     with torch.no_grad():
         for name in ("w_gate", "w_up", "w_down"):
@@ -183,11 +212,15 @@ def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_i
             c = copies[src].double()  # [mE] copies of each row's source
             share = 1.0 / c if dup_share is None else torch.full_like(c, float(dup_share))
             if bool(((c - 1) * share >= 1).any()) or bool((share <= 0).any()):
-                raise ValueError(f"dup_share {dup_share} leaves no mass for an original with {int(c.max())} copies")
+                raise ValueError(
+                    f"dup_share {dup_share} leaves no mass for an original with {int(c.max())} copies"
+                )
             share = torch.where(dup, share, 1 - (c - 1) * share)  # [mE]
             b += share.log().to(b.dtype)
             wstd = layer.router.weight.std().item() if layer.router.weight.numel() > 1 else 0.0
-            w[dup] += torch.randn(int(dup.sum()), layer.dim, generator=g).to(w.dtype) * (noise * wstd)
+            w[dup] += torch.randn(int(dup.sum()), layer.dim, generator=g).to(w.dtype) * (
+                noise * wstd
+            )
         else:  # the paper's: noise on the duplicates' bias only
             bstd = layer.router.bias.std().item() if E > 1 else 0.0
             b[dup] += torch.randn(int(dup.sum()), generator=g).to(b.dtype) * (noise * bstd)
@@ -196,9 +229,17 @@ def grow_layer(layer: MoEFFN, copies: torch.Tensor, g: torch.Generator, router_i
     return new
 
 
-def grow(model: Llama, factor: int = 2, select: str = "uniform", calib_ids: torch.Tensor | None = None,
-         router_init: str = "split", noise: float = NOISE, cap: int = MAX_COPIES, seed: int = 0,
-         dup_share: float | None = DUP_SHARE) -> Llama:
+def grow(
+    model: Llama,
+    factor: int = 2,
+    select: str = "uniform",
+    calib_ids: torch.Tensor | None = None,
+    router_init: str = "split",
+    noise: float = NOISE,
+    cap: int = MAX_COPIES,
+    seed: int = 0,
+    dup_share: float | None = DUP_SHARE,
+) -> Llama:
     """A NEW model with every MoE layer grown from E to factor*E experts; top-k unchanged.
 
     calib_ids int64[B, T] (needed by saliency/grad/fisher). The input model is not modified.
@@ -215,8 +256,16 @@ def grow(model: Llama, factor: int = 2, select: str = "uniform", calib_ids: torc
         ffns[i] = grow_layer(layer, copies, g, router_init, noise, dup_share)
         plan[str(i)] = copies.tolist()
     opts = dict(moe_cfg.options)
-    opts["grow"] = opts.get("grow", []) + [{"factor": factor, "select": select, "router_init": router_init,
-                                            "noise": noise, "dup_share": dup_share, "copies": plan}]
+    opts["grow"] = opts.get("grow", []) + [
+        {
+            "factor": factor,
+            "select": select,
+            "router_init": router_init,
+            "noise": noise,
+            "dup_share": dup_share,
+            "copies": plan,
+        }
+    ]
     d = moe_cfg.to_dict()
     d.update(num_experts=moe_cfg.num_experts * factor, options=opts)
     return moe_model(model, type(moe_cfg).from_dict(d), ffns)

@@ -28,6 +28,7 @@ Expert weights are stacked: ``w_gate``, ``w_up`` [E, He, D], ``w_down``
 ``p_gate + residual_scale * w_gate[e]`` (likewise up, down), the principal
 part being a separate, shared parameter so training can freeze it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -53,8 +54,9 @@ SELECT_ON = "logits"
 DISPATCH = "looped"  # "looped" | "padded" (tests and benchmarks force one)
 
 
-def route_topk(probs: torch.Tensor, top_k: int, renormalize: bool = True,
-               scores: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def route_topk(
+    probs: torch.Tensor, top_k: int, renormalize: bool = True, scores: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """probs float[N, E] -> (weights float32[N, k], experts int64[N, k]).
 
     Experts in descending ``scores`` (default: the probabilities themselves);
@@ -98,9 +100,17 @@ def router_z_loss(router_logits: torch.Tensor) -> torch.Tensor:
 class MoEFFN(nn.Module):
     """Top-k MoE of SwiGLU experts. ``forward(x [..., D]) -> (y [..., D], router_logits float32[N, E])``."""
 
-    def __init__(self, dim: int, expert_hidden_dim: int, num_experts: int, top_k: int,
-                 renormalize: bool = True, principal: bool = False, residual_scale: float = 1.0,
-                 select_on: str = SELECT_ON):
+    def __init__(
+        self,
+        dim: int,
+        expert_hidden_dim: int,
+        num_experts: int,
+        top_k: int,
+        renormalize: bool = True,
+        principal: bool = False,
+        residual_scale: float = 1.0,
+        select_on: str = SELECT_ON,
+    ):
         super().__init__()
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k must be in 1..{num_experts}, got {top_k}")
@@ -130,12 +140,20 @@ class MoEFFN(nn.Module):
             return self.w_gate, self.w_up, self.w_down
         s = self.residual_scale
         if torch.is_grad_enabled():
-            return (self.p_gate + s * self.w_gate, self.p_up + s * self.w_up, self.p_down + s * self.w_down)
+            return (
+                self.p_gate + s * self.w_gate,
+                self.p_up + s * self.w_up,
+                self.p_down + s * self.w_down,
+            )
         # inference: reuse the merged weights while no parameter has changed (in-place edits bump _version)
         params = (self.p_gate, self.w_gate, self.p_up, self.w_up, self.p_down, self.w_down)
         key = (s,) + tuple((id(p), p._version, p.device) for p in params)
         if getattr(self, "_merged_key", None) != key:
-            self._merged = (self.p_gate + s * self.w_gate, self.p_up + s * self.w_up, self.p_down + s * self.w_down)
+            self._merged = (
+                self.p_gate + s * self.w_gate,
+                self.p_up + s * self.w_up,
+                self.p_down + s * self.w_down,
+            )
             self._merged_key = key
         return self._merged
 
@@ -154,8 +172,12 @@ class MoEFFN(nn.Module):
     def select(self, logits: torch.Tensor):
         """router logits f32[N, E] -> (probs [N, E] from ops.softmax, weights f32[N, k], experts i64[N, k])."""
         probs = self.ops.softmax(logits)  # [N, E]
-        w, idx = route_topk(probs, self.top_k, self.renormalize,
-                            scores=logits if self.select_on == "logits" else None)
+        w, idx = route_topk(
+            probs,
+            self.top_k,
+            self.renormalize,
+            scores=logits if self.select_on == "logits" else None,
+        )
         return probs, w, idx
 
     def forward(self, x: torch.Tensor):
@@ -184,14 +206,20 @@ class MoEFFN(nn.Module):
         inv = torch.empty_like(order)
         inv[order] = torch.arange(order.numel(), device=order.device)  # inverse permutation
         y = ys.index_select(0, inv).view(N, k, self.dim)  # [N, k, D] back in (token, slot) order
-        return torch.bmm(w.to(y.dtype).unsqueeze(1), y).squeeze(1)  # [N, 1, k] @ [N, k, D] -> [N, D]
+        return torch.bmm(w.to(y.dtype).unsqueeze(1), y).squeeze(
+            1
+        )  # [N, 1, k] @ [N, k, D] -> [N, D]
 
     def _padded_bmm(self, xs, experts, counts, cmax, g, u, d):
         """xs [A, D] sorted by expert (experts int64[A]) -> ys [A, D]: three batched GEMMs over
         [E, cmax, .] blocks, the rows past each expert's count zero-padded (never read back)."""
         A = xs.shape[0]
-        starts = torch.tensor([0] + counts[:-1], device=xs.device).cumsum(0)  # [E] first row of each expert
-        pos = torch.arange(A, device=xs.device) - starts[experts]  # [A] row within its expert's block
+        starts = torch.tensor([0] + counts[:-1], device=xs.device).cumsum(
+            0
+        )  # [E] first row of each expert
+        pos = (
+            torch.arange(A, device=xs.device) - starts[experts]
+        )  # [A] row within its expert's block
         blocks = xs.new_zeros(self.num_experts, cmax, self.dim)  # [E, cmax, D]
         blocks[experts, pos] = xs
         h = self.ops.silu(torch.bmm(blocks, g.transpose(1, 2)))  # [E, cmax, He]
@@ -206,29 +234,33 @@ class MoEFFN(nn.Module):
         start = 0
         for e, c in enumerate(counts):
             if c:
-                xe = xs[start:start + c]  # [c, D]
+                xe = xs[start : start + c]  # [c, D]
                 h = self.ops.silu(xe @ g[e].T)  # [c, He]
                 h = h * (xe @ u[e].T) if grad else h.mul_(xe @ u[e].T)
                 if grad:
-                    ys[start:start + c] = h @ d[e].T  # [c, D]
+                    ys[start : start + c] = h @ d[e].T  # [c, D]
                 else:
-                    torch.mm(h, d[e].T, out=ys[start:start + c])
+                    torch.mm(h, d[e].T, out=ys[start : start + c])
             start += c
         return ys
 
     def _dense_dispatch(self, x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Every expert on every token, combined by a scattered [N, E] weight (export path, no data-dependent flow)."""
-        comb = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype, device=x.device).scatter(1, idx, w.to(x.dtype))  # [N, E]
+        comb = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype, device=x.device).scatter(
+            1, idx, w.to(x.dtype)
+        )  # [N, E]
         weights = self.expert_weights()
         y = torch.zeros_like(x)
         for e in range(self.num_experts):
-            y = y + comb[:, e:e + 1] * self.expert_forward(x, e, weights)
+            y = y + comb[:, e : e + 1] * self.expert_forward(x, e, weights)
         return y
 
     def extra_repr(self) -> str:
-        return (f"dim={self.dim}, expert_hidden={self.expert_hidden_dim}, experts={self.num_experts}, "
-                f"top_k={self.top_k}, renormalize={self.renormalize}, principal={self.principal}, "
-                f"select_on={self.select_on}")
+        return (
+            f"dim={self.dim}, expert_hidden={self.expert_hidden_dim}, experts={self.num_experts}, "
+            f"top_k={self.top_k}, renormalize={self.renormalize}, principal={self.principal}, "
+            f"select_on={self.select_on}"
+        )
 
 
 def moe_layers(model) -> list[tuple[int, MoEFFN]]:
@@ -236,8 +268,15 @@ def moe_layers(model) -> list[tuple[int, MoEFFN]]:
     return [(i, b.mlp) for i, b in enumerate(model.layers) if isinstance(b.mlp, MoEFFN)]
 
 
-def moe_from_dense(ffn: SwiGLU, num_experts: int, top_k: int, expert_hidden_dim: int | None = None,
-                   renormalize: bool = True, principal: bool = False, residual_scale: float = 1.0) -> MoEFFN:
+def moe_from_dense(
+    ffn: SwiGLU,
+    num_experts: int,
+    top_k: int,
+    expert_hidden_dim: int | None = None,
+    renormalize: bool = True,
+    principal: bool = False,
+    residual_scale: float = 1.0,
+) -> MoEFFN:
     """An empty MoEFFN shaped like ``ffn`` (weights zero, ops shared); the upcycling methods fill it."""
     D = ffn.gate_proj.in_features
     H = expert_hidden_dim or ffn.gate_proj.out_features
@@ -253,5 +292,12 @@ def dense_equivalent_ffn(layer: MoEFFN) -> SwiGLU:
     return ffn
 
 
-__all__ = ["MoEFFN", "moe_layers", "route_topk", "load_balancing_loss", "router_z_loss", "moe_from_dense",
-           "dense_equivalent_ffn"]
+__all__ = [
+    "MoEFFN",
+    "moe_layers",
+    "route_topk",
+    "load_balancing_loss",
+    "router_z_loss",
+    "moe_from_dense",
+    "dense_equivalent_ffn",
+]

@@ -9,24 +9,39 @@ part, residual scale, select_on). The config is read-only data
 model (``upcycle`` and ``grow`` build one with :func:`moe_model`). A dense
 model is a plain :class:`Llama` (:func:`moe_config_of` gives None).
 """
+
 from __future__ import annotations
 
+from engine.model import Llama, LlamaConfig
 from nli.inputs import check_alloc
 
-from engine.model import Llama, LlamaConfig
 from .config import MoEConfig
 from .layer import MoEFFN
 
 # (MoEFFN attribute, MoEConfig field) pairs a layer must agree on with its model's config
-_LAYER_FIELDS = (("expert_hidden_dim", "expert_hidden_dim"), ("num_experts", "num_experts"), ("top_k", "top_k"),
-                 ("renormalize", "renormalize"), ("principal", "principal"), ("residual_scale", "residual_scale"),
-                 ("select_on", "select_on"))
+_LAYER_FIELDS = (
+    ("expert_hidden_dim", "expert_hidden_dim"),
+    ("num_experts", "num_experts"),
+    ("top_k", "top_k"),
+    ("renormalize", "renormalize"),
+    ("principal", "principal"),
+    ("residual_scale", "residual_scale"),
+    ("select_on", "select_on"),
+)
 
 
 def empty_ffn(cfg: LlamaConfig, moe_cfg: MoEConfig) -> MoEFFN:
     """An all-zero MoEFFN shaped and routed by ``moe_cfg`` for a model of ``cfg``."""
-    return MoEFFN(cfg.dim, moe_cfg.expert_hidden_dim, moe_cfg.num_experts, moe_cfg.top_k, moe_cfg.renormalize,
-                  moe_cfg.principal, moe_cfg.residual_scale, moe_cfg.select_on)
+    return MoEFFN(
+        cfg.dim,
+        moe_cfg.expert_hidden_dim,
+        moe_cfg.num_experts,
+        moe_cfg.top_k,
+        moe_cfg.renormalize,
+        moe_cfg.principal,
+        moe_cfg.residual_scale,
+        moe_cfg.select_on,
+    )
 
 
 def check_ffn(ffn: MoEFFN, cfg: LlamaConfig, moe_cfg: MoEConfig, where: str = "MoE layer") -> None:
@@ -37,23 +52,29 @@ def check_ffn(ffn: MoEFFN, cfg: LlamaConfig, moe_cfg: MoEConfig, where: str = "M
         raise ValueError(f"{where}: dim {ffn.dim} differs from the model's {cfg.dim}")
     for attr, key in _LAYER_FIELDS:
         if getattr(ffn, attr) != getattr(moe_cfg, key):
-            raise ValueError(f"{where}: {attr} {getattr(ffn, attr)!r} differs from the MoE config's "
-                             f"{getattr(moe_cfg, key)!r}")
+            raise ValueError(
+                f"{where}: {attr} {getattr(ffn, attr)!r} differs from the MoE config's "
+                f"{getattr(moe_cfg, key)!r}"
+            )
 
 
 class MoELlama(Llama):
     """A Llama with MoE FFNs in ``moe_config.layers``. ``ffns``: optional {block: MoEFFN} to use (as
     they are, checked against the config) instead of all-zero layers; other weights uninitialised."""
 
-    def __init__(self, cfg: LlamaConfig, moe_config: MoEConfig, ffns: dict[int, MoEFFN] | None = None):
+    def __init__(
+        self, cfg: LlamaConfig, moe_config: MoEConfig, ffns: dict[int, MoEFFN] | None = None
+    ):
         if not isinstance(moe_config, MoEConfig):
             raise TypeError(f"moe_config must be an MoEConfig, got {type(moe_config).__name__}")
         moe_config.check_against(cfg)
         ffns = dict(ffns or {})
         extra = sorted(set(ffns) - set(moe_config.layers))
         if extra:
-            raise ValueError(f"MoE layers given for blocks {extra}, which the MoE config {list(moe_config.layers)} "
-                             f"does not name")
+            raise ValueError(
+                f"MoE layers given for blocks {extra}, which the MoE config {list(moe_config.layers)} "
+                f"does not name"
+            )
         super().__init__(cfg)
         self._moe_config = moe_config
         for i in moe_config.layers:
@@ -73,8 +94,15 @@ def build_model(cfg: LlamaConfig, moe_cfg: MoEConfig | None) -> Llama:
     Refuses (before allocating) a model whose float32 parameters would exceed the allocation limit."""
     if moe_cfg is not None:
         moe_cfg.check_against(cfg)
-    check_alloc(4 * (cfg.param_count() + cfg.rope_count()
-                     + (0 if moe_cfg is None else moe_cfg.param_count(cfg))), "the model")
+    check_alloc(
+        4
+        * (
+            cfg.param_count()
+            + cfg.rope_count()
+            + (0 if moe_cfg is None else moe_cfg.param_count(cfg))
+        ),
+        "the model",
+    )
     return Llama(cfg) if moe_cfg is None else MoELlama(cfg, moe_cfg)
 
 
@@ -96,8 +124,10 @@ def moe_model(base: Llama, moe_cfg: MoEConfig, ffns: dict[int, MoEFFN]) -> MoELl
     res = new.load_state_dict(state, strict=False)
     bad = [k for k in res.missing_keys if not in_moe(k)]
     if bad or res.unexpected_keys:
-        raise ValueError(f"base model does not match its config: missing {bad[:4]}, "
-                         f"unexpected {res.unexpected_keys[:4]}")
+        raise ValueError(
+            f"base model does not match its config: missing {bad[:4]}, "
+            f"unexpected {res.unexpected_keys[:4]}"
+        )
     old_params = dict(base.named_parameters())
     for name, p in new.named_parameters():
         if not in_moe(name) and name in old_params:

@@ -14,11 +14,13 @@ For a prefill of ``seq`` tokens, per token on average:
 
 The counts are exact arithmetic on the config (model output, not a measurement).
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 
 from engine.model import LlamaConfig
+
 from .config import MoEConfig
 
 
@@ -46,7 +48,9 @@ def nonlinear_counts(cfg: LlamaConfig, moe: MoEConfig | None, seq: int) -> dict[
         "silu": OpCount(rows=0.0, elements=float(silu)),
         "rmsnorm": OpCount(rows=float(norm_rows), elements=float(norm_rows * cfg.dim)),
         "attention_softmax": OpCount(rows=float(att_rows), elements=float(att_rows * ctx)),
-        "router_softmax": OpCount(rows=float(router_rows), elements=float(router_rows * (moe.num_experts if moe else 0))),
+        "router_softmax": OpCount(
+            rows=float(router_rows), elements=float(router_rows * (moe.num_experts if moe else 0))
+        ),
     }
 
 

@@ -3,6 +3,7 @@
 :func:`expert_load_figure` builds the figure (tests check its axes);
 :func:`plot_expert_load` writes it as a PNG.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,15 +41,21 @@ def expert_load_figure(loads: dict, title: str = "expert load per MoE layer"):
         ax.set_xticks(range(0, experts, step))
     axes[0].set_ylabel("MoE layer")
     uniform = experts and 1 / experts <= vmax
-    cb = fig.colorbar(im, ax=list(axes), label="fraction of assignments"
-                      + (f" (white line: uniform 1/{experts})" if uniform else ""))
+    cb = fig.colorbar(
+        im,
+        ax=list(axes),
+        label="fraction of assignments"
+        + (f" (white line: uniform 1/{experts})" if uniform else ""),
+    )
     if uniform:
         cb.ax.axhline(1 / experts, color="w", lw=1.5)
     fig.suptitle(title, fontsize=10)
     return fig
 
 
-def plot_expert_load(loads: dict, path: str | os.PathLike, title: str = "expert load per MoE layer") -> Path:
+def plot_expert_load(
+    loads: dict, path: str | os.PathLike, title: str = "expert load per MoE layer"
+) -> Path:
     """Write :func:`expert_load_figure` as a PNG at ``path``; returns the path."""
     fig = expert_load_figure(loads, title)
     path = Path(path)

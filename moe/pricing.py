@@ -17,6 +17,7 @@ per unit; /work/shared/notes/anchors.md) are used, with this cycle model:
 - energy/token = passes/token x power / throughput
   (NLI 34 mW / 1 G/s = 34 pJ per pass; NN-LUT 46 pJ), area = lanes x unit area.
 """
+
 from __future__ import annotations
 
 from .op_counts import OpCount
@@ -32,10 +33,15 @@ SOURCE = "published synthesis figures (NLI paper table; anchors.md) with moe.pri
 
 def passes_per_token(counts: dict[str, OpCount]) -> float:
     """Elementwise passes through the unit per token (see module docstring)."""
-    return (counts["silu"].elements
-            + 2 * counts["attention_softmax"].elements + counts["attention_softmax"].rows
-            + 2 * counts["router_softmax"].elements + counts["router_softmax"].rows
-            + 2 * counts["rmsnorm"].elements + counts["rmsnorm"].rows)
+    return (
+        counts["silu"].elements
+        + 2 * counts["attention_softmax"].elements
+        + counts["attention_softmax"].rows
+        + 2 * counts["router_softmax"].elements
+        + counts["router_softmax"].rows
+        + 2 * counts["rmsnorm"].elements
+        + counts["rmsnorm"].rows
+    )
 
 
 def price(counts: dict[str, OpCount], lanes: int | None = None) -> dict:
@@ -57,7 +63,13 @@ def price_published(counts: dict[str, OpCount], lanes: int | None = None) -> dic
     out = {}
     for name, u in UNITS.items():
         pj_per_pass = u["power_mw"] * 1e-3 / u["throughput_per_s"] * 1e12
-        out[name] = {"lanes": lanes, "passes_per_token": p, "cycles_per_token": p / lanes,
-                     "energy_pj_per_token": p * pj_per_pass, "area_um2": lanes * u["area_um2"],
-                     "power_mw": lanes * u["power_mw"], "source": SOURCE}
+        out[name] = {
+            "lanes": lanes,
+            "passes_per_token": p,
+            "cycles_per_token": p / lanes,
+            "energy_pj_per_token": p * pj_per_pass,
+            "area_um2": lanes * u["area_um2"],
+            "power_mw": lanes * u["power_mw"],
+            "source": SOURCE,
+        }
     return out

@@ -31,11 +31,13 @@ dense 4.89, ppl 3374 at rho 0.9; README, MoE section) because top-2 routing
 averages 2 experts, not 8.
 ``s = E`` (pass ``scale=E``) is the setting whose all-expert average is W.
 """
+
 from __future__ import annotations
 
 import torch
 
 from engine.model import SwiGLU
+
 from .layer import MoEFFN, moe_from_dense
 
 SPRI_RHO = 0.95
@@ -64,15 +66,26 @@ def spri_split(w: torch.Tensor, num_experts: int, rho: float) -> tuple[torch.Ten
     return principal, res
 
 
-def spri_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormalize: bool = True,
-                 rho: float = SPRI_RHO, scale: float | None = SPRI_SCALE, router_std: float = ROUTER_STD) -> MoEFFN:
+def spri_experts(
+    ffn: SwiGLU,
+    E: int,
+    k: int,
+    g: torch.Generator,
+    renormalize: bool = True,
+    rho: float = SPRI_RHO,
+    scale: float | None = SPRI_SCALE,
+    router_std: float = ROUTER_STD,
+) -> MoEFFN:
     """SPRI-initialised MoEFFN from a dense SwiGLU. ``scale=None`` means E (expert average = W)."""
     s = float(E if scale is None else scale)
     layer = moe_from_dense(ffn, E, k, renormalize=renormalize, principal=True, residual_scale=s)
     dt = layer.w_gate.dtype
     with torch.no_grad():
-        for proj, p, w in ((ffn.gate_proj, layer.p_gate, layer.w_gate), (ffn.up_proj, layer.p_up, layer.w_up),
-                           (ffn.down_proj, layer.p_down, layer.w_down)):
+        for proj, p, w in (
+            (ffn.gate_proj, layer.p_gate, layer.w_gate),
+            (ffn.up_proj, layer.p_up, layer.w_up),
+            (ffn.down_proj, layer.p_down, layer.w_down),
+        ):
             principal, res = spri_split(proj.weight, E, rho)
             p.copy_(principal.to(dt))
             w.copy_(res.to(dt))

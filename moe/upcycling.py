@@ -22,6 +22,7 @@ The dense model is never modified: the result is a new
 :class:`moe.model.MoELlama` built from its :class:`MoEConfig`, with the dense
 model's other weights and the chosen blocks' ``mlp`` the new MoE layers.
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,8 +51,14 @@ def init_router_normal(layer: MoEFFN, g: torch.Generator, std: float = ROUTER_ST
         layer.router.bias.zero_()
 
 
-def sparse_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormalize: bool = True,
-                   router_std: float = ROUTER_STD) -> MoEFFN:
+def sparse_experts(
+    ffn: SwiGLU,
+    E: int,
+    k: int,
+    g: torch.Generator,
+    renormalize: bool = True,
+    router_std: float = ROUTER_STD,
+) -> MoEFFN:
     """Sparse Upcycling: E copies of ``ffn`` and a N(0, router_std) router."""
     layer = moe_from_dense(ffn, E, k, renormalize=renormalize)
     with torch.no_grad():
@@ -70,27 +77,44 @@ def drop_index_sets(H: int, E: int, ratio: float, g: torch.Generator) -> list[to
     return [torch.randperm(H, generator=g)[:n].sort().values for _ in range(E)]
 
 
-def drop_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormalize: bool = True,
-                 ratio: float = DROP_RATIO, router_std: float = ROUTER_STD) -> MoEFFN:
+def drop_experts(
+    ffn: SwiGLU,
+    E: int,
+    k: int,
+    g: torch.Generator,
+    renormalize: bool = True,
+    ratio: float = DROP_RATIO,
+    router_std: float = ROUTER_STD,
+) -> MoEFFN:
     """Drop-Upcycling: copies with a fraction ``ratio`` of neurons per expert redrawn from N(mean, std)."""
     layer = sparse_experts(ffn, E, k, g, renormalize, router_std)
     H = layer.expert_hidden_dim
     sets = drop_index_sets(H, E, ratio, g)
     with torch.no_grad():
-        stats = {name: (w.mean().item(), w.std().item()) for name, w in
-                 (("gate", ffn.gate_proj.weight), ("up", ffn.up_proj.weight), ("down", ffn.down_proj.weight))}
+        stats = {
+            name: (w.mean().item(), w.std().item())
+            for name, w in (
+                ("gate", ffn.gate_proj.weight),
+                ("up", ffn.up_proj.weight),
+                ("down", ffn.down_proj.weight),
+            )
+        }
         for e, idx in enumerate(sets):
             n = idx.numel()
             for name, param in (("gate", layer.w_gate), ("up", layer.w_up)):
                 m, s = stats[name]
                 param[e, idx, :] = torch.randn(n, layer.dim, generator=g) * s + m  # rows [n, D]
             m, s = stats["down"]
-            layer.w_down[e][:, idx] = torch.randn(layer.dim, n, generator=g) * s + m  # columns [D, n]
+            layer.w_down[e][:, idx] = (
+                torch.randn(layer.dim, n, generator=g) * s + m
+            )  # columns [D, n]
     layer.drop_sets = sets  # kept for inspection/tests, not saved
     return layer
 
 
-def balanced_kmeans(x: torch.Tensor, E: int, g: torch.Generator, iters: int = KMEANS_ITERS) -> torch.Tensor:
+def balanced_kmeans(
+    x: torch.Tensor, E: int, g: torch.Generator, iters: int = KMEANS_ITERS
+) -> torch.Tensor:
     """Balanced k-means of the rows of x float[H, D] into E equal clusters (H % E == 0) -> int64[H] labels.
 
     Each round: centroids from the labels, then a greedy balanced assignment
@@ -98,7 +122,9 @@ def balanced_kmeans(x: torch.Tensor, E: int, g: torch.Generator, iters: int = KM
     """
     H = x.shape[0]
     if H % E:
-        raise ValueError(f"partition needs the intermediate size {H} to be a multiple of num_experts {E}")
+        raise ValueError(
+            f"partition needs the intermediate size {H} to be a multiple of num_experts {E}"
+        )
     cap = H // E
     x = x.double()
     cent = x[torch.randperm(H, generator=g)[:E]]  # [E, D]
@@ -125,8 +151,16 @@ def balanced_kmeans(x: torch.Tensor, E: int, g: torch.Generator, iters: int = KM
     return labels
 
 
-def partition_experts(ffn: SwiGLU, E: int, k: int, g: torch.Generator, renormalize: bool = True,
-                      router: str = "centroid", iters: int = KMEANS_ITERS, router_std: float = ROUTER_STD) -> MoEFFN:
+def partition_experts(
+    ffn: SwiGLU,
+    E: int,
+    k: int,
+    g: torch.Generator,
+    renormalize: bool = True,
+    router: str = "centroid",
+    iters: int = KMEANS_ITERS,
+    router_std: float = ROUTER_STD,
+) -> MoEFFN:
     """MoEfication: disjoint equal neuron groups by balanced k-means of normalized gate rows."""
     gate = ffn.gate_proj.weight.detach()
     H = gate.shape[0]
@@ -155,16 +189,33 @@ def _ranking(layer: MoEFFN, select_on: str) -> MoEFFN:
     ranks ``select_on``."""
     if layer.select_on == select_on:
         return layer
-    new = MoEFFN(layer.dim, layer.expert_hidden_dim, layer.num_experts, layer.top_k, layer.renormalize,
-                 layer.principal, layer.residual_scale, select_on).to(layer.w_gate.dtype)
+    new = MoEFFN(
+        layer.dim,
+        layer.expert_hidden_dim,
+        layer.num_experts,
+        layer.top_k,
+        layer.renormalize,
+        layer.principal,
+        layer.residual_scale,
+        select_on,
+    ).to(layer.w_gate.dtype)
     new.load_state_dict(layer.state_dict(), strict=True)
     new.ops = layer.ops
     return new
 
 
-def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: int = 2,
-            layers=None, seed: int = 0, renormalize: bool = True, calib_ids: torch.Tensor | None = None,
-            select_on: str = SELECT_ON, **opts) -> Llama:
+def upcycle(
+    model: Llama,
+    method: str = "sparse",
+    num_experts: int = 8,
+    top_k: int = 2,
+    layers=None,
+    seed: int = 0,
+    renormalize: bool = True,
+    calib_ids: torch.Tensor | None = None,
+    select_on: str = SELECT_ON,
+    **opts,
+) -> Llama:
     """A NEW model whose ``layers`` (default: last 8) have MoE FFNs built by ``method``.
 
     model: a dense Llama (not modified). calib_ids int64[B, T]: calibration
@@ -210,7 +261,15 @@ def upcycle(model: Llama, method: str = "sparse", num_experts: int = 8, top_k: i
             layer = cluster_experts(ffn, inputs[i], E, k, g, renormalize, **opts)
         ffns[i] = _ranking(layer, select_on)
         extra = {"principal": layer.principal, "residual_scale": layer.residual_scale}
-    moe_cfg = MoEConfig(layers=layers, num_experts=E, top_k=k, expert_hidden_dim=ffns[layers[0]].expert_hidden_dim,
-                        renormalize=renormalize, select_on=select_on, method=method,
-                        options={"seed": seed, **{k2: v for k2, v in opts.items()}}, **extra)
+    moe_cfg = MoEConfig(
+        layers=layers,
+        num_experts=E,
+        top_k=k,
+        expert_hidden_dim=ffns[layers[0]].expert_hidden_dim,
+        renormalize=renormalize,
+        select_on=select_on,
+        method=method,
+        options={"seed": seed, **{k2: v for k2, v in opts.items()}},
+        **extra,
+    )
     return moe_model(model, moe_cfg, ffns)

@@ -8,6 +8,7 @@ mean, with argparse's own one-line error and exit code 2::
     p.add_argument("--experts", type=positive_int(max=MAX_EXPERTS))
     p.add_argument("--share", type=probability)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ MAX_COUNT = 1 << 31  # upper bound of any count argument unless a tighter one is
 
 def finite_float(min: float | None = None, max: float | None = None, min_exclusive: bool = False):
     """A converter to a finite float in [min, max] (``min_exclusive``: (min, max])."""
+
     def conv(text: str) -> float:
         try:
             v = float(text)
@@ -26,7 +28,9 @@ def finite_float(min: float | None = None, max: float | None = None, min_exclusi
         if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if min is not None and (v <= min if min_exclusive else v < min):
-            raise argparse.ArgumentTypeError(f"must be {'>' if min_exclusive else '>='} {min:g}, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"must be {'>' if min_exclusive else '>='} {min:g}, got {text}"
+            )
         if max is not None and v > max:
             raise argparse.ArgumentTypeError(f"must be <= {max:g}, got {text}")
         return v
@@ -37,6 +41,7 @@ def finite_float(min: float | None = None, max: float | None = None, min_exclusi
 
 def bounded_int(min: int, max: int = MAX_COUNT):
     """A converter to an int in [min, max] (decimal digits, optional sign)."""
+
     def conv(text: str) -> int:
         try:
             v = int(text, 10)
@@ -65,4 +70,4 @@ def nonnegative_int(max: int = MAX_COUNT):
 probability = finite_float(0.0, 1.0)
 probability.__name__ = "probability"
 positive_float = finite_float(0.0, min_exclusive=True)
-seed = bounded_int(0, 2 ** 63 - 1)  # torch.Generator.manual_seed takes a 64-bit value
+seed = bounded_int(0, 2**63 - 1)  # torch.Generator.manual_seed takes a 64-bit value

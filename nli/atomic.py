@@ -11,6 +11,7 @@ a new one gets an ordinary file's mode (0666 less the umask), not mkstemp's 0600
 The one implementation every package uses (tables, exports, ONNX models,
 datasets, checkpoints).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -13,6 +13,7 @@
 Every LUT entry is RNE16(f(point)), ``below = lut[0]``, ``above = lut[-1]``;
 cutpoints are restricted to grid points where RNE16(f) is finite.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def _finite_grid(function: str, lo: float, hi: float) -> np.ndarray:
     fx = get_function(function)(x)
     x = x[np.abs(fx) < FP16_OVERFLOW]
     if x.size < 2:
-        raise ValueError(f"domain [{lo:g}, {hi:g}]: fewer than 2 points where {function} is finite in FP16")
+        raise ValueError(
+            f"domain [{lo:g}, {hi:g}]: fewer than 2 points where {function} is finite in FP16"
+        )
     return x
 
 
@@ -51,7 +54,9 @@ def density_placement(x: np.ndarray, density: np.ndarray, count: int) -> np.ndar
     cum = np.concatenate([[0.0], np.cumsum(seg)])
     if not cum[-1] > 0:
         cum = np.arange(n, dtype=np.float64)
-    idx = np.unique(np.searchsorted(cum, np.linspace(0.0, cum[-1], count), side="left").clip(0, n - 1))
+    idx = np.unique(
+        np.searchsorted(cum, np.linspace(0.0, cum[-1], count), side="left").clip(0, n - 1)
+    )
     idx = np.unique(np.concatenate([[0, n - 1], idx]))
     while idx.size < count:  # snapping merged some points: split the widest index gaps
         gaps = np.diff(idx)
@@ -74,35 +79,74 @@ def curvature_density(function: str, x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.abs(d2))
 
 
-def uniform_table(function: str, domain=None, entries: int = PAPER_ENTRIES, precision: str = "fp32") -> Table:
+def uniform_table(
+    function: str, domain=None, entries: int = PAPER_ENTRIES, precision: str = "fp32"
+) -> Table:
     """One macro interval over the (finite part of the) domain with entries - 1 uniform bins."""
     lo, hi = domain if domain is not None else get_function(function).default_domain
     x = _finite_grid(function, lo, hi)
-    return table_from_cutpoints(function, _bits([x[0], x[-1]]), [entries - 1], precision,
-                                provenance={"method": "baseline: uniform"}, layout=f"uniform:{entries}")
+    return table_from_cutpoints(
+        function,
+        _bits([x[0], x[-1]]),
+        [entries - 1],
+        precision,
+        provenance={"method": "baseline: uniform"},
+        layout=f"uniform:{entries}",
+    )
 
 
-def curvature_table(function: str, domain=None, entries: int = PAPER_ENTRIES, precision: str = "fp32",
-                    _method: str = "baseline: curvature sqrt(|f''|)") -> Table:
+def curvature_table(
+    function: str,
+    domain=None,
+    entries: int = PAPER_ENTRIES,
+    precision: str = "fp32",
+    _method: str = "baseline: curvature sqrt(|f''|)",
+) -> Table:
     """Single-level table, ``entries`` cutpoints with density proportional to sqrt(|f''|)."""
     lo, hi = domain if domain is not None else get_function(function).default_domain
     x = _finite_grid(function, lo, hi)
     idx = density_placement(x, curvature_density(function, x), entries)
-    return table_from_cutpoints(function, _bits(x[idx]), [1] * (entries - 1), precision,
-                                provenance={"method": _method}, layout=f"single:{entries}")
+    return table_from_cutpoints(
+        function,
+        _bits(x[idx]),
+        [1] * (entries - 1),
+        precision,
+        provenance={"method": _method},
+        layout=f"single:{entries}",
+    )
 
 
-def nnlut_table(function: str, domain=None, entries: int = PAPER_ENTRIES, precision: str = "fp32",
-                calibration=CALIBRATION) -> Table:
+def nnlut_table(
+    function: str,
+    domain=None,
+    entries: int = PAPER_ENTRIES,
+    precision: str = "fp32",
+    calibration=CALIBRATION,
+) -> Table:
     """NN-LUT style: curvature placement fitted on calibration ∩ domain, clamped outside."""
     lo, hi = domain if domain is not None else get_function(function).default_domain
     clo, chi = max(lo, calibration[0]), min(hi, calibration[1])
     if clo >= chi:
-        raise ValueError(f"calibration range {calibration} does not meet the domain [{lo:g}, {hi:g}]")
-    t = curvature_table(function, (clo, chi), entries, precision,
-                        _method=f"baseline: NN-LUT style, fitted on [{clo:g}, {chi:g}], clamped outside")
-    return Table(t.function, t.cutpoints, t.bins, t.lut, t.below, t.above, t.precision,
-                 meta={**t.meta, "calibration": [clo, chi]})
+        raise ValueError(
+            f"calibration range {calibration} does not meet the domain [{lo:g}, {hi:g}]"
+        )
+    t = curvature_table(
+        function,
+        (clo, chi),
+        entries,
+        precision,
+        _method=f"baseline: NN-LUT style, fitted on [{clo:g}, {chi:g}], clamped outside",
+    )
+    return Table(
+        t.function,
+        t.cutpoints,
+        t.bins,
+        t.lut,
+        t.below,
+        t.above,
+        t.precision,
+        meta={**t.meta, "calibration": [clo, chi]},
+    )
 
 
 def baseline_table(kind: str, function: str, domain=None, precision: str = "fp32") -> Table:

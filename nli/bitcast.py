@@ -2,6 +2,7 @@
 no arithmetic, no call, no allocation). Shared by the solver (``nli``) and the simulator
 (``hw_sim`` re-exports them from :mod:`hw_sim.fp`); packages import only to their left.
 """
+
 from __future__ import annotations
 
 from llvmlite import ir
@@ -17,6 +18,7 @@ def f64_as_i64(typingctx, x):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.IntType(64))
+
     return types.int64(types.float64), codegen
 
 
@@ -28,6 +30,7 @@ def i64_as_f64(typingctx, x):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.DoubleType())
+
     return types.float64(types.int64), codegen
 
 
@@ -39,6 +42,7 @@ def f32_as_i32(typingctx, x):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.IntType(32))
+
     return types.int32(types.float32), codegen
 
 
@@ -50,4 +54,5 @@ def i32_as_f32(typingctx, x):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.FloatType())
+
     return types.float32(types.int32), codegen

@@ -13,6 +13,7 @@ traceback. On SIGTERM the handler removes the temp files of atomic writes in
 progress (nli.atomic) and exits at once with code 143 (raising from a signal
 handler inside numba/torch code would turn into their own exceptions).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,11 +41,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nli", description="NLI Engine: tables, simulator, LLM evaluation, export, MoE",
-                     epilog="Limits (nli.inputs): input files must be regular files of at most 1 GiB "
-                            "(GGUF and checkpoint weights 64 GiB); a model or forward pass estimated above "
-                            "8 GiB is refused (environment variable NLI_MAX_ALLOC_BYTES raises it). "
-                            "Bad input: a one-line error, exit code 2.")
+    parser = _Parser(
+        prog="nli",
+        description="NLI Engine: tables, simulator, LLM evaluation, export, MoE",
+        epilog="Limits (nli.inputs): input files must be regular files of at most 1 GiB "
+        "(GGUF and checkpoint weights 64 GiB); a model or forward pass estimated above "
+        "8 GiB is refused (environment variable NLI_MAX_ALLOC_BYTES raises it). "
+        "Bad input: a one-line error, exit code 2.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -55,20 +59,35 @@ def build_parser() -> argparse.ArgumentParser:
             print(f"nli: commands of {ep.name!r} unavailable ({e})", file=sys.stderr)
             continue
         register(sub, groups)
-    demo = sub.add_parser("demo", help="the main job: default tables, simulator, LLM and MoE reports")
-    demo.add_argument("--out", default="out/demo", help="folder for plots and JSON (default: out/demo)")
+    demo = sub.add_parser(
+        "demo", help="the main job: default tables, simulator, LLM and MoE reports"
+    )
+    demo.add_argument(
+        "--out", default="out/demo", help="folder for plots and JSON (default: out/demo)"
+    )
     size = demo.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="half the token budget (for a fast look)")
-    size.add_argument("--full", action="store_true", help="the longer evaluations: every mode, more tokens")
-    demo.add_argument("--only", nargs="*", metavar="SECTION",
-                      help=f"run only these sections ({' '.join(demo_sections())})")
+    size.add_argument(
+        "--quick", action="store_true", help="half the token budget (for a fast look)"
+    )
+    size.add_argument(
+        "--full", action="store_true", help="the longer evaluations: every mode, more tokens"
+    )
+    demo.add_argument(
+        "--only",
+        nargs="*",
+        metavar="SECTION",
+        help=f"run only these sections ({' '.join(demo_sections())})",
+    )
     demo.set_defaults(func=_demo)
     return parser
 
 
 def demo_sections() -> list[str]:
     """Names of the registered `nli demo` sections, in run order."""
-    return [ep.name.split("_", 1)[-1] for ep in sorted(entry_points(group="nli.demo"), key=lambda e: e.name)]
+    return [
+        ep.name.split("_", 1)[-1]
+        for ep in sorted(entry_points(group="nli.demo"), key=lambda e: e.name)
+    ]
 
 
 def _demo(args) -> int:
@@ -79,8 +98,10 @@ def _demo(args) -> int:
     if args.only is not None:
         bad = [s for s in args.only if s not in known]
         if bad or not args.only:
-            raise UserError(f"--only: unknown section(s) {', '.join(map(repr, bad)) or '(none given)'}; "
-                            f"known: {' '.join(known)}")
+            raise UserError(
+                f"--only: unknown section(s) {', '.join(map(repr, bad)) or '(none given)'}; "
+                f"known: {' '.join(known)}"
+            )
     check_output_dir(args.out, "--out")
     return 1 if run_demo(args.out, args.quick, args.only, args.full) else 0
 
@@ -98,7 +119,9 @@ def group(sub, groups: dict, name: str, help: str):
 def error_message(e: BaseException) -> str:
     """One line for a user-caused exception (OSError names its path)."""
     if isinstance(e, OSError) and e.strerror:
-        where = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "") if e.filename else ""
+        where = (
+            f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "") if e.filename else ""
+        )
         msg = f"{where}: {e.strerror}" if where else e.strerror
     elif isinstance(e, KeyError) and e.args:
         a = e.args[0]
@@ -160,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":  # `python -m nli.cli`: run the imported module, so UserError is one class
+if (
+    __name__ == "__main__"
+):  # `python -m nli.cli`: run the imported module, so UserError is one class
     from nli.cli import main as _main
 
     sys.exit(_main())

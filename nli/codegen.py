@@ -16,6 +16,7 @@ Every number is range-checked against the width it is written into
 (:func:`check_width`, :func:`hex_words`): a value that does not fit is an error, never
 silently truncated.
 """
+
 from __future__ import annotations
 
 import re
@@ -42,7 +43,7 @@ def comment_text(text: str) -> str:
     """``text`` made safe inside a C ``/* */`` or ``//`` comment and a ``$readmemh`` ``//``
     comment: each character outside the safe set becomes ``_``; cut to MAX_COMMENT_CHARS."""
     s = _UNSAFE_COMMENT.sub("_", str(text))
-    return s if len(s) <= MAX_COMMENT_CHARS else s[:MAX_COMMENT_CHARS - 3] + "..."
+    return s if len(s) <= MAX_COMMENT_CHARS else s[: MAX_COMMENT_CHARS - 3] + "..."
 
 
 def check_width(field: str, values, bits: int) -> list[int]:
@@ -51,7 +52,9 @@ def check_width(field: str, values, bits: int) -> list[int]:
     for i, v in enumerate(values):
         v = int(v)
         if not 0 <= v < (1 << bits):
-            raise TableError(f"{field}[{i}] = {v} does not fit the {bits}-bit field it is written into")
+            raise TableError(
+                f"{field}[{i}] = {v} does not fit the {bits}-bit field it is written into"
+            )
         out.append(v)
     return out
 

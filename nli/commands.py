@@ -1,4 +1,5 @@
 """CLI subcommands owned by the `nli` package: `table build` and `table export`."""
+
 from __future__ import annotations
 
 import sys
@@ -33,8 +34,10 @@ def _check_defined(function: str, domain) -> None:
     except (ZeroDivisionError, ValueError):
         y = np.array([np.nan])
     if not np.all(np.isfinite(y)):
-        raise UserError(f"--domain [{lo:g}, {hi:g}]: {function} is not defined (or not finite) everywhere on it"
-                        f"{' (it contains 0)' if lo <= 0 <= hi else ''}")
+        raise UserError(
+            f"--domain [{lo:g}, {hi:g}]: {function} is not defined (or not finite) everywhere on it"
+            f"{' (it contains 0)' if lo <= 0 <= hi else ''}"
+        )
 
 
 def _build(args) -> int:
@@ -42,12 +45,14 @@ def _build(args) -> int:
 
     from .functions import FUNCTIONS
     from .grid import DomainError
-    from .solver import Layout, solve, table_from_result
     from .inputs import check_output_path
+    from .solver import Layout, solve, table_from_result
     from .table import save_table
 
     if args.function not in FUNCTIONS:
-        raise UserError(f"unknown function {args.function!r}; known: {', '.join(sorted(FUNCTIONS))}")
+        raise UserError(
+            f"unknown function {args.function!r}; known: {', '.join(sorted(FUNCTIONS))}"
+        )
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)
@@ -59,15 +64,30 @@ def _build(args) -> int:
 
     def progress(done, total):
         if not bars:
-            bars.append(tqdm(total=total, desc=f"{args.function} {layout.name} (DP layers)",
-                             unit="layer", file=sys.stderr, disable=args.quiet,
-                             bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} layers [{elapsed}<{remaining}]"))
+            bars.append(
+                tqdm(
+                    total=total,
+                    desc=f"{args.function} {layout.name} (DP layers)",
+                    unit="layer",
+                    file=sys.stderr,
+                    disable=args.quiet,
+                    bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} layers [{elapsed}<{remaining}]",
+                )
+            )
         bars[0].update(done - bars[0].n)
 
     try:
-        result = solve(args.function, layout, args.objective, domain=domain, precision=args.precision,
-                       stride=args.stride, measure_gap=args.measure_gap, progress=progress,
-                       quantized=args.lut_rounding)
+        result = solve(
+            args.function,
+            layout,
+            args.objective,
+            domain=domain,
+            precision=args.precision,
+            stride=args.stride,
+            measure_gap=args.measure_gap,
+            progress=progress,
+            quantized=args.lut_rounding,
+        )
     except DomainError as e:
         raise UserError(str(e)) from None
     finally:
@@ -76,8 +96,10 @@ def _build(args) -> int:
     table = table_from_result(result)
     save_table(table, args.output)
     gap = "" if result.gap is None else f", thinning gap {result.gap:.3g}"
-    print(f"{args.output}: {args.function} {layout.name}, {args.objective} objective value {result.objective_value:.6g}, "
-          f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}")
+    print(
+        f"{args.output}: {args.function} {layout.name}, {args.objective} objective value {result.objective_value:.6g}, "
+        f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}"
+    )
     return 0
 
 
@@ -99,26 +121,46 @@ def _export(args) -> int:
 def register(sub, groups):
     """Add `nli table build|export` to the parser."""
     from .export import FORMATS
-    from .objective import OBJECTIVES
     from .formats import PRECISIONS
+    from .objective import OBJECTIVES
 
     g = group(sub, groups, "table", "build, export and inspect interpolation tables")
     b = g.add_parser("build", help="solve for optimal cutpoints and write a table (JSON)")
     b.add_argument("function", help="silu, exp, reciprocal, rsqrt, gelu, sigmoid, tanh, softplus")
     b.add_argument("-o", "--output", required=True, help="table file to write (JSON, atomic)")
-    b.add_argument("--domain", nargs=2, metavar=("LO", "HI"), help="FP16 domain (default: the function's legal one)")
-    b.add_argument("--layout", default="paper", help="paper | single:M | two-level:K:B (default paper)")
+    b.add_argument(
+        "--domain",
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="FP16 domain (default: the function's legal one)",
+    )
+    b.add_argument(
+        "--layout", default="paper", help="paper | single:M | two-level:K:B (default paper)"
+    )
     b.add_argument("--objective", default="paper", choices=OBJECTIVES)
     b.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    b.add_argument("--stride", type=positive_int(1 << 16), default=1,
-                   help="candidate thinning: cutpoints only at every STRIDE-th grid point (default 1 = exact)")
-    b.add_argument("--measure-gap", action="store_true", help="with --stride > 1: also solve exactly, record the gap")
-    b.add_argument("--lut-rounding", action="store_true",
-                   help="the interpolant carries RNE16(f) (the LUT as stored) instead of exact f")
+    b.add_argument(
+        "--stride",
+        type=positive_int(1 << 16),
+        default=1,
+        help="candidate thinning: cutpoints only at every STRIDE-th grid point (default 1 = exact)",
+    )
+    b.add_argument(
+        "--measure-gap",
+        action="store_true",
+        help="with --stride > 1: also solve exactly, record the gap",
+    )
+    b.add_argument(
+        "--lut-rounding",
+        action="store_true",
+        help="the interpolant carries RNE16(f) (the LUT as stored) instead of exact f",
+    )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
     e = g.add_parser("export", help="export a table as a C header, $readmemh files or npz")
     e.add_argument("table", help="table file (JSON)")
     e.add_argument("--format", required=True, choices=FORMATS)
-    e.add_argument("-o", "--output", required=True, help="output file (a directory for --format hex)")
+    e.add_argument(
+        "-o", "--output", required=True, help="output file (a directory for --format hex)"
+    )
     e.set_defaults(func=_export)

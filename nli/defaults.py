@@ -4,6 +4,7 @@
 function's legal FP16 domain) or, for reciprocal and rsqrt, ``"reduced"``
 (the mantissa range of numerics §5).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

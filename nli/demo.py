@@ -6,6 +6,7 @@ section is ``section(ctx) -> None``; it prints its report and writes plots
 under ``ctx.out``. A section whose package is missing or fails is reported
 and the demo goes on; the exit code is non-zero if any section failed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,8 +35,12 @@ class DemoContext:
             raise ValueError("--quick and --full exclude each other")
 
 
-def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] | None = None,
-             full: bool = False) -> int:
+def run_demo(
+    out: str | Path = "out/demo",
+    quick: bool = False,
+    only: list[str] | None = None,
+    full: bool = False,
+) -> int:
     """Run every registered demo section; returns the number of failed sections."""
     ctx = DemoContext(Path(out), quick, full)
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +59,10 @@ def run_demo(out: str | Path = "out/demo", quick: bool = False, only: list[str] 
             traceback.print_exc()
             print(f"[demo] section {name} FAILED", file=sys.stderr)
         # CPU seconds (all threads) beside wall: on a shared machine the wall time says little
-        print(f"[{name}: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU]", flush=True)
+        print(
+            f"[{name}: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU]",
+            flush=True,
+        )
     print(f"\nplots and JSON written under {ctx.out}/")
     return failed
 
@@ -71,7 +79,13 @@ def section(ctx: DemoContext) -> None:
             print(f"{name + ':' + mode:<20} MISSING ({e})")
             raise
         m = t.meta
-        made = m.get("provenance", {}).get("method", m.get("objective", "?")) if isinstance(m.get("provenance"), dict) else m.get("objective", "?")
+        made = (
+            m.get("provenance", {}).get("method", m.get("objective", "?"))
+            if isinstance(m.get("provenance"), dict)
+            else m.get("objective", "?")
+        )
         cost = m.get("cost")
-        print(f"{name + ':' + mode:<20} {str(m.get('layout', '?')):<18} {t.entries:>7} "
-              f"{str(m.get('objective', '?')):<10} {cost if cost is None else format(cost, '.4g'):>10}  {made}")
+        print(
+            f"{name + ':' + mode:<20} {str(m.get('layout', '?')):<18} {t.entries:>7} "
+            f"{str(m.get('objective', '?')):<10} {cost if cost is None else format(cost, '.4g'):>10}  {made}"
+        )

@@ -28,12 +28,24 @@ Two kernels compute the same minimum over every pair (j, k):
 
 Both run in parallel over k (``numba.prange`` over threads, each strided over k).
 """
+
 from __future__ import annotations
 
 import numba
 import numpy as np
 
-from .objective import F_, P_, QUANTIZED, X_, _bin_raw, _rsum, _same_region, _seg_cost, _seg_raw, _two_sum
+from .objective import (
+    F_,
+    P_,
+    QUANTIZED,
+    X_,
+    _bin_raw,
+    _rsum,
+    _same_region,
+    _seg_cost,
+    _seg_raw,
+    _two_sum,
+)
 
 CHUNK = 256  # j per block in the vectorized chord loops
 RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of the sums
@@ -85,7 +97,9 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
         t = np.int64(tt)  # prange indices may be unsigned; keep index arithmetic in int64
         hint = np.int64(-1)
         hotx = np.nan  # where the last fully evaluated pair of this thread had its worst bin
-        for q in range(t, kc.size, T):  # threads strided over k: balanced work, hint from a nearby k
+        for q in range(
+            t, kc.size, T
+        ):  # threads strided over k: balanced work, hint from a nearby k
             k = kc[q]
             best = bound
             arg = np.int64(-1)
@@ -102,21 +116,41 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                 j = jl[p]
                 p -= 1
                 dj = Dp[j]
-                if dj >= best or A[0, k] - A[0, j] < minw:  # costs are >= 0: j cannot win (exact cut)
+                if (
+                    dj >= best or A[0, k] - A[0, j] < minw
+                ):  # costs are >= 0: j cannot win (exact cut)
                     continue
-                sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])  # cost = raw * sc
+                sc = (
+                    1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])
+                )  # cost = raw * sc
                 if rb > 0.0 and j >= jrb:
                     lbv = rb * (1.0 - RB_SLACK) * sc
-                    if mx and lbv >= best:  # the bound holds for every j in jrb..j alike: skip them all
+                    if (
+                        mx and lbv >= best
+                    ):  # the bound holds for every j in jrb..j alike: skip them all
                         p = np.searchsorted(jl, jrb) - 1
                         continue
                     if not mx and dj + lbv >= best:
                         continue
-                if hot and hotx == hotx:  # the bin of j that holds hotx, alone, may already rule j out
+                if (
+                    hot and hotx == hotx
+                ):  # the bin of j that holds hotx, alone, may already rule j out
                     a = A[X_, j]
                     m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
-                    hb = _bin_raw(A, I, R, infl, C, j, k, B, m, mx, obj >= QUANTIZED,
-                                  best / sc if mx else (best - dj) / sc)
+                    hb = _bin_raw(
+                        A,
+                        I,
+                        R,
+                        infl,
+                        C,
+                        j,
+                        k,
+                        B,
+                        m,
+                        mx,
+                        obj >= QUANTIZED,
+                        best / sc if mx else (best - dj) / sc,
+                    )
                     if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
                         continue
                 c, r, mh = _seg_cost_rb(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
@@ -148,7 +182,14 @@ def _chord_block(A, Dp, j0, m, k, hi, inv_n, out, slope):
     f = A[F_]
     p1h, p1l, pfh, pfl, pxh, pxl = A[P_], A[P_ + 1], A[P_ + 2], A[P_ + 3], A[P_ + 4], A[P_ + 5]
     xk, fk = x[k], f[k]
-    h1, l1, hf, lf, hx, lx = p1h[hi + 1], p1l[hi + 1], pfh[hi + 1], pfl[hi + 1], pxh[hi + 1], pxl[hi + 1]
+    h1, l1, hf, lf, hx, lx = (
+        p1h[hi + 1],
+        p1l[hi + 1],
+        pfh[hi + 1],
+        pfl[hi + 1],
+        pxh[hi + 1],
+        pxl[hi + 1],
+    )
     for u in range(m):
         j = j0 + u
         uj = np.uint64(j)  # unsigned indices: no negative-index wraparound, so the loop vectorizes
@@ -279,5 +320,5 @@ def _layer_chord(A, I, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out
 def block_min(D: np.ndarray) -> np.ndarray:
     """float64[ceil(N / CHUNK)]: the minimum of D over each block of CHUNK indices."""
     pad = np.full(-(-D.size // CHUNK) * CHUNK, np.inf)
-    pad[:D.size] = D
+    pad[: D.size] = D
     return pad.reshape(-1, CHUNK).min(axis=1)  # (N',) -> (blocks, CHUNK)

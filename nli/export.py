@@ -11,6 +11,7 @@ atomically (temp file + rename, so no file is ever half-written).
   ``lut.hex``, ``clamps.hex`` = below then above), one hex word per line.
 * ``npz``: ``numpy.savez`` of the same arrays (uint16 / uint32 / int64).
 """
+
 from __future__ import annotations
 
 import io
@@ -40,14 +41,22 @@ def table_arrays(table: Table) -> dict[str, np.ndarray]:
 
 
 # field -> (C type, bits) of the fixed-width memory / array each field is written into
-WIDTHS = {"cutpoints": ("uint16_t", 16), "bins": ("uint16_t", 16), "base": ("uint16_t", 16),
-          "mul": ("uint32_t", 32), "lut": ("uint16_t", 16), "clamps": ("uint16_t", 16)}
+WIDTHS = {
+    "cutpoints": ("uint16_t", 16),
+    "bins": ("uint16_t", 16),
+    "base": ("uint16_t", 16),
+    "mul": ("uint32_t", 32),
+    "lut": ("uint16_t", 16),
+    "clamps": ("uint16_t", 16),
+}
 
 
 def _c_array(field: str, name: str, values) -> str:
     ctype, bits = WIDTHS[field]
     words = hex_words(field, values, bits)
-    body = ",\n".join("    " + ", ".join(f"0x{w}" for w in words[i:i + 8]) for i in range(0, len(words), 8))
+    body = ",\n".join(
+        "    " + ", ".join(f"0x{w}" for w in words[i : i + 8]) for i in range(0, len(words), 8)
+    )
     return f"static const {ctype} {name}[{len(words)}] = {{\n{body}\n}};\n"
 
 
@@ -61,19 +70,21 @@ def c_header(table: Table, name: str | None = None) -> str:
     k, entries = check_width("K", [table.K], 16)[0], check_width("entries", [table.entries], 17)[0]
     guard = f"NLI_TABLE_{name}_H"
     p = f"NLI_{name}"
-    out = [f"/* NLI Engine table for {comment_text(table.function)}: numerics §2 fields as bit patterns.\n"
-           f" * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
-           f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; {entries} LUT entries. */\n",
-           f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
-           f"#define {p}_K {k}\n#define {p}_ENTRIES {entries}\n",
-           f"#define {p}_PRECISION_FP32 {1 if table.precision == 'fp32' else 0}\n",
-           f"#define {p}_BELOW ((uint16_t)0x{below})\n#define {p}_ABOVE ((uint16_t)0x{above})\n\n",
-           _c_array("cutpoints", f"{p}_CUTPOINTS", a["cutpoints"]),
-           _c_array("bins", f"{p}_BINS", a["bins"]),
-           _c_array("base", f"{p}_BASE", a["base"]),
-           _c_array("mul", f"{p}_MUL", a["mul"]),
-           _c_array("lut", f"{p}_LUT", a["lut"]),
-           f"\n#endif /* {guard} */\n"]
+    out = [
+        f"/* NLI Engine table for {comment_text(table.function)}: numerics §2 fields as bit patterns.\n"
+        f" * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
+        f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; {entries} LUT entries. */\n",
+        f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
+        f"#define {p}_K {k}\n#define {p}_ENTRIES {entries}\n",
+        f"#define {p}_PRECISION_FP32 {1 if table.precision == 'fp32' else 0}\n",
+        f"#define {p}_BELOW ((uint16_t)0x{below})\n#define {p}_ABOVE ((uint16_t)0x{above})\n\n",
+        _c_array("cutpoints", f"{p}_CUTPOINTS", a["cutpoints"]),
+        _c_array("bins", f"{p}_BINS", a["bins"]),
+        _c_array("base", f"{p}_BASE", a["base"]),
+        _c_array("mul", f"{p}_MUL", a["mul"]),
+        _c_array("lut", f"{p}_LUT", a["lut"]),
+        f"\n#endif /* {guard} */\n",
+    ]
     return "".join(out)
 
 
@@ -83,11 +94,15 @@ def readmemh_files(table: Table) -> dict[str, str]:
     a = table_arrays(table)
 
     def mem(field, values, comment):
-        return f"// {comment_text(comment)}\n" + "".join(w + "\n" for w in hex_words(field, values, WIDTHS[field][1]))
+        return f"// {comment_text(comment)}\n" + "".join(
+            w + "\n" for w in hex_words(field, values, WIDTHS[field][1])
+        )
 
     fn = table.function
     return {
-        "cutpoints.hex": mem("cutpoints", a["cutpoints"], f"{fn}: {table.K + 1} cutpoints, FP16 bits"),
+        "cutpoints.hex": mem(
+            "cutpoints", a["cutpoints"], f"{fn}: {table.K + 1} cutpoints, FP16 bits"
+        ),
         "mul.hex": mem("mul", a["mul"], f"{fn}: {table.K} scale registers, FP32 bits"),
         "bins.hex": mem("bins", a["bins"], f"{fn}: bins per macro interval"),
         "base.hex": mem("base", a["base"], f"{fn}: LUT base index per macro interval"),
@@ -109,7 +124,9 @@ def export_table(table: Table, fmt: str, path: str | os.PathLike) -> list[Path]:
         return [path]
     if fmt == "hex":
         if path.exists() and not path.is_dir():
-            raise ValueError(f"{path}: --format hex writes a directory of .hex files, but this is a file")
+            raise ValueError(
+                f"{path}: --format hex writes a directory of .hex files, but this is a file"
+            )
         written = []
         for name, text in readmemh_files(table).items():
             atomic_write_text(path / name, text)

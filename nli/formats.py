@@ -16,6 +16,7 @@ and the MoE router's ranking choices (section 12).
 This module is the lowest layer: it imports nothing from the project.
 tests/test_one_source.py fails if a copy of any of these reappears elsewhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,17 +65,17 @@ class BinaryFormat:
     @property
     def max(self) -> float:
         """Largest finite value, (2 - 2^-fraction_bits) * 2^emax."""
-        return (2.0 - 2.0 ** -self.fraction_bits) * 2.0 ** self.emax
+        return (2.0 - 2.0**-self.fraction_bits) * 2.0**self.emax
 
     @property
     def overflow(self) -> float:
         """Overflow threshold: the round-to-nearest-even result of a real v is +-inf iff |v| >= this
         (the midpoint between ``max`` and 2^(emax+1))."""
-        return (2.0 - 2.0 ** -self.precision) * 2.0 ** self.emax
+        return (2.0 - 2.0**-self.precision) * 2.0**self.emax
 
     @property
     def min_normal(self) -> float:
-        return 2.0 ** self.emin
+        return 2.0**self.emin
 
     @property
     def min_subnormal(self) -> float:
@@ -105,18 +106,18 @@ FP32 = BinaryFormat("fp32", exponent_bits=8, fraction_bits=23)
 # BF16 would be: BinaryFormat("bf16", exponent_bits=8, fraction_bits=7), with its flat names below.
 
 # Flat names (plain int / float, usable as Numba compile-time constants).
-FP16_MAX = FP16.max                      # 65504.0
-FP16_OVERFLOW = FP16.overflow            # 65520.0: |v| >= this rounds to inf
-FP16_MIN_NORMAL = FP16.min_normal        # 2^-14
+FP16_MAX = FP16.max  # 65504.0
+FP16_OVERFLOW = FP16.overflow  # 65520.0: |v| >= this rounds to inf
+FP16_MIN_NORMAL = FP16.min_normal  # 2^-14
 FP16_MIN_SUBNORMAL = FP16.min_subnormal  # 2^-24
-FP16_NAN = FP16.nan_bits                 # 0x7E00, the canonical NaN
-FP16_POS_INF = FP16.inf_bits             # 0x7C00
+FP16_NAN = FP16.nan_bits  # 0x7E00, the canonical NaN
+FP16_POS_INF = FP16.inf_bits  # 0x7C00
 FP16_NEG_INF = FP16.sign_bit | FP16.inf_bits  # 0xFC00
-FP16_MAX_BITS = FP16.max_bits            # 0x7BFF
+FP16_MAX_BITS = FP16.max_bits  # 0x7BFF
 
 FP32_MAX = FP32.max
-FP32_NAN = FP32.nan_bits                 # 0x7FC00000 (converts to FP16_NAN)
-FP32_POS_INF = FP32.inf_bits             # 0x7F800000
+FP32_NAN = FP32.nan_bits  # 0x7FC00000 (converts to FP16_NAN)
+FP32_POS_INF = FP32.inf_bits  # 0x7F800000
 
 # ----------------------------------------------------------------------------- vocabularies
 MODES = ("direct", "reduced")

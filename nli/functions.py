@@ -9,6 +9,7 @@ Each function has
 
 No calibration data is used anywhere: domains are the legal FP16 ranges.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ FUNCTIONS: dict[str, Function] = {
         # silu'' = 0 where x tanh(x/2) = 2
         Function("silu", 0, {"direct": _ALL_FINITE}, (-2.3993572805154676, 2.3993572805154676)),
         Function("exp", 1, {"direct": (-FP16_MAX, 0.0)}),
-        Function("reciprocal", 2, {"direct": (_SMALLEST_POSITIVE, FP16_MAX), "reduced": (1.0, 2.0)}),
+        Function(
+            "reciprocal", 2, {"direct": (_SMALLEST_POSITIVE, FP16_MAX), "reduced": (1.0, 2.0)}
+        ),
         Function("rsqrt", 3, {"direct": (_SMALLEST_POSITIVE, FP16_MAX), "reduced": (1.0, 4.0)}),
         # gelu'' = 0 where x^2 = 2
         Function("gelu", 4, {"direct": _ALL_FINITE}, (-math.sqrt(2.0), math.sqrt(2.0))),

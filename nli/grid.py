@@ -5,6 +5,7 @@ Everything here is exact: FP16 and FP32 values are held as bit patterns
 rounding from an exact rational goes through :func:`round_fraction`, which
 rounds once (round-to-nearest-even, subnormals kept, overflow to infinity).
 """
+
 from __future__ import annotations
 
 from fractions import Fraction

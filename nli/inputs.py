@@ -20,6 +20,7 @@ Limits (documented in the README's CLI section and ``nli --help``):
   the estimated memory of one model (parameters x 4 bytes, RoPE tables) or of
   one forward pass's activations.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,10 @@ def check_alloc(nbytes: int | float, what: str) -> None:
     """Refuse ``what`` if its estimated size ``nbytes`` is above the allocation limit."""
     limit = max_alloc_bytes()
     if not nbytes <= limit:  # also catches NaN
-        raise InputError(f"{what} needs about {_fmt(nbytes)} of memory, above the limit of {_fmt(limit)} "
-                         f"(set ${ALLOC_ENV} to raise it)")
+        raise InputError(
+            f"{what} needs about {_fmt(nbytes)} of memory, above the limit of {_fmt(limit)} "
+            f"(set ${ALLOC_ENV} to raise it)"
+        )
 
 
 def _kind(mode: int) -> str:
@@ -135,7 +138,12 @@ def load_npy(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> np.
 def check_output_path(path, what: str = "output") -> Path:
     """``path`` can be written as a file: non-empty name, not an existing directory, the nearest
     existing ancestor is a writable directory (missing parents are created at write time)."""
-    if path is None or str(path) == "" or str(path).endswith(os.sep) or Path(path).name in ("", ".", ".."):
+    if (
+        path is None
+        or str(path) == ""
+        or str(path).endswith(os.sep)
+        or Path(path).name in ("", ".", "..")
+    ):
         raise InputError(f"{what}: {str(path)!r} is not a file name")
     p = Path(path)
     if p.is_dir():

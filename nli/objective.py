@@ -20,6 +20,7 @@ to a code makes P carry RNE16(f) at its points and the clamps RNE16(f(c)): the L
 table will really hold (then no line is a chord of f, and every bin takes the
 O(log N) path).
 """
+
 from __future__ import annotations
 
 from collections import namedtuple
@@ -34,7 +35,7 @@ from .functions import Function, evaluate_scalar
 
 OBJECTIVES = ("paper", "mean", "max")
 QUANTIZED = 4
-W_FLOOR = 2.0 ** -14
+W_FLOOR = 2.0**-14
 
 GridArrays = namedtuple(
     "GridArrays",
@@ -134,8 +135,11 @@ def _piece_abs_sum(A, lo, hi, sigma, a0, s, t0):
         else:
             a = mid + 1
     z2 = max(a, z1)
-    return (abs(_signed_sum(A, lo, z1 - 1, a0, s, t0)) + abs(_signed_sum(A, z1, z2 - 1, a0, s, t0))
-            + abs(_signed_sum(A, z2, hi, a0, s, t0)))
+    return (
+        abs(_signed_sum(A, lo, z1 - 1, a0, s, t0))
+        + abs(_signed_sum(A, z1, z2 - 1, a0, s, t0))
+        + abs(_signed_sum(A, z2, hi, a0, s, t0))
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -224,7 +228,7 @@ def _pos_bits(a, up):
     if a > FP16_MAX:
         return FP16_POS_INF if up else FP16_MAX_BITS
     if a < FP16_MIN_NORMAL:
-        q = a * 2.0 ** 24  # exact scaling into the subnormal count
+        q = a * 2.0**24  # exact scaling into the subnormal count
         return int(math.ceil(q)) if up else int(math.floor(q))
     # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10 it is
     # FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a carry out of
@@ -271,7 +275,9 @@ def _bin_err(A, I, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
     s = (F - Fp) / (t - tp)
     if use_max:
         return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
-    return _line_abs_sum(A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw)
+    return _line_abs_sum(
+        A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw
+    )
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -307,8 +313,21 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
     for m in range(B, 0, -1):  # bin m = [t_{m-1}, t_m]
         tp, Fp, lo = _bin_edge(A, C, j, k, B, m - 1, quant)
         if i - 1 >= lo:
-            v = _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant,
-                         limit_raw if use_max else limit_raw - acc)
+            v = _bin_err(
+                A,
+                I,
+                R,
+                infl,
+                lo,
+                i - 1,
+                tp,
+                Fp,
+                t,
+                F,
+                use_max,
+                quant,
+                limit_raw if use_max else limit_raw - acc,
+            )
             acc = max(acc, v) if use_max else acc + v
             if m == B and not quant and _same_region(infl, tp, t):
                 rb = acc
@@ -374,22 +393,38 @@ def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
     for a, b in zip(cuts[:-1], cuts[1:]):
         if b <= a:
             continue
-        seg = dd[a:max(a, b - 1)]
+        seg = dd[a : max(a, b - 1)]
         sign = 1 if seg.size < 2 or seg[-1] >= seg[0] else -1
         run_lo.append(a), run_hi.append(b - 1), run_sign.append(sign)
     run_id = np.zeros(x.size, dtype=np.int64)
     for r, (a, b) in enumerate(zip(run_lo, run_hi)):
-        run_id[a:b + 1] = r
+        run_id[a : b + 1] = r
     b0 = int(np.float16(x[0]).view(np.uint16))
     ord0 = b0 if x[0] >= 0 else -(b0 & 0x7FFF)
     n = x.size
     A = np.zeros((P_ + 6, n + 1))  # rows: x, f, 1/w, dd, prefix (hi, lo) x 3; column n pads
-    A[X_, :n], A[F_, :n], A[IW_, :n], A[DD_, :n - 1] = x, f, iw, dd
+    A[X_, :n], A[F_, :n], A[IW_, :n], A[DD_, : n - 1] = x, f, iw, dd
     A[P_:] = P.reshape(6, n + 1)  # (3, 2, N+1) -> (6, N+1)
     R = np.array([run_hi, run_sign], dtype=np.int64).reshape(2, -1)
-    return GridArrays(x, f, iw, P, np.ascontiguousarray(dd), run_id, np.array(run_lo, np.int64),
-                      np.array(run_hi, np.int64), np.array(run_sign, np.int64), infl, ord0,
-                      function.fn_id, n, A, run_id, R, (int(ord0), int(function.fn_id), int(n)))
+    return GridArrays(
+        x,
+        f,
+        iw,
+        P,
+        np.ascontiguousarray(dd),
+        run_id,
+        np.array(run_lo, np.int64),
+        np.array(run_hi, np.int64),
+        np.array(run_sign, np.int64),
+        infl,
+        ord0,
+        function.fn_id,
+        n,
+        A,
+        run_id,
+        R,
+        (int(ord0), int(function.fn_id), int(n)),
+    )
 
 
 def objective_code(objective: str, quantized: bool = False) -> int:
@@ -399,21 +434,41 @@ def objective_code(objective: str, quantized: bool = False) -> int:
     return OBJECTIVES.index(objective) + (QUANTIZED if quantized else 0)
 
 
-def segment_cost(G: GridArrays, j: int, k: int, bins: int, objective: str, quantized: bool = False) -> float:
+def segment_cost(
+    G: GridArrays, j: int, k: int, bins: int, objective: str, quantized: bool = False
+) -> float:
     """Cost of one macro interval from grid index j to k (j < k) with ``bins`` bins."""
     if not 0 <= j < k < G.n or bins < 1:
-        raise ValueError(f"segment: need 0 <= j < k < {G.n} and bins >= 1, got j={j}, k={k}, bins={bins}")
-    return float(_seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, int(bins), objective_code(objective, quantized),
-                           np.inf))
+        raise ValueError(
+            f"segment: need 0 <= j < k < {G.n} and bins >= 1, got j={j}, k={k}, bins={bins}"
+        )
+    return float(
+        _seg_cost(
+            G.A,
+            G.I,
+            G.R,
+            G.infl,
+            G.C,
+            j,
+            k,
+            int(bins),
+            objective_code(objective, quantized),
+            np.inf,
+        )
+    )
 
 
-def clamp_costs(G: GridArrays, objective: str, quantized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def clamp_costs(
+    G: GridArrays, objective: str, quantized: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(Lclamp, Rclamp): float64[N] each, the clamp cost with the first/last cutpoint at index k."""
     o = objective_code(objective, quantized)
     return _clamp_costs(G, o, False), _clamp_costs(G, o, True)
 
 
-def cost_of_cutpoints(G: GridArrays, cut_idx, bins, objective: str, quantized: bool = False) -> float:
+def cost_of_cutpoints(
+    G: GridArrays, cut_idx, bins, objective: str, quantized: bool = False
+) -> float:
     """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with ``bins`` (int[K])."""
     cut_idx = np.asarray(cut_idx, dtype=np.int64)
     bins = np.asarray(bins, dtype=np.int64)
@@ -422,7 +477,8 @@ def cost_of_cutpoints(G: GridArrays, cut_idx, bins, objective: str, quantized: b
     o = objective_code(objective, quantized)
     L, R = clamp_costs(G, objective, quantized)
     parts = [L[cut_idx[0]], R[cut_idx[-1]]]
-    parts += [_seg_cost(G.A, G.I, G.R, G.infl, G.C, int(a), int(b), int(B), o, np.inf)
-              for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)]
+    parts += [
+        _seg_cost(G.A, G.I, G.R, G.infl, G.C, int(a), int(b), int(B), o, np.inf)
+        for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)
+    ]
     return float(max(parts) if o & 3 == 2 else sum(parts))
-

@@ -3,6 +3,7 @@
 Used to score tables the solver did not make (NLI's published cutpoints, the
 baselines) with the same definitions as :mod:`nli.objective`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +12,9 @@ from .functions import Function
 from .objective import W_FLOOR, objective_code
 
 
-def cutpoints_cost(function: Function, x: np.ndarray, cutpoints: np.ndarray, bins, objective: str) -> float:
+def cutpoints_cost(
+    function: Function, x: np.ndarray, cutpoints: np.ndarray, bins, objective: str
+) -> float:
     """Objective of any cutpoints (float64[K+1], FP16 values, not necessarily grid points
     of x) with ``bins`` (int[K]) over the grid x (float64[N]), vectorized point by point.
     Empty clamp or interval point sets contribute 0. Used to score published and baseline tables."""

@@ -22,6 +22,7 @@ Optional candidate thinning (``stride > 1``: cutpoints only at every stride-th
 grid point, costs still over the full grid) is off by default; the result says
 so, and :func:`solve` can measure its gap to the exact optimum.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,10 +34,10 @@ from typing import Callable
 import numba
 import numpy as np
 
+from .dp_layer import _layer, _layer_chord, block_min
 from .formats import FP16_MAX, FP16_OVERFLOW, PRECISIONS
 from .functions import get_function
 from .grid import DomainError, fp16_grid
-from .dp_layer import _layer, _layer_chord, block_min
 from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
 from .table import MAX_ENTRIES, Table, table_from_cutpoints
 
@@ -64,7 +65,9 @@ class Layout:
         if len(self.bins) < 1 or any(int(b) < 1 for b in self.bins):
             raise ValueError(f"layout {self.name!r}: needs at least one macro interval, bins >= 1")
         if len(self.bins) > MAX_ENTRIES - 1 or sum(int(b) for b in self.bins) > MAX_ENTRIES - 1:
-            raise ValueError(f"layout {self.name[:40]!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)")
+            raise ValueError(
+                f"layout {self.name[:40]!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)"
+            )
 
     @property
     def cutpoints(self) -> int:
@@ -78,17 +81,28 @@ class Layout:
     def parse(cls, text: str) -> "Layout":
         """'paper' | 'single:M' | 'two-level:K:B' -> Layout, with an error naming the form."""
         parts = text.split(":")
-        nums = [int(p) if re.fullmatch(r"[0-9]{1,6}", p) else -1 for p in parts[1:]]  # ASCII digits only
+        nums = [
+            int(p) if re.fullmatch(r"[0-9]{1,6}", p) else -1 for p in parts[1:]
+        ]  # ASCII digits only
         if parts == ["paper"]:
             return cls("paper", PAPER_BINS)
         if parts[0] == "single" and len(nums) == 1 and 2 <= nums[0] <= MAX_ENTRIES:
             return cls(text, (1,) * (nums[0] - 1))
-        if parts[0] == "two-level" and len(nums) == 2 and nums[0] >= 0 and 1 <= nums[1] < MAX_ENTRIES:
+        if (
+            parts[0] == "two-level"
+            and len(nums) == 2
+            and nums[0] >= 0
+            and 1 <= nums[1] < MAX_ENTRIES
+        ):
             if nums[0] * nums[1] + 3 > MAX_ENTRIES:
-                raise ValueError(f"layout {text!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)")
+                raise ValueError(
+                    f"layout {text!r}: at most {MAX_ENTRIES} LUT entries (1 + sum of bins)"
+                )
             return cls(text, (1,) + (nums[1],) * nums[0] + (1,))
-        raise ValueError(f"layout: expected paper, single:M (2 <= M <= {MAX_ENTRIES}) or two-level:K:B, "
-                         f"got {text[:40]!r}")
+        raise ValueError(
+            f"layout: expected paper, single:M (2 <= M <= {MAX_ENTRIES}) or two-level:K:B, "
+            f"got {text[:40]!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -101,24 +115,33 @@ class SolveResult:
     domain: tuple  # (lo, hi) float64, FP16 values
     cut_idx: np.ndarray  # int64[K+1] grid indices
     cutpoints: np.ndarray  # uint16[K+1]
-    objective_value: float  # the minimised objective (JSON meta key: "cost", kept for shipped tables)
+    objective_value: (
+        float  # the minimised objective (JSON meta key: "cost", kept for shipped tables)
+    )
     solve_seconds: float
     grid_points: int
     stride: int = 1  # candidate thinning (1 = exact, every grid point a candidate)
-    gap: float | None = None  # measured objective value - exact one, when thinning and asked to measure
+    gap: float | None = (
+        None  # measured objective value - exact one, when thinning and asked to measure
+    )
     precision: str = "fp32"
     quantized: bool = False  # P carried RNE16(f) (the LUT as built) instead of exact f
 
     def meta(self) -> dict:
         """JSON-ready record of how the cutpoints were made."""
-        from .grid import f16_hex
-        from .grid import f64_to_f16_bits
+        from .grid import f16_hex, f64_to_f16_bits
 
         lo, hi = (f16_hex(int(b)) for b in f64_to_f16_bits(np.array(self.domain)))
-        d = {"objective": self.objective, "cost": float(self.objective_value), "domain": [lo, hi],
-             "layout": self.layout.name, "solve_seconds": round(float(self.solve_seconds), 3),
-             "grid_points": int(self.grid_points), "thinning": None if self.stride == 1 else self.stride,
-             "lut_rounding_in_objective": bool(self.quantized)}
+        d = {
+            "objective": self.objective,
+            "cost": float(self.objective_value),
+            "domain": [lo, hi],
+            "layout": self.layout.name,
+            "solve_seconds": round(float(self.solve_seconds), 3),
+            "grid_points": int(self.grid_points),
+            "thinning": None if self.stride == 1 else self.stride,
+            "lut_rounding_in_objective": bool(self.quantized),
+        }
         if self.gap is not None:
             d["thinning_gap"] = float(self.gap)
         return d
@@ -130,8 +153,17 @@ def _candidates(n: int, stride: int) -> np.ndarray:
     return c if c[-1] == n - 1 else np.append(c, n - 1)
 
 
-def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, minw, progress,
-        dense: bool = False):
+def _dp(
+    G: GridArrays,
+    bins,
+    obj: int,
+    cand: np.ndarray,
+    bound: float,
+    clamps,
+    minw,
+    progress,
+    dense: bool = False,
+):
     """The DP over candidate cutpoints ``cand``; partial costs >= bound are dropped (exact if the
     optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None). ``dense``: cand is
     every grid point with a finite f, so single-bin layers of the sum objectives may use the
@@ -146,16 +178,45 @@ def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, m
         progress(0, K)
     for layer, B in enumerate(bins):
         if dense and int(B) == 1 and obj in (0, 1):
-            D = _layer_chord(G.A, G.I, G.R, G.infl, G.C, D, block_min(D), obj, cand, T, bound, float(minw[layer]),
-                             np.full(n, np.inf), args[layer])
+            D = _layer_chord(
+                G.A,
+                G.I,
+                G.R,
+                G.infl,
+                G.C,
+                D,
+                block_min(D),
+                obj,
+                cand,
+                T,
+                bound,
+                float(minw[layer]),
+                np.full(n, np.inf),
+                args[layer],
+            )
         else:  # k in chunks when reporting progress (each k is independent of the others)
             live = cand[D[cand] < bound]
             out = np.full(n, np.inf)
             parts = [cand] if progress is None else np.array_split(cand, PROGRESS_STEPS)
             for c, kc in enumerate(parts):
                 if kc.size:
-                    _layer(G.A, G.I, G.R, G.infl, G.C, D, int(B), obj, kc, live, T, bound, float(minw[layer]),
-                           out, args[layer])
+                    _layer(
+                        G.A,
+                        G.I,
+                        G.R,
+                        G.infl,
+                        G.C,
+                        D,
+                        int(B),
+                        obj,
+                        kc,
+                        live,
+                        T,
+                        bound,
+                        float(minw[layer]),
+                        out,
+                        args[layer],
+                    )
                 if progress is not None and c + 1 < len(parts):
                     progress(layer + (c + 1) / len(parts), K)
             D = out
@@ -173,8 +234,9 @@ def _dp(G: GridArrays, bins, obj: int, cand: np.ndarray, bound: float, clamps, m
     return cost, np.array(idx[::-1], dtype=np.int64)
 
 
-def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress,
-                fast: bool = True):
+def _solve_grid(
+    G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress, fast: bool = True
+):
     """Coarse-to-fine: each thinned pass gives a feasible cost U (an upper bound on the
     optimum), which makes the next, finer pass drop every partial path costing >= U.
     The last pass uses candidate stride ``stride`` (1 = every grid point: exact).
@@ -188,18 +250,34 @@ def _solve_grid(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw
     for i, s in enumerate(schedule):
         last = i == len(schedule) - 1
         cand = _candidates(G.n, s)
-        c, ix = _dp(G, bins, obj, cand[ok[cand]], bound * (1 + BOUND_SLACK),
-                    clamps, minw, progress if last else None, dense=fast and s == 1)
+        c, ix = _dp(
+            G,
+            bins,
+            obj,
+            cand[ok[cand]],
+            bound * (1 + BOUND_SLACK),
+            clamps,
+            minw,
+            progress if last else None,
+            dense=fast and s == 1,
+        )
         if ix is not None and c <= cost:
             cost, idx = c, ix
             bound = c
     return cost, idx
 
 
-def solve(function: str, layout: Layout | str = "paper", objective: str = "paper",
-          domain: tuple | None = None, precision: str = "fp32", stride: int = 1,
-          measure_gap: bool = False, progress: Callable[[int, int], None] | None = None,
-          quantized: bool = False) -> SolveResult:
+def solve(
+    function: str,
+    layout: Layout | str = "paper",
+    objective: str = "paper",
+    domain: tuple | None = None,
+    precision: str = "fp32",
+    stride: int = 1,
+    measure_gap: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    quantized: bool = False,
+) -> SolveResult:
     """Globally optimal cutpoints for ``function`` on the FP16 grid of ``domain``.
 
     ``domain`` defaults to the function's legal FP16 domain; ``stride > 1`` thins the
@@ -219,35 +297,59 @@ def solve(function: str, layout: Layout | str = "paper", objective: str = "paper
     lo, hi = domain if domain is not None else f.default_domain
     x, _ = fp16_grid(lo, hi)
     if lay.cutpoints > x.size:
-        raise DomainError(f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but the domain "
-                          f"[{lo:g}, {hi:g}] has only {x.size} grid points")
+        raise DomainError(
+            f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but the domain "
+            f"[{lo:g}, {hi:g}] has only {x.size} grid points"
+        )
     if stride < 1:
         raise ValueError(f"stride: must be >= 1, got {stride}")
     t0 = time.perf_counter()
     G = grid_arrays(f, x)
     ok = np.abs(G.f) < FP16_OVERFLOW
     if int(ok[_candidates(x.size, stride)].sum()) < lay.cutpoints:
-        raise ValueError(f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but only "
-                         f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f")
+        raise ValueError(
+            f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but only "
+            f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f"
+        )
     minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
     cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)
     if idx is None:
-        raise ValueError(f"no feasible cutpoints for layout {lay.name!r} on this domain"
-                         + (" with fp16 precision (macro intervals too narrow)" if precision == "fp16" else ""))
+        raise ValueError(
+            f"no feasible cutpoints for layout {lay.name!r} on this domain"
+            + (" with fp16 precision (macro intervals too narrow)" if precision == "fp16" else "")
+        )
     seconds = time.perf_counter() - t0
     gap = None
     if stride > 1 and measure_gap:
         exact, _ = _solve_grid(G, lay.bins, obj, 1, ok, minw, None)
         gap = cost - exact
     bits = np.asarray(x[idx], dtype=np.float64).astype(np.float16).view(np.uint16)
-    return SolveResult(function, objective, lay, (float(x[0]), float(x[-1])), idx, bits, cost,
-                       seconds, int(x.size), stride, gap, precision, quantized)
+    return SolveResult(
+        function,
+        objective,
+        lay,
+        (float(x[0]), float(x[-1])),
+        idx,
+        bits,
+        cost,
+        seconds,
+        int(x.size),
+        stride,
+        gap,
+        precision,
+        quantized,
+    )
 
 
 def table_from_result(result: SolveResult, **extra_meta) -> Table:
     """The table of a solve: LUT = RNE16(f(point)), below = lut[0], above = lut[-1]
     (numerics §2 defaults); meta records objective, cost, domain, layout, timing."""
     return table_from_cutpoints(
-        result.function, result.cutpoints, list(result.layout.bins), result.precision,
-        **result.meta(), provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},
-        **extra_meta)
+        result.function,
+        result.cutpoints,
+        list(result.layout.bins),
+        result.precision,
+        **result.meta(),
+        provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},
+        **extra_meta,
+    )

@@ -10,6 +10,7 @@
 Every refusal is a :class:`JsonFileError` (a ``ValueError``) with a one-line
 message naming the path; values are never echoed at length (see :func:`show`).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,7 @@ class JsonFileError(ValueError):
 def show(value) -> str:
     """repr(value) cut to SHOW_CHARS characters, for one-line error messages."""
     r = repr(value)
-    return r if len(r) <= SHOW_CHARS else r[:SHOW_CHARS - 3] + "..."
+    return r if len(r) <= SHOW_CHARS else r[: SHOW_CHARS - 3] + "..."
 
 
 def _no_duplicates(pairs):
@@ -58,7 +59,9 @@ def _check_regular(path, st, max_bytes: int) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise JsonFileError(f"{path}: not a regular file")
     if st.st_size > max_bytes:
-        raise JsonFileError(f"{path}: {st.st_size} bytes, larger than the limit of {max_bytes} bytes")
+        raise JsonFileError(
+            f"{path}: {st.st_size} bytes, larger than the limit of {max_bytes} bytes"
+        )
 
 
 def read_json_file(path: str | os.PathLike, max_bytes: int):

@@ -5,19 +5,18 @@ the torch path and the ONNX export. FP16 values are ``uint16`` bit patterns,
 ``mul`` is ``float32``. It validates every rule of numerics §2 on
 construction, so an invalid table cannot exist in memory.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
 from .formats import FP16_OVERFLOW, NUMERICS_VERSION, PRECISIONS
-from .strict_json import JsonFileError, read_json_file, show
 from .grid import (
     f16_bits_to_f64,
     f16_hex,
@@ -29,6 +28,7 @@ from .grid import (
     rne16,
     rne32,
 )
+from .strict_json import JsonFileError, read_json_file, show
 
 FORMAT = "nli-table"
 VERSION = 1
@@ -117,7 +117,9 @@ class Table:
         # arithmetic (int64 sums wrap silently): a table that passes can never make a kernel
         # index out of range (LUT addresses g + 1 <= sum(bins) < MAX_ENTRIES).
         if not isinstance(self.function, str) or len(self.function) > MAX_FUNCTION_CHARS:
-            raise TableError(f"function: must be a string of at most {MAX_FUNCTION_CHARS} characters")
+            raise TableError(
+                f"function: must be a string of at most {MAX_FUNCTION_CHARS} characters"
+            )
         if not isinstance(self.meta, dict):
             raise TableError("meta: must be a dict")
         c = _bit_patterns("cutpoints", self.cutpoints, MAX_ENTRIES)
@@ -126,17 +128,23 @@ class Table:
         set_("cutpoints", c)
         bins = _int_list("bins", self.bins, MAX_ENTRIES)
         if len(bins) != c.size - 1:
-            raise TableError(f"bins: need {c.size - 1} entries (one per macro interval), got {len(bins)}")
+            raise TableError(
+                f"bins: need {c.size - 1} entries (one per macro interval), got {len(bins)}"
+            )
         base, total = [], 0
         for i, b in enumerate(bins):
             if not 1 <= b <= MAX_ENTRIES - 1:
-                raise TableError(f"bins: every entry must be an integer in 1..{MAX_ENTRIES - 1}, "
-                                 f"bins[{i}] = {show(b)}")
+                raise TableError(
+                    f"bins: every entry must be an integer in 1..{MAX_ENTRIES - 1}, "
+                    f"bins[{i}] = {show(b)}"
+                )
             base.append(total)
             total += b
             if total > MAX_ENTRIES - 1:
-                raise TableError(f"bins: sum(bins) must be at most {MAX_ENTRIES - 1} "
-                                 f"(1 + sum(bins) LUT entries, at most {MAX_ENTRIES})")
+                raise TableError(
+                    f"bins: sum(bins) must be at most {MAX_ENTRIES - 1} "
+                    f"(1 + sum(bins) LUT entries, at most {MAX_ENTRIES})"
+                )
         if self.base is not None and _int_list("base", self.base, MAX_ENTRIES) != base:
             raise TableError("base: must be base[0] = 0, base[I+1] = base[I] + bins[I]")
         set_("bins", np.array(bins, dtype=np.int64))
@@ -156,8 +164,12 @@ class Table:
                 given = np.asarray(self.mul, dtype=np.float32)
             except (TypeError, ValueError):
                 raise TableError("mul: must be an array of FP32 values") from None
-            if given.shape != mul.shape or not np.array_equal(given.view(np.uint32), mul.view(np.uint32)):
-                raise TableError("mul: must equal RNE32(bins[I] / (c[I+1] - c[I])) for every interval")
+            if given.shape != mul.shape or not np.array_equal(
+                given.view(np.uint32), mul.view(np.uint32)
+            ):
+                raise TableError(
+                    "mul: must equal RNE32(bins[I] / (c[I+1] - c[I])) for every interval"
+                )
             set_("mul", given)
         lut = _bit_patterns("lut", self.lut, MAX_ENTRIES)
         n = 1 + total
@@ -171,7 +183,11 @@ class Table:
             raise TableError("lut: a neighbouring difference lut[g+1] - lut[g] overflows FP16")
         for name in ("below", "above"):
             v = getattr(self, name)
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= int(v) <= 0xFFFF:
+            if (
+                isinstance(v, (bool, np.bool_))
+                or not isinstance(v, (int, np.integer))
+                or not 0 <= int(v) <= 0xFFFF
+            ):
                 raise TableError(f"{name}: not an FP16 bit pattern: {show(v)}")
             v = int(v)
             if is_nan16(v):
@@ -211,18 +227,33 @@ class Table:
             pts.extend(c[i] + m * (c[i + 1] - c[i]) / b)
         return np.array(pts, dtype=np.float64)
 
-    def with_lut(self, lut: np.ndarray, below: int | None = None, above: int | None = None, **meta) -> "Table":
+    def with_lut(
+        self, lut: np.ndarray, below: int | None = None, above: int | None = None, **meta
+    ) -> "Table":
         """A copy with new LUT entries (and optionally below/above); meta is merged."""
         return Table(
-            self.function, self.cutpoints, self.bins, np.asarray(lut, dtype=np.uint16),
-            self.below if below is None else below, self.above if above is None else above,
-            self.precision, meta={**self.meta, **meta},
+            self.function,
+            self.cutpoints,
+            self.bins,
+            np.asarray(lut, dtype=np.uint16),
+            self.below if below is None else below,
+            self.above if above is None else above,
+            self.precision,
+            meta={**self.meta, **meta},
         )
 
     def with_precision(self, precision: str) -> "Table":
         """The same table run by a unit of another internal precision."""
-        return Table(self.function, self.cutpoints, self.bins, self.lut, self.below,
-                     self.above, precision, meta=dict(self.meta))
+        return Table(
+            self.function,
+            self.cutpoints,
+            self.bins,
+            self.lut,
+            self.below,
+            self.above,
+            precision,
+            meta=dict(self.meta),
+        )
 
     # ------------------------------------------------------------------ JSON
     def to_json_dict(self) -> dict:
@@ -257,8 +288,12 @@ class Table:
         v = d.get("version")
         if type(v) is not int or v != VERSION:  # bool is an int, 1.0 == 1: neither is a version
             raise TableError(f"version: expected {VERSION}, got {show(v)}")
-        if "numerics" in d and d["numerics"] != NUMERICS_VERSION:  # absent: written before 1.1, same datapath
-            raise TableError(f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {show(d['numerics'])}")
+        if (
+            "numerics" in d and d["numerics"] != NUMERICS_VERSION
+        ):  # absent: written before 1.1, same datapath
+            raise TableError(
+                f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {show(d['numerics'])}"
+            )
         for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
             if k not in d:
                 raise TableError(f"{k}: missing")
@@ -289,14 +324,33 @@ class Table:
         meta = {k: v for k, v in d.items() if k not in _SPEC_KEYS}
         # bins/base stay Python lists: the constructor bounds them before any int64 arithmetic
         return cls(
-            d["function"], np.array(c, dtype=np.uint16), d["bins"],
-            np.array(lut, dtype=np.uint16), below, above, precision,
-            base=d["base"], mul=np.array(mul, dtype=np.float32), meta=meta,
+            d["function"],
+            np.array(c, dtype=np.uint16),
+            d["bins"],
+            np.array(lut, dtype=np.uint16),
+            below,
+            above,
+            precision,
+            base=d["base"],
+            mul=np.array(mul, dtype=np.float32),
+            meta=meta,
         )
 
 
-_SPEC_KEYS = {"format", "version", "numerics", "function", "precision", "cutpoints", "bins", "base",
-              "mul", "lut", "below", "above"}
+_SPEC_KEYS = {
+    "format",
+    "version",
+    "numerics",
+    "function",
+    "precision",
+    "cutpoints",
+    "bins",
+    "base",
+    "mul",
+    "lut",
+    "below",
+    "above",
+}
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -309,7 +363,9 @@ def save_table(table: Table, path: str | os.PathLike) -> None:
     try:
         text = json.dumps(table.to_json_dict(), indent=1, allow_nan=False)
     except ValueError:  # NaN / Infinity in meta: the file would not load back (strict JSON)
-        raise TableError("meta: a non-finite number (NaN or Infinity) cannot be written to a table file") from None
+        raise TableError(
+            "meta: a non-finite number (NaN or Infinity) cannot be written to a table file"
+        ) from None
     atomic_write_text(path, text + "\n")
 
 
@@ -330,7 +386,9 @@ def load_table(path: str | os.PathLike) -> Table:
         raise TableError(f"{path}: {e}") from None
 
 
-def table_from_cutpoints(function: str, cutpoints_bits, bins, precision: str = "fp32", **meta) -> Table:
+def table_from_cutpoints(
+    function: str, cutpoints_bits, bins, precision: str = "fp32", **meta
+) -> Table:
     """The default table for given cutpoints: lut = RNE16(f(point)), below = lut[0], above = lut[-1].
 
     cutpoints_bits: uint16[K+1]; bins: int[K].
@@ -346,4 +404,6 @@ def table_from_cutpoints(function: str, cutpoints_bits, bins, precision: str = "
     lut = f64_to_f16_bits(f(proto.points()))
     if not np.all(is_finite16(lut)):
         raise TableError(f"lut: f({function}) overflows FP16 at a table point; narrow the domain")
-    return Table(function, proto.cutpoints, proto.bins, lut, int(lut[0]), int(lut[-1]), precision, meta=meta)
+    return Table(
+        function, proto.cutpoints, proto.bins, lut, int(lut[0]), int(lut[-1]), precision, meta=meta
+    )

@@ -7,6 +7,7 @@ A crash (segfault, abort) kills this process, which the test sees as a
 negative return code. Starting torch/numba once keeps an example at
 milliseconds instead of the 1-2 s of a fresh ``nli`` process.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,8 +36,17 @@ def main() -> None:
             except BaseException:  # noqa: BLE001 -- reported to the test as a failure, not hidden
                 rc = -1000
                 escaped = traceback.format_exc()
-        out.write(json.dumps({"rc": rc, "err": err.getvalue()[-4000:], "out": so.getvalue()[-2000:],
-                              "escaped": escaped}) + "\n")
+        out.write(
+            json.dumps(
+                {
+                    "rc": rc,
+                    "err": err.getvalue()[-4000:],
+                    "out": so.getvalue()[-2000:],
+                    "escaped": escaped,
+                }
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 Each section is owned by the module it checks; add yours, never rewrite another.
 """
 
-
 # =============================================================================
 # Section: cutpoint solver oracles (issue 2, nli/objective.py + nli/solver.py)
 # Point-by-point segment costs in plain Python, and a brute-force DP /
@@ -11,12 +10,13 @@ Each section is owned by the module it checks; add yours, never rewrite another.
 # =============================================================================
 import itertools as _it
 
-_W_FLOOR = 2.0 ** -14
+_W_FLOOR = 2.0**-14
 
 
 def _naive_rne16(v):
     """RNE16 of a float64 via numpy's correctly rounded double -> half conversion."""
     import numpy as _np
+
     with _np.errstate(over="ignore"):
         return float(_np.float16(v))
 
@@ -68,9 +68,14 @@ def naive_cost(fn, x, cut_idx, bins, objective):
     """Objective of cutpoints at grid indices cut_idx (K+1) with bins (K), point by point."""
     part = _naive_combine(objective, len(x))
     fx = [float(v) for v in fn([float(v) for v in x])]
-    parts = [part(naive_clamp_errors(fn, x, cut_idx[0], False, fx)),
-             part(naive_clamp_errors(fn, x, cut_idx[-1], True, fx))]
-    parts += [part(naive_point_errors(fn, x, a, b, B, fx)) for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)]
+    parts = [
+        part(naive_clamp_errors(fn, x, cut_idx[0], False, fx)),
+        part(naive_clamp_errors(fn, x, cut_idx[-1], True, fx)),
+    ]
+    parts += [
+        part(naive_point_errors(fn, x, a, b, B, fx))
+        for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)
+    ]
     return max(parts) if objective == "max" else sum(parts)
 
 
@@ -89,14 +94,18 @@ def naive_solve(fn, x, bins, objective, quantized=False):
 
     D = [part(naive_clamp_errors(fn, x, k, False, fx, quantized)) for k in range(n)]
     for B in bins:
-        D = [min([add(D[j], seg(j, k, B)) for j in range(k)], default=float("inf")) for k in range(n)]
+        D = [
+            min([add(D[j], seg(j, k, B)) for j in range(k)], default=float("inf")) for k in range(n)
+        ]
     return min(add(D[k], part(naive_clamp_errors(fn, x, k, True, fx, quantized))) for k in range(n))
 
 
 def naive_enumerate(fn, x, bins, objective):
     """Exhaustive enumeration of every increasing cutpoint tuple (tiny grids only)."""
-    return min(naive_cost(fn, x, list(c), bins, objective)
-               for c in _it.combinations(range(len(x)), len(bins) + 1))
+    return min(
+        naive_cost(fn, x, list(c), bins, objective)
+        for c in _it.combinations(range(len(x)), len(bins) + 1)
+    )
 
 
 # =============================================================================
@@ -171,7 +180,7 @@ def _nv_round(v, fmt):
         return v
     mbits, emin, emax, _ = fmt
     n, d = abs(v.q.numerator), v.q.denominator
-    E = n.bit_length() - d.bit_length()          # a first guess, then fixed up
+    E = n.bit_length() - d.bit_length()  # a first guess, then fixed up
     while (d << E if E >= 0 else d) > (n if E >= 0 else n << -E):
         E -= 1
     while (d << (E + 1) if E + 1 >= 0 else d) <= (n if E + 1 >= 0 else n << -(E + 1)):
@@ -179,14 +188,14 @@ def _nv_round(v, fmt):
     if E > emax:
         return NvVal("inf", neg=v.neg)
     Q = max(E, emin) - mbits
-    num, den = (n, d << Q) if Q >= 0 else (n << -Q, d)   # |q| / 2^Q = num / den
+    num, den = (n, d << Q) if Q >= 0 else (n << -Q, d)  # |q| / 2^Q = num / den
     k, rem = divmod(num, den)
     if 2 * rem > den or (2 * rem == den and k % 2 == 1):
         k += 1
-    if k >= (1 << (emax + 1 - Q)):                # k 2^Q >= 2^(emax+1): overflow
+    if k >= (1 << (emax + 1 - Q)):  # k 2^Q >= 2^(emax+1): overflow
         return NvVal("inf", neg=v.neg)
     r = _NvF(k << Q) if Q >= 0 else _NvF(k, 1 << -Q)
-    return NvVal("num", -r if v.neg else r, v.neg)   # a zero result keeps v's sign
+    return NvVal("num", -r if v.neg else r, v.neg)  # a zero result keeps v's sign
 
 
 def nv_rne16(v):
@@ -262,6 +271,7 @@ def nv_lt(a, b):
 
     def key(v):
         return (-1 if v.neg else 1, 0) if v.kind == "inf" else (0, v.q)
+
     return key(a) < key(b)
 
 
@@ -294,7 +304,7 @@ def nv_unit(nt, x):
         return nt.below
     if not nv_lt(x, nt.cut[K]):
         return nt.above
-    lo, hi = 0, K - 1                     # bisect for the largest i <= K-1 with c_i <= x
+    lo, hi = 0, K - 1  # bisect for the largest i <= K-1 with c_i <= x
     while lo < hi:
         mid = (lo + hi + 1) // 2
         if nv_lt(x, nt.cut[mid]):
@@ -418,7 +428,9 @@ def naive_moe_token(x, router_w, router_b, w_gate, w_up, w_down, top_k, renormal
     import torch
 
     E = router_w.shape[0]
-    logits = [float((router_w[e].double() * x.double()).sum() + router_b[e].double()) for e in range(E)]
+    logits = [
+        float((router_w[e].double() * x.double()).sum() + router_b[e].double()) for e in range(E)
+    ]
     probs = softmax(torch.tensor(logits, dtype=torch.float32)[None])[0].tolist()
     chosen = sorted(range(E), key=lambda e: (-probs[e], e))[:top_k]
     ws = [probs[e] for e in chosen]
@@ -497,7 +509,10 @@ def naive_fp16_softmax_bits(row16):
     mpmath.mp.dps = 50
     xs = [float(v) for v in row16]
     m = max(xs)
-    es = [mpmath.mpf(0) if v == float("-inf") else mpmath.exp(mpmath.mpf(v) - mpmath.mpf(m)) for v in xs]
+    es = [
+        mpmath.mpf(0) if v == float("-inf") else mpmath.exp(mpmath.mpf(v) - mpmath.mpf(m))
+        for v in xs
+    ]
     s = mpmath.fsum(es)
     return np.array([_eng_rne16_mp(e / s) for e in es], dtype=np.uint16)
 
@@ -511,7 +526,9 @@ def naive_fp16_rmsnorm_bits(row16, w16, eps):
     xs = [mpmath.mpf(float(v)) for v in row16]
     ms = mpmath.fsum(x * x for x in xs) / len(xs) + mpmath.mpf(float(np.float32(eps)))
     r = 1 / mpmath.sqrt(ms)
-    return np.array([_eng_rne16_mp(x * r * mpmath.mpf(float(w))) for x, w in zip(xs, w16)], dtype=np.uint16)
+    return np.array(
+        [_eng_rne16_mp(x * r * mpmath.mpf(float(w))) for x, w in zip(xs, w16)], dtype=np.uint16
+    )
 
 
 # =============================================================================
@@ -522,7 +539,8 @@ def naive_fp16_rmsnorm_bits(row16, w16, eps):
 def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
     """a_hyps / b_hyps: lists (runs) of {lang: [hyp, ...]}; refs {lang: [ref, ...]} -> (delta, lo, hi)."""
     import numpy as _np
-    from sacrebleu.metrics import BLEU as _BLEU, CHRF as _CHRF
+    from sacrebleu.metrics import BLEU as _BLEU
+    from sacrebleu.metrics import CHRF as _CHRF
 
     def corpus(lang, hs, rs):
         if metric == "chrf++":
@@ -532,10 +550,14 @@ def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
 
     def diff(picks):
         def run_score(h):
-            return sum(corpus(g, [h[g][i] for i in picks[g]], [refs[g][i] for i in picks[g]])
-                       for g in sorted(langs)) / len(langs)
-        return (sum(run_score(h) for h in a_hyps) / len(a_hyps)
-                - sum(run_score(h) for h in b_hyps) / len(b_hyps))
+            return sum(
+                corpus(g, [h[g][i] for i in picks[g]], [refs[g][i] for i in picks[g]])
+                for g in sorted(langs)
+            ) / len(langs)
+
+        return sum(run_score(h) for h in a_hyps) / len(a_hyps) - sum(
+            run_score(h) for h in b_hyps
+        ) / len(b_hyps)
 
     delta = diff({g: list(range(len(refs[g]))) for g in langs})
     rng = _np.random.default_rng(seed)

@@ -1,5 +1,6 @@
 """nli.atomic: file modes, cleanup on exceptions and SIGTERM, what SIGKILL can leave; checkpoints
 replaced as a whole directory so a loader never sees new weights beside an old config."""
+
 from __future__ import annotations
 
 import os
@@ -82,7 +83,9 @@ WRITER = textwrap.dedent("""
 
 
 def _start_writer(target: Path) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], env=ENV, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], env=ENV, stdout=subprocess.PIPE, text=True
+    )
     assert p.stdout.readline().strip() == "ready"
     return p
 
@@ -128,7 +131,9 @@ def test_checkpoint_killed_mid_save_never_loads_a_mix(tmp_path):
 
     ck = tmp_path / "ck"
     for delay in (0.1, 0.5, 1.2):
-        p = subprocess.Popen([sys.executable, "-c", SAVER, str(ck)], env=ENV, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(ck)], env=ENV, stdout=subprocess.PIPE, text=True
+        )
         assert p.stdout.readline().strip() == "ready"
         time.sleep(delay)
         p.kill()

@@ -1,23 +1,68 @@
 """Paired bootstrap over test sentences (moe/finetune/bootstrap.py) and the stored sentence statistics."""
+
+from naive import naive_paired_bootstrap
 import pytest
 
-from moe.finetune.bootstrap import paired_bootstrap, score, run_table
+from moe.finetune.bootstrap import paired_bootstrap, run_table, score
 from moe.finetune.translate_eval import score_translations, sentence_stats
-from naive import naive_paired_bootstrap
 
 SUM_ORDER_TOL = 1e-9  # means over runs/languages summed in a different order than the oracle's
 
-REFS = {"de": ["Das ist ein kleines Haus.", "Ich habe heute keine Zeit.", "Der Hund schläft im Garten.",
-               "Wir fahren morgen nach Berlin.", "Das Wetter ist schön."],
-        "ja": ["これは小さな家です。", "今日は時間がありません。", "犬は庭で寝ています。", "明日ベルリンに行きます。"]}
-HYP_A = {"de": ["Das ist ein kleines Haus.", "Ich habe keine Zeit heute.", "Der Hund schläft.",
-                "Morgen fahren wir nach Berlin.", "Das Wetter ist gut."],
-         "ja": ["これは小さい家です。", "今日は時間がない。", "犬は庭で寝ています。", "明日ベルリンへ行く。"]}
-HYP_B = {"de": ["Dies ist Haus.", "Ich habe Zeit.", "Ein Hund im Garten.", "Berlin morgen.", "Wetter schön."],
-         "ja": ["家です。", "時間。", "犬が寝る。", "ベルリン。"]}
-HYP_C = {"de": ["Das ist ein Haus.", "Ich habe heute Zeit.", "Der Hund schläft im Haus.", "Wir fahren nach Berlin.",
-                "Das Wetter ist schön."],
-         "ja": ["これは家です。", "今日は時間がありません。", "犬は寝ています。", "明日ベルリンに行きます。"]}
+REFS = {
+    "de": [
+        "Das ist ein kleines Haus.",
+        "Ich habe heute keine Zeit.",
+        "Der Hund schläft im Garten.",
+        "Wir fahren morgen nach Berlin.",
+        "Das Wetter ist schön.",
+    ],
+    "ja": [
+        "これは小さな家です。",
+        "今日は時間がありません。",
+        "犬は庭で寝ています。",
+        "明日ベルリンに行きます。",
+    ],
+}
+HYP_A = {
+    "de": [
+        "Das ist ein kleines Haus.",
+        "Ich habe keine Zeit heute.",
+        "Der Hund schläft.",
+        "Morgen fahren wir nach Berlin.",
+        "Das Wetter ist gut.",
+    ],
+    "ja": [
+        "これは小さい家です。",
+        "今日は時間がない。",
+        "犬は庭で寝ています。",
+        "明日ベルリンへ行く。",
+    ],
+}
+HYP_B = {
+    "de": [
+        "Dies ist Haus.",
+        "Ich habe Zeit.",
+        "Ein Hund im Garten.",
+        "Berlin morgen.",
+        "Wetter schön.",
+    ],
+    "ja": ["家です。", "時間。", "犬が寝る。", "ベルリン。"],
+}
+HYP_C = {
+    "de": [
+        "Das ist ein Haus.",
+        "Ich habe heute Zeit.",
+        "Der Hund schläft im Haus.",
+        "Wir fahren nach Berlin.",
+        "Das Wetter ist schön.",
+    ],
+    "ja": [
+        "これは家です。",
+        "今日は時間がありません。",
+        "犬は寝ています。",
+        "明日ベルリンに行きます。",
+    ],
+}
 
 
 def _recs():
@@ -27,8 +72,12 @@ def _recs():
 def _translations(hyps):
     recs = _recs()
     hs = [hyps[r["lang"]][i] for g in REFS for i, r in enumerate(x for x in recs if x["lang"] == g)]
-    return {"lang": [r["lang"] for r in recs], "index": [i for g in REFS for i in range(len(REFS[g]))],
-            "hyps": hs, "stats": sentence_stats(hs, recs)}
+    return {
+        "lang": [r["lang"] for r in recs],
+        "index": [i for g in REFS for i in range(len(REFS[g]))],
+        "hyps": hs,
+        "stats": sentence_stats(hs, recs),
+    }
 
 
 @pytest.mark.parametrize("metric", ["chrf++", "bleu"])

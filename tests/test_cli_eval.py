@@ -1,15 +1,27 @@
 """`nli eval ppl` on the tiny model: the JSON it writes and its errors."""
+
 import json
 
+from engine_tables import engine_tables
 import pytest
 
 from nli.cli import main
 from nli.table import save_table
 
-from engine_tables import engine_tables
-
-KEYS = {"ppl_ref", "ppl", "tokens", "top1_agreement", "mean_kl", "activation_stats", "mode", "ops",
-        "reciprocal_mode", "window", "model", "text"}
+KEYS = {
+    "ppl_ref",
+    "ppl",
+    "tokens",
+    "top1_agreement",
+    "mean_kl",
+    "activation_stats",
+    "mode",
+    "ops",
+    "reciprocal_mode",
+    "window",
+    "model",
+    "text",
+}
 
 
 @pytest.fixture
@@ -21,12 +33,33 @@ def text(tmp_path):
 
 def test_eval_ppl_fp16_json(text, tmp_path, capsys):
     out = tmp_path / "r.json"
-    rc = main(["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "150", "--window", "64",
-               "--variant", "fp16", "--json", str(out), "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "ppl",
+            "--model",
+            "tiny",
+            "--text",
+            str(text),
+            "--max-tokens",
+            "150",
+            "--window",
+            "64",
+            "--variant",
+            "fp16",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert KEYS <= set(r)
-    assert r["tokens"] == 150 - 3 and r["mode"] == "fp16" and r["ops"] == ["silu", "rmsnorm", "softmax"]
+    assert (
+        r["tokens"] == 150 - 3
+        and r["mode"] == "fp16"
+        and r["ops"] == ["silu", "rmsnorm", "softmax"]
+    )
     assert r["ppl"] > 1 and r["ppl_ref"] > 1 and 0.9 < r["top1_agreement"] <= 1
     st = r["activation_stats"]
     assert set(st) == {"silu", "rmsnorm", "softmax"}
@@ -40,24 +73,47 @@ def test_eval_ppl_nli_with_table_files(text, tmp_path):
         save_table(t, tmp_path / f"{fn}.json")
         args += ["--table", f"{fn}={tmp_path / f'{fn}.json'}"]
     out = tmp_path / "r.json"
-    rc = main(["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "100", "--ops", "softmax,rmsnorm",
-               "--mode", "nli", "--reciprocal-mode", "direct", "--json", str(out), "--no-progress"] + args)
+    rc = main(
+        [
+            "eval",
+            "ppl",
+            "--model",
+            "tiny",
+            "--text",
+            str(text),
+            "--max-tokens",
+            "100",
+            "--ops",
+            "softmax,rmsnorm",
+            "--mode",
+            "nli",
+            "--reciprocal-mode",
+            "direct",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+        + args
+    )
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["reciprocal_mode"] == "direct" and r["ops"] == ["softmax", "rmsnorm"]
     assert set(r["activation_stats"]) == {"silu", "rmsnorm", "softmax"}  # every op is recorded
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["--model", "nope"], "unknown model"),
-    (["--variant", "int4"], "variant must be"),
-    (["--mode", "int4"], "variant must be"),  # the deprecated alias still parses
-    (["--ops", "gelu"], "unknown op"),
-    (["--max-tokens", "1"], "max-tokens"),
-    (["--window", "4096"], "exceeds the model's context"),
-    (["--table", "silu"], "FUNCTION=FILE"),
-    (["--text", "/nonexistent/file.txt"], "No such file"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--model", "nope"], "unknown model"),
+        (["--variant", "int4"], "variant must be"),
+        (["--mode", "int4"], "variant must be"),  # the deprecated alias still parses
+        (["--ops", "gelu"], "unknown op"),
+        (["--max-tokens", "1"], "max-tokens"),
+        (["--window", "4096"], "exceeds the model's context"),
+        (["--table", "silu"], "FUNCTION=FILE"),
+        (["--text", "/nonexistent/file.txt"], "No such file"),
+    ],
+)
 def test_eval_ppl_errors(argv, msg, text, capsys):
     base = ["eval", "ppl", "--model", "tiny", "--text", str(text), "--no-progress"]
     assert main(base + argv) == 2
@@ -77,9 +133,14 @@ def test_demo_perplexities_and_plot(tmp_path):
     from engine.demo import demo_perplexities, plot_perplexities
 
     model, tok = engine.load_model("tiny")
-    variants = (("fp16", "fp16", "reduced"), ("published_direct", "published", "direct"),
-             ("missing", "baseline:magic", "reduced"))
-    res = demo_perplexities(model, tok, max_tokens=130, variants=variants, window=64, progress=False)
+    variants = (
+        ("fp16", "fp16", "reduced"),
+        ("published_direct", "published", "direct"),
+        ("missing", "baseline:magic", "reduced"),
+    )
+    res = demo_perplexities(
+        model, tok, max_tokens=130, variants=variants, window=64, progress=False
+    )
     assert res["tokens"] == 63 + 63 + 1 and set(res["modes"]) == {"fp16", "published_direct"}
     assert "unknown baseline" in res["unavailable"]["missing"]
     assert set(res["modes"]) | set(res["unavailable"]) == {"fp16", "published_direct", "missing"}

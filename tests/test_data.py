@@ -1,4 +1,5 @@
 """moe.finetune.data / moe.finetune.data_io: gettext pair extraction, the seeded split, fetching errors (no network)."""
+
 from __future__ import annotations
 
 import io
@@ -8,11 +9,20 @@ import zipfile
 
 import pytest
 
-from moe.finetune.data import (CatalogSource, SplitConfig, check_dataset, merge_pairs, pairs_from_po, pairs_from_wheel_bytes,
-                      pairs_sha256, split_counts, split_pairs)
+from moe.finetune.data import (
+    CatalogSource,
+    SplitConfig,
+    check_dataset,
+    merge_pairs,
+    pairs_from_po,
+    pairs_from_wheel_bytes,
+    pairs_sha256,
+    split_counts,
+    split_pairs,
+)
 from moe.finetune.data_io import FetchError, build_dataset, fetch_wheel, read_dataset, write_dataset
 
-PO = r'''
+PO = r"""
 msgid ""
 msgstr ""
 "Content-Type: text/plain; charset=UTF-8\n"
@@ -49,13 +59,17 @@ msgstr "Hallo %(name)s"
 
 #~ msgid "Old"
 #~ msgstr "Alt"
-'''
+"""
 
 
 def test_pairs_from_po_rules():
     pairs = pairs_from_po(PO)
     # fuzzy, empty, translation == source, plural and obsolete entries dropped; "Save" deduplicated (first wins)
-    assert pairs == [("Save", "Speichern"), ("Order", "Bestellung"), ("Hello %(name)s", "Hallo %(name)s")]
+    assert pairs == [
+        ("Save", "Speichern"),
+        ("Order", "Bestellung"),
+        ("Hello %(name)s", "Hallo %(name)s"),
+    ]
 
 
 def test_pairs_from_po_max_chars_and_bad_catalog():
@@ -80,12 +94,16 @@ def _wheel_bytes(files: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-SRC = CatalogSource("pkg", "1.0", "pkg/locale/{lang}/LC_MESSAGES/{domain}.po", ("django", "djangojs"))
+SRC = CatalogSource(
+    "pkg", "1.0", "pkg/locale/{lang}/LC_MESSAGES/{domain}.po", ("django", "djangojs")
+)
 
 
 def test_pairs_from_wheel_merges_domains_and_skips_missing_langs():
     js = 'msgid "Save"\nmsgstr "Sichern"\n\nmsgid "Next"\nmsgstr "Weiter"\n'
-    data = _wheel_bytes({"pkg/locale/de/LC_MESSAGES/django.po": PO, "pkg/locale/de/LC_MESSAGES/djangojs.po": js})
+    data = _wheel_bytes(
+        {"pkg/locale/de/LC_MESSAGES/django.po": PO, "pkg/locale/de/LC_MESSAGES/djangojs.po": js}
+    )
     got = pairs_from_wheel_bytes(data, SRC, ["de", "fr"])
     assert list(got) == ["de"]
     assert got["de"][0] == ("Save", "Speichern") and got["de"][-1] == ("Next", "Weiter")
@@ -114,9 +132,17 @@ def test_split_invariants():
     sp = split_pairs(pairs, cfg)
     counts = split_counts(sp)
     for lang in pairs:
-        assert counts["test"][lang] == 50 and counts["dev"][lang] == 20 and counts["train"][lang] == 100
+        assert (
+            counts["test"][lang] == 50
+            and counts["dev"][lang] == 20
+            and counts["train"][lang] == 100
+        )
     srcs = {k: {r["src"] for r in v} for k, v in sp.items()}
-    assert not (srcs["train"] & srcs["dev"]) and not (srcs["train"] & srcs["test"]) and not (srcs["dev"] & srcs["test"])
+    assert (
+        not (srcs["train"] & srcs["dev"])
+        and not (srcs["train"] & srcs["test"])
+        and not (srcs["dev"] & srcs["test"])
+    )
     for k, v in sp.items():  # every record is a real pair; no (lang, src) repeated within a split
         assert all(r["tgt"] == f"{r['lang']}:{r['src']}" for r in v)
         assert len({(r["lang"], r["src"]) for r in v}) == len(v)
@@ -132,7 +158,13 @@ def test_split_caps_when_data_is_short():
 
 def test_check_dataset_rejects_shared_source(tmp_path):
     rec = {"lang": "de", "src": "a", "tgt": "b"}
-    bad = {"format": "nli-translation-pairs", "version": 1, "train": [rec], "dev": [], "test": [rec]}
+    bad = {
+        "format": "nli-translation-pairs",
+        "version": 1,
+        "train": [rec],
+        "dev": [],
+        "test": [rec],
+    }
     with pytest.raises(ValueError, match="shared between train and test"):
         check_dataset(bad)
     p = tmp_path / "d.json"
@@ -149,10 +181,19 @@ def test_build_dataset_from_cached_wheel(tmp_path):
         body = "\n".join(f'msgid "item {i}"\nmsgstr "{lang} {i}"\n' for i in range(60))
         files[f"pkg/locale/{lang}/LC_MESSAGES/django.po"] = body
     (tmp_path / "pkg-1.0-py3-none-any.whl").write_bytes(_wheel_bytes(files))
-    data = build_dataset(tmp_path, ["de", "ar"], [SRC], SplitConfig(0, 20, 5, 10), progress=False,
-                         pip=[sys.executable, "-c", "raise SystemExit('pip must not run for a cached wheel')"])
+    data = build_dataset(
+        tmp_path,
+        ["de", "ar"],
+        [SRC],
+        SplitConfig(0, 20, 5, 10),
+        progress=False,
+        pip=[sys.executable, "-c", "raise SystemExit('pip must not run for a cached wheel')"],
+    )
     assert data["extracted"] == {"de": 60, "ar": 60}
-    assert data["counts"]["train"] == {"ar": 20, "de": 20} and data["counts"]["test"] == {"ar": 10, "de": 10}
+    assert data["counts"]["train"] == {"ar": 20, "de": 20} and data["counts"]["test"] == {
+        "ar": 10,
+        "de": 10,
+    }
     assert data["sources"][0]["version"] == "1.0" and len(data["extracted_sha256"]) == 64
     out = write_dataset(data, tmp_path / "sub" / "data.json")
     assert read_dataset(out)["split_sha256"] == data["split_sha256"]
@@ -161,9 +202,15 @@ def test_build_dataset_from_cached_wheel(tmp_path):
 
 
 def test_failed_download_gives_clear_error(tmp_path):
-    fake_pip = [sys.executable, "-c", "import sys; print('ERROR: No matching distribution found for pkg==1.0',"
-                " file=sys.stderr); sys.exit(1)"]
-    with pytest.raises(FetchError, match=r"could not download pkg==1.0 \(pip exit 1\).*No matching distribution"):
+    fake_pip = [
+        sys.executable,
+        "-c",
+        "import sys; print('ERROR: No matching distribution found for pkg==1.0',"
+        " file=sys.stderr); sys.exit(1)",
+    ]
+    with pytest.raises(
+        FetchError, match=r"could not download pkg==1.0 \(pip exit 1\).*No matching distribution"
+    ):
         fetch_wheel(SRC, tmp_path / "cache", pip=fake_pip)
     silent = [sys.executable, "-c", "pass"]  # "succeeds" without producing the wheel
     with pytest.raises(FetchError, match="no pkg-1.0 wheel"):
@@ -175,10 +222,23 @@ def test_cli_failed_download_exit_code(tmp_path, monkeypatch, capsys):
     from nli.cli import main
 
     def boom(source, cache, pip=None):
-        raise FetchError(f"could not download {source.package}=={source.version} (pip exit 1): offline")
+        raise FetchError(
+            f"could not download {source.package}=={source.version} (pip exit 1): offline"
+        )
 
     monkeypatch.setattr(dio, "fetch_wheel", boom)
-    rc = main(["data", "fetch", "--cache", str(tmp_path), "-o", str(tmp_path / "d.json"), "--pretix", "0.0.1"])
+    rc = main(
+        [
+            "data",
+            "fetch",
+            "--cache",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "d.json"),
+            "--pretix",
+            "0.0.1",
+        ]
+    )
     assert rc == 2
     assert "could not download pretix==0.0.1" in capsys.readouterr().err
     assert not (tmp_path / "d.json").exists()

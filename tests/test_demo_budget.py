@@ -1,5 +1,6 @@
 """`nli demo` stays within its time budget as modes and models are added: each model section
 spends at most DEMO_FORWARD_TOKENS forward tokens (tokens x passes), --quick half of it."""
+
 import pytest
 
 from engine.demo import DEMO_FORWARD_TOKENS, DEMO_VARIANTS, MIN_DEMO_TOKENS, demo_tokens
@@ -17,7 +18,9 @@ def test_token_budget_is_kept_whatever_the_number_of_passes(passes):
 
 
 def test_more_passes_means_fewer_tokens_not_more_time():
-    assert demo_tokens("smollm2", len(DEMO_VARIANTS) + 1) > demo_tokens("smollm2", len(DEMO_VARIANTS) + 4)
+    assert demo_tokens("smollm2", len(DEMO_VARIANTS) + 1) > demo_tokens(
+        "smollm2", len(DEMO_VARIANTS) + 4
+    )
     assert demo_tokens("smollm2", 5, quick=True) < demo_tokens("smollm2", 5)
 
 

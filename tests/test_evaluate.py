@@ -1,5 +1,6 @@
 """engine.evaluate: the window convention, perplexity/agreement/KL against a direct computation,
 and the activation statistics gathered through the OpSet."""
+
 import math
 
 import pytest
@@ -7,8 +8,17 @@ import torch
 import torch.nn.functional as F
 
 import engine
-from engine.evaluate import (ActivationStats, RangeStat, attach_recorders, detach_recorders, evaluate_lm,
-                             evaluate_models, forward_seconds, perplexity, windows)
+from engine.evaluate import (
+    ActivationStats,
+    RangeStat,
+    attach_recorders,
+    detach_recorders,
+    evaluate_lm,
+    evaluate_models,
+    forward_seconds,
+    perplexity,
+    windows,
+)
 from engine.substitution import substitute
 
 TOL = 1e-9  # float64 sums of the same float32 log-probs, different order
@@ -17,7 +27,9 @@ TOL = 1e-9  # float64 sums of the same float32 log-probs, different order
 @pytest.fixture(scope="module")
 def tiny():
     model, tok = engine.load_model("tiny")
-    ids = torch.tensor(tok.encode("Perplexity is exp of the mean negative log-likelihood. " * 3).ids)
+    ids = torch.tensor(
+        tok.encode("Perplexity is exp of the mean negative log-likelihood. " * 3).ids
+    )
     return model, ids
 
 
@@ -25,7 +37,10 @@ def test_windows_non_overlapping():
     ids = torch.arange(10)
     w = windows(ids, 4)
     assert [c.tolist() for c in w] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert [c.tolist() for c in windows(torch.arange(9), 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]]  # 1-token tail dropped
+    assert [c.tolist() for c in windows(torch.arange(9), 4)] == [
+        [0, 1, 2, 3],
+        [4, 5, 6, 7],
+    ]  # 1-token tail dropped
     with pytest.raises(ValueError):
         windows(ids, 1)
 
@@ -36,7 +51,7 @@ def test_perplexity_matches_direct_computation(tiny):
     nll, n = 0.0, 0
     with torch.no_grad():
         for s in range(0, ids.numel(), W):
-            c = ids[s:s + W]
+            c = ids[s : s + W]
             if c.numel() < 2:
                 continue
             logp = F.log_softmax(model(c[None, :-1])[0].double(), -1)
@@ -51,7 +66,11 @@ def test_perplexity_matches_direct_computation(tiny):
 def test_agreement_and_kl(tiny):
     model, ids = tiny
     same = evaluate_lm(model, ids, model, 32, record=False, progress=False).to_dict()
-    assert same["top1_agreement"] == 1.0 and abs(same["mean_kl"]) < 1e-12 and same["ppl"] == same["ppl_ref"]
+    assert (
+        same["top1_agreement"] == 1.0
+        and abs(same["mean_kl"]) < 1e-12
+        and same["ppl"] == same["ppl_ref"]
+    )
     other, _ = engine.load_tiny(seed=3)
     r = evaluate_lm(other, ids, model, 32, record=False, progress=False).to_dict()
     with torch.no_grad():
@@ -102,7 +121,9 @@ def test_activation_stats_through_opset(tiny):
 
 def test_forward_seconds(tiny):
     model, ids = tiny
-    t = forward_seconds({"ref": model, "fp16": substitute(model, variant="fp16")}, ids[None, :16], repeats=1)
+    t = forward_seconds(
+        {"ref": model, "fp16": substitute(model, variant="fp16")}, ids[None, :16], repeats=1
+    )
     assert set(t) == {"ref", "fp16"} and all(v > 0 for v in t.values())
 
 
@@ -113,11 +134,13 @@ def test_score_from_second_half(tiny):
     nll, n = 0.0, 0
     with torch.no_grad():
         for st in range(0, ids.numel() - W + 1, W):
-            c = ids[st:st + W]
+            c = ids[st : st + W]
             logp = F.log_softmax(model(c[None, :-1])[0].double(), -1)
             nll -= float(logp.gather(1, c[1:, None])[s:].sum())
             n += W - 1 - s
-    r = evaluate_lm(model, ids[:(ids.numel() // W) * W], None, W, record=False, progress=False, score_from=s).to_dict()
+    r = evaluate_lm(
+        model, ids[: (ids.numel() // W) * W], None, W, record=False, progress=False, score_from=s
+    ).to_dict()
     assert r["tokens"] == n and abs(math.log(r["ppl"]) - nll / n) < 1e-6
     with pytest.raises(ValueError, match="score_from"):
         evaluate_lm(model, ids, None, W, score_from=W)

@@ -1,4 +1,5 @@
 """`nli.export`: C header, $readmemh files and npz hold exactly the table's bits; writes are atomic."""
+
 import os
 import re
 

@@ -1,14 +1,27 @@
 """hw_sim.fp: every rounding primitive against the Fraction oracle in tests/naive.py."""
+
 from fractions import Fraction
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import (
+    NV_FP16,
+    NV_FP32,
+    NvVal,
+    nv16,
+    nv32,
+    nv_add,
+    nv_encode16,
+    nv_mul,
+    nv_rne16,
+    nv_rne32,
+    nv_sub,
+)
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from hw_sim import fp
 from nli.grid import rne16, rne32
-from naive import (NV_FP16, NV_FP32, NvVal, nv16, nv32, nv_add, nv_encode16, nv_mul,
-                   nv_rne16, nv_rne32, nv_sub)
 
 SEED = 20260214
 f16_bits = st.integers(0, 0xFFFF)
@@ -36,7 +49,9 @@ def _near_midpoints(rng, n):
     hi = (b + 1).view(np.float16).astype(np.float64)
     hi[b == 0x7BFF] = 65536.0
     mid = (lo + hi) / 2
-    out = np.concatenate([mid, np.nextafter(mid, 0), np.nextafter(mid, np.inf), lo, [65520.0, 2.0 ** -25]])
+    out = np.concatenate(
+        [mid, np.nextafter(mid, 0), np.nextafter(mid, np.inf), lo, [65520.0, 2.0**-25]]
+    )
     sign = rng.choice([-1.0, 1.0], out.size)
     return out * sign
 
@@ -44,7 +59,9 @@ def _near_midpoints(rng, n):
 # ----------------------------------------------------------------------------- oracle sanity
 def test_oracle_rounding_agrees_with_nli_grid_and_numpy():
     rng = np.random.default_rng(SEED)
-    vals = np.concatenate([_near_midpoints(rng, 300), rng.standard_normal(300) * 2.0 ** rng.integers(-40, 20, 300)])
+    vals = np.concatenate(
+        [_near_midpoints(rng, 300), rng.standard_normal(300) * 2.0 ** rng.integers(-40, 20, 300)]
+    )
     for v in vals:
         assert float(nv_rne16(_exact(v)).q) == rne16(Fraction(v)) or abs(v) >= 65520
         with np.errstate(over="ignore"):
@@ -56,7 +73,9 @@ def test_oracle_rounding_agrees_with_nli_grid_and_numpy():
 def test_decode_matches_numpy_for_every_fp16():
     table = fp.f16_decode_table(np.float64)
     ref = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float64)
-    assert np.array_equal(table.view(np.uint64)[~np.isnan(ref)], ref.view(np.uint64)[~np.isnan(ref)])
+    assert np.array_equal(
+        table.view(np.uint64)[~np.isnan(ref)], ref.view(np.uint64)[~np.isnan(ref)]
+    )
     assert np.array_equal(np.isnan(table), np.isnan(ref))
     for b in (0, 0x8000, 1, 0x3FF, 0x400, 0x7BFF, 0x7C00, 0xFC00, 0x3C00):
         assert nv16(b).kind == "inf" or Fraction(table[b]) == nv16(b).q
@@ -65,8 +84,19 @@ def test_decode_matches_numpy_for_every_fp16():
 # ----------------------------------------------------------------------------- rounding to FP16
 def test_rne16_f64_on_midpoints_and_specials():
     rng = np.random.default_rng(SEED)
-    vals = list(_near_midpoints(rng, 2000)) + [0.0, -0.0, np.inf, -np.inf, np.nan, 65519.99, 1e300, -1e-300,
-                                               2.0 ** -24, 3 * 2.0 ** -26, 2.0 ** -14 - 2.0 ** -26]
+    vals = list(_near_midpoints(rng, 2000)) + [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        65519.99,
+        1e300,
+        -1e-300,
+        2.0**-24,
+        3 * 2.0**-26,
+        2.0**-14 - 2.0**-26,
+    ]
     for v in vals:
         assert fp.rne16_f64(v) == _oracle16(v), v
 
@@ -74,8 +104,14 @@ def test_rne16_f64_on_midpoints_and_specials():
 def test_rne16_f32_on_midpoints_and_specials():
     rng = np.random.default_rng(SEED + 1)
     vals = _near_midpoints(rng, 2000).astype(np.float32)  # the nextafter neighbours become f32 ones
-    vals = np.concatenate([vals, np.nextafter(vals, np.float32(0)), np.nextafter(vals, np.float32(np.inf)),
-                           np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 2.0 ** -149], np.float32)])
+    vals = np.concatenate(
+        [
+            vals,
+            np.nextafter(vals, np.float32(0)),
+            np.nextafter(vals, np.float32(np.inf)),
+            np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 2.0**-149], np.float32),
+        ]
+    )
     for v in vals:
         assert fp.rne16_f32(v) == _oracle16(float(v)), v
 
@@ -106,8 +142,17 @@ def test_rne32_f64_hypothesis(v):
 
 
 def test_rne32_f64_subnormals_and_overflow():
-    for v in [2.0 ** -149, 2.0 ** -150, 1.5 * 2.0 ** -150, 2.0 ** -150 * 1.0000001, 3 * 2.0 ** -150,
-              2.0 ** -126 - 2.0 ** -151, 2.0 ** 128, 2.0 ** 128 - 2.0 ** 103, 2.0 ** 128 - 2.0 ** 104 - 1e20]:
+    for v in [
+        2.0**-149,
+        2.0**-150,
+        1.5 * 2.0**-150,
+        2.0**-150 * 1.0000001,
+        3 * 2.0**-150,
+        2.0**-126 - 2.0**-151,
+        2.0**128,
+        2.0**128 - 2.0**103,
+        2.0**128 - 2.0**104 - 1e20,
+    ]:
         for s in (1.0, -1.0):
             want = nv_rne32(_exact(s * v))
             got = fp.rne32_f64(s * v)
@@ -128,11 +173,14 @@ def test_rne16_sum_rounds_the_exact_sum_once(a, b):
 
 def test_rne16_sum_breaks_midpoint_ties_by_the_error():
     # s is an FP16 midpoint, the tiny b is lost by float64 addition but not by the unit
-    for mid in (2049.0, 65520.0, 3 * 2.0 ** -26, 1.0 + 2.0 ** -11, -2049.0):
-        for b in (abs(mid) * 2.0 ** -60, -abs(mid) * 2.0 ** -60, 0.0):
+    for mid in (2049.0, 65520.0, 3 * 2.0**-26, 1.0 + 2.0**-11, -2049.0):
+        for b in (abs(mid) * 2.0**-60, -abs(mid) * 2.0**-60, 0.0):
             s, err = fp.two_sum(mid, b)
             assert s == mid
-            assert fp.rne16_sum(s, err) == nv_encode16(nv_rne16(nv_add(_exact(mid), _exact(b)))), (mid, b)
+            assert fp.rne16_sum(s, err) == nv_encode16(nv_rne16(nv_add(_exact(mid), _exact(b)))), (
+                mid,
+                b,
+            )
 
 
 # ----------------------------------------------------------------------------- ops on bits
@@ -161,14 +209,19 @@ def test_zero_signs_follow_spec_section_1():
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.floats(width=32, allow_nan=False, allow_subnormal=True),
-       st.floats(width=32, allow_nan=False, allow_subnormal=True))
+@given(
+    st.floats(width=32, allow_nan=False, allow_subnormal=True),
+    st.floats(width=32, allow_nan=False, allow_subnormal=True),
+)
 def test_fp32_add_mul_and_the_float64_route(a, b):
     fa, fb = np.float32(a), np.float32(b)
     want_add = nv_rne32(nv_add(_exact(float(fa)), _exact(float(fb))))
     want_mul = nv_rne32(nv_mul(_exact(float(fa)), _exact(float(fb))))
-    for got, want in ((float(fp.add32(fa, fb)), want_add), (fp.add32_via_f64(float(fa), float(fb)), want_add),
-                      (float(fp.mul32(fa, fb)), want_mul)):
+    for got, want in (
+        (float(fp.add32(fa, fb)), want_add),
+        (fp.add32_via_f64(float(fa), float(fb)), want_add),
+        (float(fp.mul32(fa, fb)), want_mul),
+    ):
         if want.kind == "nan":
             assert got != got
         elif want.kind == "inf":
@@ -178,8 +231,8 @@ def test_fp32_add_mul_and_the_float64_route(a, b):
 
 
 def test_oracle_formats_are_the_ieee_ones():
-    assert nv16(0x3C00).q == 1 and nv16(0x0001).q == Fraction(1, 2 ** 24) and nv16(0x7BFF).q == 65504
-    assert nv32(0x3F800000).q == 1 and nv32(0x00000001).q == Fraction(1, 2 ** 149)
+    assert nv16(0x3C00).q == 1 and nv16(0x0001).q == Fraction(1, 2**24) and nv16(0x7BFF).q == 65504
+    assert nv32(0x3F800000).q == 1 and nv32(0x00000001).q == Fraction(1, 2**149)
     assert NV_FP16[0] == 10 and NV_FP32[0] == 23
     with pytest.raises(AssertionError):
         nv_encode16(NvVal("num", Fraction(1, 3)))

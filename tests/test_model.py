@@ -1,4 +1,5 @@
 """engine.model and engine.load_model("tiny"): the tiny LLaMA loads, runs, is causal and seeded."""
+
 import pytest
 import torch
 
@@ -34,7 +35,7 @@ def test_causal_and_tied():
     y[0, 8:] = (y[0, 8:] + 1) % 257
     with torch.no_grad():
         lx, ly = model(x), model(y)
-    assert torch.equal(lx[0, :8], ly[0, :8])       # earlier positions do not see later tokens
+    assert torch.equal(lx[0, :8], ly[0, :8])  # earlier positions do not see later tokens
     assert not torch.allclose(lx[0, 8:], ly[0, 8:])
 
 
@@ -59,13 +60,15 @@ def test_left_padded_rows_equal_their_unpadded_forward():
     ids = torch.zeros(3, 11, dtype=torch.long)
     valid = torch.zeros(3, 11, dtype=torch.bool)
     for b, r in enumerate(rows):
-        ids[b, 11 - len(r):], valid[b, 11 - len(r):] = r, True
+        ids[b, 11 - len(r) :], valid[b, 11 - len(r) :] = r, True
     with torch.no_grad():
         batched = model(ids, valid=valid)  # [3, 11, V]
         for b, r in enumerate(rows):
             alone = model(r[None])[0]  # [n, V]
-            assert torch.isfinite(batched[b]).all()   # pad rows too (a pad query sees its own key)
-            torch.testing.assert_close(batched[b, 11 - len(r):], alone, rtol=0, atol=PADDED_ROW_ATOL)
+            assert torch.isfinite(batched[b]).all()  # pad rows too (a pad query sees its own key)
+            torch.testing.assert_close(
+                batched[b, 11 - len(r) :], alone, rtol=0, atol=PADDED_ROW_ATOL
+            )
     with pytest.raises(ValueError, match="valid must be bool"):
         model(ids, valid=valid[:, :5])
 
@@ -77,10 +80,12 @@ def test_batched_greedy_decoding_equals_one_at_a_time(mode):
         model = substitute(model, variant="nli")
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(1, 257, (n,), generator=g).tolist() for n in (3, 9, 1, 17, 5)]
-    single = [generate(model, torch.tensor([p]), 10)[0, len(p):].tolist() for p in prompts]
+    single = [generate(model, torch.tensor([p]), 10)[0, len(p) :].tolist() for p in prompts]
     assert generate_batch(model, prompts, 10) == single
     eos = single[1][3]  # a token some rows emit: they stop there, the others go on
-    single = [generate(model, torch.tensor([p]), 10, eos_id=eos)[0, len(p):].tolist() for p in prompts]
+    single = [
+        generate(model, torch.tensor([p]), 10, eos_id=eos)[0, len(p) :].tolist() for p in prompts
+    ]
     assert any(len(s) < 10 for s in single) and any(len(s) == 10 for s in single)
     assert generate_batch(model, prompts, 10, eos_id=eos) == single
     with pytest.raises(ValueError, match="no empty prompt"):

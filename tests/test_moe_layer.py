@@ -1,16 +1,17 @@
 """moe/layer.py, moe/config.py, moe/checkpoint.py on tiny configs."""
+
 import json
 import math
 
+from naive import naive_load_balancing_loss, naive_moe_token
 import pytest
 import torch
 
-from engine.model import Llama, LlamaConfig, init_weights, REF_OPS
+from engine.model import REF_OPS, Llama, LlamaConfig, init_weights
 from moe.checkpoint import load_checkpoint, save_checkpoint
 from moe.config import MoEConfig, parse_layers
 from moe.layer import MoEFFN, load_balancing_loss, moe_layers, route_topk, router_z_loss
 from moe.model import MoELlama, build_model, moe_config_of
-from naive import naive_load_balancing_loss, naive_moe_token
 
 # float32 grouped GEMMs vs a float64 per-token oracle: different summation order;
 # the tolerance is relative to the largest output magnitude of the token
@@ -41,10 +42,15 @@ def test_layer_equals_naive_per_token(renormalize, principal, E, k, dispatch, mo
         g, u, d = layer.expert_weights()
         assert y.shape == x.shape and logits.shape == (21, E)
         for t, xt in enumerate(x.reshape(-1, 16)):
-            ref, chosen = naive_moe_token(xt, layer.router.weight, layer.router.bias, g, u, d, k, renormalize,
-                                          REF_OPS.softmax)
-            torch.testing.assert_close(y.reshape(-1, 16)[t].double(), ref,
-                                       atol=MOE_VS_NAIVE_REL * float(ref.abs().max()), rtol=0)
+            ref, chosen = naive_moe_token(
+                xt, layer.router.weight, layer.router.bias, g, u, d, k, renormalize, REF_OPS.softmax
+            )
+            torch.testing.assert_close(
+                y.reshape(-1, 16)[t].double(),
+                ref,
+                atol=MOE_VS_NAIVE_REL * float(ref.abs().max()),
+                rtol=0,
+            )
 
 
 def test_tie_breaking_lower_index_wins():
@@ -61,8 +67,12 @@ def test_dense_dispatch_matches_sorted_dispatch():
     x = torch.randn(40, 16)
     with torch.no_grad():
         _, _, w, idx = layer.route(x)
-        torch.testing.assert_close(layer._dense_dispatch(x, w, idx), layer._sorted_dispatch(x, w, idx),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            layer._dense_dispatch(x, w, idx),
+            layer._sorted_dispatch(x, w, idx),
+            atol=1e-5,
+            rtol=1e-5,
+        )
 
 
 @pytest.mark.parametrize("dispatch", ["looped", "padded"])
@@ -84,9 +94,12 @@ def test_aux_loss_hand_computed():
     assert float(load_balancing_loss(logits, 1)) == pytest.approx(3.9 / 3, abs=1e-6)
     probs = torch.softmax(logits, -1).tolist()
     assert float(load_balancing_loss(logits, 1)) == pytest.approx(
-        naive_load_balancing_loss(probs, [[0], [1], [0]], 3), abs=1e-6)
+        naive_load_balancing_loss(probs, [[0], [1], [0]], 3), abs=1e-6
+    )
     # k = 2: choices {0,1}, {1,0}, {0,1}: f = [1/2, 1/2, 0]
-    assert float(load_balancing_loss(logits, 2)) == pytest.approx(3 * (0.5 * 1.4 / 3 + 0.5 * 1.1 / 3), abs=1e-6)
+    assert float(load_balancing_loss(logits, 2)) == pytest.approx(
+        3 * (0.5 * 1.4 / 3 + 0.5 * 1.1 / 3), abs=1e-6
+    )
     # uniform router: loss exactly 1 at perfect balance
     assert float(load_balancing_loss(torch.zeros(4, 4), 1)) == pytest.approx(4 * 0.25, abs=1e-6)
 
@@ -122,12 +135,24 @@ def test_config_validation_and_layers_parsing():
 
 def test_checkpoint_round_trip(tmp_path):
     cfg = LlamaConfig.tiny()
-    mcfg = MoEConfig(layers=(0, 1), num_experts=4, top_k=2, expert_hidden_dim=32, principal=True,
-                     residual_scale=4.0, method="test", options={"rho": 0.5})
+    mcfg = MoEConfig(
+        layers=(0, 1),
+        num_experts=4,
+        top_k=2,
+        expert_hidden_dim=32,
+        principal=True,
+        residual_scale=4.0,
+        method="test",
+        options={"rho": 0.5},
+    )
     model = init_weights(build_model(cfg, mcfg), seed=5).eval()
     save_checkpoint(tmp_path / "ck", model, provenance={"source": "tiny"})
     back = load_checkpoint(tmp_path / "ck")
-    assert isinstance(back, MoELlama) and back.moe_config == mcfg and back.provenance == {"source": "tiny"}
+    assert (
+        isinstance(back, MoELlama)
+        and back.moe_config == mcfg
+        and back.provenance == {"source": "tiny"}
+    )
     ids = torch.randint(0, cfg.vocab_size, (2, 8))
     with torch.no_grad():
         assert torch.equal(model(ids), back(ids))
@@ -152,7 +177,9 @@ def test_moe_config_is_construction_data():
 
 def test_crafted_weights_file_is_refused_without_running(tmp_path):
     cfg = LlamaConfig.tiny()
-    model = init_weights(build_model(cfg, MoEConfig(layers=(1,), num_experts=2, top_k=1, expert_hidden_dim=16)))
+    model = init_weights(
+        build_model(cfg, MoEConfig(layers=(1,), num_experts=2, top_k=1, expert_hidden_dim=16))
+    )
     path = save_checkpoint(tmp_path / "ck", model)
     marker = tmp_path / "payload_ran"
 
@@ -169,12 +196,16 @@ def test_crafted_weights_file_is_refused_without_running(tmp_path):
 
 def test_checkpoint_config_mismatch_is_a_clear_error(tmp_path):
     cfg = LlamaConfig.tiny()
-    model = init_weights(build_model(cfg, MoEConfig(layers=(1,), num_experts=4, top_k=2, expert_hidden_dim=32)))
+    model = init_weights(
+        build_model(cfg, MoEConfig(layers=(1,), num_experts=4, top_k=2, expert_hidden_dim=32))
+    )
     path = save_checkpoint(tmp_path / "ck", model)
     conf = json.loads((path / "config.json").read_text())
     conf["moe"]["num_experts"] = 8
     (path / "config.json").write_text(json.dumps(conf))
-    with pytest.raises(ValueError, match=r"config does not match tensors: layers\.1\.mlp\.\w+ has shape"):
+    with pytest.raises(
+        ValueError, match=r"config does not match tensors: layers\.1\.mlp\.\w+ has shape"
+    ):
         load_checkpoint(path)
     conf["moe"]["layers"] = [0]
     conf["moe"]["num_experts"] = 4
@@ -188,7 +219,9 @@ def test_checkpoint_config_mismatch_is_a_clear_error(tmp_path):
 
 
 def test_moe_layers_lists_only_moe_blocks():
-    model = build_model(LlamaConfig.tiny(), MoEConfig(layers=(1,), num_experts=2, top_k=1, expert_hidden_dim=8))
+    model = build_model(
+        LlamaConfig.tiny(), MoEConfig(layers=(1,), num_experts=2, top_k=1, expert_hidden_dim=8)
+    )
     assert [i for i, _ in moe_layers(model)] == [1]
     assert moe_layers(Llama(LlamaConfig.tiny())) == []
 

@@ -1,4 +1,5 @@
 """The MoE inference path with NLI substituted (engine.substitute + hw_sim) on the tiny config."""
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +7,8 @@ import torch
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
 from engine.substitution import default_tables, fp16_bits, substitute
 import hw_sim
-from moe.layer import moe_layers
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
+from moe.layer import moe_layers
 from moe.upcycling import upcycle
 
 # tiny random model, 512 tokens: the NLI unit's FP16 rounding may flip near-tied routes
@@ -68,7 +69,9 @@ def test_nli_router_softmax_equals_hw_sim_bitwise(moe_model):
 
 def layer_input(model, ids, i):
     got = []
-    h = model.layers[i].mlp.register_forward_pre_hook(lambda m, a: got.append(a[0].reshape(-1, a[0].shape[-1])))
+    h = model.layers[i].mlp.register_forward_pre_hook(
+        lambda m, a: got.append(a[0].reshape(-1, a[0].shape[-1]))
+    )
     with torch.no_grad():
         model(ids)
     h.remove()
@@ -79,6 +82,8 @@ def test_routing_agreement_ref_vs_nli(moe_model):
     sub = substitute(moe_model, variant="nli", tables=unit_tables())
     ids = torch.randint(0, 256, (4, 64), generator=torch.Generator().manual_seed(11))
     a, b = router_logits(moe_model, ids), router_logits(sub, ids)
-    agree = [routing_agreement(chosen_experts(la, a[i]), chosen_experts(lb, b[i]))
-             for (i, la), (_, lb) in zip(moe_layers(moe_model), moe_layers(sub))]
+    agree = [
+        routing_agreement(chosen_experts(la, a[i]), chosen_experts(lb, b[i]))
+        for (i, la), (_, lb) in zip(moe_layers(moe_model), moe_layers(sub))
+    ]
     assert min(agree) >= TINY_NLI_ROUTING_AGREEMENT_MIN, agree

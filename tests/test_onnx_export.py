@@ -7,36 +7,45 @@ softmax / RMSNorm on seeded rows with -inf masks, NaN, inf and sums whose
 order matters. The exported tiny model's logits are compared with the torch
 path (engine.substitute) within a named tolerance.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from sim_tables import ALL_INPUTS, standin_tables
 import torch
 
+import engine
+from engine.onnx_export import (
+    ExportError,
+    export_composite,
+    export_elementwise,
+    export_inverse,
+    export_model,
+    save_onnx,
+)
+from engine.onnx_ops import F32, OPSETS, Builder, round_fp16_function
+from engine.substitution import substitute
 import hw_sim
 import nli
 from nli.cli import main as nli_main
-
-import engine
-from engine.onnx_export import (ExportError, export_composite, export_elementwise, export_inverse, export_model,
-                                save_onnx)
-from engine.onnx_ops import Builder, F32, OPSETS, round_fp16_function
-from engine.substitution import substitute
-from sim_tables import ALL_INPUTS, standin_tables
 
 # The NLI ops are bit-exact; what separates the exported model from torch is the
 # FP32 matmul summation order (ORT's MLAS GEMM vs torch's), which moves FP32
 # activations by a few ulp. With ops on the FP16 unit those differences mostly
 # vanish in the RNE16 of the op inputs (measured on the tiny model: 0.0), but a
 # rounding flip can propagate, so the bound allows a few FP16 ulps of a logit.
-REF_LOGITS_ATOL = 1e-5      # all ops FP32 reference; measured 3.6e-7 (logits up to 1.3)
-NLI_LOGITS_ATOL = 2e-3      # ops on the exported NLI functions; measured 0.0
+REF_LOGITS_ATOL = 1e-5  # all ops FP32 reference; measured 3.6e-7 (logits up to 1.3)
+NLI_LOGITS_ATOL = 2e-3  # ops on the exported NLI functions; measured 0.0
 # SmolLM2 (30 layers): rounding flips do propagate; relative to the largest |logit|.
 SMOLLM2_NLI_LOGITS_RTOL = 2e-2  # measured 2.7e-3 (max |diff| 0.083, max |logit| 30.6, 16 tokens)
 SMOLLM2_ARGMAX_AGREEMENT = 0.9  # measured 1.0 on these 16 tokens, 0.992 on 128 (benchmarks/onnx.py)
-LEVELS = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
 
 
 def session(model: onnx.ModelProto, level: str = "all") -> ort.InferenceSession:
@@ -65,14 +74,17 @@ def test_elementwise_equals_hw_sim_on_all_inputs(tables, name, precision):
     for level in LEVELS:
         got = session(model, level).run(None, {"x": ALL_INPUTS.view(np.float16)})[0]
         assert got.dtype == np.float16
-        assert np.array_equal(_bits(got), want), f"{name}/{precision}/{level}: {np.sum(_bits(got) != want)} differ"
+        assert np.array_equal(_bits(got), want), (
+            f"{name}/{precision}/{level}: {np.sum(_bits(got) != want)} differ"
+        )
 
 
 @pytest.mark.parametrize("bins,precision", [([1], "fp32"), ([8], "fp16"), ([300], "fp32")])
 def test_elementwise_single_macro_interval(bins, precision):
     """K = 1: no inner comparator (an empty ReduceSum), one LUT segment."""
-    table = nli.table_from_cutpoints("tanh", np.array([-1.0, 1.5], np.float16).view(np.uint16), bins,
-                                     precision=precision)
+    table = nli.table_from_cutpoints(
+        "tanh", np.array([-1.0, 1.5], np.float16).view(np.uint16), bins, precision=precision
+    )
     got = session(export_elementwise(table)).run(None, {"x": ALL_INPUTS.view(np.float16)})[0]
     assert np.array_equal(_bits(got), _bits(hw_sim.run_elementwise(table, ALL_INPUTS)))
 
@@ -93,11 +105,18 @@ def test_elementwise_graph_keeps_table_structure(tables):
     assert np.array_equal(inits["silu.cutpoints"].view(np.uint16), table.cutpoints)
     assert np.array_equal(inits["silu.lut"].view(np.uint16), table.lut)
     assert np.array_equal(inits["silu.mul"].view(np.uint32), table.mul.view(np.uint32))
-    assert np.array_equal(inits["silu.base"], table.base) and np.array_equal(inits["silu.bins"], table.bins)
+    assert np.array_equal(inits["silu.base"], table.base) and np.array_equal(
+        inits["silu.bins"], table.bins
+    )
     (node,) = model.graph.node
     assert (node.domain, node.op_type) == ("nli", "Interp")
-    assert {(f.domain, f.name) for f in model.functions} >= {("nli", "Interp"), ("nli", "RoundFP16")}
-    assert [i.name for i in model.graph.input] == ["x"] and [o.name for o in model.graph.output] == ["y"]
+    assert {(f.domain, f.name) for f in model.functions} >= {
+        ("nli", "Interp"),
+        ("nli", "RoundFP16"),
+    }
+    assert [i.name for i in model.graph.input] == ["x"] and [
+        o.name for o in model.graph.output
+    ] == ["y"]
 
 
 # ----------------------------------------------------------------------------- RoundFP16
@@ -105,38 +124,85 @@ def test_round_fp16_matches_numpy_rne():
     """RoundFP16 (FP32 -> FP32 on the FP16 grid) against numpy's float32 -> float16 RNE."""
     b = Builder("t")
     b.rename_output(b.call("RoundFP16", "v"), "y")
-    graph = onnx.helper.make_graph(b.nodes, "round", [onnx.helper.make_tensor_value_info("v", F32, ["n"])],
-                                   [onnx.helper.make_tensor_value_info("y", F32, ["n"])])
+    graph = onnx.helper.make_graph(
+        b.nodes,
+        "round",
+        [onnx.helper.make_tensor_value_info("v", F32, ["n"])],
+        [onnx.helper.make_tensor_value_info("y", F32, ["n"])],
+    )
     model = onnx.helper.make_model(graph, opset_imports=OPSETS, functions=[round_fp16_function()])
     model.ir_version = 10
     onnx.checker.check_model(model)
     rng = np.random.default_rng(7)
     halves = ALL_INPUTS.view(np.float16).astype(np.float32).view(np.uint32)
-    v = np.concatenate([
-        rng.integers(0, 2 ** 32, 1 << 20, dtype=np.uint64).astype(np.uint32),
-        halves, halves + 1, halves - 1, halves + 0x1000, halves + 0xFFF,   # grid points, +-1 ulp, midpoints
-        np.array([0x477FF000, 0x477FEFFF, 0x33000000, 0x33000001, 0x32FFFFFF, 1, 0x80000001], np.uint32),
-    ]).view(np.float32)
+    v = np.concatenate(
+        [
+            rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32),
+            halves,
+            halves + 1,
+            halves - 1,
+            halves + 0x1000,
+            halves + 0xFFF,  # grid points, +-1 ulp, midpoints
+            np.array(
+                [0x477FF000, 0x477FEFFF, 0x33000000, 0x33000001, 0x32FFFFFF, 1, 0x80000001],
+                np.uint32,
+            ),
+        ]
+    ).view(np.float32)
     got = session(model).run(None, {"v": v})[0]
     with np.errstate(over="ignore"):
         want = v.astype(np.float16)
     nan = np.isnan(want)
     assert np.array_equal(got[~nan].astype(np.float16).view(np.uint16), want[~nan].view(np.uint16))
-    assert np.array_equal(got[~nan], want[~nan].astype(np.float32))       # on the grid, exactly
-    assert np.all(got[nan].view(np.uint32) == 0x7FC00000)                  # canonical NaN
+    assert np.array_equal(got[~nan], want[~nan].astype(np.float32))  # on the grid, exactly
+    assert np.all(got[nan].view(np.uint32) == 0x7FC00000)  # canonical NaN
 
 
 # ----------------------------------------------------------------------------- section 5
 def _fp32_probe(rng) -> np.ndarray:
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 1.1754942e-38, 1.1754944e-38, 65504,
-                        65520, 1e6, 2.0 ** 40, 2.0 ** -40, 2.0 ** 127, 2.0 ** -126, 1.0, 2.0, 4.0, 3.9999998],
-                       np.float32)
-    return np.concatenate([rng.integers(0, 2 ** 32, 100_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
-                           special, -special, np.abs(rng.standard_normal(20_000)).astype(np.float32) * 1e3])
+    special = np.array(
+        [
+            0.0,
+            -0.0,
+            np.inf,
+            -np.inf,
+            np.nan,
+            1e-45,
+            1.1754942e-38,
+            1.1754944e-38,
+            65504,
+            65520,
+            1e6,
+            2.0**40,
+            2.0**-40,
+            2.0**127,
+            2.0**-126,
+            1.0,
+            2.0,
+            4.0,
+            3.9999998,
+        ],
+        np.float32,
+    )
+    return np.concatenate(
+        [
+            rng.integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+            special,
+            -special,
+            np.abs(rng.standard_normal(20_000)).astype(np.float32) * 1e3,
+        ]
+    )
 
 
-@pytest.mark.parametrize("name,fn", [("recip_reduced", hw_sim.reciprocal), ("recip_direct", hw_sim.reciprocal),
-                                     ("rsqrt_single", hw_sim.rsqrt), ("rsqrt_direct", hw_sim.rsqrt)])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("recip_reduced", hw_sim.reciprocal),
+        ("recip_direct", hw_sim.reciprocal),
+        ("rsqrt_single", hw_sim.rsqrt),
+        ("rsqrt_direct", hw_sim.rsqrt),
+    ],
+)
 @pytest.mark.parametrize("mode", ["reduced", "direct"])
 def test_inverse_equals_hw_sim(tables, name, fn, mode):
     v = _fp32_probe(np.random.default_rng(3))
@@ -153,9 +219,9 @@ def test_inverse_equals_hw_sim(tables, name, fn, mode):
 # ----------------------------------------------------------------------------- section 4
 def _rows(rng, R: int, n: int, scale: float) -> np.ndarray:
     x = (rng.standard_normal((R, n)) * scale).astype(np.float16)
-    x[0] = -np.inf                                   # a fully masked row -> NaN
+    x[0] = -np.inf  # a fully masked row -> NaN
     x[1, n // 2] = np.nan
-    x[2, ::2] = -np.inf                              # causal-style masks
+    x[2, ::2] = -np.inf  # causal-style masks
     x[3, np.tril(np.ones((n, n), bool))[min(3, n - 1)] == 0] = -np.inf
     x[4, -1] = np.inf
     x[5] = 0.0
@@ -180,17 +246,21 @@ def _sequential_differs_from_pairwise(e: np.ndarray) -> bool:
 @pytest.mark.parametrize("mode,recip", [("direct", "recip_direct"), ("reduced", "recip_reduced")])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_softmax_equals_hw_sim(tables, mode, recip, precision):
-    tabs = {"exp": tables["exp_below0"].with_precision(precision),
-            "reciprocal": tables[recip].with_precision(precision)}
+    tabs = {
+        "exp": tables["exp_below0"].with_precision(precision),
+        "reciprocal": tables[recip].with_precision(precision),
+    }
     sess = session(export_composite("softmax", tabs, mode))
     rng = np.random.default_rng(11)
     for n, scale in ((1, 1.0), (7, 3.0), (64, 10.0), (1500, 4.0)):
         x = _rows(rng, 24, n, scale)
         got = sess.run(None, {"x": x})[0]
-        assert np.array_equal(_bits(got), _bits(hw_sim.softmax(x, tabs["exp"], tabs["reciprocal"], mode))), n
+        assert np.array_equal(
+            _bits(got), _bits(hw_sim.softmax(x, tabs["exp"], tabs["reciprocal"], mode))
+        ), n
     # these rows really need the sequential sum: pairwise order gives another s on some
     with np.errstate(over="ignore", invalid="ignore"):
-        d = (x - x.max(-1, keepdims=True))[8:]                       # RNE16(x_i - m)
+        d = (x - x.max(-1, keepdims=True))[8:]  # RNE16(x_i - m)
     e = hw_sim.run_elementwise(tabs["exp"], d).astype(np.float32)
     assert any(_sequential_differs_from_pairwise(row) for row in e)
 
@@ -218,29 +288,52 @@ def test_rmsnorm_equals_hw_sim(tables, mode, rsqrt, precision):
 # ----------------------------------------------------------------------------- the model
 def _nli_tables(tables, mode: str = "reduced", precision: str = "fp32") -> dict:
     direct = mode == "direct"
-    t = {"silu": tables["silu_wide"], "exp": tables["exp_below0"],
-         "reciprocal": tables["recip_direct" if direct else "recip_reduced"],
-         "rsqrt": tables["rsqrt_direct" if direct else "rsqrt_single"]}
+    t = {
+        "silu": tables["silu_wide"],
+        "exp": tables["exp_below0"],
+        "reciprocal": tables["recip_direct" if direct else "recip_reduced"],
+        "rsqrt": tables["rsqrt_direct" if direct else "rsqrt_single"],
+    }
     return {k: v.with_precision(precision) for k, v in t.items()}
 
 
 ALL_OPS = ("silu", "rmsnorm", "softmax")
 
 
-@pytest.mark.parametrize("ops,mode,precision", [((), "reduced", "fp32"), (("silu",), "reduced", "fp32"),
-                                                (ALL_OPS, "reduced", "fp32"), (ALL_OPS, "direct", "fp32"),
-                                                (ALL_OPS, "reduced", "fp16")])
+@pytest.mark.parametrize(
+    "ops,mode,precision",
+    [
+        ((), "reduced", "fp32"),
+        (("silu",), "reduced", "fp32"),
+        (ALL_OPS, "reduced", "fp32"),
+        (ALL_OPS, "direct", "fp32"),
+        (ALL_OPS, "reduced", "fp16"),
+    ],
+)
 def test_tiny_model_logits_match_torch(tables, ops, mode, precision):
     model, _ = engine.load_model("tiny")
     tabs = _nli_tables(tables, mode, precision)
     proto = export_model(model, ops, tabs, mode)
     onnx.checker.check_model(proto)
-    assert [i.name for i in proto.graph.input] == ["input_ids"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert [i.name for i in proto.graph.input] == ["input_ids"] and [
+        o.name for o in proto.graph.output
+    ] == ["logits"]
     sess = session(proto)
-    torch_model = substitute(model, ops=ops, variant="nli", tables={f: tabs[f] for f in _needed(ops)},
-                                    reciprocal_mode=mode) if ops else model
-    for B, T in ((1, 1), (2, 37)):   # dynamic batch and sequence
-        ids = torch.randint(0, model.cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(B * T))
+    torch_model = (
+        substitute(
+            model,
+            ops=ops,
+            variant="nli",
+            tables={f: tabs[f] for f in _needed(ops)},
+            reciprocal_mode=mode,
+        )
+        if ops
+        else model
+    )
+    for B, T in ((1, 1), (2, 37)):  # dynamic batch and sequence
+        ids = torch.randint(
+            0, model.cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(B * T)
+        )
         got = sess.run(None, {"input_ids": ids.numpy()})[0]
         with torch.no_grad():
             want = torch_model(ids).numpy()
@@ -250,7 +343,11 @@ def test_tiny_model_logits_match_torch(tables, ops, mode, precision):
 
 
 def _needed(ops):
-    return [f for op in ops for f in {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}[op]]
+    return [
+        f
+        for op in ops
+        for f in {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}[op]
+    ]
 
 
 def test_model_uses_nli_functions_and_table_initializers(tables):
@@ -260,7 +357,9 @@ def test_model_uses_nli_functions_and_table_initializers(tables):
     assert calls == {"Interp", "RMSNormReduced", "SoftmaxReduced", "RoundFP16"}
     names = {i.name for i in proto.graph.initializer}
     for fn in ("silu", "exp", "reciprocal", "rsqrt"):
-        assert {f"{fn}.{f}" for f in ("cutpoints", "mul", "bins", "base", "lut", "below", "above")} <= names
+        assert {
+            f"{fn}.{f}" for f in ("cutpoints", "mul", "bins", "base", "lut", "below", "above")
+        } <= names
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -284,24 +383,59 @@ def test_cli_exports_and_reports_bad_input(tables, tmp_path, capsys):
     out = tmp_path / "op.onnx"
     assert nli_main(["export", "onnx-op", str(silu), "-o", str(out)]) == 0
     got = session(onnx.load(out)).run(None, {"x": ALL_INPUTS.view(np.float16)})[0]
-    assert np.array_equal(_bits(got), _bits(hw_sim.run_elementwise(tables["silu_wide"], ALL_INPUTS)))
+    assert np.array_equal(
+        _bits(got), _bits(hw_sim.run_elementwise(tables["silu_wide"], ALL_INPUTS))
+    )
     assert nli_main(["export", "onnx-op", str(tmp_path / "missing.json"), "-o", str(out)]) == 2
     assert "no such table file" in capsys.readouterr().err
     model_out = tmp_path / "tiny.onnx"
-    assert nli_main(["export", "onnx", "--model", "tiny", "--ops", "silu", "--table", f"silu={silu}",
-                     "-o", str(model_out)]) == 0
+    assert (
+        nli_main(
+            [
+                "export",
+                "onnx",
+                "--model",
+                "tiny",
+                "--ops",
+                "silu",
+                "--table",
+                f"silu={silu}",
+                "-o",
+                str(model_out),
+            ]
+        )
+        == 0
+    )
     onnx.checker.check_model(str(model_out))
-    assert nli_main(["export", "onnx", "--model", "tiny", "--ops", "silu", "--table", f"silu={exp}",
-                     "-o", str(model_out)]) == 2
+    assert (
+        nli_main(
+            [
+                "export",
+                "onnx",
+                "--model",
+                "tiny",
+                "--ops",
+                "silu",
+                "--table",
+                f"silu={exp}",
+                "-o",
+                str(model_out),
+            ]
+        )
+        == 2
+    )
     assert "holds a 'exp' table, not 'silu'" in capsys.readouterr().err
-    assert nli_main(["export", "onnx", "--model", "tiny", "--ops", "silu,gelu", "-o", str(model_out)]) == 2
+    assert (
+        nli_main(["export", "onnx", "--model", "tiny", "--ops", "silu,gelu", "-o", str(model_out)])
+        == 2
+    )
     assert "unknown op(s) gelu" in capsys.readouterr().err
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tables, tmp_path):
     path = tmp_path / "sub" / "op.onnx"
     save_onnx(export_elementwise(tables["silu_wide"]), path)
-    save_onnx(export_elementwise(tables["exp_below0"]), path)   # overwrite in place
+    save_onnx(export_elementwise(tables["exp_below0"]), path)  # overwrite in place
     assert [p.name for p in path.parent.iterdir()] == ["op.onnx"]
     assert onnx.load(path).graph.initializer[0].name.startswith("exp.")
 
@@ -313,11 +447,14 @@ def test_smollm2_export_matches_torch_nli(tables):
     tabs = _nli_tables(tables)
     ops = ("silu", "rmsnorm", "softmax")
     sess = session(export_model(model, ops, tabs, "reduced"))
-    ids = torch.randint(0, model.cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5))
+    ids = torch.randint(
+        0, model.cfg.vocab_size, (1, 16), generator=torch.Generator().manual_seed(5)
+    )
     got = sess.run(None, {"input_ids": ids.numpy()})[0]
     with torch.no_grad():
-        want = substitute(model, ops=ops, variant="nli", tables=tabs, reciprocal_mode="reduced")(ids).numpy()
+        want = substitute(model, ops=ops, variant="nli", tables=tabs, reciprocal_mode="reduced")(
+            ids
+        ).numpy()
     scale = float(np.max(np.abs(want)))
     assert np.max(np.abs(got - want)) <= SMOLLM2_NLI_LOGITS_RTOL * scale
     assert np.mean(got.argmax(-1) == want.argmax(-1)) >= SMOLLM2_ARGMAX_AGREEMENT
-

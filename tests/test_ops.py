@@ -1,21 +1,37 @@
 """hw_sim.ops: Softmax, RMSNorm (numerics §4) and the reciprocal/rsqrt modes
 (section 5), bit for bit against the Fraction oracle on seeded and hypothesis rows."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import NvTable, nv32, nv_encode16, nv_inverse, nv_rmsnorm_row, nv_softmax_row
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from sim_tables import op_tables, standin_tables
 
 import hw_sim
-import nli
 from hw_sim import SimInputError
-
-from naive import nv32, nv_encode16, nv_inverse, nv_rmsnorm_row, nv_softmax_row, NvTable
-from sim_tables import op_tables, standin_tables
+import nli
 
 SEED = 1234
 ROW_SUM_TOL = 0.01  # |sum of a softmax row - 1| for the standin tables (FP16 outputs, coarse LUTs)
 MODES = ("direct", "reduced")
-SPECIAL16 = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7C00, 0xFC00, 0x7E00,
-             0x3C00, 0xBC00, 0x5800, 0xD800]
+SPECIAL16 = [
+    0x0000,
+    0x8000,
+    0x0001,
+    0x8001,
+    0x03FF,
+    0x0400,
+    0x7BFF,
+    0xFBFF,
+    0x7C00,
+    0xFC00,
+    0x7E00,
+    0x3C00,
+    0xBC00,
+    0x5800,
+    0xD800,
+]
 bits16 = st.one_of(st.integers(0, 0xFFFF), st.sampled_from(SPECIAL16))
 finite16 = st.integers(0, 0xFFFF).filter(lambda b: (b & 0x7C00) != 0x7C00)
 
@@ -42,7 +58,9 @@ def _rows(rng, n, count):
     anyb = rng.integers(0, 1 << 16, (count, n)).astype(np.uint16)
     anyb[((anyb & 0x7C00) == 0x7C00) & ((anyb & 0x3FF) != 0)] = 0x3C00  # drop NaNs here
     kinds.append(anyb)
-    sub = rng.integers(0, 0x400, (count, n)).astype(np.uint16) | (rng.integers(0, 2, (count, n)) << 15).astype(np.uint16)
+    sub = rng.integers(0, 0x400, (count, n)).astype(np.uint16) | (
+        rng.integers(0, 2, (count, n)) << 15
+    ).astype(np.uint16)
     kinds.append(sub)  # subnormals and zeros
     rows = np.concatenate(kinds)
     masked = rows.copy()
@@ -51,20 +69,39 @@ def _rows(rng, n, count):
 
 
 def _special_rows(n):
-    rows = [np.full(n, 0x3C00), np.full(n, 0xFC00), np.full(n, 0x0000), np.full(n, 0x7BFF), np.full(n, 0x0001)]
-    r = np.full(n, 0x3C00); r[n // 2] = 0x7E00; rows.append(r)             # NaN
-    r = np.full(n, 0x4000); r[0] = 0x7C00; rows.append(r)                  # +inf
-    r = np.full(n, 0xFC00); r[-1] = 0x8000; rows.append(r)                 # one -0, rest -inf
-    r = np.full(n, 0xFBFF); r[0] = 0x7BFF; rows.append(r)                  # -65504 vs 65504
+    rows = [
+        np.full(n, 0x3C00),
+        np.full(n, 0xFC00),
+        np.full(n, 0x0000),
+        np.full(n, 0x7BFF),
+        np.full(n, 0x0001),
+    ]
+    r = np.full(n, 0x3C00)
+    r[n // 2] = 0x7E00
+    rows.append(r)  # NaN
+    r = np.full(n, 0x4000)
+    r[0] = 0x7C00
+    rows.append(r)  # +inf
+    r = np.full(n, 0xFC00)
+    r[-1] = 0x8000
+    rows.append(r)  # one -0, rest -inf
+    r = np.full(n, 0xFBFF)
+    r[0] = 0x7BFF
+    rows.append(r)  # -65504 vs 65504
     return np.array(rows, dtype=np.uint16)
 
 
 def _softmax_oracle(rows, t, mode):
-    return np.array([nv_softmax_row(r, t[("exp", mode)], t[("reciprocal", mode)], mode) for r in rows], np.uint16)
+    return np.array(
+        [nv_softmax_row(r, t[("exp", mode)], t[("reciprocal", mode)], mode) for r in rows],
+        np.uint16,
+    )
 
 
 def _rmsnorm_oracle(rows, w, eps, t, mode):
-    return np.array([nv_rmsnorm_row(r, w, np.float32(eps), t[("rsqrt", mode)], mode) for r in rows], np.uint16)
+    return np.array(
+        [nv_rmsnorm_row(r, w, np.float32(eps), t[("rsqrt", mode)], mode) for r in rows], np.uint16
+    )
 
 
 def _softmax(rows, t, mode):
@@ -93,7 +130,7 @@ def test_softmax_long_rows(source, mode, n):
     t = TABLES[source]
     rng = np.random.default_rng(SEED + n)
     rows = (rng.standard_normal((2, n)) * 4).astype(np.float16).view(np.uint16)
-    rows[1, n // 3:] = 0xFC00
+    rows[1, n // 3 :] = 0xFC00
     assert np.array_equal(_softmax(rows, t, mode), _softmax_oracle(rows, t, mode))
 
 
@@ -112,10 +149,12 @@ def test_softmax_many_rows_parallel_path_and_shapes():
     y = hw_sim.softmax(x, t[("exp", "direct")], t[("reciprocal", "direct")], "direct")
     assert y.dtype == np.float16 and y.shape == x.shape
     flat = x.reshape(-1, 128).view(np.uint16)  # (4, 40, 128) -> (160, 128)
-    serial = np.concatenate([_softmax(flat[i:i + 1], t, "direct") for i in range(0, 160, 37)])
+    serial = np.concatenate([_softmax(flat[i : i + 1], t, "direct") for i in range(0, 160, 37)])
     assert np.array_equal(y.reshape(-1, 128).view(np.uint16)[::37], serial)
     pick = flat[::53]
-    assert np.array_equal(y.reshape(-1, 128).view(np.uint16)[::53], _softmax_oracle(pick, t, "direct"))
+    assert np.array_equal(
+        y.reshape(-1, 128).view(np.uint16)[::53], _softmax_oracle(pick, t, "direct")
+    )
 
 
 # ----------------------------------------------------------------------------- rmsnorm
@@ -145,8 +184,13 @@ def test_rmsnorm_long_rows(source, mode, n):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.data(), st.integers(1, 40), st.sampled_from(MODES), st.sampled_from(SOURCES),
-       st.floats(width=32, min_value=0.0, max_value=2.0 ** 100, allow_subnormal=True))
+@given(
+    st.data(),
+    st.integers(1, 40),
+    st.sampled_from(MODES),
+    st.sampled_from(SOURCES),
+    st.floats(width=32, min_value=0.0, max_value=2.0**100, allow_subnormal=True),
+)
 def test_rmsnorm_hypothesis(data, n, mode, source, eps):
     t = TABLES[source]
     row = data.draw(st.lists(bits16, min_size=n, max_size=n))
@@ -156,8 +200,31 @@ def test_rmsnorm_hypothesis(data, n, mode, source, eps):
 
 
 # ----------------------------------------------------------------------------- section 5
-FP32_SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 2.0, 4.0, 1.9999999, 3.9999998, 2.0 ** -149,
-                         2.0 ** -126, 3.4028235e38, 65504.0, 65520.0, 1e-8, -1.0, -2.5, 0.5, 0.25], np.float32)
+FP32_SPECIAL = np.array(
+    [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1.0,
+        2.0,
+        4.0,
+        1.9999999,
+        3.9999998,
+        2.0**-149,
+        2.0**-126,
+        3.4028235e38,
+        65504.0,
+        65520.0,
+        1e-8,
+        -1.0,
+        -2.5,
+        0.5,
+        0.25,
+    ],
+    np.float32,
+)
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -166,8 +233,13 @@ FP32_SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, 2.0, 4.0, 1.99
 def test_inverse_seeded(source, mode, fn):
     t = TABLES[source][(fn, mode)]
     rng = np.random.default_rng(SEED)
-    v = np.concatenate([FP32_SPECIAL, (2.0 ** rng.uniform(-150, 128, 600)).astype(np.float32),
-                        rng.uniform(0.9, 4.1, 300).astype(np.float32)])
+    v = np.concatenate(
+        [
+            FP32_SPECIAL,
+            (2.0 ** rng.uniform(-150, 128, 600)).astype(np.float32),
+            rng.uniform(0.9, 4.1, 300).astype(np.float32),
+        ]
+    )
     got = getattr(hw_sim, fn)(v, t, mode).view(np.uint16)
     nt = NvTable(t)
     want = [nv_encode16(nv_inverse(nv32(int(b)), nt, mode, fn)) for b in v.view(np.uint32)]
@@ -175,8 +247,11 @@ def test_inverse_seeded(source, mode, fn):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True),
-       st.sampled_from(MODES), st.sampled_from(["reciprocal", "rsqrt"]))
+@given(
+    st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True),
+    st.sampled_from(MODES),
+    st.sampled_from(["reciprocal", "rsqrt"]),
+)
 def test_inverse_hypothesis(v, mode, fn):
     t = TABLES["standin"][(fn, mode)]
     v32 = np.array([v], np.float32)
@@ -223,8 +298,12 @@ def test_uint16_and_float16_inputs_agree_and_input_is_untouched():
     x = (rng.standard_normal((3, 9)) * 3).astype(np.float16)
     before = x.copy()
     a = hw_sim.softmax(x, t[("exp", "reduced")], t[("reciprocal", "reduced")], "reduced")
-    b = hw_sim.softmax(x.view(np.uint16), t[("exp", "reduced")], t[("reciprocal", "reduced")], "reduced")
-    assert np.array_equal(a.view(np.uint16), b.view(np.uint16)) and np.array_equal(x.view(np.uint16), before.view(np.uint16))
+    b = hw_sim.softmax(
+        x.view(np.uint16), t[("exp", "reduced")], t[("reciprocal", "reduced")], "reduced"
+    )
+    assert np.array_equal(a.view(np.uint16), b.view(np.uint16)) and np.array_equal(
+        x.view(np.uint16), before.view(np.uint16)
+    )
     w = np.ones(9, np.float16)
     c = hw_sim.rmsnorm(x, w, 1e-5, t[("rsqrt", "direct")], "direct")
     d = hw_sim.rmsnorm(x.view(np.uint16), w.view(np.uint16), 1e-5, t[("rsqrt", "direct")], "direct")
@@ -250,16 +329,34 @@ def _mismatches():
     e, rr, rd = s["exp_below0"], s["recip_reduced"], s["recip_direct"]
     qr, qd, silu = s["rsqrt_single"], s["rsqrt_direct"], s["silu_wide"]
     return [
-        ("softmax", "reciprocal", rr, "direct", "reciprocal"),    # reduced-domain table in direct mode
-        ("softmax", "reciprocal", rd, "reduced", "reciprocal"),   # direct table in reduced mode
-        ("softmax", "reciprocal", _span_table("reciprocal", 1, 1.5), "reduced", "reciprocal"),  # misses [1.5, 2)
-        ("softmax", "reciprocal", e, "direct", "exp"),            # exp where a reciprocal is expected
+        (
+            "softmax",
+            "reciprocal",
+            rr,
+            "direct",
+            "reciprocal",
+        ),  # reduced-domain table in direct mode
+        ("softmax", "reciprocal", rd, "reduced", "reciprocal"),  # direct table in reduced mode
+        (
+            "softmax",
+            "reciprocal",
+            _span_table("reciprocal", 1, 1.5),
+            "reduced",
+            "reciprocal",
+        ),  # misses [1.5, 2)
+        ("softmax", "reciprocal", e, "direct", "exp"),  # exp where a reciprocal is expected
         ("softmax", "reciprocal", qr, "reduced", "rsqrt"),
-        ("softmax", "exp", rd, "direct", "reciprocal"),           # a reciprocal where exp is expected
+        ("softmax", "exp", rd, "direct", "reciprocal"),  # a reciprocal where exp is expected
         ("softmax", "exp", silu, "reduced", "silu"),
         ("rmsnorm", "rsqrt", qr, "direct", "rsqrt"),
         ("rmsnorm", "rsqrt", qd, "reduced", "rsqrt"),
-        ("rmsnorm", "rsqrt", _span_table("rsqrt", 1, 2), "reduced", "rsqrt"),  # the reciprocal's [1, 2]
+        (
+            "rmsnorm",
+            "rsqrt",
+            _span_table("rsqrt", 1, 2),
+            "reduced",
+            "rsqrt",
+        ),  # the reciprocal's [1, 2]
         ("rmsnorm", "rsqrt", rr, "reduced", "reciprocal"),
         ("rmsnorm", "rsqrt", e, "direct", "exp"),
     ]
@@ -267,13 +364,20 @@ def _mismatches():
 
 def _call(name, slot, table, mode, f32=False):
     s = standin_tables()
-    good = {"exp": s["exp_below0"], "reciprocal": s["recip_" + mode],
-            "rsqrt": s["rsqrt_single" if mode == "reduced" else "rsqrt_direct"]}
+    good = {
+        "exp": s["exp_below0"],
+        "reciprocal": s["recip_" + mode],
+        "rsqrt": s["rsqrt_single" if mode == "reduced" else "rsqrt_direct"],
+    }
     good[slot] = table
-    x = (np.random.default_rng(SEED).standard_normal((3, 8)) * 3).astype(np.float32 if f32 else np.float16)
+    x = (np.random.default_rng(SEED).standard_normal((3, 8)) * 3).astype(
+        np.float32 if f32 else np.float16
+    )
     w = np.ones(8, np.float16)
     if name == "softmax":
-        return (hw_sim.softmax_f32 if f32 else hw_sim.softmax)(x, good["exp"], good["reciprocal"], mode)
+        return (hw_sim.softmax_f32 if f32 else hw_sim.softmax)(
+            x, good["exp"], good["reciprocal"], mode
+        )
     return (hw_sim.rmsnorm_f32 if f32 else hw_sim.rmsnorm)(x, w, 1e-5, good["rsqrt"], mode)
 
 
@@ -291,7 +395,11 @@ def test_tables_that_fit_are_accepted():
     s = standin_tables()
     for mode in MODES:
         for name, slot in (("softmax", "reciprocal"), ("rmsnorm", "rsqrt")):
-            table = s["recip_" + mode] if slot == "reciprocal" else s["rsqrt_single" if mode == "reduced" else "rsqrt_direct"]
+            table = (
+                s["recip_" + mode]
+                if slot == "reciprocal"
+                else s["rsqrt_single" if mode == "reduced" else "rsqrt_direct"]
+            )
             assert np.all(np.isfinite(_call(name, slot, table, mode)))
     # the silent misuse the check prevents: a reduced table in direct mode gives rows that do not sum to 1
     x = np.zeros((1, 4), np.float16)

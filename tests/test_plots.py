@@ -4,6 +4,7 @@ number of decades, and tick labels that do not overlap once drawn.
 The figure builders (hw_sim.plots.error_figure, moe.plots.expert_load_figure,
 engine.demo.perplexity_figure) return the Figure; the PNG writers only save it.
 """
+
 import math
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,8 +35,10 @@ def assert_readable(fig):
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
-        for name, lim, scale, axis in (("x", ax.get_xlim(), ax.get_xscale(), ax.xaxis),
-                                       ("y", ax.get_ylim(), ax.get_yscale(), ax.yaxis)):
+        for name, lim, scale, axis in (
+            ("x", ax.get_xlim(), ax.get_xscale(), ax.xaxis),
+            ("y", ax.get_ylim(), ax.get_yscale(), ax.yaxis),
+        ):
             lo, hi = sorted(lim)
             assert math.isfinite(lo) and math.isfinite(hi) and lo < hi, (ax.get_title(), name, lim)
             if scale == "log":
@@ -45,13 +48,18 @@ def assert_readable(fig):
                 assert _decades(lo, hi, lt) <= 2 * MAX_LOG_DECADES, (ax.get_title(), name, lim)
             labels = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
             if scale == "symlog":
-                assert len(labels) <= MAX_SYMLOG_LABELS, (ax.get_title(), name, [t.get_text() for t in labels])
+                assert len(labels) <= MAX_SYMLOG_LABELS, (
+                    ax.get_title(),
+                    name,
+                    [t.get_text() for t in labels],
+                )
             boxes = [t.get_window_extent(renderer) for t in labels]
             for i in range(len(boxes)):
                 for j in range(i + 1, len(boxes)):
                     assert not boxes[i].overlaps(boxes[j]), (
                         f"{ax.get_title()!r} {name}: tick labels {labels[i].get_text()!r} and "
-                        f"{labels[j].get_text()!r} overlap")
+                        f"{labels[j].get_text()!r} overlap"
+                    )
 
 
 def test_error_figure_of_the_shipped_silu_table():
@@ -67,7 +75,7 @@ def test_error_figure_of_narrow_and_one_sided_domains(fn_mode):
 def test_error_figure_bounds_extreme_relative_errors():
     """Relative errors of 0, 1e-316 (a float64 residue), 1e12, inf and NaN, as a broken table
     gives, stay inside [REL_FLOOR_PLOT, REL_CEIL_PLOT] on the plot."""
-    x = np.concatenate([-np.geomspace(65504, 2 ** -24, 500), [0.0], np.geomspace(2 ** -24, 65504, 500)])
+    x = np.concatenate([-np.geomspace(65504, 2**-24, 500), [0.0], np.geomspace(2**-24, 65504, 500)])
     rng = np.random.default_rng(0)
     ulp = rng.integers(0, 20000, x.size).astype(np.int32)
     ulp[::97] = -1
@@ -80,23 +88,47 @@ def test_error_figure_bounds_extreme_relative_errors():
 
 
 def test_perplexity_figure_with_nan_and_huge_changes():
-    modes = {"fp16": -1.7e-5, "nli": -6.1e-6, "nli_direct": float("nan"), "published": 3.7e-5,
-             "published_direct": float("nan"), "baseline:uniform": 439.0, "baseline:curvature": -5.9e-4,
-             "baseline:nnlut": 13.6}
-    res = {"tokens": 1023, "ppl_ref": 17.04, "modes": {k: {"ppl_rel_change": v} for k, v in modes.items()}}
+    modes = {
+        "fp16": -1.7e-5,
+        "nli": -6.1e-6,
+        "nli_direct": float("nan"),
+        "published": 3.7e-5,
+        "published_direct": float("nan"),
+        "baseline:uniform": 439.0,
+        "baseline:curvature": -5.9e-4,
+        "baseline:nnlut": 13.6,
+    }
+    res = {
+        "tokens": 1023,
+        "ppl_ref": 17.04,
+        "modes": {k: {"ppl_rel_change": v} for k, v in modes.items()},
+    }
     assert_readable(perplexity_figure(res))
 
 
 def test_perplexity_figure_with_tiny_changes_only():
-    res = {"tokens": 511, "ppl_ref": 9.0, "modes": {"nli": {"ppl_rel_change": 0.0}, "fp16": {"ppl_rel_change": 1e-9}}}
+    res = {
+        "tokens": 511,
+        "ppl_ref": 9.0,
+        "modes": {"nli": {"ppl_rel_change": 0.0}, "fp16": {"ppl_rel_change": 1e-9}},
+    }
     assert_readable(perplexity_figure(res))
 
 
-@pytest.mark.parametrize("labels,layers,experts", [(("ref", "nli"), 8, 8), (("sparse", "drop", "partition", "spri", "cluster"), 8, 8),
-                                                   (("a",), 2, 16)])
+@pytest.mark.parametrize(
+    "labels,layers,experts",
+    [
+        (("ref", "nli"), 8, 8),
+        (("sparse", "drop", "partition", "spri", "cluster"), 8, 8),
+        (("a",), 2, 16),
+    ],
+)
 def test_expert_load_figure(labels, layers, experts):
     rng = np.random.default_rng(1)
-    loads = {lab: {str(22 + i): list(rng.dirichlet(np.ones(experts))) for i in range(layers)} for lab in labels}
+    loads = {
+        lab: {str(22 + i): list(rng.dirichlet(np.ones(experts))) for i in range(layers)}
+        for lab in labels
+    }
     assert_readable(expert_load_figure(loads, "expert load"))
 
 
@@ -109,6 +141,6 @@ def test_readability_check_catches_crowded_symlog_ticks():
     ax = fig.subplots()
     x = np.linspace(-65504, 65504, 100)
     ax.plot(x, x)
-    ax.set_xscale("symlog", linthresh=2.0 ** -14)
+    ax.set_xscale("symlog", linthresh=2.0**-14)
     with pytest.raises(AssertionError):
         assert_readable(fig)

@@ -1,4 +1,5 @@
 """The README's Python example runs as written (tiny model, thinned solve: a few seconds)."""
+
 import os
 from pathlib import Path
 import re
@@ -20,9 +21,18 @@ def test_readme_has_one_python_example_of_at_most_fifteen_lines():
 
 def test_readme_python_example_runs(tmp_path):
     code = python_blocks((ROOT / "README.md").read_text())[0]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                       timeout=600)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
     # the unit's SiLU of [-4, -1, 0, 0.5, 3] (8 pieces on [-8, 8]) is within 0.05 of the exact values

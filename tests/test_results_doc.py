@@ -1,5 +1,6 @@
 """docs/results.md and the README's headline table are what benchmarks/readme_tables.py makes
 from the committed benchmark JSON: regenerate and compare, so neither can go stale."""
+
 from pathlib import Path
 import re
 import subprocess
@@ -11,9 +12,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def _run(*args):
     import os
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme_tables.py"), *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "readme_tables.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_results_doc_and_readme_headline_are_regenerated_exactly():

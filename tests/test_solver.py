@@ -1,13 +1,15 @@
 """The DP solver (nli/solver.py) and its segment costs (nli/objective.py) against
 brute-force oracles in tests/naive.py: point-by-point costs, a plain DP over every
 cutpoint choice, and exhaustive enumeration on tiny grids."""
+
 import math
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from naive import naive_cost, naive_enumerate, naive_point_errors, naive_solve
 import numpy as np
 import pytest
 
-from naive import naive_cost, naive_enumerate, naive_point_errors, naive_solve
 from nli.functions import FUNCTIONS, get_function
 from nli.grid import DomainError, fp16_grid
 from nli.objective import clamp_costs, cost_of_cutpoints, grid_arrays, segment_cost
@@ -30,7 +32,7 @@ def _anchored_domain(name, n, where, offset):
     f = get_function(name)
     x, _ = fp16_grid(*f.default_domain)
     ok = np.flatnonzero(np.abs(f(x)) < 65520)
-    x = x[ok[0]:ok[-1] + 1]
+    x = x[ok[0] : ok[-1] + 1]
     infl = [p for p in f.inflections if x[0] < p < x[-1]]
     if infl and where < len(infl):
         centre = int(np.searchsorted(x, infl[where]))
@@ -47,9 +49,15 @@ layouts = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(sorted(FUNCTIONS)), n=st.integers(12, 70), layout=layouts,
-       where=st.integers(0, 3), offset=st.floats(0.0, 1.0), objective=st.sampled_from(OBJECTIVES),
-       quantized=st.booleans())
+@given(
+    name=st.sampled_from(sorted(FUNCTIONS)),
+    n=st.integers(12, 70),
+    layout=layouts,
+    where=st.integers(0, 3),
+    offset=st.floats(0.0, 1.0),
+    objective=st.sampled_from(OBJECTIVES),
+    quantized=st.booleans(),
+)
 def test_solver_matches_brute_force_dp(name, n, layout, where, offset, objective, quantized):
     lo, hi = _anchored_domain(name, n, where, offset)
     lay = Layout.parse(layout)
@@ -68,18 +76,25 @@ def test_solver_matches_brute_force_dp(name, n, layout, where, offset, objective
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("name,domain,bins", [
-    ("silu", (-2.42, -2.38), (1, 3, 1)),     # across silu's inflection
-    ("tanh", (-0.0003, 0.0004), (2, 2)),       # across 0, dense FP16 grid
-    ("exp", (-3.0, -2.98), (1, 1, 1)),
-])
+@pytest.mark.parametrize(
+    "name,domain,bins",
+    [
+        ("silu", (-2.42, -2.38), (1, 3, 1)),  # across silu's inflection
+        ("tanh", (-0.0003, 0.0004), (2, 2)),  # across 0, dense FP16 grid
+        ("exp", (-3.0, -2.98), (1, 1, 1)),
+    ],
+)
 def test_brute_force_dp_matches_enumeration(name, domain, bins, objective):
     """The DP oracle itself agrees with trying every cutpoint tuple (tiny grids)."""
     fn = get_function(name)
     x, _ = fp16_grid(*domain)
     x = x[:16]
-    assert math.isclose(naive_solve(fn, x, bins, objective), naive_enumerate(fn, x, bins, objective),
-                        rel_tol=1e-12, abs_tol=1e-18)
+    assert math.isclose(
+        naive_solve(fn, x, bins, objective),
+        naive_enumerate(fn, x, bins, objective),
+        rel_tol=1e-12,
+        abs_tol=1e-18,
+    )
     r = solve(name, Layout("t", bins), objective, domain=(x[0], x[-1]))
     assert close(r.objective_value, naive_enumerate(fn, x, bins, objective))
 
@@ -103,9 +118,9 @@ def test_segment_costs_on_the_full_grid(name):
             assert close(segment_cost(G, j, k, B, "max"), max(errs))
     L, R = clamp_costs(G, "paper")
     fx = fn(x)
-    w = np.maximum(np.abs(fx), 2.0 ** -14)
+    w = np.maximum(np.abs(fx), 2.0**-14)
     for k in rng.integers(0, x.size, 5):
-        assert close(L[k], float(np.mean(np.abs(fx[:k + 1] - fx[k]) / w[:k + 1])))
+        assert close(L[k], float(np.mean(np.abs(fx[: k + 1] - fx[k]) / w[: k + 1])))
         assert close(R[k], float(np.mean(np.abs(fx[k:] - fx[k]) / w[k:])))
 
 
@@ -138,7 +153,7 @@ def test_fp16_tables_keep_mul_finite():
 
 
 def test_cutpoints_avoid_points_where_f_overflows_fp16():
-    r = solve("reciprocal", "single:3", "max", domain=(2.0 ** -24, 1e-4))
+    r = solve("reciprocal", "single:3", "max", domain=(2.0**-24, 1e-4))
     assert r.cutpoints.view(np.float16).astype(np.float64)[0] >= 1 / 65520
     table_from_result(r)  # LUT finite
 
@@ -172,13 +187,12 @@ def test_cutpoints_cost_scores_off_grid_cutpoints_like_the_solver():
         assert close(cutpoints_cost(fn, x, x[r.cut_idx], r.layout.bins, obj), exact)
     # cutpoints beyond the grid: empty clamp sets cost nothing
     c = np.array([-4.0, -2.0, 0.5])
-    assert close(cutpoints_cost(fn, x, c, [1, 1], "paper"),
-                 naive_cost_offgrid(fn, x, c))
+    assert close(cutpoints_cost(fn, x, c, [1, 1], "paper"), naive_cost_offgrid(fn, x, c))
 
 
 def naive_cost_offgrid(fn, x, c):
     f = fn(x)
-    w = np.maximum(np.abs(f), 2.0 ** -14)
+    w = np.maximum(np.abs(f), 2.0**-14)
     total = 0.0
     for a, b in zip(c[:-1], c[1:]):
         m = (x >= a) & (x <= b)

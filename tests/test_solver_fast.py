@@ -1,6 +1,7 @@
 """The solver's fast path (nli/dp_layer.py block kernel for single-bin layers) against the
 plain DP (the general layer kernel only, itself checked against tests/naive.py in
 tests/test_solver.py) and against nli.objective's segment costs, bit for bit."""
+
 import numpy as np
 import pytest
 
@@ -19,15 +20,21 @@ CASES = [
     ("silu", (-3.0, -1.75)),
     ("silu", (2.0, 3.5)),
     ("gelu", (-1.6, -1.2)),
-    ("tanh", (-2.0 ** -16, 2.0 ** -15)),
-    ("sigmoid", (-2.0 ** -15, 2.0 ** -16)),
+    ("tanh", (-(2.0**-16), 2.0**-15)),
+    ("sigmoid", (-(2.0**-15), 2.0**-16)),
     ("exp", (-6.0, -2.0)),
     ("softplus", (1.0, 2.5)),
     ("reciprocal", (0.75, 2.0)),
 ]
 # (objective, LUT rounding in the objective, minimum macro-interval width per bin)
-SETTINGS = [("paper", False, 0.0), ("paper", False, 0.02), ("mean", False, 0.0), ("mean", True, 0.0),
-            ("paper", True, 0.0), ("max", False, 0.0)]
+SETTINGS = [
+    ("paper", False, 0.0),
+    ("paper", False, 0.02),
+    ("mean", False, 0.0),
+    ("mean", True, 0.0),
+    ("paper", True, 0.0),
+    ("max", False, 0.0),
+]
 
 
 def close(a, b):
@@ -94,7 +101,9 @@ def test_chord_block_is_bit_identical_to_seg_cost(name, domain, objective):
         m = min(CHUNK, k - j0)
         js = [j for j in range(j0, j0 + m) if not any(x[j] < p < x[k] for p in fn.inflections)]
         _chord_block(G.A, Dp, j0, m, k, k, inv_n, buf, slope)
-        want = np.array([Dp[j] + _seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, 1, o, np.inf) for j in js])
+        want = np.array(
+            [Dp[j] + _seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, 1, o, np.inf) for j in js]
+        )
         got = buf[np.array(js, dtype=np.int64) - j0] if js else np.zeros(0)
         assert np.array_equal(got, want)
 
@@ -102,6 +111,7 @@ def test_chord_block_is_bit_identical_to_seg_cost(name, domain, objective):
 # ----------------------------------------------------------------------------- many-bin segments
 # The bin edges of a B-bin segment are located with _ceil_index (integer ops on the float64
 # bit pattern); these pin it and the many-bin costs that use it to independent oracles.
+
 
 def test_ceil_index_matches_searchsorted_one_ulp_around_every_encoding():
     """Every finite FP16 value, its float64 neighbours one ulp either side, midpoints,
@@ -111,22 +121,37 @@ def test_ceil_index_matches_searchsorted_one_ulp_around_every_encoding():
 
     v = f16_bits_to_f64(all_finite_f16_bits())
     rng = np.random.default_rng(5)
-    probes = np.concatenate([v, np.nextafter(v, np.inf), np.nextafter(v, -np.inf), (v[1:] + v[:-1]) / 2,
-                             [0.0, -0.0, 65520.0, -65520.0, 1e9, -1e9, 2.0 ** -25, -2.0 ** -25],
-                             rng.standard_normal(20000) * 10.0 ** rng.uniform(-9, 5, 20000)])
-    for domain in [(-65504.0, 65504.0), (-16.0, -0.5), (2.0 ** -20, 3.0)]:
+    probes = np.concatenate(
+        [
+            v,
+            np.nextafter(v, np.inf),
+            np.nextafter(v, -np.inf),
+            (v[1:] + v[:-1]) / 2,
+            [0.0, -0.0, 65520.0, -65520.0, 1e9, -1e9, 2.0**-25, -(2.0**-25)],
+            rng.standard_normal(20000) * 10.0 ** rng.uniform(-9, 5, 20000),
+        ]
+    )
+    for domain in [(-65504.0, 65504.0), (-16.0, -0.5), (2.0**-20, 3.0)]:
         x, _ = fp16_grid(*domain)
         G = grid_arrays(get_function("silu"), x)
         got = np.array([_ceil_index(G.ord0, G.n, t) for t in probes])
         assert np.array_equal(got, np.searchsorted(x, probes, side="left")), domain
 
 
-@pytest.mark.parametrize("name,domain", [("silu", (-65504.0, 65504.0)), ("silu", (-16.0, -0.5)),
-                                         ("gelu", (-3.0, 2.0)), ("exp", (-6.0, -2.0))])
+@pytest.mark.parametrize(
+    "name,domain",
+    [
+        ("silu", (-65504.0, 65504.0)),
+        ("silu", (-16.0, -0.5)),
+        ("gelu", (-3.0, 2.0)),
+        ("exp", (-6.0, -2.0)),
+    ],
+)
 def test_32_bin_segment_cost_matches_point_by_point(name, domain):
     """segment_cost with 32 bins against tests/naive.py's point errors, on random
     segments (spanning 0 and inflection points on the silu / gelu grids)."""
     from naive import naive_point_errors
+
     from nli.objective import segment_cost
 
     fn, x, G, ok = _grid(name, domain)
@@ -140,8 +165,9 @@ def test_32_bin_segment_cost_matches_point_by_point(name, domain):
             assert close(segment_cost(G, j, k, 32, objective), want), (j, k, objective)
 
 
-@pytest.mark.parametrize("name,domain", [("silu", (-65504.0, 65504.0)), ("gelu", (-3.0, 2.0)),
-                                         ("exp", (-6.0, -2.0))])
+@pytest.mark.parametrize(
+    "name,domain", [("silu", (-65504.0, 65504.0)), ("gelu", (-3.0, 2.0)), ("exp", (-6.0, -2.0))]
+)
 def test_one_bin_alone_is_what_the_segment_sum_adds(name, domain):
     """nli.objective._bin_raw (the hot-bin lower bound of the DP layer) per bin m: the bins
     together give the segment's raw sum (max), and each is at most it, for every objective
@@ -157,14 +183,23 @@ def test_one_bin_alone_is_what_the_segment_sum_adds(name, domain):
             for use_max in (False, True):
                 for quant in (False, True):
                     raw = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, use_max, quant, np.inf)[0]
-                    bins = [_bin_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, m, use_max, quant, np.inf)
-                            for m in range(1, B + 1)]
-                    assert close(max(bins) if use_max else sum(bins), raw), (j, k, B, use_max, quant)
+                    bins = [
+                        _bin_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, m, use_max, quant, np.inf)
+                        for m in range(1, B + 1)
+                    ]
+                    assert close(max(bins) if use_max else sum(bins), raw), (
+                        j,
+                        k,
+                        B,
+                        use_max,
+                        quant,
+                    )
                     assert max(bins) <= raw * (1 + COST_REL_TOL) + COST_ABS_TOL
 
 
-@pytest.mark.parametrize("name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)),
-                                         ("exp", (-6.0, -4.0))])
+@pytest.mark.parametrize(
+    "name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)), ("exp", (-6.0, -4.0))]
+)
 @pytest.mark.parametrize("layout", ["paper", "two-level:3:32"])
 def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
     """Paper-like layouts (32-bin layers between single-bin ones): fast DP == plain DP."""
@@ -180,8 +215,10 @@ def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
         assert close(cost_of_cutpoints(G, idx, bins, objective), plain)
 
 
-@pytest.mark.parametrize("name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -0.75)),
-                                         ("tanh", (-2.0 ** -16, 2.0 ** -15))])
+@pytest.mark.parametrize(
+    "name,domain",
+    [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -0.75)), ("tanh", (-(2.0**-16), 2.0**-15))],
+)
 @pytest.mark.parametrize("objective", ["paper", "mean"])
 def test_general_layer_equals_every_pair_minimum(name, domain, objective):
     """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit, by the
@@ -205,7 +242,23 @@ def test_general_layer_equals_every_pair_minimum(name, domain, objective):
         cand = np.arange(G.n, dtype=np.int64)
         live = cand[np.isfinite(Dp)]
         out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
-        _layer(G.A, G.I, G.R, G.infl, G.C, Dp, B, o, cand, live, numba.get_num_threads(), np.inf, 0.0, out, arg)
+        _layer(
+            G.A,
+            G.I,
+            G.R,
+            G.infl,
+            G.C,
+            Dp,
+            B,
+            o,
+            cand,
+            live,
+            numba.get_num_threads(),
+            np.inf,
+            0.0,
+            out,
+            arg,
+        )
         assert np.array_equal(out, want), (B, np.flatnonzero(out != want)[:5])
         has = arg >= 0
         assert np.array_equal(Dp[arg[has]] + cost[arg[has], np.flatnonzero(has)], want[has])
@@ -248,8 +301,16 @@ def test_rightmost_bin_bound_is_not_used_across_an_inflection(objective):
     x, _ = fp16_grid(256.0, 272.0)
     G = grid_arrays(fn, x)
     bins = Layout.parse("single:3").bins
-    plain, idx = _solve_grid(G, bins, objective_code(objective), 1, np.ones(x.size, dtype=bool),
-                             [0.0] * len(bins), None, fast=False)
+    plain, idx = _solve_grid(
+        G,
+        bins,
+        objective_code(objective),
+        1,
+        np.ones(x.size, dtype=bool),
+        [0.0] * len(bins),
+        None,
+        fast=False,
+    )
     want = naive_solve(fn, x, bins, objective)
     assert close(plain, want), (plain, want)
     assert close(cost_of_cutpoints(G, idx, bins, objective), want)
@@ -272,7 +333,9 @@ def test_hot_bin_skip_keeps_the_brute_force_optimum(objective):
     fn, x, G, ok = _grid("silu", (2.33203125, 2.466796875))
     assert x.size == 70 and G.infl.size == 1
     bins = Layout.parse("two-level:2:2").bins
-    plain, idx = _solve_grid(G, bins, objective_code(objective), 1, ok, [0.0] * len(bins), None, fast=False)
+    plain, idx = _solve_grid(
+        G, bins, objective_code(objective), 1, ok, [0.0] * len(bins), None, fast=False
+    )
     want = naive_solve(fn, x, bins, objective)
     assert close(plain, want), (plain, want)
     assert close(cost_of_cutpoints(G, idx, bins, objective), want)

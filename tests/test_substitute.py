@@ -1,18 +1,18 @@
 """engine.substitution: the nli/baseline ops equal hw_sim bit for bit on the same FP16 inputs
 (the fused float32 kernels and the model's actual op calls), -inf masks give exact zeros,
 the fp16 mode is correctly rounded, and substitution copies without touching the original."""
+
+from engine_tables import engine_tables
+from naive import naive_fp16_rmsnorm_bits, naive_fp16_silu_bits, naive_fp16_softmax_bits
 import numpy as np
 import pytest
 import torch
 
 import engine
-import hw_sim
-from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
 from engine.model import REF_OPS, OpSet
 from engine.substitution import Fp16Ops, UnitOps, make_ops, substitute
-
-from engine_tables import engine_tables
-from naive import naive_fp16_rmsnorm_bits, naive_fp16_silu_bits, naive_fp16_softmax_bits
+import hw_sim
+from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
 
 MODES = ("reduced", "direct")
 ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -30,17 +30,17 @@ def special_rows(n: int, rng) -> np.ndarray:
     FP16 subnormals, +-0, values that need rounding to FP16, huge magnitudes."""
     rows = [rng.standard_normal(n) * s for s in (0.01, 1, 4, 30, 300)]
     r = rng.standard_normal(n) * 3
-    r[n // 2:] = -np.inf
+    r[n // 2 :] = -np.inf
     rows.append(r)
     r = rng.standard_normal(n)
     r[min(1, n - 1)] = np.nan
     rows.append(r)
     rows.append(np.full(n, -np.inf))
-    rows.append(np.full(n, -1e6))                        # finite, but every FP16 input is -inf
+    rows.append(np.full(n, -1e6))  # finite, but every FP16 input is -inf
     r = rng.standard_normal(n)
-    r[min(2, n - 1)], r[min(3, n - 1)] = 7e4, -7e4       # RNE16 overflows
+    r[min(2, n - 1)], r[min(3, n - 1)] = 7e4, -7e4  # RNE16 overflows
     rows.append(r)
-    rows.append(rng.integers(-1023, 1024, n) * 2.0 ** -24)  # subnormals and zeros
+    rows.append(rng.integers(-1023, 1024, n) * 2.0**-24)  # subnormals and zeros
     r = np.zeros(n)
     r[::2] = -0.0
     rows.append(r)
@@ -53,11 +53,15 @@ def special_rows(n: int, rng) -> np.ndarray:
 def test_elementwise_fused_equals_hw_sim_all_inputs():
     t = engine_tables()["silu"]
     x32 = ALL16.view(np.float16).astype(np.float32)
-    assert np.array_equal(bits_of(run_elementwise_f32(t, x32)), hw_sim.run_elementwise(t, ALL16).view(np.uint16))
+    assert np.array_equal(
+        bits_of(run_elementwise_f32(t, x32)), hw_sim.run_elementwise(t, ALL16).view(np.uint16)
+    )
     rng = np.random.default_rng(RNG_SEED)  # float32 inputs between FP16 values: rounded first
     x = (rng.standard_normal(50_000) * rng.choice([1e-6, 1, 100, 1e4], 50_000)).astype(np.float32)
-    assert np.array_equal(bits_of(run_elementwise_f32(t, x)),
-                          hw_sim.run_elementwise(t, x.astype(np.float16)).view(np.uint16))
+    assert np.array_equal(
+        bits_of(run_elementwise_f32(t, x)),
+        hw_sim.run_elementwise(t, x.astype(np.float16)).view(np.uint16),
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -66,7 +70,9 @@ def test_softmax_fused_equals_hw_sim(mode, n):
     tb = engine_tables(mode)
     x = special_rows(n, np.random.default_rng(RNG_SEED + n))
     with np.errstate(over="ignore"):
-        want = hw_sim.softmax(x.astype(np.float16), tb["exp"], tb["reciprocal"], mode).view(np.uint16)
+        want = hw_sim.softmax(x.astype(np.float16), tb["exp"], tb["reciprocal"], mode).view(
+            np.uint16
+        )
     got = bits_of(softmax_f32(x, tb["exp"], tb["reciprocal"], mode))
     assert np.array_equal(got, want)
 
@@ -119,7 +125,9 @@ def test_model_ops_equal_hw_sim_bits(mode):
     with torch.no_grad():
         sub(ids * 1)
     seen = {c[0] for c in cap.calls}
-    assert seen == {"silu", "rmsnorm", "softmax"} and len(cap.calls) == 2 * 4 + 1  # per layer: 2 norms, softmax, silu; final norm
+    assert (
+        seen == {"silu", "rmsnorm", "softmax"} and len(cap.calls) == 2 * 4 + 1
+    )  # per layer: 2 norms, softmax, silu; final norm
     for op, x, w, eps, y in cap.calls:
         x16 = x.numpy().astype(np.float16)
         if op == "silu":
@@ -129,7 +137,9 @@ def test_model_ops_equal_hw_sim_bits(mode):
             masked = torch.isneginf(x)
             assert masked.any() and (y[masked] == 0).all() and not torch.signbit(y[masked]).any()
         else:
-            want = hw_sim.rmsnorm(x16, w.detach().numpy().astype(np.float16), eps, tb["rsqrt"], mode)
+            want = hw_sim.rmsnorm(
+                x16, w.detach().numpy().astype(np.float16), eps, tb["rsqrt"], mode
+            )
         assert y.dtype == torch.float32
         assert np.array_equal(bits_of(y), want.view(np.uint16)), op
 
@@ -155,7 +165,12 @@ def test_softmax_mask_gives_exact_zeros():
 
 # ----------------------------------------------------------------------------- fp16 mode
 def test_fp16_silu_correctly_rounded_all_inputs():
-    got = Fp16Ops().silu(torch.from_numpy(ALL16.view(np.float16).astype(np.float32))).numpy().astype(np.float16)
+    got = (
+        Fp16Ops()
+        .silu(torch.from_numpy(ALL16.view(np.float16).astype(np.float32)))
+        .numpy()
+        .astype(np.float16)
+    )
     want = naive_fp16_silu_bits(ALL16)
     both_nan = np.isnan(got) & np.isnan(want.view(np.float16))
     assert np.array_equal(got.view(np.uint16)[~both_nan], want[~both_nan])
@@ -169,8 +184,13 @@ def test_fp16_softmax_and_rmsnorm_correctly_rounded():
     w = rng.uniform(-2, 2, 24).astype(np.float16)
     ops = Fp16Ops()
     sm = bits_of(ops.softmax(torch.from_numpy(x.astype(np.float32))))
-    rms = bits_of(ops.rmsnorm(torch.from_numpy(x[[0, 1, 3, 4, 5]].astype(np.float32)),
-                              torch.from_numpy(w.astype(np.float32)), 1e-5))
+    rms = bits_of(
+        ops.rmsnorm(
+            torch.from_numpy(x[[0, 1, 3, 4, 5]].astype(np.float32)),
+            torch.from_numpy(w.astype(np.float32)),
+            1e-5,
+        )
+    )
     for i, row in enumerate(x):
         assert np.array_equal(sm[i], naive_fp16_softmax_bits(row))
     for i, row in enumerate(x[[0, 1, 3, 4, 5]]):
@@ -184,13 +204,17 @@ def test_substitute_copies_and_routes():
     with torch.no_grad():
         ref = model(ids)
         sub = substitute(model, ops=("silu",), variant="fp16")
-        assert model.ops is REF_OPS and all(m.ops is REF_OPS for m in model.modules() if hasattr(m, "ops"))
-        assert sub.embed.weight is model.embed.weight           # weights shared, not copied
+        assert model.ops is REF_OPS and all(
+            m.ops is REF_OPS for m in model.modules() if hasattr(m, "ops")
+        )
+        assert sub.embed.weight is model.embed.weight  # weights shared, not copied
         assert sub.layers[0].attn.ops.routes.keys() == {"silu"}
         x = torch.randn(2, 5)
         assert torch.equal(sub.ops.softmax(x), REF_OPS.softmax(x))  # unnamed ops stay on ref
         assert not torch.equal(sub(ids), ref)
-        assert torch.equal(engine.substitute(model, variant="ref")(ids), ref)  # the package-level API
+        assert torch.equal(
+            engine.substitute(model, variant="ref")(ids), ref
+        )  # the package-level API
         assert torch.equal(model(ids), ref)
 
 
@@ -219,9 +243,13 @@ def test_published_mode_uses_nli_published_tables():
     unit = ops.routes["softmax"]
     assert set(unit.tables) == {"silu", "exp", "reciprocal", "rsqrt"}
     for f, t in unit.tables.items():
-        assert np.array_equal(t.cutpoints, published_table(f).cutpoints) and np.array_equal(t.lut, published_table(f).lut)
+        assert np.array_equal(t.cutpoints, published_table(f).cutpoints) and np.array_equal(
+            t.lut, published_table(f).lut
+        )
     x = torch.randn(4, 33, generator=torch.Generator().manual_seed(5)) * 8
-    want = hw_sim.softmax(x.numpy().astype(np.float16), unit.tables["exp"], unit.tables["reciprocal"], "direct")
+    want = hw_sim.softmax(
+        x.numpy().astype(np.float16), unit.tables["exp"], unit.tables["reciprocal"], "direct"
+    )
     assert np.array_equal(bits_of(ops.softmax(x)), want.view(np.uint16))
 
 
@@ -234,17 +262,32 @@ def test_baseline_mode_equals_hw_sim_bits(kind):
     unit = ops.routes["silu"]
     want_silu = baseline_table(kind, "silu", get_function("silu").domains["direct"])
     assert np.array_equal(unit.tables["silu"].cutpoints, want_silu.cutpoints)
-    x = torch.randn(3, 40, generator=torch.Generator().manual_seed(9)) * 30  # outliers beyond [-5, 5]
+    x = (
+        torch.randn(3, 40, generator=torch.Generator().manual_seed(9)) * 30
+    )  # outliers beyond [-5, 5]
     x[:, 30:] = float("-inf")
     x16 = x.numpy().astype(np.float16)
-    assert np.array_equal(bits_of(ops.silu(x)), hw_sim.run_elementwise(unit.tables["silu"], x16).view(np.uint16))
-    assert np.array_equal(bits_of(ops.softmax(x)), hw_sim.softmax(x16, unit.tables["exp"], unit.tables["reciprocal"],
-                                                                 "reduced").view(np.uint16))
+    assert np.array_equal(
+        bits_of(ops.silu(x)), hw_sim.run_elementwise(unit.tables["silu"], x16).view(np.uint16)
+    )
+    assert np.array_equal(
+        bits_of(ops.softmax(x)),
+        hw_sim.softmax(x16, unit.tables["exp"], unit.tables["reciprocal"], "reduced").view(
+            np.uint16
+        ),
+    )
     w = torch.linspace(0.5, 1.5, 30)
     xr = x[:, :30] * 100
-    assert np.array_equal(bits_of(ops.rmsnorm(xr, w, 1e-5)),
-                          hw_sim.rmsnorm(xr.numpy().astype(np.float16), w.numpy().astype(np.float16), 1e-5,
-                                         unit.tables["rsqrt"], "reduced").view(np.uint16))
+    assert np.array_equal(
+        bits_of(ops.rmsnorm(xr, w, 1e-5)),
+        hw_sim.rmsnorm(
+            xr.numpy().astype(np.float16),
+            w.numpy().astype(np.float16),
+            1e-5,
+            unit.tables["rsqrt"],
+            "reduced",
+        ).view(np.uint16),
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -257,7 +300,9 @@ def test_nli_mode_uses_shipped_default_tables(mode):
         assert np.array_equal(t.cutpoints, want.cutpoints) and np.array_equal(t.lut, want.lut), f
     x = torch.randn(2, 50, generator=torch.Generator().manual_seed(2)) * 3000
     w = torch.linspace(-1, 1, 50)
-    want = hw_sim.rmsnorm(x.numpy().astype(np.float16), w.numpy().astype(np.float16), 1e-5, unit.tables["rsqrt"], mode)
+    want = hw_sim.rmsnorm(
+        x.numpy().astype(np.float16), w.numpy().astype(np.float16), 1e-5, unit.tables["rsqrt"], mode
+    )
     assert np.array_equal(bits_of(unit.rmsnorm(x, w, 1e-5)), want.view(np.uint16))
 
 

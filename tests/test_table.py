@@ -1,5 +1,6 @@
 """Table JSON round trips (numerics §6), rejection of every numerics §2 rule
 with the field named, atomic writes, published and baseline tables."""
+
 import json
 import os
 
@@ -10,7 +11,7 @@ from nli.baselines import BASELINES, baseline_table, density_placement
 from nli.grid import fp16_grid
 from nli.published import PUBLISHED_CUTPOINTS, published_table
 from nli.solver import PAPER_BINS, solve, table_from_result
-from nli.table import Table, TableError, load_table, save_table, table_from_cutpoints
+from nli.table import TableError, load_table, save_table, table_from_cutpoints
 
 
 def _good():
@@ -25,11 +26,33 @@ def test_json_round_trip_keeps_every_field_and_meta(tmp_path):
     for f in ("cutpoints", "bins", "base", "lut"):
         assert np.array_equal(getattr(t, f), getattr(u, f))
     assert np.array_equal(t.mul.view(np.uint32), u.mul.view(np.uint32))
-    assert (t.below, t.above, t.precision, t.function) == (u.below, u.above, u.precision, u.function)
+    assert (t.below, t.above, t.precision, t.function) == (
+        u.below,
+        u.above,
+        u.precision,
+        u.function,
+    )
     assert u.meta == json.loads(json.dumps(t.meta))
     d = json.loads(p.read_text())
-    for k in ("format", "version", "function", "precision", "cutpoints", "bins", "base", "mul", "lut",
-              "below", "above", "objective", "cost", "domain", "solve_seconds", "layout", "grid_points"):
+    for k in (
+        "format",
+        "version",
+        "function",
+        "precision",
+        "cutpoints",
+        "bins",
+        "base",
+        "mul",
+        "lut",
+        "below",
+        "above",
+        "objective",
+        "cost",
+        "domain",
+        "solve_seconds",
+        "layout",
+        "grid_points",
+    ):
         assert k in d, k
     assert all(isinstance(v, str) and len(v) == 4 for v in d["cutpoints"] + d["lut"] + d["domain"])
     assert all(isinstance(v, str) and len(v) == 8 for v in d["mul"])
@@ -40,20 +63,26 @@ def _mutations():
     """(field named in the error, mutation of the JSON dict): one per numerics §2 / 6 rule."""
     return [
         ("cutpoints", lambda d: d.update(cutpoints=d["cutpoints"][:1], bins=[], base=[], mul=[])),
-        ("cutpoints", lambda d: d["cutpoints"].__setitem__(1, d["cutpoints"][0])),      # not increasing
-        ("cutpoints", lambda d: d["cutpoints"].__setitem__(-1, "7c00")),                # infinite
-        ("cutpoints", lambda d: d["cutpoints"].__setitem__(0, "3c0")),                  # not 4 hex digits
-        ("bins", lambda d: d["bins"].__setitem__(0, 0)),                                 # bins >= 1
-        ("bins", lambda d: (d["base"].append(d["base"][-1] + d["bins"][-1]), d["bins"].append(1))),  # one per interval
-        ("bins", lambda d: d["bins"].__setitem__(0, 1.5)),                               # integer
-        ("base", lambda d: d["base"].__setitem__(1, d["base"][1] + 1)),                  # running sum
-        ("mul", lambda d: d["mul"].__setitem__(0, "3f800000")),                          # RNE32(bins/width)
-        ("mul", lambda d: d["mul"].__setitem__(0, "3f80")),                              # 8 hex digits
-        ("lut", lambda d: d["lut"].pop()),                                               # 1 + sum(bins)
-        ("lut", lambda d: d["lut"].__setitem__(2, "7e00")),                              # finite
-        ("lut", lambda d: (d["lut"].__setitem__(0, "fbff"), d["lut"].__setitem__(1, "7bff"))),  # diff overflows
-        ("below", lambda d: d.update(below="7e01")),                                     # not NaN
-        ("above", lambda d: d.pop("above")),                                             # missing
+        ("cutpoints", lambda d: d["cutpoints"].__setitem__(1, d["cutpoints"][0])),  # not increasing
+        ("cutpoints", lambda d: d["cutpoints"].__setitem__(-1, "7c00")),  # infinite
+        ("cutpoints", lambda d: d["cutpoints"].__setitem__(0, "3c0")),  # not 4 hex digits
+        ("bins", lambda d: d["bins"].__setitem__(0, 0)),  # bins >= 1
+        (
+            "bins",
+            lambda d: (d["base"].append(d["base"][-1] + d["bins"][-1]), d["bins"].append(1)),
+        ),  # one per interval
+        ("bins", lambda d: d["bins"].__setitem__(0, 1.5)),  # integer
+        ("base", lambda d: d["base"].__setitem__(1, d["base"][1] + 1)),  # running sum
+        ("mul", lambda d: d["mul"].__setitem__(0, "3f800000")),  # RNE32(bins/width)
+        ("mul", lambda d: d["mul"].__setitem__(0, "3f80")),  # 8 hex digits
+        ("lut", lambda d: d["lut"].pop()),  # 1 + sum(bins)
+        ("lut", lambda d: d["lut"].__setitem__(2, "7e00")),  # finite
+        (
+            "lut",
+            lambda d: (d["lut"].__setitem__(0, "fbff"), d["lut"].__setitem__(1, "7bff")),
+        ),  # diff overflows
+        ("below", lambda d: d.update(below="7e01")),  # not NaN
+        ("above", lambda d: d.pop("above")),  # missing
         ("precision", lambda d: d.update(precision="fp8")),
         ("format", lambda d: d.update(format="other")),
         ("version", lambda d: d.update(version=2)),
@@ -72,7 +101,7 @@ def test_loader_rejects_each_broken_rule_naming_the_field(tmp_path, field, mutat
 
 
 def test_fp16_table_with_overflowing_mul_is_rejected():
-    c = np.array([0.0, 2.0 ** -20], dtype=np.float16).view(np.uint16)  # 32 bins / 2^-20 > 65504
+    c = np.array([0.0, 2.0**-20], dtype=np.float16).view(np.uint16)  # 32 bins / 2^-20 > 65504
     with pytest.raises(TableError, match="mul"):
         table_from_cutpoints("tanh", c, [32], "fp16")
     assert table_from_cutpoints("tanh", c, [32], "fp32").precision == "fp32"
@@ -111,8 +140,9 @@ def test_published_tables_use_the_paper_layout(name):
 
 
 @pytest.mark.parametrize("kind", BASELINES)
-@pytest.mark.parametrize("name,domain", [("silu", None), ("exp", None), ("reciprocal", None),
-                                          ("rsqrt", (1.0, 4.0))])
+@pytest.mark.parametrize(
+    "name,domain", [("silu", None), ("exp", None), ("reciprocal", None), ("rsqrt", (1.0, 4.0))]
+)
 def test_baselines_have_259_entries_and_finite_luts(kind, name, domain):
     t = baseline_table(kind, name, domain)
     assert t.entries == 259
@@ -156,8 +186,14 @@ def test_table_rows_report_what_each_file_records():
 
     t = _good()
     rows = table_rows({"ours": t, "theirs": published_table("silu")})
-    assert [r["name"] for r in rows] == ["ours", "theirs"] and all(set(r) == set(ROW_KEYS) for r in rows)
-    assert rows[0]["objective"] == "paper" and rows[0]["cost"] == t.meta["cost"] and rows[0]["entries"] == 11
+    assert [r["name"] for r in rows] == ["ours", "theirs"] and all(
+        set(r) == set(ROW_KEYS) for r in rows
+    )
+    assert (
+        rows[0]["objective"] == "paper"
+        and rows[0]["cost"] == t.meta["cost"]
+        and rows[0]["entries"] == 11
+    )
     assert rows[1]["method"] == "NLI published macro cutpoints" and rows[1]["cost"] is None
 
 

@@ -7,21 +7,22 @@ property test runs every table-indexing kernel on tables validation accepts,
 each kernel rebuilt with Numba ``boundscheck=True`` (callees too), so an out-of-range
 index raises IndexError instead of reading memory.
 """
+
+from fractions import Fraction
 import json
 import types
-from fractions import Fraction
 
-import numba
-import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+import numba
 from numba.core.registry import CPUDispatcher
+import numpy as np
+import pytest
 
 import hw_sim.ops
 import hw_sim.refine
-import hw_sim.unit
 from hw_sim.report import error_report
+import hw_sim.unit
 from nli.grid import f16_hex, f32_hex, rne32
 from nli.table import MAX_ENTRIES, Table, TableError, load_table, table_from_cutpoints
 
@@ -37,24 +38,35 @@ def _crafted(bins, base=None):
     if base is None:
         base = [0]
         for b in bins[:-1]:  # int64 wraparound, as the old np.cumsum computed it
-            base.append((base[-1] + b + 2 ** 63) % 2 ** 64 - 2 ** 63)
-    wrapped = (sum(bins) + 2 ** 63) % 2 ** 64 - 2 ** 63
+            base.append((base[-1] + b + 2**63) % 2**64 - 2**63)
+    wrapped = (sum(bins) + 2**63) % 2**64 - 2**63
     n = max(2, min(1 + wrapped, 64))
-    mul = [f32_hex(np.float32(rne32(Fraction(b) / Fraction(1)))) if b > 0 else "3f800000" for b in bins]
-    return {"format": "nli-table", "version": 1, "function": "silu", "precision": "fp32",
-            "cutpoints": [f16_hex(int(np.float16(c).view(np.uint16))) for c in cuts],
-            "bins": list(bins), "base": base, "mul": mul, "lut": ["3c00"] * n,
-            "below": "0000", "above": "3c00"}
+    mul = [
+        f32_hex(np.float32(rne32(Fraction(b) / Fraction(1)))) if b > 0 else "3f800000" for b in bins
+    ]
+    return {
+        "format": "nli-table",
+        "version": 1,
+        "function": "silu",
+        "precision": "fp32",
+        "cutpoints": [f16_hex(int(np.float16(c).view(np.uint16))) for c in cuts],
+        "bins": list(bins),
+        "base": base,
+        "mul": mul,
+        "lut": ["3c00"] * n,
+        "below": "0000",
+        "above": "3c00",
+    }
 
 
 OVERFLOWS = {
-    "sum wraps to 3": [2 ** 62, 2 ** 62, 2 ** 62, 2 ** 62 + 3],
-    "int64 max": [2 ** 63 - 1, 2],
-    "2**63 - 1 alone": [2 ** 63 - 1],
-    "beyond int64": [2 ** 64 + 1],
-    "2**62": [2 ** 62],
+    "sum wraps to 3": [2**62, 2**62, 2**62, 2**62 + 3],
+    "int64 max": [2**63 - 1, 2],
+    "2**63 - 1 alone": [2**63 - 1],
+    "beyond int64": [2**64 + 1],
+    "2**62": [2**62],
     "negative": [-1, 4],
-    "wraps negative to 1": [2 ** 63 - 1, 2 ** 63 - 1, 3],
+    "wraps negative to 1": [2**63 - 1, 2**63 - 1, 3],
     "one past the limit": [MAX_ENTRIES],
     "sum one past the limit": [MAX_ENTRIES // 2, MAX_ENTRIES // 2],
 }
@@ -69,7 +81,7 @@ def test_crafted_integer_overflow_is_rejected_naming_bins(tmp_path, name):
 
 
 def test_in_memory_overflowing_bins_are_rejected():
-    b = np.array([2 ** 62] * 3 + [2 ** 62 + 3], dtype=np.int64)  # np.sum wraps to 3
+    b = np.array([2**62] * 3 + [2**62 + 3], dtype=np.int64)  # np.sum wraps to 3
     c = np.arange(1, 6, dtype=np.float16).view(np.uint16)
     with pytest.raises(TableError, match="bins"):
         Table("silu", c, b, np.zeros(4, np.uint16), 0, 0)
@@ -80,7 +92,7 @@ def test_in_memory_overflowing_bins_are_rejected():
     with pytest.raises(TableError, match="cutpoints"):
         Table("silu", np.array([0x3C00, 0x14000]), [1], np.zeros(2, np.uint16), 0, 0)  # > 16 bits
     with pytest.raises(TableError, match="base"):
-        Table("silu", C2, [3], np.zeros(4, np.uint16), 0, 0, base=[2 ** 64])
+        Table("silu", C2, [3], np.zeros(4, np.uint16), 0, 0, base=[2**64])
 
 
 def test_largest_table_is_accepted_one_more_entry_is_not():
@@ -100,7 +112,11 @@ def bounds_checked(disp, memo=None):
     f = disp.py_func
     g = dict(f.__globals__)
     new = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
-    opts = {k: v for k, v in disp.targetoptions.items() if k not in ("cache", "parallel", "boundscheck", "nopython")}
+    opts = {
+        k: v
+        for k, v in disp.targetoptions.items()
+        if k not in ("cache", "parallel", "boundscheck", "nopython")
+    }
     memo[disp] = checked = numba.njit(boundscheck=True, **opts)(new)
     for name, v in f.__globals__.items():
         if isinstance(v, CPUDispatcher):
@@ -143,8 +159,21 @@ def test_bounds_checked_build_raises_on_an_out_of_range_index(checked_kernels):
     bad = np.array([8], dtype=np.int64)  # as if bins[0] were 8 with a 5-entry LUT
     xs = np.array([0x3FFF], dtype=np.uint16)  # just below 2: u = 7.99 -> a = 7, g + 1 = 8
     with pytest.raises(IndexError):
-        hw_sim.unit._direct_kernel(False)(xs, np.empty(1, np.uint16), p.cut32, p.cut64, bad, p.base, p.mul32 * 2,
-                                p.mul16 * 2, p.lut32, p.lut64, np.uint16(0), np.uint16(0), False)
+        hw_sim.unit._direct_kernel(False)(
+            xs,
+            np.empty(1, np.uint16),
+            p.cut32,
+            p.cut64,
+            bad,
+            p.base,
+            p.mul32 * 2,
+            p.mul16 * 2,
+            p.lut32,
+            p.lut64,
+            np.uint16(0),
+            np.uint16(0),
+            False,
+        )
 
 
 def _ord_to_bits(o: int) -> int:
@@ -155,19 +184,30 @@ def _ord_to_bits(o: int) -> int:
 def accepted_tables(draw):
     k = draw(st.integers(1, 6))
     function = draw(st.sampled_from(["silu", "exp", "tanh", "gelu"]))
-    ords = sorted(draw(st.lists(st.integers(-0x7BFF, 0x7BFF), min_size=k + 1, max_size=k + 1, unique=True)))
+    ords = sorted(
+        draw(st.lists(st.integers(-0x7BFF, 0x7BFF), min_size=k + 1, max_size=k + 1, unique=True))
+    )
     cuts = np.array([_ord_to_bits(o) for o in ords], dtype=np.uint16)
     if k == 1:
         bins = [draw(st.one_of(st.integers(1, 64), st.integers(1, MAX_ENTRIES - 1)))]
     else:
-        bins = draw(st.lists(st.one_of(st.integers(1, 64), st.integers(1, (MAX_ENTRIES - 1) // 6)),
-                             min_size=k, max_size=k))
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+        bins = draw(
+            st.lists(
+                st.one_of(st.integers(1, 64), st.integers(1, (MAX_ENTRIES - 1) // 6)),
+                min_size=k,
+                max_size=k,
+            )
+        )
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     lim = 0x7BD0  # |lut| <= 31,232: neighbouring differences cannot overflow FP16
-    lut = np.array([_ord_to_bits(int(o)) for o in rng.integers(-lim, lim + 1, 1 + sum(bins))], np.uint16)
+    lut = np.array(
+        [_ord_to_bits(int(o)) for o in rng.integers(-lim, lim + 1, 1 + sum(bins))], np.uint16
+    )
     nan = st.integers(0, 0xFFFF).filter(lambda b: not ((b & 0x7C00) == 0x7C00 and b & 0x3FF))
     try:
-        return Table(function, cuts, bins, lut, draw(nan), draw(nan), draw(st.sampled_from(["fp32", "fp16"])))
+        return Table(
+            function, cuts, bins, lut, draw(nan), draw(nan), draw(st.sampled_from(["fp32", "fp16"]))
+        )
     except TableError:
         assume(False)
 

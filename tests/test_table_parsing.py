@@ -5,10 +5,11 @@ Loose hex (``0x``, sign, whitespace, ``_``, Unicode digits), duplicate keys,
 refused with a one-line TableError naming the field or the path; every shipped table
 still loads.
 """
+
 import json
 import os
-import threading
 from pathlib import Path
+import threading
 
 import numpy as np
 import pytest
@@ -51,8 +52,23 @@ def test_every_shipped_table_loads():
         assert load_table(p).entries == 259
 
 
-@pytest.mark.parametrize("text", ["0x3c", "+3c0", "3c0 ", " 3c0", "3c_0", "٣c00", "３c00", "3c00\n",
-                                  "-3c0", "3C0g", "", "3c000"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0x3c",
+        "+3c0",
+        "3c0 ",
+        " 3c0",
+        "3c_0",
+        "٣c00",
+        "３c00",
+        "3c00\n",
+        "-3c0",
+        "3C0g",
+        "",
+        "3c000",
+    ],
+)
 def test_loose_hex_is_rejected(text):
     with pytest.raises(ValueError, match="cutpoints"):
         parse_f16_hex(text, "cutpoints")
@@ -65,9 +81,16 @@ def test_exact_hex_in_either_case_is_accepted():
     assert parse_f32_hex("3F800000") == np.float32(1.0)
 
 
-@pytest.mark.parametrize("field,value", [
-    ("lut", "0x3c"), ("lut", " 3c0"), ("cutpoints", "+3c0"), ("mul", "0x3f8000"), ("below", "3c00 "),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("lut", "0x3c"),
+        ("lut", " 3c0"),
+        ("cutpoints", "+3c0"),
+        ("mul", "0x3f8000"),
+        ("below", "3c00 "),
+    ],
+)
 def test_loose_hex_in_a_file_is_rejected_naming_the_field(tmp_path, good, field, value):
     d = json.loads(json.dumps(good))
     if isinstance(d[field], list):
@@ -82,15 +105,32 @@ def test_duplicate_keys_are_rejected(tmp_path, good):
     _rejects(_write(tmp_path, None, raw), "duplicate key 'lut'")
 
 
-@pytest.mark.parametrize("field,value", [
-    ("version", True), ("version", 1.0), ("version", "1"),
-    ("function", ["silu"]), ("function", {"a": 1}), ("precision", ["fp32"]), ("precision", None),
-    ("format", {"nli-table": 1}),
-    ("bins", [1, True]), ("bins", [1, [4]]), ("bins", [1, 4.0]), ("bins", "14"), ("bins", {"0": 1}),
-    ("base", [0, "1"]), ("base", [False, 1]),
-    ("cutpoints", [[1], "3e00", "4000"]), ("lut", [15360] * 6), ("mul", [1.0, 2.0]),
-    ("below", 0), ("above", None), ("above", ["7c00"]),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("version", True),
+        ("version", 1.0),
+        ("version", "1"),
+        ("function", ["silu"]),
+        ("function", {"a": 1}),
+        ("precision", ["fp32"]),
+        ("precision", None),
+        ("format", {"nli-table": 1}),
+        ("bins", [1, True]),
+        ("bins", [1, [4]]),
+        ("bins", [1, 4.0]),
+        ("bins", "14"),
+        ("bins", {"0": 1}),
+        ("base", [0, "1"]),
+        ("base", [False, 1]),
+        ("cutpoints", [[1], "3e00", "4000"]),
+        ("lut", [15360] * 6),
+        ("mul", [1.0, 2.0]),
+        ("below", 0),
+        ("above", None),
+        ("above", ["7c00"]),
+    ],
+)
 def test_odd_json_types_are_rejected_naming_the_field(tmp_path, good, field, value):
     d = dict(good)
     d[field] = value
@@ -111,8 +151,12 @@ def test_a_table_with_non_finite_meta_is_not_written(tmp_path, good):
 
 
 def test_deep_nesting_and_bad_utf8_are_one_line_errors(tmp_path, good):
-    _rejects(_write(tmp_path, None, json.dumps(good)[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"),
-             "t.json")
+    _rejects(
+        _write(
+            tmp_path, None, json.dumps(good)[:-1] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}"
+        ),
+        "t.json",
+    )
     p = tmp_path / "t.json"
     p.write_bytes(b'{"format": "\xff"}')
     _rejects(p, "UTF-8")
@@ -133,7 +177,9 @@ def test_non_regular_files_are_refused_without_hanging(tmp_path):
         fifo = tmp_path / "fifo.json"
         os.mkfifo(fifo)
         errors = []
-        th = threading.Thread(target=lambda: errors.append(pytest.raises(TableError, load_table, fifo)))
+        th = threading.Thread(
+            target=lambda: errors.append(pytest.raises(TableError, load_table, fifo))
+        )
         th.daemon = True
         th.start()
         th.join(10)
@@ -145,9 +191,21 @@ def test_missing_file_is_named(tmp_path):
     _rejects(tmp_path / "nope.json", "nope.json: no such table file")
 
 
-@pytest.mark.parametrize("text", ["single:+5", "single: 5", "single:٥", "single:1_0", "single:65537",
-                                  "single:99999999999", "two-level:4:65535", "two-level:100000:1",
-                                  "two-level:-1:4", "two-level:4:0x20"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "single:+5",
+        "single: 5",
+        "single:٥",
+        "single:1_0",
+        "single:65537",
+        "single:99999999999",
+        "two-level:4:65535",
+        "two-level:100000:1",
+        "two-level:-1:4",
+        "two-level:4:0x20",
+    ],
+)
 def test_layout_arguments_are_strict_and_bounded(text):
     with pytest.raises(ValueError, match="layout"):
         Layout.parse(text)

@@ -1,10 +1,16 @@
 """engine.tokenizer: byte-level BPE from GGUF metadata (digits split one by one), the tiny byte tokenizer."""
+
 import pytest
 
-from engine.tokenizer import TokenizerError, _BYTE_SYMBOL, build_bpe, byte_tokenizer
+from engine.tokenizer import _BYTE_SYMBOL, TokenizerError, build_bpe, byte_tokenizer
 
-TEXTS = ["Hello, world!", "Price: 12345 apples, 3.14 pies.", "  two  spaces\nnew line\ttab",
-         "naïve café — “quotes” 🙂", ""]
+TEXTS = [
+    "Hello, world!",
+    "Price: 12345 apples, 3.14 pies.",
+    "  two  spaces\nnew line\ttab",
+    "naïve café — “quotes” 🙂",
+    "",
+]
 
 
 def _small_bpe(pre="smollm"):
@@ -26,7 +32,7 @@ def test_digits_split_individually():
     tok = _small_bpe("smollm")
     enc = tok.encode("x 12345 the")
     assert enc.tokens.count("12") == 0 and enc.tokens.count("123") == 0
-    digits = [t for t in enc.tokens if t.strip(_BYTE_SYMBOL[ord(' ')]).isdigit()]
+    digits = [t for t in enc.tokens if t.strip(_BYTE_SYMBOL[ord(" ")]).isdigit()]
     assert digits == ["1", "2", "3", "4", "5"]
     assert _BYTE_SYMBOL[ord(" ")] + "the" in enc.tokens  # ordinary merges still apply
     # without the digit split (plain GPT-2 pre-tokenizer) the merges fuse digits
@@ -64,5 +70,7 @@ def test_smollm2_tokenizer():
     for text in TEXTS:
         assert tok.decode(tok.encode(text).ids) == text
     enc = tok.encode("In 2024, 1,000,000 people")
-    assert [t for t in enc.tokens if t.isdigit()] == list("2024") + list("1") + list("000") + list("000")
+    assert [t for t in enc.tokens if t.isdigit()] == list("2024") + list("1") + list("000") + list(
+        "000"
+    )
     assert tok.encode("<|im_start|>user").ids[0] == 1  # a control token of the GGUF, id 1

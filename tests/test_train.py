@@ -1,4 +1,5 @@
 """moe.finetune.sft / moe.finetune.train_setup / moe.finetune.train / moe.finetune.translate_eval on the tiny config."""
+
 from __future__ import annotations
 
 import math
@@ -8,23 +9,49 @@ import pytest
 import torch
 
 from engine import load_tiny
-from moe.finetune.sft import (IGNORE, batch_indices, collate, encode_example, end_token_id, predicting_positions,
-                              prompt_format, selected_target_loss, target_loss)
+from moe.finetune.sft import (
+    IGNORE,
+    batch_indices,
+    collate,
+    encode_example,
+    end_token_id,
+    predicting_positions,
+    prompt_format,
+    selected_target_loss,
+    target_loss,
+)
 from moe.finetune.train import load_state, train
 from moe.finetune.train_setup import PRINCIPAL_NAMES, TrainConfig, lr_at, set_stage, trainable_names
-from moe.finetune.translate_eval import evaluate_translation, load_balance, mutual_information, score_translations
+from moe.finetune.translate_eval import (
+    evaluate_translation,
+    load_balance,
+    mutual_information,
+    score_translations,
+)
 
 LAYERS = (0, 1)
 
 
 def _recs(n=48):
     langs = [("de", "Wort"), ("ja", "単語"), ("ar", "كلمة")]
-    return [{"lang": lang, "src": f"word {i}", "tgt": f"{w} {i}"} for i in range(n) for lang, w in langs]
+    return [
+        {"lang": lang, "src": f"word {i}", "tgt": f"{w} {i}"} for i in range(n) for lang, w in langs
+    ]
 
 
 def _cfg(method="sparse", **kw):
-    base = dict(method=method, steps=4, batch_size=4, num_experts=4, top_k=2, layers=LAYERS, warmup_steps=1,
-                lr=1e-3, ckpt_every=2, calib_examples=8)
+    base = dict(
+        method=method,
+        steps=4,
+        batch_size=4,
+        num_experts=4,
+        top_k=2,
+        layers=LAYERS,
+        warmup_steps=1,
+        lr=1e-3,
+        ckpt_every=2,
+        calib_examples=8,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -40,13 +67,18 @@ def test_prompt_and_labels(tiny):
     _, tok = tiny
     assert prompt_format(tok) == "plain"
     ex = encode_example(tok, {"lang": "de", "src": "Save", "tgt": "Speichern"})
-    assert tok.decode(list(ex.ids[:ex.n_prompt])) == "Translate to German:\nSave\n"
-    assert ex.ids[-1] == end_token_id(tok) and tok.decode(list(ex.ids[ex.n_prompt:-1])) == "Speichern"
+    assert tok.decode(list(ex.ids[: ex.n_prompt])) == "Translate to German:\nSave\n"
+    assert (
+        ex.ids[-1] == end_token_id(tok)
+        and tok.decode(list(ex.ids[ex.n_prompt : -1])) == "Speichern"
+    )
     short = encode_example(tok, {"lang": "de", "src": "a", "tgt": "b"})
     ids, labels = collate([ex, short])
     assert ids.shape == labels.shape == (2, len(ex.ids))
-    assert (labels[0, :ex.n_prompt] == IGNORE).all() and (labels[0, ex.n_prompt:] == ids[0, ex.n_prompt:]).all()
-    assert (labels[1, len(short.ids):] == IGNORE).all() and int((labels[1] != IGNORE).sum()) == 2
+    assert (labels[0, : ex.n_prompt] == IGNORE).all() and (
+        labels[0, ex.n_prompt :] == ids[0, ex.n_prompt :]
+    ).all()
+    assert (labels[1, len(short.ids) :] == IGNORE).all() and int((labels[1] != IGNORE).sum()) == 2
 
 
 # the head on target positions only: the same rows of the head GEMM (BLAS may block fewer rows
@@ -63,8 +95,12 @@ def test_loss_from_selected_positions_equals_full_loss(tiny):
     with torch.no_grad():
         full = target_loss(model(ids), labels)
         sel_logits = model(ids, logits_at=at)
-        torch.testing.assert_close(sel_logits, model(ids)[at], rtol=SELECTED_LOSS_RTOL, atol=SELECTED_LOSS_RTOL)
-        assert math.isclose(float(selected_target_loss(sel_logits, labels)), float(full), rel_tol=SELECTED_LOSS_RTOL)
+        torch.testing.assert_close(
+            sel_logits, model(ids)[at], rtol=SELECTED_LOSS_RTOL, atol=SELECTED_LOSS_RTOL
+        )
+        assert math.isclose(
+            float(selected_target_loss(sel_logits, labels)), float(full), rel_tol=SELECTED_LOSS_RTOL
+        )
     with pytest.raises(ValueError, match="logits_at must be bool"):
         model(ids, logits_at=at.long())
 
@@ -94,26 +130,48 @@ def test_config_validation():
 
 
 # ------------------------------------------------------------------ every method runs
-METHOD_CASES = [("dense_full", {}), ("dense_ffn", {}), ("sparse", {}), ("drop", {"upcycle_opts": {"ratio": 0.5}}),
-                ("partition", {}), ("cluster", {}), ("spri", {"stage1_frac": 0.5}), ("spri", {}),
-                ("spri", {"grow_select": "uniform"}), ("spri", {"grow_select": "saliency"})]
+METHOD_CASES = [
+    ("dense_full", {}),
+    ("dense_ffn", {}),
+    ("sparse", {}),
+    ("drop", {"upcycle_opts": {"ratio": 0.5}}),
+    ("partition", {}),
+    ("cluster", {}),
+    ("spri", {"stage1_frac": 0.5}),
+    ("spri", {}),
+    ("spri", {"grow_select": "uniform"}),
+    ("spri", {"grow_select": "saliency"}),
+]
 
 
-@pytest.mark.parametrize("method,kw", METHOD_CASES, ids=[f"{m}{'-' + '-'.join(map(str, k.values())) if k else ''}"
-                                                          for m, k in METHOD_CASES])
+@pytest.mark.parametrize(
+    "method,kw",
+    METHOD_CASES,
+    ids=[f"{m}{'-' + '-'.join(map(str, k.values())) if k else ''}" for m, k in METHOD_CASES],
+)
 def test_method_runs_and_trains_only_its_parameters(tiny, method, kw):
     dense, tok = tiny
     before = {n: p.detach().clone() for n, p in dense.named_parameters()}
     cfg = _cfg(method, **kw)
     model, s = train(dense, tok, _recs(), cfg, None, progress=False)
-    assert all(torch.equal(p, before[n]) for n, p in dense.named_parameters())  # dense model untouched
-    assert s["steps_done"] == 4 and len(s["loss_log"]) == 4 and all(math.isfinite(v) for v in s["loss_log"])
+    assert all(
+        torch.equal(p, before[n]) for n, p in dense.named_parameters()
+    )  # dense model untouched
+    assert (
+        s["steps_done"] == 4
+        and len(s["loss_log"]) == 4
+        and all(math.isfinite(v) for v in s["loss_log"])
+    )
     assert s["target_tokens"] > 0 and s["tokens"] > s["target_tokens"]
     trained = set(trainable_names(model, cfg, 2))
     for n, p in model.named_parameters():
         if n in before and n not in trained:  # frozen parameters keep the dense values
             assert torch.equal(p, before[n]), n
-    changed = [n for n, p in model.named_parameters() if n in trained and (n not in before or not torch.equal(p, before[n]))]
+    changed = [
+        n
+        for n, p in model.named_parameters()
+        if n in trained and (n not in before or not torch.equal(p, before[n]))
+    ]
     assert changed, "no trainable parameter moved"
     if method == "dense_ffn":
         assert trained == {n for n, _ in dense.named_parameters() if ".mlp." in n}
@@ -126,7 +184,9 @@ def test_method_runs_and_trains_only_its_parameters(tiny, method, kw):
 
 
 # ------------------------------------------------------------------ equal trainable scope
-@pytest.mark.parametrize("method,kw", [("sparse", {}), ("spri", {"stage1_frac": 0.5}), ("cluster", {})])
+@pytest.mark.parametrize(
+    "method,kw", [("sparse", {}), ("spri", {"stage1_frac": 0.5}), ("cluster", {})]
+)
 def test_full_scope_trains_every_parameter(tiny, method, kw):
     dense, tok = tiny
     before = {n: p.detach().clone() for n, p in dense.named_parameters()}
@@ -136,14 +196,18 @@ def test_full_scope_trains_every_parameter(tiny, method, kw):
     assert trainable_names(model, cfg, 2) == names
     stage1 = set(trainable_names(model, cfg, 1))
     assert stage1 == {n for n in names if not (kw and n.rsplit(".", 1)[-1] in PRINCIPAL_NAMES)}
-    moved = {n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])}
+    moved = {
+        n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])
+    }
     assert {"embed.weight", "layers.0.attn.q_proj.weight", "layers.0.attn_norm.weight"} <= moved
     assert s["params"]["trainable"] == s["params"]["total"] > s["params"]["active"]
 
 
 def test_scope_and_device_defaults_keep_the_cache_key():
     d = _cfg("spri").to_dict()
-    assert "scope" not in d and "device" not in d  # results cached before these fields keep matching
+    assert (
+        "scope" not in d and "device" not in d
+    )  # results cached before these fields keep matching
     full = _cfg("spri", scope="full", device="cuda").to_dict()
     assert full["scope"] == "full" and full["device"] == "cuda"
     assert TrainConfig.from_dict(full) == _cfg("spri", scope="full", device="cuda")
@@ -160,7 +224,15 @@ def test_two_stage_freezes_exactly_the_principal_part(tiny, tmp_path):
     dense, tok = tiny
     cfg = _cfg("spri", stage1_frac=0.5)
     m1, s1 = train(dense, tok, _recs(), cfg, tmp_path, stop_after=2, progress=False)
-    init, _ = train(dense, tok, _recs(), _cfg("spri", stage1_frac=0.5, steps=4), None, stop_after=0, progress=False)
+    init, _ = train(
+        dense,
+        tok,
+        _recs(),
+        _cfg("spri", stage1_frac=0.5, steps=4),
+        None,
+        stop_after=0,
+        progress=False,
+    )
     moe_names = {n for n, _ in m1.named_parameters() if ".mlp." in n}
     stage1 = set(trainable_names(m1, cfg, 1))
     principal = {n for n in moe_names if n.rsplit(".", 1)[-1] in PRINCIPAL_NAMES}
@@ -179,9 +251,14 @@ def test_two_stage_freezes_exactly_the_principal_part(tiny, tmp_path):
 
 
 # ------------------------------------------------------------------ resume determinism
-@pytest.mark.parametrize("method,kw,stop", [("dense_full", {}, 3),
-                                            ("spri", {"stage1_frac": 0.25, "grow_select": "saliency"}, 3),
-                                            ("cluster", {}, 2)])
+@pytest.mark.parametrize(
+    "method,kw,stop",
+    [
+        ("dense_full", {}, 3),
+        ("spri", {"stage1_frac": 0.25, "grow_select": "saliency"}, 3),
+        ("cluster", {}, 2),
+    ],
+)
 def test_interrupt_and_resume_is_bitwise_identical(tiny, tmp_path, method, kw, stop):
     dense, tok = tiny
     cfg = _cfg(method, steps=6, ckpt_every=100, **kw)
@@ -194,9 +271,18 @@ def test_interrupt_and_resume_is_bitwise_identical(tiny, tmp_path, method, kw, s
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     oa = load_state(tmp_path / "a" / "state.pt", cfg)["optimizer"]["state"]
     ob = load_state(tmp_path / "b" / "state.pt", cfg)["optimizer"]["state"]
-    assert oa.keys() == ob.keys() and all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
+    assert oa.keys() == ob.keys() and all(
+        torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa
+    )
     with pytest.raises(ValueError, match="another run config"):
-        train(dense, tok, _recs(), _cfg(method, steps=7, ckpt_every=100, **kw), tmp_path / "b", progress=False)
+        train(
+            dense,
+            tok,
+            _recs(),
+            _cfg(method, steps=7, ckpt_every=100, **kw),
+            tmp_path / "b",
+            progress=False,
+        )
 
 
 class _Payload:
@@ -230,13 +316,17 @@ def test_resume_state_is_plain_data_and_a_crafted_state_is_refused(tiny, tmp_pat
     crafted = tmp_path / "evil" / "state.pt"
     crafted.parent.mkdir()
     torch.save({**state, "log": _Payload(marker)}, crafted)
-    torch.load(crafted, weights_only=False)  # the unsafe loader runs it: the file really is a payload
+    torch.load(
+        crafted, weights_only=False
+    )  # the unsafe loader runs it: the file really is a payload
     assert marker.exists()
     marker.unlink()
     with pytest.raises(ValueError, match=r"refused to load.*exec"):
         load_state(crafted, cfg)
     with pytest.raises(ValueError, match="refused to load"):
-        train(dense, tok, _recs(), cfg, crafted.parent, progress=False)  # resuming from it is refused too
+        train(
+            dense, tok, _recs(), cfg, crafted.parent, progress=False
+        )  # resuming from it is refused too
     assert not marker.exists()
 
 
@@ -248,14 +338,23 @@ def test_mutual_information_and_load_balance():
     p = np.array([[3, 1], [1, 3]]) / 8
     assert mi == pytest.approx(float((p * np.log2(p / 0.25)).sum())) and nmi == pytest.approx(mi)
     lb = load_balance(np.array([[2, 2, 0, 0], [2, 2, 0, 0]]))
-    assert lb["fractions"] == [0.5, 0.5, 0, 0] and lb["max_over_mean"] == 2.0 and lb["cv"] == pytest.approx(1.0)
+    assert (
+        lb["fractions"] == [0.5, 0.5, 0, 0]
+        and lb["max_over_mean"] == 2.0
+        and lb["cv"] == pytest.approx(1.0)
+    )
 
 
 def test_scores_are_sacrebleu_per_language():
-    de, ja = "Das ist ein kleiner Test der Welt", "こんにちは世界"  # BLEU needs >= 4 tokens (ja: characters)
+    de, ja = (
+        "Das ist ein kleiner Test der Welt",
+        "こんにちは世界",
+    )  # BLEU needs >= 4 tokens (ja: characters)
     recs = [{"lang": "de", "src": "a", "tgt": de}, {"lang": "ja", "src": "b", "tgt": ja}]
     perfect = score_translations([de, ja], recs)
-    assert perfect["per_lang"]["de"]["chrf++"] == pytest.approx(100) and perfect["bleu_mean"] == pytest.approx(100)
+    assert perfect["per_lang"]["de"]["chrf++"] == pytest.approx(100) and perfect[
+        "bleu_mean"
+    ] == pytest.approx(100)
     bad = score_translations(["Tschüss", "さようなら"], recs)
     assert bad["chrf++_mean"] < 30
 
@@ -265,7 +364,9 @@ def test_evaluate_end_to_end(tiny):
     model, _ = train(dense, tok, _recs(), _cfg("spri", steps=2), None, progress=False)
     test = _recs(6)
     ev = evaluate_translation(model, tok, test, gen_per_lang=2, max_new_tokens=4)
-    assert set(ev["loss"]) == {"de", "ja", "ar"} and all(math.isfinite(v) and v > 0 for v in ev["loss"].values())
+    assert set(ev["loss"]) == {"de", "ja", "ar"} and all(
+        math.isfinite(v) and v > 0 for v in ev["loss"].values()
+    )
     assert ev["ppl"]["de"] == pytest.approx(math.exp(ev["loss"]["de"]))
     for layer in map(str, LAYERS):  # k = 2 assignments per target token
         assert np.array(ev["counts"][layer]).sum() == 2 * sum(ev["target_tokens"].values())
@@ -277,10 +378,14 @@ def test_evaluate_keeps_hypotheses_and_sentence_stats(tiny):
     dense, tok = tiny
     model, _ = train(dense, tok, _recs(), _cfg("sparse", steps=2), None, progress=False)
     test = _recs(6)
-    ev = evaluate_translation(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2, keep_hyps=True)
+    ev = evaluate_translation(
+        model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2, keep_hyps=True
+    )
     t = ev["translations"]
     assert len(t["hyps"]) == 9 and sorted(t["lang"]) == sorted(["de", "ja", "ar"] * 3)
     assert [i for g, i in zip(t["lang"], t["index"]) if g == "de"] == [0, 1, 2]
-    assert len(t["stats"]["chrf++"][0]) == 24 and len(t["stats"]["bleu"][0]) == 10  # chrF++ 8 orders x 3, BLEU 2 + 2 x 4
+    assert (
+        len(t["stats"]["chrf++"][0]) == 24 and len(t["stats"]["bleu"][0]) == 10
+    )  # chrF++ 8 orders x 3, BLEU 2 + 2 x 4
     same = evaluate_translation(model, tok, test, gen_per_lang=3, max_new_tokens=4, gen_batch=2)
     assert same["scores"] == ev["scores"] and "translations" not in same

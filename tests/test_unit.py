@@ -1,13 +1,13 @@
 """hw_sim.unit: the elementwise datapath, exhaustive over all 65,536 FP16 inputs,
 bit for bit against the Fraction oracle, in both unit precisions."""
+
 import numpy as np
 import pytest
-
-import nli
-from hw_sim import SimInputError, output_lut, run_elementwise
-from nli.table import TableError
-
 from sim_tables import ALL_INPUTS, OraclePool, shipped_tables, standin_tables
+
+from hw_sim import SimInputError, output_lut, run_elementwise
+import nli
+from nli.table import TableError
 
 PRECISIONS = ("fp32", "fp16")
 STANDINS = standin_tables()
@@ -26,8 +26,10 @@ def _check_exhaustive(table, oracle):
     lut_path = run_elementwise(table, ALL_INPUTS).view(np.uint16)
     direct = run_elementwise(table, ALL_INPUTS, method="direct").view(np.uint16)
     bad = np.flatnonzero(lut_path != want)
-    assert bad.size == 0, (f"{bad.size} mismatches, first: x={ALL_INPUTS[bad[0]]:04x} "
-                           f"sim={lut_path[bad[0]]:04x} oracle={want[bad[0]]:04x}")
+    assert bad.size == 0, (
+        f"{bad.size} mismatches, first: x={ALL_INPUTS[bad[0]]:04x} "
+        f"sim={lut_path[bad[0]]:04x} oracle={want[bad[0]]:04x}"
+    )
     assert np.array_equal(direct, want)
 
 
@@ -83,7 +85,9 @@ def test_nan_inputs_give_canonical_nan_and_infinities_clamp():
     assert list(y) == [0x7E00, 0x7E00, 0x7E00, 0x0000, t.above]
 
 
-@pytest.mark.parametrize("bad", [np.zeros(3, np.float32), np.zeros(3, np.int16), [0, 1], np.zeros(3, bool)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros(3, np.float32), np.zeros(3, np.int16), [0, 1], np.zeros(3, bool)]
+)
 def test_rejects_non_fp16_inputs(bad):
     with pytest.raises(SimInputError, match="float16 or uint16"):
         run_elementwise(STANDINS["silu_wide"], bad)

@@ -1,12 +1,13 @@
 """moe/upcycling.py, moe/spri.py, moe/cluster.py, moe/diagnostics.py on the tiny config."""
+
 import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, init_weights
 from moe.checkpoint import load_checkpoint, save_checkpoint
-from moe.layer import moe_layers
 from moe.cluster import ensemble_distillation_loss, spherical_kmeans
 from moe.diagnostics import init_report, routing_agreement
+from moe.layer import moe_layers
 from moe.upcycling import METHODS, upcycle
 
 # Sparse upcycling: renormalized weights w1 + w2 == 1 only up to FP32 rounding,
@@ -93,7 +94,9 @@ def test_partition_all_experts_reproduce_dense(dense):
         upcycle(dense, "partition", 3, 2)
 
 
-@pytest.mark.parametrize("rho", [0.0, 0.25, 0.5, 0.97])  # 0.97: fewer residual components than experts
+@pytest.mark.parametrize(
+    "rho", [0.0, 0.25, 0.5, 0.97]
+)  # 0.97: fewer residual components than experts
 def test_spri_expert_average_equals_w(dense, rho):
     E = 4
     moe = upcycle(dense, "spri", E, 2, rho=rho, scale=E)
@@ -101,12 +104,18 @@ def test_spri_expert_average_equals_w(dense, rho):
         assert layer.principal and layer.residual_scale == E
         ffn = dense.layers[i].mlp
         g, u, d = layer.expert_weights()
-        for eff, w in ((g, ffn.gate_proj.weight), (u, ffn.up_proj.weight), (d, ffn.down_proj.weight)):
+        for eff, w in (
+            (g, ffn.gate_proj.weight),
+            (u, ffn.up_proj.weight),
+            (d, ffn.down_proj.weight),
+        ):
             torch.testing.assert_close(eff.mean(0), w, atol=SPRI_AVG_ATOL, rtol=0)
         # principal part has rank round(rho * 64); residual ranks are balanced round-robin shares
         r = torch.linalg.matrix_rank(layer.p_gate.double(), atol=1e-5).item()
         assert r == round(rho * 64)
-        ranks = [torch.linalg.matrix_rank(layer.w_gate[e].double(), atol=1e-5).item() for e in range(E)]
+        ranks = [
+            torch.linalg.matrix_rank(layer.w_gate[e].double(), atol=1e-5).item() for e in range(E)
+        ]
         assert max(ranks) - min(ranks) <= 1 and sum(ranks) == 64 - r
 
 
@@ -116,15 +125,21 @@ def test_spri_scale_option(dense):
     g, _, _ = layer.expert_weights()
     assert layer.residual_scale == 1.0
     # with s = 1 the sum of residuals plus principal is W
-    torch.testing.assert_close(layer.p_gate + layer.w_gate.sum(0), dense.layers[0].mlp.gate_proj.weight,
-                               atol=SPRI_AVG_ATOL, rtol=0)
+    torch.testing.assert_close(
+        layer.p_gate + layer.w_gate.sum(0),
+        dense.layers[0].mlp.gate_proj.weight,
+        atol=SPRI_AVG_ATOL,
+        rtol=0,
+    )
 
 
 def test_spherical_kmeans_recovers_planted_clusters():
     g = torch.Generator().manual_seed(0)
     centers = torch.nn.functional.normalize(torch.randn(4, 16, generator=g), dim=1)
     lab = torch.arange(400) % 4
-    x = (centers[lab] + 0.05 * torch.randn(400, 16, generator=g)) * (1 + torch.rand(400, 1, generator=g))
+    x = (centers[lab] + 0.05 * torch.randn(400, 16, generator=g)) * (
+        1 + torch.rand(400, 1, generator=g)
+    )
     _, labels = spherical_kmeans(x, 4, torch.Generator().manual_seed(1))
     # a permutation of the planted labels
     mapping = {int(a): int(b) for a, b in zip(lab, labels)}
@@ -156,7 +171,9 @@ def test_cluster_full_rank_experts_equal_dense(dense, ids):
     moe = upcycle(dense, "cluster", 4, 2, calib_ids=ids, rank_fraction=1.0)
     layer = moe.layers[1].mlp
     for e in range(4):
-        torch.testing.assert_close(layer.w_gate[e], dense.layers[1].mlp.gate_proj.weight, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            layer.w_gate[e], dense.layers[1].mlp.gate_proj.weight, atol=1e-5, rtol=0
+        )
 
 
 def test_ensemble_distillation_loss(dense, ids):

@@ -11,6 +11,7 @@ sentence positions with replacement (``numpy.random.default_rng(seed)``,
 of both methods (paired). The interval is the 2.5 / 97.5 percentile of the
 resampled differences A - B.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,9 @@ def run_table(translations: dict, metric: str) -> dict[str, dict[int, list[int]]
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     out: dict[str, dict[int, list[int]]] = {}
-    for lang, i, st in zip(translations["lang"], translations["index"], translations["stats"][metric]):
+    for lang, i, st in zip(
+        translations["lang"], translations["index"], translations["stats"][metric]
+    ):
         out.setdefault(lang, {})[int(i)] = st
     return out
 
@@ -45,11 +48,15 @@ def _aligned(runs: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
     langs = sorted(runs[0])
     for r in runs[1:]:
         if sorted(r) != langs or any(sorted(r[g]) != sorted(runs[0][g]) for g in langs):
-            raise ValueError("runs translated different test sentences; paired bootstrap needs the same ones")
+            raise ValueError(
+                "runs translated different test sentences; paired bootstrap needs the same ones"
+            )
     return langs, {g: sorted(runs[0][g]) for g in langs}
 
 
-def score(run: dict[str, dict[int, list[int]]], metric: str, counts: dict[str, np.ndarray] | None = None) -> float:
+def score(
+    run: dict[str, dict[int, list[int]]], metric: str, counts: dict[str, np.ndarray] | None = None
+) -> float:
     """Mean over languages of the corpus score; ``counts[lang]`` int[n]: how often each sentence (in
     sorted-index order) is in the sample (None: once each)."""
     vals = []
@@ -61,8 +68,9 @@ def score(run: dict[str, dict[int, list[int]]], metric: str, counts: dict[str, n
     return float(np.mean(vals))
 
 
-def paired_bootstrap(a_runs: list[dict], b_runs: list[dict], metric: str, n: int = N_RESAMPLES,
-                     seed: int = SEED) -> dict:
+def paired_bootstrap(
+    a_runs: list[dict], b_runs: list[dict], metric: str, n: int = N_RESAMPLES, seed: int = SEED
+) -> dict:
     """A - B (each the mean over its runs' stored translations) with a paired-bootstrap 95% interval.
 
     a_runs / b_runs: lists of ``translations`` dicts (see module doc). Returns {"delta", "lo", "hi",
@@ -73,12 +81,19 @@ def paired_bootstrap(a_runs: list[dict], b_runs: list[dict], metric: str, n: int
     tb = [run_table(t, metric) for t in b_runs]
     langs, ids = _aligned(ta + tb)
     scorers = {g: _scorer(metric, g) for g in langs}
-    stats = {g: [np.array([r[g][i] for i in ids[g]], dtype=np.int64) for r in ta + tb] for g in langs}  # [n_g, m]
+    stats = {
+        g: [np.array([r[g][i] for i in ids[g]], dtype=np.int64) for r in ta + tb] for g in langs
+    }  # [n_g, m]
     na = len(ta)
 
     def diff(counts):
-        per_run = np.mean([[scorers[g](counts[g] @ stats[g][k]) for g in langs] for k in range(len(ta) + len(tb))],
-                          axis=1)  # [runs] mean over languages
+        per_run = np.mean(
+            [
+                [scorers[g](counts[g] @ stats[g][k]) for g in langs]
+                for k in range(len(ta) + len(tb))
+            ],
+            axis=1,
+        )  # [runs] mean over languages
         return float(per_run[:na].mean() - per_run[na:].mean())
 
     delta = diff({g: np.ones(len(ids[g]), dtype=np.int64) for g in langs})
@@ -91,5 +106,12 @@ def paired_bootstrap(a_runs: list[dict], b_runs: list[dict], metric: str, n: int
             counts[g] = np.bincount(pick, minlength=len(ids[g]))
         ds[r] = diff(counts)
     lo, hi = np.percentile(ds, [100 * (1 - CI) / 2, 100 * (1 + CI) / 2])
-    return {"delta": delta, "lo": float(lo), "hi": float(hi), "p_a_not_better": float(np.mean(ds <= 0)),
-            "n_resamples": n, "seed": seed, "sentences": int(sum(len(v) for v in ids.values()))}
+    return {
+        "delta": delta,
+        "lo": float(lo),
+        "hi": float(hi),
+        "p_a_not_better": float(np.mean(ds <= 0)),
+        "n_resamples": n,
+        "seed": seed,
+        "sentences": int(sum(len(v) for v in ids.values())),
+    }

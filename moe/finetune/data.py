@@ -21,9 +21,10 @@ pairs, else to *dev*, else to *train* (each capped per language), else it is
 unused. A source belongs to exactly one split, for all languages at once, so
 no English text is shared across splits.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 import hashlib
 import io
 import json
@@ -39,10 +40,27 @@ MAX_CHARS = 160
 
 # Display names used in prompts ("Translate to German:").
 LANGUAGE_NAMES = {
-    "de": "German", "fr": "French", "es": "Spanish", "ja": "Japanese", "ar": "Arabic", "nl": "Dutch",
-    "pt_BR": "Brazilian Portuguese", "pl": "Polish", "he": "Hebrew", "zh_Hant": "Traditional Chinese",
-    "zh_Hans": "Simplified Chinese", "th": "Thai", "ru": "Russian", "uk": "Ukrainian", "el": "Greek",
-    "ko": "Korean", "it": "Italian", "cs": "Czech", "tr": "Turkish", "sv": "Swedish", "da": "Danish",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "ja": "Japanese",
+    "ar": "Arabic",
+    "nl": "Dutch",
+    "pt_BR": "Brazilian Portuguese",
+    "pl": "Polish",
+    "he": "Hebrew",
+    "zh_Hant": "Traditional Chinese",
+    "zh_Hans": "Simplified Chinese",
+    "th": "Thai",
+    "ru": "Russian",
+    "uk": "Ukrainian",
+    "el": "Greek",
+    "ko": "Korean",
+    "it": "Italian",
+    "cs": "Czech",
+    "tr": "Turkish",
+    "sv": "Swedish",
+    "da": "Danish",
 }
 DEFAULT_LANGS = ("de", "fr", "es", "ja", "ar", "nl", "pt_BR", "pl")
 
@@ -74,7 +92,9 @@ class CatalogSource:
         return d
 
 
-PRETIX = CatalogSource("pretix", "2026.8.0", "pretix/locale/{lang}/LC_MESSAGES/{domain}.po", ("django", "djangojs"))
+PRETIX = CatalogSource(
+    "pretix", "2026.8.0", "pretix/locale/{lang}/LC_MESSAGES/{domain}.po", ("django", "djangojs")
+)
 DEFAULT_SOURCES = (PRETIX,)
 
 
@@ -124,8 +144,9 @@ def merge_pairs(lists: list[list[tuple[str, str]]]) -> list[tuple[str, str]]:
     return out
 
 
-def pairs_from_wheel(wheel: zipfile.ZipFile, source: CatalogSource, langs,
-                     max_chars: int = MAX_CHARS) -> dict[str, list[tuple[str, str]]]:
+def pairs_from_wheel(
+    wheel: zipfile.ZipFile, source: CatalogSource, langs, max_chars: int = MAX_CHARS
+) -> dict[str, list[tuple[str, str]]]:
     """Read ``source``'s catalogs for ``langs`` straight from an open wheel zip -> {lang: pairs}.
 
     Languages with none of the domain catalogs are left out of the result.
@@ -151,12 +172,17 @@ def pairs_from_wheel_bytes(data: bytes, source: CatalogSource, langs, max_chars:
 
 def pairs_sha256(pairs_by_lang: dict[str, list[tuple[str, str]]]) -> str:
     """sha256 of the canonical JSON of {lang: [[src, tgt], ...]} (languages sorted, pair order kept)."""
-    canon = json.dumps({k: [list(p) for p in pairs_by_lang[k]] for k in sorted(pairs_by_lang)},
-                       ensure_ascii=False, separators=(",", ":"))
+    canon = json.dumps(
+        {k: [list(p) for p in pairs_by_lang[k]] for k in sorted(pairs_by_lang)},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
-def split_pairs(pairs_by_lang: dict[str, list[tuple[str, str]]], cfg: SplitConfig) -> dict[str, list[dict]]:
+def split_pairs(
+    pairs_by_lang: dict[str, list[tuple[str, str]]], cfg: SplitConfig
+) -> dict[str, list[dict]]:
     """{lang: [(src, tgt)]} -> {"train"|"dev"|"test": [{"lang", "src", "tgt"}]} by the module's rule.
 
     Within a split, records are ordered by (dealing order, language order).
@@ -194,8 +220,10 @@ def split_counts(split: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
 def check_dataset(data: dict) -> dict:
     """Validate a loaded data file (format, splits, no shared English source); returns it."""
     if data.get("format") != DATA_FORMAT or data.get("version") != DATA_VERSION:
-        raise ValueError(f"not a {DATA_FORMAT} v{DATA_VERSION} file (format={data.get('format')!r}, "
-                         f"version={data.get('version')!r})")
+        raise ValueError(
+            f"not a {DATA_FORMAT} v{DATA_VERSION} file (format={data.get('format')!r}, "
+            f"version={data.get('version')!r})"
+        )
     for split in ("train", "dev", "test"):
         if split not in data or not isinstance(data[split], list):
             raise ValueError(f"data file has no {split!r} list")
@@ -206,6 +234,8 @@ def check_dataset(data: dict) -> dict:
     for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
         shared = srcs[a] & srcs[b]
         if shared:
-            raise ValueError(f"{len(shared)} English sources shared between {a} and {b}, "
-                             f"e.g. {next(iter(shared))!r}")
+            raise ValueError(
+                f"{len(shared)} English sources shared between {a} and {b}, "
+                f"e.g. {next(iter(shared))!r}"
+            )
     return data

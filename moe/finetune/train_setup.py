@@ -26,15 +26,17 @@ One AdamW holds every parameter that trains in some stage; a parameter that
 is frozen in the current stage has ``requires_grad=False`` and no gradient,
 so AdamW skips it (no update, no weight decay, no moment change).
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, asdict, field, replace
 import copy
+from dataclasses import asdict, dataclass, field, replace
 import math
 
 import torch
 
 from engine.model import Llama
+
 from ..config import default_layers
 from ..layer import moe_layers
 from ..model import moe_config_of
@@ -79,17 +81,31 @@ class TrainConfig:
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        for k in ("steps", "batch_size", "num_experts", "top_k", "max_tokens", "ckpt_every", "calib_examples"):
+        for k in (
+            "steps",
+            "batch_size",
+            "num_experts",
+            "top_k",
+            "max_tokens",
+            "ckpt_every",
+            "calib_examples",
+        ):
             if int(getattr(self, k)) < 1:
                 raise ValueError(f"TrainConfig.{k} must be >= 1, got {getattr(self, k)}")
         if not (self.lr > 0 and 0 <= self.min_lr_frac <= 1 and self.warmup_steps >= 0):
             raise ValueError("TrainConfig: need lr > 0, 0 <= min_lr_frac <= 1, warmup_steps >= 0")
         if self.scope not in SCOPES:
-            raise ValueError(f"TrainConfig.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
+            raise ValueError(
+                f"TrainConfig.scope must be one of {', '.join(SCOPES)}, got {self.scope!r}"
+            )
         if self.scope != "ffn" and self.method not in MOE_METHODS:
-            raise ValueError(f"scope {self.scope!r} is for the MoE methods; {self.method} fixes its own scope")
+            raise ValueError(
+                f"scope {self.scope!r} is for the MoE methods; {self.method} fixes its own scope"
+            )
         if self.device != "cpu" and not (self.device == "cuda" or self.device.startswith("cuda:")):
-            raise ValueError(f"TrainConfig.device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+            raise ValueError(
+                f"TrainConfig.device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}"
+            )
         if not 0 <= self.stage1_frac < 1:
             raise ValueError(f"TrainConfig.stage1_frac must be in [0, 1), got {self.stage1_frac}")
         if self.stage1_frac and self.method != "spri":
@@ -98,10 +114,14 @@ class TrainConfig:
             if self.method != "spri":
                 raise ValueError("growth (grow_select) is for method 'spri' only")
             if self.num_experts % 2 or self.num_experts // 2 < self.top_k:
-                raise ValueError(f"growth starts from num_experts/2 = {self.num_experts / 2} experts, "
-                                 f"which must be an integer >= top_k {self.top_k}")
+                raise ValueError(
+                    f"growth starts from num_experts/2 = {self.num_experts / 2} experts, "
+                    f"which must be an integer >= top_k {self.top_k}"
+                )
             if not 0 < self.grow_at_frac < 1:
-                raise ValueError(f"TrainConfig.grow_at_frac must be in (0, 1), got {self.grow_at_frac}")
+                raise ValueError(
+                    f"TrainConfig.grow_at_frac must be in (0, 1), got {self.grow_at_frac}"
+                )
 
     @property
     def stage1_steps(self) -> int:
@@ -137,8 +157,16 @@ def build_start_model(dense: Llama, cfg: TrainConfig, calib_ids: torch.Tensor | 
 
     E = cfg.num_experts // 2 if cfg.grow_select is not None else cfg.num_experts
     opts = dict(cfg.upcycle_opts)
-    return upcycle(dense, method=cfg.method, num_experts=E, top_k=cfg.top_k, layers=target_layers(cfg, dense),
-                   seed=cfg.seed, calib_ids=calib_ids if cfg.method == "cluster" else None, **opts)
+    return upcycle(
+        dense,
+        method=cfg.method,
+        num_experts=E,
+        top_k=cfg.top_k,
+        layers=target_layers(cfg, dense),
+        seed=cfg.seed,
+        calib_ids=calib_ids if cfg.method == "cluster" else None,
+        **opts,
+    )
 
 
 def device_label(device: str) -> str:
@@ -188,7 +216,10 @@ def make_optimizer(model: Llama, cfg: TrainConfig) -> torch.optim.AdamW:
     params = [(n, p) for n, p in model.named_parameters() if n in names]
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     fast = {"foreach": False} if cfg.device == "cpu" else {"fused": True}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, **fast)
 
@@ -216,9 +247,15 @@ def param_counts(model: Llama, cfg: TrainConfig) -> dict:
     for _, layer in moe_layers(model):
         per_expert = layer.w_gate[0].numel() + layer.w_up[0].numel() + layer.w_down[0].numel()
         inactive += (layer.num_experts - layer.top_k) * per_expert
-    stage1 = sum(p.numel() for n, p in model.named_parameters() if n in set(trainable_names(model, cfg, 1)))
-    return {"total": total, "trainable": trainable, "trainable_stage1": stage1 if cfg.stage1_frac else trainable,
-            "active": total - inactive}
+    stage1 = sum(
+        p.numel() for n, p in model.named_parameters() if n in set(trainable_names(model, cfg, 1))
+    )
+    return {
+        "total": total,
+        "trainable": trainable,
+        "trainable_stage1": stage1 if cfg.stage1_frac else trainable,
+        "active": total - inactive,
+    }
 
 
 def with_overrides(cfg: TrainConfig, **kw) -> TrainConfig:

@@ -25,6 +25,7 @@
 * Device: the model's; batches are built on the CPU and moved there, and
   statistics come back to the CPU (same expressions as on the CPU).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,11 +36,14 @@ import torch
 from tqdm import tqdm
 
 from engine.model import Llama, generate_batch
+
 from ..layer import moe_layers, route_topk
 from .sft import IGNORE, collate, encode_prompt, encode_records, end_token_id, target_token_losses
 
 MAX_NEW_TOKENS = 64
-GEN_BATCH = 16  # prompts decoded together (left-padded); per-row results as if alone, see generate_batch
+GEN_BATCH = (
+    16  # prompts decoded together (left-padded); per-row results as if alone, see generate_batch
+)
 CHAR_TOKENIZED = ("ja", "zh", "zh_Hans", "zh_Hant", "th")
 
 
@@ -51,8 +55,15 @@ def _by_lang(recs: list[dict]) -> dict[str, list[dict]]:
 
 
 @torch.no_grad()
-def teacher_forced_stats(model: Llama, tok, recs: list[dict], batch_size: int = 8, max_tokens: int = 192,
-                         progress: bool = False, keep_choices: bool = False) -> dict:
+def teacher_forced_stats(
+    model: Llama,
+    tok,
+    recs: list[dict],
+    batch_size: int = 8,
+    max_tokens: int = 192,
+    progress: bool = False,
+    keep_choices: bool = False,
+) -> dict:
     """Per-language target loss / perplexity and per-layer routing counts on ``recs``.
 
     Returns {"loss": {lang: float}, "ppl": {lang: float}, "loss_mean", "ppl_mean",
@@ -69,8 +80,10 @@ def teacher_forced_stats(model: Llama, tok, recs: list[dict], batch_size: int = 
     counts = {i: np.zeros((len(langs), layer.num_experts), dtype=np.int64) for i, layer in layers}
     choices: dict[int, list] = {i: [] for i, _ in layers}
     dev = model.embed.weight.device
-    for s in tqdm(range(0, len(examples), batch_size), desc="eval loss", disable=not progress, unit="batch"):
-        batch = examples[s:s + batch_size]
+    for s in tqdm(
+        range(0, len(examples), batch_size), desc="eval loss", disable=not progress, unit="batch"
+    ):
+        batch = examples[s : s + batch_size]
         ids, labels = collate(batch)  # [B, T]
         logits, routers = model(ids.to(dev), return_router_logits=True)
         tl = target_token_losses(logits, labels.to(dev)).cpu()  # [B, T-1]
@@ -90,15 +103,23 @@ def teacher_forced_stats(model: Llama, tok, recs: list[dict], batch_size: int = 
             if keep_choices:
                 choices[i].append(chosen)
             flat = (tok_lang[:, None] * layer.num_experts + chosen).reshape(-1)  # [n*k]
-            counts[i] += torch.bincount(flat, minlength=len(langs) * layer.num_experts).view(
-                len(langs), layer.num_experts).numpy()  # [L, E]
+            counts[i] += (
+                torch.bincount(flat, minlength=len(langs) * layer.num_experts)
+                .view(len(langs), layer.num_experts)
+                .numpy()
+            )  # [L, E]
     loss = {lang: float(nll[i] / max(1, ntok[i])) for lang, i in li.items()}
     extra = {"choices": {i: torch.cat(c) for i, c in choices.items()}} if keep_choices else {}
-    return {**extra, "langs": langs, "loss": loss, "ppl": {k: math.exp(v) for k, v in loss.items()},
-            "loss_mean": float(np.mean(list(loss.values()))),
-            "ppl_mean": float(np.mean([math.exp(v) for v in loss.values()])),
-            "target_tokens": {lang: int(ntok[i]) for lang, i in li.items()},
-            "counts": {str(i): c.tolist() for i, c in counts.items()}}
+    return {
+        **extra,
+        "langs": langs,
+        "loss": loss,
+        "ppl": {k: math.exp(v) for k, v in loss.items()},
+        "loss_mean": float(np.mean(list(loss.values()))),
+        "ppl_mean": float(np.mean([math.exp(v) for v in loss.values()])),
+        "target_tokens": {lang: int(ntok[i]) for lang, i in li.items()},
+        "counts": {str(i): c.tolist() for i, c in counts.items()},
+    }
 
 
 def mutual_information(counts: np.ndarray) -> tuple[float, float]:
@@ -121,8 +142,11 @@ def load_balance(counts: np.ndarray) -> dict:
     f = np.asarray(counts, dtype=np.float64).sum(0)
     f = f / max(1.0, f.sum())
     E = f.size
-    return {"fractions": f.tolist(), "cv": float(f.std() / f.mean()) if f.mean() > 0 else 0.0,
-            "max_over_mean": float(f.max() * E)}
+    return {
+        "fractions": f.tolist(),
+        "cv": float(f.std() / f.mean()) if f.mean() > 0 else 0.0,
+        "max_over_mean": float(f.max() * E),
+    }
 
 
 def routing_summary(stats: dict) -> dict:
@@ -133,14 +157,23 @@ def routing_summary(stats: dict) -> dict:
         per[layer] = {"mi_bits": mi, "mi_norm": nmi, **load_balance(np.array(c))}
     if not per:
         return {"layers": {}, "mi_bits_mean": None, "mi_norm_mean": None, "load_cv_mean": None}
-    return {"layers": per, "mi_bits_mean": float(np.mean([v["mi_bits"] for v in per.values()])),
-            "mi_norm_mean": float(np.mean([v["mi_norm"] for v in per.values()])),
-            "load_cv_mean": float(np.mean([v["cv"] for v in per.values()]))}
+    return {
+        "layers": per,
+        "mi_bits_mean": float(np.mean([v["mi_bits"] for v in per.values()])),
+        "mi_norm_mean": float(np.mean([v["mi_norm"] for v in per.values()])),
+        "load_cv_mean": float(np.mean([v["cv"] for v in per.values()])),
+    }
 
 
 @torch.no_grad()
-def translate(model: Llama, tok, recs: list[dict], max_new_tokens: int = MAX_NEW_TOKENS,
-              progress: bool = False, batch_size: int = GEN_BATCH) -> list[str]:
+def translate(
+    model: Llama,
+    tok,
+    recs: list[dict],
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    progress: bool = False,
+    batch_size: int = GEN_BATCH,
+) -> list[str]:
     """Greedy translations of ``recs``, end token stripped, in the order of ``recs``.
 
     Prompts are decoded ``batch_size`` at a time, grouped by length (left-padded,
@@ -154,8 +187,10 @@ def translate(model: Llama, tok, recs: list[dict], max_new_tokens: int = MAX_NEW
     out: list[str] = [""] * len(recs)
     with tqdm(total=len(recs), desc="translate", disable=not progress, unit="pair") as bar:
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            for i, new in zip(idx, generate_batch(model, [prompts[i] for i in idx], max_new_tokens, eos_id=eos)):
+            idx = order[s : s + batch_size]
+            for i, new in zip(
+                idx, generate_batch(model, [prompts[i] for i in idx], max_new_tokens, eos_id=eos)
+            ):
                 out[i] = tok.decode(new[:-1] if new and new[-1] == eos else new).strip()
             bar.update(len(idx))
     return out
@@ -181,8 +216,11 @@ def score_translations(hyps: list[str], recs: list[dict]) -> dict:
         chrf = CHRF(word_order=2).corpus_score(hs, [rs]).score
         bleu = BLEU(tokenize=bleu_tokenizer(lang)).corpus_score(hs, [rs]).score
         per[lang] = {"chrf++": chrf, "bleu": bleu, "n": len(hs)}
-    return {"per_lang": per, "chrf++_mean": float(np.mean([v["chrf++"] for v in per.values()])) if per else None,
-            "bleu_mean": float(np.mean([v["bleu"] for v in per.values()])) if per else None}
+    return {
+        "per_lang": per,
+        "chrf++_mean": float(np.mean([v["chrf++"] for v in per.values()])) if per else None,
+        "bleu_mean": float(np.mean([v["bleu"] for v in per.values()])) if per else None,
+    }
 
 
 def sentence_stats(hyps: list[str], recs: list[dict]) -> dict:
@@ -200,15 +238,26 @@ def sentence_stats(hyps: list[str], recs: list[dict]) -> dict:
         groups.setdefault(r["lang"], []).append(i)
     for lang, idx in groups.items():
         hs, rs = [hyps[i] for i in idx], [[recs[i]["tgt"] for i in idx]]
-        for key, metric in (("chrf++", CHRF(word_order=2)), ("bleu", BLEU(tokenize=bleu_tokenizer(lang)))):
+        for key, metric in (
+            ("chrf++", CHRF(word_order=2)),
+            ("bleu", BLEU(tokenize=bleu_tokenizer(lang))),
+        ):
             for i, st in zip(idx, metric._extract_corpus_statistics(hs, rs)):
                 out[key][i] = [int(x) for x in st]
     return out
 
 
-def evaluate_translation(model: Llama, tok, test: list[dict], gen_per_lang: int = 200,
-                         max_new_tokens: int = MAX_NEW_TOKENS, batch_size: int = 8, progress: bool = False,
-                         gen_batch: int = GEN_BATCH, keep_hyps: bool = False) -> dict:
+def evaluate_translation(
+    model: Llama,
+    tok,
+    test: list[dict],
+    gen_per_lang: int = 200,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 8,
+    progress: bool = False,
+    gen_batch: int = GEN_BATCH,
+    keep_hyps: bool = False,
+) -> dict:
     """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang`` per language.
 
     ``keep_hyps``: also return "translations": {"lang", "index" (within the language's test pairs),
@@ -218,22 +267,45 @@ def evaluate_translation(model: Llama, tok, test: list[dict], gen_per_lang: int 
     t1 = time.perf_counter()
     by = _by_lang(test)
     gen = [r for recs in by.values() for r in recs[:gen_per_lang]]
-    hyps = translate(model, tok, gen, max_new_tokens, progress, gen_batch) if gen_per_lang > 0 else []
+    hyps = (
+        translate(model, tok, gen, max_new_tokens, progress, gen_batch) if gen_per_lang > 0 else []
+    )
     t2 = time.perf_counter()
-    scores = score_translations(hyps, gen) if hyps else {"per_lang": {}, "chrf++_mean": None, "bleu_mean": None}
+    scores = (
+        score_translations(hyps, gen)
+        if hyps
+        else {"per_lang": {}, "chrf++_mean": None, "bleu_mean": None}
+    )
     extra = {}
     if keep_hyps and hyps:
-        extra["translations"] = {"lang": [r["lang"] for r in gen],
-                                 "index": [i for recs in by.values() for i in range(len(recs[:gen_per_lang]))],
-                                 "hyps": hyps, "stats": sentence_stats(hyps, gen)}
-    return {**stats, "routing": routing_summary(stats), "scores": scores, "gen_per_lang": gen_per_lang,
-            "samples": [{"lang": r["lang"], "src": r["src"], "ref": r["tgt"], "hyp": h}
-                        for r, h in list(zip(gen, hyps))[:: max(1, gen_per_lang)]],
-            "eval_seconds": {"loss": t1 - t0, "generate": t2 - t1}, **extra}
+        extra["translations"] = {
+            "lang": [r["lang"] for r in gen],
+            "index": [i for recs in by.values() for i in range(len(recs[:gen_per_lang]))],
+            "hyps": hyps,
+            "stats": sentence_stats(hyps, gen),
+        }
+    return {
+        **stats,
+        "routing": routing_summary(stats),
+        "scores": scores,
+        "gen_per_lang": gen_per_lang,
+        "samples": [
+            {"lang": r["lang"], "src": r["src"], "ref": r["tgt"], "hyp": h}
+            for r, h in list(zip(gen, hyps))[:: max(1, gen_per_lang)]
+        ],
+        "eval_seconds": {"loss": t1 - t0, "generate": t2 - t1},
+        **extra,
+    }
 
 
-def nli_comparison(model: Llama, tok, recs: list[dict], gen_per_lang: int, max_new_tokens: int = MAX_NEW_TOKENS,
-                   progress: bool = False) -> dict:
+def nli_comparison(
+    model: Llama,
+    tok,
+    recs: list[dict],
+    gen_per_lang: int,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    progress: bool = False,
+) -> dict:
     """The same model on ``ref`` and with every op (router softmax included) on ``nli``.
 
     Loss and routing on all ``recs`` (teacher forced), chrF++/BLEU on the first
@@ -253,12 +325,25 @@ def nli_comparison(model: Llama, tok, recs: list[dict], gen_per_lang: int, max_n
         ch[variant] = st.pop("choices")
         hyps = translate(m, tok, gen, max_new_tokens, progress) if gen else []
         sc = score_translations(hyps, gen) if hyps else {"chrf++_mean": None, "bleu_mean": None}
-        out[variant] = {"loss_mean": st["loss_mean"], "loss": st["loss"], "chrf++_mean": sc["chrf++_mean"],
-                     "bleu_mean": sc["bleu_mean"], "seconds": time.perf_counter() - t0}
+        out[variant] = {
+            "loss_mean": st["loss_mean"],
+            "loss": st["loss"],
+            "chrf++_mean": sc["chrf++_mean"],
+            "bleu_mean": sc["bleu_mean"],
+            "seconds": time.perf_counter() - t0,
+        }
     per = {str(i): routing_agreement(ch["ref"][i], ch["nli"][i]) for i in ch["ref"]}
     n = {i: ch["ref"][i].shape[0] for i in ch["ref"]}
     total = sum(per[str(i)] * n[i] for i in n) / max(1, sum(n.values()))
-    delta = {k: (out["nli"][k] - out["ref"][k]) if out["ref"][k] is not None else None
-             for k in ("loss_mean", "chrf++_mean", "bleu_mean")}
-    return {**out, "delta_nli_minus_ref": delta, "routing_agreement": total, "routing_agreement_per_layer": per,
-            "pairs": len(recs), "generated": len(gen)}
+    delta = {
+        k: (out["nli"][k] - out["ref"][k]) if out["ref"][k] is not None else None
+        for k in ("loss_mean", "chrf++_mean", "bleu_mean")
+    }
+    return {
+        **out,
+        "delta_nli_minus_ref": delta,
+        "routing_agreement": total,
+        "routing_agreement_per_layer": per,
+        "pairs": len(recs),
+        "generated": len(gen),
+    }
