@@ -2,6 +2,7 @@
 # One entry point for set-up and the two README commands.
 #   bash run.sh demo   -> create/reuse .venv, install, run `nli demo`
 #   bash run.sh test   -> create/reuse .venv, install with test extras, run pytest
+#   bash run.sh lint   -> create/reuse .venv, install with test extras, run ruff (config: pyproject.toml)
 #   bash run.sh nli ARGS...  -> run the CLI inside the environment
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +31,7 @@ cmd="${1:-demo}"; shift || true
 case "$cmd" in
   demo) exec "$venv/bin/nli" demo "$@" ;;
   test) exec "$venv/bin/python" -m pytest -q "$@" ;;
+  lint) cd "$here" && exec "$venv/bin/ruff" check "$@" . ;;
   nli)  exec "$venv/bin/nli" "$@" ;;
-  *) echo "run.sh: unknown command '$cmd' (use demo, test or nli)" >&2; exit 2 ;;
+  *) echo "run.sh: unknown command '$cmd' (use demo, test, lint or nli)" >&2; exit 2 ;;
 esac
