@@ -84,11 +84,7 @@ class RunSpec:
     upcycle: tuple[tuple[str, float], ...] = ()
     two_stage: bool = False
 
-    def __post_init__(self):
-        from moe.finetune.train_setup import METHODS
-
-        if self.method not in METHODS or (self.lr_of is not None and self.lr_of not in METHODS):
-            raise ValueError(f"RunSpec {self.name}: method {self.method!r}, lr_of {self.lr_of!r}")
+    def __post_init__(self):  # the method itself is checked by TrainConfig
         if self.seeds_from not in SEEDS_FROM:
             raise ValueError(f"RunSpec {self.name}: seeds_from {self.seeds_from!r}")
 
@@ -129,6 +125,19 @@ MAIN_RUNS = (
         RunSpec("spri_1stage_full", "spri", "spri", upcycle=_SPRI),
     ),
 )
+
+
+def _check_main_runs(groups) -> None:
+    """One seed rule per group; each LR comes from a swept method (else the run never starts)."""
+    for group in groups:
+        if len({r.seeds_from for r in group}) != 1:
+            raise ValueError(f"MAIN_RUNS: mixed seeds_from in {[r.name for r in group]}")
+        for r in group:
+            if r.lr_of not in SWEPT:
+                raise ValueError(f"MAIN_RUNS: {r.name}: lr_of {r.lr_of!r} is not swept ({SWEPT})")
+
+
+_check_main_runs(MAIN_RUNS)
 
 
 def parse_args(argv=None):
@@ -198,11 +207,21 @@ def _cfg(a, method: str, seed: int, lr: float, steps: int, **kw):
     )
 
 
+def _sweep_name(r: RunSpec, lr: float) -> str:
+    return f"{r.name}_lr{lr:g}"
+
+
+def run_ids(a) -> list[str]:
+    """``<name>_s<seed>`` of every run of the plan, in order (builds no config: no torch)."""
+    sweep = [f"{_sweep_name(r, lr)}_s{a.seeds[0]}" for r in SWEEP_RUNS for lr in a.lrs]
+    return sweep + [f"{t['name']}_s{t['seed']}" for t in main_plan(a)]
+
+
 def sweep_plan(a) -> list[dict]:
     """The LR sweep: one task per (method, lr), dev loss only."""
     return [
         {
-            "name": f"{r.name}_lr{lr:g}",
+            "name": _sweep_name(r, lr),
             "method": r.method,
             "lr_of": None,
             "seed": a.seeds[0],
@@ -221,7 +240,7 @@ def main_plan(a) -> list[dict]:
     is made at dispatch, once that LR is known: :func:`task_config`)."""
     out = []
     for group in MAIN_RUNS:
-        (how,) = {r.seeds_from for r in group}  # one seed rule per group
+        how = group[0].seeds_from  # one per group: _check_main_runs
         for seed in a.seeds if how == "all" else a.seeds[:1]:
             out += [
                 {

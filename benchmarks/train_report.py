@@ -390,8 +390,7 @@ def lr_choice_on(lr_choice: dict, runs: list[dict], device: str) -> dict:
 
 def expected_runs() -> list[str]:
     """``<name>_s<seed>`` of every run of benchmarks/train_gpu.py's default plan, in order."""
-    a = train_gpu.parse_args([])
-    return [f"{t['name']}_s{t['seed']}" for t in train_gpu.sweep_plan(a) + train_gpu.main_plan(a)]
+    return train_gpu.run_ids(train_gpu.parse_args([]))
 
 
 def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:

@@ -83,6 +83,15 @@ def test_run_spec_validates():
         bench_train.RunSpec("x", "spri", "some")
     with pytest.raises(ValueError, match="seeds_from"):
         train_gpu.RunSpec("x", "spri", "spri", "every")
+    with pytest.raises(ValueError, match="mixed seeds_from"):
+        train_gpu._check_main_runs(((train_gpu.RunSpec("x", "spri", "spri", "all"),
+                                     train_gpu.RunSpec("y", "spri", "spri", "first")),))  # fmt: skip
+    with pytest.raises(ValueError, match="is not swept"):
+        train_gpu._check_main_runs(((train_gpu.RunSpec("x", "drop", "drop"),),))
+    a = train_gpu.parse_args([])
+    assert train_gpu.run_ids(a) == [
+        f"{t['name']}_s{t['seed']}" for t in train_gpu.sweep_plan(a) + train_gpu.main_plan(a)
+    ]
 
 
 def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
