@@ -84,8 +84,11 @@ def test_run_spec_validates():
     with pytest.raises(ValueError, match="seeds_from"):
         train_gpu.RunSpec("x", "spri", "spri", "every")
     with pytest.raises(ValueError, match="mixed seeds_from"):
-        train_gpu._check_main_runs(((train_gpu.RunSpec("x", "spri", "spri", "all"),
-                                     train_gpu.RunSpec("y", "spri", "spri", "first")),))  # fmt: skip
+        group = (
+            train_gpu.RunSpec("x", "spri", "spri", "all"),
+            train_gpu.RunSpec("y", "spri", "spri", "first"),
+        )
+        train_gpu._check_main_runs((group,))
     with pytest.raises(ValueError, match="is not swept"):
         train_gpu._check_main_runs(((train_gpu.RunSpec("x", "drop", "drop"),),))
     a = train_gpu.parse_args([])
