@@ -17,9 +17,9 @@ benchmarks/results/train.json) with the SPRI language-by-expert heatmap.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import math
-import os
 from pathlib import Path
 import shutil
 import sys
@@ -28,20 +28,16 @@ import time
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from moe.finetune.train import train
+from moe.finetune.train_setup import METHODS, MOE_METHODS, SCOPES, TrainConfig, device_label
+from moe.finetune.translate_eval import evaluate_translation, mutual_information
 
-from moe.finetune.train import train  # noqa: E402
-from moe.finetune.train_setup import MOE_METHODS, SCOPES, TrainConfig, device_label  # noqa: E402
-from moe.finetune.translate_eval import evaluate_translation, mutual_information  # noqa: E402
+from results_io import write_json
 
-SWEEP_RHO = (
-    0.5,
-    0.75,
-    0.9,
-    0.95,
-)  # 0.95 added after 0.9 came out best: is the optimum inside the grid?
+# 0.95 added after 0.9 came out best: is the optimum inside the grid?
+SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)
 SWEEP_S = (1.0, 2.0, 4.0)
+SMOKE_SWEEP = ((0.5, 8.0),)  # the --smoke sweep's one (rho, s) point
 GROW_UTILITY = "saliency"
 INIT_RHO = (0.25, 0.5, 0.75, 0.9)
 INIT_S = (1.0, 2.0, 4.0, 8.0)
@@ -55,6 +51,80 @@ METRICS = (
     "eval_seconds",
     "mi_norm_mean",
     "load_cv_mean",
+)
+
+CHOSEN = "chosen"  # RunSpec.upcycle: the SPRI (rho, s) that the sweep chose
+SEEDS_FROM = ("all", "first")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One entry of the plan; its TrainConfig follows from the arguments and the seed.
+
+    ``name`` may hold ``{rho}`` and ``{scale}``, filled from the upcycling
+    options. ``seeds_from``: every ``--seeds`` ("all"), the first of them
+    ("first"), or a fixed seed (int). ``steps``: ``--steps`` ("main") or
+    ``--sweep-steps`` ("sweep"). ``upcycle``: fixed upcycling options as
+    (key, value) pairs, or CHOSEN (the options handed to the expansion).
+    ``two_stage``: SPRI's stage 1 takes ``--stage1-frac`` of the steps.
+    """
+
+    name: str
+    method: str
+    seeds_from: str | int = "first"
+    steps: str = "main"
+    upcycle: tuple[tuple[str, float], ...] | str = ()
+    two_stage: bool = False
+    grow_select: str | None = None
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"RunSpec {self.name}: unknown method {self.method!r}")
+        if not (self.seeds_from in SEEDS_FROM or isinstance(self.seeds_from, int)):
+            raise ValueError(f"RunSpec {self.name}: seeds_from {self.seeds_from!r}")
+        if self.steps not in ("main", "sweep"):
+            raise ValueError(f"RunSpec {self.name}: steps {self.steps!r}")
+        if self.upcycle != CHOSEN and not isinstance(self.upcycle, tuple):
+            raise ValueError(f"RunSpec {self.name}: upcycle {self.upcycle!r}")
+
+    def seeds(self, seeds: list[int]) -> list[int]:
+        if self.seeds_from == "all":
+            return list(seeds)
+        return seeds[:1] if self.seeds_from == "first" else [self.seeds_from]
+
+    def expand(self, a, seed: int, chosen: dict) -> tuple[str, TrainConfig]:
+        """(run name, config) of this entry for ``seed``; ``chosen``: SPRI's (rho, s)."""
+        opts = dict(chosen) if self.upcycle == CHOSEN else dict(self.upcycle)
+        kw = {}
+        if self.upcycle:
+            kw["upcycle_opts"] = opts
+        if self.two_stage:
+            kw["stage1_frac"] = a.stage1_frac
+        if self.grow_select is not None:
+            kw["grow_select"] = self.grow_select
+        steps = a.sweep_steps if self.steps == "sweep" else None
+        return self.name.format(**opts), _cfg(a, self.method, seed, steps, **kw)
+
+
+# The SPRI (rho, s) sweep on dev: this run over SWEEP_RHO x SWEEP_S (SMOKE_SWEEP with --smoke).
+SWEEP_RUN = RunSpec(
+    "sweep_rho{rho}_s{scale:g}", "spri", 0, steps="sweep", upcycle=CHOSEN, two_stage=True
+)
+# The comparison, in this order: the "all"-seed runs seed by seed (the whole --smoke plan),
+# then the "first"-seed ones. The SPRI runs use the sweep's (rho, s).
+MAIN_RUNS = (
+    RunSpec("dense_full", "dense_full", "all"),
+    RunSpec("sparse", "sparse", "all"),
+    RunSpec("spri", "spri", "all", upcycle=CHOSEN, two_stage=True),
+    RunSpec("dense_ffn", "dense_ffn"),
+    RunSpec("drop", "drop", upcycle=(("ratio", 0.5),)),
+    RunSpec("partition", "partition"),
+    RunSpec("cluster", "cluster"),
+    RunSpec("spri_1stage", "spri", upcycle=CHOSEN),
+    RunSpec("grow_uniform", "spri", upcycle=CHOSEN, two_stage=True, grow_select="uniform"),
+    RunSpec(
+        f"grow_{GROW_UTILITY}", "spri", upcycle=CHOSEN, two_stage=True, grow_select=GROW_UTILITY
+    ),
 )
 
 
@@ -159,25 +229,15 @@ def _cfg(a, method, seed, steps=None, **kw) -> TrainConfig:
 
 
 def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
-    grid = [(0.5, 8.0)] if a.smoke else [(r, s) for r in SWEEP_RHO for s in SWEEP_S]
-    return [
-        (
-            f"sweep_rho{r}_s{s:g}",
-            _cfg(
-                a,
-                "spri",
-                0,
-                a.sweep_steps,
-                stage1_frac=a.stage1_frac,
-                upcycle_opts={"rho": r, "scale": s},
-            ),
-        )
-        for r, s in grid
-    ]
+    grid = SMOKE_SWEEP if a.smoke else [(r, s) for r in SWEEP_RHO for s in SWEEP_S]
+    (seed,) = SWEEP_RUN.seeds([])
+    return [SWEEP_RUN.expand(a, seed, {"rho": r, "scale": s}) for r, s in grid]
 
 
 def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
-    """Dev target loss of SPRI at initialization (no training) over a (rho, s) grid; cached, cheap."""
+    """Dev target loss of SPRI at initialization (no training) over a (rho, s) grid.
+
+    Cached, cheap."""
     from moe.finetune.translate_eval import teacher_forced_stats
     from moe.upcycling import upcycle
 
@@ -195,13 +255,14 @@ def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
     if len(pts) == len(grid) + 1 or (a.only is not None and "init_sweep" not in a.only):
         return pts
     print(
-        f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} dev-loss evaluations "
+        f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} "
+        "dev-loss evaluations "
         f"(dense + {len(grid)} (rho, s) points) left, on {len(dev_sub)} dev pairs",
         flush=True,
     )
 
     def save():
-        _atomic_json(
+        write_json(
             path,
             {
                 "model": a.model,
@@ -239,27 +300,12 @@ def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
 
 def main_plan(a, spri_opts: dict) -> list[tuple[str, TrainConfig]]:
     seeds = [int(s) for s in a.seeds.split(",")]
-    s0 = seeds[0]
-    spri = dict(upcycle_opts=spri_opts, stage1_frac=a.stage1_frac)
-    runs = []
-    for seed in seeds:
-        runs += [
-            ("dense_full", _cfg(a, "dense_full", seed)),
-            ("sparse", _cfg(a, "sparse", seed)),
-            ("spri", _cfg(a, "spri", seed, **spri)),
-        ]
+    every = [r for r in MAIN_RUNS if r.seeds_from == "all"]
+    runs = [r.expand(a, seed, spri_opts) for seed in seeds for r in every]
     if a.smoke:
         return runs
-    runs += [
-        ("dense_ffn", _cfg(a, "dense_ffn", s0)),
-        ("drop", _cfg(a, "drop", s0, upcycle_opts={"ratio": 0.5})),
-        ("partition", _cfg(a, "partition", s0)),
-        ("cluster", _cfg(a, "cluster", s0)),
-        ("spri_1stage", _cfg(a, "spri", s0, upcycle_opts=spri_opts)),
-        ("grow_uniform", _cfg(a, "spri", s0, grow_select="uniform", **spri)),
-        (f"grow_{GROW_UTILITY}", _cfg(a, "spri", s0, grow_select=GROW_UTILITY, **spri)),
-    ]
-    return runs
+    rest = [r for r in MAIN_RUNS if r.seeds_from != "all"]
+    return runs + [r.expand(a, seed, spri_opts) for r in rest for seed in r.seeds(seeds)]
 
 
 def load_data(a) -> dict:
@@ -268,13 +314,6 @@ def load_data(a) -> dict:
     if not Path(a.data).is_file():
         write_dataset(build_dataset(), a.data)
     return read_dataset(a.data)
-
-
-def _atomic_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def cached(a, name: str, cfg: TrainConfig) -> dict | None:
@@ -325,7 +364,7 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
         save_checkpoint(
             Path(a.runs) / "final" / f"{name}_s{cfg.seed}", model, {"source": a.model, "run": name}
         )
-    _atomic_json(Path(a.cache) / f"{name}_s{cfg.seed}.json", res)
+    write_json(Path(a.cache) / f"{name}_s{cfg.seed}.json", res)
     shutil.rmtree(run_dir, ignore_errors=True)
     del model
     return res
@@ -396,7 +435,7 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
         "comparison_complete": complete,
         **cmp,
     }
-    _atomic_json(path, res)
+    write_json(path, res)
     return res
 
 
@@ -439,7 +478,9 @@ def _metric(r: dict, m: str):
 
 
 def verdict(agg: dict) -> dict:
-    """SPRI minus dense_full / sparse on chrF++, BLEU and test loss, next to the seed-to-seed spread."""
+    """SPRI minus dense_full / sparse on chrF++, BLEU and test loss.
+
+    Next to each: the seed-to-seed spread."""
     out = {}
     for base in ("dense_full", "sparse"):
         if "spri" not in agg or base not in agg:
@@ -499,7 +540,9 @@ def plot_heatmap(res: dict, path: Path) -> Path:
 
 
 def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
-    """Projected cost of the full plan from the smoke run's measured seconds per step / pair / token."""
+    """Projected cost of the full plan.
+
+    From the smoke run's measured seconds per step / pair / token."""
     per_step = {}
     for r in results:
         key = r["config"]["method"] + ("_grow" if r["config"]["grow_select"] else "")
@@ -533,7 +576,8 @@ def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
         * full_args.max_new
         / smoke_max_new
     )
-    # smoke loss pass: 2 test pairs per language; full: 200 test pairs (main) or sweep_dev_per_lang (sweep)
+    # smoke loss pass: 2 test pairs per language;
+    # full: 200 test pairs (main) or sweep_dev_per_lang (sweep)
     loss_s = (
         float(np.mean(loss))
         / 2
@@ -541,7 +585,8 @@ def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
         * (len(main_runs) * 200 + len(sweep) * full_args.sweep_dev_per_lang)
     )
     return {
-        "label": "PROJECTION from the smoke run's measured times on the shared CPU, not a measurement",
+        "label": "PROJECTION from the smoke run's measured times on the shared CPU, "
+        "not a measurement",
         "seconds_per_step_batch": per_step,
         "seconds_per_translation": float(np.mean(gen)),
         "runs": len(sweep) + len(main_runs),
@@ -584,9 +629,9 @@ def main(argv=None) -> int:
         by.setdefault(r["lang"], []).append(r)
     dev_sub = [r for rs in by.values() for r in rs[: a.sweep_dev_per_lang]]
     new = 0
-    wanted = lambda n: (
-        a.only is None or n in a.only or (n.startswith("sweep") and "sweep" in a.only)
-    )
+
+    def wanted(n: str) -> bool:
+        return a.only is None or n in a.only or (n.startswith("sweep") and "sweep" in a.only)
 
     def do(plan, eval_recs, gen):
         nonlocal new
@@ -636,7 +681,7 @@ def main(argv=None) -> int:
             )
     if a.smoke and results:
         report["projection_full"] = projection(sweep + results, a.max_new, parse_args([]))
-    _atomic_json(Path(a.out), report)
+    write_json(Path(a.out), report)
     print(
         f"[train bench] wrote {a.out}: {len(sweep) + len(results)} runs cached, {todo} missing",
         flush=True,
@@ -644,8 +689,10 @@ def main(argv=None) -> int:
     if report.get("projection_full"):
         pj = report["projection_full"]
         print(
-            f"[train bench] projected full plan: {pj['runs']} runs, train {pj['train_hours']:.1f} h, "
-            f"generation <= {pj['generation_hours_upper']:.1f} h, loss eval {pj['loss_eval_hours']:.1f} h, "
+            f"[train bench] projected full plan: {pj['runs']} runs, "
+            f"train {pj['train_hours']:.1f} h, "
+            f"generation <= {pj['generation_hours_upper']:.1f} h, "
+            f"loss eval {pj['loss_eval_hours']:.1f} h, "
             f"total {pj['total_hours']:.1f} h",
             flush=True,
         )

@@ -1,4 +1,6 @@
-"""The equal-scope fine-tuning plan on one accelerator: LR sweep on dev, then seeds, singles, 4x budget.
+"""The equal-scope fine-tuning plan on one accelerator.
+
+LR sweep on dev, then seeds, singles, 4x budget.
 
 Answers "does SPRI beat dense fine-tuning?" with the MoE methods at full scope
 (every parameter trains, as in ``dense_full``; ``TrainConfig.scope="full"``):
@@ -35,6 +37,7 @@ with a run alone: each JSON records the device, thread count and
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import io
 import json
 import multiprocessing as mp
@@ -48,18 +51,93 @@ import tempfile
 import time
 import traceback
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from nli.atomic import atomic_write
+
+from results_io import write_json
 
 LRS = (5e-5, 1e-4, 3e-4)
-SWEPT = ("dense_full", "sparse", "spri")
-SPRI_OPTS = {
-    "rho": 0.95,
-    "scale": 2.0,
-}  # chosen on dev by the CPU (rho, s) sweep: benchmarks/results/train.json
+# chosen on dev by the CPU (rho, s) sweep: benchmarks/results/train.json
+SPRI_OPTS = {"rho": 0.95, "scale": 2.0}
 DROP_OPTS = {"ratio": 0.5}  # as in benchmarks/train.py
 TARBALL = "train_gpu.tgz"
 CACHE = "benchmarks/results/train_gpu"
+SEEDS_FROM = ("all", "first")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One entry of the plan; its TrainConfig follows from the arguments, a seed and an LR.
+
+    ``name`` may hold ``{long_factor}``. ``lr_of``: the method whose
+    dev-chosen LR the run trains at (None in the LR sweep, which sets its
+    own). ``seeds_from``: every ``--seeds`` ("all") or the first ("first").
+    ``long``: ``--long-factor`` x ``--steps``. ``upcycle``: upcycling
+    options as (key, value) pairs. ``two_stage``: SPRI's stage 1 takes
+    ``--stage1-frac`` of the steps.
+    """
+
+    name: str
+    method: str
+    lr_of: str | None = None
+    seeds_from: str = "first"
+    long: bool = False
+    upcycle: tuple[tuple[str, float], ...] = ()
+    two_stage: bool = False
+
+    def __post_init__(self):  # the method itself is checked by TrainConfig
+        if self.seeds_from not in SEEDS_FROM:
+            raise ValueError(f"RunSpec {self.name}: seeds_from {self.seeds_from!r}")
+
+    def kw(self, a) -> dict:
+        """TrainConfig keywords besides method/seed/lr/steps."""
+        kw = {}
+        if self.upcycle:
+            kw["upcycle_opts"] = dict(self.upcycle)
+        if self.two_stage:
+            kw["stage1_frac"] = a.stage1_frac
+        return kw
+
+
+_SPRI = tuple(SPRI_OPTS.items())
+# Phase 1, the LR sweep: each of these at every --lrs (name + "_lr<lr>"), first seed, dev loss.
+SWEEP_RUNS = (
+    RunSpec("lrsweep_dense_full", "dense_full"),
+    RunSpec("lrsweep_sparse", "sparse"),
+    RunSpec("lrsweep_spri", "spri", upcycle=_SPRI, two_stage=True),
+)
+SWEPT = tuple(r.method for r in SWEEP_RUNS)
+# Phase 2 in priority order: groups of runs, each group expanded seed by seed.
+MAIN_RUNS = (
+    (
+        RunSpec("dense_full", "dense_full", "dense_full", "all"),
+        RunSpec("spri_full", "spri", "spri", "all", upcycle=_SPRI, two_stage=True),
+    ),
+    (RunSpec("sparse_full", "sparse", "sparse", "all"),),
+    (
+        RunSpec("dense_full_x{long_factor}", "dense_full", "dense_full", long=True),
+        RunSpec(
+            "spri_full_x{long_factor}", "spri", "spri", long=True, upcycle=_SPRI, two_stage=True
+        ),
+    ),
+    (
+        RunSpec("drop_full", "drop", "spri", upcycle=tuple(DROP_OPTS.items())),
+        RunSpec("cluster_full", "cluster", "spri"),
+        RunSpec("spri_1stage_full", "spri", "spri", upcycle=_SPRI),
+    ),
+)
+
+
+def _check_main_runs(groups) -> None:
+    """One seed rule per group; each LR comes from a swept method (else the run never starts)."""
+    for group in groups:
+        if len({r.seeds_from for r in group}) != 1:
+            raise ValueError(f"MAIN_RUNS: mixed seeds_from in {[r.name for r in group]}")
+        for r in group:
+            if r.lr_of not in SWEPT:
+                raise ValueError(f"MAIN_RUNS: {r.name}: lr_of {r.lr_of!r} is not swept ({SWEPT})")
+
+
+_check_main_runs(MAIN_RUNS)
 
 
 def parse_args(argv=None):
@@ -129,64 +207,59 @@ def _cfg(a, method: str, seed: int, lr: float, steps: int, **kw):
     )
 
 
-def _method_kw(a, name: str) -> dict:
-    """TrainConfig keywords of a plan entry besides method/seed/lr/steps."""
-    if name.startswith("spri_1stage"):
-        return {"upcycle_opts": SPRI_OPTS}
-    if name.startswith("spri"):
-        return {"upcycle_opts": SPRI_OPTS, "stage1_frac": a.stage1_frac}
-    if name.startswith("drop"):
-        return {"upcycle_opts": DROP_OPTS}
-    return {}
+def _sweep_name(r: RunSpec, lr: float) -> str:
+    return f"{r.name}_lr{lr:g}"
+
+
+def run_ids(a) -> list[str]:
+    """``<name>_s<seed>`` of every run of the plan, in order (builds no config: no torch)."""
+    sweep = [f"{_sweep_name(r, lr)}_s{a.seeds[0]}" for r in SWEEP_RUNS for lr in a.lrs]
+    return sweep + [f"{t['name']}_s{t['seed']}" for t in main_plan(a)]
 
 
 def sweep_plan(a) -> list[dict]:
     """The LR sweep: one task per (method, lr), dev loss only."""
     return [
         {
-            "name": f"lrsweep_{m}_lr{lr:g}",
-            "method": m,
+            "name": _sweep_name(r, lr),
+            "method": r.method,
             "lr_of": None,
             "seed": a.seeds[0],
             "split": "dev",
-            "cfg": _cfg(a, m, a.seeds[0], lr, a.sweep_steps, **_method_kw(a, m)),
+            "cfg": _cfg(a, r.method, a.seeds[0], lr, a.sweep_steps, **r.kw(a)),
         }
-        for m in SWEPT
+        for r in SWEEP_RUNS
         for lr in a.lrs
     ]
 
 
 def main_plan(a) -> list[dict]:
-    """Phase 2 in priority order; ``lr_of``: whose chosen LR the run uses (cfg filled in at dispatch)."""
-    s0 = a.seeds[0]
+    """Phase 2 in priority order; ``lr_of``: whose chosen LR the run uses.
+
+    ``kw``: the TrainConfig keywords besides method/seed/lr/steps (the config
+    is made at dispatch, once that LR is known: :func:`task_config`)."""
     out = []
-
-    def add(name, method, lr_of, seed, steps):
-        out.append(
-            {
-                "name": name,
-                "method": method,
-                "lr_of": lr_of,
-                "seed": seed,
-                "split": "test",
-                "steps": steps,
-            }
-        )
-
-    for seed in a.seeds:
-        add("dense_full", "dense_full", "dense_full", seed, a.steps)
-        add("spri_full", "spri", "spri", seed, a.steps)
-    for seed in a.seeds:
-        add("sparse_full", "sparse", "sparse", seed, a.steps)
-    add(f"dense_full_x{a.long_factor}", "dense_full", "dense_full", s0, a.steps * a.long_factor)
-    add(f"spri_full_x{a.long_factor}", "spri", "spri", s0, a.steps * a.long_factor)
-    for name, method in (
-        ("drop_full", "drop"),
-        ("cluster_full", "cluster"),
-        ("spri_1stage_full", "spri"),
-    ):
-        add(name, method, "spri", s0, a.steps)
+    for group in MAIN_RUNS:
+        how = group[0].seeds_from  # one per group: _check_main_runs
+        for seed in a.seeds if how == "all" else a.seeds[:1]:
+            out += [
+                {
+                    "name": r.name.format(long_factor=a.long_factor),
+                    "method": r.method,
+                    "lr_of": r.lr_of,
+                    "seed": seed,
+                    "split": "test",
+                    "steps": a.steps * (a.long_factor if r.long else 1),
+                    "kw": r.kw(a),
+                }
+                for r in group
+            ]
     return out
+
+
+def task_config(a, task: dict, lr: float):
+    """The TrainConfig of a phase-2 task at the LR ``lr``."""
+    return _cfg(a, task["method"], task["seed"], lr, task["steps"], **task["kw"])
 
 
 def choose_lrs(sweep_results: dict[str, dict]) -> dict[str, dict]:
@@ -200,20 +273,13 @@ def choose_lrs(sweep_results: dict[str, dict]) -> dict[str, dict]:
     }
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def pack(cache: Path, out_dir: Path) -> None:
     """Every JSON of ``cache`` into ``out_dir/train_gpu.tgz`` (written atomically)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for p in sorted(cache.glob("*.json")):
             tf.add(p, arcname=f"{cache.name}/{p.name}")
-    _atomic_write(out_dir / TARBALL, buf.getvalue())
+    atomic_write(out_dir / TARBALL, buf.getvalue())
 
 
 def _cached(path: Path, cfg_dict: dict, a) -> dict | None:
@@ -295,7 +361,7 @@ def _worker(wid: int, a, model_file: str, tasks, results) -> None:
                 "run_seconds": time.perf_counter() - t0,
             }
             path = Path(a.cache) / f"{task['name']}_s{cfg.seed}.json"
-            _atomic_write(path, (json.dumps(res, ensure_ascii=False) + "\n").encode("utf-8"))
+            atomic_write(path, json.dumps(res, ensure_ascii=False) + "\n")  # compact: big
             del model
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -355,7 +421,8 @@ def main(argv=None) -> int:
     )
     del dense
     log(
-        f"dense model loaded and shared ({model_file}); device {a.device}, {a.workers} workers x {a.threads} threads"
+        f"dense model loaded and shared ({model_file}); device {a.device}, "
+        f"{a.workers} workers x {a.threads} threads"
     )
 
     pending = sweep_plan(a) + main_plan(a)
@@ -379,7 +446,7 @@ def main(argv=None) -> int:
                     "dev_pairs_per_lang": a.dev_per_lang,
                 }
                 log(f"LR of {m}: {c['lr']:g} (dev loss {c['dev_loss']})")
-        _atomic_write(cache / "lr_choice.json", (json.dumps(lr_choice, indent=1) + "\n").encode())
+        write_json(cache / "lr_choice.json", lr_choice)
 
     def ready(task) -> dict | None:
         """The task with its config filled in, or None while its LR is unknown."""
@@ -387,15 +454,7 @@ def main(argv=None) -> int:
             return task
         if task["lr_of"] not in lr_choice:
             return None
-        cfg = _cfg(
-            a,
-            task["method"],
-            task["seed"],
-            lr_choice[task["lr_of"]]["lr"],
-            task["steps"],
-            **_method_kw(a, task["name"]),
-        )
-        return {**task, "cfg": cfg}
+        return {**task, "cfg": task_config(a, task, lr_choice[task["lr_of"]]["lr"])}
 
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
@@ -442,7 +501,7 @@ def main(argv=None) -> int:
                     skipped.append(f"{r['name']} s{r['seed']}")
                     log(f"skip {r['name']} s{r['seed']}: ~{est:.0f}s would end past the hard stop")
                     continue
-                tasks.put({**{k: v for k, v in r.items() if k != "cfg"}, "cfg": cfg_d})
+                tasks.put({**{k: v for k, v in r.items() if k not in ("cfg", "kw")}, "cfg": cfg_d})
                 running[(r["name"], r["seed"])] = now
                 idle -= 1
                 log(f"start {r['name']} s{r['seed']} ({r['cfg'].steps} steps, lr {r['cfg'].lr:g})")
@@ -479,8 +538,10 @@ def main(argv=None) -> int:
                     )
                 sc = res["eval"]["scores"]
                 log(
-                    f"done {info['name']} s{info['seed']} in {took:.0f}s: loss {res['eval']['loss_mean']:.4f} "
-                    f"chrF++ {sc['chrf++_mean']} BLEU {sc['bleu_mean']} train {res['summary']['train_seconds']:.0f}s"
+                    f"done {info['name']} s{info['seed']} in {took:.0f}s: "
+                    f"loss {res['eval']['loss_mean']:.4f} "
+                    f"chrF++ {sc['chrf++_mean']} BLEU {sc['bleu_mean']} "
+                    f"train {res['summary']['train_seconds']:.0f}s"
                 )
                 if res["eval_split"] == "dev":
                     note_sweep(res)
@@ -506,7 +567,8 @@ def main(argv=None) -> int:
         pack(cache, out_dir)
         left = [f"{t['name']} s{t['seed']}" for t in pending] + skipped
         log(
-            f"packed {out_dir / TARBALL}: {len(finished)} runs finished this session, {len(failed)} failed, "
+            f"packed {out_dir / TARBALL}: {len(finished)} runs finished this session, "
+            f"{len(failed)} failed, "
             f"not started: {left or 'none'}"
         )
     return 0 if not failed else 1

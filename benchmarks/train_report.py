@@ -1,4 +1,6 @@
-"""Tables and verdict of the equal-scope fine-tuning comparison (benchmarks/train_gpu.py), as markdown.
+"""Tables and verdict of the equal-scope fine-tuning comparison, as markdown.
+
+The runs are benchmarks/train_gpu.py's, on the GPU or the CPU; no table mixes devices.
 
 Reads the per-run JSONs of ``--cache`` (default benchmarks/results/train_gpu)
 and its ``lr_choice.json``, and the FFN-only comparison of ``--ffn``
@@ -21,23 +23,30 @@ BLEU over the best prior upcycling; /work/shared/notes/anchors.md) is said
 to reproduce when the interval of SPRI's BLEU advantage lies above 0, and
 its size to agree when the interval contains the paper's number.
 
+:func:`section_equal_scope` gives benchmarks/readme_tables.py the same
+comparison for both caches, the GPU's (benchmarks/results/train_gpu) and the
+CPU's (benchmarks/results/train_full_cpu), one device per table, with the
+runs of benchmarks/train_gpu.py's default plan that are not measured yet.
+
     python benchmarks/train_report.py
+    python benchmarks/train_report.py --cache benchmarks/results/train_full_cpu \\
+        --out out/train_cpu_report.md --json out/train_cpu_report.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 import sys
 
 import numpy as np
+import train_gpu
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from moe.finetune.bootstrap import N_RESAMPLES, SEED, paired_bootstrap
+from nli.atomic import atomic_write
 
-from moe.finetune.bootstrap import N_RESAMPLES, SEED, paired_bootstrap  # noqa: E402
+from results_io import results_path, write_json
 
 PAPER = {
     "dense": {"bleu": 2.58, "label": "+2.58 BLEU over the fully fine-tuned dense model"},
@@ -48,7 +57,7 @@ METRICS = ("chrf++", "bleu")
 
 
 def load_runs(cache: Path) -> tuple[list[dict], dict]:
-    """(test-split runs, lr_choice) from ``cache``; sweep runs are returned as part of lr_choice's context."""
+    """(every run, sweep and test, and lr_choice.json) of ``cache``."""
     runs = []
     for p in sorted(cache.glob("*.json")):
         if p.name == "lr_choice.json":
@@ -99,7 +108,9 @@ def method_rows(runs: list[dict]) -> dict[str, dict]:
 def compare(
     rows: dict, a: str, b: str, seeds: list[int] | None = None, n: int = N_RESAMPLES
 ) -> dict | None:
-    """A - B on chrF++ and BLEU with paired-bootstrap intervals (``seeds``: only those seeds of each)."""
+    """A - B on chrF++ and BLEU with paired-bootstrap intervals.
+
+    ``seeds``: only those seeds of each."""
     if a not in rows or b not in rows:
         return None
 
@@ -187,7 +198,9 @@ def build_report(
 
 
 def ffn_rows(ffn: dict | None) -> dict:
-    """The FFN-only CPU benchmark's methods (benchmarks/results/train.json), no per-sentence data."""
+    """The FFN-only CPU benchmark's methods (benchmarks/results/train.json).
+
+    No per-sentence data."""
     if not ffn or "methods" not in ffn:
         return {}
     out = {}
@@ -230,49 +243,98 @@ def _ci(c: dict | None, m: str) -> str:
     )
 
 
-def render(rep: dict) -> str:
-    L = ["## Fine-tuning at equal trainable scope", ""]
-    lc = rep["lr_choice"]
-    if lc:
-        lrs = sorted({k for v in lc.values() for k in v["dev_loss"]}, key=float)
-        L += [
-            "LR chosen on dev target loss (" + f"{next(iter(lc.values()))['sweep_steps']} steps, "
-            f"{next(iter(lc.values()))['dev_pairs_per_lang']} dev pairs per language):",
-            "",
-            "| method | " + " | ".join(f"dev loss @ {x}" for x in lrs) + " | chosen LR |",
-            "|---|" + "---|" * (len(lrs) + 1),
-        ]
-        for m, v in lc.items():
-            L.append(
-                f"| {m} | "
-                + " | ".join(f"{v['dev_loss'][x]:.4f}" if x in v["dev_loss"] else "-" for x in lrs)
-                + f" | {v['lr']:g} |"
-            )
-        L.append("")
-    L += [
-        "| run | scope | LR | steps | seeds | chrF++ | BLEU | test loss | trainable | active | train s | "
-        "threads | device (workers sharing it) |",
+def _lr_table(lc: dict, device: str) -> str:
+    lrs = sorted({k for v in lc.values() for k in v["dev_loss"]}, key=float)
+    first = next(iter(lc.values()))
+    L = [
+        f"LR chosen on dev target loss ({first['sweep_steps']} steps, "
+        f"{first['dev_pairs_per_lang']} dev pairs per language; device {device}):",
+        "",
+        "| method | " + " | ".join(f"dev loss @ {x}" for x in lrs) + " | chosen LR | device |",
+        "|---|" + "---|" * (len(lrs) + 2),
+    ]
+    for m, v in lc.items():
+        losses = [f"{v['dev_loss'][x]:.4f}" if x in v["dev_loss"] else "-" for x in lrs]
+        L.append(f"| {m} | " + " | ".join(losses) + f" | {v['lr']:g} | {device} |")
+    return "\n".join(L)
+
+
+def _runs_table(rows: dict) -> str:
+    L = [
+        "| run | scope | LR | steps | seeds | chrF++ | BLEU | test loss | trainable | active "
+        "| train s | threads | device (workers sharing it) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rep["rows"].items():
+    for name, r in rows.items():
         L.append(
-            f"| {name} | {r['scope']} | {r['lr']:g} | {r['steps']} | {len(r['seeds'])} | {_pm(r['chrf++'])} | "
-            f"{_pm(r['bleu'])} | {_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | "
-            f"{_m(r['params']['active'])} | {_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | "
-            f"{r['device']} ({r['concurrent_workers']}) |"
+            f"| {name} | {r['scope']} | {r['lr']:g} | {r['steps']} | {len(r['seeds'])} "
+            f"| {_pm(r['chrf++'])} | {_pm(r['bleu'])} | {_pm(r['loss'], '{:.3f}')} "
+            f"| {_m(r['params']['trainable'])} | {_m(r['params']['active'])} "
+            f"| {_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} "
+            f"| {r['device']} ({r['concurrent_workers']}) |"
         )
-    n_sent = {r["sentences"] for r in rep["rows"].values()}
-    bs = rep["bootstrap"]
-    L += [
-        "",
-        f"chrF++/BLEU: mean over 8 languages of sacrebleu corpus scores on {', '.join(map(str, sorted(n_sent)))} "
-        "test sentences (greedy); ± is the seed-to-seed standard deviation. Differences A - B with 95% "
-        f"paired-bootstrap intervals over test sentences ({bs['resamples']} resamples, seed {bs['seed']}, "
-        "stratified by language, seeds of a method averaged):",
-        "",
-        "| comparison | Δ chrF++ [95% CI] | Δ BLEU [95% CI] |",
-        "|---|---|---|",
+    return "\n".join(L)
+
+
+def _verdict(rep: dict) -> list[str]:
+    L = []
+    for key in ("dense", "upcycling"):
+        c = rep["claims"][key]
+        if c["status"] == "not measured":
+            L.append(f"- Paper: {c['label']}: not measured.")
+            continue
+        where = "inside" if c["size_agrees"] else "outside"
+        L.append(
+            f"- Paper: {c['label']}. Here: {c['delta']:+.2f} BLEU "
+            f"[{c['lo']:+.2f}, {c['hi']:+.2f}]: {c['status']}; "
+            f"the paper's size is {where} the interval."
+        )
+    t = rep["long_budget"]
+    if t:
+        k = [x for x in t if x.startswith("bleu_gap_") and x != "bleu_gap_1x"][0]
+        L.append(
+            f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from "
+            f"{t['bleu_gap_1x']:+.2f} to {t[k]:+.2f} at {k.split('_')[-1]} the steps "
+            f"({t['spri_minus_dense_bleu']})."
+        )
+    else:
+        L.append("- Longer budget: not measured.")
+    return L
+
+
+def _ffn_table(ffn: dict) -> list[str]:
+    any_ = next(iter(ffn.values()))
+    L = [
+        "| method | seeds | chrF++ | BLEU | test loss | trainable | active | train s "
+        "| threads | device |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, r in ffn.items():
+        L.append(
+            f"| {name} | {len(r['seeds'])} | {_pm(r['chrf++'])} | {_pm(r['bleu'])} "
+            f"| {_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} "
+            f"| {_m(r['params']['active'])} | {_pm(r['train_seconds'], '{:.0f}')} "
+            f"| {r['threads']} | {r['device']} |"
+        )
+    return [
+        "### FFN-only scope (the earlier CPU benchmark: the MoE methods and dense_ffn train "
+        f"the upcycled FFNs only, dense_full everything; LR {any_['lr']:g} for every method, "
+        f"{any_['sentences_per_lang']} test sentences per language; no per-sentence data, "
+        "so no intervals)",
+        "\n".join(L),
+    ]
+
+
+def render_blocks(rep: dict, device: str) -> list[str]:
+    """The comparison of one device's runs as markdown blocks (no heading)."""
+    B = []
+    if rep["lr_choice"]:
+        B.append(_lr_table(rep["lr_choice"], device))
+    if not rep["rows"]:
+        B.append(f"No test-split run measured yet on {device}.")
+        return B
+    n_sent = ", ".join(map(str, sorted({r["sentences"] for r in rep["rows"].values()})))
+    bs = rep["bootstrap"]
     labels = {
         "spri_vs_dense": "SPRI - dense_full (all seeds)",
         "spri_vs_best_prior": f"SPRI - best prior upcycling ({rep['best_prior']})",
@@ -280,46 +342,102 @@ def render(rep: dict) -> str:
         "spri_vs_dense_seed0": "SPRI - dense_full (seed 0)",
         "spri_vs_dense_long": "SPRI - dense_full at the long budget (seed 0)",
     }
+    cmp = ["| comparison | Δ chrF++ [95% CI] | Δ BLEU [95% CI] | device |", "|---|---|---|---|"]
     for k, lab in labels.items():
         c = rep["comparisons"].get(k)
-        L.append(f"| {lab} | {_ci(c, 'chrf++')} | {_ci(c, 'bleu')} |")
-    L += ["", "**Verdict.**", ""]
-    for key in ("dense", "upcycling"):
-        c = rep["claims"][key]
-        if c["status"] == "not measured":
-            L.append(f"- Paper: {c['label']}: not measured.")
-            continue
-        L.append(
-            f"- Paper: {c['label']}. Here: {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}]: "
-            f"{c['status']}; the paper's size is {'inside' if c['size_agrees'] else 'outside'} the interval."
-        )
-    t = rep["long_budget"]
-    if t:
-        k = [x for x in t if x.startswith("bleu_gap_") and x != "bleu_gap_1x"][0]
-        L.append(
-            f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from {t['bleu_gap_1x']:+.2f} to "
-            f"{t[k]:+.2f} at {k.split('_')[-1]} the steps ({t['spri_minus_dense_bleu']})."
-        )
-    else:
-        L.append("- Longer budget: not measured.")
+        cmp.append(f"| {lab} | {_ci(c, 'chrf++')} | {_ci(c, 'bleu')} | {device} |")
+    B += [
+        f"Runs on {device}:",
+        _runs_table(rep["rows"]),
+        f"chrF++/BLEU: mean over 8 languages of sacrebleu corpus scores on {n_sent} test "
+        "sentences (greedy); ± is the seed-to-seed standard deviation. Differences A - B with "
+        f"95% paired-bootstrap intervals over test sentences ({bs['resamples']} resamples, "
+        f"seed {bs['seed']}, stratified by language, seeds of a method averaged; device {device}):",
+        "\n".join(cmp),
+        f"**Verdict ({device}).**",
+        "\n".join(_verdict(rep)),
+    ]
+    return B
+
+
+def render(rep: dict, device: str | None = None) -> str:
+    """The whole report of one device as markdown (with the FFN-only table if given)."""
+    if device is None:
+        device = ", ".join(sorted({r["device"] for r in rep["rows"].values()})) or "unknown"
+    B = ["## Fine-tuning at equal trainable scope", *render_blocks(rep, device)]
     if rep["ffn_only"]:
-        any_ = next(iter(rep["ffn_only"].values()))
-        L += [
-            "",
-            f"### FFN-only scope (the earlier CPU benchmark: the MoE methods and dense_ffn train the "
-            f"upcycled FFNs only, dense_full everything; LR {any_['lr']:g} for every method, "
-            f"{any_['sentences_per_lang']} test sentences per language; no per-sentence data, so no intervals)",
-            "",
-            "| method | seeds | chrF++ | BLEU | test loss | trainable | active | train s | threads | device |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for name, r in rep["ffn_only"].items():
-            L.append(
-                f"| {name} | {len(r['seeds'])} | {_pm(r['chrf++'])} | {_pm(r['bleu'])} | "
-                f"{_pm(r['loss'], '{:.3f}')} | {_m(r['params']['trainable'])} | {_m(r['params']['active'])} | "
-                f"{_pm(r['train_seconds'], '{:.0f}')} | {r['threads']} | {r['device']} |"
-            )
-    return "\n".join(L) + "\n"
+        B += _ffn_table(rep["ffn_only"])
+    return "\n\n".join(B) + "\n"
+
+
+# ---------------------------------------------------------------- caches and devices
+def by_device(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs grouped by their device label, so that no comparison mixes devices."""
+    out: dict[str, list[dict]] = {}
+    for r in runs:
+        out.setdefault(r.get("device", "cpu"), []).append(r)
+    return out
+
+
+def lr_choice_on(lr_choice: dict, runs: list[dict], device: str) -> dict:
+    """The entries of ``lr_choice`` whose sweep runs all ran on ``device``."""
+    dev = {}
+    for r in runs:
+        if r.get("eval_split") == "dev":
+            dev.setdefault(r["config"]["method"], set()).add(r.get("device", "cpu"))
+    return {m: v for m, v in lr_choice.items() if dev.get(m) == {device}}
+
+
+def expected_runs() -> list[str]:
+    """``<name>_s<seed>`` of every run of benchmarks/train_gpu.py's default plan, in order."""
+    return train_gpu.run_ids(train_gpu.parse_args([]))
+
+
+def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:
+    """Markdown blocks of one cache: one comparison per device, and what is missing."""
+    want = expected_runs()
+    have = {p.stem for p in cache.glob("*_s*.json")} if cache.is_dir() else set()
+    missing = [w for w in want if w not in have]
+    B = [f"### {title} (`{_rel(cache)}/`)"]
+    if cache.is_dir():
+        runs, lr_choice = load_runs(cache)
+        for device, rs in by_device(runs).items():
+            rep = build_report(rs, lr_choice_on(lr_choice, runs, device), None, n=n)
+            B += render_blocks(rep, device)
+    if missing:
+        B.append(
+            f"Not yet measured: {len(missing)} of {len(want)} runs missing: "
+            + ", ".join(f"`{m}`" for m in missing)
+            + "."
+        )
+    return B
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.resolve().relative_to(results_path("").parents[1]))
+    except ValueError:
+        return str(p)
+
+
+CACHES = (
+    ("GPU", results_path("train_gpu")),
+    ("CPU", results_path("train_full_cpu")),
+)
+
+
+def section_equal_scope(caches=CACHES, n: int = N_RESAMPLES) -> list[str]:
+    """The equal-scope comparison for docs/results.md: per cache (GPU, CPU), per device."""
+    B = [
+        "## Fine-tuning at equal trainable scope",
+        "`benchmarks/train_gpu.py` trains dense_full and the MoE methods with every parameter "
+        "trainable, each at the LR it chose on dev, and `benchmarks/train_report.py` compares "
+        "them with paired-bootstrap intervals. The GPU and CPU runs are kept apart: each "
+        "table is one device's.",
+    ]
+    for title, cache in caches:
+        B += cache_blocks(title, Path(cache), n)
+    return B
 
 
 def main(argv=None) -> int:
@@ -342,13 +460,14 @@ def main(argv=None) -> int:
         return 2
     runs, lr_choice = load_runs(cache)
     ffn = json.loads(Path(a.ffn).read_text(encoding="utf-8")) if Path(a.ffn).is_file() else None
-    rep = build_report(runs, lr_choice, ffn, a.long_factor, a.resamples)
-    md = render(rep)
-    for path, text in ((Path(a.out), md), (Path(a.json), json.dumps(rep, indent=1) + "\n")):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    devices = by_device(runs)
+    reps = {
+        d: build_report(rs, lr_choice_on(lr_choice, runs, d), ffn, a.long_factor, a.resamples)
+        for d, rs in devices.items()
+    }
+    md = "".join(render(rep, d) for d, rep in reps.items()) or "No runs in the cache.\n"
+    atomic_write(a.out, md)
+    write_json(a.json, reps)
     print(md)
     return 0
 

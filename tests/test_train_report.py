@@ -1,20 +1,22 @@
-"""benchmarks/train_report.py: tables and verdict from per-run JSONs (synthetic runs, real sacrebleu)."""
+"""benchmarks/train_report.py: tables and verdict from per-run JSONs.
 
-import importlib.util
+Synthetic runs, real sacrebleu."""
+
+import json
 from pathlib import Path
+import sys
 
 from test_bootstrap import HYP_A, HYP_B, _recs, _translations
 
 from moe.finetune.translate_eval import score_translations
 
-_spec = importlib.util.spec_from_file_location(
-    "train_report", Path(__file__).parents[1] / "benchmarks/train_report.py"
-)
-train_report = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_report)
+# the benchmark scripts import their siblings (results_io, train_gpu), as they do when run
+# as `python benchmarks/X.py`
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import train_report  # noqa: E402  (needs benchmarks/ on the path, set just above)
 
 
-def _run(name, method, seed, hyps, steps=200):
+def _run(name, method, seed, hyps, steps=200, device="cuda:Test GPU"):
     t = _translations(hyps)
     sc = score_translations(t["hyps"], _recs())
     return {
@@ -30,7 +32,7 @@ def _run(name, method, seed, hyps, steps=200):
         "summary": {"params": {"total": 10, "trainable": 10, "active": 8}, "train_seconds": 5.0},
         "eval": {"scores": sc, "loss_mean": 2.0, "translations": t},
         "torch_threads": 1,
-        "device": "cuda:Test GPU",
+        "device": device,
         "concurrent_workers": 12,
     }
 
@@ -59,3 +61,77 @@ def test_verdict_follows_the_interval():
     assert rep["comparisons"]["spri_vs_dense_long"] is None and rep["long_budget"] is None
     md = train_report.render(rep)
     assert "cuda:Test GPU (12)" in md and "Longer budget: not measured" in md and "| spri | " in md
+
+
+def _sweep_run(method, lr, loss, device):
+    return {
+        "name": f"lrsweep_{method}_lr{lr:g}",
+        "seed": 0,
+        "eval_split": "dev",
+        "config": {"method": method, "lr": lr, "steps": 50},
+        "eval": {"loss_mean": loss},
+        "device": device,
+    }
+
+
+def _write(cache: Path, runs: list[dict], lr_choice: dict | None = None) -> None:
+    cache.mkdir(parents=True)
+    for r in runs:
+        (cache / f"{r['name']}_s{r['seed']}.json").write_text(json.dumps(r))
+    if lr_choice is not None:
+        (cache / "lr_choice.json").write_text(json.dumps(lr_choice))
+
+
+def test_section_equal_scope_keeps_devices_apart_and_lists_what_is_missing(tmp_path):
+    lr = {
+        "dense_full": {
+            "lr": 1e-4,
+            "dev_loss": {"5e-05": 2.5, "0.0001": 2.25, "0.0003": 2.75},
+            "sweep_steps": 50,
+            "dev_pairs_per_lang": 25,
+        }
+    }
+    sweep = [
+        _sweep_run("dense_full", x, y, "cpu") for x, y in ((5e-5, 2.5), (1e-4, 2.25), (3e-4, 2.75))
+    ]
+    test = [_run("spri_full", "spri", 0, HYP_A, device="cpu")]
+    test += [_run("dense_full", "dense_full", 0, HYP_B, device="cpu")]
+    # the same cache, another device
+    other = [_run("dense_full", "dense_full", 1, HYP_A, device="cuda:Other")]
+    _write(tmp_path / "cpu", sweep + test + other, lr)
+    caches = (("GPU", tmp_path / "gpu"), ("CPU", tmp_path / "cpu"))  # no GPU cache at all
+    blocks = train_report.section_equal_scope(caches, n=50)
+    md = "\n\n".join(blocks)
+    want = train_report.expected_runs()
+    assert len(want) == 23 and len(set(want)) == 23
+    gpu, cpu = md.index("### GPU"), md.index("### CPU")
+    assert f"Not yet measured: 23 of 23 runs missing: `{want[0]}`" in md[gpu:cpu]
+    have = [f"{r['name']}_s{r['seed']}" for r in sweep + test + other]
+    missing = [w for w in want if w not in have]
+    assert len(missing) == 23 - 6
+    gpu_line, cpu_line = [b for b in blocks if b.startswith("Not yet measured")]
+    assert gpu_line.startswith(f"Not yet measured: 23 of 23 runs missing: `{want[0]}`, ")
+    assert cpu_line == (
+        "Not yet measured: 17 of 23 runs missing: " + ", ".join(f"`{m}`" for m in missing) + "."
+    )
+    # one comparison per device: the CPU one has SPRI and dense_full, the other only dense_full
+    cpu_at, other_at = md.index("Runs on cpu:"), md.index("Runs on cuda:Other:")
+    assert cpu_at < other_at  # runs in file-name order: dense_full_s0 (cpu) first
+    cpu_part, other_part = md[cpu_at:other_at], md[other_at:]
+    assert "| SPRI - dense_full (all seeds) | +" in cpu_part  # measured, A better
+    assert "| cpu |" in cpu_part and "cuda:Other" not in cpu_part
+    assert "| SPRI - dense_full (all seeds) | not measured | not measured | cuda:Other |" in (
+        other_part
+    )
+    assert "| cpu " not in other_part and "cpu (12)" not in other_part
+    # the CPU LR sweep is labelled with its device and not repeated for the other device
+    assert md.count("| dense_full | 2.5000 | 2.2500 | 2.7500 | 0.0001 | cpu |") == 1
+
+
+def test_lr_choice_only_for_the_device_that_swept():
+    runs = [_sweep_run("dense_full", 1e-4, 2.0, "cpu"), _sweep_run("spri", 1e-4, 2.0, "cuda:X")]
+    runs.append(_sweep_run("sparse", 1e-4, 2.0, "cpu"))
+    runs.append(_sweep_run("sparse", 3e-4, 2.0, "cuda:X"))  # a mixed sweep belongs to no device
+    lc = {m: {"lr": 1e-4} for m in ("dense_full", "spri", "sparse")}
+    assert train_report.lr_choice_on(lc, runs, "cpu") == {"dense_full": {"lr": 1e-4}}
+    assert train_report.lr_choice_on(lc, runs, "cuda:X") == {"spri": {"lr": 1e-4}}

@@ -1,0 +1,121 @@
+"""The fine-tuning benchmarks' declarative plans expand to the runs that the caches hold.
+
+benchmarks/train.py and benchmarks/train_gpu.py list their runs as RunSpec entries; a
+change to the expansion would change a run's name or config (its cache key) and silently
+rerun hours of training. These tests pin the expansion to the committed per-run JSONs and
+to hand-written lists of the plans.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+import re
+import sys
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+# the benchmark scripts import their siblings (results_io), as they do when run
+# as `python benchmarks/X.py`
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import train_gpu  # noqa: E402  (needs benchmarks/ on the path, set just above)
+
+_spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks/train.py")
+bench_train = importlib.util.module_from_spec(_spec)
+sys.modules["bench_train"] = bench_train  # dataclasses look their module up there
+_spec.loader.exec_module(bench_train)
+
+CPU_JOB = [  # the resumable CPU job of the full-scope plan (its cache is committed)
+    "--device", "cpu", "--workers", "1", "--threads", "1", "--deadline", "1e9",
+    "--hard-stop", "1e9", "--cache", "benchmarks/results/train_full_cpu",
+]  # fmt: skip
+
+
+def _cached_runs(cache: Path) -> dict[str, dict]:
+    out = {}
+    for p in sorted(cache.glob("*_s*.json")):
+        if p.name.startswith("nli_") or not re.search(r"_s\d+$", p.stem):
+            continue  # the nli re-evaluation, init_sweep.json
+        out[p.stem] = json.loads(p.read_text(encoding="utf-8"))
+    return out
+
+
+def test_train_plan_matches_every_cached_run():
+    report = json.loads((ROOT / "benchmarks/results/train.json").read_text(encoding="utf-8"))
+    a = bench_train.parse_args([])
+    plan = bench_train.sweep_plan(a) + bench_train.main_plan(a, report["spri_opts"])
+    keys = {f"{n}_s{c.seed}": c.to_dict() for n, c in plan}
+    assert len(keys) == len(plan) == 25
+    cached = _cached_runs(ROOT / "benchmarks/results/train")
+    assert sorted(cached) == sorted(keys)
+    for k, res in cached.items():
+        assert res["config"] == keys[k], k
+
+
+def test_train_plan_order_and_settings():
+    a = bench_train.parse_args(["--seeds", "3,5"])
+    opts = {"rho": 0.9, "scale": 4.0}
+    got = [(n, c.seed, c.method) for n, c in bench_train.main_plan(a, opts)]
+    assert got == [
+        ("dense_full", 3, "dense_full"), ("sparse", 3, "sparse"), ("spri", 3, "spri"),
+        ("dense_full", 5, "dense_full"), ("sparse", 5, "sparse"), ("spri", 5, "spri"),
+        ("dense_ffn", 3, "dense_ffn"), ("drop", 3, "drop"), ("partition", 3, "partition"),
+        ("cluster", 3, "cluster"), ("spri_1stage", 3, "spri"), ("grow_uniform", 3, "spri"),
+        ("grow_saliency", 3, "spri"),
+    ]  # fmt: skip
+    cfg = dict(bench_train.main_plan(a, opts)[6:])
+    assert cfg["spri_1stage"].upcycle_opts == opts and cfg["spri_1stage"].stage1_frac == 0.0
+    assert cfg["grow_uniform"].stage1_frac == a.stage1_frac == 0.25
+    assert cfg["grow_saliency"].grow_select == "saliency"
+    assert cfg["drop"].upcycle_opts == {"ratio": 0.5} and cfg["cluster"].upcycle_opts == {}
+    smoke = bench_train.parse_args(["--smoke"])
+    assert [n for n, _ in bench_train.main_plan(smoke, opts)] == ["dense_full", "sparse", "spri"]
+    assert [n for n, _ in bench_train.sweep_plan(smoke)] == ["sweep_rho0.5_s8"]
+    sweep = bench_train.sweep_plan(a)
+    assert len(sweep) == 12 and sweep[1][0] == "sweep_rho0.5_s2"
+    assert all(c.seed == 0 and c.steps == a.sweep_steps for _, c in sweep)
+
+
+def test_run_spec_validates():
+    with pytest.raises(ValueError, match="unknown method"):
+        bench_train.RunSpec("x", "dense")
+    with pytest.raises(ValueError, match="seeds_from"):
+        bench_train.RunSpec("x", "spri", "some")
+    with pytest.raises(ValueError, match="seeds_from"):
+        train_gpu.RunSpec("x", "spri", "spri", "every")
+    with pytest.raises(ValueError, match="mixed seeds_from"):
+        group = (
+            train_gpu.RunSpec("x", "spri", "spri", "all"),
+            train_gpu.RunSpec("y", "spri", "spri", "first"),
+        )
+        train_gpu._check_main_runs((group,))
+    with pytest.raises(ValueError, match="is not swept"):
+        train_gpu._check_main_runs(((train_gpu.RunSpec("x", "drop", "drop"),),))
+    a = train_gpu.parse_args([])
+    assert train_gpu.run_ids(a) == [
+        f"{t['name']}_s{t['seed']}" for t in train_gpu.sweep_plan(a) + train_gpu.main_plan(a)
+    ]
+
+
+def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
+    a = train_gpu.parse_args(CPU_JOB)
+    sweep = {f"{t['name']}_s{t['seed']}": t["cfg"].to_dict() for t in train_gpu.sweep_plan(a)}
+    cached = _cached_runs(ROOT / "benchmarks/results/train_full_cpu")
+    assert cached and set(cached) <= set(sweep)
+    for k, res in cached.items():
+        assert res["config"] == sweep[k], k
+    main = train_gpu.main_plan(a)
+    assert [(t["name"], t["seed"], t["lr_of"]) for t in main] == [
+        ("dense_full", 0, "dense_full"), ("spri_full", 0, "spri"),
+        ("dense_full", 1, "dense_full"), ("spri_full", 1, "spri"),
+        ("dense_full", 2, "dense_full"), ("spri_full", 2, "spri"),
+        ("sparse_full", 0, "sparse"), ("sparse_full", 1, "sparse"), ("sparse_full", 2, "sparse"),
+        ("dense_full_x4", 0, "dense_full"), ("spri_full_x4", 0, "spri"),
+        ("drop_full", 0, "spri"), ("cluster_full", 0, "spri"), ("spri_1stage_full", 0, "spri"),
+    ]  # fmt: skip
+    cfg = {t["name"]: train_gpu.task_config(a, t, 3e-4) for t in main if t["seed"] == 0}
+    assert cfg["spri_full_x4"].steps == 800 and cfg["spri_full_x4"].stage1_frac == 0.25
+    assert cfg["spri_full"].upcycle_opts == train_gpu.SPRI_OPTS and cfg["spri_full"].scope == "full"
+    assert cfg["spri_1stage_full"].stage1_frac == 0.0
+    assert cfg["drop_full"].upcycle_opts == {"ratio": 0.5} and cfg["dense_full"].scope == "ffn"
+    assert cfg["cluster_full"].upcycle_opts == {} and cfg["cluster_full"].lr == 3e-4
