@@ -79,7 +79,8 @@ def _prefix_dd(v):
 # nothing): otherwise every array use in branchy code gets atomic reference-count
 # updates, which cost several times the O(1) segment sums themselves (measured).
 # A: float64[10, N+1] rows x, f, 1/w, dd, then prefix (hi, lo) of 1/w, f/w, x/w;
-# I: int64[N] run id; R: int64[2, runs] run end index, run sign; C: (ord0, fn_id, n).
+# I (the kernels' argument RID): int64[N] run id; R: int64[2, runs] run end index, run sign;
+# C: (ord0, fn_id, n).
 X_, F_, IW_, DD_, P_ = 0, 1, 2, 3, 4
 
 
@@ -152,9 +153,9 @@ def _same_region(infl, tl, th):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit):
+def _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit):
     """sum |g|/w over lo..hi for any line: O(1) lower bound per run, then O(log N) per run."""
-    r0 = I[lo]
+    r0 = RID[lo]
     lb = 0.0
     a = lo
     r = r0
@@ -176,7 +177,7 @@ def _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit):
 
 
 @numba.njit(cache=True, inline="always")
-def _line_abs_sum(A, I, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
+def _line_abs_sum(A, RID, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
     """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means 'too big').
 
     If the line is the chord of f over [chord_lo, chord_hi] (pass chord_lo > chord_hi
@@ -188,7 +189,7 @@ def _line_abs_sum(A, I, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
         return 0.0
     if chord_lo <= chord_hi and _same_region(infl, chord_lo, chord_hi):
         return abs(_signed_sum(A, lo, hi, a0, s, t0))
-    return _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit)
+    return _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit)
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -269,19 +270,19 @@ def _bin_edge(A, C, j, k, B, m, quant):
 
 
 @numba.njit(cache=True, inline="always")
-def _bin_err(A, I, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
+def _bin_err(A, RID, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
     """Raw error (sum, or max if use_max) over grid points lo..hi of P's line from (tp, Fp) to
     (t, F); with quant False that line is f's chord (O(1) when no inflection lies between)."""
     s = (F - Fp) / (t - tp)
     if use_max:
         return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
     return _line_abs_sum(
-        A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw
+        A, RID, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw
     )
 
 
 @numba.njit(cache=True, _nrt=False)
-def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
+def _bin_raw(A, RID, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
     """Raw error (sum, or max if use_max) of bin m alone of macro interval [x_j, x_k] with B bins,
     from the very values :func:`_seg_raw` uses for that bin. Never above what ``_seg_raw`` adds
     for it (a value >= limit_raw may be a lower bound of it), so never above the interval's raw
@@ -290,11 +291,11 @@ def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
     t, F, i = _bin_edge(A, C, j, k, B, m, quant)
     if i - 1 < lo:
         return 0.0
-    return _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant, limit_raw)
+    return _bin_err(A, RID, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant, limit_raw)
 
 
 @numba.njit(cache=True, _nrt=False)
-def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
+def _seg_raw(A, RID, R, infl, C, j, k, B, use_max, quant, limit_raw):
     """(raw, rb, mhot): raw error of macro interval [x_j, x_k] with B bins, the sum (or max) of
     |f-P|/w; rb = the rightmost bin's sum (or max; a lower bound of it once it reached
     limit_raw) when P is f's chord over a bin with no inflection point,
@@ -315,7 +316,7 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
         if i - 1 >= lo:
             v = _bin_err(
                 A,
-                I,
+                RID,
                 R,
                 infl,
                 lo,
@@ -341,7 +342,7 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _seg_cost(A, I, R, infl, C, j, k, B, code, limit):
+def _seg_cost(A, RID, R, infl, C, j, k, B, code, limit):
     """Objective contribution of macro interval j..k (see module doc), early exit at ``limit``."""
     obj = code & 3
     if obj == 0:
@@ -351,11 +352,11 @@ def _seg_cost(A, I, R, infl, C, j, k, B, code, limit):
     else:
         scale = 1.0
     lim = limit / scale if limit < np.inf else np.inf
-    return _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)[0] * scale
+    return _seg_raw(A, RID, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)[0] * scale
 
 
 @numba.njit(cache=True, parallel=True)
-def _clamp_costs_k(A, I, R, infl, C, code, right):
+def _clamp_costs_k(A, RID, R, infl, C, code, right):
     n = C[2]
     out = np.empty(n)
     obj = code & 3
@@ -366,7 +367,7 @@ def _clamp_costs_k(A, I, R, infl, C, code, right):
         if obj == 2:
             out[k] = _line_max(A, lo, hi, v, 0.0, 0.0, np.inf)
         else:
-            raw = _line_abs_sum(A, I, R, infl, lo, hi, v, 0.0, 0.0, 1.0, 0.0, np.inf)
+            raw = _line_abs_sum(A, RID, R, infl, lo, hi, v, 0.0, 0.0, 1.0, 0.0, np.inf)
             out[k] = raw / (hi - lo + 1) if obj == 0 else raw / n
     return out
 
