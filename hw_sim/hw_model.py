@@ -39,7 +39,10 @@ import numpy as np
 
 from nli.formats import MODES
 
-LABEL = "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), not a measurement"
+LABEL = (
+    "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), "
+    "not a measurement"
+)
 
 
 # ----------------------------------------------------------------------------- published anchors
@@ -76,7 +79,10 @@ PUBLISHED = (
         23238.0,
         46.0,
         0.94,
-        "assumed: 256 segments x (slope, intercept) = 512 entries; breakpoints counted in comparators",
+        (
+            "assumed: 256 segments x (slope, intercept) = 512 entries; "
+            "breakpoints counted in comparators"
+        ),
     ),
     Design(
         "RI-LUT",

@@ -259,7 +259,10 @@ def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
 
 def _variant_name(base: str, parallel: bool, f32_in: bool, f32_out: bool) -> str:
     """A distinct name per compiled variant (Numba's on-disk cache is keyed by it)."""
-    return f"{base}_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}_{'f32' if f32_out else 'bits'}"
+    mode = "par" if parallel else "ser"
+    src = "f32" if f32_in else "bits"
+    dst = "f32" if f32_out else "bits"
+    return f"{base}_{mode}_{src}_{dst}"
 
 
 # ----------------------------------------------------------------------------- rmsnorm

@@ -275,7 +275,8 @@ def _layer_chord(A, RID, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, o
                 if v < best:
                     best = v
                     arg = hint
-            # chords inside one convexity region (j >= jlo): exact cost, block by block, nearest first
+            # chords inside one convexity region (j >= jlo): exact cost, block by block,
+            # nearest first
             for c in range(jmax // CHUNK, jlo // CHUNK - 1, -1):
                 if jmax < jlo or bmin[c] >= best:
                     continue

@@ -178,7 +178,8 @@ def _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit):
 
 @numba.njit(cache=True, inline="always")
 def _line_abs_sum(A, RID, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
-    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means 'too big').
+    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means
+    'too big').
 
     If the line is the chord of f over [chord_lo, chord_hi] (pass chord_lo > chord_hi
     when it is not a chord) and that interval holds no inflection point, g has one
@@ -225,15 +226,17 @@ def _rne16(v):
 # ----------------------------------------------------------------------------- FP16 index of a real
 @numba.njit(cache=True, inline="always")
 def _pos_bits(a, up):
-    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past max."""
+    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past
+    max."""
     if a > FP16_MAX:
         return FP16_POS_INF if up else FP16_MAX_BITS
     if a < FP16_MIN_NORMAL:
         q = a * 2.0**24  # exact scaling into the subnormal count
         return int(math.ceil(q)) if up else int(math.floor(q))
-    # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10 it is
-    # FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a carry out of
-    # frac moves into the exponent, as it should). Integer ops only: math.frexp is a library call.
+    # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10
+    # it is FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a
+    # carry out of frac moves into the exponent, as it should). Integer ops only: math.frexp is
+    # a library call.
     b = f64_as_i64(a)
     o = (b >> 42) - (1008 << 10)
     return o + 1 if up and (b & ((1 << 42) - 1)) != 0 else o
@@ -241,7 +244,8 @@ def _pos_bits(a, up):
 
 @numba.njit(cache=True, inline="always")
 def _ceil_index(ord0, n, t):
-    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal ord0."""
+    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal
+    ord0."""
     if t >= 0.0:
         o = _pos_bits(t, True)
     else:
@@ -252,9 +256,10 @@ def _ceil_index(ord0, n, t):
 # ----------------------------------------------------------------------------- segment cost
 @numba.njit(cache=True, inline="always")
 def _bin_edge(A, C, j, k, B, m, quant):
-    """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B), ``t_m = x_j + (m d) / B``
-    with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value there (f(t_m), RNE16 if
-    quant), and the first grid index of bin m + 1: max(j, ceil(t_m)) (i_0 = j, i_B = k + 1).
+    """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B),
+    ``t_m = x_j + (m d) / B`` with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value
+    there (f(t_m), RNE16 if quant), and the first grid index of bin m + 1: max(j, ceil(t_m))
+    (i_0 = j, i_B = k + 1).
     Bin m (1..B) holds grid points i_{m-1} .. i_m - 1."""
     if m == 0:
         t, F, i = A[X_, j], A[F_, j], j
@@ -379,7 +384,8 @@ def _clamp_costs(G, code, right):
 
 # ----------------------------------------------------------------------------- public wrappers
 def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
-    """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N], ascending FP16)."""
+    """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N],
+    ascending FP16)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.ndim != 1 or x.size < 1 or np.any(np.diff(x) <= 0):
         raise ValueError("grid: need a non-empty ascending float64 array")
@@ -470,7 +476,8 @@ def clamp_costs(
 def cost_of_cutpoints(
     G: GridArrays, cut_idx, bins, objective: str, quantized: bool = False
 ) -> float:
-    """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with ``bins`` (int[K])."""
+    """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with
+    ``bins`` (int[K])."""
     cut_idx = np.asarray(cut_idx, dtype=np.int64)
     bins = np.asarray(bins, dtype=np.int64)
     if cut_idx.size != bins.size + 1 or np.any(np.diff(cut_idx) <= 0):
