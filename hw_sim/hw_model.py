@@ -230,6 +230,18 @@ def _inverse_cycles(cfg, mode):
     return cfg.depth + (cfg.reduce_cycles if mode == "reduced" else 0)
 
 
+def _schedule(rows: int, spread: int, own: int, cfg: UnitConfig) -> dict:
+    """The faster of the two schedules for ``rows`` rows: each row spread over all lanes
+    (``spread`` cycles a row, rows in sequence) or one lane per row (``own`` cycles a row,
+    cfg.lanes rows at a time); ties go to spread."""
+    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
+    return {
+        "cycles": min(a, b),
+        "schedule": "spread" if a <= b else "row_parallel",
+        "per_row": spread if a <= b else own,
+    }
+
+
 def softmax_cycles(
     n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()
 ) -> dict:
@@ -247,12 +259,7 @@ def softmax_cycles(
         + _pass(n, cfg.lanes, cfg)
     )  # 1/s, scale
     own = n + max(_pass(n, 1, cfg), n + cfg.depth - 1) + inv + _pass(n, 1, cfg)  # one lane per row
-    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {
-        "cycles": min(a, b),
-        "schedule": "spread" if a <= b else "row_parallel",
-        "per_row": spread if a <= b else own,
-    }
+    return _schedule(rows, spread, own, cfg)
 
 
 def rmsnorm_cycles(
@@ -271,12 +278,7 @@ def rmsnorm_cycles(
         + 1
     )
     own = (n + cfg.depth - 1) + inv + _pass(n, 1, cfg) + 1
-    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {
-        "cycles": min(a, b),
-        "schedule": "spread" if a <= b else "row_parallel",
-        "per_row": spread if a <= b else own,
-    }
+    return _schedule(rows, spread, own, cfg)
 
 
 def seconds(cycles: int, cfg: UnitConfig = UnitConfig()) -> float:
