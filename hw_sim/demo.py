@@ -11,7 +11,8 @@ from nli.table import TableError, atomic_write_text
 
 
 def section(ctx) -> None:
-    """Print the simulator's report; write hw_sim_report.json and a SiLU error plot under ctx.out."""
+    """Print the simulator's report; write hw_sim_report.json and a SiLU error plot under
+    ctx.out."""
     import nli
 
     from .hw_model import LABEL, UnitConfig, fit_area_power, rmsnorm_cycles, softmax_cycles
@@ -26,7 +27,8 @@ def section(ctx) -> None:
                 t = base.with_precision(prec)
             except TableError:
                 print(
-                    f"{name + ':' + mode:<22} {prec:<5} (not a valid fp16 table: scale overflows FP16)"
+                    f"{name + ':' + mode:<22} {prec:<5} "
+                    "(not a valid fp16 table: scale overflows FP16)"
                 )
                 continue
             r = error_report(t)
@@ -55,7 +57,8 @@ def section(ctx) -> None:
     print(f"\n{LABEL}")
     for d in fit["designs"]:
         print(
-            f"  {d['design']:8s} area {d['model']['area_um2']:8.0f} um^2 (published {d['published']['area_um2']:.0f}), "
+            f"  {d['design']:8s} area {d['model']['area_um2']:8.0f} um^2 "
+            f"(published {d['published']['area_um2']:.0f}), "
             f"power {d['model']['power_mw']:5.1f} mW ({d['published']['power_mw']:.0f}), "
             f"efficiency {d['model']['efficiency']:.2f} ({d['published']['efficiency']})"
         )
@@ -67,7 +70,8 @@ def section(ctx) -> None:
     out["cycles_16_lanes"] = cyc
     print(
         f"  16 lanes @ 1 GHz: softmax row of 1024 {cyc['softmax_1024']['cycles']} cycles, "
-        f"RMSNorm row of 576 {cyc['rmsnorm_576']['cycles']} cycles (sequential FP32 sums bound both)"
+        f"RMSNorm row of 576 {cyc['rmsnorm_576']['cycles']} cycles "
+        "(sequential FP32 sums bound both)"
     )
     atomic_write_text(
         ctx.out / "hw_sim_report.json", json.dumps(out, indent=1, default=float) + "\n"

@@ -42,7 +42,8 @@ _TWO_M149 = 2.0**-149
 _TWO_128 = 2.0**128
 
 
-# bit casts (f64_as_i64, i64_as_f64, f32_as_i32, i32_as_f32) live in nli.bitcast, shared with the solver
+# bit casts (f64_as_i64, i64_as_f64, f32_as_i32, i32_as_f32) live in nli.bitcast, shared with
+# the solver
 
 
 # ----------------------------------------------------------------------------- FP16 decode

@@ -39,7 +39,10 @@ import numpy as np
 
 from nli.formats import MODES
 
-LABEL = "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), not a measurement"
+LABEL = (
+    "model calibrated on published synthesis numbers (NLI paper, SMIC 28 nm @ 1 GHz), "
+    "not a measurement"
+)
 
 
 # ----------------------------------------------------------------------------- published anchors
@@ -76,7 +79,10 @@ PUBLISHED = (
         23238.0,
         46.0,
         0.94,
-        "assumed: 256 segments x (slope, intercept) = 512 entries; breakpoints counted in comparators",
+        (
+            "assumed: 256 segments x (slope, intercept) = 512 entries; "
+            "breakpoints counted in comparators"
+        ),
     ),
     Design(
         "RI-LUT",
@@ -224,6 +230,18 @@ def _inverse_cycles(cfg, mode):
     return cfg.depth + (cfg.reduce_cycles if mode == "reduced" else 0)
 
 
+def _schedule(rows: int, spread: int, own: int, cfg: UnitConfig) -> dict:
+    """The faster of the two schedules for ``rows`` rows: each row spread over all lanes
+    (``spread`` cycles a row, rows in sequence) or one lane per row (``own`` cycles a row,
+    cfg.lanes rows at a time); ties go to spread."""
+    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
+    return {
+        "cycles": min(a, b),
+        "schedule": "spread" if a <= b else "row_parallel",
+        "per_row": spread if a <= b else own,
+    }
+
+
 def softmax_cycles(
     n: int, rows: int = 1, mode: str = "direct", cfg: UnitConfig = UnitConfig()
 ) -> dict:
@@ -241,12 +259,7 @@ def softmax_cycles(
         + _pass(n, cfg.lanes, cfg)
     )  # 1/s, scale
     own = n + max(_pass(n, 1, cfg), n + cfg.depth - 1) + inv + _pass(n, 1, cfg)  # one lane per row
-    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {
-        "cycles": min(a, b),
-        "schedule": "spread" if a <= b else "row_parallel",
-        "per_row": spread if a <= b else own,
-    }
+    return _schedule(rows, spread, own, cfg)
 
 
 def rmsnorm_cycles(
@@ -265,12 +278,7 @@ def rmsnorm_cycles(
         + 1
     )
     own = (n + cfg.depth - 1) + inv + _pass(n, 1, cfg) + 1
-    a, b = rows * spread, math.ceil(rows / cfg.lanes) * own
-    return {
-        "cycles": min(a, b),
-        "schedule": "spread" if a <= b else "row_parallel",
-        "per_row": spread if a <= b else own,
-    }
+    return _schedule(rows, spread, own, cfg)
 
 
 def seconds(cycles: int, cfg: UnitConfig = UnitConfig()) -> float:

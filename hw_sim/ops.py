@@ -253,13 +253,17 @@ def _softmax_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                     else:
                         out[r, i] = z
 
-    kernel.__qualname__ = kernel.__name__ = _variant_name("_softmax", parallel, f32_in, f32_out)
+    return _compile_variant(kernel, "_softmax", parallel, f32_in, f32_out)
+
+
+def _compile_variant(kernel, base: str, parallel: bool, f32_in: bool, f32_out: bool):
+    """``kernel`` compiled for one variant, under a distinct name per variant (Numba's on-disk
+    cache is keyed by it)."""
+    mode = "par" if parallel else "ser"
+    src = "f32" if f32_in else "bits"
+    dst = "f32" if f32_out else "bits"
+    kernel.__qualname__ = kernel.__name__ = f"{base}_{mode}_{src}_{dst}"
     return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
-
-
-def _variant_name(base: str, parallel: bool, f32_in: bool, f32_out: bool) -> str:
-    """A distinct name per compiled variant (Numba's on-disk cache is keyed by it)."""
-    return f"{base}_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}_{'f32' if f32_out else 'bits'}"
 
 
 # ----------------------------------------------------------------------------- rmsnorm
@@ -296,8 +300,7 @@ def _rmsnorm_kernel(parallel: bool, f32_in: bool, f32_out: bool):
                     else:
                         out[r, i] = y
 
-    kernel.__qualname__ = kernel.__name__ = _variant_name("_rmsnorm", parallel, f32_in, f32_out)
-    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
+    return _compile_variant(kernel, "_rmsnorm", parallel, f32_in, f32_out)
 
 
 # ----------------------------------------------------------------------------- public

@@ -49,7 +49,8 @@ def _fmt_x(v: float, _pos=None) -> str:
 
 
 def _set_x(ax, x: np.ndarray) -> None:
-    """Linear x for a domain inside one sign within two decades; symlog otherwise, with sparse ticks."""
+    """Linear x for a domain inside one sign within two decades; symlog otherwise, with sparse
+    ticks."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     lo, hi = float(np.min(x)), float(np.max(x))
@@ -66,8 +67,9 @@ def _set_x(ax, x: np.ndarray) -> None:
 
 
 def error_figure(arrays: dict, title: str = ""):
-    """Three panels: |ulp error| vs x, relative error vs x (log, clipped to REL_FLOOR_PLOT..REL_CEIL_PLOT),
-    and the histogram of ulp errors. Returns the matplotlib Figure (caller closes it)."""
+    """Three panels: |ulp error| vs x, relative error vs x (log, clipped to
+    REL_FLOOR_PLOT..REL_CEIL_PLOT), and the histogram of ulp errors. Returns the matplotlib
+    Figure (caller closes it)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 

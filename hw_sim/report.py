@@ -133,7 +133,7 @@ def error_report(table, domain: tuple[float, float] | None = None) -> dict:
     return rep
 
 
-# ----------------------------------------------------------------------------- composite 1/v, 1/sqrt(v)
+# ------------------------------------------------------------------------- composite 1/v, 1/sqrt(v)
 def _fp32_inputs(exponents, stride: int) -> np.ndarray:
     """Positive FP32 values m * 2^k: every stride-th mantissa for each biased exponent."""
     mant = np.arange(0, 1 << 23, stride, dtype=np.uint32)

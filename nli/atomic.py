@@ -3,8 +3,9 @@
 The guarantee: a reader of the target sees the old file (directory) or the
 new one, never half of one, whatever happens to the writer. An exception,
 Ctrl-C, or SIGTERM under the `nli` CLI (whose handler calls
-:func:`remove_active_temps` and exits) removes the temp entry. A SIGKILL or a power cut cannot be cleaned up after:
-it can leave a temp entry beside the target, named ``.NAME.XXXXXXXX.tmp``
+:func:`remove_active_temps` and exits) removes the temp entry. A SIGKILL or a
+power cut cannot be cleaned up after: it can leave a temp entry beside the
+target, named ``.NAME.XXXXXXXX.tmp``
 (:data:`TEMP_SUFFIX`; :func:`is_temp_name` recognises it), never a
 half-written target. A replaced file keeps the mode of the file it replaces;
 a new one gets an ordinary file's mode (0666 less the umask), not mkstemp's 0600.

@@ -34,7 +34,8 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``nli: error: ...``) and exit code 2 from ``main``."""
+    """argparse, but a usage error is one line (``nli: error: ...``) and exit code 2 from
+    ``main``."""
 
     def error(self, message):
         raise _UsageError(f"{message} (see: {self.prog} --help)")
@@ -154,7 +155,8 @@ def _on_sigterm(signum, frame):
 
 @contextmanager
 def _sigterm_raises():
-    """SIGTERM -> remove atomic-write temp files, exit 143 (main thread only; restored afterwards)."""
+    """SIGTERM -> remove atomic-write temp files, exit 143 (main thread only; restored
+    afterwards)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -21,7 +21,8 @@ def _float(text: str) -> float:
 
 
 def _check_defined(function: str, domain) -> None:
-    """The function must be defined and finite on every FP16 value of ``domain`` (no pole inside)."""
+    """The function must be defined and finite on every FP16 value of ``domain`` (no pole
+    inside)."""
     from .functions import get_function
     from .grid import fp16_grid
 
@@ -97,7 +98,8 @@ def _build(args) -> int:
     save_table(table, args.output)
     gap = "" if result.gap is None else f", thinning gap {result.gap:.3g}"
     print(
-        f"{args.output}: {args.function} {layout.name}, {args.objective} objective value {result.objective_value:.6g}, "
+        f"{args.output}: {args.function} {layout.name}, "
+        f"{args.objective} objective value {result.objective_value:.6g}, "
         f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}"
     )
     return 0

@@ -60,7 +60,8 @@ def run_demo(
             print(f"[demo] section {name} FAILED", file=sys.stderr)
         # CPU seconds (all threads) beside wall: on a shared machine the wall time says little
         print(
-            f"[{name}: {time.perf_counter() - t0:.1f} s wall, {time.process_time() - c0:.1f} s CPU]",
+            f"[{name}: {time.perf_counter() - t0:.1f} s wall, "
+            f"{time.process_time() - c0:.1f} s CPU]",
             flush=True,
         )
     print(f"\nplots and JSON written under {ctx.out}/")
@@ -87,5 +88,6 @@ def section(ctx: DemoContext) -> None:
         cost = m.get("cost")
         print(
             f"{name + ':' + mode:<20} {str(m.get('layout', '?')):<18} {t.entries:>7} "
-            f"{str(m.get('objective', '?')):<10} {cost if cost is None else format(cost, '.4g'):>10}  {made}"
+            f"{str(m.get('objective', '?')):<10} "
+            f"{cost if cost is None else format(cost, '.4g'):>10}  {made}"
         )

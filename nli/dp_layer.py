@@ -52,7 +52,7 @@ RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of 
 
 
 @numba.njit(cache=True, _nrt=False)
-def _seg_cost_rb(A, I, R, infl, C, j, k, B, code, limit):
+def _seg_cost_rb(A, RID, R, infl, C, j, k, B, code, limit):
     """(cost, rb, mhot): :func:`nli.objective._seg_cost` (same value); mhot, the bin that
     contributed most among those visited; and rb, the raw error of the
     rightmost bin [t_{B-1}, x_k] when P there is f's chord over a bin with no inflection point
@@ -63,7 +63,7 @@ def _seg_cost_rb(A, I, R, infl, C, j, k, B, code, limit):
     obj = code & 3
     scale = 1.0 / (k - j + 1) if obj == 0 else (1.0 / C[2] if obj == 1 else 1.0)
     lim = limit / scale if limit < np.inf else np.inf
-    raw, rb, mhot = _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)
+    raw, rb, mhot = _seg_raw(A, RID, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)
     return raw * scale, rb, mhot
 
 
@@ -83,7 +83,7 @@ def _rb_first_j(A, infl, k, B):
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg):
+def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg):
     """One DP layer over candidate k (kc, ascending) and live j (jl: Dp[j] < bound, ascending).
 
     out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < bound, else inf;
@@ -106,7 +106,7 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
             rb = 0.0  # a lower bound on the raw cost of the j still to come, if j >= jrb
             jrb = _rb_first_j(A, infl, k, B) if use_rb else k
             if 0 <= hint < k and Dp[hint] < best and A[0, k] - A[0, hint] >= minw:
-                c = _seg_cost(A, I, R, infl, C, hint, k, B, obj, best if mx else best - Dp[hint])
+                c = _seg_cost(A, RID, R, infl, C, hint, k, B, obj, best if mx else best - Dp[hint])
                 v = max(Dp[hint], c) if mx else Dp[hint] + c
                 if v < best:
                     best = v
@@ -139,7 +139,7 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                     m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
                     hb = _bin_raw(
                         A,
-                        I,
+                        RID,
                         R,
                         infl,
                         C,
@@ -153,7 +153,7 @@ def _layer(A, I, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg)
                     )
                     if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
                         continue
-                c, r, mh = _seg_cost_rb(A, I, R, infl, C, j, k, B, obj, best if mx else best - dj)
+                c, r, mh = _seg_cost_rb(A, RID, R, infl, C, j, k, B, obj, best if mx else best - dj)
                 if hot:
                     a = A[X_, j]
                     hotx = a + ((mh - 0.5) * (A[X_, k] - a)) / B
@@ -254,7 +254,7 @@ def _first_j(A, k, infl, minw):
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer_chord(A, I, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out_arg):
+def _layer_chord(A, RID, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out_arg):
     """:func:`_layer` for B = 1, obj paper (0) or mean (1), every grid point a j candidate
     (Dp[j] = inf where j is not allowed); bmin[c] = min(Dp[c CHUNK : (c+1) CHUNK]) lets a
     whole block be skipped when its smallest Dp already reaches the best value for k
@@ -271,11 +271,12 @@ def _layer_chord(A, I, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out
             arg = np.int64(-1)
             jlo, jmax = _first_j(A, k, infl, minw)
             if 0 <= hint <= jmax and Dp[hint] < best:  # a good start: last k's argmin
-                v = Dp[hint] + _seg_cost(A, I, R, infl, C, hint, k, 1, obj, np.inf)
+                v = Dp[hint] + _seg_cost(A, RID, R, infl, C, hint, k, 1, obj, np.inf)
                 if v < best:
                     best = v
                     arg = hint
-            # chords inside one convexity region (j >= jlo): exact cost, block by block, nearest first
+            # chords inside one convexity region (j >= jlo): exact cost, block by block,
+            # nearest first
             for c in range(jmax // CHUNK, jlo // CHUNK - 1, -1):
                 if jmax < jlo or bmin[c] >= best:
                     continue
@@ -295,17 +296,17 @@ def _layer_chord(A, I, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out
                 j0 = c * CHUNK
                 jend = min(c * CHUNK + CHUNK - 1, jc)
                 while j0 <= jend:
-                    r = I[j0]
+                    r = RID[j0]
                     j1 = min(R[0, r], jend)
                     m = j1 - j0 + 1
                     _chord_block(A, Dp, j0, m, k, R[0, r], inv_n, buf, slope)
-                    for rr in range(r + 1, I[k]):
+                    for rr in range(r + 1, RID[k]):
                         _add_piece(A, j0, m, R[0, rr - 1] + 1, R[0, rr], k, inv_n, buf, slope)
-                    _add_piece(A, j0, m, R[0, I[k] - 1] + 1, k, k, inv_n, buf, slope)
+                    _add_piece(A, j0, m, R[0, RID[k] - 1] + 1, k, k, inv_n, buf, slope)
                     for u in range(m):
                         if buf[u] < best:
                             j = j0 + u
-                            v = Dp[j] + _seg_cost(A, I, R, infl, C, j, k, 1, obj, np.inf)
+                            v = Dp[j] + _seg_cost(A, RID, R, infl, C, j, k, 1, obj, np.inf)
                             if v < best:
                                 best = v
                                 arg = j

@@ -28,7 +28,8 @@ FORMATS = ("c", "hex", "npz")
 
 
 def table_arrays(table: Table) -> dict[str, np.ndarray]:
-    """The numerics §2 fields as bit-pattern arrays: uint16 FP16 fields, uint32 mul bits, int64 bins/base."""
+    """The numerics §2 fields as bit-pattern arrays: uint16 FP16 fields, uint32 mul bits,
+    int64 bins/base."""
     return {
         "cutpoints": table.cutpoints.astype(np.uint16),
         "bins": table.bins.astype(np.int64),
@@ -71,9 +72,11 @@ def c_header(table: Table, name: str | None = None) -> str:
     guard = f"NLI_TABLE_{name}_H"
     p = f"NLI_{name}"
     out = [
-        f"/* NLI Engine table for {comment_text(table.function)}: numerics §2 fields as bit patterns.\n"
-        f" * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
-        f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; {entries} LUT entries. */\n",
+        f"/* NLI Engine table for {comment_text(table.function)}: "
+        "numerics §2 fields as bit patterns.\n"
+        " * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
+        f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; "
+        f"{entries} LUT entries. */\n",
         f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
         f"#define {p}_K {k}\n#define {p}_ENTRIES {entries}\n",
         f"#define {p}_PRECISION_FP32 {1 if table.precision == 'fp32' else 0}\n",

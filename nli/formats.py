@@ -136,7 +136,8 @@ UNIT_FUNCTIONS = ("silu", "exp", "reciprocal", "rsqrt")
 """Every table function an op needs (the union of OP_TABLES' values)."""
 
 INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
-"""Table functions computed on FP32 values in one of MODES (section 5); the others are always direct."""
+"""Table functions computed on FP32 values in one of MODES (section 5); the others are always
+direct."""
 
 SELECT_ON_CHOICES = ("probs", "logits")
 """What the MoE router's top-k ranks (section 12)."""

@@ -54,7 +54,8 @@ _HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
 
 def parse_f16_hex(text: str, field: str = "value") -> int:
     """'3c00' -> 0x3c00: exactly 4 ASCII hex digits (what :func:`f16_hex` writes; either
-    case), nothing else (no 0x, sign, space, '_' or non-ASCII digits), with an error naming ``field``."""
+    case), nothing else (no 0x, sign, space, '_' or non-ASCII digits), with an error naming
+    ``field``."""
     if not isinstance(text, str) or _HEX4.fullmatch(text) is None:
         raise ValueError(f"{field}: expected a 4-digit hex FP16 string, got {show(text)}")
     return int(text, 16)

@@ -37,7 +37,8 @@ ALLOC_ENV = "NLI_MAX_ALLOC_BYTES"
 
 
 class InputError(ValueError):
-    """A file or size the program refuses before touching it: one line, naming the path or quantity."""
+    """A file or size the program refuses before touching it: one line, naming the path or
+    quantity."""
 
 
 def max_alloc_bytes() -> int:
@@ -81,7 +82,8 @@ def _kind(mode: int) -> str:
 
 
 def check_input_file(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> Path:
-    """``path`` as a Path if it is an existing regular file of at most ``max_bytes``; else InputError."""
+    """``path`` as a Path if it is an existing regular file of at most ``max_bytes``; else
+    InputError."""
     if path is None or str(path) == "":
         raise InputError(f"{what}: empty file name")
     p = Path(path)
@@ -114,7 +116,8 @@ def read_bytes(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> b
 
 
 def read_text(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> str:
-    """A checked regular file decoded as UTF-8; InputError naming the byte offset if it is not UTF-8."""
+    """A checked regular file decoded as UTF-8; InputError naming the byte offset if it is not
+    UTF-8."""
     data = read_bytes(path, what, max_bytes)
     try:
         return data.decode("utf-8")
@@ -123,7 +126,8 @@ def read_text(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> st
 
 
 def load_npy(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> np.ndarray:
-    """A checked ``.npy`` file, loaded without pickle; a pickled, truncated or foreign file is an InputError."""
+    """A checked ``.npy`` file, loaded without pickle; a pickled, truncated or foreign file is an
+    InputError."""
     p = check_input_file(path, what, max_bytes)
     try:
         with open(p, "rb") as fh:

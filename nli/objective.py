@@ -79,7 +79,8 @@ def _prefix_dd(v):
 # nothing): otherwise every array use in branchy code gets atomic reference-count
 # updates, which cost several times the O(1) segment sums themselves (measured).
 # A: float64[10, N+1] rows x, f, 1/w, dd, then prefix (hi, lo) of 1/w, f/w, x/w;
-# I: int64[N] run id; R: int64[2, runs] run end index, run sign; C: (ord0, fn_id, n).
+# I (the kernels' argument RID): int64[N] run id; R: int64[2, runs] run end index, run sign;
+# C: (ord0, fn_id, n).
 X_, F_, IW_, DD_, P_ = 0, 1, 2, 3, 4
 
 
@@ -152,9 +153,9 @@ def _same_region(infl, tl, th):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit):
+def _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit):
     """sum |g|/w over lo..hi for any line: O(1) lower bound per run, then O(log N) per run."""
-    r0 = I[lo]
+    r0 = RID[lo]
     lb = 0.0
     a = lo
     r = r0
@@ -176,8 +177,9 @@ def _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit):
 
 
 @numba.njit(cache=True, inline="always")
-def _line_abs_sum(A, I, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
-    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means 'too big').
+def _line_abs_sum(A, RID, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
+    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means
+    'too big').
 
     If the line is the chord of f over [chord_lo, chord_hi] (pass chord_lo > chord_hi
     when it is not a chord) and that interval holds no inflection point, g has one
@@ -188,7 +190,7 @@ def _line_abs_sum(A, I, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
         return 0.0
     if chord_lo <= chord_hi and _same_region(infl, chord_lo, chord_hi):
         return abs(_signed_sum(A, lo, hi, a0, s, t0))
-    return _runs_abs_sum(A, I, R, lo, hi, a0, s, t0, limit)
+    return _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit)
 
 
 @numba.njit(cache=True, _nrt=False)
@@ -224,15 +226,17 @@ def _rne16(v):
 # ----------------------------------------------------------------------------- FP16 index of a real
 @numba.njit(cache=True, inline="always")
 def _pos_bits(a, up):
-    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past max."""
+    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past
+    max."""
     if a > FP16_MAX:
         return FP16_POS_INF if up else FP16_MAX_BITS
     if a < FP16_MIN_NORMAL:
         q = a * 2.0**24  # exact scaling into the subnormal count
         return int(math.ceil(q)) if up else int(math.floor(q))
-    # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10 it is
-    # FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a carry out of
-    # frac moves into the exponent, as it should). Integer ops only: math.frexp is a library call.
+    # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10
+    # it is FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a
+    # carry out of frac moves into the exponent, as it should). Integer ops only: math.frexp is
+    # a library call.
     b = f64_as_i64(a)
     o = (b >> 42) - (1008 << 10)
     return o + 1 if up and (b & ((1 << 42) - 1)) != 0 else o
@@ -240,7 +244,8 @@ def _pos_bits(a, up):
 
 @numba.njit(cache=True, inline="always")
 def _ceil_index(ord0, n, t):
-    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal ord0."""
+    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal
+    ord0."""
     if t >= 0.0:
         o = _pos_bits(t, True)
     else:
@@ -251,9 +256,10 @@ def _ceil_index(ord0, n, t):
 # ----------------------------------------------------------------------------- segment cost
 @numba.njit(cache=True, inline="always")
 def _bin_edge(A, C, j, k, B, m, quant):
-    """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B), ``t_m = x_j + (m d) / B``
-    with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value there (f(t_m), RNE16 if
-    quant), and the first grid index of bin m + 1: max(j, ceil(t_m)) (i_0 = j, i_B = k + 1).
+    """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B),
+    ``t_m = x_j + (m d) / B`` with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value
+    there (f(t_m), RNE16 if quant), and the first grid index of bin m + 1: max(j, ceil(t_m))
+    (i_0 = j, i_B = k + 1).
     Bin m (1..B) holds grid points i_{m-1} .. i_m - 1."""
     if m == 0:
         t, F, i = A[X_, j], A[F_, j], j
@@ -269,19 +275,19 @@ def _bin_edge(A, C, j, k, B, m, quant):
 
 
 @numba.njit(cache=True, inline="always")
-def _bin_err(A, I, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
+def _bin_err(A, RID, R, infl, lo, hi, tp, Fp, t, F, use_max, quant, limit_raw):
     """Raw error (sum, or max if use_max) over grid points lo..hi of P's line from (tp, Fp) to
     (t, F); with quant False that line is f's chord (O(1) when no inflection lies between)."""
     s = (F - Fp) / (t - tp)
     if use_max:
         return _line_max(A, lo, hi, Fp, s, tp, limit_raw)
     return _line_abs_sum(
-        A, I, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw
+        A, RID, R, infl, lo, hi, Fp, s, tp, 1.0 if quant else tp, 0.0 if quant else t, limit_raw
     )
 
 
 @numba.njit(cache=True, _nrt=False)
-def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
+def _bin_raw(A, RID, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
     """Raw error (sum, or max if use_max) of bin m alone of macro interval [x_j, x_k] with B bins,
     from the very values :func:`_seg_raw` uses for that bin. Never above what ``_seg_raw`` adds
     for it (a value >= limit_raw may be a lower bound of it), so never above the interval's raw
@@ -290,11 +296,11 @@ def _bin_raw(A, I, R, infl, C, j, k, B, m, use_max, quant, limit_raw):
     t, F, i = _bin_edge(A, C, j, k, B, m, quant)
     if i - 1 < lo:
         return 0.0
-    return _bin_err(A, I, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant, limit_raw)
+    return _bin_err(A, RID, R, infl, lo, i - 1, tp, Fp, t, F, use_max, quant, limit_raw)
 
 
 @numba.njit(cache=True, _nrt=False)
-def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
+def _seg_raw(A, RID, R, infl, C, j, k, B, use_max, quant, limit_raw):
     """(raw, rb, mhot): raw error of macro interval [x_j, x_k] with B bins, the sum (or max) of
     |f-P|/w; rb = the rightmost bin's sum (or max; a lower bound of it once it reached
     limit_raw) when P is f's chord over a bin with no inflection point,
@@ -315,7 +321,7 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
         if i - 1 >= lo:
             v = _bin_err(
                 A,
-                I,
+                RID,
                 R,
                 infl,
                 lo,
@@ -341,7 +347,7 @@ def _seg_raw(A, I, R, infl, C, j, k, B, use_max, quant, limit_raw):
 
 
 @numba.njit(cache=True, _nrt=False)
-def _seg_cost(A, I, R, infl, C, j, k, B, code, limit):
+def _seg_cost(A, RID, R, infl, C, j, k, B, code, limit):
     """Objective contribution of macro interval j..k (see module doc), early exit at ``limit``."""
     obj = code & 3
     if obj == 0:
@@ -351,11 +357,11 @@ def _seg_cost(A, I, R, infl, C, j, k, B, code, limit):
     else:
         scale = 1.0
     lim = limit / scale if limit < np.inf else np.inf
-    return _seg_raw(A, I, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)[0] * scale
+    return _seg_raw(A, RID, R, infl, C, j, k, B, obj == 2, code >= QUANTIZED, lim)[0] * scale
 
 
 @numba.njit(cache=True, parallel=True)
-def _clamp_costs_k(A, I, R, infl, C, code, right):
+def _clamp_costs_k(A, RID, R, infl, C, code, right):
     n = C[2]
     out = np.empty(n)
     obj = code & 3
@@ -366,7 +372,7 @@ def _clamp_costs_k(A, I, R, infl, C, code, right):
         if obj == 2:
             out[k] = _line_max(A, lo, hi, v, 0.0, 0.0, np.inf)
         else:
-            raw = _line_abs_sum(A, I, R, infl, lo, hi, v, 0.0, 0.0, 1.0, 0.0, np.inf)
+            raw = _line_abs_sum(A, RID, R, infl, lo, hi, v, 0.0, 0.0, 1.0, 0.0, np.inf)
             out[k] = raw / (hi - lo + 1) if obj == 0 else raw / n
     return out
 
@@ -378,7 +384,8 @@ def _clamp_costs(G, code, right):
 
 # ----------------------------------------------------------------------------- public wrappers
 def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
-    """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N], ascending FP16)."""
+    """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N],
+    ascending FP16)."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.ndim != 1 or x.size < 1 or np.any(np.diff(x) <= 0):
         raise ValueError("grid: need a non-empty ascending float64 array")
@@ -469,7 +476,8 @@ def clamp_costs(
 def cost_of_cutpoints(
     G: GridArrays, cut_idx, bins, objective: str, quantized: bool = False
 ) -> float:
-    """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with ``bins`` (int[K])."""
+    """Objective value of cutpoints at grid indices ``cut_idx`` (int[K+1], ascending) with
+    ``bins`` (int[K])."""
     cut_idx = np.asarray(cut_idx, dtype=np.int64)
     bins = np.asarray(bins, dtype=np.int64)
     if cut_idx.size != bins.size + 1 or np.any(np.diff(cut_idx) <= 0):

@@ -160,7 +160,8 @@ PUBLISHED_CUTPOINTS: dict[str, tuple[str, list[float]]] = {
 
 
 def published_cutpoint_bits(function: str) -> np.ndarray:
-    """uint16[11]: the published macro cutpoints of ``function`` as FP16 bits (exactly representable)."""
+    """uint16[11]: the published macro cutpoints of ``function`` as FP16 bits (exactly
+    representable)."""
     if function not in PUBLISHED_CUTPOINTS:
         raise KeyError(
             f"no published NLI cutpoints for {function!r}; have: {', '.join(PUBLISHED_CUTPOINTS)}"

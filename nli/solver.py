@@ -285,9 +285,10 @@ def solve(
     solve and records the gap). ``progress(done, total)`` reports the exact pass: done layers
     of total, fractional within the general layer kernel's layers.
     ``quantized``: P carries RNE16(f) at its points and the clamps RNE16(f(c)), i.e. the
-    LUT the table will hold (see :mod:`nli.objective`). Cutpoints are grid points where RNE16(f) is finite (the LUT must be finite); for
-    ``precision='fp16'`` a macro interval of B bins is at least B / 65504 wide, so that
-    RNE16(mul) cannot overflow (numerics §2; slightly stricter than needed).
+    LUT the table will hold (see :mod:`nli.objective`). Cutpoints are grid points where
+    RNE16(f) is finite (the LUT must be finite); for ``precision='fp16'`` a macro interval
+    of B bins is at least B / 65504 wide, so that RNE16(mul) cannot overflow (numerics §2;
+    slightly stricter than needed).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")

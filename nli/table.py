@@ -43,7 +43,8 @@ class TableError(ValueError):
 
 
 def _int_list(name: str, values, max_len: int) -> list[int]:
-    """A 1-D integer array or sequence -> Python ints (no bool, no float), at most max_len of them."""
+    """A 1-D integer array or sequence -> Python ints (no bool, no float), at most max_len of
+    them."""
     if isinstance(values, np.ndarray):
         if values.ndim != 1 or values.dtype.kind not in "iu":
             raise TableError(f"{name}: must be a 1-D array of integers")
@@ -292,7 +293,8 @@ class Table:
             "numerics" in d and d["numerics"] != NUMERICS_VERSION
         ):  # absent: written before 1.1, same datapath
             raise TableError(
-                f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), got {show(d['numerics'])}"
+                f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), "
+                f"got {show(d['numerics'])}"
             )
         for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
             if k not in d:
@@ -389,7 +391,8 @@ def load_table(path: str | os.PathLike) -> Table:
 def table_from_cutpoints(
     function: str, cutpoints_bits, bins, precision: str = "fp32", **meta
 ) -> Table:
-    """The default table for given cutpoints: lut = RNE16(f(point)), below = lut[0], above = lut[-1].
+    """The default table for given cutpoints: lut = RNE16(f(point)), below = lut[0],
+    above = lut[-1].
 
     cutpoints_bits: uint16[K+1]; bins: int[K].
     """
