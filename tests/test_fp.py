@@ -238,7 +238,7 @@ def test_oracle_formats_are_the_ieee_ones():
         nv_encode16(NvVal("num", Fraction(1, 3)))
 
 
-# ----------------------------------------------------------------------------- exhaustive unary paths
+# ---------------------------------------------------------------------- exhaustive unary paths
 def test_f16_to_f32_vec_every_encoding():
     import numba
 

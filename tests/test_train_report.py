@@ -1,4 +1,5 @@
-"""benchmarks/train_report.py: tables and verdict from per-run JSONs (synthetic runs, real sacrebleu)."""
+"""benchmarks/train_report.py: tables and verdict from per-run JSONs (synthetic runs, real
+sacrebleu)."""
 
 import importlib.util
 from pathlib import Path
