@@ -176,28 +176,28 @@ TABLE_KEYS = [
     "below",
     "above",
 ]
-INT_EXTREMES = st.sampled_from(
-    [
-        0,
-        -1,
-        1,
-        2,
-        31,
-        32,
-        33,
-        2**15,
-        2**16,
-        2**31 - 1,
-        2**31,
-        2**32,
-        2**63 - 1,
-        2**63,
-        2**64,
-        -(2**63),
-        -(2**64),
-        10**30,
-    ]
-)
+# integer extremes: zero, small, powers of two and their neighbours, past int64/uint64
+INT_EXTREME_VALUES = [
+    0,
+    -1,
+    1,
+    2,
+    31,
+    32,
+    33,
+    2**15,
+    2**16,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**63 - 1,
+    2**63,
+    2**64,
+    -(2**63),
+    -(2**64),
+    10**30,
+]
+INT_EXTREMES = st.sampled_from(INT_EXTREME_VALUES)
 HEX_FORMS = st.sampled_from(
     [
         "3c00",
@@ -337,29 +337,7 @@ def test_fuzz_table_files(driver, work, arrays, raw):
             out.mkdir()
 
 
-INT_LIST = [
-    0,
-    -1,
-    1,
-    2,
-    31,
-    32,
-    33,
-    2**15,
-    2**16,
-    2**31 - 1,
-    2**31,
-    2**32,
-    2**63 - 1,
-    2**63,
-    2**64,
-    -(2**63),
-    -(2**64),
-    10**30,
-    1.0,
-    1e300,
-    True,
-]
+INT_LIST = [*INT_EXTREME_VALUES, 1.0, 1e300, True]
 
 
 @pytest.mark.parametrize(
