@@ -114,9 +114,9 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
         }
         tried.append(rec)
         print(
-            f"{name}/{mode} {objective} q={quantized}: rel {err['mean_rel_error']:.3g} cr {err['pct_correctly_rounded']:.2f}% "
-            f"(unrefined {raw_err['mean_rel_error']:.3g} / {raw_err['pct_correctly_rounded']:.2f}%), "
-            f"published {ref}",
+            f"{name}/{mode} {objective} q={quantized}: rel {err['mean_rel_error']:.3g} cr "
+            f"{err['pct_correctly_rounded']:.2f}% (unrefined {raw_err['mean_rel_error']:.3g} / "
+            f"{raw_err['pct_correctly_rounded']:.2f}%), published {ref}",
             flush=True,
         )
         if best is None or (rec["beats_published"], -err["mean_rel_error"]) > (

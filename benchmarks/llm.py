@@ -92,7 +92,8 @@ def main(argv=None) -> int:
         "text": "engine/data/heldout_en.txt",
         "tokens": res["tokens"],
         "window": args.window,
-        "window_convention": "non-overlapping windows, each scored on its W-1 next-token predictions",
+        "window_convention": "non-overlapping windows, "
+        "each scored on its W-1 next-token predictions",
         "load_seconds": load_s,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
@@ -135,15 +136,15 @@ def main(argv=None) -> int:
         )
     ev = out["direct_collapse_evidence"]
     print(
-        f"residual stream |x| max {ev['ref_rmsnorm_input_absmax']} at {ev['ref_rmsnorm_peak_module']}; "
-        f"RMSNorm mean square max {ev['ref_mean_square_max']} ({ev['ref_mean_square_rows_above_fp16_max']} rows "
-        f"above FP16's 65504)"
+        f"residual stream |x| max {ev['ref_rmsnorm_input_absmax']} at "
+        f"{ev['ref_rmsnorm_peak_module']}; RMSNorm mean square max {ev['ref_mean_square_max']} "
+        f"({ev['ref_mean_square_rows_above_fp16_max']} rows above FP16's 65504)"
     )
     if speed:
         print(
-            f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, {speed['mode']}/{speed['reciprocal_mode']} "
-            f"{speed['sub_s']:.2f} s, "
-            f"ratio {speed['ratio']:.2f} (target <= {SPEED_TARGET})"
+            f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, "
+            f"{speed['mode']}/{speed['reciprocal_mode']} {speed['sub_s']:.2f} s, ratio "
+            f"{speed['ratio']:.2f} (target <= {SPEED_TARGET})"
         )
     print(f"wrote {args.out} ({out['seconds']:.0f} s)")
     return 0

@@ -58,7 +58,8 @@ THROUGHPUT_TARGET = 0.7
 
 @torch.no_grad()
 def score(model, ids, ref_lp=None, batch=2):
-    """One pass: NLL sum, prediction count, KL sum vs ref_lp (list of batches), router logits per layer."""
+    """One pass: NLL sum, prediction count, KL sum vs ref_lp (list of batches), router logits
+    per layer."""
     nll, n, kl = 0.0, 0, 0.0
     idx = [i for i, _ in moe_layers(model)]
     routers = {i: [] for i in idx}
@@ -102,8 +103,8 @@ def time_interleaved(fns: dict, repeats: int) -> dict:
 
 
 def layer_throughput(models: dict, tokens: int, repeats: int) -> dict:
-    """MoE layer vs dense-equivalent SwiGLU forward on the same inputs (last MoE layer of each model),
-    at 1 thread and at torch's default thread count."""
+    """MoE layer vs dense-equivalent SwiGLU forward on the same inputs (last MoE layer of each
+    model), at 1 thread and at torch's default thread count."""
     out = {}
     g = torch.Generator().manual_seed(0)
     default_threads = torch.get_num_threads()
@@ -214,7 +215,10 @@ def main(argv=None) -> int:
             }
             for i, layer in moe_layers(m)
         }
-        avg = lambda k: statistics.mean(v[k] for v in per_layer.values())
+
+        def avg(k):
+            return statistics.mean(v[k] for v in per_layer.values())
+
         r = {
             "upcycle_s": t_up,
             "kl_to_dense": s["kl"],
@@ -284,7 +288,8 @@ def main(argv=None) -> int:
 
 
 def growth_report(res, models, methods, ids, experts):
-    """Function change of growth 8 -> 16 per router init (KL, mapped routing agreement, duplicate load)."""
+    """Function change of growth 8 -> 16 per router init (KL, mapped routing agreement,
+    duplicate load)."""
     base_name = "drop" if "drop" in models else methods[0]
     base = models[base_name]
     sb = score(base, ids)
@@ -311,7 +316,8 @@ def growth_report(res, models, methods, ids, experts):
             "top_k": gm.moe_config.top_k,
         }
         print(
-            f"grow {label:20s} KL {sg['kl']:.4g} agree {statistics.mean(agr):.3f} dup load {dup_load:.3f}",
+            f"grow {label:20s} KL {sg['kl']:.4g} agree {statistics.mean(agr):.3f} dup load "
+            f"{dup_load:.3f}",
             flush=True,
         )
 
@@ -323,8 +329,8 @@ def speed_report(res, models, ids, dense, args):
     res["layer_throughput_target"] = THROUGHPUT_TARGET
     for k, v in res["layer_throughput"].items():
         print(
-            f"layer speed {k:10s} moe {v['moe_s'] * 1e3:.1f} ms  dense-equiv {v['dense_equiv_s'] * 1e3:.1f} ms "
-            f"ratio {v['throughput_ratio']:.3f}",
+            f"layer speed {k:10s} moe {v['moe_s'] * 1e3:.1f} ms  dense-equiv "
+            f"{v['dense_equiv_s'] * 1e3:.1f} ms ratio {v['throughput_ratio']:.3f}",
             flush=True,
         )
     x = ids[:1]

@@ -7,13 +7,13 @@ ops, torch with all three ops on the NLI unit (engine.substitute, hw_sim), and
 the ONNX exports of both (engine.onnx_export) in stock onnxruntime (CPU
 provider, default graph optimizations). Runs alternate between the four and
 each keeps its best and median time, so a busy machine slows all alike. Both
-runtimes (and numba, for hw_sim) get the same thread count. Also recorded: export and session-creation
-time, the model size, and how far the ONNX logits are from torch's.
+runtimes (and numba, for hw_sim) get the same thread count. Also recorded: export and
+session-creation time, the model size, and how far the ONNX logits are from torch's.
 
 Tables: the shipped defaults (recorded in the JSON).
 
-Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--seq 128] [--repeats 5]
-       [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
+Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--seq 128]
+       [--repeats 5] [--reciprocal-mode reduced] [--out benchmarks/results/onnx.json]
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
 from results_io import results_path, write_json
 
 SEED = 0
-THREADS = 1  # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
+# one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
+THREADS = 1
 
 
 def tables(mode: str) -> tuple[dict, dict]:
-    """{function: Table}: the shipped defaults for silu, exp, and reciprocal, rsqrt in ``mode``, and their files."""
+    """{function: Table}: the shipped defaults for silu, exp, and reciprocal, rsqrt in ``mode``,
+    and their files."""
     out, source = {}, {}
     for fn in UNIT_FUNCTIONS:
         key = (fn, mode if fn in INVERSE_FUNCTIONS else "direct")
@@ -135,9 +137,10 @@ def main(argv=None) -> int:
         results.append(r)
         print(
             f"{name} (seq {args.seq}): torch ref {r['torch_ref_best_s'] * 1e3:.1f} ms, torch nli "
-            f"{r['torch_nli_best_s'] * 1e3:.1f} ms, onnx ref {r['onnx_ref_best_s'] * 1e3:.1f} ms, onnx nli "
-            f"{r['onnx_nli_best_s'] * 1e3:.1f} ms; onnx nli / torch nli = {r['ratio_onnx_nli_over_torch_nli']:.2f}, "
-            f"onnx nli / onnx ref = {r['ratio_onnx_nli_over_onnx_ref']:.2f}; logits |onnx - torch| max: ref "
+            f"{r['torch_nli_best_s'] * 1e3:.1f} ms, onnx ref {r['onnx_ref_best_s'] * 1e3:.1f} ms, "
+            f"onnx nli {r['onnx_nli_best_s'] * 1e3:.1f} ms; onnx nli / torch nli = "
+            f"{r['ratio_onnx_nli_over_torch_nli']:.2f}, onnx nli / onnx ref = "
+            f"{r['ratio_onnx_nli_over_onnx_ref']:.2f}; logits |onnx - torch| max: ref "
             f"{r['ref_logits_max_abs_diff']:.3g}, nli {r['nli_logits_max_abs_diff']:.3g}"
         )
     doc = {

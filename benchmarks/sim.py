@@ -136,8 +136,8 @@ def run(repeats: int) -> dict:
             "meets_target": None if name not in TARGETS else bool(ratio >= TARGETS[name]),
         }
         print(
-            f"{name:20s} sim {n / ts / 1e6:9.1f} M/s   torch {n / tt / 1e6:9.1f} M/s   ratio {ratio:5.2f}"
-            + (f"  (target {TARGETS[name]})" if name in TARGETS else "")
+            f"{name:20s} sim {n / ts / 1e6:9.1f} M/s   torch {n / tt / 1e6:9.1f} M/s   ratio "
+            f"{ratio:5.2f}" + (f"  (target {TARGETS[name]})" if name in TARGETS else "")
         )
 
     # the same on one thread each, timed in process CPU seconds: robust to other load on the box

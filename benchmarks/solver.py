@@ -12,7 +12,8 @@ Per function (direct domain unless noted) it records
   error, mean/max ulp and % correctly rounded through the datapath (fp32).
 Writes benchmarks/results/solver.json (merged with earlier runs per function).
 
-    .venv/bin/python benchmarks/solver.py --functions silu,exp --solves single:11,paper@32 --limit 1800
+    .venv/bin/python benchmarks/solver.py --functions silu,exp \\
+        --solves single:11,paper@32 --limit 1800
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def timed_solve(function: str, spec: str, limit: float, domain=None) -> dict:
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         finished = False
-    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
-    layers = [l for l in lines if "layer" in l and l["layer"] > 0]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    layers = [entry for entry in lines if "layer" in entry and entry["layer"] > 0]
     rec = {
         "layout": layout,
         "stride": stride,
@@ -91,7 +92,7 @@ def timed_solve(function: str, spec: str, limit: float, domain=None) -> dict:
         "limit_seconds": limit,
         "wall_seconds": time.perf_counter() - t0,
         "layers_done": len(layers),
-        "layer_wall": [round(l["wall"], 2) for l in layers],
+        "layer_wall": [round(layer["wall"], 2) for layer in layers],
     }
     if finished:
         rec.update(lines[-1])

@@ -1,4 +1,5 @@
-"""The results' error table (docs/results.md): bit-accurate error of every table, measured by the simulator.
+"""The results' error table (docs/results.md): bit-accurate error of every table, measured by
+the simulator.
 
 For each default table (nli/tables/), and beside it the uniform / curvature /
 NN-LUT-style baselines (nli.baselines) and the tables made from NLI's
@@ -165,7 +166,10 @@ def main(argv=None) -> int:
     def cell(r):
         if "invalid" in r:
             return "not a valid fp16 table (RNE16(mul) overflows)"
-        return f"max ulp {r['max_ulp']}, {r['pct_correctly_rounded']:.2f}% CR, mean rel {r['mean_rel_error']:.3g}"
+        return (
+            f"max ulp {r['max_ulp']}, {r['pct_correctly_rounded']:.2f}% CR, "
+            f"mean rel {r['mean_rel_error']:.3g}"
+        )
 
     for label, row in rep["defaults"].items():
         print(f"{label:20s} fp32: {cell(row['fp32'])} | fp16: {cell(row['fp16'])}")

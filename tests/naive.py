@@ -80,7 +80,8 @@ def naive_cost(fn, x, cut_idx, bins, objective):
 
 
 def naive_solve(fn, x, bins, objective, quantized=False):
-    """Brute-force DP over all cutpoint choices; segment costs point by point. Returns the optimal cost."""
+    """Brute-force DP over all cutpoint choices; segment costs point by point. Returns the optimal
+    cost."""
     n = len(x)
     part = _naive_combine(objective, n)
     add = max if objective == "max" else (lambda a, b: a + b)
@@ -421,7 +422,8 @@ def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode):
 # Slow on purpose.
 # =============================================================================
 def naive_moe_token(x, router_w, router_b, w_gate, w_up, w_down, top_k, renormalize, softmax):
-    """One token x float[D] -> (y float64[D], chosen expert list). ``softmax``: the op used on the logits.
+    """One token x float[D] -> (y float64[D], chosen expert list). ``softmax``: the op used on the
+    logits.
 
     Weights: router_w [E, D], router_b [E], w_gate/w_up [E, H, D], w_down [E, D, H].
     """
@@ -447,7 +449,8 @@ def naive_moe_token(x, router_w, router_b, w_gate, w_up, w_down, top_k, renormal
 
 
 def naive_load_balancing_loss(probs, chosen, E):
-    """probs: list of per-token probability lists, chosen: list of per-token expert lists -> E * sum f_i P_i."""
+    """probs: list of per-token probability lists, chosen: list of per-token expert lists
+    -> E * sum f_i P_i."""
     n_assign = sum(len(c) for c in chosen)
     f = [sum(c.count(i) for c in chosen) / n_assign for i in range(E)]
     P = [sum(p[i] for p in probs) / len(probs) for i in range(E)]
@@ -518,7 +521,8 @@ def naive_fp16_softmax_bits(row16):
 
 
 def naive_fp16_rmsnorm_bits(row16, w16, eps):
-    """FP16 row and weights, eps (rounded to FP32) -> uint16[n]: RNE16(x w / sqrt(mean(x^2) + eps))."""
+    """FP16 row and weights, eps (rounded to FP32) -> uint16[n]:
+    RNE16(x w / sqrt(mean(x^2) + eps))."""
     import mpmath
     import numpy as np
 
@@ -537,7 +541,8 @@ def naive_fp16_rmsnorm_bits(row16, w16, eps):
 # calls sacrebleu's corpus_score on them (no sufficient statistics involved).
 # =============================================================================
 def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
-    """a_hyps / b_hyps: lists (runs) of {lang: [hyp, ...]}; refs {lang: [ref, ...]} -> (delta, lo, hi)."""
+    """a_hyps / b_hyps: lists (runs) of {lang: [hyp, ...]}; refs {lang: [ref, ...]}
+    -> (delta, lo, hi)."""
     import numpy as _np
     from sacrebleu.metrics import BLEU as _BLEU
     from sacrebleu.metrics import CHRF as _CHRF

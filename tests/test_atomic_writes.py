@@ -125,8 +125,9 @@ SAVER = textwrap.dedent("""
 
 
 def test_checkpoint_killed_mid_save_never_loads_a_mix(tmp_path):
-    """SIGKILL at varying moments of repeated saves of a 2-expert and a 4-expert model to one directory:
-    the directory always loads (config and weights from the same save) and litter is only temp names."""
+    """SIGKILL at varying moments of repeated saves of a 2-expert and a 4-expert model to one
+    directory: the directory always loads (config and weights from the same save) and litter is
+    only temp names."""
     from moe.checkpoint import load_checkpoint, read_config
 
     ck = tmp_path / "ck"

@@ -1,4 +1,5 @@
-"""Paired bootstrap over test sentences (moe/finetune/bootstrap.py) and the stored sentence statistics."""
+"""Paired bootstrap over test sentences (moe/finetune/bootstrap.py) and the stored sentence
+statistics."""
 
 from naive import naive_paired_bootstrap
 import pytest

@@ -1,4 +1,5 @@
-"""moe.finetune.data / moe.finetune.data_io: gettext pair extraction, the seeded split, fetching errors (no network)."""
+"""moe.finetune.data / moe.finetune.data_io: gettext pair extraction, the seeded split, fetching
+errors (no network)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ msgstr "Hallo %(name)s"
 
 def test_pairs_from_po_rules():
     pairs = pairs_from_po(PO)
-    # fuzzy, empty, translation == source, plural and obsolete entries dropped; "Save" deduplicated (first wins)
+    # fuzzy, empty, translation == source, plural and obsolete entries dropped;
+    # "Save" deduplicated (first wins)
     assert pairs == [
         ("Save", "Speichern"),
         ("Order", "Bestellung"),

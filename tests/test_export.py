@@ -1,4 +1,5 @@
-"""`nli.export`: C header, $readmemh files and npz hold exactly the table's bits; writes are atomic."""
+"""`nli.export`: C header, $readmemh files and npz hold exactly the table's bits; writes are
+atomic."""
 
 import os
 import re
@@ -36,10 +37,13 @@ def test_c_header_arrays_equal_table_bits(table):
 
 def test_readmemh_files_one_word_per_line(table):
     files = readmemh_files(table)
-    words = lambda t: [int(l, 16) for l in t.splitlines() if l and not l.startswith("//")]  # noqa: E731
+
+    def words(text):
+        return [int(line, 16) for line in text.splitlines() if line and not line.startswith("//")]
+
     assert words(files["lut.hex"]) == [int(v) for v in table.lut]
     assert words(files["mul.hex"]) == [int(v) for v in table.mul.view(np.uint32)]
-    assert all(len(l) == 8 for l in files["mul.hex"].splitlines()[1:])
+    assert all(len(line) == 8 for line in files["mul.hex"].splitlines()[1:])
     assert words(files["clamps.hex"]) == [table.below, table.above]
     assert words(files["cutpoints.hex"]) == [int(v) for v in table.cutpoints]
 

@@ -55,7 +55,7 @@ def _preprocessed(path) -> str:
     )
     # keep what comes after <stdint.h>'s own definitions: the header's macros and declarations
     text = out.stdout[out.stdout.index("#define NLI_") :]
-    return "\n".join(l for l in text.splitlines() if l.strip())
+    return "\n".join(line for line in text.splitlines() if line.strip())
 
 
 @needs_cc

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.fuzz
@@ -123,8 +123,8 @@ def _listing(folder: Path) -> set[str]:
 def check(
     driver: Driver, argv: list[str], out_dir: Path, ok=(0, 2), mention: str | None = None
 ) -> int:
-    """Run ``argv``; assert exit 0/2, no traceback, one-line error, nothing left in ``out_dir`` on failure;
-    ``mention``: text the error must contain (e.g. the bad path)."""
+    """Run ``argv``; assert exit 0/2, no traceback, one-line error, nothing left in ``out_dir`` on
+    failure; ``mention``: text the error must contain (e.g. the bad path)."""
     before = _listing(out_dir)
     rc, err = driver.run([str(a) for a in argv])
     assert rc in ok, f"nli {' '.join(map(str, argv))}: exit {rc}\n{err}"
@@ -176,28 +176,28 @@ TABLE_KEYS = [
     "below",
     "above",
 ]
-INT_EXTREMES = st.sampled_from(
-    [
-        0,
-        -1,
-        1,
-        2,
-        31,
-        32,
-        33,
-        2**15,
-        2**16,
-        2**31 - 1,
-        2**31,
-        2**32,
-        2**63 - 1,
-        2**63,
-        2**64,
-        -(2**63),
-        -(2**64),
-        10**30,
-    ]
-)
+# integer extremes: zero, small, powers of two and their neighbours, past int64/uint64
+INT_EXTREME_VALUES = [
+    0,
+    -1,
+    1,
+    2,
+    31,
+    32,
+    33,
+    2**15,
+    2**16,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**63 - 1,
+    2**63,
+    2**64,
+    -(2**63),
+    -(2**64),
+    10**30,
+]
+INT_EXTREMES = st.sampled_from(INT_EXTREME_VALUES)
 HEX_FORMS = st.sampled_from(
     [
         "3c00",
@@ -337,29 +337,7 @@ def test_fuzz_table_files(driver, work, arrays, raw):
             out.mkdir()
 
 
-INT_LIST = [
-    0,
-    -1,
-    1,
-    2,
-    31,
-    32,
-    33,
-    2**15,
-    2**16,
-    2**31 - 1,
-    2**31,
-    2**32,
-    2**63 - 1,
-    2**63,
-    2**64,
-    -(2**63),
-    -(2**64),
-    10**30,
-    1.0,
-    1e300,
-    True,
-]
+INT_LIST = [*INT_EXTREME_VALUES, 1.0, 1e300, True]
 
 
 @pytest.mark.parametrize(
@@ -367,7 +345,8 @@ INT_LIST = [
     ["bins", "bins_consistent", "base", "below", "above", "lut", "cutpoints", "mul", "version"],
 )
 def test_table_integer_extremes(driver, work, arrays, field):
-    """Every integer extreme in every numeric field, systematically (the random search rarely hits them)."""
+    """Every integer extreme in every numeric field, systematically (the random search rarely hits
+    them)."""
     ex = _fresh(work)
     out = ex / "out"
     out.mkdir()
@@ -438,7 +417,7 @@ def npy_bytes(draw):
         st.sampled_from([(), (0,), (1,), (16,), (4, 16), (2, 0), (0, 16), (1, 1, 1, 16), (3, 5)])
     )
     n = int(np.prod(shape))
-    if dtype == object:
+    if dtype == np.dtype(object):
         a = np.empty(shape, dtype=object)
         for i in range(n):
             a.flat[i] = draw(st.sampled_from([1, "x", None, (1, 2)]))
@@ -617,7 +596,8 @@ def test_fuzz_text_files(driver, work, raw):
     ],
 )
 def test_output_locations_checked_before_work(driver, work, shipped, arrays, target):
-    """A bad output location fails at once with exit 2 (a missing parent under a writable folder is fine)."""
+    """A bad output location fails at once with exit 2 (a missing parent under a writable folder is
+    fine)."""
     path = target if target.startswith("/") or target in ("", ".") else str(work / target)
     ok = (0, 2) if target == "adir/missing/deeper/ok.json" else (2,)
     out = _fresh(work)
@@ -688,7 +668,8 @@ BAD_NUMBERS = [
     value=st.sampled_from(BAD_NUMBERS),
 )
 def test_fuzz_numeric_flags(driver, work, shipped, arrays, flag, value):
-    """Values a flag cannot mean fail at parse time (exit 2); values it can mean run (cheap cases only)."""
+    """Values a flag cannot mean fail at parse time (exit 2); values it can mean run (cheap cases
+    only)."""
     ex = _fresh(work)
     *cmd, name = flag
     rest = {

@@ -74,7 +74,8 @@ def test_scores_are_distinct_per_selector(base, ids):
 
 
 def test_small_dup_share_is_closer_to_function_preserving(base, ids):
-    """The function change growth causes, measured: the default small share beats copied router rows."""
+    """The function change growth causes, measured: the default small share beats copied router
+    rows."""
     pre = router_logits(base, ids)
     res = {}
     for name, kw in {

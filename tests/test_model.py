@@ -106,7 +106,10 @@ def test_bad_inputs():
 
 def test_model_resolver_hook():
     sentinel = (Llama(LlamaConfig.tiny()), None)
-    fn = lambda name: sentinel if name == "my-checkpoint" else None  # noqa: E731
+
+    def fn(name):
+        return sentinel if name == "my-checkpoint" else None
+
     engine.register_model_resolver(fn)
     try:
         assert engine.load_model("my-checkpoint") is sentinel

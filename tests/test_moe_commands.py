@@ -1,4 +1,5 @@
-"""moe/commands.py (CLI), moe/op_counts.py, moe/pricing.py, moe/plots.py, moe/eval_report.py (via engine.eval_report_for) on the tiny model."""
+"""moe/commands.py (CLI), moe/op_counts.py, moe/pricing.py, moe/plots.py, moe/eval_report.py
+(via engine.eval_report_for) on the tiny model."""
 
 import json
 

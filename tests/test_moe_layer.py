@@ -90,7 +90,8 @@ def test_layer_backward_reaches_all_parameters(dispatch, monkeypatch):
 def test_aux_loss_hand_computed():
     # 3 tokens, E=3, k=1. logits chosen so probs are easy: token 0 -> expert 0, 1 -> 1, 2 -> 0
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.2, 0.6, 0.2], [0.7, 0.2, 0.1]]))
-    # f = [2/3, 1/3, 0]; P = [1.4/3, 1.1/3, 0.5/3]; loss = 3 * (2/3*1.4/3 + 1/3*1.1/3) = (2.8 + 1.1)/3
+    # f = [2/3, 1/3, 0]; P = [1.4/3, 1.1/3, 0.5/3];
+    # loss = 3 * (2/3*1.4/3 + 1/3*1.1/3) = (2.8 + 1.1)/3
     assert float(load_balancing_loss(logits, 1)) == pytest.approx(3.9 / 3, abs=1e-6)
     probs = torch.softmax(logits, -1).tolist()
     assert float(load_balancing_loss(logits, 1)) == pytest.approx(
@@ -229,7 +230,10 @@ def test_moe_layers_lists_only_moe_blocks():
 def test_select_on_logits_avoids_fp16_ties():
     layer = _layer(E=4, k=1)
     logits = torch.tensor([[0.0, 1e-4, -1.0, -2.0]])  # probs tie once rounded to FP16
-    half = lambda x: torch.softmax(x, -1).half().float()
+
+    def half(x):
+        return torch.softmax(x, -1).half().float()
+
     layer.ops = type("HalfOps", (), {"softmax": staticmethod(half)})()
     layer.select_on = "probs"
     _, _, idx = layer.select(logits)

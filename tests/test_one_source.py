@@ -3,7 +3,8 @@
 Scans the project's source packages (nli, hw_sim, engine, moe, benchmarks) with ``ast`` and fails
 if a copy of an owned constant or vocabulary appears outside nli/formats.py:
 
-* a module-level assignment to one of the owned names (``FP16_NAN = ...``); importing the name is fine;
+* a module-level assignment to one of the owned names (``FP16_NAN = ...``); importing the name
+  is fine;
 * the bare literals 65520 (the FP16 overflow threshold) or 0x7E00 (the canonical NaN) in code
   (comments and strings are not code; ast never sees comments);
 * a tuple / list / set literal holding exactly the members of an owned vocabulary, in any order

@@ -315,7 +315,7 @@ def test_standins_cover_both_table_kinds():
     assert s["recip_reduced"].function == "reciprocal" and s["rsqrt_single"].function == "rsqrt"
 
 
-# ----------------------------------------------------------------------------- table fits role and mode
+# -------------------------------------------------------------------- table fits role and mode
 def _span_table(function, lo, hi):
     """A ``function`` table whose cutpoints span [lo, hi] (10 intervals, 8 bins each)."""
     cuts = np.geomspace(lo, hi, 11).astype(np.float16)
@@ -324,7 +324,8 @@ def _span_table(function, lo, hi):
 
 
 def _mismatches():
-    """(call name, table slot, given table, mode, the given table's function): every role/mode misfit."""
+    """(call name, table slot, given table, mode, the given table's function): every role/mode
+    misfit."""
     s = standin_tables()
     e, rr, rd = s["exp_below0"], s["recip_reduced"], s["recip_direct"]
     qr, qd, silu = s["rsqrt_single"], s["rsqrt_direct"], s["silu_wide"]
@@ -401,7 +402,8 @@ def test_tables_that_fit_are_accepted():
                 else s["rsqrt_single" if mode == "reduced" else "rsqrt_direct"]
             )
             assert np.all(np.isfinite(_call(name, slot, table, mode)))
-    # the silent misuse the check prevents: a reduced table in direct mode gives rows that do not sum to 1
+    # the silent misuse the check prevents: a reduced table in direct mode gives rows that do not
+    # sum to 1
     x = np.zeros((1, 4), np.float16)
     good = hw_sim.softmax(x, s["exp_below0"], s["recip_direct"], "direct").astype(np.float64).sum()
     assert abs(good - 1) < ROW_SUM_TOL

@@ -35,7 +35,8 @@ def test_readme_python_example_runs(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
-    # the unit's SiLU of [-4, -1, 0, 0.5, 3] (8 pieces on [-8, 8]) is within 0.05 of the exact values
+    # the unit's SiLU of [-4, -1, 0, 0.5, 3] (8 pieces on [-8, 8]) is within 0.05 of the exact
+    # values
     got = [float(v) for v in lines[0].strip("[]").split()]
     exact = [-0.07194, -0.26894, 0.0, 0.31123, 2.85772]
     assert len(got) == 5 and all(abs(g - e) < 0.05 for g, e in zip(got, exact)), lines[0]

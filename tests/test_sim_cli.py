@@ -288,7 +288,8 @@ def test_table_refine_and_sim_cost(files, capsys):
                 "--mode",
                 "direct",
             ],
-            "reciprocal table: the 'reciprocal' table spans [1, 2], a reduced-domain table; direct mode",
+            "reciprocal table: the 'reciprocal' table spans [1, 2], "
+            "a reduced-domain table; direct mode",
         ),
         (
             [

@@ -222,7 +222,8 @@ def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
 @pytest.mark.parametrize("objective", ["paper", "mean"])
 def test_general_layer_equals_every_pair_minimum(name, domain, objective):
     """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit, by the
-    rightmost-bin bound and by the hot-bin bound) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
+    rightmost-bin bound and by the hot-bin bound) against min over every pair of
+    Dp[j] + cost(j, k, B), bit for bit."""
     import numba
 
     from nli.dp_layer import _layer

@@ -49,7 +49,7 @@ def special_rows(n: int, rng) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32)
 
 
-# ----------------------------------------------------------------------------- fused kernels vs hw_sim
+# ---------------------------------------------------------------------- fused kernels vs hw_sim
 def test_elementwise_fused_equals_hw_sim_all_inputs():
     t = engine_tables()["silu"]
     x32 = ALL16.view(np.float16).astype(np.float32)

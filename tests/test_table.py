@@ -198,7 +198,8 @@ def test_table_rows_report_what_each_file_records():
 
 
 def test_numerics_version_is_written_and_optional_on_load(tmp_path):
-    """Section 6: files carry the numerics version; files written before it (no key) load the same."""
+    """Section 6: files carry the numerics version; files written before it (no key) load the
+    same."""
     from nli.formats import NUMERICS_VERSION
 
     t = _good()

@@ -102,7 +102,7 @@ def test_largest_table_is_accepted_one_more_entry_is_not():
         table_from_cutpoints("silu", C2, [MAX_ENTRIES])
 
 
-# ----------------------------------------------------------------------------- bounds-checked kernels
+# ---------------------------------------------------------------------- bounds-checked kernels
 def bounds_checked(disp, memo=None):
     """A serial, boundscheck=True, uncached rebuild of the Numba dispatcher ``disp`` whose
     global Numba callees are rebuilt the same way (boundscheck is a per-function flag)."""

@@ -1,4 +1,5 @@
-"""engine.tokenizer: byte-level BPE from GGUF metadata (digits split one by one), the tiny byte tokenizer."""
+"""engine.tokenizer: byte-level BPE from GGUF metadata (digits split one by one), the tiny byte
+tokenizer."""
 
 import pytest
 

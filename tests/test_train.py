@@ -1,4 +1,5 @@
-"""moe.finetune.sft / moe.finetune.train_setup / moe.finetune.train / moe.finetune.translate_eval on the tiny config."""
+"""moe.finetune.sft / moe.finetune.train_setup / moe.finetune.train /
+moe.finetune.translate_eval on the tiny config."""
 
 from __future__ import annotations
 
@@ -286,7 +287,8 @@ def test_interrupt_and_resume_is_bitwise_identical(tiny, tmp_path, method, kw, s
 
 
 class _Payload:
-    """Unpickling this runs code: it creates the file ``marker`` (a stand-in for an attacker's payload)."""
+    """Unpickling this runs code: it creates the file ``marker`` (a stand-in for an attacker's
+    payload)."""
 
     def __init__(self, marker):
         self.marker = str(marker)
@@ -296,7 +298,8 @@ class _Payload:
 
 
 def _plain(obj) -> bool:
-    """True if obj is built only of tensors and dict / list / tuple / str / int / float / bool / None."""
+    """True if obj is built only of tensors and dict / list / tuple / str / int / float / bool /
+    None."""
     if isinstance(obj, dict):
         return all(isinstance(k, (str, int)) and _plain(v) for k, v in obj.items())
     if isinstance(obj, (list, tuple)):

@@ -54,7 +54,8 @@ def test_default_tables_exhaustive(fn_mode, precision, oracle):
 
 
 def test_default_tables_are_all_shipped():
-    """Every (function, mode) pair has its table under nli/tables/ (a missing one is a broken install)."""
+    """Every (function, mode) pair has its table under nli/tables/ (a missing one is a broken
+    install)."""
     assert sorted(SHIPPED) == sorted(nli.default_table_names())
 
 
