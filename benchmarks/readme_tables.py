@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from train_report import section_equal_scope
+
 from results_io import RESULTS, read_json
 from results_tables import (
     baselines_md,
@@ -421,6 +423,7 @@ def results_md() -> str:
         *section_llm(llm, onnx),
         *section_moe(moe, msp),
         *section_train(train),
+        *section_equal_scope(),
     ]
     return "\n\n".join(p for p in parts if p) + "\n"
 
