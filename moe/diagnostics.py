@@ -168,7 +168,10 @@ def init_report(
             "routing_entropy": routing_entropy(rl[i]),
             "expert_load": expert_load(idx, layer.num_experts).tolist(),
         }
-    mean = lambda key: sum(v[key] for v in per_layer.values()) / max(1, len(per_layer))
+
+    def mean(key):
+        return sum(v[key] for v in per_layer.values()) / max(1, len(per_layer))
+
     return {
         "kl_to_dense": logit_kl(dense, model, ids, ref_logprobs=ref_logprobs),
         "weight_cosine": mean("weight_cosine"),

