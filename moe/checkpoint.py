@@ -24,7 +24,7 @@ import torch
 
 from engine.model import Llama, LlamaConfig
 from nli.atomic import atomic_dir
-from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file, read_text
+from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file, read_json, read_text
 
 from .config import MoEConfig
 from .model import build_model, moe_config_of
@@ -73,7 +73,7 @@ def is_checkpoint(path) -> bool:
     if not cfile.is_file():
         return False
     try:
-        return json.loads(read_text(cfile, "checkpoint config")).get("format") == CHECKPOINT_FORMAT
+        return read_json(cfile, "checkpoint config").get("format") == CHECKPOINT_FORMAT
     except (ValueError, OSError, AttributeError, RecursionError):
         return False
 
@@ -128,12 +128,7 @@ def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None,
     cfile = path / "config.json"
     if not cfile.is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
-    try:
-        config = json.loads(read_text(cfile, "checkpoint config"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfile}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise ValueError(f"{cfile}: JSON nested too deeply") from None
+    config = read_json(cfile, "checkpoint config")
     if not isinstance(config, dict):
         raise ValueError(f"{cfile}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:

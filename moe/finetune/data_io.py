@@ -208,10 +208,6 @@ def read_dataset(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no data file (build it with `nli data fetch -o {path}`)")
-    try:
-        from nli.inputs import read_text
+    from nli.inputs import read_json
 
-        data = json.loads(read_text(path, "data file"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    return check_dataset(data)
+    return check_dataset(read_json(path, "data file"))
