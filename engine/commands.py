@@ -55,8 +55,8 @@ def register(sub, groups):
         dest="variant",
         default="nli",
         metavar="VARIANT",
-        help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut "
-        "(--mode: deprecated alias)",
+        help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | "
+        "baseline:uniform|curvature|nnlut (--mode: deprecated alias)",
     )
     p.add_argument(
         "--reciprocal-mode",
@@ -158,8 +158,8 @@ def _eval_ppl(args) -> int:
             )
         )
         print(
-            f"  routing agreement ref vs {args.variant}: {res['routing_agreement'] * 100:.3f}% of tokens "
-            f"(top-k set unchanged)"
+            f"  routing agreement ref vs {args.variant}: "
+            f"{res['routing_agreement'] * 100:.3f}% of tokens (top-k set unchanged)"
         )
     _print_summary(res)
     if args.json:

@@ -52,7 +52,8 @@ def demo_model(name: str = "smollm2"):
 
 
 def available_variants(variants=STANDARD_VARIANTS, ops=OPS) -> tuple[list, dict]:
-    """Split ``variants`` into those whose tables can be had now and {label: reason} for the rest."""
+    """Split ``variants`` into those whose tables can be had now and {label: reason} for the
+    rest."""
     ok, missing = [], {}
     for label, variant, rm in variants:
         try:
@@ -78,7 +79,8 @@ def demo_perplexities(
     record: bool = True,
 ) -> dict:
     """SmolLM2 (or the given model) perplexity on the shipped held-out text for every available
-    variant, against ref: the dict of :func:`engine.experiments.compare_variants` plus ``unavailable``."""
+    variant, against ref: the dict of :func:`engine.experiments.compare_variants` plus
+    ``unavailable``."""
     if model is None:
         model, tokenizer = demo_model("smollm2")
     ids = token_ids(tokenizer, heldout_text(), max_tokens)

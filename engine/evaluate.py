@@ -8,9 +8,9 @@ predicts the next token of its window: a window of W tokens contributes W - 1
 predictions. Perplexity = exp(mean negative log-likelihood over all
 predictions). With ``score_from = s > 0`` only the targets at window
 positions > s are scored (llama.cpp's `perplexity` tool uses s = W/2: the
-first half of each window is context only). ``top1_agreement`` is the fraction of predictions where the
-model's argmax equals the reference's; ``mean_kl`` the mean over predictions
-of KL(ref || model) in nats.
+first half of each window is context only). ``top1_agreement`` is the
+fraction of predictions where the model's argmax equals the reference's;
+``mean_kl`` the mean over predictions of KL(ref || model) in nats.
 
 Activation statistics come from :class:`RecordingOps`, an OpSet wrapper put
 on every module (so each record knows its module, e.g. ``layers.12.ffn_norm``):
@@ -38,7 +38,8 @@ DEFAULT_WINDOW = 1024
 # ----------------------------------------------------------------------------- statistics
 @dataclass
 class RangeStat:
-    """Running min/max/count of finite values and the count outside [lo, hi] (non-finite included)."""
+    """Running min/max/count of finite values and the count outside [lo, hi] (non-finite
+    included)."""
 
     lo: float
     hi: float
@@ -304,7 +305,8 @@ def evaluate_lm(
 def perplexity(
     model, ids, window: int = DEFAULT_WINDOW, progress: bool = True, score_from: int = 0
 ) -> float:
-    """exp(mean NLL) of ``model`` on ``ids`` int64[N] (window convention in the module docstring)."""
+    """exp(mean NLL) of ``model`` on ``ids`` int64[N] (window convention in the module
+    docstring)."""
     return evaluate_lm(
         model, ids, None, window, record=False, progress=progress, score_from=score_from
     ).to_dict()["ppl"]

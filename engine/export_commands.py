@@ -44,7 +44,8 @@ def register_export(sub, groups):
         action="append",
         default=[],
         metavar="FUNCTION=FILE",
-        help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped default",
+        help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped "
+        "default",
     )
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_model)
@@ -68,8 +69,9 @@ def _onnx_op(args) -> int:
     table = _load(args.table)
     out = save_onnx(export_elementwise(table), args.out)
     print(
-        f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} for {table.function!r} "
-        f"(K={table.K}, {table.entries} LUT entries, {table.precision}); checked with onnx.checker"
+        f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} "
+        f"for {table.function!r} (K={table.K}, {table.entries} LUT entries, {table.precision}); "
+        "checked with onnx.checker"
     )
     return 0
 

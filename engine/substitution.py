@@ -37,7 +37,8 @@ import torch
 
 from nli.baselines import BASELINES
 
-# OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode decides
+# OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode
+# decides
 from nli.formats import INVERSE_FUNCTIONS, OP_TABLES, OPS
 from nli.formats import MODES as RECIPROCAL_MODES
 
@@ -162,7 +163,8 @@ class UnitOps(OpSet):
 
 
 class RoutedOps(OpSet):
-    """Sends each op to its backend: ``routes`` {op name -> OpSet}; unnamed ops go to ``REF_OPS``."""
+    """Sends each op to its backend: ``routes`` {op name -> OpSet}; unnamed ops go to
+    ``REF_OPS``."""
 
     def __init__(self, routes: dict, name: str):
         self.routes = dict(routes)
@@ -280,7 +282,8 @@ def make_ops(
         ]
         if extra:
             raise ValueError(
-                f"tables: unknown function(s) {extra}; expected keys among silu, exp, reciprocal, rsqrt"
+                f"tables: unknown function(s) {extra}; "
+                "expected keys among silu, exp, reciprocal, rsqrt"
             )
         missing = [f for f in need if f not in given]
         if missing:

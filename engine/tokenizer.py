@@ -84,7 +84,8 @@ def tokenizer_from_gguf(reader) -> Tokenizer:
 
 
 def byte_tokenizer() -> Tokenizer:
-    """One token per byte (ids 0..255, byte-level symbols) plus ``<|endoftext|>`` = 256: vocab 257."""
+    """One token per byte (ids 0..255, byte-level symbols) plus ``<|endoftext|>`` = 256:
+    vocab 257."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     # ByteLevel maps byte b to a printable symbol; order the vocab by byte value
     symbols = [_BYTE_SYMBOL[b] for b in range(256)]

@@ -35,7 +35,8 @@ def _encode(tokenizer, text: str) -> torch.Tensor:
 def token_windows(
     tokenizer, vocab_size: int, n_windows: int, seq: int, heldout: bool = False
 ) -> torch.Tensor:
-    """int64[n_windows, seq] windows of the shipped text (calibration, or held-out with ``heldout``).
+    """int64[n_windows, seq] windows of the shipped text (calibration, or held-out with
+    ``heldout``).
 
     ``tokenizer``: a ``tokenizers.Tokenizer`` or None (random ids, tiny model only).
     """

@@ -1,15 +1,16 @@
 """Checkpoints of dense and MoE models (state dict + JSON config).
 
 The model is built by :func:`moe.model.build_model` (a Llama, or an
-:class:`moe.model.MoELlama` for an MoE config). A checkpoint is a directory holding ``config.json`` (the dense
-:class:`LlamaConfig`, the :class:`MoEConfig` or null for a dense model, and
-free-form provenance) and ``weights.pt`` (``torch.save`` of the state dict).
-The directory is written as a whole (:func:`nli.atomic.atomic_dir`: a temp
-directory beside the target, renamed in; a replaced checkpoint is renamed away
-first), so a reader never finds new weights beside an old config. Loading
-checks the files (regular, size-limited), estimates the model's memory before
-building it, and refuses, with a message naming the file or tensor, a corrupt
-weights file or a state dict whose keys or shapes do not match the config.
+:class:`moe.model.MoELlama` for an MoE config). A checkpoint is a directory
+holding ``config.json`` (the dense :class:`LlamaConfig`, the :class:`MoEConfig`
+or null for a dense model, and free-form provenance) and ``weights.pt``
+(``torch.save`` of the state dict). The directory is written as a whole
+(:func:`nli.atomic.atomic_dir`: a temp directory beside the target, renamed in;
+a replaced checkpoint is renamed away first), so a reader never finds new
+weights beside an old config. Loading checks the files (regular, size-limited),
+estimates the model's memory before building it, and refuses, with a message
+naming the file or tensor, a corrupt weights file or a state dict whose keys or
+shapes do not match the config.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 
 from engine.model import Llama, LlamaConfig
 from nli.atomic import atomic_dir
-from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file, read_text
+from nli.inputs import MAX_MODEL_FILE_BYTES, InputError, check_input_file, read_json, read_text
 
 from .config import MoEConfig
 from .model import build_model, moe_config_of
@@ -72,7 +73,7 @@ def is_checkpoint(path) -> bool:
     if not cfile.is_file():
         return False
     try:
-        return json.loads(read_text(cfile, "checkpoint config")).get("format") == CHECKPOINT_FORMAT
+        return read_json(cfile, "checkpoint config").get("format") == CHECKPOINT_FORMAT
     except (ValueError, OSError, AttributeError, RecursionError):
         return False
 
@@ -95,7 +96,8 @@ def load_tokenizer(path: str | os.PathLike):
 
 
 def resolve_checkpoint(name_or_path):
-    """Model resolver for :func:`engine.load_model`: a checkpoint directory -> (model, tokenizer), else None."""
+    """Model resolver for :func:`engine.load_model`: a checkpoint directory ->
+    (model, tokenizer), else None."""
     if not is_checkpoint(name_or_path):
         return None
     return load_checkpoint(name_or_path), load_tokenizer(name_or_path)
@@ -104,7 +106,8 @@ def resolve_checkpoint(name_or_path):
 def load_plain(path: str | os.PathLike):
     """``torch.load`` with the safe unpickler (``weights_only=True``): tensors and plain containers
     (dict, list, tuple, str, int, float, bool, None) only. A file holding anything else (e.g. a
-    pickled object whose ``__reduce__`` runs code) is refused with ValueError and nothing of it runs."""
+    pickled object whose ``__reduce__`` runs code) is refused with ValueError and nothing of it
+    runs."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -125,12 +128,7 @@ def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None,
     cfile = path / "config.json"
     if not cfile.is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
-    try:
-        config = json.loads(read_text(cfile, "checkpoint config"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfile}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise ValueError(f"{cfile}: JSON nested too deeply") from None
+    config = read_json(cfile, "checkpoint config")
     if not isinstance(config, dict):
         raise ValueError(f"{cfile}: expected a JSON object, got {type(config).__name__}")
     if config.get("format") != CHECKPOINT_FORMAT or config.get("version") != CHECKPOINT_VERSION:
@@ -150,7 +148,8 @@ def read_config(path: str | os.PathLike) -> tuple[LlamaConfig, MoEConfig | None,
 
 
 def load_checkpoint(path: str | os.PathLike) -> Llama:
-    """Rebuild the model saved in ``path``. ValueError naming the tensor if config and tensors disagree."""
+    """Rebuild the model saved in ``path``. ValueError naming the tensor if config and tensors
+    disagree."""
     path = Path(path)
     cfg, moe_cfg, prov = read_config(path)
     wfile = path / "weights.pt"

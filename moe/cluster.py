@@ -40,7 +40,8 @@ ROW_BATCH = 4
 
 @torch.no_grad()
 def collect_ffn_inputs(model: Llama, ids: torch.Tensor, layers) -> dict[int, torch.Tensor]:
-    """Run ``model`` on ids int64[B, T]; return {layer: FFN inputs float32[B*T, D]} for ``layers``."""
+    """Run ``model`` on ids int64[B, T]; return {layer: FFN inputs float32[B*T, D]}
+    for ``layers``."""
     if ids.dim() != 2:
         raise ValueError(f"calibration ids must be [batch, seq], got shape {tuple(ids.shape)}")
     store: dict[int, list] = {i: [] for i in layers}
@@ -66,8 +67,9 @@ def spherical_kmeans(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x float[n, D] -> (unit centroids float32[E, D], labels int64[n]) by cosine k-means.
 
-    Seeding is k-means++ on the cosine distance (seeded by ``g``). Ties in the assignment go to the lower cluster index (argmax). An empty
-    cluster is re-seeded with the point least similar to its own centroid.
+    Seeding is k-means++ on the cosine distance (seeded by ``g``). Ties in the assignment go to
+    the lower cluster index (argmax). An empty cluster is re-seeded with the point least similar
+    to its own centroid.
     """
     n = x.shape[0]
     if n < E:
@@ -98,7 +100,8 @@ def spherical_kmeans(
 def data_aware_lowrank(
     w: torch.Tensor, z: torch.Tensor, rank: int, damp: float = DAMP
 ) -> torch.Tensor:
-    """w float[out, in], inputs z float[n, in] -> rank-``rank`` W_hat float64[out, in] minimizing output error on z."""
+    """w float[out, in], inputs z float[n, in] -> rank-``rank`` W_hat float64[out, in]
+    minimizing output error on z."""
     W = w.detach().double()
     Z = z.double()
     C = Z.T @ Z / max(1, Z.shape[0])  # [in, in]

@@ -71,7 +71,8 @@ def register(sub, groups):
         "--select-on",
         default=SELECT_ON,
         choices=SELECT_ON_CHOICES,
-        help="top-k ranks the router logits (default; the exact softmax order) or the softmax output",
+        help="top-k ranks the router logits (default; the exact softmax order) or the softmax "
+        "output",
     )
     p.add_argument(
         "--opt",
@@ -243,7 +244,8 @@ def _upcycle(args) -> int:
     )
     c = model.moe_config
     print(
-        f"wrote {path}: {args.method}, {c.num_experts} experts, top-{c.top_k}, layers {list(c.layers)}"
+        f"wrote {path}: {args.method}, {c.num_experts} experts, top-{c.top_k}, "
+        f"layers {list(c.layers)}"
     )
     return 0
 
@@ -291,7 +293,8 @@ def _grow(args) -> int:
     )
     plan = new.moe_config.options["grow"][-1]["copies"]
     print(
-        f"wrote {path}: {new.moe_config.num_experts} experts, top-{new.moe_config.top_k}; copies per layer {plan}"
+        f"wrote {path}: {new.moe_config.num_experts} experts, top-{new.moe_config.top_k}; "
+        f"copies per layer {plan}"
     )
     return 0
 

@@ -30,7 +30,8 @@ class MoEConfig:
     the softmax probabilities of the chosen experts (Megatron pre-softmax).
     ``principal``: experts are ``principal + residual_scale * residual[e]``
     with the principal part a separate shared parameter (SPRI).
-    ``select_on``: the top-k ranks the router logits ("logits", default) or the softmax output ("probs").
+    ``select_on``: the top-k ranks the router logits ("logits", default) or the softmax output
+    ("probs").
     ``method``/``options``: provenance of the upcycling, for the record only.
     """
 
@@ -98,7 +99,8 @@ class MoEConfig:
             raise ValueError(f"MoE layers {bad} do not exist in a model of {cfg.n_layers} layers")
 
     def param_count(self, cfg: LlamaConfig) -> int:
-        """Parameters the MoE layers add to a dense model of ``cfg`` (experts, routers, principals)."""
+        """Parameters the MoE layers add to a dense model of ``cfg``
+        (experts, routers, principals)."""
         d, h, e = cfg.dim, int(self.expert_hidden_dim), int(self.num_experts)
         per_layer = 3 * e * h * d + d * e + e + (3 * h * d if self.principal else 0)
         return len(self.layers) * per_layer

@@ -70,13 +70,14 @@ def section(ctx) -> None:
         f"layers {res['layers'][0]}-{res['layers'][-1]} ({res['upcycle_seconds']:.0f} s to build)"
     )
     print(
-        f"{'model':<12} {'ppl ref':>10} {'ppl nli':>10}   ({res['tokens']} tokens, windows of {res['window']})"
+        f"{'model':<12} {'ppl ref':>10} {'ppl nli':>10}   "
+        f"({res['tokens']} tokens, windows of {res['window']})"
     )
     print(f"{'dense':<12} {res['dense_ppl_ref']:>10.3f} {res['dense_ppl_nli']:>10.3f}")
     print(f"{'spri MoE':<12} {res['moe_ppl_ref']:>10.3f} {res['moe_ppl_nli']:>10.3f}")
     print(
-        f"routing agreement ref vs nli (top-k set unchanged): {100 * res['routing_agreement']:.2f}% of tokens "
-        f"({res['routing_rule']})"
+        "routing agreement ref vs nli (top-k set unchanged): "
+        f"{100 * res['routing_agreement']:.2f}% of tokens ({res['routing_rule']})"
     )
     atomic_write_text(ctx.out / "moe_spri.json", json.dumps(res, indent=1) + "\n")
     png = plot_expert_load(

@@ -30,7 +30,8 @@ BATCH = 4
 
 @torch.no_grad()
 def dense_logprobs(ref: Llama, ids: torch.Tensor, batch: int = BATCH) -> list[torch.Tensor]:
-    """ids int64[B, T] -> list of float32[b, T, V] log-softmax batches of ``ref`` (to reuse across models)."""
+    """ids int64[B, T] -> list of float32[b, T, V] log-softmax batches of ``ref``
+    (to reuse across models)."""
     return [
         F.log_softmax(ref(ids[b : b + batch]).float(), -1) for b in range(0, ids.shape[0], batch)
     ]
@@ -62,7 +63,8 @@ def logit_kl(
 
 @torch.no_grad()
 def router_logits(model: Llama, ids: torch.Tensor, batch: int = BATCH) -> dict[int, torch.Tensor]:
-    """{MoE layer: router logits float32[B*T, E]} of ``model`` on ids int64[B, T] (rows in token order)."""
+    """{MoE layer: router logits float32[B*T, E]} of ``model`` on ids int64[B, T]
+    (rows in token order)."""
     idx = [i for i, _ in moe_layers(model)]
     out = {i: [] for i in idx}
     for b in range(0, ids.shape[0], batch):
@@ -73,7 +75,8 @@ def router_logits(model: Llama, ids: torch.Tensor, batch: int = BATCH) -> dict[i
 
 
 def chosen_experts(layer: MoEFFN, logits: torch.Tensor) -> torch.Tensor:
-    """The experts ``layer`` picks for router logits float32[N, E] -> int64[N, k] (with its own ops)."""
+    """The experts ``layer`` picks for router logits float32[N, E] -> int64[N, k]
+    (with its own ops)."""
     _, _, idx = layer.select(logits)
     return idx
 
@@ -101,7 +104,8 @@ def routing_agreement(idx_a: torch.Tensor, idx_b: torch.Tensor) -> float:
 def mapped_routing_agreement(
     idx_pre: torch.Tensor, idx_post: torch.Tensor, source: torch.Tensor
 ) -> float:
-    """Growth check: int64[N, k] choices before and after growth, source int64[mE] (grown -> original).
+    """Growth check: int64[N, k] choices before and after growth, source int64[mE]
+    (grown -> original).
 
     Fraction of tokens whose top-k set, mapped back to the original experts, is
     the pre-growth set (two copies of one expert count as that expert twice, so
@@ -150,7 +154,8 @@ def init_report(
     max_tokens_out_cos: int = 512,
     ref_logprobs: list[torch.Tensor] | None = None,
 ) -> dict:
-    """Everything above for ``model`` against ``dense`` on held-out ids int64[B, T] -> JSON-able dict.
+    """Everything above for ``model`` against ``dense`` on held-out ids int64[B, T] -> JSON-able
+    dict.
 
     ``ref_logprobs``: the dense model's :func:`dense_logprobs` on ids, if already computed.
     """
@@ -168,7 +173,10 @@ def init_report(
             "routing_entropy": routing_entropy(rl[i]),
             "expert_load": expert_load(idx, layer.num_experts).tolist(),
         }
-    mean = lambda key: sum(v[key] for v in per_layer.values()) / max(1, len(per_layer))
+
+    def mean(key):
+        return sum(v[key] for v in per_layer.values()) / max(1, len(per_layer))
+
     return {
         "kl_to_dense": logit_kl(dense, model, ids, ref_logprobs=ref_logprobs),
         "weight_cosine": mean("weight_cosine"),

@@ -49,6 +49,6 @@ def moe_eval_report(
         "expert_load": {"ref": load_ref, variant: load_sub},
         "routing_rule": "top-k set equality; experts ranked by a stable descending sort of each "
         "layer's router logits (select_on='logits') or of its own softmax output "
-        f"(select_on='probs'; here: {sorted({l.select_on for _, l in layers_ref})}), "
+        f"(select_on='probs'; here: {sorted({layer.select_on for _, layer in layers_ref})}), "
         "lower expert index wins exact ties",
     }

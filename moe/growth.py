@@ -35,9 +35,11 @@ non-negligible softmax probability (share -> 0 would be exact but leave them
 dormant). On SmolLM2 (drop-upcycled, 8 -> 16, 2,048 held-out tokens,
 ``benchmarks/moe.py``) it was exactly function-preserving at init: KL ~1e-10,
 no token routed to a duplicate; the duplicates enter the top-k as training
-moves the router (the load-balancing loss sees every expert's probability). The duplicates' router weights get N(0, noise * std(router
-weight)) so copies can diverge in training. Measure the change with
-:func:`moe.diagnostics.logit_kl` and :func:`moe.diagnostics.mapped_routing_agreement`.
+moves the router (the load-balancing loss sees every expert's probability).
+The duplicates' router weights get N(0, noise * std(router weight)) so copies
+can diverge in training. Measure the change with
+:func:`moe.diagnostics.logit_kl` and
+:func:`moe.diagnostics.mapped_routing_agreement`.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def _expert_tensors(layer: MoEFFN, grad: bool = False) -> torch.Tensor:
 def expert_gradients(
     model: Llama, calib_ids: torch.Tensor, batch: int = CALIB_BATCH
 ) -> dict[int, tuple]:
-    """Next-token-loss gradients per MoE layer: {layer: (mean grad float[E, P], mean sq grad float[E, P])}."""
+    """Next-token-loss gradients per MoE layer:
+    {layer: (mean grad float[E, P], mean sq grad float[E, P])}."""
     if calib_ids is None or calib_ids.dim() != 2 or calib_ids.shape[1] < 2:
         raise ValueError("gradient-based selection needs calibration ids int64[B, T] with T >= 2")
     work = copy.deepcopy(model).train()
@@ -104,8 +107,8 @@ def utility_scores(
     if not layers:
         raise ValueError("grow needs an MoE model (no MoE layers found)")
     if select == "uniform":
-        return {i: torch.ones(l.num_experts, dtype=torch.float64) for i, l in layers}
-    wnorm = {i: _expert_tensors(l).double().norm(dim=1) for i, l in layers}
+        return {i: torch.ones(layer.num_experts, dtype=torch.float64) for i, layer in layers}
+    wnorm = {i: _expert_tensors(layer).double().norm(dim=1) for i, layer in layers}
     if select == "weight_norm":
         return wnorm
     grads = expert_gradients(model, calib_ids)
@@ -147,7 +150,8 @@ def allocate_copies(
 
 
 def grow_sources(copies: torch.Tensor) -> torch.Tensor:
-    """copies int64[E] -> int64[sum(copies)]: the original expert of each grown expert (originals first)."""
+    """copies int64[E] -> int64[sum(copies)]: the original expert of each grown expert
+    (originals first)."""
     E = copies.numel()
     return torch.cat(
         [torch.arange(E)]
@@ -213,7 +217,8 @@ def grow_layer(
             share = 1.0 / c if dup_share is None else torch.full_like(c, float(dup_share))
             if bool(((c - 1) * share >= 1).any()) or bool((share <= 0).any()):
                 raise ValueError(
-                    f"dup_share {dup_share} leaves no mass for an original with {int(c.max())} copies"
+                    f"dup_share {dup_share} leaves no mass for an original with "
+                    f"{int(c.max())} copies"
                 )
             share = torch.where(dup, share, 1 - (c - 1) * share)  # [mE]
             b += share.log().to(b.dtype)

@@ -37,19 +37,20 @@ import torch.nn as nn
 from engine.model import REF_OPS, OpSet, SwiGLU
 from nli.formats import SELECT_ON_CHOICES
 
-# Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs over
-# zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8, k=2,
-# groups 230-279 rows) on the idle 2-core box, throughput against the dense peer of equal active
-# FLOPs, in a one-off microbenchmark (not kept): looped 1.10x (1 thread) / 1.04x (2 threads), padded
-# 0.84x / 0.85x. The reproducible numbers for the default are benchmarks/moe.py -> moe_speed.json.
-# On a busy box both drop, 2-thread looped most (many short parallel regions wait on descheduled
-# threads), but so does the dense peer.
+# Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs
+# over zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8,
+# k=2, groups 230-279 rows) on the idle 2-core box, throughput against the dense peer of equal
+# active FLOPs, in a one-off microbenchmark (not kept): looped 1.10x (1 thread) / 1.04x (2 threads),
+# padded 0.84x / 0.85x. The reproducible numbers for the default are benchmarks/moe.py ->
+# moe_speed.json. On a busy box both drop, 2-thread looped most (many short parallel regions wait on
+# descheduled threads), but so does the dense peer.
 # Which values the top-k ranks: "logits" (default: the FP32 router logits, whose order is the exact
 # softmax's, as softmax is strictly increasing) or "probs" (the ops.softmax output: FP16 on the NLI
-# unit, where rounding ties near-equal experts and the tie rule, not the router, picks). Ranking the
-# logits keeps the unit's rounding out of the choice, and a hardware router can compare logits before
-# the exp. Measured on SmolLM2 at init (benchmarks/moe.py, README): routing agreement ref vs nli rises
-# from 98.78% to 99.66% (drop) and from 99.8% to 99.9% (sparse) when ranking logits instead of probs.
+# unit, where rounding ties near-equal experts and the tie rule, not the router, picks). Ranking
+# the logits keeps the unit's rounding out of the choice, and a hardware router can compare logits
+# before the exp. Measured on SmolLM2 at init (benchmarks/moe.py, README): routing agreement ref vs
+# nli rises from 98.78% to 99.66% (drop) and from 99.8% to 99.9% (sparse) when ranking logits
+# instead of probs.
 SELECT_ON = "logits"
 DISPATCH = "looped"  # "looped" | "padded" (tests and benchmarks force one)
 
@@ -98,7 +99,8 @@ def router_z_loss(router_logits: torch.Tensor) -> torch.Tensor:
 
 
 class MoEFFN(nn.Module):
-    """Top-k MoE of SwiGLU experts. ``forward(x [..., D]) -> (y [..., D], router_logits float32[N, E])``."""
+    """Top-k MoE of SwiGLU experts.
+    ``forward(x [..., D]) -> (y [..., D], router_logits float32[N, E])``."""
 
     def __init__(
         self,
@@ -145,7 +147,8 @@ class MoEFFN(nn.Module):
                 self.p_up + s * self.w_up,
                 self.p_down + s * self.w_down,
             )
-        # inference: reuse the merged weights while no parameter has changed (in-place edits bump _version)
+        # inference: reuse the merged weights while no parameter has changed
+        # (in-place edits bump _version)
         params = (self.p_gate, self.w_gate, self.p_up, self.w_up, self.p_down, self.w_down)
         key = (s,) + tuple((id(p), p._version, p.device) for p in params)
         if getattr(self, "_merged_key", None) != key:
@@ -164,13 +167,15 @@ class MoEFFN(nn.Module):
 
     # ------------------------------------------------------------------ routing
     def route(self, x: torch.Tensor):
-        """x float[N, D] -> (router_logits f32[N, E], probs [N, E], weights f32[N, k], experts i64[N, k])."""
+        """x float[N, D] ->
+        (router_logits f32[N, E], probs [N, E], weights f32[N, k], experts i64[N, k])."""
         logits = self.router(x).float()  # [N, E]
         probs, w, idx = self.select(logits)
         return logits, probs, w, idx
 
     def select(self, logits: torch.Tensor):
-        """router logits f32[N, E] -> (probs [N, E] from ops.softmax, weights f32[N, k], experts i64[N, k])."""
+        """router logits f32[N, E] ->
+        (probs [N, E] from ops.softmax, weights f32[N, k], experts i64[N, k])."""
         probs = self.ops.softmax(logits)  # [N, E]
         w, idx = route_topk(
             probs,
@@ -245,7 +250,8 @@ class MoEFFN(nn.Module):
         return ys
 
     def _dense_dispatch(self, x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Every expert on every token, combined by a scattered [N, E] weight (export path, no data-dependent flow)."""
+        """Every expert on every token, combined by a scattered [N, E] weight
+        (export path, no data-dependent flow)."""
         comb = torch.zeros(x.shape[0], self.num_experts, dtype=x.dtype, device=x.device).scatter(
             1, idx, w.to(x.dtype)
         )  # [N, E]
@@ -277,7 +283,8 @@ def moe_from_dense(
     principal: bool = False,
     residual_scale: float = 1.0,
 ) -> MoEFFN:
-    """An empty MoEFFN shaped like ``ffn`` (weights zero, ops shared); the upcycling methods fill it."""
+    """An empty MoEFFN shaped like ``ffn`` (weights zero, ops shared);
+    the upcycling methods fill it."""
     D = ffn.gate_proj.in_features
     H = expert_hidden_dim or ffn.gate_proj.out_features
     layer = MoEFFN(D, H, num_experts, top_k, renormalize, principal, residual_scale)
@@ -286,7 +293,8 @@ def moe_from_dense(
 
 
 def dense_equivalent_ffn(layer: MoEFFN) -> SwiGLU:
-    """A dense SwiGLU with the active FLOPs of ``layer`` (hidden = k * He), random weights (benchmark peer)."""
+    """A dense SwiGLU with the active FLOPs of ``layer`` (hidden = k * He),
+    random weights (benchmark peer)."""
     ffn = SwiGLU(layer.dim, layer.top_k * layer.expert_hidden_dim)
     ffn.ops = layer.ops
     return ffn

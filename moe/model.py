@@ -45,7 +45,8 @@ def empty_ffn(cfg: LlamaConfig, moe_cfg: MoEConfig) -> MoEFFN:
 
 
 def check_ffn(ffn: MoEFFN, cfg: LlamaConfig, moe_cfg: MoEConfig, where: str = "MoE layer") -> None:
-    """ValueError naming the first attribute in which ``ffn`` disagrees with ``moe_cfg`` (or ``cfg.dim``)."""
+    """ValueError naming the first attribute in which ``ffn`` disagrees with ``moe_cfg``
+    (or ``cfg.dim``)."""
     if not isinstance(ffn, MoEFFN):
         raise ValueError(f"{where}: expected an MoEFFN, got {type(ffn).__name__}")
     if ffn.dim != cfg.dim:
@@ -60,7 +61,8 @@ def check_ffn(ffn: MoEFFN, cfg: LlamaConfig, moe_cfg: MoEConfig, where: str = "M
 
 class MoELlama(Llama):
     """A Llama with MoE FFNs in ``moe_config.layers``. ``ffns``: optional {block: MoEFFN} to use (as
-    they are, checked against the config) instead of all-zero layers; other weights uninitialised."""
+    they are, checked against the config) instead of all-zero layers; other weights
+    uninitialised."""
 
     def __init__(
         self, cfg: LlamaConfig, moe_config: MoEConfig, ffns: dict[int, MoEFFN] | None = None
@@ -72,8 +74,8 @@ class MoELlama(Llama):
         extra = sorted(set(ffns) - set(moe_config.layers))
         if extra:
             raise ValueError(
-                f"MoE layers given for blocks {extra}, which the MoE config {list(moe_config.layers)} "
-                f"does not name"
+                f"MoE layers given for blocks {extra}, "
+                f"which the MoE config {list(moe_config.layers)} does not name"
             )
         super().__init__(cfg)
         self._moe_config = moe_config
@@ -91,7 +93,8 @@ class MoELlama(Llama):
 def build_model(cfg: LlamaConfig, moe_cfg: MoEConfig | None) -> Llama:
     """A Llama (``moe_cfg`` None) or an MoELlama with all-zero MoE layers. Weights uninitialised.
 
-    Refuses (before allocating) a model whose float32 parameters would exceed the allocation limit."""
+    Refuses (before allocating) a model whose float32 parameters would exceed the allocation
+    limit."""
     if moe_cfg is not None:
         moe_cfg.check_against(cfg)
     check_alloc(
@@ -112,8 +115,8 @@ def moe_config_of(model: Llama) -> MoEConfig | None:
 
 
 def moe_model(base: Llama, moe_cfg: MoEConfig, ffns: dict[int, MoEFFN]) -> MoELlama:
-    """A NEW MoELlama: ``base``'s weights, ops, trainability and mode everywhere except the blocks of
-    ``moe_cfg.layers``, whose FFN is ``ffns[i]`` (used as given). ``base`` is not modified."""
+    """A NEW MoELlama: ``base``'s weights, ops, trainability and mode everywhere except the blocks
+    of ``moe_cfg.layers``, whose FFN is ``ffns[i]`` (used as given). ``base`` is not modified."""
     missing = sorted(set(moe_cfg.layers) - set(ffns))
     if missing:
         raise ValueError(f"no MoE layer given for blocks {missing} of the MoE config")

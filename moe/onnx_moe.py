@@ -1,5 +1,6 @@
-"""ONNX export of the MoE FFN (:class:`moe.layer.MoEFFN`), plugged into :func:`engine.onnx_export.export_model`
-(``import moe`` registers it with :func:`engine.register_ffn_exporter`; this module, and onnx, load on export).
+"""ONNX export of the MoE FFN (:class:`moe.layer.MoEFFN`), plugged into
+:func:`engine.onnx_export.export_model` (``import moe`` registers it with
+:func:`engine.register_ffn_exporter`; this module, and onnx, load on export).
 
 The graph mirrors the torch layer with no data-dependent control flow:
 
@@ -49,7 +50,8 @@ def _zeros(g: GraphWriter, like: str) -> str:
 
 
 def write_moe_ffn(g: GraphWriter, layer: MoEFFN, x: str, prefix: str) -> str:
-    """Nodes of one MoE FFN. x: name of a float32 [B, T, D] value; returns the float32 [B, T, D] output name."""
+    """Nodes of one MoE FFN. x: name of a float32 [B, T, D] value;
+    returns the float32 [B, T, D] output name."""
     E, k, D = layer.num_experts, layer.top_k, layer.dim
     flat = g.op("Reshape", x, g.i64([-1, D]))  # [N, D]
     wr = layer.router.weight.detach().float().numpy()  # [E, D]

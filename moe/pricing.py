@@ -1,4 +1,5 @@
-"""Pricing the per-token nonlinear work (:mod:`moe.op_counts`) on the NLI unit and on an NN-LUT unit.
+"""Pricing the per-token nonlinear work (:mod:`moe.op_counts`) on the NLI unit and on an NN-LUT
+unit.
 
 MODEL OUTPUT, not a measurement. :func:`price` uses
 ``hw_sim.hw_model.price_counts(counts, lanes)`` (the simulator issue's cycle and
@@ -45,8 +46,8 @@ def passes_per_token(counts: dict[str, OpCount]) -> float:
 
 
 def price(counts: dict[str, OpCount], lanes: int | None = None) -> dict:
-    """{unit: {cycles_per_token, energy_pj_per_token, area_um2, ...}}: ``hw_sim.hw_model.price_counts``
-    when this install has it, else :func:`price_published`."""
+    """{unit: {cycles_per_token, energy_pj_per_token, area_um2, ...}}:
+    ``hw_sim.hw_model.price_counts`` when this install has it, else :func:`price_published`."""
     try:
         from hw_sim.hw_model import price_counts  # the simulator issue's cycle/area/power model
     except ImportError:
@@ -55,7 +56,8 @@ def price(counts: dict[str, OpCount], lanes: int | None = None) -> dict:
 
 
 def price_published(counts: dict[str, OpCount], lanes: int | None = None) -> dict:
-    """The fallback pricing from the published figures (module docstring) -> same keys as ``price``."""
+    """The fallback pricing from the published figures (module docstring)
+    -> same keys as ``price``."""
     lanes = DEFAULT_LANES if lanes is None else int(lanes)
     if lanes < 1:
         raise ValueError(f"lanes must be >= 1, got {lanes}")

@@ -1,4 +1,5 @@
-"""Upcycling a dense LLaMA into an MoE: ``upcycle(model, method=..., num_experts=E, top_k=k, layers=...)``.
+"""Upcycling a dense LLaMA into an MoE:
+``upcycle(model, method=..., num_experts=E, top_k=k, layers=...)``.
 
 Methods (the dense SwiGLU ``down(silu(gate x) * up x)`` of each chosen layer
 becomes E SwiGLU experts and a router):
@@ -86,7 +87,8 @@ def drop_experts(
     ratio: float = DROP_RATIO,
     router_std: float = ROUTER_STD,
 ) -> MoEFFN:
-    """Drop-Upcycling: copies with a fraction ``ratio`` of neurons per expert redrawn from N(mean, std)."""
+    """Drop-Upcycling: copies with a fraction ``ratio`` of neurons per expert
+    redrawn from N(mean, std)."""
     layer = sparse_experts(ffn, E, k, g, renormalize, router_std)
     H = layer.expert_hidden_dim
     sets = drop_index_sets(H, E, ratio, g)
@@ -115,7 +117,8 @@ def drop_experts(
 def balanced_kmeans(
     x: torch.Tensor, E: int, g: torch.Generator, iters: int = KMEANS_ITERS
 ) -> torch.Tensor:
-    """Balanced k-means of the rows of x float[H, D] into E equal clusters (H % E == 0) -> int64[H] labels.
+    """Balanced k-means of the rows of x float[H, D] into E equal clusters (H % E == 0)
+    -> int64[H] labels.
 
     Each round: centroids from the labels, then a greedy balanced assignment
     (all (row, cluster) pairs by increasing distance, each cluster capped at H/E).
@@ -220,8 +223,9 @@ def upcycle(
 
     model: a dense Llama (not modified). calib_ids int64[B, T]: calibration
     text, required by ``cluster``. ``select_on``: what the top-k ranks,
-    "logits" (default; the exact softmax order) or "probs" (the ops.softmax output). ``opts`` go to the method (ratio, router,
-    rho, scale, rank_fraction, temperature, ...). Returns the MoE Llama.
+    "logits" (default; the exact softmax order) or "probs" (the ops.softmax
+    output). ``opts`` go to the method (ratio, router, rho, scale,
+    rank_fraction, temperature, ...). Returns the MoE Llama.
     """
     if method not in METHODS:
         raise ValueError(f"unknown upcycling method {method!r}; choose from {', '.join(METHODS)}")

@@ -3,7 +3,7 @@
 * :func:`check_input_file`: the path is a regular file (``os.stat`` + ``S_ISREG``,
   so a FIFO, a device such as ``/dev/zero`` or a directory is refused before it is
   opened and a read can never block or run forever) of at most a size limit.
-* :func:`read_text` / :func:`read_bytes` / :func:`load_npy`: read such a file.
+* :func:`read_text` / :func:`read_bytes` / :func:`read_json` / :func:`load_npy`: read such a file.
 * :func:`check_output_path` / :func:`check_output_dir`: a file (or directory) can
   be written there: a non-empty name, not an existing directory (file), the
   nearest existing ancestor a writable directory. Called before the computation.
@@ -23,6 +23,7 @@ Limits (documented in the README's CLI section and ``nli --help``):
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import stat
@@ -123,6 +124,18 @@ def read_text(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> st
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{what}: {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
+def read_json(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES):
+    """The parsed contents of a checked UTF-8 JSON file (plain ``json.loads``; the strict reader
+    for untrusted table files is :mod:`nli.strict_json`); InputError if it does not parse."""
+    text = read_text(path, what, max_bytes)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
 
 
 def load_npy(path, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> np.ndarray:

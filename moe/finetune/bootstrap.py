@@ -71,7 +71,8 @@ def score(
 def paired_bootstrap(
     a_runs: list[dict], b_runs: list[dict], metric: str, n: int = N_RESAMPLES, seed: int = SEED
 ) -> dict:
-    """A - B (each the mean over its runs' stored translations) with a paired-bootstrap 95% interval.
+    """A - B (each the mean over its runs' stored translations) with a paired-bootstrap 95%
+    interval.
 
     a_runs / b_runs: lists of ``translations`` dicts (see module doc). Returns {"delta", "lo", "hi",
     "p_a_not_better" (share of resamples with A - B <= 0), "n_resamples", "seed", "sentences"}."""

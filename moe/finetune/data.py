@@ -114,7 +114,8 @@ class SplitConfig:
 
 
 def pairs_from_po(text: str, max_chars: int = MAX_CHARS) -> list[tuple[str, str]]:
-    """Parse one .po catalog text -> [(english, translation)] by the module's rules (catalog order)."""
+    """Parse one .po catalog text -> [(english, translation)] by the module's rules
+    (catalog order)."""
     try:
         po = polib.pofile(text)
     except (OSError, IOError, ValueError) as e:  # polib raises OSError on syntax errors
@@ -171,7 +172,8 @@ def pairs_from_wheel_bytes(data: bytes, source: CatalogSource, langs, max_chars:
 
 
 def pairs_sha256(pairs_by_lang: dict[str, list[tuple[str, str]]]) -> str:
-    """sha256 of the canonical JSON of {lang: [[src, tgt], ...]} (languages sorted, pair order kept)."""
+    """sha256 of the canonical JSON of {lang: [[src, tgt], ...]}
+    (languages sorted, pair order kept)."""
     canon = json.dumps(
         {k: [list(p) for p in pairs_by_lang[k]] for k in sorted(pairs_by_lang)},
         ensure_ascii=False,
@@ -183,7 +185,8 @@ def pairs_sha256(pairs_by_lang: dict[str, list[tuple[str, str]]]) -> str:
 def split_pairs(
     pairs_by_lang: dict[str, list[tuple[str, str]]], cfg: SplitConfig
 ) -> dict[str, list[dict]]:
-    """{lang: [(src, tgt)]} -> {"train"|"dev"|"test": [{"lang", "src", "tgt"}]} by the module's rule.
+    """{lang: [(src, tgt)]} -> {"train"|"dev"|"test": [{"lang", "src", "tgt"}]}
+    by the module's rule.
 
     Within a split, records are ordered by (dealing order, language order).
     """

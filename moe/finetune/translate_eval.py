@@ -1,4 +1,5 @@
-"""Evaluation of a fine-tuned translator: target loss, chrF++/BLEU, expert load, routing specialization.
+"""Evaluation of a fine-tuned translator: target loss, chrF++/BLEU, expert load, routing
+specialization.
 
 * Loss: mean NLL per target token (token-weighted within a language),
   perplexity ``exp(loss)``, per language and the unweighted mean over languages.
@@ -123,7 +124,8 @@ def teacher_forced_stats(
 
 
 def mutual_information(counts: np.ndarray) -> tuple[float, float]:
-    """counts int[L, E] -> (I(language; expert) in bits, I / H(language)). Zero rows/cols allowed."""
+    """counts int[L, E] -> (I(language; expert) in bits, I / H(language)).
+    Zero rows/cols allowed."""
     c = np.asarray(counts, dtype=np.float64)
     n = c.sum()
     if n <= 0:
@@ -224,10 +226,10 @@ def score_translations(hyps: list[str], recs: list[dict]) -> dict:
 
 
 def sentence_stats(hyps: list[str], recs: list[dict]) -> dict:
-    """Per-sentence sacrebleu sufficient statistics: {"chrf++": int[n][24], "bleu": int[n][10]} in the
-    order of ``recs`` (BLEU with each language's tokenizer); summing a language's rows and calling the
-    metric's ``_compute_score_from_stats`` gives exactly its corpus score (what sacrebleu's own paired
-    bootstrap does)."""
+    """Per-sentence sacrebleu sufficient statistics: {"chrf++": int[n][24], "bleu": int[n][10]} in
+    the order of ``recs`` (BLEU with each language's tokenizer); summing a language's rows and
+    calling the metric's ``_compute_score_from_stats`` gives exactly its corpus score (what
+    sacrebleu's own paired bootstrap does)."""
     from sacrebleu.metrics import BLEU, CHRF
 
     if len(hyps) != len(recs):
@@ -258,7 +260,8 @@ def evaluate_translation(
     gen_batch: int = GEN_BATCH,
     keep_hyps: bool = False,
 ) -> dict:
-    """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang`` per language.
+    """Loss/perplexity and routing on all of ``test``; chrF++/BLEU on the first ``gen_per_lang``
+    per language.
 
     ``keep_hyps``: also return "translations": {"lang", "index" (within the language's test pairs),
     "hyps", "stats" (:func:`sentence_stats`)} for every translated pair, for paired bootstrap."""
