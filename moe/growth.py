@@ -33,7 +33,7 @@ share of the first choice beats the runner-up. With the symmetric split
 ``DUP_SHARE = 0.1``: near function-preserving while the duplicates keep a
 non-negligible softmax probability (share -> 0 would be exact but leave them
 dormant). On SmolLM2 (drop-upcycled, 8 -> 16, 2,048 held-out tokens,
-``benchmarks/moe.py``) it was exactly function-preserving at init: KL ~1e-10,
+``benchmarks/moe_init.py``) it was exactly function-preserving at init: KL ~1e-10,
 no token routed to a duplicate; the duplicates enter the top-k as training
 moves the router (the load-balancing loss sees every expert's probability).
 The duplicates' router weights get N(0, noise * std(router weight)) so copies

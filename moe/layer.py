@@ -41,16 +41,16 @@ from nli.formats import SELECT_ON_CHOICES
 # over zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8,
 # k=2, groups 230-279 rows) on the idle 2-core box, throughput against the dense peer of equal
 # active FLOPs, in a one-off microbenchmark (not kept): looped 1.10x (1 thread) / 1.04x (2 threads),
-# padded 0.84x / 0.85x. The reproducible numbers for the default are benchmarks/moe.py ->
+# padded 0.84x / 0.85x. The reproducible numbers for the default are benchmarks/moe_init.py ->
 # moe_speed.json. On a busy box both drop, 2-thread looped most (many short parallel regions wait on
 # descheduled threads), but so does the dense peer.
 # Which values the top-k ranks: "logits" (default: the FP32 router logits, whose order is the exact
 # softmax's, as softmax is strictly increasing) or "probs" (the ops.softmax output: FP16 on the NLI
 # unit, where rounding ties near-equal experts and the tie rule, not the router, picks). Ranking
 # the logits keeps the unit's rounding out of the choice, and a hardware router can compare logits
-# before the exp. Measured on SmolLM2 at init (benchmarks/moe.py, README): routing agreement ref vs
-# nli rises from 98.78% to 99.66% (drop) and from 99.8% to 99.9% (sparse) when ranking logits
-# instead of probs.
+# before the exp. Measured on SmolLM2 at init (benchmarks/moe_init.py, docs/results.md):
+# routing agreement ref vs nli rises from 98.78% to 99.66% (drop) and from 99.8% to 99.9%
+# (sparse) when ranking logits instead of probs.
 SELECT_ON = "logits"
 DISPATCH = "looped"  # "looped" | "padded" (tests and benchmarks force one)
 

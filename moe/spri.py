@@ -27,7 +27,7 @@ rho in {0.5, 0.75, 0.9, 0.95} x s in {1, 2, 4}: lowest at (0.95, 2) with 2.895
 leaves no residual and is sparse upcycling (every expert W), which the
 benchmark measures as its own method. At initialization (no training) the
 grid point (0.9, 2) was lowest, and ``s = E = 8`` is far worse (logit KL to
-dense 4.89, ppl 3374 at rho 0.9; README, MoE section) because top-2 routing
+dense 4.89, ppl 3374 at rho 0.9; docs/results.md, MoE section) because top-2 routing
 averages 2 experts, not 8.
 ``s = E`` (pass ``scale=E``) is the setting whose all-expert average is W.
 """

@@ -12,7 +12,7 @@
 Every refusal is an :class:`InputError` (a ValueError) whose one-line message
 names the path or the quantity; the CLI prints it and exits with code 2.
 
-Limits (documented in the README's CLI section and ``nli --help``):
+Limits (documented in the README's Reliability section and ``nli --help``):
 
 * :data:`MAX_INPUT_BYTES` (1 GiB): text, JSON, table and .npy inputs;
 * :data:`MAX_MODEL_FILE_BYTES` (64 GiB): GGUF files and checkpoint weights;
