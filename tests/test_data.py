@@ -244,3 +244,27 @@ def test_cli_failed_download_exit_code(tmp_path, monkeypatch, capsys):
     assert rc == 2
     assert "could not download pretix==0.0.1" in capsys.readouterr().err
     assert not (tmp_path / "d.json").exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        "text",
+        {"format": "nli-translation-pairs", "version": 1, "train": ["x"], "dev": [], "test": []},
+        {
+            "format": "nli-translation-pairs",
+            "version": 1,
+            "train": [{"lang": "de", "src": ["a"], "tgt": "b"}],
+            "dev": [],
+            "test": [],
+        },
+    ],
+)
+def test_check_dataset_refuses_wrong_json_shapes(data):
+    """A data file of the wrong JSON shape is a ValueError (one-line CLI error), not a crash."""
+    from moe.finetune.data import DATA_FORMAT, check_dataset
+
+    assert DATA_FORMAT == "nli-translation-pairs"
+    with pytest.raises(ValueError):
+        check_dataset(data)

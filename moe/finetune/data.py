@@ -222,6 +222,8 @@ def split_counts(split: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
 
 def check_dataset(data: dict) -> dict:
     """Validate a loaded data file (format, splits, no shared English source); returns it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"not a {DATA_FORMAT} file: the top level is a {type(data).__name__}")
     if data.get("format") != DATA_FORMAT or data.get("version") != DATA_VERSION:
         raise ValueError(
             f"not a {DATA_FORMAT} v{DATA_VERSION} file (format={data.get('format')!r}, "
@@ -231,8 +233,11 @@ def check_dataset(data: dict) -> dict:
         if split not in data or not isinstance(data[split], list):
             raise ValueError(f"data file has no {split!r} list")
         for r in data[split]:
-            if set(r) != {"lang", "src", "tgt"}:
-                raise ValueError(f"{split} record has keys {sorted(r)}, expected lang/src/tgt")
+            if not isinstance(r, dict) or set(r) != {"lang", "src", "tgt"}:
+                got = sorted(r) if isinstance(r, dict) else type(r).__name__
+                raise ValueError(f"{split} record is {got}, expected an object of lang/src/tgt")
+            if not all(isinstance(v, str) for v in r.values()):
+                raise ValueError(f"{split} record: lang, src and tgt must be strings")
     srcs = {split: {r["src"] for r in data[split]} for split in ("train", "dev", "test")}
     for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
         shared = srcs[a] & srcs[b]
