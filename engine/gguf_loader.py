@@ -18,6 +18,7 @@ import importlib.util
 import math
 import os
 from pathlib import Path
+import re
 
 import numpy as np
 import torch
@@ -118,6 +119,9 @@ def open_gguf(path: str | Path):
     try:
         return gguf.GGUFReader(str(path))
     except Exception as e:  # gguf raises ValueError/struct.error/IndexError... on a bad file
+        m = re.search(r"(\d+)\)? is not a valid GGMLQuantizationType", str(e))
+        if m:
+            raise GGUFError(f"{path}: a tensor has an unknown quantization type {m[1]}") from None
         size = path.stat().st_size
         raise GGUFError(
             f"{path}: not a readable GGUF file ({size} bytes; corrupt or truncated?): "
