@@ -22,7 +22,7 @@ def register(sub, groups):
     p.add_argument(
         "--model",
         default="smollm2",
-        help="smollm2 | tiny | a .gguf file (or anything a registered resolver accepts)",
+        help="smollm2 | gemma3 | tiny | a .gguf file (or anything a registered resolver accepts)",
     )
     p.add_argument(
         "--text",

@@ -98,3 +98,15 @@ def test_onnx_export_of_upcycled_model(arch):
         want = m(x).numpy()
     err = float(np.max(np.abs(sess.run(None, {"input_ids": x.numpy()})[0] - want)))
     assert err <= REF_LOGITS_ATOL, err
+
+
+def test_op_counts_hand_computed_for_gemma3():
+    from moe.op_counts import nonlinear_counts
+
+    c = nonlinear_counts(tiny("gemma3").cfg, None, seq=9)
+    # 3 blocks x 4 norms of dim 32 + the final one; QK-norms: (4 + 2) heads x 3 blocks of 16
+    assert c["rmsnorm"].rows == 13 + 18 and c["rmsnorm"].elements == 13 * 32 + 18 * 16
+    # local blocks 0, 2 (window 5): keys seen 1, 2, 3, 4, 5, 5, 5, 5, 5 -> 35/9; global: 45/9
+    assert c["attention_softmax"].rows == 12
+    assert c["attention_softmax"].elements == pytest.approx(2 * 4 * 35 / 9 + 4 * 5, rel=1e-15)
+    assert c["silu"].elements == 3 * 48  # the model's own activation (gelu_tanh here)
