@@ -15,9 +15,14 @@ import torch.nn as nn
 from .model_config import LlamaConfig
 
 
-def rope_tables(head_dim: int, max_seq: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables float32[max_seq, head_dim] for rotate-half RoPE."""
+def rope_tables(
+    head_dim: int, max_seq: int, theta: float, freq_factors=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables float32[max_seq, head_dim] for rotate-half RoPE; ``freq_factors``
+    (head_dim / 2 numbers) divide the frequencies (llama.cpp's ``rope_freqs``)."""
     inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    if freq_factors is not None:
+        inv = inv / torch.tensor(freq_factors, dtype=torch.float64)
     t = torch.arange(max_seq, dtype=torch.float64)
     freqs = torch.outer(t, inv)  # [max_seq, head_dim/2]
     emb = torch.cat([freqs, freqs], dim=-1)  # [max_seq, head_dim]

@@ -73,7 +73,6 @@ UNSUPPORTED_KEYS = {
     "attn_logit_softcapping": "attention logit softcapping",
     "rope.scaling.type": "RoPE scaling",
 }
-UNSUPPORTED_TENSORS = {"rope_freqs.weight": "RoPE frequency factors (rope_freqs.weight)"}
 
 
 def spec(arch) -> ArchSpec:
@@ -115,10 +114,11 @@ def effective_norm_weight(w: np.ndarray, arch: str) -> np.ndarray:
     return np.float32(one + (w.astype(np.float32) - one))
 
 
-def read_config(reader, field_value) -> LlamaConfig:
+def read_config(reader, field_value, dequantized) -> LlamaConfig:
     """The :class:`LlamaConfig` of an open GGUF reader (``field_value(reader, key, default=None,
-    required=True)`` reads one metadata value). GGUFError for an unsupported architecture or
-    feature, or metadata that makes no valid config."""
+    required=True)`` reads one metadata value, ``dequantized(reader, name, shape)`` one tensor).
+    GGUFError for an unsupported architecture or feature, or metadata that makes no valid
+    config."""
     arch = field_value(reader, "general.architecture")
     spec(arch)
     p = arch + "."
@@ -131,9 +131,6 @@ def read_config(reader, field_value) -> LlamaConfig:
         if v is not None and v not in ("none", "", 0, 0.0):
             raise GGUFError(f"GGUF {arch} model uses {feature} ({p}{key} = {v!r}): not supported")
     names = {t.name for t in reader.tensors}
-    for name, feature in UNSUPPORTED_TENSORS.items():
-        if name in names:
-            raise GGUFError(f"GGUF {arch} model uses {feature}: not supported")
     n_heads = int(get("attention.head_count"))
     dim = int(get("embedding_length"))
     head_dim = int(get("attention.key_length", default=dim // n_heads))
@@ -162,6 +159,10 @@ def read_config(reader, field_value) -> LlamaConfig:
     )
     if head_dim != dim // n_heads or dim % n_heads:
         shape["head_dim_override"] = head_dim
+    if "rope_freqs.weight" in names:  # Llama 3.1+: llama3 RoPE scaling as frequency divisors
+        shape["rope_freq_factors"] = tuple(
+            dequantized(reader, "rope_freqs.weight", (rope_dim // 2,))
+        )
     if arch == "gemma3":
         pattern = get("attention.sliding_window_pattern", default=GEMMA3_GLOBAL_EVERY)
         if isinstance(pattern, (list, tuple)):

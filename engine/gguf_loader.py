@@ -146,7 +146,7 @@ def read_config(reader) -> LlamaConfig:
     """The model config from the GGUF metadata (:mod:`engine.gguf_arch`); GGUFError for an
     unsupported architecture or feature, or metadata that makes no valid config."""
     try:
-        return gguf_arch.read_config(reader, field_value)
+        return gguf_arch.read_config(reader, field_value, dequantized)
     except GGUFError:
         raise
     except (

@@ -137,7 +137,7 @@ class Llama(nn.Module):
         and ``rope_cos_local``/``rope_sin_local`` when the local layers have a base of their
         own."""
         cfg = self.cfg
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_freq_factors)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         if cfg.has_local_rope:

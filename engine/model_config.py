@@ -18,6 +18,8 @@ model), and each architectural feature is a field of its own whose default is LL
 * ``rope_theta_local``: the RoPE base of the local layers (default ``rope_theta``).
 * ``head_dim_override``: the head size when it is not ``dim // n_heads`` (Gemma 3 270M:
   4 heads of 256 on a hidden size of 640; Qwen3).
+* ``rope_freq_factors``: ``head_dim / 2`` divisors of the global RoPE frequencies (Llama 3.1+'s
+  ``llama3`` RoPE scaling, stored by llama.cpp as the tensor ``rope_freqs.weight``).
 
 RMSNorm weights are always the *effective* ones, ``rmsnorm(x) = x * rsqrt(ms + eps) * w``:
 Gemma's ``(1 + w)`` is folded in by whoever loads the weights (:mod:`engine.gguf_arch`).
@@ -86,6 +88,7 @@ class LlamaConfig:
     sliding_window: int = 0  # 0: every layer global (causal)
     global_every: int = 1
     rope_theta_local: float | None = None  # None: rope_theta
+    rope_freq_factors: tuple[float, ...] | None = None  # None: plain RoPE frequencies
 
     def __post_init__(self):
         for k in (
@@ -141,6 +144,16 @@ class LlamaConfig:
             raise ValueError(
                 f"LlamaConfig.arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}"
             )
+        if self.rope_freq_factors is not None:
+            ff = self.rope_freq_factors
+            if isinstance(ff, (str, bytes)) or not hasattr(ff, "__len__"):
+                raise ValueError(f"LlamaConfig.rope_freq_factors must be a list, got {ff!r}")
+            if len(ff) != self.head_dim // 2 or not all(_is_pos_real(v) for v in ff):
+                raise ValueError(
+                    f"LlamaConfig.rope_freq_factors must hold head_dim / 2 = {self.head_dim // 2} "
+                    "finite numbers > 0"
+                )
+            object.__setattr__(self, "rope_freq_factors", tuple(float(v) for v in ff))
         for k in ("tie_embeddings", "qkv_bias", "qk_norm", "sandwich_norms"):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f"LlamaConfig.{k} must be true or false, got {getattr(self, k)!r}")

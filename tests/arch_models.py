@@ -1,9 +1,10 @@
 """Test helpers: tiny transformers models of the native architectures and their GGUF files.
 
-:func:`hf_tiny` builds a seeded, tiny ``Gemma3ForCausalLM`` / ``Qwen2ForCausalLM`` /
-``Qwen3ForCausalLM`` (random norm weights and biases, so a swapped or offset tensor shows);
-:func:`write_gguf` writes it as an F32 GGUF the way llama.cpp's converter does (its tensor names,
-Gemma's norm weights stored as ``w + 1``, no Q/K permutation for these architectures).
+:func:`hf_tiny` builds a seeded, tiny ``LlamaForCausalLM`` (Llama 3.1's RoPE scaling) /
+``Gemma3ForCausalLM`` / ``Qwen2ForCausalLM`` / ``Qwen3ForCausalLM`` (random norm weights and
+biases, so a swapped or offset tensor shows); :func:`write_gguf` writes it as an F32 GGUF the way
+llama.cpp's converter does (its tensor names, Gemma's norm weights stored as ``w + 1``, Q/K rows
+permuted for llama only, llama3 RoPE factors as ``rope_freqs.weight``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,14 @@ transformers = pytest.importorskip(
 )
 
 VOCAB = 96
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 10000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
 SLIDING_WINDOW = 5  # tiny, so a 16-token sequence crosses it
 GLOBAL_EVERY = 2  # layers 0 and 2 local, layer 1 global
 
@@ -44,6 +53,7 @@ BLOCK_NAMES = {
         "pre_feedforward_layernorm.weight": "ffn_norm.weight",
         "post_feedforward_layernorm.weight": "post_ffw_norm.weight",
     },
+    "llama": {**_COMMON, "post_attention_layernorm.weight": "ffn_norm.weight"},
     "qwen2": {**_COMMON, "post_attention_layernorm.weight": "ffn_norm.weight"},
     "qwen3": {**_COMMON, "post_attention_layernorm.weight": "ffn_norm.weight"},
 }
@@ -74,6 +84,12 @@ def hf_config(arch: str):
             },
             tie_word_embeddings=True,
         )
+    if arch == "llama":  # Llama 3.1's RoPE scaling, short original context so it matters here
+        return transformers.LlamaConfig(
+            **common,
+            rope_parameters=dict(LLAMA3_ROPE),
+            tie_word_embeddings=True,
+        )
     if arch == "qwen2":  # untied output head
         return transformers.Qwen2Config(
             **common,
@@ -93,6 +109,7 @@ def hf_config(arch: str):
 def hf_tiny(arch: str, seed: int = 0):
     """The seeded tiny transformers causal LM of ``arch`` (eager attention, eval mode)."""
     cls = {
+        "llama": transformers.LlamaForCausalLM,
         "gemma3": transformers.Gemma3ForCausalLM,
         "qwen2": transformers.Qwen2ForCausalLM,
         "qwen3": transformers.Qwen3ForCausalLM,
@@ -110,6 +127,31 @@ def hf_tiny(arch: str, seed: int = 0):
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.1)
     return model
+
+
+def llama3_rope_factors(hd: int, rope: dict) -> np.ndarray:
+    """llama.cpp's convert_hf_to_gguf (LlamaModel.generate_extra_tensors): float32[hd / 2]
+    divisors of the RoPE frequencies for ``rope_type`` "llama3"."""
+    import math
+
+    base, factor = rope["rope_theta"], rope["factor"]
+    lo, hi, old = (
+        rope["low_freq_factor"],
+        rope["high_freq_factor"],
+        rope["original_max_position_embeddings"],
+    )
+    freqs = 1.0 / (base ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+    out = []
+    for freq in freqs.tolist():
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / hi:
+            out.append(1.0)
+        elif wavelen > old / lo:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - lo) / (hi - lo)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
 
 
 def write_gguf(path, hf_model, arch: str, drop: tuple[str, ...] = ()) -> str:
@@ -135,6 +177,12 @@ def write_gguf(path, hf_model, arch: str, drop: tuple[str, ...] = ()) -> str:
     else:
         w.add_rope_freq_base(c.rope_parameters["rope_theta"])
     sd = {k: v.detach().float().numpy() for k, v in hf_model.state_dict().items()}
+    if arch == "llama":  # llama.cpp's converter: Q/K rows for interleaved RoPE, llama3 factors
+        for i in range(c.num_hidden_layers):
+            for name, n in (("q", c.num_attention_heads), ("k", c.num_key_value_heads)):
+                key = f"model.layers.{i}.self_attn.{name}_proj.weight"
+                q = sd[key]
+                sd[key] = q.reshape(n, 2, q.shape[0] // n // 2, -1).swapaxes(1, 2).reshape(q.shape)
     out = {"token_embd.weight": sd["model.embed_tokens.weight"]}
     out["output_norm.weight"] = sd["model.norm.weight"]
     if not c.tie_word_embeddings:
@@ -145,6 +193,8 @@ def write_gguf(path, hf_model, arch: str, drop: tuple[str, ...] = ()) -> str:
             key = f"model.layers.{i}.{hf_suffix}"
             if key in sd:
                 out[f"blk.{i}.{g_suffix}"] = sd[key]
+    if arch == "llama":
+        out["rope_freqs.weight"] = llama3_rope_factors(hd, c.rope_parameters)
     for name, arr in out.items():
         if name in drop:
             continue

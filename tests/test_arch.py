@@ -13,7 +13,7 @@ from engine.model import Llama, LlamaConfig, generate, generate_batch, init_weig
 from engine.model_config import ARCH_FEATURES
 from tests.arch_models import GLOBAL_EVERY, SLIDING_WINDOW, VOCAB, hf_tiny, write_gguf
 
-ARCHS = ("gemma3", "qwen2", "qwen3")
+ARCHS = ("llama", "gemma3", "qwen2", "qwen3")
 LOGIT_ATOL = 2e-5  # float32 forward vs transformers' (RoPE tables: float64 here, float32 there)
 SEQ = 16  # > SLIDING_WINDOW, so the local layers' window matters
 
@@ -35,7 +35,11 @@ def test_config_from_gguf(pair):
     arch, hf, model, _ = pair
     c = model.cfg
     assert c.arch == arch and c.n_layers == 3 and c.dim == 64
-    assert c.head_dim == (64 // 4 if arch == "qwen2" else 32)
+    assert c.head_dim == (64 // 4 if arch in ("llama", "qwen2") else 32)
+    assert (c.rope_freq_factors is not None) == (arch == "llama")
+    if arch == "llama":  # kept (1), smoothed and scaled (8) frequencies: the test exercises all
+        ff = c.rope_freq_factors
+        assert ff[0] == 1.0 and ff[-1] == 8.0 and any(1.0 < f < 8.0 for f in ff)
     for k, v in ARCH_FEATURES[arch].items():
         if k not in ("global_every",):
             assert getattr(c, k) == v, k
