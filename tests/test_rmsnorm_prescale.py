@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine_tables import engine_tables
 from naive import naive_fp16_rmsnorm_f32_bits, nv_prescale_exponent, nv_rmsnorm_f32_row
 import numpy as np
+from prescale_rows import N, adversarial_rows, seeded_rows, weights
 import pytest
 import torch
 
@@ -23,64 +24,6 @@ from nli.prescale import prescale_exponents
 
 MODES = ("reduced", "direct")
 RNG_SEED = 20261204
-N = 24  # row length of the adversarial rows
-TINY32 = np.float32(2.0**-149)  # the smallest FP32 subnormal
-
-
-def adversarial_rows(rng) -> np.ndarray:
-    """float32[R, N]: largest |x| just below, at and above FP16's overflow threshold, up to
-    FP32's largest; huge values beside tiny ones (FP16 subnormals, FP32 subnormals, zeros of
-    both signs); inf and NaN in a row; all-zero and all-tiny rows."""
-    base = rng.standard_normal((1, N)).astype(np.float32)
-
-    def row(big, at=3, rest=None):
-        r = base[0].copy() if rest is None else np.asarray(rest, np.float32).copy()
-        r[at] = big
-        return r
-
-    rows = [
-        row(np.float32(65519.99)),  # below 65520: s = 0, RNE16 gives 65504
-        row(np.nextafter(np.float32(65520), np.float32(0))),
-        row(np.float32(65520)),  # the threshold: s = 1
-        row(np.float32(-65520)),
-        row(np.float32(65536)),  # 2^16: s = 2
-        row(np.float32(131071.99)),
-        row(np.float32(1e5)),
-        row(np.float32(-104061.0)),  # Gemma 3's largest RMSNorm input (issue 15)
-        row(np.float32(3e38)),
-        row(np.finfo(np.float32).max),
-        row(-np.finfo(np.float32).max),
-        rng.uniform(-1.1e5, 1.1e5, N).astype(np.float32),  # many values above 65504
-    ]
-    mixed = np.zeros(N, np.float32)
-    mixed[:8] = [1e5, -0.0, 0.0, 2.0**-24, -(2.0**-25), 3 * 2.0**-26, TINY32, -TINY32]
-    mixed[8:16] = [2.0**-126, -(2.0**-127), 1e-30, -1e-38, 1.0, -3.0, 65504.0, 2.0**-14]
-    mixed[16:] = rng.standard_normal(N - 16) * 1e-3
-    rows.append(mixed)
-    huge = mixed.copy()
-    huge[0] = 3e38  # s = 113: everything but the huge value falls below FP32's normal range
-    rows.append(huge)
-    for bad in (np.inf, -np.inf, np.nan):
-        rows.append(row(bad, at=5, rest=row(np.float32(2e5))))  # inf / NaN beside a huge value
-        rows.append(row(bad, at=5))  # inf / NaN in an ordinary row
-    rows.append(np.full(N, np.inf, np.float32))
-    rows.append(np.zeros(N, np.float32))
-    z = np.zeros(N, np.float32)
-    z[::2] = -0.0
-    rows.append(z)
-    rows.append(np.full(N, TINY32))
-    rows.append(np.full(N, 7e4, np.float32))  # every value above 65504, all equal
-    return np.asarray(rows, dtype=np.float32)
-
-
-def seeded_rows(rng, count: int, n: int) -> np.ndarray:
-    """float32[count, n]: Gaussian rows at magnitudes from 1e-3 to 1e7, some rows with a few
-    outliers up to 1e6 (the residual-stream shape of Gemma 3)."""
-    scale = 10.0 ** rng.uniform(-3, 7.5, (count, 1))
-    x = rng.standard_normal((count, n)) * scale
-    out = rng.random((count, n)) < 0.05
-    x[out] *= rng.uniform(10, 1000, out.sum())
-    return x.astype(np.float32)
 
 
 def oracle(x, w, eps, table, mode, rmsnorm_input="scaled") -> np.ndarray:
@@ -105,10 +48,6 @@ def kernel_variant(request, monkeypatch):
     return request.param
 
 
-def _weights(rng, n):
-    return np.concatenate([[1.0, -0.0, 0.5], rng.uniform(-2, 2, n)])[:n].astype(np.float16)
-
-
 # ----------------------------------------------------------------------------- the exponent
 def test_prescale_exponents_match_the_oracle():
     x = adversarial_rows(np.random.default_rng(RNG_SEED))
@@ -128,7 +67,7 @@ def test_prescale_exponents_match_the_oracle():
 def test_adversarial_rows_equal_the_oracle(mode, kernel_variant):
     rng = np.random.default_rng(RNG_SEED)
     x = adversarial_rows(rng)
-    w = _weights(rng, N)
+    w = weights(rng, N)
     t = engine_tables(mode)["rsqrt"]
     for eps in (1e-6, 1e-5, 0.0, 2.0**-149, 3e38):
         got = bits(hw_sim.rmsnorm_f32(x, w, eps, t, mode))
@@ -141,7 +80,7 @@ def test_adversarial_rows_equal_the_oracle(mode, kernel_variant):
 def test_seeded_rows_equal_the_oracle(mode, n, kernel_variant):
     rng = np.random.default_rng(RNG_SEED + n)
     x = seeded_rows(rng, 40, n)
-    w = _weights(rng, n)
+    w = weights(rng, n)
     t = engine_tables(mode)["rsqrt"]
     got = bits(hw_sim.rmsnorm_f32(x, w, 1e-6, t, mode))
     assert np.array_equal(got, oracle(x, w, np.float32(1e-6), t, mode))
@@ -152,7 +91,7 @@ def test_seeded_rows_equal_the_oracle(mode, n, kernel_variant):
 def test_shipped_tables_equal_the_oracle(mode):
     rng = np.random.default_rng(RNG_SEED + 1)
     x = np.concatenate([adversarial_rows(rng), seeded_rows(rng, 8, N)])
-    w = _weights(rng, N)
+    w = weights(rng, N)
     t = nli.default_table("rsqrt", mode)
     got = bits(hw_sim.rmsnorm_f32(x, w, 1e-6, t, mode))
     assert np.array_equal(got, oracle(x, w, np.float32(1e-6), t, mode))
@@ -165,7 +104,7 @@ def test_plain_is_rne16_at_the_boundary(mode, kernel_variant):
     and as the oracle's 'plain'; overflowing rows come out inf / NaN as before."""
     rng = np.random.default_rng(RNG_SEED + 2)
     x = np.concatenate([adversarial_rows(rng), seeded_rows(rng, 16, N)])
-    w = _weights(rng, N)
+    w = weights(rng, N)
     t = engine_tables(mode)["rsqrt"]
     got = bits(hw_sim.rmsnorm_f32(x, w, 1e-6, t, mode, rmsnorm_input="plain"))
     with np.errstate(over="ignore"):
@@ -188,7 +127,7 @@ def test_rows_below_the_threshold_keep_their_bits(mode):
     x = np.concatenate([seeded_rows(rng, 200, N), adversarial_rows(rng)])
     keep = prescale_exponents(x) == 0
     assert keep.sum() >= 50 and (~keep).sum() >= 20
-    w = _weights(rng, x.shape[1])
+    w = weights(rng, x.shape[1])
     t = engine_tables(mode)["rsqrt"]
     s = bits(hw_sim.rmsnorm_f32(x, w, 1e-5, t, mode))
     p = bits(hw_sim.rmsnorm_f32(x, w, 1e-5, t, mode, rmsnorm_input="plain"))
@@ -214,7 +153,7 @@ def test_unit_ops_fused_and_unfused_equal_the_oracle(mode):
     eps 2^(-2s) rounded to FP32 by hw_sim, even to 0 at s = 113: numerics §4.1's argument)."""
     rng = np.random.default_rng(RNG_SEED + 4)
     x = np.concatenate([adversarial_rows(rng), seeded_rows(rng, 8, N)])
-    w = _weights(rng, N)
+    w = weights(rng, N)
     tb = engine_tables(mode)
     want = oracle(x, w, np.float32(1e-6), tb["rsqrt"], mode)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w.astype(np.float32))
@@ -232,7 +171,7 @@ def test_fp16_ops_prescale_is_correctly_rounded():
     rng = np.random.default_rng(RNG_SEED + 5)
     x = np.concatenate([adversarial_rows(rng), seeded_rows(rng, 8, N)])
     x = x[np.isfinite(x).all(axis=1) & (np.abs(x).max(axis=1) > 0)]  # the oracle's domain
-    w = _weights(rng, N)
+    w = weights(rng, N)
     xt, wt = torch.from_numpy(x), torch.from_numpy(w.astype(np.float32))
     got = bits(Fp16Ops().rmsnorm(xt, wt, 1e-6))
     want = np.array([naive_fp16_rmsnorm_f32_bits(r, w, 1e-6) for r in x], np.uint16)
