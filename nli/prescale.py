@@ -22,8 +22,10 @@ def prescale_exponents(x: np.ndarray) -> np.ndarray:
     ``s = 0`` if ``m < FP16_OVERFLOW``, else the unbiased FP32 exponent of ``m`` minus
     RMSNORM_PRESCALE_TOP (read from the bit pattern: ``m`` is then a normal FP32)."""
     a = np.abs(x)
-    m = np.asarray(
-        np.max(a, axis=-1, initial=np.float32(0), where=np.isfinite(a))
-    )  # (..., n) -> (...)
+    m = np.asarray(a.max(axis=-1))  # (..., n) -> (...); inf or NaN where the row holds one
+    redo = ~(m < np.float32(FP16_OVERFLOW))  # rows to look at again: large, inf or NaN
+    if redo.any():  # those rows' max over their finite values only
+        big = a[redo]
+        m[redo] = np.max(big, axis=-1, initial=np.float32(0), where=np.isfinite(big))
     e = (m.view(np.int32) >> 23) - 127  # E(m) for a normal m; m >= 65520 is normal
     return np.where(m >= np.float32(FP16_OVERFLOW), e - RMSNORM_PRESCALE_TOP, 0).astype(np.int32)
