@@ -7,7 +7,8 @@ table's 65,536-entry output LUT (the same function, evaluated by the exact
 kernel). Sums are sequential FP32 in index order, as numerics §4 says.
 :func:`softmax_f32` / :func:`rmsnorm_f32` run the same kernels (one factory,
 the variant chosen at compile time) on float32 model activations, rounded to
-FP16 at the op boundary, and return the FP16 results as float32. A table must
+FP16 at the op boundary (RMSNorm's rows first get numerics §4.1's power-of-two
+prescale unless ``rmsnorm_input='plain'``), and return the FP16 results as float32. A table must
 fit its role and the mode (:func:`hw_sim.inputs.check_table_fits`).
 
 Exactness of each step (fp.py's ground rules):
