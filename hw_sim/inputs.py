@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from nli.formats import MODES
+from nli.formats import MODES, RMSNORM_INPUTS
 from nli.functions import get_function
 from nli.grid import f16_bits_to_f64
 from nli.table import Table
@@ -91,6 +91,15 @@ def check_mode(mode) -> str:
     if mode not in MODES:
         raise SimInputError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
+
+
+def check_rmsnorm_input(rmsnorm_input) -> str:
+    """``rmsnorm_input`` must be 'scaled' or 'plain' (numerics §4.1)."""
+    if not isinstance(rmsnorm_input, str) or rmsnorm_input not in RMSNORM_INPUTS:
+        raise SimInputError(
+            f"rmsnorm_input: must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
+        )
+    return rmsnorm_input
 
 
 def check_eps(eps) -> np.float32:

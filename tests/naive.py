@@ -416,6 +416,77 @@ def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode):
 
 
 # =============================================================================
+# Section: RMSNorm row prescale oracle (issue 15, hw_sim.ops.rmsnorm_f32, numerics §4.1)
+# The FP32 row decoded exactly (nv32); m, E(m) and s found by comparing
+# Fractions; "m would overflow FP16" tested as RNE16(m) = inf (not as the
+# constant 65520); x_i 2^-s and eps 2^(-2s) kept exact (no FP32 rounding),
+# then numerics §4's steps on the exact values. Slow on purpose.
+# =============================================================================
+def nv_prescale_exponent(x32):
+    """float32[n] -> s (int) of numerics §4.1."""
+    m = _NvF(0)
+    for b in np.asarray(x32, np.float32).view(np.uint32):
+        v = nv32(int(b))
+        if v.kind == "num" and abs(v.q) > m:
+            m = abs(v.q)
+    if m == 0 or nv_rne16(NvVal("num", m)).kind != "inf":
+        return 0
+    e = 0  # E(m) = floor(log2 m): 2^e <= m < 2^(e+1)
+    while _nv_pow2(e + 1) <= m:
+        e += 1
+    while _nv_pow2(e) > m:
+        e -= 1
+    s = e - 14
+    assert _nv_pow2(14) <= m * _nv_pow2(-s) < _nv_pow2(15)
+    return s
+
+
+def nv_rmsnorm_f32_row(x32, wbits, eps, rsqrt_table, mode, rmsnorm_input="scaled"):
+    """Numerics §4 RMSNorm of one FP32 row (float32[n]) entering the unit by §4.1: 'scaled'
+    (the row prescale) or 'plain' (RNE16 alone) -> list of FP16 bits. eps: np.float32."""
+    s = nv_prescale_exponent(x32) if rmsnorm_input == "scaled" else 0
+    scale = NvVal("num", _nv_pow2(-s))
+    xs = [
+        nv_rne16(nv_mul(nv32(int(b)), scale)) for b in np.asarray(x32, np.float32).view(np.uint32)
+    ]
+    ws = [nv16(b) for b in wbits]
+    q = nv_rne32(nv_mul(xs[0], xs[0]))
+    for v in xs[1:]:
+        q = nv_rne32(nv_add(q, nv_mul(v, v)))
+    inv_n = nv_rne32(NvVal("num", _NvF(1, len(xs))))
+    e = nv_mul(nv32(int(np.float32(eps).view(np.uint32))), NvVal("num", _nv_pow2(-2 * s)))
+    v = nv_rne32(nv_add(nv_rne32(nv_mul(q, inv_n)), e))
+    r = nv_inverse(v, NvTable(rsqrt_table), mode, "rsqrt")
+    return [nv_encode16(nv_rne16(nv_mul(nv_rne16(nv_mul(x, r)), w))) for x, w in zip(xs, ws)]
+
+
+def naive_fp16_rmsnorm_f32_bits(row32, w16, eps, rmsnorm_input="scaled"):
+    """The engine's fp16 RMSNorm of one FP32 row (float32[n], finite values) entering by
+    numerics §4.1 -> uint16[n]: RNE16(x' w / sqrt(mean(x'^2) + eps')) with x'_i = RNE16(x_i 2^-s)
+    and eps' = eps 2^(-2s) exact (s = 0 for 'plain'), in mpmath at 50 digits."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    s = nv_prescale_exponent(row32) if rmsnorm_input == "scaled" else 0
+    scale = NvVal("num", _nv_pow2(-s))
+    xv = [
+        nv_rne16(nv_mul(nv32(int(b)), scale)) for b in np.asarray(row32, np.float32).view(np.uint32)
+    ]
+    xs = [mpmath.mpf(float(v.q)) for v in xv]
+    e = mpmath.ldexp(mpmath.mpf(float(np.float32(eps))), -2 * s)
+    ms = mpmath.fsum(x * x for x in xs) / len(xs) + e
+    r = 1 / mpmath.sqrt(ms)  # positive
+    out = []
+    for v, x, wb in zip(xv, xs, np.asarray(w16, np.float16).view(np.uint16)):
+        w = nv16(int(wb))
+        if x == 0 or w.q == 0:  # an exact zero product: the XOR of the signs (mpmath has no -0)
+            out.append(0x8000 if v.neg != w.neg else 0)
+        else:
+            out.append(_eng_rne16_mp(x * r * mpmath.mpf(float(w.q))))
+    return np.array(out, dtype=np.uint16)
+
+
+# =============================================================================
 # Section: MoE oracles (issue 5, moe/layer.py)
 # One token at a time, plain torch float64 per expert, Python sorting for the
 # top-k (rule: larger probability first, exact ties to the lower index).
@@ -574,3 +645,123 @@ def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
         ds.append(diff(picks))
     lo, hi = _np.percentile(ds, [2.5, 97.5])
     return delta, float(lo), float(hi)
+
+
+# =============================================================================
+# Section: GGUF tokenizer oracles (issue 15, engine/tokenizer.py)
+# Textbook BPE in plain Python: added tokens cut out of the raw text
+# (leftmost, then longest), llama.cpp's split regex run with the `regex`
+# module, GPT-2's byte -> character map rebuilt from its definition, and merges
+# applied lowest rank first (leftmost on ties), one pair at a time. For the
+# SentencePiece (Gemma) vocabulary: spaces -> U+2581, characters missing from
+# the vocabulary -> <0xXX> byte tokens, merges ranked by transformers'
+# generate_merges recipe (sort by score = -file position, then piece lengths).
+# =============================================================================
+
+
+def naive_split_added(text, added):
+    """[(piece, is_added)]: the added tokens found whole in ``text`` (leftmost match first,
+    longest at a position), and the stretches between them."""
+    out, buf, i = [], "", 0
+    while i < len(text):
+        hit = max((a for a in added if text.startswith(a, i)), key=len, default=None)
+        if hit is None:
+            buf += text[i]
+            i += 1
+            continue
+        if buf:
+            out.append((buf, False))
+            buf = ""
+        out.append((hit, True))
+        i += len(hit)
+    if buf:
+        out.append((buf, False))
+    return out
+
+
+def naive_bpe(symbols, ranks):
+    """Merge the adjacent pair of lowest rank (leftmost among equals) until none is left."""
+    syms = list(symbols)
+    while True:
+        best = None
+        for i in range(len(syms) - 1):
+            r = ranks.get((syms[i], syms[i + 1]))
+            if r is not None and (best is None or r < best[0]):
+                best = (r, i)
+        if best is None:
+            return syms
+        i = best[1]
+        syms[i : i + 2] = [syms[i] + syms[i + 1]]
+
+
+def naive_gpt2_byte_map():
+    """GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the other bytes to
+    chr(256), chr(257), ... in byte order."""
+    printable = [b for b in range(256) if 33 <= b <= 126 or 161 <= b <= 172 or 174 <= b <= 255]
+    out, n = {}, 0
+    for b in range(256):
+        if b in printable:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+def naive_byte_bpe_ids(text, tokens, merges, pattern, added=()):
+    """Byte-level BPE ids: added tokens whole, every other stretch split by ``pattern``
+    (``regex.findall``), bytes mapped to GPT-2 characters, merged by rank."""
+    import regex
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ranks = {tuple(m.split(" ")): r for r, m in enumerate(merges)}
+    cmap = naive_gpt2_byte_map()
+    ids = []
+    for piece, is_added in naive_split_added(text, added):
+        if is_added:
+            ids.append(vocab[piece])
+            continue
+        for word in regex.findall(pattern, piece):
+            syms = [cmap[b] for b in word.encode("utf-8")]
+            ids += [vocab[s] for s in naive_bpe(syms, ranks)]
+    return ids
+
+
+def naive_generated_merges(tokens):
+    """transformers' generate_merges(vocab, {token: -position}) for a vocabulary without
+    merges: every split of a token into two entries, sorted by (score, len(left), len(right))
+    descending."""
+    vocab = {t: i for i, t in enumerate(tokens)}
+    found = []
+    for pos, t in enumerate(tokens):
+        local = []
+        for k in range(1, len(t)):
+            a, b = t[:k], t[k:]
+            if a in vocab and b in vocab:
+                local.append((a, b, -pos))
+        found += sorted(local, key=lambda x: (vocab[x[0]], vocab[x[1]]))
+    found.sort(key=lambda x: (x[2], len(x[0]), len(x[1])), reverse=True)
+    return [(a, b) for a, b, _ in found]
+
+
+def naive_spm_bpe_ids(text, tokens, added=(), bos_id=None):
+    """Gemma-style ids: optional BOS, added tokens whole, spaces -> U+2581, characters not in the
+    vocabulary -> <0xXX> byte tokens, merges from :func:`naive_generated_merges`. A token of
+    whitespace with a space in it stands for as many U+2581 (how the normalized text spells it).
+    """
+    tokens = ["\u2581" * len(t) if " " in t and not t.strip() else t for t in tokens]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    ranks = {m: r for r, m in enumerate(naive_generated_merges(tokens))}
+    ids = [] if bos_id is None else [bos_id]
+    for piece, is_added in naive_split_added(text, added):
+        if is_added:
+            ids.append(vocab[piece])
+            continue
+        syms = []
+        for ch in piece.replace(" ", "\u2581"):
+            if ch in vocab:
+                syms.append(ch)
+            else:
+                syms += [f"<0x{b:02X}>" for b in ch.encode("utf-8")]
+        ids += [vocab[s] for s in naive_bpe(syms, ranks)]
+    return ids
