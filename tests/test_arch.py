@@ -247,12 +247,12 @@ def test_real_gemma3_ref_matches_transformers(tmp_path):
     import os
 
     from engine.experiments import heldout_text
-    from engine.gguf_loader import gemma3_path
+    from engine.model_files import ModelFileError, gemma3_path
 
     transformers = pytest.importorskip("transformers", reason="pip install 'transformers>=5'")
     try:
         path = gemma3_path()
-    except GGUFError as e:
+    except ModelFileError as e:
         pytest.skip(str(e))
     os.symlink(path, tmp_path / path.name)
     tok = transformers.AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=path.name)
