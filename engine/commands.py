@@ -13,7 +13,7 @@ def register(sub, groups):
     """Add this package's subcommands to the `nli` parser."""
     from nli.argtypes import positive_int
     from nli.cli import group
-    from nli.formats import MODES
+    from nli.formats import BACKENDS, MODES
 
     ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
     p = ev.add_parser(
@@ -66,6 +66,13 @@ def register(sub, groups):
         default="reduced",
         choices=MODES,
         help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", *BACKENDS),
+        help="where the unit's ops run: numba (hw_sim, CPU) or torch (the bit-identical torch "
+        "datapath, on the model's device); auto: numba on the CPU, torch elsewhere (default)",
     )
     p.add_argument(
         "--table",
@@ -146,8 +153,9 @@ def _eval_ppl(args) -> int:
         args.window,
         tables,
         progress=not args.no_progress,
+        backend=args.backend,
     )
-    res.update(model=str(args.model), text=source)
+    res.update(model=str(args.model), text=source, backend=args.backend)
     extra = eval_report_for(
         model
     )  # e.g. an MoE model adds routing agreement and expert load (moe registers it)

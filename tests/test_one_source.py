@@ -52,6 +52,7 @@ OWNED_NAMES = {
     "UNIT_FUNCTIONS",
     "INVERSE_FUNCTIONS",
     "SELECT_ON_CHOICES",
+    "BACKENDS",
 }
 OWNED_NUMBERS = {
     formats.FP16_OVERFLOW,
@@ -66,6 +67,7 @@ OWNED_VOCABULARIES = {
         "UNIT_FUNCTIONS",
         "INVERSE_FUNCTIONS",
         "SELECT_ON_CHOICES",
+        "BACKENDS",
     )
 }
 
