@@ -260,3 +260,27 @@ def test_backend_choice():
     assert not make_ops(backend="numba").routes["act"]._torch(torch.zeros(3, device="meta"))
     with pytest.raises(ValueError, match="backend must be"):
         make_ops(backend="cuda")
+
+
+def test_cli_eval_ppl_backend(tmp_path, capsys):
+    """``nli eval ppl --backend torch`` gives the numba backend's numbers exactly; a bad
+    backend is a one-line usage error (exit 2)."""
+    import json
+
+    from nli.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. 0123456789. " * 3, "utf-8")
+    base = ["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "90"]
+    res = {}
+    for b in ("numba", "torch"):
+        out = tmp_path / f"{b}.json"
+        assert main([*base, "--backend", b, "--json", str(out), "--no-progress"]) == 0
+        res[b] = json.loads(out.read_text())
+    assert res["torch"]["backend"] == "torch" and res["numba"]["backend"] == "numba"
+    for key in ("ppl", "ppl_ref", "top1_agreement", "mean_kl", "activation_stats"):
+        assert res["torch"][key] == res["numba"][key], key
+    capsys.readouterr()
+    assert main([*base, "--backend", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--backend" in err and len(err.splitlines()) == 1
