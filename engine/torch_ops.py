@@ -30,12 +30,15 @@ NaN, or only -inf, gives canonical NaNs.
 from __future__ import annotations
 
 from fractions import Fraction
+import functools
+import weakref
 
 import numpy as np
 import torch
 
 from nli.formats import FP16_NAN, FP16_NEG_INF, FP16_POS_INF
 from nli.grid import rne32
+from nli.table import Table
 from nli.unit_checks import (
     SimInputError,
     check_eps,
@@ -62,10 +65,6 @@ from .torch_unit import select as select32
 _EXP_CLAMP = (-40, 41)  # 2^-e stays an FP32 normal; see the module docstring
 
 
-def _i32(v: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(v, dtype=torch.int32, device=like.device)
-
-
 # ----------------------------------------------------------------------------- section 5
 def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
     """Reduced-mode reciprocal (rsqrt=False) or rsqrt of float32 v (any shape) -> int32 FP16
@@ -88,13 +87,13 @@ def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
     y = lookup(output_values(table, v.device), round16(m))  # table(RNE16(m))
     e = torch.clamp(e, *_EXP_CLAMP)
     r = rne16(y * f32((127 - e) << 23))  # RNE16(y 2^-e), an exact product
-    r = torch.where(a == 0, _i32(FP16_POS_INF, r), r)
-    r = torch.where(a == 0x7F800000, _i32(0, r), r)
+    r = torch.where(a == 0, FP16_POS_INF, r)
+    r = torch.where(a == 0x7F800000, 0, r)
     neg = u < 0
     r = torch.where(neg & (r != FP16_NAN), r ^ 0x8000, r)  # odd (and rsqrt(-0) = -inf)
     if rsqrt:
-        r = torch.where(neg & (a != 0), _i32(FP16_NAN, r), r)
-    return torch.where(a > 0x7F800000, _i32(FP16_NAN, r), r)
+        r = torch.where(neg & (a != 0), FP16_NAN, r)
+    return torch.where(a > 0x7F800000, FP16_NAN, r)
 
 
 def inverse(v: torch.Tensor, table, mode: str, rsqrt: bool) -> torch.Tensor:
@@ -116,17 +115,35 @@ def row_sums(v: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- public
+_FITS: "weakref.WeakKeyDictionary[Table, set]" = weakref.WeakKeyDictionary()
+
+
+def _check_fits(table, function: str, mode: str) -> None:
+    """check_table_fits, remembered per table object (tables are immutable)."""
+    done = _FITS.get(table) if isinstance(table, Table) else None
+    if done is None or (function, mode) not in done:
+        check_table_fits(table, function, f"{function} table", mode)
+        _FITS.setdefault(table, set()).add((function, mode))
+
+
+@functools.lru_cache(maxsize=None)
+def _inv(n: int) -> float:
+    """RNE32(1 / n), exact (Fractions)."""
+    return rne32(Fraction(1, n))
+
+
 def _exp_lut(exp_table, xv: torch.Tensor, d: torch.Tensor):
     """(LUT, index) giving e_i: exp_table(d_i), and +0 where x_i = -inf. For such x_i (in a
     row that is not all -inf or NaN) d_i = RNE16(-inf - m) = -inf, so when the table's
     output at -inf is +0 the plain LUT already says +0; otherwise the index gets bit 16
     set there and the LUT is extended by 65,536 +0 entries (no ``where`` on the row)."""
     values = output_values(exp_table, xv.device)
-    if int(bits32(values[FP16_NEG_INF : FP16_NEG_INF + 1])) == 0:
-        return values, d
     slot = _cached(exp_table, xv.device)
-    if "masked" not in slot:
-        slot["masked"] = torch.cat([values, torch.zeros_like(values)])
+    if "masked" not in slot:  # None: the table's output at -inf is +0 already
+        zero = int(bits32(values[FP16_NEG_INF : FP16_NEG_INF + 1])) == 0
+        slot["masked"] = None if zero else torch.cat([values, torch.zeros_like(values)])
+    if slot["masked"] is None:
+        return values, d
     return slot["masked"], d | ((xv == -torch.inf).to(torch.int32) << 16)
 
 
@@ -141,8 +158,8 @@ def softmax_f32(x: torch.Tensor, exp_table, recip_table, mode: str = "direct") -
     rounded to FP16 (RNE) at the op boundary; returns float32 of x's shape holding the FP16
     results. Bit-identical to :func:`hw_sim.softmax_f32`."""
     check_mode(mode)
-    check_table_fits(exp_table, "exp", "exp table", mode)
-    check_table_fits(recip_table, "reciprocal", "reciprocal table", mode)
+    _check_fits(exp_table, "exp", mode)
+    _check_fits(recip_table, "reciprocal", mode)
     rows = _rows(x)
     xv = grid16(rows)  # RNE16 at the op boundary
     m = xv.amax(-1)  # m = max(x); a NaN propagates
@@ -177,14 +194,14 @@ def rmsnorm_f32(
     (float32 is rounded RNE16 too); eps a finite real (RNE32). Returns float32 of x's shape
     holding the FP16 results. Bit-identical to :func:`hw_sim.rmsnorm_f32`."""
     check_mode(mode)
-    check_table_fits(rsqrt_table, "rsqrt", "rsqrt table", mode)
+    _check_fits(rsqrt_table, "rsqrt", mode)
     eps32 = check_eps(eps)
     rows = _rows(x)
     n = rows.shape[1]
     wv = _weight_values(weight, n, x.device)
     xv = grid16(rows)  # RNE16 at the op boundary
     q = row_sums(xv * xv)  # squares exact in FP32
-    inv_n = torch.tensor(rne32(Fraction(1, n)), dtype=torch.float32, device=x.device)
+    inv_n = torch.tensor(_inv(n), dtype=torch.float32, device=x.device)
     eps_t = torch.tensor(float(eps32), dtype=torch.float32, device=x.device)
     p = q * inv_n  # RNE32(q / n)
     v = p + eps_t  # RNE32(p + eps)

@@ -71,10 +71,6 @@ def f32(b: torch.Tensor) -> torch.Tensor:
     return b.view(torch.float32)
 
 
-def _const(v: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(v, dtype=torch.int32, device=like.device)
-
-
 def rne16(x: torch.Tensor) -> torch.Tensor:
     """RNE16 of float32 x -> int32 FP16 bit patterns in [0, 65535], same shape: round to
     nearest even, subnormals kept, overflow to +-inf, every NaN -> the canonical NaN."""
@@ -83,9 +79,9 @@ def rne16(x: torch.Tensor) -> torch.Tensor:
     normal = (a - _REBIAS + 0xFFF + ((a >> 13) & 1)) >> 13
     sub = bits32(f32(a) + 0.5) - _HALF_BITS
     q = torch.where(a >= _FP16_MIN_NORMAL32, normal, sub)
-    q = torch.where(a >= _FP16_OVERFLOW32, _const(FP16_POS_INF, q), q)
+    q = torch.where(a >= _FP16_OVERFLOW32, FP16_POS_INF, q)
     r = q | ((u >> 16) & 0x8000)
-    return torch.where(a > _FP32_INF, _const(FP16_NAN, r), r)
+    return torch.where(a > _FP32_INF, FP16_NAN, r)
 
 
 def decode16(b: torch.Tensor) -> torch.Tensor:
@@ -93,9 +89,9 @@ def decode16(b: torch.Tensor) -> torch.Tensor:
     a = b & 0x7FFF
     sub = bits32(a.to(torch.float32) * 2.0**-24)  # exact: m < 2^10
     r = torch.where(a < 0x400, sub, (a << 13) + _REBIAS)
-    r = torch.where(a >= FP16_POS_INF, _const(_FP32_INF, r), r)
-    r = r | torch.where((b & 0x8000) != 0, _const(_FP32_SIGN, r), _const(0, r))
-    return f32(torch.where(a > FP16_POS_INF, _const(FP32_NAN, r), r))
+    r = torch.where(a >= FP16_POS_INF, _FP32_INF, r)
+    r = r | torch.where((b & 0x8000) != 0, _FP32_SIGN, 0).to(torch.int32)
+    return f32(torch.where(a > FP16_POS_INF, FP32_NAN, r))
 
 
 def select(cond: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -226,8 +222,8 @@ def _fma16(t, dy, y0):
     err = (y0 - yv) + (p - pv)
     b = bits32(s)
     away = (err < 0) == (s < 0)  # |exact| > |s|
-    step = torch.where(away, _const(1, b), _const(-1, b))
-    step = torch.where(((b & 1) == 0) & (err != 0), step, _const(0, b))
+    step = torch.where(away, 1, -1).to(torch.int32)
+    step = torch.where(((b & 1) == 0) & (err != 0), step, 0)
     odd = torch.where(torch.isfinite(s), b + step, b)  # inf / NaN: no error term
     return rne16(f32(odd))
 
@@ -266,9 +262,9 @@ def datapath(consts: _Consts, x: torch.Tensor) -> torch.Tensor:
         y = _fma16(t, dy, y0)  # 9-10. RNE16(y0 + t * dy), one rounding
     else:
         y = rne16(y0 + t * dy)  # 9-10. RNE16(RNE32(y0 + RNE32(t * dy)))
-    y = torch.where(hi, _const(c.above, y), y)
-    y = torch.where(lo, _const(c.below, y), y)
-    return torch.where(nan, _const(FP16_NAN, y), y)  # 1.
+    y = torch.where(hi, c.above, y)
+    y = torch.where(lo, c.below, y)
+    return torch.where(nan, FP16_NAN, y)  # 1.
 
 
 def output_bits(table: Table, device) -> torch.Tensor:
