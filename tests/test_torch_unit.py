@@ -290,3 +290,25 @@ def test_cli_eval_ppl_backend(tmp_path, capsys):
     assert main([*base, "--backend", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--backend" in err and len(err.splitlines()) == 1
+
+
+def test_torch_backend_does_not_import_hw_sim():
+    """A model substituted on the torch backend runs without importing the simulator."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, engine\n"
+        "from engine.substitution import substitute\n"
+        "m, _ = engine.load_tiny()\n"
+        "with torch.no_grad():\n"
+        "    substitute(m, backend='torch')(torch.arange(10)[None])\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'hw_sim'))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"
