@@ -8,13 +8,14 @@ Cases (the shipped default tables; reciprocal/rsqrt in ``--reciprocal-mode``):
 * ``smollm2_forward``: one SmolLM2 forward on 256 tokens with all three ops substituted
   (engine.substitute, ``backend="numba"`` vs ``"torch"``), when its GGUF is installed.
 
-Both backends run on one thread (torch, numba and OMP), interleaved round by round so that a
-busy machine slows both alike; each keeps its best time. ``ratio`` is torch throughput over
-numba throughput (numba time / torch time; the issue's target is >= 0.5). Every case also
+Both backends run on one thread (torch, numba and OMP), interleaved round by round, each
+keeping its best time. ``ratio`` is torch throughput over numba throughput on one core: numba
+CPU time / torch CPU time (process CPU time, which a preempting neighbour on a shared machine
+does not inflate; the wall-time ratio is recorded too); the target is >= 0.5. Every case also
 records whether the two outputs are bit-identical (uint32 views / torch.equal).
 
 Usage: OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/torch_backend.py
-       [--repeats 7] [--reciprocal-mode reduced] [--skip-model]
+       [--repeats 25] [--model-repeats 3] [--reciprocal-mode reduced] [--skip-model]
        [--out benchmarks/results/torch_backend.json]
 """
 
@@ -44,6 +45,7 @@ from nli.formats import BACKENDS, MODES  # noqa: E402
 
 from results_io import results_path, write_json  # noqa: E402
 
+LOADAVG = os.getloadavg()  # the machine's load when the run began (it may be shared)
 SEED = 0
 THREADS = 1
 TARGET_RATIO = 0.5  # the issue's target: torch throughput >= 0.5x numba's
@@ -51,36 +53,47 @@ COMMAND = "OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/torch_backend
 
 
 def _interleaved(runners: dict, repeats: int) -> dict:
-    """Best wall time of each runner over ``repeats`` rounds, one untimed warm-up each."""
+    """{runner: (best CPU seconds, best wall seconds)} over ``repeats`` rounds, one untimed
+    warm-up each. CPU time is the process's (``time.process_time``): on a shared machine a
+    preempted call loses wall time but no CPU time, and both backends use one thread."""
     for f in runners.values():
         f()
-    times = {k: [] for k in runners}
+    cpu = {k: [] for k in runners}
+    wall = {k: [] for k in runners}
     for _ in range(repeats):
         for k, f in runners.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in times.items()}
+            cpu[k].append(time.process_time() - c0)
+            wall[k].append(time.perf_counter() - t0)
+    return {k: (min(cpu[k]), min(wall[k])) for k in runners}
+
+
+def _result(name: str, size: str, t: dict, same: bool) -> dict:
+    (nc, nw), (tc, tw) = t["numba"], t["torch"]
+    res = {
+        "case": name,
+        "size": size,
+        "numba_cpu_s": nc,
+        "torch_cpu_s": tc,
+        "ratio": nc / tc,
+        "numba_wall_s": nw,
+        "torch_wall_s": tw,
+        "ratio_wall": nw / tw,
+        "bit_identical": same,
+    }
+    print(
+        f"{name} {size}: CPU numba {nc * 1e3:.2f} ms, torch {tc * 1e3:.2f} ms, torch/numba "
+        f"throughput {res['ratio']:.2f} (wall {res['ratio_wall']:.2f}), bit-identical {same}"
+    )
+    return res
 
 
 def _case(name: str, size: str, numba_fn, torch_fn, repeats: int) -> dict:
     a, b = numba_fn(), torch_fn()
     a = a.numpy() if isinstance(a, torch.Tensor) else a
     same = bool(np.array_equal(np.ascontiguousarray(a).view(np.uint32), b.numpy().view(np.uint32)))
-    t = _interleaved({"numba": numba_fn, "torch": torch_fn}, repeats)
-    res = {
-        "case": name,
-        "size": size,
-        "numba_s": t["numba"],
-        "torch_s": t["torch"],
-        "ratio": t["numba"] / t["torch"],
-        "bit_identical": same,
-    }
-    print(
-        f"{name} {size}: numba {t['numba'] * 1e3:.2f} ms, torch {t['torch'] * 1e3:.2f} ms, "
-        f"torch/numba throughput {res['ratio']:.2f}, bit-identical {same}"
-    )
-    return res
+    return _result(name, size, _interleaved({"numba": numba_fn, "torch": torch_fn}, repeats), same)
 
 
 def micro(mode: str, repeats: int) -> list[dict]:
@@ -140,24 +153,13 @@ def model_forward(mode: str, repeats: int, tokens: int = 256) -> dict:
 
     same = bool(torch.equal(run("numba"), run("torch")))
     t = _interleaved({b: (lambda b=b: run(b)) for b in subs}, repeats)
-    res = {
-        "case": "smollm2_forward",
-        "size": f"[1, {tokens}] tokens, ops act,rmsnorm,softmax",
-        "numba_s": t["numba"],
-        "torch_s": t["torch"],
-        "ratio": t["numba"] / t["torch"],
-        "bit_identical": same,
-    }
-    print(
-        f"smollm2 forward {tokens} tokens: numba {t['numba']:.3f} s, torch {t['torch']:.3f} s, "
-        f"torch/numba throughput {res['ratio']:.2f}, logits bit-identical {same}"
-    )
-    return res
+    return _result("smollm2_forward", f"[1, {tokens}] tokens, ops act,rmsnorm,softmax", t, same)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=25, help="rounds of the op cases")
+    ap.add_argument("--model-repeats", type=int, default=3, help="rounds of the forward")
     ap.add_argument("--reciprocal-mode", default="reduced", choices=MODES)
     ap.add_argument("--skip-model", action="store_true", help="no SmolLM2 forward")
     ap.add_argument("--out", default=str(results_path("torch_backend.json")))
@@ -167,7 +169,7 @@ def main(argv=None) -> int:
     results = micro(args.reciprocal_mode, args.repeats)
     if not args.skip_model:
         try:
-            results.append(model_forward(args.reciprocal_mode, max(2, args.repeats // 2)))
+            results.append(model_forward(args.reciprocal_mode, args.model_repeats))
         except (FileNotFoundError, ImportError) as e:  # the SmolLM2 GGUF is not installed
             print(f"smollm2_forward: skipped ({e})")
     doc = {
@@ -175,9 +177,12 @@ def main(argv=None) -> int:
         "command": " ".join([COMMAND, *sys.argv[1:]]),
         "threads": THREADS,
         "repeats": args.repeats,
+        "model_repeats": args.model_repeats,
+        "loadavg_at_start": list(LOADAVG),
         "reciprocal_mode": args.reciprocal_mode,
         "target_ratio": TARGET_RATIO,
-        "ratio_meaning": "torch throughput / numba throughput (numba_s / torch_s), best times",
+        "ratio_meaning": "torch throughput / numba throughput on one core: numba_cpu_s / "
+        "torch_cpu_s, best process CPU times (ratio_wall: the same from best wall times)",
         "torch": torch.__version__,
         "numba": numba.__version__,
         "machine": platform.machine(),

@@ -51,13 +51,12 @@ from .torch_unit import (
     _cached,
     bits32,
     check_f32,
-    decode16,
+    decoded,
     exact16,
     f32,
     grid16,
     lookup,
     output_values,
-    rne16,
     round16,
 )
 from .torch_unit import select as select32
@@ -68,7 +67,7 @@ _EXP_CLAMP = (-40, 41)  # 2^-e stays an FP32 normal; see the module docstring
 # ----------------------------------------------------------------------------- section 5
 def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
     """Reduced-mode reciprocal (rsqrt=False) or rsqrt of float32 v (any shape) -> int32 FP16
-    bits, with ``table`` over the reduced domain (numerics §5)."""
+    encodings (a NaN as any NaN encoding), with ``table`` over the reduced domain (§5)."""
     u = bits32(v.contiguous())
     a = u & 0x7FFFFFFF
     field = a >> 23
@@ -86,20 +85,19 @@ def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
         e = k
     y = lookup(output_values(table, v.device), round16(m))  # table(RNE16(m))
     e = torch.clamp(e, *_EXP_CLAMP)
-    r = rne16(y * f32((127 - e) << 23))  # RNE16(y 2^-e), an exact product
+    r = round16(y * f32((127 - e) << 23))  # RNE16(y 2^-e), an exact product
     r = torch.where(a == 0, FP16_POS_INF, r)
     r = torch.where(a == 0x7F800000, 0, r)
-    neg = u < 0
-    r = torch.where(neg & (r != FP16_NAN), r ^ 0x8000, r)  # odd (and rsqrt(-0) = -inf)
+    r = r ^ ((u >> 16) & 0x8000)  # odd (and rsqrt(-0) = -inf); a NaN stays a NaN
     if rsqrt:
-        r = torch.where(neg & (a != 0), FP16_NAN, r)
+        r = torch.where((u < 0) & (a != 0), FP16_NAN, r)
     return torch.where(a > 0x7F800000, FP16_NAN, r)
 
 
 def inverse(v: torch.Tensor, table, mode: str, rsqrt: bool) -> torch.Tensor:
-    """Section 5 of float32 v in ``mode`` -> float32 FP16 values (exact)."""
+    """Section 5 of float32 v in ``mode`` -> float32 FP16 values (exact; NaNs canonical)."""
     if mode == "reduced":
-        return decode16(inverse_reduced(v, table, rsqrt))
+        return lookup(decoded(v.device), inverse_reduced(v, table, rsqrt))
     return lookup(output_values(table, v.device), round16(v))  # table(RNE16(v))
 
 

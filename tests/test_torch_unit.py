@@ -21,7 +21,7 @@ import engine
 from engine import torch_unit
 from engine.model import Llama, LlamaConfig, init_weights
 from engine.substitution import UnitOps, make_ops, substitute
-from engine.torch_ops import rmsnorm_f32, softmax_f32
+from engine.torch_ops import inverse, rmsnorm_f32, softmax_f32
 from engine.torch_unit import decode16, output_bits, rne16, run_elementwise_f32
 import hw_sim
 import nli
@@ -155,6 +155,27 @@ def _row_sets(n: int) -> np.ndarray:
     return np.concatenate(
         [special_rows(n, rng), bits.view(np.float16).astype(np.float32), extra]
     ).astype(np.float32)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("mode", MODES)
+def test_reciprocal_and_rsqrt_equal_hw_sim(mode, precision, rounding):
+    """Section 5 on float32 values: every FP16 value, random FP32 bit patterns (subnormals,
+    negatives, huge), +-0, +-inf, NaN; hw_sim.reciprocal / rsqrt give the reference."""
+    rng = np.random.default_rng(SEED)
+    pats = rng.integers(0, 1 << 32, 200_000, dtype=np.uint64).astype(np.uint32)
+    v = np.concatenate(
+        [
+            ALL16.view(np.float16).astype(np.float32),
+            pats.view(np.float32),
+            np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 3e38], np.float32),
+        ]
+    )
+    tb = _tables("shipped", mode, precision)
+    for fn, rsqrt in (("reciprocal", False), ("rsqrt", True)):
+        want = (hw_sim.rsqrt if rsqrt else hw_sim.reciprocal)(v, tb[fn], mode)
+        got = inverse(torch.from_numpy(v), tb[fn], mode, rsqrt)
+        assert np.array_equal(u32(got), u32(want.astype(np.float32))), fn
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
