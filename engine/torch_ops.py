@@ -15,7 +15,9 @@ hw_sim/ops.py's; what changes here:
   is one float32 multiply (q is 0 or >= 2^-48, so no FP32 subnormal); ``+ eps`` is one
   float32 add, except that when the product is +0 the sum is eps itself, selected by bits
   (so a subnormal eps survives a device that flushes denormals). A subnormal eps beside a
-  non-zero product lies far below its half-ulp and does not change it either way.
+  non-zero product lies far below its half-ulp and does not change it either way. (Only a
+  negative eps cancelling the product down to an FP32 subnormal would need a device that
+  keeps denormals, as the CPU and CUDA do in torch by default.)
 * **Reduced-mode range reduction** splits ``v = m 2^k`` on the FP32 bit pattern; an FP32
   subnormal's mantissa goes through an exact int -> float conversion (no subnormal
   arithmetic). ``table(RNE16(m)) * 2^-k`` is one exact float32 multiply by a power of two

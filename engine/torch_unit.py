@@ -20,8 +20,10 @@ and hw_sim/fp.py):
   FP16 x FP16 products are exact in FP32, so the fp16 table's ``dx``, ``u``, ``dy`` are an
   FP32 op followed by :func:`rne16`.
 * **The fp16 table's FMA** ``RNE16(y0 + t * dy)``: ``t * dy`` is exact in FP32 when t
-  has at most 13 significant bits (checked per table when its LUT is built: a table
-  breaking it raises instead of answering wrongly); the sum is TwoSum'ed and turned
+  has at most 13 significant bits, which a valid table guarantees (its mul is
+  RNE32(bins / width), so u stays near bins and t = u - a is short); it is checked when
+  the LUT is built, so a table breaking it raises instead of answering wrongly. The sum
+  is TwoSum'ed and turned
   into round-to-odd at 24 bits, then RNE16 (24 >= 11 + 2: one correct rounding).
 * **Selects** are on int32 bit patterns, so -0 survives every ``where``.
 
@@ -158,15 +160,15 @@ def lookup(values: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.index_select(values, 0, idx.reshape(-1)).reshape(idx.shape)
 
 
+_DECODED: dict = {}  # str(device) -> decode16 of all 65,536 encodings there
+
+
 def decoded(device) -> torch.Tensor:
     """float32[65536] on ``device``: :func:`decode16` of every encoding (NaNs canonical)."""
     key = str(torch.device(device))
     if key not in _DECODED:
         _DECODED[key] = decode16(torch.arange(1 << 16, dtype=torch.int32, device=device))
     return _DECODED[key]
-
-
-_DECODED: dict = {}
 
 
 def exact16(x: torch.Tensor) -> torch.Tensor:
