@@ -14,12 +14,17 @@ Variants (every one takes and returns float32 torch tensors):
   is rounded to FP16 once (numpy's direct float64 -> float16 RNE; torch's
   would round through float32 first). Nothing in between is rounded, so
   ``fp16`` vs ``ref`` is the format's effect and ``nli`` vs ``fp16`` the
-  approximation's. -inf softmax inputs give exact zeros.
+  approximation's. -inf softmax inputs give exact zeros. RMSNorm's rows get
+  the same row prescale as the unit's (numerics §4.1) unless
+  ``rmsnorm_input='plain'``.
 * ``nli``: bit-accurate through :mod:`hw_sim` with the default tables of
   :func:`nli.default_table` (silu and exp ``direct``; reciprocal and rsqrt in
   ``reciprocal_mode``). Inputs are rounded to FP16 (RNE, torch's float32 ->
   float16 conversion), the unit returns FP16, which is cast to float32 for the
   rest of the model. The attention mask's -inf goes in as -inf (numerics §4: e = +0).
+  RMSNorm's FP32 rows enter with the row prescale of numerics §4.1
+  (``rmsnorm_input='scaled'``, the default of every unit variant) or by RNE16
+  alone (``'plain'``: a value of 65520 or more becomes inf).
   With ``backend='torch'`` (the default for tensors off the CPU) the same bits come
   from the pure-torch datapath of :mod:`engine.torch_unit` on the tensors' own device.
 * ``baseline:NAME``: the same unit with the baseline tables of
@@ -47,10 +52,12 @@ from nli.formats import (
     INVERSE_FUNCTIONS,
     OP_ALIASES,
     OPS,
+    RMSNORM_INPUTS,
     UNIT_FUNCTIONS,
     op_functions,
 )
 from nli.formats import MODES as RECIPROCAL_MODES
+from nli.prescale import prescale_exponents
 
 from .model import REF_OPS, OpSet
 
@@ -73,10 +80,25 @@ def round_f64_to_f16(y: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- backends
+def check_rmsnorm_input(rmsnorm_input) -> str:
+    """``rmsnorm_input`` must be one of RMSNORM_INPUTS (numerics §4.1); returns it."""
+    if not isinstance(rmsnorm_input, str) or rmsnorm_input not in RMSNORM_INPUTS:
+        raise ValueError(
+            f"rmsnorm_input must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
+        )
+    return rmsnorm_input
+
+
 class Fp16Ops(OpSet):
-    """Correctly rounded FP16 ops (see module docstring for exactly what is rounded)."""
+    """Correctly rounded FP16 ops (see module docstring for exactly what is rounded).
+
+    ``rmsnorm_input``: 'scaled' (default) gives RMSNorm the unit's row prescale (numerics §4.1),
+    'plain' rounds its input to FP16 alone."""
 
     name = "fp16"
+
+    def __init__(self, rmsnorm_input: str = "scaled"):
+        self.rmsnorm_input = check_rmsnorm_input(rmsnorm_input)
 
     def act(self, x, fn):
         from nli.functions import get_function
@@ -87,9 +109,16 @@ class Fp16Ops(OpSet):
         return torch.from_numpy(y.astype(np.float16)).float()  # one RNE rounding
 
     def rmsnorm(self, x, weight, eps):
-        x64 = x.detach().to(torch.float16).double()
+        eps32 = float(np.float32(eps))
+        if self.rmsnorm_input == "scaled":
+            s = prescale_exponents(x.detach().float().cpu().numpy())[..., None]  # (..., 1)
+            p = torch.from_numpy(np.ldexp(np.float32(1), -s))  # 2^-s, float32, exact
+            x64 = (x.detach().float() * p).to(torch.float16).double()  # RNE16(x_i 2^-s)
+            eps64 = torch.from_numpy(np.ldexp(eps32, -2 * s))  # eps 2^(-2s), float64, exact
+        else:
+            x64, eps64 = x.detach().to(torch.float16).double(), eps32
         w64 = weight.detach().to(torch.float16).double()
-        r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + float(np.float32(eps)))
+        r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps64)
         return round_f64_to_f16(x64 * r * w64).float()
 
     def softmax(self, x):
@@ -109,8 +138,10 @@ class UnitOps(OpSet):
     With numba, ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
     ``softmax_f32``, ``rmsnorm_f32``: RNE16 at the op boundary, one pass);
     ``fused=False`` converts to float16 and calls hw_sim's FP16 functions (the
-    same kernels, with the float16 copies). Softmax's and RMSNorm's tables are
+    same kernels, with the float16 copies; RMSNorm's prescaled rows go in groups of
+    equal ``s``, each with its ``eps 2^(-2s)``). Softmax's and RMSNorm's tables are
     checked against their role and ``reciprocal_mode`` here, before any call.
+    ``rmsnorm_input``: 'scaled' (the row prescale, numerics §4.1) or 'plain'.
     """
 
     def __init__(
@@ -119,6 +150,7 @@ class UnitOps(OpSet):
         reciprocal_mode: str = "reduced",
         name: str = "nli",
         fused: bool = True,
+        rmsnorm_input: str = "scaled",
         backend: str = "auto",
     ):
         from nli.unit_checks import check_table_fits
@@ -129,6 +161,7 @@ class UnitOps(OpSet):
             if f in ("exp", *INVERSE_FUNCTIONS):
                 check_table_fits(t, f, f"{f} table", reciprocal_mode)
         self.fused = fused
+        self.rmsnorm_input = check_rmsnorm_input(rmsnorm_input)
         self.tables = dict(tables)
         self.reciprocal_mode = reciprocal_mode
         self.name = name
@@ -178,21 +211,29 @@ class UnitOps(OpSet):
                 float(eps),
                 self.tables["rsqrt"],
                 self.reciprocal_mode,
+                self.rmsnorm_input,
             )
         w = self._weight_bits(weight)
+        t, mode = self.tables["rsqrt"], self.reciprocal_mode
         if self.fused:
             y = torch.from_numpy(
-                self.hw.rmsnorm_f32(
-                    self._f32(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
-                )
+                self.hw.rmsnorm_f32(self._f32(x), w, float(eps), t, mode, self.rmsnorm_input)
             )
-        else:
-            y = from_fp16(
-                self.hw.rmsnorm(
-                    fp16_bits(x.cpu()), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
-                )
+            return y.to(x.device)
+        x32 = self._f32(x)
+        s = prescale_exponents(x32) if self.rmsnorm_input == "scaled" else None
+        if s is None or not s.any():
+            return from_fp16(self.hw.rmsnorm(fp16_bits(x.cpu()), w, float(eps), t, mode)).to(
+                x.device
             )
-        return y.to(x.device)
+        rows, s = x32.reshape(-1, x32.shape[-1]), s.reshape(-1)  # (..., n) -> (R, n)
+        out = np.empty(rows.shape, np.float16)
+        for k in np.unique(s):  # rows of one exponent share eps 2^(-2k)
+            sel = s == k
+            x16 = (rows[sel] * np.float32(2.0 ** -int(k))).astype(np.float16)  # RNE16(x 2^-k)
+            eps_k = float(np.float32(eps)) * 2.0 ** (-2 * int(k))  # rounded to FP32 by hw_sim:
+            out[sel] = self.hw.rmsnorm(x16, w, eps_k, t, mode)  # numerics §4.1, same bits
+        return from_fp16(out.reshape(x32.shape)).to(x.device)  # (R, n) -> (..., n)
 
     def softmax(self, x):
         if self._torch(x):
@@ -331,6 +372,7 @@ def make_ops(
     tables: dict | None = None,
     reciprocal_mode: str = "reduced",
     activation: str = "silu",
+    rmsnorm_input: str = "scaled",
     backend: str = "auto",
 ) -> OpSet:
     """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`) in a model whose activation is
@@ -338,6 +380,7 @@ def make_ops(
     ops = parse_ops(ops)
     check_backend(backend)
     kind, base = parse_variant(variant)
+    check_rmsnorm_input(rmsnorm_input)
     if reciprocal_mode not in RECIPROCAL_MODES:
         raise ValueError(
             f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}"
@@ -349,7 +392,7 @@ def make_ops(
     if kind == "ref":
         return REF_OPS
     if kind == "fp16":
-        impl = Fp16Ops()
+        impl = Fp16Ops(rmsnorm_input)
     else:
         need = needed_functions(ops, activation)
         given = dict(tables or {})
@@ -371,10 +414,14 @@ def make_ops(
         for f in need:
             if getattr(given[f], "function", None) != f:
                 raise ValueError(f"tables[{f!r}] is not a {f} table")
-        impl = UnitOps(given, reciprocal_mode, name=variant, backend=backend)
+        impl = UnitOps(
+            given, reciprocal_mode, name=variant, rmsnorm_input=rmsnorm_input, backend=backend
+        )
     label = f"{impl.name}[{','.join(ops)}]" + (
         f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else ""
     )
+    if "rmsnorm" in ops and rmsnorm_input != "scaled":
+        label += f"/rmsnorm-{rmsnorm_input}"
     return RoutedOps({op: impl for op in ops}, name=label)
 
 
@@ -384,6 +431,7 @@ def substitute(
     variant: str = "nli",
     tables: dict | None = None,
     reciprocal_mode: str = "reduced",
+    rmsnorm_input: str = "scaled",
     backend: str = "auto",
 ):
     """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
@@ -393,13 +441,23 @@ def substitute(
     variant: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
     tables: optional {function: Table} overriding the default/baseline tables
     (functions: the activation, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
+    rmsnorm_input: 'scaled' (RMSNorm's row prescale, numerics §4.1; the default of the fp16 and
+    unit variants) | 'plain' (RNE16 alone).
     backend: 'auto' | 'numba' | 'torch' (nli.formats.BACKENDS): where the unit's ops run, see
     :class:`UnitOps` (auto: numba for CPU tensors, torch on other devices).
     The copy shares the weight tensors with ``model``.
     """
     if not hasattr(model, "set_ops"):
         raise TypeError(f"model must be an engine Llama (with set_ops), got {type(model).__name__}")
-    opset = make_ops(ops, variant, tables, reciprocal_mode, model_activation(model), backend)
+    opset = make_ops(
+        ops,
+        variant,
+        tables,
+        reciprocal_mode,
+        model_activation(model),
+        rmsnorm_input=rmsnorm_input,
+        backend=backend,
+    )
     return share_weights_copy(model).set_ops(opset)
 
 

@@ -38,13 +38,20 @@ import weakref
 import numpy as np
 import torch
 
-from nli.formats import FP16_NAN, FP16_NEG_INF, FP16_POS_INF
+from nli.formats import (
+    FP16_NAN,
+    FP16_NEG_INF,
+    FP16_OVERFLOW,
+    FP16_POS_INF,
+    RMSNORM_PRESCALE_TOP,
+)
 from nli.grid import rne32
 from nli.table import Table
 from nli.unit_checks import (
     SimInputError,
     check_eps,
     check_mode,
+    check_rmsnorm_input,
     check_rows,
     check_table_fits,
 )
@@ -186,27 +193,58 @@ def _weight_values(weight, n: int, device) -> torch.Tensor:
     return grid16(weight.float())  # FP16 values (float16 -> float32 is exact)
 
 
+def prescale_shift(rows: torch.Tensor) -> torch.Tensor:
+    """Each row's prescale exponent s (numerics §4.1; :func:`nli.prescale.prescale_exponents`)
+    -> int32[R]: m = the largest |x_i| over the row's finite values (0 if none); s = 0 if
+    m < 65520, else E(m) - 14 with E(m) from m's FP32 exponent field (m is then normal)."""
+    a = rows.abs().nan_to_num(nan=0.0, posinf=0.0)  # inf and NaN left out
+    m = a.amax(-1)
+    e = (bits32(m) >> 23) - 127 - RMSNORM_PRESCALE_TOP
+    return torch.where(m >= FP16_OVERFLOW, e, 0).to(torch.int32)
+
+
 def rmsnorm_f32(
-    x: torch.Tensor, weight: torch.Tensor, eps, rsqrt_table, mode: str = "direct"
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps,
+    rsqrt_table,
+    mode: str = "direct",
+    rmsnorm_input: str = "scaled",
 ) -> torch.Tensor:
     """RMSNorm over the last axis (numerics §4) of float32 x (..., n) on x's device, rounded to
     FP16 (RNE) at the op boundary; weight: float16 or float32 tensor (n,) on the same device
-    (float32 is rounded RNE16 too); eps a finite real (RNE32). Returns float32 of x's shape
-    holding the FP16 results. Bit-identical to :func:`hw_sim.rmsnorm_f32`."""
+    (float32 is rounded RNE16 too); eps a finite real (RNE32). ``rmsnorm_input`` (§4.1):
+    'scaled' (default) first multiplies a row whose largest finite |x_i| is 65520 or more by
+    2^-s (and uses eps 2^(-2s)), 'plain' is RNE16 alone. Returns float32 of x's shape holding
+    the FP16 results. Bit-identical to :func:`hw_sim.rmsnorm_f32`.
+
+    The prescale in float32 (hw_sim's argument): ``x_i * 2^-s`` is exact unless it is an FP32
+    subnormal, which RNE16s to a zero of its sign either way; ``2^-s`` (1 <= s <= 113) is a
+    normal FP32 built from bits. ``eps 2^(-2s)`` is ``(eps 2^-s) 2^-s``, two float32 products,
+    exact whenever the result is an FP32 normal; otherwise it lies below 2^-126 while the
+    row's ``RNE32(q / n)`` is at least 2^28 / n (its largest |x_i 2^-s| is >= 2^14), so it is
+    far below that value's half-ulp and the sum rounds to that value whatever the tiny term."""
     check_mode(mode)
+    check_rmsnorm_input(rmsnorm_input)
     _check_fits(rsqrt_table, "rsqrt", mode)
     eps32 = check_eps(eps)
     rows = _rows(x)
     n = rows.shape[1]
     wv = _weight_values(weight, n, x.device)
-    xv = grid16(rows)  # RNE16 at the op boundary
-    q = row_sums(xv * xv)  # squares exact in FP32
-    inv_n = torch.tensor(_inv(n), dtype=torch.float32, device=x.device)
     eps_t = torch.tensor(float(eps32), dtype=torch.float32, device=x.device)
-    p = q * inv_n  # RNE32(q / n)
-    v = p + eps_t  # RNE32(p + eps)
+    if rmsnorm_input == "scaled":
+        s = prescale_shift(rows)
+        p2 = f32((127 - s) << 23)  # 2^-s, exact; 1 where s = 0
+        xv = grid16(rows * p2[:, None])  # RNE16(x_i 2^-s) at the op boundary
+        eps_r = select32(s == 0, eps_t.expand_as(p2), eps_t * p2 * p2)  # eps 2^(-2s)
+    else:
+        xv = grid16(rows)  # RNE16 at the op boundary
+        eps_r = eps_t.expand(rows.shape[0])
+    q = row_sums(xv * xv)  # squares exact in FP32
+    p = q * torch.tensor(_inv(n), dtype=torch.float32, device=x.device)  # RNE32(q / n)
+    v = p + eps_r  # RNE32(p + eps)
     if eps32 != 0 and abs(eps32) < np.finfo(np.float32).tiny:  # a subnormal eps
-        v = select32(bits32(p) == 0, eps_t.expand_as(p), v)
+        v = select32(bits32(p) == 0, eps_r, v)
     r = inverse(v, rsqrt_table, mode, True)
     h = grid16(xv * r[:, None])  # RNE16(x_i * r)
     return exact16(h * wv).reshape(x.shape)  # RNE16(h_i * w_i); (R, n) -> (..., n)

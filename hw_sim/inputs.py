@@ -10,6 +10,7 @@ from nli.unit_checks import (  # noqa: F401 (re-exported)
     SimInputError,
     check_eps,
     check_mode,
+    check_rmsnorm_input,
     check_rows,
     check_table,
     check_table_fits,

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .formats import MODES
+from .formats import MODES, RMSNORM_INPUTS
 from .functions import get_function
 from .grid import f16_bits_to_f64
 from .table import Table
@@ -70,6 +70,15 @@ def check_mode(mode) -> str:
     if mode not in MODES:
         raise SimInputError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
+
+
+def check_rmsnorm_input(rmsnorm_input) -> str:
+    """``rmsnorm_input`` must be 'scaled' or 'plain' (numerics §4.1)."""
+    if not isinstance(rmsnorm_input, str) or rmsnorm_input not in RMSNORM_INPUTS:
+        raise SimInputError(
+            f"rmsnorm_input: must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
+        )
+    return rmsnorm_input
 
 
 def check_eps(eps) -> np.float32:

@@ -10,6 +10,8 @@ import dataclasses
 import functools
 
 import numpy as np
+from prescale_rows import adversarial_rows, seeded_rows
+from prescale_rows import weights as prescale_weights
 import pytest
 from sim_tables import op_tables, standin_tables
 from test_ops import _rows as fp16_rows
@@ -225,6 +227,25 @@ def test_rmsnorm_equals_hw_sim(mode, source, precision, rounding):
         assert np.array_equal(u32(got32), u32(hw_sim.rmsnorm_f32(x, w, 1e-5, tb["rsqrt"], mode)))
 
 
+@pytest.mark.parametrize("rmsnorm_input", ["scaled", "plain"])
+@pytest.mark.parametrize("source", ["standin", "shipped"])
+@pytest.mark.parametrize("mode", MODES)
+def test_rmsnorm_prescale_rows_equal_hw_sim(mode, source, rmsnorm_input, rounding):
+    """numerics §4.1: the prescale's adversarial rows (around 65520, up to FP32's largest,
+    huge beside tiny, inf/NaN) and seeded rows at magnitudes up to 1e7, both input handlings,
+    several eps (the prescaled eps 2^(-2s) included)."""
+    tb = _tables(source, mode, "fp32")
+    rng = np.random.default_rng(SEED)
+    for x in (adversarial_rows(rng), seeded_rows(rng, 40, 96)):
+        w = prescale_weights(rng, x.shape[1])
+        for eps in (1e-6, 0.0, 1e-40, 3e30):
+            want = hw_sim.rmsnorm_f32(x, w, eps, tb["rsqrt"], mode, rmsnorm_input)
+            got = rmsnorm_f32(
+                torch.from_numpy(x), torch.from_numpy(w), eps, tb["rsqrt"], mode, rmsnorm_input
+            )
+            assert np.array_equal(u32(got), u32(want)), eps
+
+
 def test_shapes_and_non_contiguous_inputs():
     tb = _tables("shipped", "reduced", "fp32")
     x = np.random.default_rng(SEED).standard_normal((3, 5, 40)).astype(np.float32)
@@ -254,6 +275,7 @@ def test_bad_inputs_are_one_line_value_errors():
         (lambda: rmsnorm_f32(x, w.int(), 1e-5, tb["rsqrt"]), "float16 or float32"),
         (lambda: rmsnorm_f32(x, w, float("inf"), tb["rsqrt"]), "eps"),
         (lambda: rmsnorm_f32(x, w, 1e-5, tb["rsqrt"], "reduced"), "reduced"),
+        (lambda: rmsnorm_f32(x, w, 1e-5, tb["rsqrt"], "direct", "fp16"), "rmsnorm_input"),
         (lambda: run_elementwise_f32("silu", x), "Table"),
         (lambda: run_elementwise_f32(tb["exp"], x.half()), "float32"),
     ]
