@@ -2,9 +2,10 @@
 
 On the GPU: every shipped table in fp32 and fp16 precision over all 65,536 encodings
 (``engine.torch_unit.output_bits``); ``run_elementwise_f32`` on float32 values between FP16
-values; Softmax and RMSNorm on seeded and adversarial rows in both reciprocal modes; all of it
-with torch's FP16 conversion (if it passes the per-device probe) and again with the integer
-RNE16; and the fast conversion against the integer RNE16 on all 2^32 float32 patterns.
+values; Softmax and RMSNorm (both §4.1 input handlings) on seeded and adversarial rows in both
+reciprocal modes; all of it with torch's FP16 conversion (if it passes the per-device probe)
+and again with the integer RNE16; and the fast conversion against the integer RNE16 on all
+2^32 float32 patterns.
 Everything is compared with hw_sim on the CPU on uint16 / uint32 views. Writes a JSON and
 exits 1 on any mismatch; without CUDA it says so in one line and exits 0, checking nothing.
 
@@ -15,6 +16,7 @@ Usage: python benchmarks/torch_unit_cuda_check.py [--out benchmarks/results/torc
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
 import numpy as np
@@ -54,7 +56,7 @@ def check(dev: torch.device) -> dict:
     import hw_sim
     import nli
     from nli.defaults import default_table_path
-    from nli.formats import MODES, PRECISIONS
+    from nli.formats import MODES, PRECISIONS, RMSNORM_INPUTS
     from nli.table import TableError
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else str(dev)
@@ -89,9 +91,9 @@ def check(dev: torch.device) -> dict:
                 w = rng.uniform(-2, 2, n).astype(np.float16)
                 want = hw_sim.softmax_f32(rows, exp, rec, mode)
                 bad_s += int(np.sum(_u32(softmax_f32(xt, exp, rec, mode)) != _u32(want)))
-                for eps in (1e-5, 0.0, 1e-40):
-                    want = hw_sim.rmsnorm_f32(rows, w, eps, rsq, mode)
-                    got = rmsnorm_f32(xt, torch.from_numpy(w).to(dev), eps, rsq, mode)
+                for eps, inp in itertools.product((1e-5, 0.0, 1e-40), RMSNORM_INPUTS):
+                    want = hw_sim.rmsnorm_f32(rows, w, eps, rsq, mode, inp)
+                    got = rmsnorm_f32(xt, torch.from_numpy(w).to(dev), eps, rsq, mode, inp)
                     bad_r += int(np.sum(_u32(got) != _u32(want)))
             res["checks"][f"{label} softmax {mode}"] = bad_s
             res["checks"][f"{label} rmsnorm {mode}"] = bad_r
@@ -126,7 +128,7 @@ def main(argv=None) -> int:
     write_json(args.out, res)
     for k, v in res["checks"].items():
         print(f"{'ok ' if v == 0 else 'BAD'} {k}: {v} mismatches")
-    print(f"fast rounding on the GPU: {res['fast_rounding']}; wrote {args.out}")
+    print(f"fast rounding on {res['device']}: {res['fast_rounding']}; wrote {args.out}")
     return 0 if res["mismatches"] == 0 else 1
 
 

@@ -307,6 +307,21 @@ def test_tiny_model_logits_equal_on_both_backends(mode, activation):
     assert not torch.equal(logits["torch"], ref)  # the substitution did something
 
 
+@pytest.mark.parametrize("rmsnorm_input", ["scaled", "plain"])
+def test_tiny_model_with_a_huge_residual_stream_equal_on_both_backends(rmsnorm_input):
+    """Embeddings scaled so RMSNorm's inputs pass 65520 (numerics §4.1's prescale, or inf and
+    NaN with 'plain'): the two backends still agree bit for bit."""
+    model, _ = engine.load_tiny()
+    ids = torch.arange(3, 200, 3)[None] % 257
+    with torch.no_grad():
+        model.embed.weight.mul_(3e6)
+        logits = [
+            substitute(model, rmsnorm_input=rmsnorm_input, backend=b)(ids).view(torch.int32)
+            for b in ("numba", "torch")
+        ]
+    assert torch.equal(logits[0], logits[1])
+
+
 def test_backend_choice():
     ops = make_ops(backend="auto").routes["act"]
     cpu = torch.zeros(3)
