@@ -59,9 +59,12 @@ def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tens
     return torch.tensor(ids[:max_tokens] if max_tokens else ids, dtype=torch.long)
 
 
-def build_variants(model, variants, ops=OPS, tables=None, rmsnorm_input="scaled") -> dict:
+def build_variants(
+    model, variants, ops=OPS, tables=None, rmsnorm_input="scaled", backend: str = "auto"
+) -> dict:
     """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)];
-    ``rmsnorm_input``: RMSNorm's FP32 input handling (numerics §4.1) of every variant."""
+    ``rmsnorm_input``: RMSNorm's FP32 input handling (numerics §4.1) of every variant;
+    ``backend``: where the unit's ops run (engine.substitution.substitute)."""
     return {
         label: substitute(
             model,
@@ -70,6 +73,7 @@ def build_variants(model, variants, ops=OPS, tables=None, rmsnorm_input="scaled"
             tables=tables,
             reciprocal_mode=rm,
             rmsnorm_input=rmsnorm_input,
+            backend=backend,
         )
         for label, variant, rm in variants
     }
@@ -86,6 +90,7 @@ def compare_variants(
     progress: bool = True,
     record=True,
     rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ) -> dict:
     """Perplexity of ``model`` (ref) and of each substituted variant on ``ids`` int64[N].
 
@@ -94,7 +99,7 @@ def compare_variants(
     settings ``mode`` (the variant) and ``reciprocal_mode``. The JSON keys ``modes`` and ``mode``
     are kept from before the rename (benchmarks/results/llm.json has them).
     """
-    models = build_variants(model, variants, ops, tables, rmsnorm_input)
+    models = build_variants(model, variants, ops, tables, rmsnorm_input, backend)
     res = evaluate_models(
         models,
         ids,
@@ -128,10 +133,12 @@ def eval_ppl(
     tables=None,
     progress: bool = True,
     rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ) -> dict:
     """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
     mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
-    variant under the JSON key ``mode``, and ``rmsnorm_input``)."""
+    variant under the JSON key ``mode``, and ``rmsnorm_input``). ``backend``: where the unit's
+    ops run (auto | numba | torch, see engine.substitution.UnitOps)."""
     r = compare_variants(
         model,
         ids,
@@ -141,6 +148,7 @@ def eval_ppl(
         tables,
         progress=progress,
         rmsnorm_input=rmsnorm_input,
+        backend=backend,
     )
     out = dict(r["modes"][variant])
     out.update(

@@ -147,6 +147,11 @@ OPS = tuple(OP_TABLES)
 OP_ALIASES = {"silu": "act"}
 """Old op names still accepted (``--ops silu,...`` from before roles)."""
 
+BACKENDS = ("numba", "torch")
+"""Implementations of the unit's datapath a substituted model can run on: ``numba`` (hw_sim, the
+reference, on the CPU) and ``torch`` (engine.torch_unit / torch_ops, bit-identical, on the
+tensors' own device). ``auto`` (the default) picks numba for CPU tensors, torch otherwise."""
+
 UNIT_FUNCTIONS = (*ACTIVATIONS, "exp", "reciprocal", "rsqrt")
 """Every table function an op can need."""
 
