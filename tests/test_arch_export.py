@@ -110,3 +110,29 @@ def test_op_counts_hand_computed_for_gemma3():
     assert c["attention_softmax"].rows == 12
     assert c["attention_softmax"].elements == pytest.approx(2 * 4 * 35 / 9 + 4 * 5, rel=1e-15)
     assert c["silu"].elements == 3 * 48  # the model's own activation (gelu_tanh here)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_op_goes_through_ops_and_backends_agree(arch):
+    """QK-norms and sandwich norms are RMSNorm calls on ``ops`` like the others (so substitution
+    covers them), and the numba and torch datapaths give the same logits bit for bit."""
+    from engine.evaluate import ActivationStats, attach_recorders, detach_recorders
+
+    model = tiny(arch)
+    stats = ActivationStats()
+    saved = attach_recorders(model, stats)
+    with torch.no_grad():
+        model(ids())
+    detach_recorders(saved)
+    norms = {m for op, m in stats.inputs if op == "rmsnorm"}
+    want = {"layers.0.attn_norm", "layers.0.ffn_norm", "norm"}
+    if model.cfg.qk_norm:
+        want |= {"layers.0.attn.q_norm", "layers.0.attn.k_norm"}
+    if model.cfg.sandwich_norms:
+        want |= {"layers.0.post_attn_norm", "layers.0.post_ffn_norm"}
+    assert want <= norms and len(norms) == len(want) * 3 - 2  # 3 blocks + the final norm
+    assert {m for op, m in stats.inputs if op == "act"} == {f"layers.{i}.mlp" for i in range(3)}
+    with torch.no_grad():
+        a = substitute(model, backend="numba")(ids())
+        b = substitute(model, backend="torch")(ids())
+    assert torch.equal(a, b)
