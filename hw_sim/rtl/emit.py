@@ -1,0 +1,468 @@
+"""Verilog-2005 for the NLI unit of one table (numerics §3, precision fp32), bit-exact.
+
+A plain Python emitter rather than an HDL framework: the design is one fixed pipeline
+whose only table-dependent parts are constants, the exactness arguments below map
+one-to-one onto integer operations, and the output must be a dependency-free
+Verilog-2005 file that Icarus and Yosys read as is.
+
+The datapath works on integers with explicit binary exponents, never on packed FP32:
+
+* FP16 values become signed integers in units of 2^-24 (``fix16``: at most 41 bits),
+  so ``x - c_I`` and ``y1 - y0`` are exact integer differences.
+* ``RNE32`` of a non-negative integer is ``normW``: normalize (log-depth leading-zero
+  shift), keep 24 bits, round to nearest-even on the dropped bits; the result is a
+  24-bit significand ``sig`` and an exponent ``e`` with value ``sig * 2^e``. No FP32
+  subnormal can arise (numerics §7 and hw_sim/unit.py: dx >= 2^-24, mul > 2^-17,
+  p >= 2^-88), so this is the FP32 rounding exactly.
+* ``u = RNE32(dx * mul)``, ``p = RNE32(t * dy)``: 24 x 24-bit integer products, then
+  ``norm48``.
+* Step 6 on ``u = us * 2^Eu`` (us normalized, u < 2^17 so Eu <= -7): ``a = us >> -Eu``,
+  clamped to ``bins - 1``; ``t = us - (a << -Eu)`` is exact with the same exponent.
+* ``RNE32(y0 + p)``: a sign-magnitude sum in units of 2^-51 in which the last bit is a
+  sticky bit for the part of ``p`` below 2^-50. Exact whenever |p| >= 2^-27 (then p is
+  a multiple of 2^-50); otherwise |y0 + p| > 2^-25 or y0 = 0, the FP32 midpoints lie on
+  the 2^-49 grid and the sticky value stays strictly between the same 2^-50 grid points
+  as the exact sum, so the rounding is the same (and when y0 = 0, both sides round to a
+  signed FP16 zero or are exact).
+* ``RNE16`` of that FP32 value: one right shift with round-to-nearest-even by 13 bits
+  (normal) or more (FP16 subnormal), carrying into the exponent field up to +inf.
+
+Zero signs (numerics §1): t is never -0, so p carries the sign of ``y1 - y0`` (+0 when
+equal); the sum of two zeros is -0 only when both are -0, and an exact cancellation is +0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nli.codegen import check_width, comment_text, hex_words
+from nli.table import Table, TableError
+
+MODULE = "nli_unit"
+MEM_MODULE = "nli_unit_mem"  # the $readmemh variant (same ports)
+LATENCY = 12  # pipeline registers from x to y (see the stage list in _core)
+
+NAN16 = 0x7E00
+
+
+# ----------------------------------------------------------------------------- constants
+@dataclass(frozen=True)
+class UnitConstants:
+    """A table as the integers the RTL uses. Per interval I: ``cut_key`` (K+1 signed order
+    keys of the cutpoints), ``cfix`` (c_I in units of 2^-24), ``mul_sig``/``mul_exp``
+    (mul[I] = mul_sig * 2^mul_exp, mul_sig a normalized 24-bit integer), ``top`` (bins - 1),
+    ``base``; ``lut`` (FP16 bits), ``below``/``above``."""
+
+    function: str
+    precision: str
+    cut_key: list[int]
+    cfix: list[int]
+    mul_sig: list[int]
+    mul_exp: list[int]
+    top: list[int]
+    base: list[int]
+    lut: list[int]
+    below: int
+    above: int
+
+    @property
+    def K(self) -> int:
+        return len(self.top)
+
+    @property
+    def index_bits(self) -> int:
+        return max(1, (self.K - 1).bit_length())
+
+
+def order_key(h: int) -> int:
+    """FP16 bits -> an integer that orders like the value (-0 and +0 both 0)."""
+    m = h & 0x7FFF
+    return -m if h & 0x8000 else m
+
+
+def fix16(h: int) -> int:
+    """Finite FP16 bits -> its value in units of 2^-24 (an exact integer, |v| < 2^40)."""
+    e, m = (h >> 10) & 0x1F, h & 0x3FF
+    v = m if e == 0 else (1024 + m) << (e - 1)
+    return -v if h & 0x8000 else v
+
+
+def constants(table: Table) -> UnitConstants:
+    """The RTL's constants for ``table``; a table the unit cannot implement is a TableError."""
+    if not isinstance(table, Table):
+        raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
+    if table.precision != "fp32":
+        raise TableError(
+            f"precision: the RTL generator implements precision 'fp32' only, "
+            f"this table is {table.precision!r}"
+        )
+    cut = [int(c) for c in table.cutpoints]
+    mul_sig, mul_exp = [], []
+    for i, m in enumerate(np.asarray(table.mul, dtype=np.float32).view(np.uint32).tolist()):
+        e = (m >> 23) & 0xFF
+        if e == 0 or e == 0xFF:  # cannot happen for a valid table (mul in (2^-17, 2^40])
+            raise TableError(f"mul[{i}]: not a normal FP32 value")
+        mul_sig.append((m & 0x7FFFFF) | 0x800000)
+        mul_exp.append(e - 127 - 23)
+    bins = check_width("bins", table.bins, 16)
+    return UnitConstants(
+        function=str(table.function),
+        precision=table.precision,
+        cut_key=[order_key(c) for c in cut],
+        cfix=[fix16(c) for c in cut[:-1]],
+        mul_sig=mul_sig,
+        mul_exp=mul_exp,
+        top=[b - 1 for b in bins],
+        base=check_width("base", table.base, 16),
+        lut=check_width("lut", table.lut, 16),
+        below=int(table.below),
+        above=int(table.above),
+    )
+
+
+# ----------------------------------------------------------------------------- helpers
+def _s(width: int, v: int) -> str:
+    """A signed Verilog literal of ``width`` bits."""
+    assert -(1 << (width - 1)) <= v < (1 << (width - 1)), (width, v)
+    return f"-{width}'sd{-v}" if v < 0 else f"{width}'sd{v}"
+
+
+def _norm_module(w: int) -> str:
+    """``nli_unit_norm{w}``: RNE of a w-bit unsigned integer to 24 significant bits.
+    value(n) ~= sig * 2^e; n = 0 gives sig = 0 (e is then meaningless)."""
+    steps = []
+    s = 1
+    while s < w:
+        s *= 2
+    lines = [f"module {MODULE}_norm{w} (", f"  input  wire [{w - 1}:0] n,"]
+    lines += ["  output wire [23:0] sig,", "  output wire signed [11:0] e", ");"]
+    lines.append(f"  wire [{w - 1}:0] n_0 = n;")
+    k = 0
+    zs = []
+    while s >= 1:
+        if s < w:
+            lines.append(f"  wire z_{k} = ~|n_{k}[{w - 1}:{w - s}];")
+            lines.append(f"  wire [{w - 1}:0] n_{k + 1} = z_{k} ? (n_{k} << {s}) : n_{k};")
+        else:  # a step as wide as the word: only n = 0 has all those bits zero
+            lines.append(f"  wire z_{k} = ~|n_{k};")
+            lines.append(f"  wire [{w - 1}:0] n_{k + 1} = n_{k};")
+        zs.append((s, k))
+        steps.append(s)
+        s //= 2
+        k += 1
+    lz = " + ".join(f"(z_{j} ? 12'sd{s} : 12'sd0)" for s, j in zs)
+    lines += [
+        f"  wire signed [11:0] lz = {lz};",
+        f"  wire [23:0] hi = n_{k}[{w - 1}:{w - 24}];",
+        f"  wire rb = n_{k}[{w - 25}];",
+        f"  wire st = |n_{k}[{w - 26}:0];",
+        "  wire [24:0] r = {1'b0, hi} + {24'd0, rb & (st | hi[0])};",
+        "  assign sig = r[24] ? 24'h800000 : r[23:0];",
+        f"  assign e = {_s(12, w - 24)} - lz + (r[24] ? 12'sd1 : 12'sd0);",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_FIX16 = """  // FP16 bits -> signed value in units of 2^-24 (exact; inf/NaN: garbage, never used)
+  function signed [41:0] fix16;
+    input [15:0] h;
+    reg [40:0] m;
+    begin
+      if (h[14:10] == 5'd0) m = {31'd0, h[9:0]};
+      else m = {30'd0, 1'b1, h[9:0]} << (h[14:10] - 5'd1);
+      fix16 = h[15] ? -$signed({1'b0, m}) : $signed({1'b0, m});
+    end
+  endfunction
+  // FP16 bits -> an order key: compares like the value, -0 == +0
+  function signed [16:0] key16;
+    input [15:0] h;
+    key16 = h[15] ? -$signed({2'b0, h[14:0]}) : $signed({2'b0, h[14:0]});
+  endfunction
+  // round v / 2^k to nearest, ties to even (k = 13..25)
+  function [23:0] rne_shift;
+    input [23:0] v;
+    input [4:0] k;
+    reg [24:0] q, rem, half;
+    begin
+      q = {1'b0, v} >> k;
+      rem = {1'b0, v} - (q << k);
+      half = 25'd1 << (k - 5'd1);
+      rne_shift = q[23:0] + ((rem > half || (rem == half && q[0])) ? 24'd1 : 24'd0);
+    end
+  endfunction
+"""
+
+
+# ----------------------------------------------------------------------------- the pipeline
+def _core(k: int, iw: int, lk: dict) -> str:
+    """The pipeline body shared by both variants. ``lk`` maps each table lookup to Verilog
+    text with a ``{}`` for the index: cut (order key of c_i, i a genvar), cfix, mulsig,
+    mulexp, top, base (by interval), lut (by entry), below, above (no index)."""
+    return f"""
+  // ---- stage 1: NaN, below/above and the interval I (K+1 comparators, one-hot, OR-encode)
+  wire signed [16:0] xk = key16(x);
+  wire [{k}:0] ge;
+  genvar gi;
+  generate
+    for (gi = 0; gi <= {k}; gi = gi + 1) begin : cmp
+      assign ge[gi] = xk >= {lk["cut"].format("gi")};
+    end
+  endgenerate
+  reg [{iw - 1}:0] s1_i;
+  integer i;
+  always @* begin
+    s1_i = {iw}'d0;
+    for (i = 0; i < {k}; i = i + 1)
+      if (ge[i] && !ge[i + 1]) s1_i = s1_i | i[{iw - 1}:0];
+  end
+  wire s1_nan = (x[14:10] == 5'h1f) && (x[9:0] != 10'd0);
+  wire s1_sp = s1_nan || !ge[0] || ge[{k}];  // special: the output is a constant
+  wire [15:0] s1_spv = s1_nan ? 16'h{NAN16:04x} : (!ge[0] ? {lk["below"]} : {lk["above"]});
+
+  reg [15:0] r1_x; reg [{iw - 1}:0] r1_i; reg r1_sp; reg [15:0] r1_spv;
+
+  // ---- stage 2: dx = RNE32(x - c_I), and the interval's constants
+  wire signed [41:0] s2_d = fix16(r1_x) - {lk["cfix"].format("r1_i")};
+  wire [23:0] s2_dxs; wire signed [11:0] s2_dxe;
+  {MODULE}_norm41 u_dx (.n(s2_d[40:0]), .sig(s2_dxs), .e(s2_dxe));
+  reg [23:0] r2_dxs, r2_ms; reg signed [11:0] r2_e; reg [15:0] r2_top, r2_base;
+  reg r2_sp; reg [15:0] r2_spv;
+
+  // ---- stage 3: the exact product dx * mul
+  reg [47:0] r3_p; reg signed [11:0] r3_e; reg [15:0] r3_top, r3_base;
+  reg r3_sp; reg [15:0] r3_spv;
+
+  // ---- stage 4: u = RNE32(dx * mul) = us * 2^eu
+  wire [23:0] s4_us; wire signed [11:0] s4_pe;
+  {MODULE}_norm48 u_u (.n(r3_p), .sig(s4_us), .e(s4_pe));
+  reg [23:0] r4_us; reg signed [11:0] r4_eu; reg [15:0] r4_top, r4_base;
+  reg r4_sp; reg [15:0] r4_spv;
+
+  // ---- stage 5: a = min(floor(u), bins - 1), t = u - a (exact, t = tint * 2^eu), g
+  wire signed [11:0] s5_f = -r4_eu;
+  wire s5_frac = (r4_us == 24'd0) || (s5_f >= 12'sd24);  // u < 1 (or u = 0): a = 0
+  wire [16:0] s5_araw = s5_frac ? 17'd0 : ({{17'd0, r4_us}} >> s5_f[4:0]);
+  wire [16:0] s5_a = (s5_araw > {{1'b0, r4_top}}) ? {{1'b0, r4_top}} : s5_araw;
+  wire [40:0] s5_ash = {{24'd0, s5_a}} << s5_f[4:0];
+  wire [23:0] s5_t = s5_frac ? r4_us : (r4_us - s5_ash[23:0]);
+  wire [15:0] s5_g = r4_base + s5_a[15:0];
+  reg [15:0] r5_g; reg [23:0] r5_t; reg signed [11:0] r5_e;
+  reg r5_sp; reg [15:0] r5_spv;
+
+  // ---- stage 6: y0 = lut[g], y1 = lut[g + 1]
+  reg [15:0] r6_y0, r6_y1; reg [23:0] r6_t; reg signed [11:0] r6_e;
+  reg r6_sp; reg [15:0] r6_spv;
+
+  // ---- stage 7: dy = RNE32(y1 - y0), sign and magnitude
+  wire signed [41:0] s7_dy = fix16(r6_y1) - fix16(r6_y0);
+  wire s7_neg = s7_dy < 0;
+  wire [41:0] s7_mag = s7_neg ? -s7_dy : s7_dy;
+  wire [23:0] s7_dys; wire signed [11:0] s7_dye;
+  {MODULE}_norm41 u_dy (.n(s7_mag[40:0]), .sig(s7_dys), .e(s7_dye));
+  reg [23:0] r7_t, r7_dys; reg signed [11:0] r7_e; reg r7_neg; reg [15:0] r7_y0;
+  reg r7_sp; reg [15:0] r7_spv;
+
+  // ---- stage 8: the exact product t * |dy|
+  reg [47:0] r8_p; reg signed [11:0] r8_e; reg r8_neg; reg [15:0] r8_y0;
+  reg r8_sp; reg [15:0] r8_spv;
+
+  // ---- stage 9: |p| = RNE32(t * |dy|) = ps * 2^ep
+  wire [23:0] s9_ps; wire signed [11:0] s9_pe;
+  {MODULE}_norm48 u_p (.n(r8_p), .sig(s9_ps), .e(s9_pe));
+  reg [23:0] r9_ps; reg signed [11:0] r9_ep; reg r9_neg; reg [15:0] r9_y0;
+  reg r9_sp; reg [15:0] r9_spv;
+
+  // ---- stage 10: y0 + p in units of 2^-51, the last bit sticky for p below 2^-50
+  wire signed [41:0] s10_y0f = fix16(r9_y0);
+  wire [69:0] s10_ym = {{1'b0, (s10_y0f < 0 ? -s10_y0f : s10_y0f), 27'd0}};
+  wire signed [11:0] s10_sh = r9_ep + 12'sd50;
+  wire signed [11:0] s10_k = -s10_sh;
+  wire [4:0] s10_kc = (s10_k > 12'sd24) ? 5'd24 : s10_k[4:0];
+  wire [23:0] s10_lo = r9_ps & ~(24'hffffff << s10_kc);
+  wire [69:0] s10_pm = (s10_sh >= 0) ? ({{45'd0, r9_ps, 1'b0}} << s10_sh[5:0])
+                                     : {{45'd0, r9_ps >> s10_kc, |s10_lo}};
+  wire s10_sy = r9_y0[15];
+  wire s10_ybig = s10_ym >= s10_pm;
+  wire [69:0] s10_m = (s10_sy == r9_neg) ? s10_ym + s10_pm
+                    : (s10_ybig ? s10_ym - s10_pm : s10_pm - s10_ym);
+  wire s10_sign = (s10_m == 70'd0) ? (s10_sy & r9_neg)
+                : ((s10_sy == r9_neg || s10_ybig) ? s10_sy : r9_neg);
+  reg [69:0] r10_m; reg r10_sign; reg r10_sp; reg [15:0] r10_spv;
+
+  // ---- stage 11: s = RNE32(y0 + p) = ss * 2^(se - 51)
+  wire [23:0] s11_ss; wire signed [11:0] s11_se;
+  {MODULE}_norm70 u_s (.n(r10_m), .sig(s11_ss), .e(s11_se));
+  reg [23:0] r11_ss; reg signed [11:0] r11_se; reg r11_sign; reg r11_sp; reg [15:0] r11_spv;
+
+  // ---- stage 12: y = RNE16(s); the leading bit of s has exponent L = se - 28
+  wire signed [11:0] s12_l = r11_se - 12'sd28;
+  wire s12_inf = s12_l >= 12'sd16;
+  wire s12_norm = s12_l >= -12'sd14;
+  wire signed [11:0] s12_ks = 12'sd27 - r11_se;  // FP16-subnormal shift
+  wire [4:0] s12_k = s12_norm ? 5'd13 : ((s12_ks > 12'sd25) ? 5'd25 : s12_ks[4:0]);
+  wire [15:0] s12_base = s12_norm ? {{s12_l[4:0] + 5'd14, 10'd0}} : 16'd0;
+  wire [15:0] s12_sum = s12_base + rne_shift(r11_ss, s12_k);
+  wire [14:0] s12_mag = (r11_ss == 24'd0) ? 15'd0
+                      : ((s12_inf || s12_sum >= 16'h7c00) ? 15'h7c00 : s12_sum[14:0]);
+  reg [15:0] r12_y;
+
+  reg [{LATENCY - 1}:0] v;
+  assign out_valid = v[{LATENCY - 1}];
+  assign y = r12_y;
+
+  always @(posedge clk) begin
+    if (rst) v <= {LATENCY}'d0;
+    else v <= {{v[{LATENCY - 2}:0], in_valid}};
+    r1_x <= x; r1_i <= s1_i; r1_sp <= s1_sp; r1_spv <= s1_spv;
+    r2_dxs <= s2_dxs; r2_ms <= {lk["mulsig"].format("r1_i")};
+    r2_e <= s2_dxe - 12'sd24 + {lk["mulexp"].format("r1_i")};
+    r2_top <= {lk["top"].format("r1_i")}; r2_base <= {lk["base"].format("r1_i")};
+    r2_sp <= r1_sp; r2_spv <= r1_spv;
+    r3_p <= r2_dxs * r2_ms; r3_e <= r2_e; r3_top <= r2_top; r3_base <= r2_base;
+    r3_sp <= r2_sp; r3_spv <= r2_spv;
+    r4_us <= s4_us; r4_eu <= s4_pe + r3_e; r4_top <= r3_top; r4_base <= r3_base;
+    r4_sp <= r3_sp; r4_spv <= r3_spv;
+    r5_g <= s5_g; r5_t <= s5_t; r5_e <= r4_eu; r5_sp <= r4_sp; r5_spv <= r4_spv;
+    r6_y0 <= {lk["lut"].format("r5_g")}; r6_y1 <= {lk["lut"].format("r5_g + 16'd1")};
+    r6_t <= r5_t; r6_e <= r5_e; r6_sp <= r5_sp; r6_spv <= r5_spv;
+    r7_t <= r6_t; r7_dys <= s7_dys; r7_e <= r6_e + s7_dye - 12'sd24; r7_neg <= s7_neg;
+    r7_y0 <= r6_y0; r7_sp <= r6_sp; r7_spv <= r6_spv;
+    r8_p <= r7_t * r7_dys; r8_e <= r7_e; r8_neg <= r7_neg; r8_y0 <= r7_y0;
+    r8_sp <= r7_sp; r8_spv <= r7_spv;
+    r9_ps <= s9_ps; r9_ep <= s9_pe + r8_e; r9_neg <= r8_neg; r9_y0 <= r8_y0;
+    r9_sp <= r8_sp; r9_spv <= r8_spv;
+    r10_m <= s10_m; r10_sign <= s10_sign; r10_sp <= r9_sp; r10_spv <= r9_spv;
+    r11_ss <= s11_ss; r11_se <= s11_se; r11_sign <= r10_sign; r11_sp <= r10_sp;
+    r11_spv <= r10_spv;
+    r12_y <= r11_sp ? r11_spv : {{r11_sign, s12_mag}};
+  end
+"""
+
+
+_PORTS = """(
+  input  wire        clk,
+  input  wire        rst,        // synchronous, active high
+  input  wire        in_valid,
+  input  wire [15:0] x,          // FP16 bit pattern
+  output wire        out_valid,
+  output wire [15:0] y           // FP16 bit pattern
+);"""
+
+
+def _case_function(name: str, ret: str, iw: int, values: list[str]) -> str:
+    lines = [f"  function {ret} {name};", f"    input [{iw - 1}:0] i;", "    case (i)"]
+    lines += [f"      {iw}'d{j}: {name} = {v};" for j, v in enumerate(values)]
+    lines += [f"      default: {name} = {values[0]};", "    endcase", "  endfunction"]
+    return "\n".join(lines)
+
+
+def _header(c: UnitConstants, what: str) -> str:
+    return (
+        f"// {what}\n"
+        f"// generated by `nli hw rtl` from table: {comment_text(c.function)}, "
+        f"precision {c.precision}, K = {c.K}, {len(c.lut)} LUT entries\n"
+        f"// numerics 1.1 section 3; latency {LATENCY} clock cycles, one result per cycle\n"
+        "`timescale 1ns / 1ps\n"
+    )
+
+
+def _modules() -> str:
+    return "".join(_norm_module(w) for w in (41, 48, 70))
+
+
+def verilog(c: UnitConstants) -> str:
+    """``nli_unit.v``: the unit with the table's constants baked in."""
+    k, iw = c.K, c.index_bits
+    funcs = [
+        _case_function("f_cut", "signed [16:0]", 16, [_s(17, v) for v in c.cut_key]),
+        _case_function("f_cfix", "signed [41:0]", iw, [_s(42, v) for v in c.cfix]),
+        _case_function("f_mulsig", "[23:0]", iw, [f"24'h{v:06x}" for v in c.mul_sig]),
+        _case_function("f_mulexp", "signed [11:0]", iw, [_s(12, v) for v in c.mul_exp]),
+        _case_function("f_top", "[15:0]", iw, [f"16'd{v}" for v in c.top]),
+        _case_function("f_base", "[15:0]", iw, [f"16'd{v}" for v in c.base]),
+        _case_function("f_lut", "[15:0]", 16, [f"16'h{v:04x}" for v in c.lut]),
+    ]
+    lk = {n: f"f_{n}({{}})" for n in ("cut", "cfix", "mulsig", "mulexp", "top", "base", "lut")}
+    lk["below"], lk["above"] = f"16'h{c.below:04x}", f"16'h{c.above:04x}"
+    return (
+        _header(c, "NLI unit, table constants baked in")
+        + f"module {MODULE} {_PORTS}\n  localparam LATENCY = {LATENCY};\n"
+        + _FIX16
+        + "\n".join(funcs)
+        + _core(k, iw, lk)
+        + "endmodule\n\n"
+        + _modules()
+    )
+
+
+def verilog_mem(c: UnitConstants) -> str:
+    """``nli_unit_mem.v``: the same pipeline reading the table from ``$readmemh`` files at
+    elaboration (any table with the same K and number of LUT entries)."""
+    k, iw, n = c.K, c.index_bits, len(c.lut)
+    decl = [
+        f'  parameter CUT_FILE = "{MODULE}_cut.memh";   // K+1 cutpoints, FP16 bits',
+        f'  parameter MUL_FILE = "{MODULE}_mul.memh";   // K scales, FP32 bits',
+        f'  parameter BINS_FILE = "{MODULE}_bins.memh"; // K bin counts',
+        f'  parameter BASE_FILE = "{MODULE}_base.memh"; // K LUT offsets',
+        f'  parameter LUT_FILE = "{MODULE}_lut.memh";   // LUT entries, FP16 bits',
+        f'  parameter EDGE_FILE = "{MODULE}_edge.memh"; // below, above: FP16 bits',
+        f"  reg [15:0] cut_mem [0:{k}];",
+        f"  reg [31:0] mul_mem [0:{k - 1}];",
+        f"  reg [15:0] bins_mem [0:{k - 1}];",
+        f"  reg [15:0] base_mem [0:{k - 1}];",
+        f"  reg [15:0] lut_mem [0:{n - 1}];",
+        "  reg [15:0] edge_mem [0:1];",
+        "  initial begin",
+        "    $readmemh(CUT_FILE, cut_mem);",
+        "    $readmemh(MUL_FILE, mul_mem);",
+        "    $readmemh(BINS_FILE, bins_mem);",
+        "    $readmemh(BASE_FILE, base_mem);",
+        "    $readmemh(LUT_FILE, lut_mem);",
+        "    $readmemh(EDGE_FILE, edge_mem);",
+        "  end",
+    ]
+    lk = {
+        "cut": "key16(cut_mem[{}])",
+        "cfix": "fix16(cut_mem[{}])",
+        "mulsig": "{{1'b1, mul_mem[{}][22:0]}}",
+        "mulexp": "($signed({{4'd0, mul_mem[{}][30:23]}}) - 12'sd150)",
+        "top": "(bins_mem[{}] - 16'd1)",
+        "base": "base_mem[{}]",
+        "lut": "lut_mem[{}]",
+        "below": "edge_mem[0]",
+        "above": "edge_mem[1]",
+    }
+    return (
+        _header(c, "NLI unit, table read by $readmemh at elaboration")
+        + f"module {MEM_MODULE} {_PORTS}\n  localparam LATENCY = {LATENCY};\n"
+        + "\n".join(decl)
+        + "\n"
+        + _FIX16
+        + _core(k, iw, lk)
+        + "endmodule\n\n"
+        + _modules().replace(f"module {MODULE}_norm", f"module {MEM_MODULE}_norm")
+    ).replace(f"{MODULE}_norm", f"{MEM_MODULE}_norm")
+
+
+def memh_files(table: Table, c: UnitConstants) -> dict[str, str]:
+    """The ``$readmemh`` images of ``table`` for :func:`verilog_mem`: file name -> text."""
+    note = f"// {comment_text(c.function)}: "
+    files = {
+        "cut": ("K+1 cutpoints, FP16", hex_words("cutpoints", table.cutpoints, 16)),
+        "mul": (
+            "K scales, FP32",
+            hex_words("mul", np.asarray(table.mul, np.float32).view(np.uint32), 32),
+        ),
+        "bins": ("K bin counts", hex_words("bins", table.bins, 16)),
+        "base": ("K LUT offsets", hex_words("base", table.base, 16)),
+        "lut": ("LUT entries, FP16", hex_words("lut", table.lut, 16)),
+        "edge": ("below, above, FP16", hex_words("edge", [table.below, table.above], 16)),
+    }
+    return {
+        f"{MODULE}_{name}.memh": note + what + "\n" + "\n".join(words) + "\n"
+        for name, (what, words) in files.items()
+    }
