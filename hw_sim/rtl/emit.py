@@ -38,13 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from nli.codegen import check_width, comment_text, hex_words
+from nli.formats import FP16_NAN
 from nli.table import Table, TableError
 
 MODULE = "nli_unit"
 MEM_MODULE = "nli_unit_mem"  # the $readmemh variant (same ports)
 LATENCY = 12  # pipeline registers from x to y (see the stage list in _core)
-
-NAN16 = 0x7E00
 
 
 # ----------------------------------------------------------------------------- constants
@@ -221,7 +220,7 @@ def _core(k: int, iw: int, lk: dict) -> str:
   end
   wire s1_nan = (x[14:10] == 5'h1f) && (x[9:0] != 10'd0);
   wire s1_sp = s1_nan || !ge[0] || ge[{k}];  // special: the output is a constant
-  wire [15:0] s1_spv = s1_nan ? 16'h{NAN16:04x} : (!ge[0] ? {lk["below"]} : {lk["above"]});
+  wire [15:0] s1_spv = s1_nan ? 16'h{FP16_NAN:04x} : (!ge[0] ? {lk["below"]} : {lk["above"]});
 
   reg [15:0] r1_x; reg [{iw - 1}:0] r1_i; reg r1_sp; reg [15:0] r1_spv;
 
