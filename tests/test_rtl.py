@@ -4,7 +4,8 @@
   back-to-back runs and resets in mid-stream, replayed by a Verilog harness in one
   simulation; every (cycle, y) the unit puts out must be the expected one: the inputs that
   no reset dropped, exactly LATENCY cycles later, with hw_sim's bits (np.array_equal).
-* The $readmemh variant on two tables, the same way.
+* The $readmemh variant on one table, and the fp16 unit (silu, and the dx overflow paths
+  to +inf and NaN), the same way.
 * cocotb driving the unit's ports cycle by cycle (bubbles, back-to-back, reset mid-stream).
 * The file is Verilog-2005 (``iverilog -g2005``), and the CLI's bad-input errors.
 
@@ -28,7 +29,7 @@ import hw_sim
 from hw_sim.rtl import emit
 from nli.cli import main
 from nli.defaults import TABLE_DIR, default_table_path
-from nli.table import load_table, save_table
+from nli.table import load_table, save_table, table_from_cutpoints
 
 IVERILOG_HINT = "apt-get install -y iverilog"
 SHIPPED = sorted(p.stem for p in TABLE_DIR.glob("*.json"))
@@ -181,8 +182,34 @@ def test_every_input_matches_hw_sim(name, tmp_path):
     _sweep(TABLE_DIR / f"{name}.json", tmp_path, "baked")
 
 
+def _wide_fp16(tmp: Path, dy_zero: bool) -> Path:
+    """An fp16 table with a macro interval wider than 65520, so dx overflows to +inf for
+    x in [16, 64): y = +inf (dy > 0) or, with equal LUT ends (dy = 0), NaN (numerics §3)."""
+    cut = np.array([-65504, 64, 65504], dtype=np.float16).view(np.uint16)
+    t = table_from_cutpoints("tanh", cut, [1, 3], "fp16")
+    if dy_zero:
+        lut = np.array(t.lut)
+        lut[1] = lut[0]
+        t = t.with_lut(lut)
+    out = hw_sim.run_elementwise(t, np.arange(16, 64, dtype=np.float16)).view(np.uint16)
+    assert set(out.tolist()) == ({0x7E00} if dy_zero else {0x7C00})  # the path is exercised
+    save_table(t, tmp / "wide.json")
+    return tmp / "wide.json"
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["silu", "reciprocal_reduced"])
+@pytest.mark.parametrize("case", ["silu", "inf", "nan"])
+def test_fp16_precision_unit_matches_hw_sim(case, tmp_path):
+    if case in ("inf", "nan"):
+        path = _wide_fp16(tmp_path, case == "nan")
+    else:
+        path = tmp_path / "t16.json"
+        save_table(load_table(TABLE_DIR / f"{case}.json").with_precision("fp16"), path)
+    _sweep(path, tmp_path, "baked")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["reciprocal_reduced"])
 def test_readmemh_variant_matches_hw_sim(name, tmp_path):
     _sweep(TABLE_DIR / f"{name}.json", tmp_path, "mem")
 
@@ -262,11 +289,12 @@ def test_rtl_command_prints_the_latency(tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys):
-    t = load_table(default_table_path("silu"))
-    save_table(t.with_precision("fp16"), tmp_path / "fp16.json")
+    # an fp16 unit cannot hold reciprocal's scales: RNE16(mul[0]) overflows (numerics §2)
+    d = json.loads(Path(default_table_path("reciprocal")).read_text())
+    (tmp_path / "fp16.json").write_text(json.dumps({**d, "precision": "fp16"}))
     (tmp_path / "file").write_text("x")
     cases = [
-        ([str(tmp_path / "fp16.json"), "-o", str(tmp_path / "a")], "precision"),
+        ([str(tmp_path / "fp16.json"), "-o", str(tmp_path / "a")], "RNE16(mul[0]) overflows"),
         ([str(tmp_path / "missing.json"), "-o", str(tmp_path / "b")], "missing.json"),
         ([str(default_table_path("silu")), "-o", str(tmp_path / "file")], "not a directory"),
     ]

@@ -101,7 +101,7 @@ def register(sub, groups):
     """Add `nli hw rtl` and `nli hw synth` to the parser."""
     hw = group(sub, groups, "hw", "hardware: generate and synthesize the unit's RTL")
     p = hw.add_parser("rtl", help="write the unit's synthesizable Verilog for a table")
-    p.add_argument("table", help="table JSON (precision fp32)")
+    p.add_argument("table", help="table JSON (precision fp32 or fp16)")
     p.add_argument("-o", "--output", required=True, help="directory to write into")
     p.set_defaults(func=_rtl)
 

@@ -1,4 +1,4 @@
-"""Verilog-2005 for the NLI unit of one table (numerics §3, precision fp32), bit-exact.
+"""Verilog-2005 for the NLI unit of one table (numerics §3, precision fp32 or fp16), bit-exact.
 
 A plain Python emitter rather than an HDL framework: the design is one fixed pipeline
 whose only table-dependent parts are constants, the exactness arguments below map
@@ -26,6 +26,13 @@ The datapath works on integers with explicit binary exponents, never on packed F
   signed FP16 zero or are exact).
 * ``RNE16`` of that FP32 value: one right shift with round-to-nearest-even by 13 bits
   (normal) or more (FP16 subnormal), carrying into the exponent field up to +inf.
+
+The fp16 unit (numerics §3, primed steps) reuses the pipeline: ``dx`` and ``dy`` are
+``RNE16`` of the RNE32 results (equal to one RNE16 of the exact difference, numerics §7),
+``u`` is ``RNE16`` of the exact 11 x 11-bit product with ``RNE16(mul)``, the FMA's exact
+sum is rounded to odd at 24 bits (``norm70odd``) and then to FP16, which is one correct
+rounding (numerics §8); an overflowed ``dx``/``u`` gives ``t = inf`` and y = +-inf after
+dy's sign, or NaN when dy = 0.
 
 Zero signs (numerics §1): t is never -0, so p carries the sign of ``y1 - y0`` (+0 when
 equal); the sum of two zeros is -0 only when both are -0, and an exact cancellation is +0.
@@ -92,19 +99,23 @@ def constants(table: Table) -> UnitConstants:
     """The RTL's constants for ``table``; a table the unit cannot implement is a TableError."""
     if not isinstance(table, Table):
         raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
-    if table.precision != "fp32":
-        raise TableError(
-            f"precision: the RTL generator implements precision 'fp32' only, "
-            f"this table is {table.precision!r}"
-        )
     cut = [int(c) for c in table.cutpoints]
     mul_sig, mul_exp = [], []
-    for i, m in enumerate(np.asarray(table.mul, dtype=np.float32).view(np.uint32).tolist()):
+    mul32 = np.asarray(table.mul, dtype=np.float32)
+    for i, m in enumerate(mul32.view(np.uint32).tolist()):
         e = (m >> 23) & 0xFF
         if e == 0 or e == 0xFF:  # cannot happen for a valid table (mul in (2^-17, 2^40])
             raise TableError(f"mul[{i}]: not a normal FP32 value")
         mul_sig.append((m & 0x7FFFFF) | 0x800000)
         mul_exp.append(e - 127 - 23)
+    if table.precision == "fp16":  # the fp16 unit's scale registers hold RNE16(mul)
+        mul_sig, mul_exp = [], []
+        for i, h in enumerate(mul32.astype(np.float16).view(np.uint16).tolist()):
+            e, m = (h >> 10) & 0x1F, h & 0x3FF
+            if e == 0x1F:  # Table validation refuses these already (numerics §2)
+                raise TableError(f"mul[{i}]: RNE16(mul) overflows; the fp16 unit cannot hold it")
+            mul_sig.append(m if e == 0 else 1024 + m)
+            mul_exp.append(-24 if e == 0 else e - 25)
     bins = check_width("bins", table.bins, 16)
     return UnitConstants(
         function=str(table.function),
@@ -128,14 +139,16 @@ def _s(width: int, v: int) -> str:
     return f"-{width}'sd{-v}" if v < 0 else f"{width}'sd{v}"
 
 
-def _norm_module(w: int) -> str:
+def _norm_module(w: int, odd: bool = False) -> str:
     """``nli_unit_norm{w}``: RNE of a w-bit unsigned integer to 24 significant bits.
-    value(n) ~= sig * 2^e; n = 0 gives sig = 0 (e is then meaningless)."""
+    value(n) ~= sig * 2^e; n = 0 gives sig = 0 (e is then meaningless). ``odd``
+    (``nli_unit_norm{w}odd``): round to odd instead (truncate, then set the last bit if
+    anything non-zero was dropped), so that a later RNE16 is the one correct rounding."""
     steps = []
     s = 1
     while s < w:
         s *= 2
-    lines = [f"module {MODULE}_norm{w} (", f"  input  wire [{w - 1}:0] n,"]
+    lines = [f"module {MODULE}_norm{w}{'odd' if odd else ''} (", f"  input  wire [{w - 1}:0] n,"]
     lines += ["  output wire [23:0] sig,", "  output wire signed [11:0] e", ");"]
     lines.append(f"  wire [{w - 1}:0] n_0 = n;")
     k = 0
@@ -157,7 +170,11 @@ def _norm_module(w: int) -> str:
         f"  wire [23:0] hi = n_{k}[{w - 1}:{w - 24}];",
         f"  wire rb = n_{k}[{w - 25}];",
         f"  wire st = |n_{k}[{w - 26}:0];",
-        "  wire [24:0] r = {1'b0, hi} + {24'd0, rb & (st | hi[0])};",
+        (
+            "  wire [24:0] r = {2'b0, hi[23:1], hi[0] | rb | st};"
+            if odd
+            else "  wire [24:0] r = {1'b0, hi} + {24'd0, rb & (st | hi[0])};"
+        ),
         "  assign sig = r[24] ? 24'h800000 : r[23:0];",
         f"  assign e = {_s(12, w - 24)} - lz + (r[24] ? 12'sd1 : 12'sd0);",
         "endmodule",
@@ -181,6 +198,33 @@ _FIX16 = """  // FP16 bits -> signed value in units of 2^-24 (exact; inf/NaN: ga
     input [15:0] h;
     key16 = h[15] ? -$signed({2'b0, h[14:0]}) : $signed({2'b0, h[14:0]});
   endfunction
+  // |RNE16(s * 2^e)| as FP16 bits (s normalized: bit 23 set, or 0), +inf on overflow
+  function [14:0] f16_mag;
+    input [23:0] s;
+    input signed [11:0] e;
+    reg signed [11:0] l, ks;
+    reg [4:0] k;
+    reg [15:0] base, sum;
+    begin
+      l = e + 12'sd23;  // exponent of the leading bit
+      ks = -e - 12'sd24;  // FP16-subnormal: shift to units of 2^-24
+      if (l >= -12'sd14) begin k = 5'd13; base = {l[4:0] + 5'd14, 10'd0}; end
+      else begin k = (ks > 12'sd25) ? 5'd25 : ks[4:0]; base = 16'd0; end
+      sum = base + rne_shift(s, k);
+      if (s == 24'd0) f16_mag = 15'd0;
+      else if (l >= 12'sd16 || sum >= 16'h7c00) f16_mag = 15'h7c00;
+      else f16_mag = sum[14:0];
+    end
+  endfunction
+  // a finite FP16 magnitude as sig * 2^exp
+  function [10:0] f16_sig;
+    input [14:0] h;
+    f16_sig = (h[14:10] == 5'd0) ? {1'b0, h[9:0]} : {1'b1, h[9:0]};
+  endfunction
+  function signed [11:0] f16_exp;
+    input [14:0] h;
+    f16_exp = ((h[14:10] == 5'd0) ? 12'sd1 : $signed({7'd0, h[14:10]})) - 12'sd25;
+  endfunction
   // round v / 2^k to nearest, ties to even (k = 13..25)
   function [23:0] rne_shift;
     input [23:0] v;
@@ -197,10 +241,34 @@ _FIX16 = """  // FP16 bits -> signed value in units of 2^-24 (exact; inf/NaN: ga
 
 
 # ----------------------------------------------------------------------------- the pipeline
-def _core(k: int, iw: int, lk: dict) -> str:
+def _core(k: int, iw: int, lk: dict, fp16: bool) -> str:
     """The pipeline body shared by both variants. ``lk`` maps each table lookup to Verilog
     text with a ``{}`` for the index: cut (order key of c_i, i a genvar), cfix, mulsig,
-    mulexp, top, base (by interval), lut (by entry), below, above (no index)."""
+    mulexp, top, base (by interval), lut (by entry), below, above (no index). ``fp16``: the
+    fp16 unit's roundings (numerics §3, steps 4', 5', 8', 9'/10')."""
+    if fp16:  # dx = RNE16(x - c_I) = RNE16(RNE32(x - c_I)) (numerics §7), times RNE16(mul)
+        stage2 = """wire [14:0] s2_dx16 = f16_mag(s2_dxs, s2_dxe - 12'sd24);
+  wire [23:0] s2_ds = {13'd0, f16_sig(s2_dx16)};
+  wire signed [11:0] s2_de = f16_exp(s2_dx16);
+  wire s2_inf = s2_dx16 == 15'h7c00;"""
+        stage4 = """wire [14:0] s4_u16 = f16_mag(s4_us0, s4_pe0 + r3_e);  // u = RNE16(dx * mul16)
+  wire s4_inf = r3_inf || s4_u16 == 15'h7c00;
+  wire [23:0] s4_us = {f16_sig(s4_u16), 13'd0};
+  wire signed [11:0] s4_eu = f16_exp(s4_u16) - 12'sd13;"""
+        stage7 = """wire [14:0] s7_dy16 = f16_mag(s7_dys0, s7_dye0 - 12'sd24);  // RNE16(y1 - y0)
+  wire [23:0] s7_dys = {13'd0, f16_sig(s7_dy16)};
+  wire signed [11:0] s7_dye = f16_exp(s7_dy16);"""
+        norm70 = "norm70odd"  # round to odd at 24 bits, then RNE16: one rounding (§8)
+    else:
+        stage2 = """wire [23:0] s2_ds = s2_dxs;
+  wire signed [11:0] s2_de = s2_dxe - 12'sd24;
+  wire s2_inf = 1'b0;"""
+        stage4 = """wire [23:0] s4_us = s4_us0;  // u = RNE32(dx * mul)
+  wire signed [11:0] s4_eu = s4_pe0 + r3_e;
+  wire s4_inf = 1'b0;"""
+        stage7 = """wire [23:0] s7_dys = s7_dys0;
+  wire signed [11:0] s7_dye = s7_dye0 - 12'sd24;"""
+        norm70 = "norm70"
     return f"""
   // ---- stage 1: NaN, below/above and the interval I (K+1 comparators, one-hot, OR-encode)
   wire signed [16:0] xk = key16(x);
@@ -228,51 +296,55 @@ def _core(k: int, iw: int, lk: dict) -> str:
   wire signed [41:0] s2_d = fix16(r1_x) - {lk["cfix"].format("r1_i")};
   wire [23:0] s2_dxs; wire signed [11:0] s2_dxe;
   {MODULE}_norm41 u_dx (.n(s2_d[40:0]), .sig(s2_dxs), .e(s2_dxe));
-  reg [23:0] r2_dxs, r2_ms; reg signed [11:0] r2_e; reg [15:0] r2_top, r2_base;
+  {stage2}
+  reg [23:0] r2_dxs, r2_ms; reg signed [11:0] r2_e; reg [15:0] r2_top, r2_base; reg r2_inf;
   reg r2_sp; reg [15:0] r2_spv;
 
   // ---- stage 3: the exact product dx * mul
-  reg [47:0] r3_p; reg signed [11:0] r3_e; reg [15:0] r3_top, r3_base;
+  reg [47:0] r3_p; reg signed [11:0] r3_e; reg [15:0] r3_top, r3_base; reg r3_inf;
   reg r3_sp; reg [15:0] r3_spv;
 
   // ---- stage 4: u = RNE32(dx * mul) = us * 2^eu
-  wire [23:0] s4_us; wire signed [11:0] s4_pe;
-  {MODULE}_norm48 u_u (.n(r3_p), .sig(s4_us), .e(s4_pe));
-  reg [23:0] r4_us; reg signed [11:0] r4_eu; reg [15:0] r4_top, r4_base;
+  wire [23:0] s4_us0; wire signed [11:0] s4_pe0;
+  {MODULE}_norm48 u_u (.n(r3_p), .sig(s4_us0), .e(s4_pe0));
+  {stage4}
+  reg [23:0] r4_us; reg signed [11:0] r4_eu; reg [15:0] r4_top, r4_base; reg r4_inf;
   reg r4_sp; reg [15:0] r4_spv;
 
   // ---- stage 5: a = min(floor(u), bins - 1), t = u - a (exact, t = tint * 2^eu), g
   wire signed [11:0] s5_f = -r4_eu;
   wire s5_frac = (r4_us == 24'd0) || (s5_f >= 12'sd24);  // u < 1 (or u = 0): a = 0
   wire [16:0] s5_araw = s5_frac ? 17'd0 : ({{17'd0, r4_us}} >> s5_f[4:0]);
-  wire [16:0] s5_a = (s5_araw > {{1'b0, r4_top}}) ? {{1'b0, r4_top}} : s5_araw;
+  wire [16:0] s5_a = (r4_inf || s5_araw > {{1'b0, r4_top}}) ? {{1'b0, r4_top}} : s5_araw;
   wire [40:0] s5_ash = {{24'd0, s5_a}} << s5_f[4:0];
   wire [23:0] s5_t = s5_frac ? r4_us : (r4_us - s5_ash[23:0]);
   wire [15:0] s5_g = r4_base + s5_a[15:0];
-  reg [15:0] r5_g; reg [23:0] r5_t; reg signed [11:0] r5_e;
+  reg [15:0] r5_g; reg [23:0] r5_t; reg signed [11:0] r5_e; reg r5_inf;
   reg r5_sp; reg [15:0] r5_spv;
 
   // ---- stage 6: y0 = lut[g], y1 = lut[g + 1]
-  reg [15:0] r6_y0, r6_y1; reg [23:0] r6_t; reg signed [11:0] r6_e;
+  reg [15:0] r6_y0, r6_y1; reg [23:0] r6_t; reg signed [11:0] r6_e; reg r6_inf;
   reg r6_sp; reg [15:0] r6_spv;
 
   // ---- stage 7: dy = RNE32(y1 - y0), sign and magnitude
   wire signed [41:0] s7_dy = fix16(r6_y1) - fix16(r6_y0);
   wire s7_neg = s7_dy < 0;
   wire [41:0] s7_mag = s7_neg ? -s7_dy : s7_dy;
-  wire [23:0] s7_dys; wire signed [11:0] s7_dye;
-  {MODULE}_norm41 u_dy (.n(s7_mag[40:0]), .sig(s7_dys), .e(s7_dye));
+  wire [23:0] s7_dys0; wire signed [11:0] s7_dye0;
+  {MODULE}_norm41 u_dy (.n(s7_mag[40:0]), .sig(s7_dys0), .e(s7_dye0));
+  {stage7}
   reg [23:0] r7_t, r7_dys; reg signed [11:0] r7_e; reg r7_neg; reg [15:0] r7_y0;
+  reg r7_inf, r7_dyz;
   reg r7_sp; reg [15:0] r7_spv;
 
   // ---- stage 8: the exact product t * |dy|
-  reg [47:0] r8_p; reg signed [11:0] r8_e; reg r8_neg; reg [15:0] r8_y0;
+  reg [47:0] r8_p; reg signed [11:0] r8_e; reg r8_neg; reg [15:0] r8_y0; reg r8_inf, r8_dyz;
   reg r8_sp; reg [15:0] r8_spv;
 
   // ---- stage 9: |p| = RNE32(t * |dy|) = ps * 2^ep
   wire [23:0] s9_ps; wire signed [11:0] s9_pe;
   {MODULE}_norm48 u_p (.n(r8_p), .sig(s9_ps), .e(s9_pe));
-  reg [23:0] r9_ps; reg signed [11:0] r9_ep; reg r9_neg; reg [15:0] r9_y0;
+  reg [23:0] r9_ps; reg signed [11:0] r9_ep; reg r9_neg; reg [15:0] r9_y0; reg r9_inf, r9_dyz;
   reg r9_sp; reg [15:0] r9_spv;
 
   // ---- stage 10: y0 + p in units of 2^-51, the last bit sticky for p below 2^-50
@@ -290,23 +362,19 @@ def _core(k: int, iw: int, lk: dict) -> str:
                     : (s10_ybig ? s10_ym - s10_pm : s10_pm - s10_ym);
   wire s10_sign = (s10_m == 70'd0) ? (s10_sy & r9_neg)
                 : ((s10_sy == r9_neg || s10_ybig) ? s10_sy : r9_neg);
-  reg [69:0] r10_m; reg r10_sign; reg r10_sp; reg [15:0] r10_spv;
+  reg [69:0] r10_m; reg r10_sign; reg r10_sp; reg [15:0] r10_spv; reg r10_inf, r10_dyz, r10_neg;
 
   // ---- stage 11: s = RNE32(y0 + p) = ss * 2^(se - 51)
   wire [23:0] s11_ss; wire signed [11:0] s11_se;
-  {MODULE}_norm70 u_s (.n(r10_m), .sig(s11_ss), .e(s11_se));
+  {MODULE}_{norm70} u_s (.n(r10_m), .sig(s11_ss), .e(s11_se));
   reg [23:0] r11_ss; reg signed [11:0] r11_se; reg r11_sign; reg r11_sp; reg [15:0] r11_spv;
+  reg r11_inf, r11_dyz, r11_neg;
 
   // ---- stage 12: y = RNE16(s); the leading bit of s has exponent L = se - 28
-  wire signed [11:0] s12_l = r11_se - 12'sd28;
-  wire s12_inf = s12_l >= 12'sd16;
-  wire s12_norm = s12_l >= -12'sd14;
-  wire signed [11:0] s12_ks = 12'sd27 - r11_se;  // FP16-subnormal shift
-  wire [4:0] s12_k = s12_norm ? 5'd13 : ((s12_ks > 12'sd25) ? 5'd25 : s12_ks[4:0]);
-  wire [15:0] s12_base = s12_norm ? {{s12_l[4:0] + 5'd14, 10'd0}} : 16'd0;
-  wire [15:0] s12_sum = s12_base + rne_shift(r11_ss, s12_k);
-  wire [14:0] s12_mag = (r11_ss == 24'd0) ? 15'd0
-                      : ((s12_inf || s12_sum >= 16'h7c00) ? 15'h7c00 : s12_sum[14:0]);
+  wire [14:0] s12_mag = f16_mag(r11_ss, r11_se - 12'sd51);
+  // fp16 unit only: t = inf (dx or u overflowed): y = inf with dy's sign, NaN if dy = 0
+  wire [15:0] s12_y = !r11_inf ? {{r11_sign, s12_mag}}
+                    : (r11_dyz ? 16'h{FP16_NAN:04x} : {{r11_neg, 15'h7c00}});
   reg [15:0] r12_y;
 
   reg [{LATENCY - 1}:0] v;
@@ -317,27 +385,31 @@ def _core(k: int, iw: int, lk: dict) -> str:
     if (rst) v <= {LATENCY}'d0;
     else v <= {{v[{LATENCY - 2}:0], in_valid}};
     r1_x <= x; r1_i <= s1_i; r1_sp <= s1_sp; r1_spv <= s1_spv;
-    r2_dxs <= s2_dxs; r2_ms <= {lk["mulsig"].format("r1_i")};
-    r2_e <= s2_dxe - 12'sd24 + {lk["mulexp"].format("r1_i")};
+    r2_dxs <= s2_ds; r2_inf <= s2_inf; r2_ms <= {lk["mulsig"].format("r1_i")};
+    r2_e <= s2_de + {lk["mulexp"].format("r1_i")};
     r2_top <= {lk["top"].format("r1_i")}; r2_base <= {lk["base"].format("r1_i")};
     r2_sp <= r1_sp; r2_spv <= r1_spv;
-    r3_p <= r2_dxs * r2_ms; r3_e <= r2_e; r3_top <= r2_top; r3_base <= r2_base;
+    r3_p <= r2_dxs * r2_ms; r3_e <= r2_e; r3_top <= r2_top; r3_base <= r2_base; r3_inf <= r2_inf;
     r3_sp <= r2_sp; r3_spv <= r2_spv;
-    r4_us <= s4_us; r4_eu <= s4_pe + r3_e; r4_top <= r3_top; r4_base <= r3_base;
+    r4_us <= s4_us; r4_eu <= s4_eu; r4_inf <= s4_inf; r4_top <= r3_top; r4_base <= r3_base;
     r4_sp <= r3_sp; r4_spv <= r3_spv;
-    r5_g <= s5_g; r5_t <= s5_t; r5_e <= r4_eu; r5_sp <= r4_sp; r5_spv <= r4_spv;
+    r5_g <= s5_g; r5_t <= s5_t; r5_e <= r4_eu; r5_inf <= r4_inf; r5_sp <= r4_sp; r5_spv <= r4_spv;
     r6_y0 <= {lk["lut"].format("r5_g")}; r6_y1 <= {lk["lut"].format("r5_g + 16'd1")};
-    r6_t <= r5_t; r6_e <= r5_e; r6_sp <= r5_sp; r6_spv <= r5_spv;
-    r7_t <= r6_t; r7_dys <= s7_dys; r7_e <= r6_e + s7_dye - 12'sd24; r7_neg <= s7_neg;
+    r6_t <= r5_t; r6_e <= r5_e; r6_inf <= r5_inf; r6_sp <= r5_sp; r6_spv <= r5_spv;
+    r7_t <= r6_t; r7_dys <= s7_dys; r7_e <= r6_e + s7_dye; r7_neg <= s7_neg;
+    r7_inf <= r6_inf; r7_dyz <= s7_mag == 42'd0;
     r7_y0 <= r6_y0; r7_sp <= r6_sp; r7_spv <= r6_spv;
     r8_p <= r7_t * r7_dys; r8_e <= r7_e; r8_neg <= r7_neg; r8_y0 <= r7_y0;
+    r8_inf <= r7_inf; r8_dyz <= r7_dyz;
     r8_sp <= r7_sp; r8_spv <= r7_spv;
     r9_ps <= s9_ps; r9_ep <= s9_pe + r8_e; r9_neg <= r8_neg; r9_y0 <= r8_y0;
+    r9_inf <= r8_inf; r9_dyz <= r8_dyz;
     r9_sp <= r8_sp; r9_spv <= r8_spv;
-    r10_m <= s10_m; r10_sign <= s10_sign; r10_sp <= r9_sp; r10_spv <= r9_spv;
+    r10_m <= s10_m; r10_sign <= s10_sign; r10_inf <= r9_inf; r10_dyz <= r9_dyz;
+    r10_neg <= r9_neg; r10_sp <= r9_sp; r10_spv <= r9_spv;
     r11_ss <= s11_ss; r11_se <= s11_se; r11_sign <= r10_sign; r11_sp <= r10_sp;
-    r11_spv <= r10_spv;
-    r12_y <= r11_sp ? r11_spv : {{r11_sign, s12_mag}};
+    r11_spv <= r10_spv; r11_inf <= r10_inf; r11_dyz <= r10_dyz; r11_neg <= r10_neg;
+    r12_y <= r11_sp ? r11_spv : s12_y;
   end
 """
 
@@ -369,8 +441,8 @@ def _header(c: UnitConstants, what: str) -> str:
     )
 
 
-def _modules() -> str:
-    return "".join(_norm_module(w) for w in (41, 48, 70))
+def _modules(fp16: bool) -> str:
+    return "".join(_norm_module(w) for w in (41, 48)) + _norm_module(70, odd=fp16)
 
 
 def verilog(c: UnitConstants) -> str:
@@ -392,9 +464,9 @@ def verilog(c: UnitConstants) -> str:
         + f"module {MODULE} {_PORTS}\n  localparam LATENCY = {LATENCY};\n"
         + _FIX16
         + "\n".join(funcs)
-        + _core(k, iw, lk)
+        + _core(k, iw, lk, c.precision == "fp16")
         + "endmodule\n\n"
-        + _modules()
+        + _modules(c.precision == "fp16")
     )
 
 
@@ -435,15 +507,22 @@ def verilog_mem(c: UnitConstants) -> str:
         "below": "edge_mem[0]",
         "above": "edge_mem[1]",
     }
+    if c.precision == "fp16":  # RNE16(mul) from the FP32 words
+        m16 = (
+            "f16_mag({{1'b1, mul_mem[{0}][22:0]}}, "
+            "$signed({{4'd0, mul_mem[{0}][30:23]}}) - 12'sd150)"
+        )
+        lk["mulsig"] = "{{13'd0, f16_sig(" + m16 + ")}}"
+        lk["mulexp"] = "f16_exp(" + m16 + ")"
     return (
         _header(c, "NLI unit, table read by $readmemh at elaboration")
         + f"module {MEM_MODULE} {_PORTS}\n  localparam LATENCY = {LATENCY};\n"
         + "\n".join(decl)
         + "\n"
         + _FIX16
-        + _core(k, iw, lk)
+        + _core(k, iw, lk, c.precision == "fp16")
         + "endmodule\n\n"
-        + _modules().replace(f"module {MODULE}_norm", f"module {MEM_MODULE}_norm")
+        + _modules(c.precision == "fp16")
     ).replace(f"{MODULE}_norm", f"{MEM_MODULE}_norm")
 
 
