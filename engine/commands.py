@@ -46,7 +46,10 @@ def register(sub, groups):
         "(default: 1024, or the model's context if shorter)",
     )
     p.add_argument(
-        "--ops", default="silu,rmsnorm,softmax", help="comma-separated ops to substitute"
+        "--ops",
+        default="act,rmsnorm,softmax",
+        help="comma-separated ops (roles) to substitute: act (the model's own activation), "
+        "rmsnorm, softmax; 'silu' is an alias of act",
     )
     # --mode: the old name of --variant, still accepted (deprecated)
     p.add_argument(
@@ -69,7 +72,8 @@ def register(sub, groups):
         action="append",
         default=[],
         metavar="FUNCTION=FILE",
-        help="use this table file for FUNCTION (silu, exp, reciprocal, rsqrt); repeatable",
+        help="use this table file for FUNCTION (silu, gelu_tanh, exp, reciprocal, rsqrt); "
+        "repeatable",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="write the result as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -91,7 +95,9 @@ def _parse_tables(specs: list[str]) -> dict | None:
         if not sep or not fn or not path:
             raise UserError(f"--table {spec!r}: expected FUNCTION=FILE")
         if fn not in UNIT_FUNCTIONS:
-            raise UserError(f"--table {spec!r}: FUNCTION must be silu, exp, reciprocal or rsqrt")
+            raise UserError(
+                f"--table {spec!r}: FUNCTION must be one of {', '.join(UNIT_FUNCTIONS)}"
+            )
         out[fn] = load_table(path)
     return out or None
 
@@ -111,7 +117,7 @@ def _eval_ppl(args) -> int:
         raise UserError(f"--window must be >= 2, got {args.window}")
     ops = parse_ops(args.ops)
     if not ops:
-        raise UserError("--ops: name at least one of silu, rmsnorm, softmax")
+        raise UserError("--ops: name at least one of act, rmsnorm, softmax")
     parse_variant(args.variant)
     if args.json is not None:
         check_output_path(args.json, "--json")

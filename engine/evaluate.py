@@ -125,9 +125,9 @@ class RecordingOps(OpSet):
         self.inner, self.stats, self.module = inner, stats, module
         self.name = f"recording({inner.name})"
 
-    def silu(self, x):
-        self.stats.stat(self.stats.inputs, ("silu", self.module)).update(x)
-        return self.inner.silu(x)
+    def act(self, x, fn):
+        self.stats.stat(self.stats.inputs, ("act", self.module)).update(x)
+        return self.inner.act(x, fn)
 
     def rmsnorm(self, x, weight, eps):
         self.stats.stat(self.stats.inputs, ("rmsnorm", self.module)).update(x)

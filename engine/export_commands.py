@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from nli.cli import UserError, group
-from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
+from nli.formats import INVERSE_FUNCTIONS, MODES, OP_ALIASES, OPS, UNIT_FUNCTIONS, op_functions
 
-OPS_DEFAULT = "silu,rmsnorm,softmax"
+OPS_DEFAULT = ",".join(OPS)
 
 
 def register_export(sub, groups):
@@ -44,8 +44,7 @@ def register_export(sub, groups):
         action="append",
         default=[],
         metavar="FUNCTION=FILE",
-        help="use this table file for silu / exp / reciprocal / rsqrt instead of the shipped "
-        "default",
+        help=f"use this table file for {' / '.join(UNIT_FUNCTIONS)} instead of the shipped default",
     )
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_model)
@@ -77,7 +76,7 @@ def _onnx_op(args) -> int:
 
 
 def parse_table_overrides(items) -> dict:
-    """['silu=path.json', ...] -> {function: Table}; the file's function must match."""
+    """['exp=path.json', ...] -> {function: Table}; the file's function must match."""
     out = {}
     for item in items:
         if "=" not in item:
@@ -86,7 +85,7 @@ def parse_table_overrides(items) -> dict:
         fn = fn.strip()
         if fn not in UNIT_FUNCTIONS:
             raise UserError(
-                f"--table: unknown function {fn!r}; expected silu, exp, reciprocal or rsqrt"
+                f"--table: unknown function {fn!r}; expected one of {', '.join(UNIT_FUNCTIONS)}"
             )
         t = _load(path)
         if t.function != fn:
@@ -97,16 +96,15 @@ def parse_table_overrides(items) -> dict:
     return out
 
 
-def model_tables(ops, mode: str, overrides: dict) -> dict:
-    """{function: Table} for ``ops``: overrides first, else the shipped default tables."""
+def model_tables(ops, mode: str, overrides: dict, activation: str = "silu") -> dict:
+    """{function: Table} for ``ops`` in a model whose activation is ``activation``: overrides
+    first, else the shipped default tables."""
     from nli.defaults import default_table
     from nli.table import TableError
 
-    from .onnx_export import OP_TABLES
-
     tables = {}
     for op in ops:
-        for fn in OP_TABLES[op]:
+        for fn in op_functions([op], activation):
             if fn in overrides:
                 tables[fn] = overrides[fn]
                 continue
@@ -121,15 +119,22 @@ def _onnx_model(args) -> int:
     from nli.inputs import check_output_path
 
     from . import load_model
-    from .onnx_export import OPS, export_model, save_onnx
+    from .onnx_export import export_model, save_onnx
 
     check_output_path(args.out, "--out")
-    ops = tuple(o.strip() for o in args.ops.split(",") if o.strip() and o.strip() != "none")
+    ops = tuple(
+        dict.fromkeys(
+            OP_ALIASES.get(o.strip(), o.strip())
+            for o in args.ops.split(",")
+            if o.strip() and o.strip() != "none"
+        )
+    )
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
-    tables = model_tables(ops, args.reciprocal_mode, parse_table_overrides(args.table))
+    overrides = parse_table_overrides(args.table)
     model, _ = load_model(args.model)
+    tables = model_tables(ops, args.reciprocal_mode, overrides, model.cfg.activation)
     proto = export_model(model, ops, tables, args.reciprocal_mode)
     out = save_onnx(proto, args.out)
     size = Path(out).stat().st_size / 2**20

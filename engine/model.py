@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nli.formats import ACTIVATIONS
+
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -35,6 +37,7 @@ class LlamaConfig:
     rope_theta: float = 100000.0
     max_seq_len: int = 8192
     tie_embeddings: bool = True
+    activation: str = "silu"  # the gated FFN's activation: one of nli.formats.ACTIVATIONS
 
     def __post_init__(self):
         for k in (
@@ -70,6 +73,11 @@ class LlamaConfig:
                 or not (v > 0 and math.isfinite(v))
             ):
                 raise ValueError(f"LlamaConfig.{k} must be finite and > 0, got {v!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"LlamaConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
+            )
         if not isinstance(self.tie_embeddings, bool):
             raise ValueError(
                 f"LlamaConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}"
@@ -133,14 +141,15 @@ class OpSet:
     """The reference (FP32 torch) implementation of the three nonlinear ops.
 
     Subclasses (engine.substitution) override any of them. Shapes:
-    ``silu(x)``: any shape; ``rmsnorm(x, w, eps)``: x [..., n], w [n];
+    ``act(x, fn)``: any shape, ``fn`` the model's activation (one of
+    nli.formats.ACTIVATIONS); ``rmsnorm(x, w, eps)``: x [..., n], w [n];
     ``softmax(x)``: softmax over the last axis, -inf entries give exact zeros.
     """
 
     name = "ref"
 
-    def silu(self, x: torch.Tensor) -> torch.Tensor:
-        return F.silu(x)
+    def act(self, x: torch.Tensor, fn: str) -> torch.Tensor:
+        return TORCH_ACTIVATIONS[fn](x)
 
     def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         xf = x.float()
@@ -149,6 +158,13 @@ class OpSet:
     def softmax(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(x.float(), dim=-1)
 
+
+TORCH_ACTIVATIONS = {
+    "silu": F.silu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+"""The FP32 reference of each activation (keys: nli.formats.ACTIVATIONS)."""
+assert tuple(TORCH_ACTIVATIONS) == ACTIVATIONS
 
 REF_OPS = OpSet()
 
@@ -164,18 +180,22 @@ class RMSNorm(nn.Module):
         return self.ops.rmsnorm(x, self.weight, self.eps)
 
 
-class SwiGLU(nn.Module):
-    """Dense FFN: down(silu(gate(x)) * up(x)). Weights [hidden, dim] / [dim, hidden]."""
+class GatedFFN(nn.Module):
+    """Dense gated FFN: down(act(gate(x)) * up(x)), act = ``activation`` (SwiGLU for silu, GeGLU
+    for gelu_tanh). Weights [hidden, dim] / [dim, hidden]."""
 
-    def __init__(self, dim: int, hidden_dim: int):
+    def __init__(self, dim: int, hidden_dim: int, activation: str = "silu"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         self.gate_proj = nn.Linear(dim, hidden_dim, bias=False)
         self.up_proj = nn.Linear(dim, hidden_dim, bias=False)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=False)
         self.ops: OpSet = REF_OPS
 
     def forward(self, x):
-        return self.down_proj(self.ops.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.ops.act(self.gate_proj(x), self.activation) * self.up_proj(x))
 
 
 def rope_tables(head_dim: int, max_seq: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +259,7 @@ class Block(nn.Module):
         self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.attn = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.mlp: nn.Module = SwiGLU(cfg.dim, cfg.hidden_dim)
+        self.mlp: nn.Module = GatedFFN(cfg.dim, cfg.hidden_dim, cfg.activation)
 
     def forward(self, x, cos, sin, cache=None, mask=None):
         x = x + self.attn(self.attn_norm(x), cos, sin, cache, mask)

@@ -25,7 +25,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from nli.atomic import atomic_target
-from nli.formats import INVERSE_FUNCTIONS, OP_TABLES, OPS
+from nli.formats import INVERSE_FUNCTIONS, OP_ALIASES, OPS, op_functions
 from nli.formats import MODES as RECIPROCAL_MODES
 from nli.table import Table
 
@@ -190,12 +190,12 @@ def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -
     return model
 
 
-def _check_tables(ops, tables: dict[str, Table]) -> dict[str, Table]:
+def _check_tables(ops, tables: dict[str, Table], activation: str = "silu") -> dict[str, Table]:
     need = {}
     for op in ops:
         if op not in OPS:
             raise ExportError(f"ops: unknown op {op!r}; known: {', '.join(OPS)}")
-        for fn in OP_TABLES[op]:
+        for fn in op_functions([op], activation):
             if fn not in tables:
                 raise ExportError(f"tables: op {op!r} needs a {fn!r} table")
             need[fn] = check_table_for(tables[fn], fn, f"{fn} table")
@@ -244,12 +244,13 @@ class GraphWriter(Builder):
     def _to16(self, x: str) -> str:
         return self.op("Cast", self.call("RoundFP16", x), to=F16)
 
-    def silu(self, x: str) -> str:
-        if "silu" not in self.ops:
+    def act(self, x: str, fn: str) -> str:
+        """The FFN activation ``fn`` (nli.formats.ACTIVATIONS) of FP32 ``x``."""
+        if "act" not in self.ops:
+            if fn == "gelu_tanh":
+                return self.op("Gelu", x, approximate="tanh")
             return self.op("Mul", x, self.op("Sigmoid", x))
-        y = self.call(
-            interp_name(self.tables["silu"].precision), self._to16(x), *self.table_args["silu"]
-        )
+        y = self.call(interp_name(self.tables[fn].precision), self._to16(x), *self.table_args[fn])
         return self.op("Cast", y, to=F32)
 
     def rmsnorm(self, x: str, weight: np.ndarray, name: str) -> str:
@@ -289,9 +290,10 @@ def export_model(
 ) -> onnx.ModelProto:
     """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
     output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
-    with ``tables`` (``silu``, ``rsqrt``, ``exp``, ``reciprocal`` as needed), ``reciprocal_mode`` is
-    the reciprocal / rsqrt mode (section 5); the other ops stay FP32 reference."""
-    from .model import Llama, SwiGLU
+    with ``tables`` (the activation's, ``rsqrt``, ``exp``, ``reciprocal`` as needed);
+    ``reciprocal_mode`` is the reciprocal / rsqrt mode (section 5); the other ops stay FP32
+    reference."""
+    from .model import GatedFFN, Llama
 
     if not isinstance(model, Llama):
         raise ExportError(f"model: expected an engine.model.Llama, got {type(model).__name__}")
@@ -299,10 +301,10 @@ def export_model(
         raise ExportError(
             f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}"
         )
-    ops = tuple(dict.fromkeys(ops))
-    tables = _check_tables(ops, tables or {})
+    ops = tuple(dict.fromkeys(OP_ALIASES.get(o, o) for o in ops))
+    tables = _check_tables(ops, tables or {}, model.cfg.activation)
     for i, layer in enumerate(model.layers):
-        if not isinstance(layer.mlp, SwiGLU) and _ffn_writer(type(layer.mlp)) is None:
+        if not isinstance(layer.mlp, GatedFFN) and _ffn_writer(type(layer.mlp)) is None:
             raise ExportError(
                 f"layer {i}: no ONNX exporter for the FFN type {type(layer.mlp).__name__} "
                 f"(import the package that defines it, e.g. `import moe`)"
@@ -364,8 +366,11 @@ def export_model(
         x = g.op("Add", x, g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t"))
         h = g.rmsnorm(x, sd[p + "ffn_norm.weight"], p + "ffn_norm.weight")
         mlp = model.layers[i].mlp
-        if isinstance(mlp, SwiGLU):
-            gate = g.silu(g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"))
+        if isinstance(mlp, GatedFFN):
+            gate = g.act(
+                g.linear(h, sd[p + "mlp.gate_proj.weight"], p + "mlp.gate_proj.weight_t"),
+                mlp.activation,
+            )
             up = g.linear(h, sd[p + "mlp.up_proj.weight"], p + "mlp.up_proj.weight_t")
             y = g.linear(
                 g.op("Mul", gate, up), sd[p + "mlp.down_proj.weight"], p + "mlp.down_proj.weight_t"

@@ -39,7 +39,14 @@ from nli.baselines import BASELINES
 
 # OP_TABLES: the tables each op needs; INVERSE_FUNCTIONS: those whose domain the reciprocal mode
 # decides
-from nli.formats import INVERSE_FUNCTIONS, OP_TABLES, OPS
+from nli.formats import (
+    ACTIVATIONS,
+    INVERSE_FUNCTIONS,
+    OP_ALIASES,
+    OPS,
+    UNIT_FUNCTIONS,
+    op_functions,
+)
 from nli.formats import MODES as RECIPROCAL_MODES
 
 from .model import REF_OPS, OpSet
@@ -68,13 +75,13 @@ class Fp16Ops(OpSet):
 
     name = "fp16"
 
-    def silu(self, x):
-        x64 = x.detach().to(torch.float16).double()
-        y = x64 * torch.sigmoid(x64)
-        y = torch.where(
-            torch.isneginf(x64), torch.tensor(-0.0, dtype=torch.float64), y
-        )  # the limit, not NaN
-        return round_f64_to_f16(y).float()
+    def act(self, x, fn):
+        from nli.functions import get_function
+
+        x16 = x.detach().to(torch.float16).contiguous().numpy()  # RNE16 of the input
+        y = get_function(fn)(x16.astype(np.float64))  # the float64 reference (nli.functions)
+        y = np.where(np.isneginf(x16), -0.0, y)  # the limit at -inf (x * sigmoid(x): -0), not NaN
+        return torch.from_numpy(y.astype(np.float16)).float()  # one RNE rounding
 
     def rmsnorm(self, x, weight, eps):
         x64 = x.detach().to(torch.float16).double()
@@ -90,7 +97,7 @@ class Fp16Ops(OpSet):
 class UnitOps(OpSet):
     """The three ops on the simulated NLI unit, bit-accurate.
 
-    ``tables``: {"silu", "exp", "reciprocal", "rsqrt"} -> nli Table (only those
+    ``tables``: {activation, "exp", "reciprocal", "rsqrt"} -> nli Table (only those
     the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (numerics §5).
     ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
     ``softmax_f32``, ``rmsnorm_f32``: RNE16 at the op boundary, one pass);
@@ -126,10 +133,10 @@ class UnitOps(OpSet):
     def _f32(x: torch.Tensor) -> np.ndarray:
         return x.detach().float().contiguous().numpy()
 
-    def silu(self, x):
+    def act(self, x, fn):
         if self.fused:
-            return torch.from_numpy(self._hw.run_elementwise_f32(self.tables["silu"], self._f32(x)))
-        return from_fp16(self._hw.run_elementwise(self.tables["silu"], fp16_bits(x)))
+            return torch.from_numpy(self._hw.run_elementwise_f32(self.tables[fn], self._f32(x)))
+        return from_fp16(self._hw.run_elementwise(self.tables[fn], fp16_bits(x)))
 
     def rmsnorm(self, x, weight, eps):
         w = self._weight_bits(weight)
@@ -170,8 +177,8 @@ class RoutedOps(OpSet):
         self.routes = dict(routes)
         self.name = name
 
-    def silu(self, x):
-        return self.routes.get("silu", REF_OPS).silu(x)
+    def act(self, x, fn):
+        return self.routes.get("act", REF_OPS).act(x, fn)
 
     def rmsnorm(self, x, weight, eps):
         return self.routes.get("rmsnorm", REF_OPS).rmsnorm(x, weight, eps)
@@ -182,10 +189,11 @@ class RoutedOps(OpSet):
 
 # ----------------------------------------------------------------------------- tables
 def parse_ops(ops) -> tuple[str, ...]:
-    """'silu,softmax' or an iterable of op names -> validated tuple (no duplicates)."""
+    """'act,softmax' or an iterable of op names -> validated tuple of roles (no duplicates);
+    the old name ``silu`` means ``act``."""
     if isinstance(ops, str):
         ops = [o.strip() for o in ops.split(",") if o.strip()]
-    ops = tuple(dict.fromkeys(ops))
+    ops = tuple(dict.fromkeys(OP_ALIASES.get(o, o) for o in ops))
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise ValueError(f"unknown op(s) {', '.join(map(repr, bad))}: choose from {', '.join(OPS)}")
@@ -243,8 +251,8 @@ def published_tables(functions, reciprocal_mode: str = "reduced") -> dict:
     return out
 
 
-def needed_functions(ops) -> list[str]:
-    return [f for op in ops for f in OP_TABLES[op]]
+def needed_functions(ops, activation: str = "silu") -> list[str]:
+    return op_functions(ops, activation)
 
 
 # ----------------------------------------------------------------------------- public
@@ -255,9 +263,14 @@ def share_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_ops(
-    ops=OPS, variant: str = "nli", tables: dict | None = None, reciprocal_mode: str = "reduced"
+    ops=OPS,
+    variant: str = "nli",
+    tables: dict | None = None,
+    reciprocal_mode: str = "reduced",
+    activation: str = "silu",
 ) -> OpSet:
-    """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`)."""
+    """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`) in a model whose activation is
+    ``activation``."""
     ops = parse_ops(ops)
     kind, base = parse_variant(variant)
     if reciprocal_mode not in RECIPROCAL_MODES:
@@ -273,17 +286,13 @@ def make_ops(
     if kind == "fp16":
         impl = Fp16Ops()
     else:
-        need = needed_functions(ops)
+        need = needed_functions(ops, activation)
         given = dict(tables or {})
-        extra = [
-            f
-            for f in given
-            if f not in OP_TABLES["silu"] + OP_TABLES["softmax"] + OP_TABLES["rmsnorm"]
-        ]
+        extra = [f for f in given if f not in UNIT_FUNCTIONS]
         if extra:
             raise ValueError(
                 f"tables: unknown function(s) {extra}; "
-                "expected keys among silu, exp, reciprocal, rsqrt"
+                f"expected keys among {', '.join(UNIT_FUNCTIONS)}"
             )
         missing = [f for f in need if f not in given]
         if missing:
@@ -313,14 +322,22 @@ def substitute(
 ):
     """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
 
-    ops: iterable of 'silu' | 'rmsnorm' | 'softmax' (or a comma-separated string).
+    ops: iterable of 'act' | 'rmsnorm' | 'softmax' (or a comma-separated string; 'silu' is an
+    alias of 'act', the model's own activation).
     variant: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
     tables: optional {function: Table} overriding the default/baseline tables
-    (functions: silu, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
+    (functions: the activation, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
     The copy shares the weight tensors with ``model``.
     """
-    opset = make_ops(ops, variant, tables, reciprocal_mode)
-    new = share_weights_copy(model)
-    if not hasattr(new, "set_ops"):
+    if not hasattr(model, "set_ops"):
         raise TypeError(f"model must be an engine Llama (with set_ops), got {type(model).__name__}")
-    return new.set_ops(opset)
+    opset = make_ops(ops, variant, tables, reciprocal_mode, model_activation(model))
+    return share_weights_copy(model).set_ops(opset)
+
+
+def model_activation(model) -> str:
+    """The activation of ``model``'s FFNs (its config's, default silu)."""
+    act = getattr(getattr(model, "cfg", None), "activation", "silu")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"model activation {act!r} is not one of {', '.join(ACTIVATIONS)}")
+    return act

@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from engine.model import Llama, SwiGLU
+from engine.model import GatedFFN, Llama
 
 from .layer import MoEFFN, moe_from_dense
 
@@ -119,7 +119,7 @@ def data_aware_lowrank(
 
 
 def cluster_experts(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     x: torch.Tensor,
     E: int,
     k: int,
@@ -140,7 +140,9 @@ def cluster_experts(
     with torch.no_grad():
         for e in range(E):
             xe = x[labels == e]  # [n_e, D]
-            he = ffn.ops.silu(xe @ Wg.T) * (xe @ Wu.T)  # [n_e, H] dense intermediate activations
+            he = ffn.ops.act(xe @ Wg.T, ffn.activation) * (
+                xe @ Wu.T
+            )  # [n_e, H] dense intermediate activations
             for w, z, dst in ((Wg, xe, layer.w_gate), (Wu, xe, layer.w_up), (Wd, he, layer.w_down)):
                 r = max(1, int(round(rank_fraction * min(w.shape))))
                 dst[e] = data_aware_lowrank(w, z, r, damp).to(dt)

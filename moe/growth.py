@@ -201,6 +201,7 @@ def grow_layer(
         layer.principal,
         layer.residual_scale,
         layer.select_on,
+        activation=layer.activation,
     ).to(layer.w_gate.dtype)
     new.ops = layer.ops
     with torch.no_grad():

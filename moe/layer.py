@@ -34,8 +34,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from engine.model import REF_OPS, OpSet, SwiGLU
-from nli.formats import SELECT_ON_CHOICES
+from engine.model import REF_OPS, GatedFFN, OpSet
+from nli.formats import ACTIVATIONS, SELECT_ON_CHOICES
 
 # Dispatch: one GEMM chain per expert on its rows ("looped", the default) or three batched GEMMs
 # over zero-padded [E, cmax, .] blocks ("padded"). Measured at SmolLM2 sizes (1,024 tokens, E=8,
@@ -99,7 +99,7 @@ def router_z_loss(router_logits: torch.Tensor) -> torch.Tensor:
 
 
 class MoEFFN(nn.Module):
-    """Top-k MoE of SwiGLU experts.
+    """Top-k MoE of gated-FFN experts (SwiGLU or GeGLU: ``activation``).
     ``forward(x [..., D]) -> (y [..., D], router_logits float32[N, E])``."""
 
     def __init__(
@@ -112,8 +112,12 @@ class MoEFFN(nn.Module):
         principal: bool = False,
         residual_scale: float = 1.0,
         select_on: str = SELECT_ON,
+        activation: str = "silu",
     ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k must be in 1..{num_experts}, got {top_k}")
         if select_on not in SELECT_ON_CHOICES:
@@ -163,7 +167,7 @@ class MoEFFN(nn.Module):
     def expert_forward(self, x: torch.Tensor, e: int, weights=None) -> torch.Tensor:
         """Output of expert ``e`` alone on x float[N, D] -> float[N, D] (weight 1)."""
         g, u, d = weights if weights is not None else self.expert_weights()
-        return (self.ops.silu(x @ g[e].T) * (x @ u[e].T)) @ d[e].T
+        return (self.ops.act(x @ g[e].T, self.activation) * (x @ u[e].T)) @ d[e].T
 
     # ------------------------------------------------------------------ routing
     def route(self, x: torch.Tensor):
@@ -227,7 +231,7 @@ class MoEFFN(nn.Module):
         )  # [A] row within its expert's block
         blocks = xs.new_zeros(self.num_experts, cmax, self.dim)  # [E, cmax, D]
         blocks[experts, pos] = xs
-        h = self.ops.silu(torch.bmm(blocks, g.transpose(1, 2)))  # [E, cmax, He]
+        h = self.ops.act(torch.bmm(blocks, g.transpose(1, 2)), self.activation)  # [E, cmax, He]
         up = torch.bmm(blocks, u.transpose(1, 2))  # [E, cmax, He]
         h = h * up if torch.is_grad_enabled() else h.mul_(up)
         return torch.bmm(h, d.transpose(1, 2))[experts, pos]  # [E, cmax, D] -> [A, D]
@@ -240,7 +244,7 @@ class MoEFFN(nn.Module):
         for e, c in enumerate(counts):
             if c:
                 xe = xs[start : start + c]  # [c, D]
-                h = self.ops.silu(xe @ g[e].T)  # [c, He]
+                h = self.ops.act(xe @ g[e].T, self.activation)  # [c, He]
                 h = h * (xe @ u[e].T) if grad else h.mul_(xe @ u[e].T)
                 if grad:
                     ys[start : start + c] = h @ d[e].T  # [c, D]
@@ -275,7 +279,7 @@ def moe_layers(model) -> list[tuple[int, MoEFFN]]:
 
 
 def moe_from_dense(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     num_experts: int,
     top_k: int,
     expert_hidden_dim: int | None = None,
@@ -287,15 +291,17 @@ def moe_from_dense(
     the upcycling methods fill it."""
     D = ffn.gate_proj.in_features
     H = expert_hidden_dim or ffn.gate_proj.out_features
-    layer = MoEFFN(D, H, num_experts, top_k, renormalize, principal, residual_scale)
+    layer = MoEFFN(
+        D, H, num_experts, top_k, renormalize, principal, residual_scale, activation=ffn.activation
+    )
     layer.ops = ffn.ops
     return layer.to(ffn.gate_proj.weight.dtype)
 
 
-def dense_equivalent_ffn(layer: MoEFFN) -> SwiGLU:
+def dense_equivalent_ffn(layer: MoEFFN) -> GatedFFN:
     """A dense SwiGLU with the active FLOPs of ``layer`` (hidden = k * He),
     random weights (benchmark peer)."""
-    ffn = SwiGLU(layer.dim, layer.top_k * layer.expert_hidden_dim)
+    ffn = GatedFFN(layer.dim, layer.top_k * layer.expert_hidden_dim, layer.activation)
     ffn.ops = layer.ops
     return ffn
 

@@ -41,6 +41,7 @@ def empty_ffn(cfg: LlamaConfig, moe_cfg: MoEConfig) -> MoEFFN:
         moe_cfg.principal,
         moe_cfg.residual_scale,
         moe_cfg.select_on,
+        activation=cfg.activation,
     )
 
 

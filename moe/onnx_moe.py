@@ -82,7 +82,7 @@ def write_moe_ffn(g: GraphWriter, layer: MoEFFN, x: str, prefix: str) -> str:
         rows = g.op("Transpose", g.op("NonZero", chosen), perm=[1, 0])  # [n_e, 1]
         xe = g.op("GatherND", flat, rows)  # [n_e, D]
         p = f"{prefix}experts.{e}."
-        h = g.silu(g.linear(xe, gate[e], p + "gate_proj.weight_t"))  # [n_e, He]
+        h = g.act(g.linear(xe, gate[e], p + "gate_proj.weight_t"), layer.activation)  # [n_e, He]
         h = g.op("Mul", h, g.linear(xe, up[e], p + "up_proj.weight_t"))  # [n_e, He]
         ye = g.linear(h, down[e], p + "down_proj.weight_t")  # [n_e, D]
         we = g.op("GatherND", g.op("Gather", comb, g.i64([e]), axis=1), rows)  # [n_e, 1]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.model import SwiGLU
+from engine.model import GatedFFN
 
 from .layer import MoEFFN, moe_from_dense
 
@@ -67,7 +67,7 @@ def spri_split(w: torch.Tensor, num_experts: int, rho: float) -> tuple[torch.Ten
 
 
 def spri_experts(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     E: int,
     k: int,
     g: torch.Generator,

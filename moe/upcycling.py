@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.model import Llama, SwiGLU
+from engine.model import GatedFFN, Llama
 from nli.formats import SELECT_ON_CHOICES
 
 from .config import MoEConfig, default_layers
@@ -53,7 +53,7 @@ def init_router_normal(layer: MoEFFN, g: torch.Generator, std: float = ROUTER_ST
 
 
 def sparse_experts(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     E: int,
     k: int,
     g: torch.Generator,
@@ -79,7 +79,7 @@ def drop_index_sets(H: int, E: int, ratio: float, g: torch.Generator) -> list[to
 
 
 def drop_experts(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     E: int,
     k: int,
     g: torch.Generator,
@@ -155,7 +155,7 @@ def balanced_kmeans(
 
 
 def partition_experts(
-    ffn: SwiGLU,
+    ffn: GatedFFN,
     E: int,
     k: int,
     g: torch.Generator,
@@ -201,6 +201,7 @@ def _ranking(layer: MoEFFN, select_on: str) -> MoEFFN:
         layer.principal,
         layer.residual_scale,
         select_on,
+        activation=layer.activation,
     ).to(layer.w_gate.dtype)
     new.load_state_dict(layer.state_dict(), strict=True)
     new.ops = layer.ops
@@ -233,7 +234,7 @@ def upcycle(
     for i in layers:
         if not 0 <= i < model.cfg.n_layers:
             raise ValueError(f"layer {i} does not exist in a model of {model.cfg.n_layers} layers")
-        if not isinstance(model.layers[i].mlp, SwiGLU):
+        if not isinstance(model.layers[i].mlp, GatedFFN):
             raise ValueError(f"layer {i} is not a dense SwiGLU FFN (already MoE?)")
     if select_on not in SELECT_ON_CHOICES:
         raise ValueError(f"select_on must be 'probs' or 'logits', got {select_on!r}")

@@ -126,14 +126,31 @@ MODES = ("direct", "reduced")
 PRECISIONS = ("fp32", "fp16")
 """Internal precision of the elementwise unit (sections 2, 3); the first is the default."""
 
-OP_TABLES = {"silu": ("silu",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
-"""Composite ops the NLI unit can take over (section 4) -> the table functions each needs."""
+ACTIVATIONS = ("silu", "gelu_tanh")
+"""The FFN activations a model can have (its config's ``activation``); the ``act`` op runs the
+model's own one on that function's table."""
+
+OP_TABLES = {"act": ("<activation>",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
+"""Composite ops (roles) the NLI unit can take over (section 4) -> the table functions each
+needs; ``act``'s is the model's activation (see :func:`op_functions`)."""
 
 OPS = tuple(OP_TABLES)
-"""("silu", "rmsnorm", "softmax")."""
+"""("act", "rmsnorm", "softmax")."""
 
-UNIT_FUNCTIONS = ("silu", "exp", "reciprocal", "rsqrt")
-"""Every table function an op needs (the union of OP_TABLES' values)."""
+OP_ALIASES = {"silu": "act"}
+"""Old op names still accepted (``--ops silu,...`` from before roles)."""
+
+UNIT_FUNCTIONS = (*ACTIVATIONS, "exp", "reciprocal", "rsqrt")
+"""Every table function an op can need."""
+
+
+def op_functions(ops, activation: str) -> list[str]:
+    """The table functions ``ops`` (role names) need in a model whose activation is
+    ``activation``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    return [activation if f == "<activation>" else f for op in ops for f in OP_TABLES[op]]
+
 
 INVERSE_FUNCTIONS = ("reciprocal", "rsqrt")
 """Table functions computed on FP32 values in one of MODES (section 5); the others are always

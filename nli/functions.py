@@ -70,6 +70,17 @@ def _softplus(x):
     return math.log1p(math.exp(-abs(x))) + max(x, 0.0)
 
 
+_GELU_TANH_C = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_TANH_K = 0.044715
+
+
+@numba.njit(cache=True)
+def _gelu_tanh(x):
+    # 0.5 x (1 + tanh(z)) written as x * sigmoid(2 z): no cancellation in the negative tail
+    z = _GELU_TANH_C * (x + _GELU_TANH_K * x * x * x)
+    return x * _sigmoid(2.0 * z)
+
+
 @numba.njit(cache=True)
 def _apply(fn_id, x):
     out = np.empty_like(x)
@@ -94,6 +105,8 @@ def _dispatch(fn_id, x):
         return _sigmoid(x)
     if fn_id == 6:
         return _tanh(x)
+    if fn_id == 8:
+        return _gelu_tanh(x)
     return _softplus(x)
 
 
@@ -137,6 +150,11 @@ FUNCTIONS: dict[str, Function] = {
         Function("sigmoid", 5, {"direct": _ALL_FINITE}, (0.0,)),
         Function("tanh", 6, {"direct": _ALL_FINITE}, (0.0,)),
         Function("softplus", 7, {"direct": _ALL_FINITE}),
+        # PyTorch's gelu(approximate="tanh"), Gemma's activation; its second derivative is even
+        # (gelu_tanh(x) - gelu_tanh(-x) = x) and vanishes at +-1.41850400879...
+        Function(
+            "gelu_tanh", 8, {"direct": _ALL_FINITE}, (-1.4185040087908283, 1.4185040087908283)
+        ),
     ]
 }
 

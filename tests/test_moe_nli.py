@@ -26,8 +26,8 @@ class RecordingOps(OpSet):
     def __init__(self, inner):
         self.inner, self.name, self.calls = inner, inner.name, []
 
-    def silu(self, x):
-        return self.inner.silu(x)
+    def act(self, x, fn):
+        return self.inner.act(x, fn)
 
     def rmsnorm(self, x, w, eps):
         return self.inner.rmsnorm(x, w, eps)

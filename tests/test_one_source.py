@@ -158,7 +158,8 @@ def test_no_copy_of_an_owned_constant_or_vocabulary():
             "copy of SELECT_ON_CHOICES",
         ),
         (
-            "T = {'softmax': ('exp', 'reciprocal'), 'silu': ('silu',), 'rmsnorm': ('rsqrt',)}\n",
+            "T = {'softmax': ('exp', 'reciprocal'), 'act': ('<activation>',),"
+            " 'rmsnorm': ('rsqrt',)}\n",
             "copy of OP_TABLES",
         ),
     ],
@@ -207,7 +208,11 @@ def test_the_constants_are_the_ieee_values():
         == formats.FP16_NAN
     )
     assert formats.OPS == tuple(formats.OP_TABLES)
-    assert set(formats.UNIT_FUNCTIONS) == {f for fs in formats.OP_TABLES.values() for f in fs}
+    assert set(formats.UNIT_FUNCTIONS) == {
+        f for a in formats.ACTIVATIONS for f in formats.op_functions(formats.OPS, a)
+    }
+    assert set(formats.ACTIVATIONS) <= set(formats.UNIT_FUNCTIONS)
+    assert set(formats.OP_ALIASES.values()) <= set(formats.OPS)
     assert set(formats.INVERSE_FUNCTIONS) <= set(formats.UNIT_FUNCTIONS)
 
 

@@ -97,9 +97,9 @@ class Capture(OpSet):
     def __init__(self, inner):
         self.inner, self.calls, self.name = inner, [], "capture"
 
-    def silu(self, x):
-        y = self.inner.silu(x)
-        self.calls.append(("silu", x.clone(), None, None, y))
+    def act(self, x, fn):
+        y = self.inner.act(x, fn)
+        self.calls.append((fn, x.clone(), None, None, y))
         return y
 
     def rmsnorm(self, x, w, eps):
@@ -150,7 +150,11 @@ def test_unfused_path_is_the_same_function():
     w = torch.linspace(-2, 2, 64)
     fused, plain = UnitOps(tb, fused=True), UnitOps(tb, fused=False)
     with np.errstate(over="ignore"):
-        for f in (lambda o: o.silu(x), lambda o: o.softmax(x), lambda o: o.rmsnorm(x, w, 1e-5)):
+        for f in (
+            lambda o: o.act(x, "silu"),
+            lambda o: o.softmax(x),
+            lambda o: o.rmsnorm(x, w, 1e-5),
+        ):
             assert np.array_equal(bits_of(f(fused)), bits_of(f(plain)))
 
 
@@ -167,7 +171,7 @@ def test_softmax_mask_gives_exact_zeros():
 def test_fp16_silu_correctly_rounded_all_inputs():
     got = (
         Fp16Ops()
-        .silu(torch.from_numpy(ALL16.view(np.float16).astype(np.float32)))
+        .act(torch.from_numpy(ALL16.view(np.float16).astype(np.float32)), "silu")
         .numpy()
         .astype(np.float16)
     )
@@ -208,7 +212,7 @@ def test_substitute_copies_and_routes():
             m.ops is REF_OPS for m in model.modules() if hasattr(m, "ops")
         )
         assert sub.embed.weight is model.embed.weight  # weights shared, not copied
-        assert sub.layers[0].attn.ops.routes.keys() == {"silu"}
+        assert sub.layers[0].attn.ops.routes.keys() == {"act"}
         x = torch.randn(2, 5)
         assert torch.equal(sub.ops.softmax(x), REF_OPS.softmax(x))  # unnamed ops stay on ref
         assert not torch.equal(sub(ids), ref)
@@ -259,7 +263,7 @@ def test_baseline_mode_equals_hw_sim_bits(kind):
     from nli.functions import get_function
 
     ops = make_ops(variant=f"baseline:{kind}", reciprocal_mode="reduced")
-    unit = ops.routes["silu"]
+    unit = ops.routes["act"]
     want_silu = baseline_table(kind, "silu", get_function("silu").domains["direct"])
     assert np.array_equal(unit.tables["silu"].cutpoints, want_silu.cutpoints)
     x = (
@@ -268,7 +272,8 @@ def test_baseline_mode_equals_hw_sim_bits(kind):
     x[:, 30:] = float("-inf")
     x16 = x.numpy().astype(np.float16)
     assert np.array_equal(
-        bits_of(ops.silu(x)), hw_sim.run_elementwise(unit.tables["silu"], x16).view(np.uint16)
+        bits_of(ops.act(x, "silu")),
+        hw_sim.run_elementwise(unit.tables["silu"], x16).view(np.uint16),
     )
     assert np.array_equal(
         bits_of(ops.softmax(x)),
