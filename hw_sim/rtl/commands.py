@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nli.atomic import atomic_write
+from nli.atomic import atomic_dir, atomic_write
 from nli.cli import UserError, group
 from nli.inputs import InputError, check_output_dir, check_output_path
 
@@ -37,8 +37,15 @@ def _rtl(args):
         }
     except TableError as e:
         raise UserError(str(e)) from None
-    for name, text in files.items():  # everything is generated before the first write
-        atomic_write(out / name, text)
+    # everything is generated before the first write; a new folder appears whole (atomic_dir),
+    # an existing one gets each file replaced atomically (other files in it are left alone)
+    if out.exists():
+        for name, text in files.items():
+            atomic_write(out / name, text)
+    else:
+        with atomic_dir(out) as tmp:
+            for name, text in files.items():
+                atomic_write(tmp / name, text)
     print(
         f"wrote {out / RTL_FILE} (module {emit.MODULE}), {out / MEM_RTL_FILE} "
         f"(module {emit.MEM_MODULE}) and {len(files) - 2} $readmemh files: "
