@@ -34,6 +34,12 @@ sum is rounded to odd at 24 bits (``norm70odd``) and then to FP16, which is one 
 rounding (numerics §8); an overflowed ``dx``/``u`` gives ``t = inf`` and y = +-inf after
 dy's sign, or NaN when dy = 0.
 
+Pipeline (one register stage each, LATENCY = 14): 1 comparators and interval, 2 x - c_I,
+3 dx rounding and the interval's constants, 4 dx * mul, 5 u rounding, 6 floor, t and g,
+7 LUT read, 8 y1 - y0, 9 dy rounding, 10 t * dy, 11 p rounding, 12 aligned y0 + p, 13 its
+RNE32 (fp16 unit: round to odd), 14 RNE16 and the NaN/below/above select. Only the valid
+bits are reset; ``out_valid`` is the last one.
+
 Zero signs (numerics §1): t is never -0, so p carries the sign of ``y1 - y0`` (+0 when
 equal); the sum of two zeros is -0 only when both are -0, and an exact cancellation is +0.
 """
@@ -50,7 +56,7 @@ from nli.table import Table, TableError
 
 MODULE = "nli_unit"
 MEM_MODULE = "nli_unit_mem"  # the $readmemh variant (same ports)
-LATENCY = 12  # pipeline registers from x to y (see the stage list in _core)
+LATENCY = 14  # pipeline registers from x to y (see the stage list in _core)
 
 
 # ----------------------------------------------------------------------------- constants
@@ -247,27 +253,27 @@ def _core(k: int, iw: int, lk: dict, fp16: bool) -> str:
     mulexp, top, base (by interval), lut (by entry), below, above (no index). ``fp16``: the
     fp16 unit's roundings (numerics §3, steps 4', 5', 8', 9'/10')."""
     if fp16:  # dx = RNE16(x - c_I) = RNE16(RNE32(x - c_I)) (numerics §7), times RNE16(mul)
-        stage2 = """wire [14:0] s2_dx16 = f16_mag(s2_dxs, s2_dxe - 12'sd24);
-  wire [23:0] s2_ds = {13'd0, f16_sig(s2_dx16)};
-  wire signed [11:0] s2_de = f16_exp(s2_dx16);
-  wire s2_inf = s2_dx16 == 15'h7c00;"""
-        stage4 = """wire [14:0] s4_u16 = f16_mag(s4_us0, s4_pe0 + r3_e);  // u = RNE16(dx * mul16)
-  wire s4_inf = r3_inf || s4_u16 == 15'h7c00;
-  wire [23:0] s4_us = {f16_sig(s4_u16), 13'd0};
-  wire signed [11:0] s4_eu = f16_exp(s4_u16) - 12'sd13;"""
-        stage7 = """wire [14:0] s7_dy16 = f16_mag(s7_dys0, s7_dye0 - 12'sd24);  // RNE16(y1 - y0)
-  wire [23:0] s7_dys = {13'd0, f16_sig(s7_dy16)};
-  wire signed [11:0] s7_dye = f16_exp(s7_dy16);"""
+        dx_round = """wire [14:0] s3_dx16 = f16_mag(s3_dxs, s3_dxe - 12'sd24);
+  wire [23:0] s3_ds = {13'd0, f16_sig(s3_dx16)};
+  wire signed [11:0] s3_de = f16_exp(s3_dx16);
+  wire s3_inf = s3_dx16 == 15'h7c00;"""
+        u_round = """wire [14:0] s5_u16 = f16_mag(s5_us0, s5_pe0 + r4_e);  // u = RNE16(dx * mul16)
+  wire s5_inf = r4_inf || s5_u16 == 15'h7c00;
+  wire [23:0] s5_us = {f16_sig(s5_u16), 13'd0};
+  wire signed [11:0] s5_eu = f16_exp(s5_u16) - 12'sd13;"""
+        dy_round = """wire [14:0] s9_dy16 = f16_mag(s9_dys0, s9_dye0 - 12'sd24);  // RNE16(y1 - y0)
+  wire [23:0] s9_dys = {13'd0, f16_sig(s9_dy16)};
+  wire signed [11:0] s9_dye = f16_exp(s9_dy16);"""
         norm70 = "norm70odd"  # round to odd at 24 bits, then RNE16: one rounding (§8)
     else:
-        stage2 = """wire [23:0] s2_ds = s2_dxs;
-  wire signed [11:0] s2_de = s2_dxe - 12'sd24;
-  wire s2_inf = 1'b0;"""
-        stage4 = """wire [23:0] s4_us = s4_us0;  // u = RNE32(dx * mul)
-  wire signed [11:0] s4_eu = s4_pe0 + r3_e;
-  wire s4_inf = 1'b0;"""
-        stage7 = """wire [23:0] s7_dys = s7_dys0;
-  wire signed [11:0] s7_dye = s7_dye0 - 12'sd24;"""
+        dx_round = """wire [23:0] s3_ds = s3_dxs;
+  wire signed [11:0] s3_de = s3_dxe - 12'sd24;
+  wire s3_inf = 1'b0;"""
+        u_round = """wire [23:0] s5_us = s5_us0;  // u = RNE32(dx * mul)
+  wire signed [11:0] s5_eu = s5_pe0 + r4_e;
+  wire s5_inf = 1'b0;"""
+        dy_round = """wire [23:0] s9_dys = s9_dys0;
+  wire signed [11:0] s9_dye = s9_dye0 - 12'sd24;"""
         norm70 = "norm70"
     return f"""
   // ---- stage 1: NaN, below/above and the interval I (K+1 comparators, one-hot, OR-encode)
@@ -292,124 +298,135 @@ def _core(k: int, iw: int, lk: dict, fp16: bool) -> str:
 
   reg [15:0] r1_x; reg [{iw - 1}:0] r1_i; reg r1_sp; reg [15:0] r1_spv;
 
-  // ---- stage 2: dx = RNE32(x - c_I), and the interval's constants
+  // ---- stage 2: x - c_I, exact (an integer in units of 2^-24, >= 0 in range)
   wire signed [41:0] s2_d = fix16(r1_x) - {lk["cfix"].format("r1_i")};
-  wire [23:0] s2_dxs; wire signed [11:0] s2_dxe;
-  {MODULE}_norm41 u_dx (.n(s2_d[40:0]), .sig(s2_dxs), .e(s2_dxe));
-  {stage2}
-  reg [23:0] r2_dxs, r2_ms; reg signed [11:0] r2_e; reg [15:0] r2_top, r2_base; reg r2_inf;
-  reg r2_sp; reg [15:0] r2_spv;
+  reg [40:0] r2_d; reg [{iw - 1}:0] r2_i; reg r2_sp; reg [15:0] r2_spv;
 
-  // ---- stage 3: the exact product dx * mul
-  reg [47:0] r3_p; reg signed [11:0] r3_e; reg [15:0] r3_top, r3_base; reg r3_inf;
+  // ---- stage 3: dx = RNE32(x - c_I), and the interval's constants
+  wire [23:0] s3_dxs; wire signed [11:0] s3_dxe;
+  {MODULE}_norm41 u_dx (.n(r2_d), .sig(s3_dxs), .e(s3_dxe));
+  {dx_round}
+  reg [23:0] r3_dxs, r3_ms; reg signed [11:0] r3_e; reg [15:0] r3_top, r3_base; reg r3_inf;
   reg r3_sp; reg [15:0] r3_spv;
 
-  // ---- stage 4: u = RNE32(dx * mul) = us * 2^eu
-  wire [23:0] s4_us0; wire signed [11:0] s4_pe0;
-  {MODULE}_norm48 u_u (.n(r3_p), .sig(s4_us0), .e(s4_pe0));
-  {stage4}
-  reg [23:0] r4_us; reg signed [11:0] r4_eu; reg [15:0] r4_top, r4_base; reg r4_inf;
+  // ---- stage 4: the exact product dx * mul
+  reg [47:0] r4_p; reg signed [11:0] r4_e; reg [15:0] r4_top, r4_base; reg r4_inf;
   reg r4_sp; reg [15:0] r4_spv;
 
-  // ---- stage 5: a = min(floor(u), bins - 1), t = u - a (exact, t = tint * 2^eu), g
-  wire signed [11:0] s5_f = -r4_eu;
-  wire s5_frac = (r4_us == 24'd0) || (s5_f >= 12'sd24);  // u < 1 (or u = 0): a = 0
-  wire [16:0] s5_araw = s5_frac ? 17'd0 : ({{17'd0, r4_us}} >> s5_f[4:0]);
-  wire [16:0] s5_a = (r4_inf || s5_araw > {{1'b0, r4_top}}) ? {{1'b0, r4_top}} : s5_araw;
-  wire [40:0] s5_ash = {{24'd0, s5_a}} << s5_f[4:0];
-  wire [23:0] s5_t = s5_frac ? r4_us : (r4_us - s5_ash[23:0]);
-  wire [15:0] s5_g = r4_base + s5_a[15:0];
-  reg [15:0] r5_g; reg [23:0] r5_t; reg signed [11:0] r5_e; reg r5_inf;
+  // ---- stage 5: u = RNE32(dx * mul) = us * 2^eu
+  wire [23:0] s5_us0; wire signed [11:0] s5_pe0;
+  {MODULE}_norm48 u_u (.n(r4_p), .sig(s5_us0), .e(s5_pe0));
+  {u_round}
+  reg [23:0] r5_us; reg signed [11:0] r5_eu; reg [15:0] r5_top, r5_base; reg r5_inf;
   reg r5_sp; reg [15:0] r5_spv;
 
-  // ---- stage 6: y0 = lut[g], y1 = lut[g + 1]
-  reg [15:0] r6_y0, r6_y1; reg [23:0] r6_t; reg signed [11:0] r6_e; reg r6_inf;
+  // ---- stage 6: a = min(floor(u), bins - 1), t = u - a (exact, t = tint * 2^eu), g
+  wire signed [11:0] s6_f = -r5_eu;
+  wire s6_frac = (r5_us == 24'd0) || (s6_f >= 12'sd24);  // u < 1 (or u = 0): a = 0
+  wire [16:0] s6_araw = s6_frac ? 17'd0 : ({{17'd0, r5_us}} >> s6_f[4:0]);
+  wire [16:0] s6_a = (r5_inf || s6_araw > {{1'b0, r5_top}}) ? {{1'b0, r5_top}} : s6_araw;
+  wire [40:0] s6_ash = {{24'd0, s6_a}} << s6_f[4:0];
+  wire [23:0] s6_t = s6_frac ? r5_us : (r5_us - s6_ash[23:0]);
+  wire [15:0] s6_g = r5_base + s6_a[15:0];
+  reg [15:0] r6_g; reg [23:0] r6_t; reg signed [11:0] r6_e; reg r6_inf;
   reg r6_sp; reg [15:0] r6_spv;
 
-  // ---- stage 7: dy = RNE32(y1 - y0), sign and magnitude
-  wire signed [41:0] s7_dy = fix16(r6_y1) - fix16(r6_y0);
-  wire s7_neg = s7_dy < 0;
-  wire [41:0] s7_mag = s7_neg ? -s7_dy : s7_dy;
-  wire [23:0] s7_dys0; wire signed [11:0] s7_dye0;
-  {MODULE}_norm41 u_dy (.n(s7_mag[40:0]), .sig(s7_dys0), .e(s7_dye0));
-  {stage7}
-  reg [23:0] r7_t, r7_dys; reg signed [11:0] r7_e; reg r7_neg; reg [15:0] r7_y0;
-  reg r7_inf, r7_dyz;
+  // ---- stage 7: y0 = lut[g], y1 = lut[g + 1]
+  reg [15:0] r7_y0, r7_y1; reg [23:0] r7_t; reg signed [11:0] r7_e; reg r7_inf;
   reg r7_sp; reg [15:0] r7_spv;
 
-  // ---- stage 8: the exact product t * |dy|
-  reg [47:0] r8_p; reg signed [11:0] r8_e; reg r8_neg; reg [15:0] r8_y0; reg r8_inf, r8_dyz;
-  reg r8_sp; reg [15:0] r8_spv;
+  // ---- stage 8: y1 - y0, exact: sign and magnitude
+  wire signed [41:0] s8_dy = fix16(r7_y1) - fix16(r7_y0);
+  wire s8_neg = s8_dy < 0;
+  wire [41:0] s8_mag = s8_neg ? -s8_dy : s8_dy;
+  reg [40:0] r8_mag; reg r8_neg, r8_dyz; reg [15:0] r8_y0; reg [23:0] r8_t;
+  reg signed [11:0] r8_e; reg r8_inf, r8_sp; reg [15:0] r8_spv;
 
-  // ---- stage 9: |p| = RNE32(t * |dy|) = ps * 2^ep
-  wire [23:0] s9_ps; wire signed [11:0] s9_pe;
-  {MODULE}_norm48 u_p (.n(r8_p), .sig(s9_ps), .e(s9_pe));
-  reg [23:0] r9_ps; reg signed [11:0] r9_ep; reg r9_neg; reg [15:0] r9_y0; reg r9_inf, r9_dyz;
+  // ---- stage 9: dy = RNE32(y1 - y0)
+  wire [23:0] s9_dys0; wire signed [11:0] s9_dye0;
+  {MODULE}_norm41 u_dy (.n(r8_mag), .sig(s9_dys0), .e(s9_dye0));
+  {dy_round}
+  reg [23:0] r9_t, r9_dys; reg signed [11:0] r9_e; reg r9_neg; reg [15:0] r9_y0;
+  reg r9_inf, r9_dyz;
   reg r9_sp; reg [15:0] r9_spv;
 
-  // ---- stage 10: y0 + p in units of 2^-51, the last bit sticky for p below 2^-50
-  wire signed [41:0] s10_y0f = fix16(r9_y0);
-  wire [69:0] s10_ym = {{1'b0, (s10_y0f < 0 ? -s10_y0f : s10_y0f), 27'd0}};
-  wire signed [11:0] s10_sh = r9_ep + 12'sd50;
-  wire signed [11:0] s10_k = -s10_sh;
-  wire [4:0] s10_kc = (s10_k > 12'sd24) ? 5'd24 : s10_k[4:0];
-  wire [23:0] s10_lo = r9_ps & ~(24'hffffff << s10_kc);
-  wire [69:0] s10_pm = (s10_sh >= 0) ? ({{45'd0, r9_ps, 1'b0}} << s10_sh[5:0])
-                                     : {{45'd0, r9_ps >> s10_kc, |s10_lo}};
-  wire s10_sy = r9_y0[15];
-  wire s10_ybig = s10_ym >= s10_pm;
-  wire [69:0] s10_m = (s10_sy == r9_neg) ? s10_ym + s10_pm
-                    : (s10_ybig ? s10_ym - s10_pm : s10_pm - s10_ym);
-  wire s10_sign = (s10_m == 70'd0) ? (s10_sy & r9_neg)
-                : ((s10_sy == r9_neg || s10_ybig) ? s10_sy : r9_neg);
-  reg [69:0] r10_m; reg r10_sign; reg r10_sp; reg [15:0] r10_spv; reg r10_inf, r10_dyz, r10_neg;
+  // ---- stage 10: the exact product t * |dy|
+  reg [47:0] r10_p; reg signed [11:0] r10_e; reg r10_neg; reg [15:0] r10_y0; reg r10_inf, r10_dyz;
+  reg r10_sp; reg [15:0] r10_spv;
 
-  // ---- stage 11: s = RNE32(y0 + p) = ss * 2^(se - 51)
-  wire [23:0] s11_ss; wire signed [11:0] s11_se;
-  {MODULE}_{norm70} u_s (.n(r10_m), .sig(s11_ss), .e(s11_se));
-  reg [23:0] r11_ss; reg signed [11:0] r11_se; reg r11_sign; reg r11_sp; reg [15:0] r11_spv;
-  reg r11_inf, r11_dyz, r11_neg;
+  // ---- stage 11: |p| = RNE32(t * |dy|) = ps * 2^ep
+  wire [23:0] s11_ps; wire signed [11:0] s11_pe;
+  {MODULE}_norm48 u_p (.n(r10_p), .sig(s11_ps), .e(s11_pe));
+  reg [23:0] r11_ps; reg signed [11:0] r11_ep; reg r11_neg; reg [15:0] r11_y0; reg r11_inf, r11_dyz;
+  reg r11_sp; reg [15:0] r11_spv;
 
-  // ---- stage 12: y = RNE16(s); the leading bit of s has exponent L = se - 28
-  wire [14:0] s12_mag = f16_mag(r11_ss, r11_se - 12'sd51);
+  // ---- stage 12: y0 + p in units of 2^-51, the last bit sticky for p below 2^-50
+  wire signed [41:0] s12_y0f = fix16(r11_y0);
+  wire [69:0] s12_ym = {{1'b0, (s12_y0f < 0 ? -s12_y0f : s12_y0f), 27'd0}};
+  wire signed [11:0] s12_sh = r11_ep + 12'sd50;
+  wire signed [11:0] s12_k = -s12_sh;
+  wire [4:0] s12_kc = (s12_k > 12'sd24) ? 5'd24 : s12_k[4:0];
+  wire [23:0] s12_lo = r11_ps & ~(24'hffffff << s12_kc);
+  wire [69:0] s12_pm = (s12_sh >= 0) ? ({{45'd0, r11_ps, 1'b0}} << s12_sh[5:0])
+                                     : {{45'd0, r11_ps >> s12_kc, |s12_lo}};
+  wire s12_sy = r11_y0[15];
+  wire s12_ybig = s12_ym >= s12_pm;
+  wire [69:0] s12_m = (s12_sy == r11_neg) ? s12_ym + s12_pm
+                    : (s12_ybig ? s12_ym - s12_pm : s12_pm - s12_ym);
+  wire s12_sign = (s12_m == 70'd0) ? (s12_sy & r11_neg)
+                : ((s12_sy == r11_neg || s12_ybig) ? s12_sy : r11_neg);
+  reg [69:0] r12_m; reg r12_sign; reg r12_sp; reg [15:0] r12_spv; reg r12_inf, r12_dyz, r12_neg;
+
+  // ---- stage 13: s = RNE32(y0 + p) = ss * 2^(se - 51)
+  wire [23:0] s13_ss; wire signed [11:0] s13_se;
+  {MODULE}_{norm70} u_s (.n(r12_m), .sig(s13_ss), .e(s13_se));
+  reg [23:0] r13_ss; reg signed [11:0] r13_se; reg r13_sign; reg r13_sp; reg [15:0] r13_spv;
+  reg r13_inf, r13_dyz, r13_neg;
+
+  // ---- stage 14: y = RNE16(s); the leading bit of s has exponent L = se - 28
+  wire [14:0] s14_mag = f16_mag(r13_ss, r13_se - 12'sd51);
   // fp16 unit only: t = inf (dx or u overflowed): y = inf with dy's sign, NaN if dy = 0
-  wire [15:0] s12_y = !r11_inf ? {{r11_sign, s12_mag}}
-                    : (r11_dyz ? 16'h{FP16_NAN:04x} : {{r11_neg, 15'h7c00}});
-  reg [15:0] r12_y;
+  wire [15:0] s14_y = !r13_inf ? {{r13_sign, s14_mag}}
+                    : (r13_dyz ? 16'h{FP16_NAN:04x} : {{r13_neg, 15'h7c00}});
+  reg [15:0] r14_y;
 
   reg [{LATENCY - 1}:0] v;
   assign out_valid = v[{LATENCY - 1}];
-  assign y = r12_y;
+  assign y = r14_y;
 
   always @(posedge clk) begin
     if (rst) v <= {LATENCY}'d0;
     else v <= {{v[{LATENCY - 2}:0], in_valid}};
     r1_x <= x; r1_i <= s1_i; r1_sp <= s1_sp; r1_spv <= s1_spv;
-    r2_dxs <= s2_ds; r2_inf <= s2_inf; r2_ms <= {lk["mulsig"].format("r1_i")};
-    r2_e <= s2_de + {lk["mulexp"].format("r1_i")};
-    r2_top <= {lk["top"].format("r1_i")}; r2_base <= {lk["base"].format("r1_i")};
-    r2_sp <= r1_sp; r2_spv <= r1_spv;
-    r3_p <= r2_dxs * r2_ms; r3_e <= r2_e; r3_top <= r2_top; r3_base <= r2_base; r3_inf <= r2_inf;
+    r2_d <= s2_d[40:0];
+    r2_i <= r1_i; r2_sp <= r1_sp; r2_spv <= r1_spv;
+    r3_dxs <= s3_ds; r3_inf <= s3_inf; r3_ms <= {lk["mulsig"].format("r2_i")};
+    r3_e <= s3_de + {lk["mulexp"].format("r2_i")};
+    r3_top <= {lk["top"].format("r2_i")}; r3_base <= {lk["base"].format("r2_i")};
     r3_sp <= r2_sp; r3_spv <= r2_spv;
-    r4_us <= s4_us; r4_eu <= s4_eu; r4_inf <= s4_inf; r4_top <= r3_top; r4_base <= r3_base;
+    r4_p <= r3_dxs * r3_ms; r4_e <= r3_e; r4_top <= r3_top; r4_base <= r3_base; r4_inf <= r3_inf;
     r4_sp <= r3_sp; r4_spv <= r3_spv;
-    r5_g <= s5_g; r5_t <= s5_t; r5_e <= r4_eu; r5_inf <= r4_inf; r5_sp <= r4_sp; r5_spv <= r4_spv;
-    r6_y0 <= {lk["lut"].format("r5_g")}; r6_y1 <= {lk["lut"].format("r5_g + 16'd1")};
-    r6_t <= r5_t; r6_e <= r5_e; r6_inf <= r5_inf; r6_sp <= r5_sp; r6_spv <= r5_spv;
-    r7_t <= r6_t; r7_dys <= s7_dys; r7_e <= r6_e + s7_dye; r7_neg <= s7_neg;
-    r7_inf <= r6_inf; r7_dyz <= s7_mag == 42'd0;
-    r7_y0 <= r6_y0; r7_sp <= r6_sp; r7_spv <= r6_spv;
-    r8_p <= r7_t * r7_dys; r8_e <= r7_e; r8_neg <= r7_neg; r8_y0 <= r7_y0;
-    r8_inf <= r7_inf; r8_dyz <= r7_dyz;
-    r8_sp <= r7_sp; r8_spv <= r7_spv;
-    r9_ps <= s9_ps; r9_ep <= s9_pe + r8_e; r9_neg <= r8_neg; r9_y0 <= r8_y0;
+    r5_us <= s5_us; r5_eu <= s5_eu; r5_inf <= s5_inf; r5_top <= r4_top; r5_base <= r4_base;
+    r5_sp <= r4_sp; r5_spv <= r4_spv;
+    r6_g <= s6_g; r6_t <= s6_t; r6_e <= r5_eu; r6_inf <= r5_inf; r6_sp <= r5_sp; r6_spv <= r5_spv;
+    r7_y0 <= {lk["lut"].format("r6_g")}; r7_y1 <= {lk["lut"].format("r6_g + 16'd1")};
+    r7_t <= r6_t; r7_e <= r6_e; r7_inf <= r6_inf; r7_sp <= r6_sp; r7_spv <= r6_spv;
+    r8_mag <= s8_mag[40:0]; r8_neg <= s8_neg; r8_dyz <= s8_mag == 42'd0; r8_y0 <= r7_y0;
+    r8_t <= r7_t; r8_e <= r7_e; r8_inf <= r7_inf; r8_sp <= r7_sp; r8_spv <= r7_spv;
+    r9_t <= r8_t; r9_dys <= s9_dys; r9_e <= r8_e + s9_dye; r9_neg <= r8_neg;
     r9_inf <= r8_inf; r9_dyz <= r8_dyz;
-    r9_sp <= r8_sp; r9_spv <= r8_spv;
-    r10_m <= s10_m; r10_sign <= s10_sign; r10_inf <= r9_inf; r10_dyz <= r9_dyz;
-    r10_neg <= r9_neg; r10_sp <= r9_sp; r10_spv <= r9_spv;
-    r11_ss <= s11_ss; r11_se <= s11_se; r11_sign <= r10_sign; r11_sp <= r10_sp;
-    r11_spv <= r10_spv; r11_inf <= r10_inf; r11_dyz <= r10_dyz; r11_neg <= r10_neg;
-    r12_y <= r11_sp ? r11_spv : s12_y;
+    r9_y0 <= r8_y0; r9_sp <= r8_sp; r9_spv <= r8_spv;
+    r10_p <= r9_t * r9_dys; r10_e <= r9_e; r10_neg <= r9_neg; r10_y0 <= r9_y0;
+    r10_inf <= r9_inf; r10_dyz <= r9_dyz;
+    r10_sp <= r9_sp; r10_spv <= r9_spv;
+    r11_ps <= s11_ps; r11_ep <= s11_pe + r10_e; r11_neg <= r10_neg; r11_y0 <= r10_y0;
+    r11_inf <= r10_inf; r11_dyz <= r10_dyz;
+    r11_sp <= r10_sp; r11_spv <= r10_spv;
+    r12_m <= s12_m; r12_sign <= s12_sign; r12_inf <= r11_inf; r12_dyz <= r11_dyz;
+    r12_neg <= r11_neg; r12_sp <= r11_sp; r12_spv <= r11_spv;
+    r13_ss <= s13_ss; r13_se <= s13_se; r13_sign <= r12_sign; r13_sp <= r12_sp;
+    r13_spv <= r12_spv; r13_inf <= r12_inf; r13_dyz <= r12_dyz; r13_neg <= r12_neg;
+    r14_y <= r13_sp ? r13_spv : s14_y;
   end
 """
 
