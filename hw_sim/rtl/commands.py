@@ -95,7 +95,7 @@ def _synth(args):
         for w in r["check_warnings"]:
             print(f"  yosys check: {w}")
     print(
-        f"(Yosys {results[0]['yosys']}, synth -flatten; abc -g cmos2; stat -tech cmos: "
+        f"({results[0]['yosys']}, synth -flatten; abc -g cmos2; stat -tech cmos: "
         "NAND/NOR/NOT transistors, flip-flops not counted)"
     )
     if args.json:
