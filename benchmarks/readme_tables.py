@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rtl_synth import section_rtl
 from train_report import section_equal_scope
 
 from results_io import RESULTS, read_json
@@ -434,6 +435,7 @@ def results_md() -> str:
         *section_tables(t),
         *section_solver(s),
         *section_sim(sim),
+        *section_rtl(load("rtl_synth.json")),
         *section_llm(llm, onnx),
         *section_moe(moe, msp),
         *section_train(train),
