@@ -107,10 +107,8 @@ if __name__ == "__main__":
 
 
 # ----------------------------------------------------------------------------- docs/results.md
-def section_rtl(d) -> list[str]:
-    """docs/results.md's section on the synthesized unit (from rtl_synth.json; none if absent)."""
-    if not d:
-        return []
+def rtl_table_md(d) -> str:
+    """The synthesized designs as a markdown table (rtl_synth.json)."""
     rows = d["designs"]
     label = {
         "nli": "NLI two-level (shipped silu)",
@@ -129,6 +127,15 @@ def section_rtl(d) -> list[str]:
             f"{s['cmos_cells']:,} | {s['logic_transistors']:,} | {s['flip_flops']} | "
             f"{s['max_depth']} | {q['transistors']:.2f} | {q['model_area']:.2f} |"
         )
+    return "\n".join(lines)
+
+
+def section_rtl(d) -> list[str]:
+    """docs/results.md's section on the synthesized unit (from rtl_synth.json; none if absent)."""
+    if not d:
+        return []
+    rows = d["designs"]
+    table = rtl_table_md(d)
     nli, single = rows["nli"], rows["single259"]
     depth = ", ".join(
         f"{k}: {v}" for k, v in nli["synth"]["depth_per_stage"].items() if k.isdigit()
@@ -142,7 +149,7 @@ def section_rtl(d) -> list[str]:
         "`stat -tech cmos`'s NAND/NOR/NOT count (flip-flops not counted); no liberty is used, "
         "so there is no area in um^2. Model area is `hw_sim/hw_model.py` (calibrated on "
         "published 28 nm numbers).",
-        "\n".join(lines),
+        table,
         f"Logic depth of the NLI unit per pipeline stage (gates on the longest path into the "
         f"stage's registers): {depth}.",
         f"**The model's ratio does not hold here.** The single-level unit synthesizes to "
