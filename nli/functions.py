@@ -82,6 +82,55 @@ def _gelu_tanh(x):
 
 
 @numba.njit(cache=True)
+def _erf(x):
+    return math.erf(x)
+
+
+@numba.njit(cache=True)
+def _exp2(x):
+    return 2.0**x
+
+
+@numba.njit(cache=True)
+def _log(x):
+    return math.log(x)
+
+
+@numba.njit(cache=True)
+def _log2(x):
+    return math.log2(x)
+
+
+@numba.njit(cache=True)
+def _mish(x):
+    # x tanh(softplus(x)) = x n / (n + 2) with n = e^x (e^x + 2) (x < 0), or with u = e^-x:
+    # x (1 + 2u) / (1 + 2u + 2u^2) (x >= 0): no cancellation in either tail
+    if x < 0.0:
+        e = math.exp(x)
+        n = e * (e + 2.0)
+        return x * n / (n + 2.0)
+    u = math.exp(-x)
+    return x * (1.0 + 2.0 * u) / (1.0 + 2.0 * u + 2.0 * u * u)
+
+
+@numba.njit(cache=True)
+def _elu(x):
+    # alpha = 1; expm1 keeps the small negative inputs exact
+    return x if x > 0.0 else math.expm1(x)
+
+
+@numba.njit(cache=True)
+def _logsigmoid(x):
+    # -softplus(-x)
+    return -(math.log1p(math.exp(-abs(x))) + max(-x, 0.0))
+
+
+@numba.njit(cache=True)
+def _softsign(x):
+    return x / (1.0 + abs(x))
+
+
+@numba.njit(cache=True)
 def _apply(fn_id, x):
     out = np.empty_like(x)
     for i in range(x.size):
@@ -107,6 +156,22 @@ def _dispatch(fn_id, x):
         return _tanh(x)
     if fn_id == 8:
         return _gelu_tanh(x)
+    if fn_id == 9:
+        return _erf(x)
+    if fn_id == 10:
+        return _exp2(x)
+    if fn_id == 11:
+        return _log(x)
+    if fn_id == 12:
+        return _log2(x)
+    if fn_id == 13:
+        return _mish(x)
+    if fn_id == 14:
+        return _elu(x)
+    if fn_id == 15:
+        return _logsigmoid(x)
+    if fn_id == 16:
+        return _softsign(x)
     return _softplus(x)
 
 
@@ -119,14 +184,31 @@ class Function:
     domains: dict = field(default_factory=dict)
     # inflection points of the real function (the solver uses the convexity runs)
     inflections: tuple = ()
+    # a user function (nli.user_function): its vectorized float64 callable, fn_id USER_FN_ID
+    user: object = field(default=None, compare=False)
 
     @property
     def default_domain(self) -> tuple[float, float]:
+        if "direct" not in self.domains:
+            raise ValueError(f"function {self.name}: has no default domain; give --domain LO HI")
         return self.domains["direct"]
+
+    def inflections_on(self, x: np.ndarray, fx: np.ndarray) -> tuple:
+        """Inflection points for the grid x with values fx: the known ones of a built-in, those
+        the grid shows for a user function."""
+        if self.user is None:
+            return self.inflections
+        from .user_function import detect_inflections
+
+        return detect_inflections(x, fx)
 
     def __call__(self, x) -> np.ndarray:
         """float64 array (any shape) -> float64 array of f(x)."""
         x = np.ascontiguousarray(x, dtype=np.float64)
+        if self.user is not None:
+            from .user_function import evaluate_user
+
+            return evaluate_user(self.name, self.user, x)
         return _apply(self.fn_id, x.reshape(-1)).reshape(x.shape)  # (N,) -> x.shape
 
 
@@ -155,12 +237,30 @@ FUNCTIONS: dict[str, Function] = {
         Function(
             "gelu_tanh", 8, {"direct": _ALL_FINITE}, (-1.4185040087908283, 1.4185040087908283)
         ),
+        # erf'' = -(4 / sqrt(pi)) x exp(-x^2): one inflection, at 0
+        Function("erf", 9, {"direct": _ALL_FINITE}, (0.0,)),
+        # as exp: the non-positive half (the result is in (0, 1])
+        Function("exp2", 10, {"direct": (-FP16_MAX, 0.0)}),
+        Function("log", 11, {"direct": (_SMALLEST_POSITIVE, FP16_MAX)}),
+        Function("log2", 12, {"direct": (_SMALLEST_POSITIVE, FP16_MAX)}),
+        # mish'' = 0 at -2.25637639636079... and 1.49057117948542... (mpmath findroot)
+        Function("mish", 13, {"direct": _ALL_FINITE}, (-2.256376396360793, 1.4905711794854285)),
+        # alpha 1: convex (expm1 below 0, linear above, f' continuous at 0)
+        Function("elu", 14, {"direct": _ALL_FINITE}),
+        Function("logsigmoid", 15, {"direct": _ALL_FINITE}),  # concave
+        # softsign'' = -2 sign(x) / (1 + |x|)^3
+        Function("softsign", 16, {"direct": _ALL_FINITE}, (0.0,)),
     ]
 }
 
 
 def get_function(name: str) -> Function:
-    """Look a function up by name, with an error that lists the known ones."""
+    """Look a function up by name, with an error that lists the known ones; a dotted path
+    ``pkg.module:name`` imports a user function (:mod:`nli.user_function`)."""
+    from .user_function import USER_FN_ID, is_user_spec, load_callable
+
+    if is_user_spec(name):
+        return Function(name, USER_FN_ID, user=load_callable(name))
     try:
         return FUNCTIONS[name]
     except KeyError:
