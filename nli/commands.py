@@ -29,6 +29,11 @@ def _check_defined(function: str, domain) -> None:
     f = get_function(function)
     lo, hi = domain if domain is not None else f.default_domain
     x, _ = fp16_grid(lo, hi)
+    if f.user is not None:  # its errors name the first bad x
+        from .user_function import first_not_finite
+
+        first_not_finite(function, x, f(x))
+        return
     try:
         with np.errstate(all="ignore"):
             y = f(x)
@@ -49,11 +54,16 @@ def _build(args) -> int:
     from .inputs import check_output_path
     from .solver import Layout, solve, table_from_result
     from .table import save_table
+    from .user_function import is_user_spec
 
-    if args.function not in FUNCTIONS:
+    user = is_user_spec(args.function)
+    if args.function not in FUNCTIONS and not user:
         raise UserError(
-            f"unknown function {args.function!r}; known: {', '.join(sorted(FUNCTIONS))}"
+            f"unknown function {args.function!r}; known: {', '.join(sorted(FUNCTIONS))}, "
+            "or a user function pkg.module:name"
         )
+    if user and args.domain is None:
+        raise UserError(f"--domain LO HI is required for a user function ({args.function})")
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)
@@ -128,7 +138,11 @@ def register(sub, groups):
 
     g = group(sub, groups, "table", "build, export and inspect interpolation tables")
     b = g.add_parser("build", help="solve for optimal cutpoints and write a table (JSON)")
-    b.add_argument("function", help="silu, exp, reciprocal, rsqrt, gelu, sigmoid, tanh, softplus")
+    b.add_argument(
+        "function",
+        help="a built-in (silu, exp, gelu, log, erf, ...) or a user function pkg.module:name "
+        "(a vectorized float64 callable; needs --domain)",
+    )
     b.add_argument("-o", "--output", required=True, help="table file to write (JSON, atomic)")
     b.add_argument(
         "--domain",

@@ -27,6 +27,9 @@ Two kernels compute the same minimum over every pair (j, k):
   skipped for any other reason, so the minimum is the same as the general kernel's.
 
 Both run in parallel over k (``numba.prange`` over threads, each strided over k).
+They inline :mod:`nli.objective`'s bin edges (f there: ``evaluate_scalar``, or grid values
+for a user function); Numba's cache does not see edits to another file, so an edit there
+must touch this file too.
 """
 
 from __future__ import annotations

@@ -255,6 +255,18 @@ def _ceil_index(ord0, n, t):
 
 # ----------------------------------------------------------------------------- segment cost
 @numba.njit(cache=True, inline="always")
+def _grid_lerp(A, i, t):
+    """f(t) for a user function (no Numba reference): its grid value if t = x_i, else linear
+    between grid points i - 1 and i (x_{i-1} < t < x_i); at most h^2 |f''| / 8 off, h the
+    FP16 spacing."""
+    x1 = A[X_, i]
+    if x1 == t:
+        return A[F_, i]
+    x0, f0 = A[X_, i - 1], A[F_, i - 1]
+    return f0 + (A[F_, i] - f0) * ((t - x0) / (x1 - x0))
+
+
+@numba.njit(cache=True, inline="always")
 def _bin_edge(A, C, j, k, B, m, quant):
     """(t_m, F_m, i_m) of macro interval [x_j, x_k] with B bins: edge m (0..B),
     ``t_m = x_j + (m d) / B`` with d = x_k - x_j (t_0 = x_j and t_B = x_k exactly), P's value
@@ -269,8 +281,8 @@ def _bin_edge(A, C, j, k, B, m, quant):
         ord0, fn_id, n = C
         a = A[X_, j]
         t = a + (m * (A[X_, k] - a)) / B
-        F = evaluate_scalar(fn_id, t)
         i = max(_ceil_index(ord0, n, t), j)
+        F = evaluate_scalar(fn_id, t) if fn_id >= 0 else _grid_lerp(A, i, t)
     return t, (_rne16(F) if quant else F), i
 
 
@@ -393,7 +405,8 @@ def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
     iw = 1.0 / np.maximum(np.abs(f), W_FLOOR)
     P = np.stack([_prefix_dd(iw), _prefix_dd(f * iw), _prefix_dd(x * iw)])  # (3, 2, N+1)
     dd = np.diff(f) / np.diff(x) if x.size > 1 else np.zeros(0)
-    infl = np.array([p for p in function.inflections if x[0] < p < x[-1]], dtype=np.float64)
+    infl = function.inflections_on(x, f)
+    infl = np.array([p for p in infl if x[0] < p < x[-1]], dtype=np.float64)
     # convexity runs: split the grid where it crosses an inflection point
     cuts = [0] + [int(np.searchsorted(x, p, side="right")) for p in infl] + [x.size]
     run_lo, run_hi, run_sign = [], [], []

@@ -306,6 +306,10 @@ def solve(
         raise ValueError(f"stride: must be >= 1, got {stride}")
     t0 = time.perf_counter()
     G = grid_arrays(f, x)
+    if f.user is not None:
+        from .user_function import first_not_finite
+
+        first_not_finite(function, x, G.f)
     ok = np.abs(G.f) < FP16_OVERFLOW
     if int(ok[_candidates(x.size, stride)].sum()) < lay.cutpoints:
         raise ValueError(
