@@ -132,16 +132,51 @@ def _print_report(rep):
     )
 
 
+def _print_checks(rep):
+    print(
+        f"  max abs {rep['max_abs_error']:.3g}, RMS abs {rep['rms_abs_error']:.3g}, "
+        f"RMS rel {rep['rms_rel_error']:.3g}"
+    )
+    s = rep["sign_check"]
+    near = ", ".join(
+        f"x = {v['x']:.3g}: f sign {v['f_sign']:+d}, output {v['output']:.3g}"
+        for v in s["near_zero"].values()
+    )
+    print(
+        f"  sign check: {'ok' if s['ok'] else 'FAIL'}, {s['wrong_sign']} wrong-sign outputs "
+        f"of {s['checked']}"
+        + ("" if s["ok"] else f" (first x = {s['first_wrong_x']:.6g})")
+        + (f"; nearest 0: {near}" if near else "")
+    )
+    t = rep["tails_check"]
+    tails = "; ".join(
+        f"{k} {v['inputs']} inputs"
+        + ("" if v["range"] is None else f" [{v['range'][0]:.6g}, {v['range'][1]:.6g}]")
+        + f" -> {v['output']:.6g}, zeroed {v['zeroed']}"
+        + ("" if v["first_zeroed_x"] is None else f" (first x = {v['first_zeroed_x']:.6g})")
+        for k, v in t.items()
+        if k != "ok"
+    )
+    print(f"  tails check: {'ok' if t['ok'] else 'FAIL'}: {tails}")
+    p = rep["provenance"]
+    print(
+        "  provenance: "
+        + ", ".join(f"{k} {'not recorded' if v is None else v}" for k, v in p.items())
+    )
+
+
 def _report(args):
-    from .report import error_arrays, error_report, summarize, table_domain
+    from .report import error_arrays, summarize, table_domain
+    from .report_checks import table_report
 
     _outputs((args.json, "--json"), (args.plot, "--plot"))
     table = _load_table(args.table)
     if args.precision:
         table = table.with_precision(args.precision)
     dom = _domain(args) or table_domain(table)
-    rep = error_report(table, dom)
+    rep = table_report(table, dom)
     _print_report(rep)
+    _print_checks(rep)
     if args.json:
         _write_json(args.json, rep)
         print(f"wrote {args.json}")

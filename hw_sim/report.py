@@ -14,7 +14,9 @@ Definitions (used by ``nli table report``, the refinement and the benchmarks):
   (0 ulp when both are NaN) and left out of the ulp statistics;
 * relative error: ``|y - f(x)| / max(|f(x)|, 2^-14)`` (the paper's weighting;
   infinite when y overflows where f(x) is finite);
-* correctly rounded: ``ord(y) == ord(RNE16(f(x)))`` (so -0 and +0 agree).
+* correctly rounded: ``ord(y) == ord(RNE16(f(x)))`` (so -0 and +0 agree);
+* absolute error ``|y - f(x)|`` (max and RMS) and RMS relative error, over the inputs
+  without a NaN.
 """
 
 from __future__ import annotations
@@ -84,6 +86,20 @@ def error_arrays(table, domain: tuple[float, float] | None = None) -> dict:
     return {"x": x, "bits": bits, "y": y, "ref": ref, "fx": fx, "ulp": ulp, "rel": rel}
 
 
+def _abs_errors(arrays: dict, ok: np.ndarray) -> dict:
+    """max and RMS of |y - f(x)|, and RMS relative error, over the inputs without a NaN."""
+    if not ok.any():
+        return {"max_abs_error": None, "rms_abs_error": None, "rms_rel_error": None}
+    with np.errstate(invalid="ignore", over="ignore"):
+        err = np.abs(f16_bits_to_f64(arrays["y"][ok]) - arrays["fx"][ok])
+        rel = arrays["rel"][ok]
+        return {
+            "max_abs_error": float(err.max()),
+            "rms_abs_error": float(np.sqrt(np.mean(err * err))),
+            "rms_rel_error": float(np.sqrt(np.mean(rel * rel))),
+        }
+
+
 def summarize(arrays: dict) -> dict:
     """The report numbers of :func:`error_arrays`' output."""
     ulp, rel, y, ref = arrays["ulp"], arrays["rel"], arrays["y"], arrays["ref"]
@@ -101,6 +117,7 @@ def summarize(arrays: dict) -> dict:
         / n,
         "max_rel_error": float(np.nanmax(rel)) if ok.any() else None,
         "mean_rel_error": float(np.nanmean(rel)) if ok.any() else None,
+        **(_abs_errors(arrays, ok) if "fx" in arrays else {}),
         "nan_mismatch": int(np.count_nonzero(~ok & ~both_nan)),
         "worst_input": None
         if worst is None

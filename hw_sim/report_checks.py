@@ -1,0 +1,103 @@
+"""Checks hardware people ask of a table, beside its error numbers (``nli table report``).
+
+* sign: over every input where RNE16(f(x)) is not zero (its sign is known), the output must
+  not have the opposite sign; the smallest-magnitude input on each side of 0 (of the domain)
+  is shown with f's sign and the output;
+* tails: the clamp regions (inputs below the first cutpoint or above the last, where the
+  unit outputs ``below`` / ``above``) must not output 0 where RNE16(f(x)) is not 0;
+* provenance: how the table was made, from its ``meta`` (objective, layout, LUT rounding in
+  the objective, solver version if recorded, exact or thinned, refinement, method).
+
+Pure: arrays and tables in, dicts out. :func:`table_report` is the whole report.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nli.grid import f16_bits_to_f64
+
+from .report import error_arrays, error_report, is_nan_bits, ordered, table_domain
+
+
+def _sign(bits) -> np.ndarray:
+    return np.sign(ordered(bits))  # -1, 0 (either zero), +1
+
+
+def sign_check(arrays: dict) -> dict:
+    """Wrong-sign outputs over the domain, and the inputs nearest 0 on each side."""
+    x, y, ref = arrays["x"], arrays["y"], arrays["ref"]
+    sy, sr = _sign(y), _sign(ref)
+    known = (sr != 0) & ~is_nan_bits(ref) & ~is_nan_bits(y)
+    wrong = known & (sy == -sr)
+    near = {}
+    for side, mask in (("negative", x < 0), ("positive", x > 0)):
+        if mask.any():
+            i = int(np.flatnonzero(mask)[np.argmin(np.abs(x[mask]))])
+            near[side] = {
+                "x": float(x[i]),
+                "f_sign": int(np.sign(arrays["fx"][i])),
+                "output": float(f16_bits_to_f64(y[i])),
+                "ok": bool(not wrong[i]),
+            }
+    return {
+        "checked": int(known.sum()),
+        "wrong_sign": int(wrong.sum()),
+        "first_wrong_x": float(x[np.argmax(wrong)]) if wrong.any() else None,
+        "near_zero": near,
+        "ok": bool(not wrong.any()),
+    }
+
+
+def tails_check(table, arrays: dict) -> dict:
+    """Zero outputs in the clamp regions where RNE16(f(x)) is not zero."""
+    x, y, ref = arrays["x"], arrays["y"], arrays["ref"]
+    c = table.cutpoint_values()
+    zeroed = (ordered(y) == 0) & (ordered(ref) != 0) & ~is_nan_bits(ref)
+    out = {}
+    for side, mask, value in (
+        ("left", x < c[0], table.below),
+        ("right", x > c[-1], table.above),
+    ):
+        z = mask & zeroed
+        out[side] = {
+            "inputs": int(mask.sum()),
+            "range": [float(x[mask].min()), float(x[mask].max())] if mask.any() else None,
+            "output": float(f16_bits_to_f64(np.uint16(value))),
+            "zeroed": int(z.sum()),
+            "first_zeroed_x": float(x[np.argmax(z)]) if z.any() else None,
+            "max_ulp": int(arrays["ulp"][mask].max()) if mask.any() else None,
+        }
+    out["ok"] = bool(out["left"]["zeroed"] == 0 and out["right"]["zeroed"] == 0)
+    return out
+
+
+def provenance(table) -> dict:
+    """How the table was made, from its meta (None where the file does not say)."""
+    m = table.meta
+    prov = m.get("provenance") if isinstance(m.get("provenance"), dict) else {}
+    refined = m.get("refined") if isinstance(m.get("refined"), dict) else None
+    thin = m.get("thinning")
+    return {
+        "objective": m.get("objective"),
+        "layout": m.get("layout"),
+        "lut_rounding_in_objective": m.get("lut_rounding_in_objective"),
+        "solver_version": m.get("solver_version", prov.get("solver_version")),
+        "thinning": thin,
+        "solve": None if thin is None else ("exact" if thin == 1 else f"thinned (stride {thin})"),
+        "grid_points": m.get("grid_points"),
+        "refined": None if refined is None else refined.get("objective"),
+        "method": prov.get("method"),
+    }
+
+
+def table_report(table, domain: tuple[float, float] | None = None) -> dict:
+    """The full report: ``error_report``'s numbers, the sign and tails checks and the
+    provenance."""
+    lo, hi = domain if domain is not None else table_domain(table)
+    arrays = error_arrays(table, (lo, hi))
+    rep = error_report(table, (lo, hi))
+    rep["sign_check"] = sign_check(arrays)
+    rep["tails_check"] = tails_check(table, arrays)
+    rep["provenance"] = provenance(table)
+    return rep
