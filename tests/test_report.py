@@ -127,3 +127,78 @@ def test_composite_reduced_reciprocal_counts_every_mantissa():
     assert rep["max_ulp"] >= 0 and isinstance(rep["at_most_1_ulp"], bool)
     with pytest.raises(ValueError, match="kind"):
         composite_inverse_report(S["recip_reduced"], "exp", "reduced")
+
+
+# ----------------------------------------------------------------------------- table_report
+def _hex(v):
+    return f"{int(np.float16(v).view(np.uint16)):04x}"
+
+
+def _small(function, lo, hi, bins, domain):
+    import nli
+
+    cuts = np.array([lo, hi], np.float16).view(np.uint16)
+    return nli.table_from_cutpoints(
+        function, cuts, [bins], domain=[_hex(domain[0]), _hex(domain[1])], thinning=1
+    )
+
+
+def test_abs_and_rms_errors_against_a_plain_loop():
+    import math
+
+    from nli.grid import f16_bits_to_f64
+
+    t = _small("exp", -8.0, 0.0, 16, (-16.0, 0.0))
+    a = error_arrays(t)
+    errs, rels = [], []
+    for xv, yb in zip(a["x"].tolist(), a["y"].tolist()):
+        f = math.exp(xv)
+        e = abs(float(f16_bits_to_f64(np.uint16(yb))) - f)
+        errs.append(e)
+        rels.append(e / max(f, 2.0**-14))
+    rep = error_report(t)
+    assert rep["max_abs_error"] == max(errs)
+    assert rep["rms_abs_error"] == pytest.approx(math.sqrt(sum(e * e for e in errs) / len(errs)))
+    assert rep["rms_rel_error"] == pytest.approx(math.sqrt(sum(r * r for r in rels) / len(rels)))
+
+
+def test_sign_check_flags_a_table_with_the_wrong_sign():
+    from hw_sim.report_checks import table_report
+
+    t = _small("tanh", -1.0, 1.0, 8, (-1.0, 1.0))
+    good = table_report(t)["sign_check"]
+    assert good["ok"] and good["wrong_sign"] == 0 and good["checked"] > 0
+    assert good["near_zero"]["negative"]["f_sign"] == -1
+    assert good["near_zero"]["positive"]["f_sign"] == 1
+    bad = table_report(t.with_lut(t.lut ^ np.uint16(0x8000)))["sign_check"]  # every entry negated
+    assert not bad["ok"] and bad["first_wrong_x"] == -1.0
+    assert not bad["near_zero"]["negative"]["ok"] and bad["wrong_sign"] > 0.99 * bad["checked"]
+    # (x = 0: tanh(0) = 0 has no sign, not counted; a 0 output is not a wrong sign)
+
+
+def test_tails_check_flags_a_zeroed_tail_where_f_is_not_zero_in_fp16():
+    from hw_sim.report_checks import table_report
+
+    t = _small("exp", -8.0, 0.0, 16, (-16.0, 0.0))
+    ok = table_report(t)["tails_check"]
+    assert ok["ok"] and ok["left"]["range"][0] == -16.0 and -8.0 - 2**-7 <= ok["left"]["range"][1]
+    assert ok["left"]["range"][1] < -8.0 and ok["right"]["inputs"] == 0
+    zeroed = table_report(t.with_lut(t.lut, below=0))["tails_check"]
+    assert not zeroed["ok"] and zeroed["left"]["first_zeroed_x"] == -16.0
+    assert zeroed["left"]["zeroed"] == zeroed["left"]["inputs"] and zeroed["right"]["zeroed"] == 0
+    # where RNE16(exp) is 0 itself (x < -17.33), a 0 below is right: not flagged
+    deep = _small("exp", -8.0, 0.0, 16, (-24.0, -18.0))
+    assert table_report(deep.with_lut(deep.lut, below=0))["tails_check"]["ok"]
+
+
+def test_provenance_from_meta():
+    from hw_sim.report_checks import provenance
+    from nli.defaults import default_table
+
+    p = provenance(default_table("silu"))
+    assert (
+        p["objective"] == "mean" and p["layout"] == "paper" and p["solve"] == "thinned (stride 32)"
+    )
+    assert p["lut_rounding_in_objective"] is True and p["refined"] == "mean_rel"
+    q = provenance(_small("exp", -8.0, 0.0, 16, (-16.0, 0.0)))
+    assert q["solve"] == "exact" and q["objective"] is None and q["solver_version"] is None

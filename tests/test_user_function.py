@@ -1,0 +1,161 @@
+"""User functions (`nli table build pkg.module:name --domain LO HI`): bad input gives one line
+and exit 2 with nothing written; a user function goes through build, report and export; the
+solver's grid-value path gives the built-in's table for a user wrapper of a built-in."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nli.cli import main
+from nli.functions import get_function
+from nli.solver import solve, table_from_result
+from nli.table import load_table
+
+MODULE = """
+import numpy as np
+import nli
+
+def silu(x):
+    return nli.get_function("silu")(x)
+
+def scalar_only(x):
+    return float(x) * 2.0          # raises on an array
+
+def wrong_shape(x):
+    return np.zeros(3)
+
+def wrong_dtype(x):
+    return x.astype(np.float32)
+
+def pole(x):
+    return 1.0 / x
+
+def nan_below(x):
+    return np.sqrt(x)
+
+NOT_CALLABLE = 3.0
+"""
+
+
+@pytest.fixture
+def usermod(tmp_path, monkeypatch, request):
+    name = f"nli_usermod_{request.node.name.split('[')[0]}"
+    (tmp_path / f"{name}.py").write_text(MODULE)
+    (tmp_path / "nli_broken_mod.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def _build(capsys, tmp_path, spec, *extra):
+    out = tmp_path / "t.json"
+    code = main(["table", "build", spec, "-o", str(out), "-q", *extra])
+    o, e = capsys.readouterr()
+    return code, o, e, out
+
+
+@pytest.mark.parametrize(
+    "attr, domain, message",
+    [
+        ("silu", None, "--domain LO HI is required for a user function"),
+        ("nope", ["1", "2"], "has no attribute 'nope'"),
+        ("NOT_CALLABLE", ["1", "2"], "is not callable"),
+        (
+            "scalar_only",
+            ["1", "2"],
+            "not vectorized: TypeError on a float64 array of 1025 values (first x = 1.0)",
+        ),
+        ("wrong_shape", ["1", "2"], "not vectorized: returned float64[3]"),
+        ("wrong_dtype", ["1", "2"], "not vectorized: returned float32[1025]"),
+        ("pole", ["-1", "1"], "is not finite at x = 0.0"),
+        ("nan_below", ["-1", "1"], "f(x) = nan is not finite at x = -1.0"),
+    ],
+)
+def test_bad_user_function_one_line_exit_2_nothing_written(
+    usermod, tmp_path, capsys, attr, domain, message
+):
+    extra = ["--domain", *domain] if domain else []
+    code, out, err, path = _build(capsys, tmp_path, f"{usermod}:{attr}", *extra)
+    assert code == 2 and message in err, err
+    assert err.startswith("nli: error:") and err.count("\n") == 1
+    assert not path.exists() and list(tmp_path.glob("*.tmp")) == []
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nli_broken_mod:f", "module 'nli_broken_mod' does not import (RuntimeError: boom)"),
+        ("no_such_module_xyz:f", "does not import (ModuleNotFoundError"),
+        ("bad path:f", "a user function is a dotted path pkg.module:name"),
+    ],
+)
+def test_bad_module_one_line(usermod, tmp_path, capsys, spec, message):
+    code, out, err, path = _build(capsys, tmp_path, spec, "--domain", "1", "2")
+    assert code == 2 and message in err and err.count("\n") == 1 and not path.exists()
+
+
+def test_user_wrapper_of_a_builtin_gives_the_builtins_table(usermod):
+    # two-level: the user path evaluates f at interior bin edges from grid values
+    for layout in ("single:5", "two-level:2:4"):
+        ours = solve(f"{usermod}:silu", layout, "mean", domain=(1.0, 2.0), quantized=True)
+        ref = solve("silu", layout, "mean", domain=(1.0, 2.0), quantized=True)
+        assert np.array_equal(ours.cutpoints, ref.cutpoints)
+        assert ours.objective_value == pytest.approx(ref.objective_value, rel=1e-9)
+        a, b = table_from_result(ours), table_from_result(ref)
+        assert np.array_equal(a.lut, b.lut) and a.function == f"{usermod}:silu"
+
+
+def test_example_end_to_end_build_report_export(tmp_path, capsys):
+    spec = "nli.examples:quick_gelu"
+    t = tmp_path / "qg.json"
+    assert (
+        main(
+            [
+                "table",
+                "build",
+                spec,
+                "--domain",
+                "-2",
+                "2",
+                "--layout",
+                "two-level:2:4",
+                "--objective",
+                "mean",
+                "--lut-rounding",
+                "--stride",
+                "64",
+                "-q",
+                "-o",
+                str(t),
+            ]
+        )
+        == 0
+    )
+    table = load_table(t)
+    assert table.function == spec and table.meta["layout"] == "two-level:2:4"
+    rep_path = tmp_path / "rep.json"
+    assert main(["table", "report", str(t), "--json", str(rep_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sign check:" in out and "tails check:" in out and "provenance:" in out
+    rep = json.loads(rep_path.read_text())
+    assert rep["function"] == spec and rep["domain"] == [-2.0, 2.0]
+    assert rep["provenance"]["solve"] == "thinned (stride 64)"
+    assert rep["sign_check"]["ok"] and rep["tails_check"]["ok"]
+    # the reference the report used is the user's function
+    x = np.array([-1.5, 0.25, 1.75])
+    np.testing.assert_allclose(get_function(spec)(x), x / (1 + np.exp(-1.702 * x)), rtol=1e-15)
+    h = tmp_path / "qg.h"
+    assert main(["table", "export", str(t), "--format", "c", "-o", str(h)]) == 0
+    text = h.read_text()
+    assert "uint16_t" in text and "quick_gelu" in text
+
+
+def test_report_of_a_table_whose_module_is_gone(tmp_path, capsys, usermod):
+    t = table_from_result(solve(f"{usermod}:silu", "single:3", "mean", domain=(1.0, 2.0)))
+    d = t.to_json_dict()
+    d["function"] = "nli_gone_module_xyz:silu"
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(d))
+    assert main(["table", "report", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "does not import" in err and err.count("\n") == 1
