@@ -4,11 +4,14 @@ solver's grid-value path gives the built-in's table for a user wrapper of a buil
 
 import json
 
+from naive import naive_point_errors
 import numpy as np
 import pytest
 
 from nli.cli import main
 from nli.functions import get_function
+from nli.grid import fp16_grid
+from nli.objective import grid_arrays, segment_cost
 from nli.solver import solve, table_from_result
 from nli.table import load_table
 
@@ -33,6 +36,9 @@ def pole(x):
 
 def nan_below(x):
     return np.sqrt(x)
+
+def sine(x):
+    return np.sin(x)
 
 NOT_CALLABLE = 3.0
 """
@@ -159,3 +165,29 @@ def test_report_of_a_table_whose_module_is_gone(tmp_path, capsys, usermod):
     assert main(["table", "report", str(p)]) == 2
     err = capsys.readouterr().err
     assert "does not import" in err and err.count("\n") == 1
+
+
+COST_REL_TOL = 1e-9  # as tests/test_solver.py: float noise of the prefix-sum costs
+COST_ABS_TOL = 1e-14
+LERP_POINT_TOL = 1e-6  # per grid point: edges from grid values vs exact f, <= h^2 |f''| / 8 / w
+
+
+def test_user_segment_costs_against_point_sums(usermod):
+    """Inflections seen on the grid (sin: 0 and +-pi) and segment costs of a user function:
+    single bins exact; 32-bin intervals (edges between grid values) within LERP_POINT_TOL per
+    point (unquantized: RNE16 of an edge value could flip at a near-tie)."""
+    fn = get_function(f"{usermod}:sine")
+    x, _ = fp16_grid(-4.0, 4.0)
+    G = grid_arrays(fn, x)
+    np.testing.assert_allclose(G.infl, [-np.pi, 0.0, np.pi], atol=4e-3)
+    rng = np.random.default_rng(3)
+    for _ in range(8):
+        j = int(rng.integers(0, x.size - 3000))
+        k = j + int(rng.integers(2, 3000))
+        for q in (False, True):
+            errs = naive_point_errors(fn, x, j, k, 1, quantized=q)
+            got = segment_cost(G, j, k, 1, "mean", quantized=q)
+            assert got == pytest.approx(sum(errs) / x.size, rel=COST_REL_TOL, abs=COST_ABS_TOL)
+        errs = naive_point_errors(fn, x, j, k, 32)
+        got = segment_cost(G, j, k, 32, "mean")
+        assert abs(got - sum(errs) / x.size) <= LERP_POINT_TOL * (k - j + 1) / x.size
