@@ -150,6 +150,16 @@ def test_example_end_to_end_build_report_export(tmp_path, capsys):
     # the reference the report used is the user's function
     x = np.array([-1.5, 0.25, 1.75])
     np.testing.assert_allclose(get_function(spec)(x), x / (1 + np.exp(-1.702 * x)), rtol=1e-15)
+    # refine (needs f: imports the path again) and the simulator (needs only the table)
+    r = tmp_path / "qg_refined.json"
+    assert main(["table", "refine", str(t), "--output", str(r), "--sweeps", "1"]) == 0
+    assert load_table(r).function == spec
+    xin, yout = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(xin, np.array([-1.0, 0.5, 1.5], np.float16))
+    assert main(["sim", "elementwise", str(t), "--input", str(xin), "--output", str(yout)]) == 0
+    y = np.load(yout).astype(np.float64)
+    err = np.abs(y - get_function(spec)(np.array([-1.0, 0.5, 1.5])))
+    assert np.all(err <= rep["max_abs_error"])  # within what the report measured
     h = tmp_path / "qg.h"
     assert main(["table", "export", str(t), "--format", "c", "-o", str(h)]) == 0
     text = h.read_text()
