@@ -445,7 +445,12 @@ def main(argv=None) -> int:
                     "sweep_steps": a.sweep_steps,
                     "dev_pairs_per_lang": a.dev_per_lang,
                 }
-                log(f"LR of {m}: {c['lr']:g} (dev loss {c['dev_loss']})")
+                if fails:  # chosen from a partial sweep: recorded, and re-chosen on resume
+                    lr_choice[m]["failed_sweep_runs"] = fails
+                log(
+                    f"LR of {m}: {c['lr']:g} (dev loss {c['dev_loss']})"
+                    + (f"; {fails} sweep run(s) FAILED, re-run on resume" if fails else "")
+                )
         write_json(cache / "lr_choice.json", lr_choice)
 
     def ready(task) -> dict | None:

@@ -48,7 +48,8 @@ def pydoc_topics_text() -> str:
 
 
 def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tensor:
-    """text -> int64[min(N, max_tokens)] token ids (no BOS: SmolLM2's GGUF sets add_bos_token
+    """text -> int64[min(N, max_tokens)] token ids, as ``tokenizer.encode`` gives them: a BOS
+    first where the GGUF's add_bos_token says so (Gemma), none for SmolLM2 (add_bos_token
     false)."""
     if max_tokens is not None and max_tokens < 2:
         raise ValueError(f"max_tokens must be >= 2, got {max_tokens}")
