@@ -31,7 +31,6 @@ from results_io import results_path, write_json
 
 REL_TARGET = 1e-4  # |adapter / native - 1| for ppl_ref and ppl
 OUT = results_path("hf_adapter.json")
-GEMMA3_GGUF = "/work/models/gemma-3-270m-q4_k_m.gguf"
 
 
 def gguf_of(name: str) -> str:
@@ -39,12 +38,9 @@ def gguf_of(name: str) -> str:
     if name == "smollm2":
         return str(smollm2_path())
     if name == "gemma3":
-        try:  # the installed package's path, where the arch branch provides one
-            from engine.gguf_loader import gemma3_path
+        from engine.model_files import gemma3_path
 
-            return str(gemma3_path())
-        except ImportError:
-            return GEMMA3_GGUF
+        return str(gemma3_path())
     raise ValueError(f"no GGUF known for {name!r}")
 
 
