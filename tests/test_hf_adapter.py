@@ -392,3 +392,12 @@ def test_cli_bad_device(text_file, tmp_path, capsys, device, why):
 def test_cli_device_map_needs_hf_model(text_file, capsys):
     assert main([*eval_args("tiny", text_file), "--device-map", "auto"]) == 2
     assert "hf:" in _one_line_error(capsys)
+
+
+def test_cli_device_map_auto(model_dirs, text_file, tmp_path):
+    pytest.importorskip("accelerate")
+    out = tmp_path / "r.json"
+    args = eval_args(f"hf:{model_dirs['llama']}", text_file, "--device-map", "auto")
+    assert main([*args, "--variant", "fp16", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["device"] == "auto" and r["tokens"] == len(TEXT * 3) - 1 and r["ppl"] > 0
