@@ -8,6 +8,7 @@ and the old one kept as ``comparison.ours_before_pareto``.
 Summary: benchmarks/results/refine_shipped.json.
 
 Usage: python benchmarks/refine_shipped.py [--dry-run] [--sweeps 8] [--radius 2]
+[--only NAME:MODE ...] (only those tables; the summary's other entries are kept)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import nli
 from nli.defaults import default_table_path
 from nli.table import save_table
 
-from results_io import results_path, write_json
+from results_io import read_json, results_path, write_json
 
 KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
 
@@ -31,9 +32,23 @@ def main(argv=None) -> int:
     ap.add_argument("--sweeps", type=int, default=8)
     ap.add_argument("--radius", type=int, default=2)
     ap.add_argument("--out", default=str(results_path("refine_shipped.json")))
+    ap.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME:MODE",
+        help="refine only this shipped table (repeatable); the summary keeps the other entries",
+    )
     args = ap.parse_args(argv)
+    names = nli.default_table_names()
+    unknown = [o for o in args.only if tuple(o.split(":", 1)) not in names]
+    if unknown:
+        ap.error(f"--only: not a shipped table: {', '.join(unknown)}")
     summary = {}
-    for name, mode in nli.default_table_names():
+    if args.only:
+        names = [n for n in names if f"{n[0]}:{n[1]}" in args.only]
+        summary = dict(read_json(args.out) or {})
+    for name, mode in names:
         path = default_table_path(name, mode)
         if not path.exists():
             summary[f"{name}:{mode}"] = {"skipped": "no shipped table"}

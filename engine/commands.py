@@ -13,7 +13,7 @@ def register(sub, groups):
     """Add this package's subcommands to the `nli` parser."""
     from nli.argtypes import positive_int
     from nli.cli import group
-    from nli.formats import MODES
+    from nli.formats import BACKENDS, MODES, RMSNORM_INPUTS
 
     ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
     p = ev.add_parser(
@@ -81,6 +81,21 @@ def register(sub, groups):
         default="reduced",
         choices=MODES,
         help="reciprocal/rsqrt mode of the unit (numerics §5; default reduced)",
+    )
+    p.add_argument(
+        "--rmsnorm-input",
+        default="scaled",
+        choices=RMSNORM_INPUTS,
+        help="how RMSNorm's FP32 rows enter the FP16 unit (numerics §4.1): scaled (default: an "
+        "exact power-of-two row prescale where a value would overflow FP16) | plain (RNE16 "
+        "alone; values of 65520 or more become inf)",
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", *BACKENDS),
+        help="where the unit's ops run: numba (hw_sim, CPU) or torch (the bit-identical torch "
+        "datapath, on the model's device); auto: numba on the CPU, torch elsewhere (default)",
     )
     p.add_argument(
         "--table",
@@ -173,8 +188,15 @@ def _eval_ppl(args) -> int:
         args.window,
         tables,
         progress=not args.no_progress,
+        backend=args.backend,
+        rmsnorm_input=args.rmsnorm_input,
     )
-    res.update(model=str(args.model), text=source, device=args.device_map or str(device))
+    res.update(
+        model=str(args.model),
+        text=source,
+        backend=args.backend,
+        device=args.device_map or str(device),
+    )
     extra = eval_report_for(
         model
     )  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
@@ -188,6 +210,7 @@ def _eval_ppl(args) -> int:
                 reciprocal_mode=args.reciprocal_mode,
                 window=args.window,
                 tables=tables,
+                rmsnorm_input=args.rmsnorm_input,
             )
         )
         print(
@@ -205,7 +228,7 @@ def _print_summary(r: dict) -> None:
     rel = r["ppl_rel_change"]
     print(
         f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
-        f"({r['reciprocal_mode']} reciprocal/rsqrt)"
+        f"({r['reciprocal_mode']} reciprocal/rsqrt, {r['rmsnorm_input']} RMSNorm input)"
     )
     print(
         f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "

@@ -51,13 +51,15 @@ def demo_model(name: str = "smollm2"):
     return load_model(name)
 
 
-def available_variants(variants=STANDARD_VARIANTS, ops=OPS) -> tuple[list, dict]:
-    """Split ``variants`` into those whose tables can be had now and {label: reason} for the
-    rest."""
+def available_variants(
+    variants=STANDARD_VARIANTS, ops=OPS, activation: str = "silu"
+) -> tuple[list, dict]:
+    """Split ``variants`` into those whose tables can be had now (for a model whose activation is
+    ``activation``) and {label: reason} for the rest."""
     ok, missing = [], {}
     for label, variant, rm in variants:
         try:
-            make_ops(ops, variant, None, rm)
+            make_ops(ops, variant, None, rm, activation)
             ok.append((label, variant, rm))
         except (
             ImportError,

@@ -59,10 +59,22 @@ def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tens
     return torch.tensor(ids[:max_tokens] if max_tokens else ids, dtype=torch.long)
 
 
-def build_variants(model, variants, ops=OPS, tables=None) -> dict:
-    """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)]."""
+def build_variants(
+    model, variants, ops=OPS, tables=None, rmsnorm_input="scaled", backend: str = "auto"
+) -> dict:
+    """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)];
+    ``rmsnorm_input``: RMSNorm's FP32 input handling (numerics §4.1) of every variant;
+    ``backend``: where the unit's ops run (engine.substitution.substitute)."""
     return {
-        label: substitute(model, ops=ops, variant=variant, tables=tables, reciprocal_mode=rm)
+        label: substitute(
+            model,
+            ops=ops,
+            variant=variant,
+            tables=tables,
+            reciprocal_mode=rm,
+            rmsnorm_input=rmsnorm_input,
+            backend=backend,
+        )
         for label, variant, rm in variants
     }
 
@@ -77,6 +89,8 @@ def compare_variants(
     calibration=CALIBRATION_RANGE,
     progress: bool = True,
     record=True,
+    rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ) -> dict:
     """Perplexity of ``model`` (ref) and of each substituted variant on ``ids`` int64[N].
 
@@ -85,7 +99,7 @@ def compare_variants(
     settings ``mode`` (the variant) and ``reciprocal_mode``. The JSON keys ``modes`` and ``mode``
     are kept from before the rename (benchmarks/results/llm.json has them).
     """
-    models = build_variants(model, variants, ops, tables)
+    models = build_variants(model, variants, ops, tables, rmsnorm_input, backend)
     res = evaluate_models(
         models,
         ids,
@@ -118,15 +132,31 @@ def eval_ppl(
     window: int = DEFAULT_WINDOW,
     tables=None,
     progress: bool = True,
+    rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ) -> dict:
     """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
     mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
-    variant under the JSON key ``mode``)."""
+    variant under the JSON key ``mode``, and ``rmsnorm_input``). ``backend``: where the unit's
+    ops run (auto | numba | torch, see engine.substitution.UnitOps)."""
     r = compare_variants(
-        model, ids, ((variant, variant, reciprocal_mode),), ops, window, tables, progress=progress
+        model,
+        ids,
+        ((variant, variant, reciprocal_mode),),
+        ops,
+        window,
+        tables,
+        progress=progress,
+        rmsnorm_input=rmsnorm_input,
+        backend=backend,
     )
     out = dict(r["modes"][variant])
-    out.update(ops=list(ops), window=window, calibration_range=list(CALIBRATION_RANGE))
+    out.update(
+        ops=list(ops),
+        window=window,
+        calibration_range=list(CALIBRATION_RANGE),
+        rmsnorm_input=rmsnorm_input,
+    )
     return out
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from nli.cli import UserError, group
-from nli.formats import INVERSE_FUNCTIONS, MODES, OP_ALIASES, OPS, UNIT_FUNCTIONS, op_functions
+from nli.formats import (
+    INVERSE_FUNCTIONS,
+    MODES,
+    OP_ALIASES,
+    OPS,
+    RMSNORM_INPUTS,
+    UNIT_FUNCTIONS,
+    op_functions,
+)
 
 OPS_DEFAULT = ",".join(OPS)
 
@@ -38,6 +46,13 @@ def register_export(sub, groups):
         default="reduced",
         choices=MODES,
         help="reciprocal / rsqrt mode, numerics §5 (default: reduced)",
+    )
+    p.add_argument(
+        "--rmsnorm-input",
+        default="scaled",
+        choices=RMSNORM_INPUTS,
+        help="how RMSNorm's FP32 rows enter the unit, numerics §4.1: scaled (default: the row "
+        "prescale, nli.RMSNormPrescale) | plain (RNE16 alone)",
     )
     p.add_argument(
         "--table",
@@ -135,7 +150,7 @@ def _onnx_model(args) -> int:
     overrides = parse_table_overrides(args.table)
     model, _ = load_model(args.model)
     tables = model_tables(ops, args.reciprocal_mode, overrides, model.cfg.activation)
-    proto = export_model(model, ops, tables, args.reciprocal_mode)
+    proto = export_model(model, ops, tables, args.reciprocal_mode, args.rmsnorm_input)
     out = save_onnx(proto, args.out)
     size = Path(out).stat().st_size / 2**20
     print(

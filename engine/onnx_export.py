@@ -11,7 +11,8 @@ bit-exact in stock onnxruntime); each table is a set of named initializers
 The model graph mirrors :class:`engine.model.Llama` op for op: FP32 weights
 and activations; a substituted op rounds its FP32 input to FP16 (``RoundFP16``,
 as ``tensor.half()`` does), runs the NLI function, and casts its FP16 output
-back to FP32, like the torch ``nli`` backend.
+back to FP32, like the torch ``nli`` backend. RMSNorm's rows enter through
+``nli.RMSNormPrescale`` instead (numerics §4.1) unless ``rmsnorm_input='plain'``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from nli.atomic import atomic_target
-from nli.formats import INVERSE_FUNCTIONS, OP_ALIASES, OPS, op_functions
+from nli.formats import INVERSE_FUNCTIONS, OP_ALIASES, OPS, RMSNORM_INPUTS, op_functions
 from nli.formats import MODES as RECIPROCAL_MODES
 from nli.table import Table
 
@@ -41,6 +42,7 @@ from .onnx_ops import (
     inverse_call,
     inverse_reduced_function,
     rmsnorm_function,
+    rmsnorm_prescale_function,
     round_fp16_function,
     softmax_function,
 )
@@ -78,9 +80,11 @@ def check_table_for(table: Table, function: str, role: str) -> Table:
     return table
 
 
-def _functions(tables: dict[str, Table], ops, mode: str) -> list:
+def _functions(tables: dict[str, Table], ops, mode: str, rmsnorm_input=None) -> list:
     """Every model-local function the graph calls (each once)."""
     fns = {"RoundFP16": round_fp16_function()}
+    if "rmsnorm" in ops and rmsnorm_input == "scaled":
+        fns["RMSNormPrescale"] = rmsnorm_prescale_function()
     for t in tables.values():
         fns.setdefault(interp_name(t.precision), interp_function(t.precision == "fp16"))
     if mode == "reduced":
@@ -154,12 +158,29 @@ def export_elementwise(table: Table) -> onnx.ModelProto:
     return model
 
 
-def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -> onnx.ModelProto:
+def _check_rmsnorm_input(rmsnorm_input) -> str:
+    if rmsnorm_input not in RMSNORM_INPUTS:
+        raise ExportError(
+            f"rmsnorm input: must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
+        )
+    return rmsnorm_input
+
+
+def export_composite(
+    op: str, tables: dict[str, Table], mode: str = "reduced", rmsnorm_input: str | None = None
+) -> onnx.ModelProto:
     """A standalone ``softmax`` (x float16[R, n] -> y) or ``rmsnorm`` (x float16[R, n], weight
-    float16[n], eps float32[] -> y) graph, the same functions the model export uses."""
+    float16[n], eps float32[] -> y) graph, the same functions the model export uses.
+    ``rmsnorm_input`` 'scaled' or 'plain' (rmsnorm only): x is float32[R, n] instead and enters
+    as the model's does (numerics §4.1: nli.RMSNormPrescale, or RoundFP16 alone)."""
     tables = _check_tables((op,), tables)
+    if rmsnorm_input is not None:
+        if op != "rmsnorm":
+            raise ExportError(f"rmsnorm input: only for op 'rmsnorm', not {op!r}")
+        _check_rmsnorm_input(rmsnorm_input)
     b = Builder("g")
-    inits, ins = [], [helper.make_tensor_value_info("x", F16, ["rows", "n"])]
+    x_type = F16 if rmsnorm_input is None else F32
+    inits, ins = [], [helper.make_tensor_value_info("x", x_type, ["rows", "n"])]
     if op == "softmax":
         args = ["x"]
         for role, name in (("exp", "exp"), ("recip", "reciprocal")):
@@ -174,7 +195,12 @@ def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -
         ]
         ti, tn = table_initializers(tables["rsqrt"], "rsqrt")
         inits += ti
-        y = b.call(f"RMSNorm{mode.capitalize()}", "x", "weight", "eps", *tn)
+        x, eps = "x", "eps"
+        if rmsnorm_input == "scaled":
+            x, eps = b.call("RMSNormPrescale", "x", "eps", n_out=2)
+        elif rmsnorm_input == "plain":
+            x = b.op("Cast", b.call("RoundFP16", "x"), to=F16)
+        y = b.call(f"RMSNorm{mode.capitalize()}", x, "weight", eps, *tn)
     else:
         raise ExportError(f"op: composite ops are softmax and rmsnorm, got {op!r}")
     b.rename_output(y, "y")
@@ -185,7 +211,7 @@ def export_composite(op: str, tables: dict[str, Table], mode: str = "reduced") -
         [helper.make_tensor_value_info("y", F16, ["rows", "n"])],
         initializer=inits,
     )
-    model = _model(graph, _functions(tables, (op,), mode), f"NLI {op}, {mode} mode")
+    model = _model(graph, _functions(tables, (op,), mode, rmsnorm_input), f"NLI {op}, {mode} mode")
     onnx.checker.check_model(model)
     return model
 
@@ -224,10 +250,11 @@ class GraphWriter(Builder):
     FFN exporters registered with :func:`register_ffn_exporter` (the ``moe``
     package's MoE layer) write their nodes through it."""
 
-    def __init__(self, ops, tables, mode, eps):
+    def __init__(self, ops, tables, mode, eps, rmsnorm_input: str = "scaled"):
         super().__init__("t")
         self.inits: list = []
         self.ops, self.tables, self.mode = set(ops), tables, mode
+        self.rmsnorm_input = rmsnorm_input
         self.table_args = {}
         for fn, t in tables.items():
             ti, names = table_initializers(t, fn)
@@ -260,13 +287,11 @@ class GraphWriter(Builder):
             r = self.op("Div", self.f32(1.0), self.op("Sqrt", self.op("Add", ms, self.eps_ref)))
             return self.op("Mul", self.op("Mul", x, r), w)
         w = self.init(name, weight.astype(np.float16))  # RNE16, as weight.half()
-        y = self.call(
-            f"RMSNorm{self.mode.capitalize()}",
-            self._to16(x),
-            w,
-            self.eps,
-            *self.table_args["rsqrt"],
-        )
+        if self.rmsnorm_input == "scaled":  # numerics §4.1
+            x16, eps = self.call("RMSNormPrescale", x, self.eps, n_out=2)
+        else:
+            x16, eps = self._to16(x), self.eps
+        y = self.call(f"RMSNorm{self.mode.capitalize()}", x16, w, eps, *self.table_args["rsqrt"])
         return self.op("Cast", y, to=F32)
 
     def softmax(self, x: str) -> str:
@@ -286,12 +311,17 @@ class GraphWriter(Builder):
 
 
 def export_model(
-    model, ops=OPS, tables: dict[str, Table] | None = None, reciprocal_mode: str = "reduced"
+    model,
+    ops=OPS,
+    tables: dict[str, Table] | None = None,
+    reciprocal_mode: str = "reduced",
+    rmsnorm_input: str = "scaled",
 ) -> onnx.ModelProto:
     """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
     output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
     with ``tables`` (the activation's, ``rsqrt``, ``exp``, ``reciprocal`` as needed);
-    ``reciprocal_mode`` is the reciprocal / rsqrt mode (section 5); the other ops stay FP32
+    ``reciprocal_mode`` is the reciprocal / rsqrt mode (section 5), ``rmsnorm_input`` how
+    RMSNorm's rows enter the unit (section 4.1: 'scaled' or 'plain'); the other ops stay FP32
     reference."""
     from .model import GatedFFN, Llama
 
@@ -301,6 +331,7 @@ def export_model(
         raise ExportError(
             f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}"
         )
+    _check_rmsnorm_input(rmsnorm_input)
     ops = tuple(dict.fromkeys(OP_ALIASES.get(o, o) for o in ops))
     tables = _check_tables(ops, tables or {}, model.cfg.activation)
     for i, layer in enumerate(model.layers):
@@ -311,7 +342,7 @@ def export_model(
             )
     c = model.cfg
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-    g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps)
+    g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps, rmsnorm_input)
     H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
     rep = H // Hkv
     ids = "input_ids"
@@ -402,9 +433,10 @@ def export_model(
     props = {
         "nli.ops": ",".join(ops),
         "nli.reciprocal_mode": reciprocal_mode,
+        "nli.rmsnorm_input": rmsnorm_input,
         **_table_props(tables),
     }
-    proto = _model(graph, _functions(tables, ops, reciprocal_mode), doc, props)
+    proto = _model(graph, _functions(tables, ops, reciprocal_mode, rmsnorm_input), doc, props)
     onnx.checker.check_model(proto)
     return proto
 

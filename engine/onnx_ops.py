@@ -48,12 +48,20 @@ Extensions (docs/numerics.md §8: how each step is made one IEEE operation in OR
   built from bits, with ``k`` clamped to [-40, 41]: beyond that every
   non-zero FP16 ``y`` overflows (or underflows) FP16 anyway, so the clamp
   changes no result but keeps ``2^-k`` an FP32 normal.
+* **RMSNorm's row prescale** (numerics §4.1) works on bit patterns: inf / NaN
+  are replaced by +0 with an int32 ``Where`` before the ``ReduceMax`` of the
+  magnitudes (exact), ``E(m)`` is m's exponent field (an int32 ``Div`` by
+  2^23: ONNX's ``BitShift`` takes unsigned types only), ``2^-s`` is built from
+  bits, and ``eps 2^(-2s)`` is two FP32 ``Mul`` by ``2^-s``: exact unless it
+  falls below 2^-126, where numerics §4.1 shows it cannot change ``v``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from onnx import FunctionProto, TensorProto, helper, numpy_helper
+
+from nli.formats import FP16_OVERFLOW, RMSNORM_PRESCALE_TOP
 
 DOMAIN = "nli"
 OPSET = 26  # BitCast
@@ -359,9 +367,35 @@ def softmax_function(mode: str, exp_precision: str, recip_precision: str) -> Fun
     return fn
 
 
+def rmsnorm_prescale_function() -> FunctionProto:
+    """nli.RMSNormPrescale: numerics §4.1 over the last axis. Inputs: x float32[..., n], eps
+    float32[]. Outputs: x16 float16[..., n] = RNE16(x_i 2^-s) and eps float32[..., 1] =
+    eps 2^(-2s), the row's inputs to nli.RMSNorm<Mode>."""
+    b = Builder("p")
+    bits = b.op("BitCast", "x", to=I32)
+    mag = b.op("BitwiseAnd", bits, b.i32(0x7FFFFFFF))
+    finite = b.op("Less", mag, b.i32(0x7F800000))
+    absx = b.op("BitCast", b.op("Where", finite, mag, b.i32(0)), to=F32)  # inf / NaN -> +0
+    m = b.op("ReduceMax", absx, b.i64([-1]), keepdims=1)  # [..., 1], exact
+    e = b.op("Sub", b.op("Div", b.op("BitCast", m, to=I32), b.i32(1 << 23)), b.i32(127))  # E(m)
+    over = b.op("GreaterOrEqual", m, b.f32(FP16_OVERFLOW))
+    s = b.op("Where", over, b.op("Sub", e, b.i32(RMSNORM_PRESCALE_TOP)), b.i32(0))  # 0..113
+    p = b.op("BitCast", b.op("Mul", b.op("Sub", b.i32(127), s), b.i32(1 << 23)), to=F32)  # 2^-s
+    x16 = b.op("Cast", b.call("RoundFP16", b.op("Mul", "x", p)), to=F16)  # RNE16(x_i 2^-s)
+    eps = b.op("Mul", b.op("Mul", "eps", p), p)  # eps 2^(-2s) (numerics §4.1)
+    return _function(
+        "RMSNormPrescale",
+        ["x", "eps"],
+        b,
+        {"x16": x16, "eps_row": eps},
+        rmsnorm_prescale_function.__doc__,
+    )
+
+
 def rmsnorm_function(mode: str, precision: str) -> FunctionProto:
     """nli.RMSNorm<Mode>: numerics §4 over the last axis. Inputs: x float16[..., n],
-    weight float16[n], eps float32[] and the rsqrt table (7 fields). Output float16[..., n]."""
+    weight float16[n], eps float32[] (or float32[..., 1], one per row, from nli.RMSNormPrescale)
+    and the rsqrt table (7 fields). Output float16[..., n]."""
     b = Builder("m")
     x = b.op("Cast", "x", to=F32)
     w = b.op("Cast", "weight", to=F32)

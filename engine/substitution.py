@@ -14,12 +14,19 @@ Variants (every one takes and returns float32 torch tensors):
   is rounded to FP16 once (numpy's direct float64 -> float16 RNE; torch's
   would round through float32 first). Nothing in between is rounded, so
   ``fp16`` vs ``ref`` is the format's effect and ``nli`` vs ``fp16`` the
-  approximation's. -inf softmax inputs give exact zeros.
+  approximation's. -inf softmax inputs give exact zeros. RMSNorm's rows get
+  the same row prescale as the unit's (numerics §4.1) unless
+  ``rmsnorm_input='plain'``.
 * ``nli``: bit-accurate through :mod:`hw_sim` with the default tables of
   :func:`nli.default_table` (silu and exp ``direct``; reciprocal and rsqrt in
   ``reciprocal_mode``). Inputs are rounded to FP16 (RNE, torch's float32 ->
   float16 conversion), the unit returns FP16, which is cast to float32 for the
   rest of the model. The attention mask's -inf goes in as -inf (numerics §4: e = +0).
+  RMSNorm's FP32 rows enter with the row prescale of numerics §4.1
+  (``rmsnorm_input='scaled'``, the default of every unit variant) or by RNE16
+  alone (``'plain'``: a value of 65520 or more becomes inf).
+  With ``backend='torch'`` (the default for tensors off the CPU) the same bits come
+  from the pure-torch datapath of :mod:`engine.torch_unit` on the tensors' own device.
 * ``baseline:NAME``: the same unit with the baseline tables of
   :mod:`nli.baselines` (``uniform``, ``curvature``, ``nnlut``).
 * ``published``: the same unit with the tables built from NLI's own
@@ -41,13 +48,16 @@ from nli.baselines import BASELINES
 # decides
 from nli.formats import (
     ACTIVATIONS,
+    BACKENDS,
     INVERSE_FUNCTIONS,
     OP_ALIASES,
     OPS,
+    RMSNORM_INPUTS,
     UNIT_FUNCTIONS,
     op_functions,
 )
 from nli.formats import MODES as RECIPROCAL_MODES
+from nli.prescale import prescale_exponents
 
 from .model import REF_OPS, OpSet
 
@@ -70,10 +80,25 @@ def round_f64_to_f16(y: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- backends
+def check_rmsnorm_input(rmsnorm_input) -> str:
+    """``rmsnorm_input`` must be one of RMSNORM_INPUTS (numerics §4.1); returns it."""
+    if not isinstance(rmsnorm_input, str) or rmsnorm_input not in RMSNORM_INPUTS:
+        raise ValueError(
+            f"rmsnorm_input must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
+        )
+    return rmsnorm_input
+
+
 class Fp16Ops(OpSet):
-    """Correctly rounded FP16 ops (see module docstring for exactly what is rounded)."""
+    """Correctly rounded FP16 ops (see module docstring for exactly what is rounded).
+
+    ``rmsnorm_input``: 'scaled' (default) gives RMSNorm the unit's row prescale (numerics §4.1),
+    'plain' rounds its input to FP16 alone."""
 
     name = "fp16"
+
+    def __init__(self, rmsnorm_input: str = "scaled"):
+        self.rmsnorm_input = check_rmsnorm_input(rmsnorm_input)
 
     def act(self, x, fn):
         from nli.functions import get_function
@@ -84,9 +109,16 @@ class Fp16Ops(OpSet):
         return torch.from_numpy(y.astype(np.float16)).float()  # one RNE rounding
 
     def rmsnorm(self, x, weight, eps):
-        x64 = x.detach().to(torch.float16).double()
+        eps32 = float(np.float32(eps))
+        if self.rmsnorm_input == "scaled":
+            s = prescale_exponents(x.detach().float().cpu().numpy())[..., None]  # (..., 1)
+            p = torch.from_numpy(np.ldexp(np.float32(1), -s))  # 2^-s, float32, exact
+            x64 = (x.detach().float() * p).to(torch.float16).double()  # RNE16(x_i 2^-s)
+            eps64 = torch.from_numpy(np.ldexp(eps32, -2 * s))  # eps 2^(-2s), float64, exact
+        else:
+            x64, eps64 = x.detach().to(torch.float16).double(), eps32
         w64 = weight.detach().to(torch.float16).double()
-        r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + float(np.float32(eps)))
+        r = torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + eps64)
         return round_f64_to_f16(x64 * r * w64).float()
 
     def softmax(self, x):
@@ -99,74 +131,146 @@ class UnitOps(OpSet):
 
     ``tables``: {activation, "exp", "reciprocal", "rsqrt"} -> nli Table (only those
     the used ops need); ``reciprocal_mode``: 'reduced' or 'direct' (numerics §5).
-    ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
+    ``backend`` (nli.formats.BACKENDS, or 'auto'): ``numba`` runs hw_sim on the CPU (a tensor
+    on another device goes there and back); ``torch`` runs :mod:`engine.torch_unit` /
+    :mod:`engine.torch_ops` on the tensor's own device (bit-identical); ``auto`` picks numba
+    for CPU tensors and torch otherwise, per call.
+    With numba, ``fused=True`` runs hw_sim's float32 entry points (``run_elementwise_f32``,
     ``softmax_f32``, ``rmsnorm_f32``: RNE16 at the op boundary, one pass);
     ``fused=False`` converts to float16 and calls hw_sim's FP16 functions (the
-    same kernels, with the float16 copies). Softmax's and RMSNorm's tables are
+    same kernels, with the float16 copies; RMSNorm's prescaled rows go in groups of
+    equal ``s``, each with its ``eps 2^(-2s)``). Softmax's and RMSNorm's tables are
     checked against their role and ``reciprocal_mode`` here, before any call.
+    ``rmsnorm_input``: 'scaled' (the row prescale, numerics §4.1) or 'plain'.
     """
 
     def __init__(
-        self, tables: dict, reciprocal_mode: str = "reduced", name: str = "nli", fused: bool = True
+        self,
+        tables: dict,
+        reciprocal_mode: str = "reduced",
+        name: str = "nli",
+        fused: bool = True,
+        rmsnorm_input: str = "scaled",
+        backend: str = "auto",
     ):
-        import hw_sim  # imported here: engine's ref/fp16 paths do not need numba
-        from hw_sim.inputs import check_table_fits
+        from nli.unit_checks import check_table_fits
 
-        self._hw = hw_sim
+        self.backend = check_backend(backend)
+        self._hw = None  # hw_sim, imported on first numba call: torch and ref need no numba
         for f, t in tables.items():
             if f in ("exp", *INVERSE_FUNCTIONS):
                 check_table_fits(t, f, f"{f} table", reciprocal_mode)
         self.fused = fused
+        self.rmsnorm_input = check_rmsnorm_input(rmsnorm_input)
         self.tables = dict(tables)
         self.reciprocal_mode = reciprocal_mode
         self.name = name
         self._w16: dict = {}  # id(weight) -> (version, FP16 bits, weight)
 
+    def _torch(self, x: torch.Tensor) -> bool:
+        """Whether this call runs on the torch backend."""
+        return self.backend == "torch" or (self.backend == "auto" and x.device.type != "cpu")
+
+    @property
+    def hw(self):
+        if self._hw is None:
+            import hw_sim
+
+            self._hw = hw_sim
+        return self._hw
+
     def _weight_bits(self, w: torch.Tensor) -> np.ndarray:
         got = self._w16.get(id(w))
         if got is None or got[0] != w._version or got[2] is not w:
-            got = (w._version, fp16_bits(w), w)
+            got = (w._version, fp16_bits(w.cpu()), w)
             self._w16[id(w)] = got
         return got[1]
 
     @staticmethod
     def _f32(x: torch.Tensor) -> np.ndarray:
-        return x.detach().float().contiguous().numpy()
+        return x.detach().float().cpu().contiguous().numpy()
 
     def act(self, x, fn):
+        if self._torch(x):
+            from .torch_unit import run_elementwise_f32
+
+            return run_elementwise_f32(self.tables[fn], x.detach().float())
         if self.fused:
-            return torch.from_numpy(self._hw.run_elementwise_f32(self.tables[fn], self._f32(x)))
-        return from_fp16(self._hw.run_elementwise(self.tables[fn], fp16_bits(x)))
+            y = torch.from_numpy(self.hw.run_elementwise_f32(self.tables[fn], self._f32(x)))
+        else:
+            y = from_fp16(self.hw.run_elementwise(self.tables[fn], fp16_bits(x.cpu())))
+        return y.to(x.device)
 
     def rmsnorm(self, x, weight, eps):
+        if self._torch(x):
+            from .torch_ops import rmsnorm_f32
+
+            return rmsnorm_f32(
+                x.detach().float(),
+                weight.detach().float(),
+                float(eps),
+                self.tables["rsqrt"],
+                self.reciprocal_mode,
+                self.rmsnorm_input,
+            )
         w = self._weight_bits(weight)
+        t, mode = self.tables["rsqrt"], self.reciprocal_mode
         if self.fused:
-            return torch.from_numpy(
-                self._hw.rmsnorm_f32(
-                    self._f32(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
-                )
+            y = torch.from_numpy(
+                self.hw.rmsnorm_f32(self._f32(x), w, float(eps), t, mode, self.rmsnorm_input)
             )
-        return from_fp16(
-            self._hw.rmsnorm(
-                fp16_bits(x), w, float(eps), self.tables["rsqrt"], self.reciprocal_mode
+            return y.to(x.device)
+        x32 = self._f32(x)
+        s = prescale_exponents(x32) if self.rmsnorm_input == "scaled" else None
+        if s is None or not s.any():
+            return from_fp16(self.hw.rmsnorm(fp16_bits(x.cpu()), w, float(eps), t, mode)).to(
+                x.device
             )
-        )
+        rows, s = x32.reshape(-1, x32.shape[-1]), s.reshape(-1)  # (..., n) -> (R, n)
+        out = np.empty(rows.shape, np.float16)
+        for k in np.unique(s):  # rows of one exponent share eps 2^(-2k)
+            sel = s == k
+            x16 = (rows[sel] * np.float32(2.0 ** -int(k))).astype(np.float16)  # RNE16(x 2^-k)
+            eps_k = float(np.float32(eps)) * 2.0 ** (-2 * int(k))  # rounded to FP32 by hw_sim:
+            out[sel] = self.hw.rmsnorm(x16, w, eps_k, t, mode)  # numerics §4.1, same bits
+        return from_fp16(out.reshape(x32.shape)).to(x.device)  # (R, n) -> (..., n)
 
     def softmax(self, x):
+        if self._torch(x):
+            from .torch_ops import softmax_f32
+
+            return softmax_f32(
+                x.detach().float(),
+                self.tables["exp"],
+                self.tables["reciprocal"],
+                self.reciprocal_mode,
+            )
         if self.fused:
-            return torch.from_numpy(
-                self._hw.softmax_f32(
+            y = torch.from_numpy(
+                self.hw.softmax_f32(
                     self._f32(x),
                     self.tables["exp"],
                     self.tables["reciprocal"],
                     self.reciprocal_mode,
                 )
             )
-        return from_fp16(
-            self._hw.softmax(
-                fp16_bits(x), self.tables["exp"], self.tables["reciprocal"], self.reciprocal_mode
+        else:
+            y = from_fp16(
+                self.hw.softmax(
+                    fp16_bits(x.cpu()),
+                    self.tables["exp"],
+                    self.tables["reciprocal"],
+                    self.reciprocal_mode,
+                )
             )
-        )
+        return y.to(x.device)
+
+
+def check_backend(backend) -> str:
+    """``backend`` must be 'auto' or one of nli.formats.BACKENDS."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"backend must be auto, {' or '.join(BACKENDS)}, got {backend!r}")
+    return backend
 
 
 class RoutedOps(OpSet):
@@ -268,11 +372,15 @@ def make_ops(
     tables: dict | None = None,
     reciprocal_mode: str = "reduced",
     activation: str = "silu",
+    rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ) -> OpSet:
     """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`) in a model whose activation is
-    ``activation``."""
+    ``activation``; the unit's ops run on ``backend`` (:class:`UnitOps`)."""
     ops = parse_ops(ops)
+    check_backend(backend)
     kind, base = parse_variant(variant)
+    check_rmsnorm_input(rmsnorm_input)
     if reciprocal_mode not in RECIPROCAL_MODES:
         raise ValueError(
             f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}"
@@ -284,7 +392,7 @@ def make_ops(
     if kind == "ref":
         return REF_OPS
     if kind == "fp16":
-        impl = Fp16Ops()
+        impl = Fp16Ops(rmsnorm_input)
     else:
         need = needed_functions(ops, activation)
         given = dict(tables or {})
@@ -306,10 +414,14 @@ def make_ops(
         for f in need:
             if getattr(given[f], "function", None) != f:
                 raise ValueError(f"tables[{f!r}] is not a {f} table")
-        impl = UnitOps(given, reciprocal_mode, name=variant)
+        impl = UnitOps(
+            given, reciprocal_mode, name=variant, rmsnorm_input=rmsnorm_input, backend=backend
+        )
     label = f"{impl.name}[{','.join(ops)}]" + (
         f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else ""
     )
+    if "rmsnorm" in ops and rmsnorm_input != "scaled":
+        label += f"/rmsnorm-{rmsnorm_input}"
     return RoutedOps({op: impl for op in ops}, name=label)
 
 
@@ -319,6 +431,8 @@ def substitute(
     variant: str = "nli",
     tables: dict | None = None,
     reciprocal_mode: str = "reduced",
+    rmsnorm_input: str = "scaled",
+    backend: str = "auto",
 ):
     """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
 
@@ -327,11 +441,23 @@ def substitute(
     variant: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
     tables: optional {function: Table} overriding the default/baseline tables
     (functions: the activation, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
+    rmsnorm_input: 'scaled' (RMSNorm's row prescale, numerics §4.1; the default of the fp16 and
+    unit variants) | 'plain' (RNE16 alone).
+    backend: 'auto' | 'numba' | 'torch' (nli.formats.BACKENDS): where the unit's ops run, see
+    :class:`UnitOps` (auto: numba for CPU tensors, torch on other devices).
     The copy shares the weight tensors with ``model``.
     """
     if not hasattr(model, "set_ops"):
         raise TypeError(f"model must be an engine Llama (with set_ops), got {type(model).__name__}")
-    opset = make_ops(ops, variant, tables, reciprocal_mode, model_activation(model))
+    opset = make_ops(
+        ops,
+        variant,
+        tables,
+        reciprocal_mode,
+        model_activation(model),
+        rmsnorm_input=rmsnorm_input,
+        backend=backend,
+    )
     return share_weights_copy(model).set_ops(opset)
 
 

@@ -5,7 +5,8 @@ Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 (section 4), :func:`reciprocal` and :func:`rsqrt` (section 5),
 :func:`output_lut` (a table's output for all 65,536 inputs). The ``*_f32`` variants
 take float32 model activations (rounded to FP16 at the op boundary) and return the
-FP16 results as float32, bit-identical to the FP16 functions.
+FP16 results as float32, bit-identical to the FP16 functions (``rmsnorm_f32`` on a row
+with a finite value of 65520 or more: numerics §4.1's prescale, or ``'plain'``).
 """
 
 from .inputs import MODES, SimInputError

@@ -13,7 +13,9 @@ Ground rules, used in every argument below:
   FP16 subnormals are normal numbers in float32 and float64, and the datapath
   never produces an FP32 subnormal except through a subnormal ``eps`` in
   RMSNorm, which goes through :func:`rne32_f64` (integer rounding, no hardware
-  subnormals), so a foreign FTZ/DAZ setting cannot change a result.
+  subnormals), and RMSNorm's prescaled inputs ``x_i 2^-s`` (numerics §4.1),
+  whose FP16 rounding is the same zero whether the product is subnormal or
+  flushed; so a foreign FTZ/DAZ setting cannot change a result.
 * An FP16 value has at most 11 significant bits and is a multiple of 2^-24
   with magnitude < 2^16; an FP32 value has at most 24 significant bits.
   A float64 holds any real with at most 53 significant bits exactly.

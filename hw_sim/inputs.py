@@ -1,19 +1,20 @@
-"""Validation of the simulator's array and table arguments (shared by every wrapper)."""
+"""Validation of the simulator's array arguments; the table, mode, eps and row checks live in
+:mod:`nli.unit_checks` (shared with the torch datapath) and are re-exported here."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from nli.formats import MODES
-from nli.functions import get_function
-from nli.grid import f16_bits_to_f64
-from nli.table import Table
-
-
-class SimInputError(ValueError):
-    """An argument the simulator cannot run: wrong dtype or shape, wrong table, bad mode."""
+from nli.formats import MODES  # noqa: F401 (re-exported)
+from nli.unit_checks import (  # noqa: F401 (re-exported)
+    SimInputError,
+    check_eps,
+    check_mode,
+    check_rmsnorm_input,
+    check_rows,
+    check_table,
+    check_table_fits,
+)
 
 
 def as_bits(x, name: str = "x") -> np.ndarray:
@@ -38,83 +39,3 @@ def as_bits(x, name: str = "x") -> np.ndarray:
     if not x.flags.c_contiguous:
         x = x.copy(order="C")
     return x.view(np.uint16)
-
-
-def check_table(table, function: str, role: str, mode: str | None = None) -> Table:
-    """``table`` must be an nli Table built for ``function`` (e.g. the softmax's exp table);
-    ``mode``, if given, is named in the error."""
-    if not isinstance(table, Table):
-        raise SimInputError(f"{role}: expected an nli Table, got {type(table).__name__}")
-    if table.function != function:
-        raise SimInputError(
-            f"{role}: table is for {table.function!r}, expected a {function!r} table"
-            + (f" ({mode} mode)" if mode else "")
-        )
-    return table
-
-
-def check_table_fits(table, function: str, role: str, mode) -> Table:
-    """``table`` must be a ``function`` table whose domain fits ``mode`` (numerics §5).
-
-    Reduced mode looks up table(RNE16(m)) only for mantissas m in [1, hi) (hi = 2 for the
-    reciprocal, 4 for rsqrt; the ``reduced`` domain of :mod:`nli.functions`): the table's
-    cutpoints must span exactly [1, hi]. Direct mode looks up the value itself: a table
-    whose cutpoints lie within [1, hi] (a reduced-domain table) would answer its below/
-    above constants for every other value, so it is rejected there. Functions without a
-    reduced domain (exp) are direct-only tables and are checked by function alone.
-    """
-    mode = check_mode(mode)
-    check_table(table, function, role, mode)
-    domains = get_function(function).domains
-    if "reduced" not in domains:
-        return table
-    lo, hi = domains["reduced"]
-    c0, ck = (
-        float(f16_bits_to_f64(np.uint16(b))) for b in (table.cutpoints[0], table.cutpoints[-1])
-    )
-    inside = lo <= c0 and ck <= hi
-    if mode == "reduced" and not (c0 == lo and ck == hi):
-        raise SimInputError(
-            f"{role}: the {function!r} table spans [{c0:g}, {ck:g}]; reduced mode needs a "
-            f"{function!r} table over the reduced domain [{lo:g}, {hi:g}]"
-        )
-    if mode == "direct" and inside:
-        raise SimInputError(
-            f"{role}: the {function!r} table spans [{c0:g}, {ck:g}], a reduced-domain table; "
-            f"direct mode needs a {function!r} table over the direct domain"
-        )
-    return table
-
-
-def check_mode(mode) -> str:
-    """``mode`` must be 'direct' or 'reduced' (numerics §5)."""
-    if mode not in MODES:
-        raise SimInputError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
-    return mode
-
-
-def check_eps(eps) -> np.float32:
-    """RMSNorm's eps as FP32: a real number, rounded to FP32 (RNE), finite after rounding."""
-    if isinstance(eps, (bool, np.bool_)) or not isinstance(
-        eps, (int, float, np.floating, np.integer)
-    ):
-        raise SimInputError(f"eps: expected a finite real number, got {eps!r}")
-    if not math.isfinite(float(eps)):
-        raise SimInputError(f"eps: must be finite, got {eps!r}")
-    with np.errstate(over="ignore"):
-        e32 = np.float32(eps)
-    if not np.isfinite(e32):
-        raise SimInputError(f"eps: {eps!r} overflows FP32")
-    return e32
-
-
-def check_rows(bits: np.ndarray, name: str = "x") -> int:
-    """Rows lie on the last axis: it must exist and be non-empty. Returns the row length."""
-    if bits.ndim == 0:
-        raise SimInputError(
-            f"{name}: needs at least one axis (rows lie on the last axis), got a scalar"
-        )
-    n = bits.shape[-1]
-    if n == 0:
-        raise SimInputError(f"{name}: the last axis (the row) is empty")
-    return n

@@ -7,7 +7,8 @@ table's 65,536-entry output LUT (the same function, evaluated by the exact
 kernel). Sums are sequential FP32 in index order, as numerics §4 says.
 :func:`softmax_f32` / :func:`rmsnorm_f32` run the same kernels (one factory,
 the variant chosen at compile time) on float32 model activations, rounded to
-FP16 at the op boundary, and return the FP16 results as float32. A table must
+FP16 at the op boundary (RMSNorm's rows first get numerics §4.1's power-of-two
+prescale unless ``rmsnorm_input='plain'``), and return the FP16 results as float32. A table must
 fit its role and the mode (:func:`hw_sim.inputs.check_table_fits`).
 
 Exactness of each step (fp.py's ground rules):
@@ -52,6 +53,7 @@ import numpy as np
 
 from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
+from nli.prescale import prescale_exponents
 
 from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
 from .inputs import (
@@ -59,6 +61,7 @@ from .inputs import (
     as_bits,
     check_eps,
     check_mode,
+    check_rmsnorm_input,
     check_rows,
     check_table,
     check_table_fits,
@@ -269,11 +272,25 @@ def _compile_variant(kernel, base: str, parallel: bool, f32_in: bool, f32_out: b
 # ----------------------------------------------------------------------------- rmsnorm
 @functools.lru_cache(maxsize=None)
 def _rmsnorm_kernel(parallel: bool, f32_in: bool, f32_out: bool):
-    """The RMSNorm kernel ``(x[R, n], wv[n], out[R, n], inv_n, eps, rsqrt_outs, dec, reduced)``
-    for one variant (see :func:`_softmax_kernel` for the three flags); wv = weight values
-    (float32[n]), inv_n = RNE32(1/n), eps the FP32 eps (both as float64)."""
+    """The RMSNorm kernel ``(x[R, n], shift[R], wv[n], out[R, n], inv_n, eps, rsqrt_outs, dec,
+    reduced)`` for one variant (see :func:`_softmax_kernel` for the three flags); wv = weight
+    values (float32[n]), inv_n = RNE32(1/n), eps the FP32 eps (both as float64); shift = each
+    row's prescale exponent s (numerics §4.1, :func:`nli.prescale.prescale_exponents`; zeros
+    for 'plain' and for FP16 input, which leaves every step as in §4).
 
-    def kernel(x, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
+    Prescale (f32_in, s > 0): ``RNE16(x_i * 2^-s)`` is ``rne16_f32`` of the float32 product
+    ``x_i * p``, p = 2^-s (1 <= s <= 113, a normal FP32). The product is exact unless its
+    magnitude is below 2^-126 (an FP32 subnormal, rounded or flushed to zero by the hardware);
+    any such value, and its exact counterpart, is far below 2^-25, so both RNE16 to the zero of
+    the product's sign, and the FP32 rounding (or a flush, which keeps the sign) cannot change
+    the result. inf and NaN stay inf and NaN. ``eps 2^(-2s)`` is ``ldexp`` in float64: exact
+    (|eps| >= 2^-149 or 0, 2s <= 226, far inside float64's normal range); adding it to the FP32
+    ``RNE32(q / n)`` in float64 and rounding once to FP32 is the single correct rounding by
+    the argument of :func:`hw_sim.fp.add32_via_f64` (a 24-bit operand at any float64
+    exponent: the sum is exact in float64 unless the exponents are more than 29 apart, and then
+    the smaller operand is below a 2^-6 fraction of the larger one's FP32 half-ulp)."""
+
+    def kernel(x, shift, wv, out, inv_n, eps, rsqrt_outs, dec, reduced):
         rows, n = x.shape
         for grp in prange((rows + GROUP - 1) // GROUP):
             r0 = grp * GROUP
@@ -281,15 +298,21 @@ def _rmsnorm_kernel(parallel: bool, f32_in: bool, f32_out: bool):
             xv = np.empty((GROUP, n), dtype=np.float32)
             for r in range(r0, r1):
                 b = xv[r - r0]
-                for i in range(n):
-                    if f32_in:
-                        b[i] = f16_to_f32_vec(rne16_f32(x[r, i]))  # RNE16 at the op boundary
-                    else:
-                        b[i] = f16_to_f32_vec(x[r, i])
+                if f32_in and shift[r] != 0:
+                    p = np.float32(math.ldexp(1.0, -shift[r]))  # 2^-s, exact
+                    for i in range(n):
+                        b[i] = f16_to_f32_vec(rne16_f32(x[r, i] * p))  # RNE16(x_i 2^-s)
+                else:
+                    for i in range(n):
+                        if f32_in:
+                            b[i] = f16_to_f32_vec(rne16_f32(x[r, i]))  # RNE16 at the op boundary
+                        else:
+                            b[i] = f16_to_f32_vec(x[r, i])
             sums = np.empty(GROUP, dtype=np.float32)
             _group_sums(xv, r1 - r0, True, sums)  # q: squares exact in FP32
             for r in range(r0, r1):
-                v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + eps)
+                e = math.ldexp(eps, -2 * shift[r])  # eps 2^(-2s), exact in float64
+                v = rne32_f64(rne32_f64(np.float64(sums[r - r0]) * inv_n) + e)
                 rf = dec[_inverse(v, rsqrt_outs, reduced, True)]
                 b = xv[r - r0]
                 for i in range(n):
@@ -325,7 +348,7 @@ def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
     return out
 
 
-def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out):
+def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out, shift):
     check_table_fits(rsqrt_table, "rsqrt", "rsqrt table", mode)
     eps32 = check_eps(eps)
     n = rows.shape[1]
@@ -339,6 +362,7 @@ def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out):
     dec = _decode32()
     kernel(
         rows,
+        shift,
         dec[w],
         out,
         rne32(Fraction(1, n)),
@@ -390,19 +414,31 @@ def rmsnorm(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
     check_mode(mode)
     bits = as_bits(x)
     n = check_rows(bits)
-    out = _rmsnorm_rows(
-        bits.reshape(-1, n), weight, eps, rsqrt_table, mode, False, False
-    )  # (..., n) -> (R, n)
+    rows = bits.reshape(-1, n)  # (..., n) -> (R, n)
+    shift = np.zeros(rows.shape[0], dtype=np.int32)  # FP16 input: nothing to scale
+    out = _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, False, False, shift)
     return out.view(np.float16).reshape(bits.shape)  # (R, n) -> (..., n)
 
 
-def rmsnorm_f32(x, weight, eps, rsqrt_table, mode: str = "direct") -> np.ndarray:
-    """:func:`rmsnorm` for float32 model activations: x float32 (..., n) rounded to FP16 (RNE)
+def rmsnorm_f32(
+    x, weight, eps, rsqrt_table, mode: str = "direct", rmsnorm_input: str = "scaled"
+) -> np.ndarray:
+    """:func:`rmsnorm` for float32 model activations: x float32 (..., n) enters the FP16 unit
     at the op boundary, weight float16/uint16 (n,), float32 (FP16 values) out of x's shape.
-    Same bits as ``rmsnorm(x.astype(float16), weight, ...)``."""
+
+    ``rmsnorm_input`` (numerics §4.1): 'scaled' (the default) applies the row prescale, so a
+    row with a finite |x_i| >= 65520 is scaled by a power of two before RNE16 instead of
+    overflowing to inf; every other row is unchanged. 'plain' is RNE16 alone. Rows without such
+    a value (and every row in 'plain') give the same bits as
+    ``rmsnorm(x.astype(float16), weight, ...)``."""
     check_mode(mode)
+    check_rmsnorm_input(rmsnorm_input)
     rows = _f32_rows(x)
-    return _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, True, True).reshape(
+    if rmsnorm_input == "scaled":
+        shift = prescale_exponents(rows)
+    else:
+        shift = np.zeros(rows.shape[0], dtype=np.int32)
+    return _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, True, True, shift).reshape(
         x.shape
     )  # (R, n) -> (..., n)
 

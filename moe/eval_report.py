@@ -19,14 +19,27 @@ from .layer import moe_layers
 
 @torch.no_grad()
 def moe_eval_report(
-    model, ids, ops=OPS, variant="nli", reciprocal_mode="reduced", window=1024, tables=None
+    model,
+    ids,
+    ops=OPS,
+    variant="nli",
+    reciprocal_mode="reduced",
+    window=1024,
+    tables=None,
+    rmsnorm_input="scaled",
 ) -> dict:
-    """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables) -> dict``."""
+    """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables, rmsnorm_input)
+    -> dict``."""
     from engine.evaluate import windows
     from engine.substitution import substitute
 
     sub = substitute(
-        model, ops=ops, variant=variant, tables=tables, reciprocal_mode=reciprocal_mode
+        model,
+        ops=ops,
+        variant=variant,
+        tables=tables,
+        reciprocal_mode=reciprocal_mode,
+        rmsnorm_input=rmsnorm_input,
     )
     layers_ref, layers_sub = moe_layers(model), moe_layers(sub)
     got = {"ref": {i: [] for i, _ in layers_ref}, "sub": {i: [] for i, _ in layers_ref}}

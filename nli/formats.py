@@ -11,7 +11,8 @@ format (BF16) is one more ``BinaryFormat(...)`` line plus its flat names.
 
 Vocabularies: the reciprocal/rsqrt modes (section 5), unit precisions
 (sections 2 and 3), the composite ops and the tables each needs (section 4),
-and the MoE router's ranking choices (section 12).
+RMSNorm's FP32 input handling (section 4.1) and the MoE router's ranking
+choices (section 12).
 
 This module is the lowest layer: it imports nothing from the project.
 tests/test_one_source.py fails if a copy of any of these reappears elsewhere.
@@ -23,7 +24,9 @@ from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------- numerics version
 NUMERICS_VERSION = "1.1"
-"""Version of docs/numerics.md; table files record it as ``"numerics"`` (section 6)."""
+"""The numerics version table files record as ``"numerics"`` (docs/numerics.md section 6): the
+last version of the document that changed what a table means. docs/numerics.md is at 1.2, whose
+only addition (section 4.1, RMSNorm's row prescale) changes no table, so tables stay at 1.1."""
 
 
 # ----------------------------------------------------------------------------- binary formats
@@ -140,6 +143,11 @@ OPS = tuple(OP_TABLES)
 OP_ALIASES = {"silu": "act"}
 """Old op names still accepted (``--ops silu,...`` from before roles)."""
 
+BACKENDS = ("numba", "torch")
+"""Implementations of the unit's datapath a substituted model can run on: ``numba`` (hw_sim, the
+reference, on the CPU) and ``torch`` (engine.torch_unit / torch_ops, bit-identical, on the
+tensors' own device). ``auto`` (the default) picks numba for CPU tensors, torch otherwise."""
+
 UNIT_FUNCTIONS = (*ACTIVATIONS, "exp", "reciprocal", "rsqrt")
 """Every table function an op can need."""
 
@@ -158,3 +166,10 @@ direct."""
 
 SELECT_ON_CHOICES = ("probs", "logits")
 """What the MoE router's top-k ranks (section 12)."""
+
+RMSNORM_INPUTS = ("scaled", "plain")
+"""How RMSNorm's FP32 input rows enter the FP16 unit (section 4.1): ``scaled`` (the default) by
+the row prescale, ``plain`` by RNE16 alone (a value of 65520 or more becomes +-inf)."""
+
+RMSNORM_PRESCALE_TOP = FP16.emax - 1
+"""14: a prescaled row's largest finite |x| lies in [2^14, 2^15) (section 4.1)."""

@@ -21,6 +21,7 @@ KEYS = {
     "window",
     "model",
     "text",
+    "rmsnorm_input",
 }
 
 
@@ -59,6 +60,7 @@ def test_eval_ppl_fp16_json(text, tmp_path, capsys):
         r["tokens"] == 150 - 3 and r["mode"] == "fp16" and r["ops"] == ["act", "rmsnorm", "softmax"]
     )
     assert r["ppl"] > 1 and r["ppl_ref"] > 1 and 0.9 < r["top1_agreement"] <= 1
+    assert r["rmsnorm_input"] == "scaled"  # the default (numerics §4.1)
     st = r["activation_stats"]
     assert set(st) == {"act", "rmsnorm", "softmax"}
     assert st["rmsnorm"]["min"] <= st["rmsnorm"]["max"] and "mean_square_max" in st["rmsnorm"]
@@ -87,6 +89,8 @@ def test_eval_ppl_nli_with_table_files(text, tmp_path):
             "nli",
             "--reciprocal-mode",
             "direct",
+            "--rmsnorm-input",
+            "plain",
             "--json",
             str(out),
             "--no-progress",
@@ -96,6 +100,7 @@ def test_eval_ppl_nli_with_table_files(text, tmp_path):
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["reciprocal_mode"] == "direct" and r["ops"] == ["softmax", "rmsnorm"]
+    assert r["rmsnorm_input"] == "plain"
     assert set(r["activation_stats"]) == {"act", "rmsnorm", "softmax"}  # every op is recorded
 
 
@@ -109,6 +114,7 @@ def test_eval_ppl_nli_with_table_files(text, tmp_path):
         (["--max-tokens", "1"], "max-tokens"),
         (["--window", "4096"], "exceeds the model's context"),
         (["--table", "silu"], "FUNCTION=FILE"),
+        (["--rmsnorm-input", "half"], "--rmsnorm-input"),
         (["--text", "/nonexistent/file.txt"], "No such file"),
     ],
 )

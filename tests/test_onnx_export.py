@@ -354,7 +354,7 @@ def test_model_uses_nli_functions_and_table_initializers(tables):
     model, _ = engine.load_model("tiny")
     proto = export_model(model, ("silu", "rmsnorm", "softmax"), _nli_tables(tables), "reduced")
     calls = {n.op_type for n in proto.graph.node if n.domain == "nli"}
-    assert calls == {"Interp", "RMSNormReduced", "SoftmaxReduced", "RoundFP16"}
+    assert calls == {"Interp", "RMSNormPrescale", "RMSNormReduced", "SoftmaxReduced", "RoundFP16"}
     names = {i.name for i in proto.graph.initializer}
     for fn in ("silu", "exp", "reciprocal", "rsqrt"):
         assert {

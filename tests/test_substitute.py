@@ -13,6 +13,7 @@ from engine.model import REF_OPS, OpSet
 from engine.substitution import Fp16Ops, UnitOps, make_ops, substitute
 import hw_sim
 from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
+from nli.prescale import prescale_exponents
 
 MODES = ("reduced", "direct")
 ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -84,10 +85,15 @@ def test_rmsnorm_fused_equals_hw_sim(mode, n):
     rng = np.random.default_rng(RNG_SEED + 7 * n)
     x = special_rows(n, rng)
     w = np.concatenate([[0.0, -0.0, 65504.0], rng.uniform(-2, 2, n)])[:n].astype(np.float16)
+    keep = prescale_exponents(x) == 0  # rows the prescale (numerics §4.1) leaves alone
+    assert keep.any() and not keep.all()
     for eps in (1e-5, 1e-6, 0.0):
         with np.errstate(over="ignore"):
             want = hw_sim.rmsnorm(x.astype(np.float16), w, eps, tb["rsqrt"], mode).view(np.uint16)
-        assert np.array_equal(bits_of(rmsnorm_f32(x, w, eps, tb["rsqrt"], mode)), want)
+        plain = rmsnorm_f32(x, w, eps, tb["rsqrt"], mode, rmsnorm_input="plain")
+        assert np.array_equal(bits_of(plain), want)
+        scaled = bits_of(rmsnorm_f32(x, w, eps, tb["rsqrt"], mode))
+        assert np.array_equal(scaled[keep], want[keep])
 
 
 # ----------------------------------------------------------------------------- the model's op calls
@@ -148,14 +154,16 @@ def test_unfused_path_is_the_same_function():
     tb = engine_tables()
     x = torch.from_numpy(special_rows(64, np.random.default_rng(RNG_SEED)))
     w = torch.linspace(-2, 2, 64)
-    fused, plain = UnitOps(tb, fused=True), UnitOps(tb, fused=False)
-    with np.errstate(over="ignore"):
-        for f in (
-            lambda o: o.act(x, "silu"),
-            lambda o: o.softmax(x),
-            lambda o: o.rmsnorm(x, w, 1e-5),
-        ):
-            assert np.array_equal(bits_of(f(fused)), bits_of(f(plain)))
+    for rmsnorm_input in ("scaled", "plain"):
+        fused = UnitOps(tb, fused=True, rmsnorm_input=rmsnorm_input)
+        unfused = UnitOps(tb, fused=False, rmsnorm_input=rmsnorm_input)
+        with np.errstate(over="ignore"):
+            for f in (
+                lambda o: o.act(x, "silu"),
+                lambda o: o.softmax(x),
+                lambda o: o.rmsnorm(x, w, 1e-5),
+            ):
+                assert np.array_equal(bits_of(f(fused)), bits_of(f(unfused)))
 
 
 def test_softmax_mask_gives_exact_zeros():
