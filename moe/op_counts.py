@@ -1,14 +1,16 @@
-"""Per-token count of the nonlinear work a (dense or MoE) LLaMA sends through the unit.
+"""Per-token count of the nonlinear work a (dense or MoE) decoder sends through the unit.
 
 For a prefill of ``seq`` tokens, per token on average:
 
-- ``silu``: elements; a dense FFN sends ``hidden_dim``, an MoE layer
-  ``top_k * expert_hidden_dim`` (only the active experts run).
-- ``rmsnorm``: rows of ``dim`` elements; 2 per block + the final norm. Each
-  row costs ``dim`` element passes and one rsqrt lookup.
-- ``attention_softmax``: ``n_heads`` rows per block. Causal rows are
-  counted by their unmasked length, ``(seq + 1) / 2`` on average (masked
-  entries are -inf and give exact zeros without a lookup).
+- ``silu``: elements of the model's activation (``cfg.activation``; the key keeps its old
+  name); a dense FFN sends ``hidden_dim``, an MoE layer ``top_k * expert_hidden_dim`` (only
+  the active experts run).
+- ``rmsnorm``: rows; 2 of ``dim`` elements per block (4 with ``sandwich_norms``) + the final
+  norm, and with ``qk_norm`` ``n_heads + n_kv_heads`` rows of ``head_dim`` per block. Each row
+  costs its length in element passes and one rsqrt lookup.
+- ``attention_softmax``: ``n_heads`` rows per block. Rows are counted by their unmasked
+  length: ``(seq + 1) / 2`` on average for a causal layer, at most ``sliding_window`` on a
+  local one (masked entries are -inf and give exact zeros without a lookup).
 - ``router_softmax``: one row of ``num_experts`` per MoE layer. Each softmax
   row costs one exp lookup per element and one reciprocal per row.
 
@@ -40,14 +42,22 @@ def nonlinear_counts(cfg: LlamaConfig, moe: MoEConfig | None, seq: int) -> dict[
     silu = 0.0
     for i in range(cfg.n_layers):
         silu += moe.top_k * moe.expert_hidden_dim if i in moe_layers else cfg.hidden_dim
-    norm_rows = 2 * cfg.n_layers + 1
-    ctx = (seq + 1) / 2
+    norm_rows = (4 if cfg.sandwich_norms else 2) * cfg.n_layers + 1
+    norm_elems = norm_rows * cfg.dim
+    if cfg.qk_norm:
+        qk_rows = (cfg.n_heads + cfg.n_kv_heads) * cfg.n_layers
+        norm_rows += qk_rows
+        norm_elems += qk_rows * cfg.head_dim
     att_rows = cfg.n_heads * cfg.n_layers
+    att_elems = 0.0
+    for i in range(cfg.n_layers):  # keys seen by the query at position t (1-based), averaged
+        w = cfg.sliding_window if cfg.is_local(i) and cfg.sliding_window < seq else seq
+        att_elems += cfg.n_heads * (w * (w + 1) / 2 + (seq - w) * w) / seq
     router_rows = len(moe_layers)
     return {
         "silu": OpCount(rows=0.0, elements=float(silu)),
-        "rmsnorm": OpCount(rows=float(norm_rows), elements=float(norm_rows * cfg.dim)),
-        "attention_softmax": OpCount(rows=float(att_rows), elements=float(att_rows * ctx)),
+        "rmsnorm": OpCount(rows=float(norm_rows), elements=float(norm_elems)),
+        "attention_softmax": OpCount(rows=float(att_rows), elements=float(att_elems)),
         "router_softmax": OpCount(
             rows=float(router_rows), elements=float(router_rows * (moe.num_experts if moe else 0))
         ),

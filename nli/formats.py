@@ -133,6 +133,10 @@ ACTIVATIONS = ("silu", "gelu_tanh")
 """The FFN activations a model can have (its config's ``activation``); the ``act`` op runs the
 model's own one on that function's table."""
 
+ARCHITECTURES = ("llama", "gemma3", "qwen2", "qwen3")
+"""The decoder architectures engine builds natively (``LlamaConfig.arch``; a GGUF's
+``general.architecture``); the first is the default."""
+
 OP_TABLES = {"act": ("<activation>",), "rmsnorm": ("rsqrt",), "softmax": ("exp", "reciprocal")}
 """Composite ops (roles) the NLI unit can take over (section 4) -> the table functions each
 needs; ``act``'s is the model's activation (see :func:`op_functions`)."""

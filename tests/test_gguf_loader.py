@@ -139,7 +139,9 @@ def test_truncated_gguf(tiny_gguf, tmp_path):
 
 def test_other_architecture(tiny, tmp_path):
     path = write_llama_gguf(tmp_path / "gpt2.gguf", tiny, arch="gpt2")
-    with pytest.raises(GGUFError, match="architecture is 'gpt2'"):
+    with pytest.raises(
+        GGUFError, match="architecture 'gpt2' is not supported; supported: llama, gemma3, qwen2"
+    ):
         engine.load_model(str(path))
 
 
