@@ -4,7 +4,8 @@ For each model the native engine model (``engine.load_model(NAME)``) and the
 adapter (``engine.load_model("hf:" + its GGUF)``, transformers' GGUF loader
 and forward with the ops substituted through its extension points) score the
 same token ids (the native tokenizer's, on the shipped held-out text) with
-``ref`` and with ``nli`` (all three ops, reduced reciprocal/rsqrt mode).
+``ref`` and with ``nli`` (all three ops, reduced reciprocal/rsqrt mode, RMSNorm rows
+prescaled as numerics §4.1 defines).
 Target (issue 15): |adapter / native - 1| <= 1e-4 for ppl_ref and for ppl.
 Also recorded: whether transformers' tokenizer gives the same ids, the
 largest |logit| difference of the two ref forwards on the first window and,
@@ -23,6 +24,7 @@ Writes benchmarks/results/hf_adapter.json.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import platform
 import sys
@@ -34,9 +36,11 @@ from engine import load_model
 from engine.experiments import eval_ppl, heldout_text, json_safe, token_ids
 from engine.gguf_loader import smollm2_path
 from engine.substitution import share_weights_copy
+from nli.formats import OPS
 
 from results_io import results_path, write_json
 
+RMSNORM_INPUT = "scaled"  # numerics §4.1 row prescale (Gemma 3's residual stream exceeds FP16)
 REL_TARGET = 1e-4  # |adapter / native - 1| for ppl_ref and ppl
 OUT = results_path("hf_adapter.json")
 
@@ -83,13 +87,26 @@ def vs_transformers(hf, path: str, x: torch.Tensor) -> dict:
 def with_hf_rope(native, hf):
     """A copy of the native model (weights shared) whose RoPE tables are transformers' (float32
     arithmetic) instead of the engine's (float64, rounded once), or None where the models do
-    not have one table each: isolates the only computation the two forwards do differently."""
+    not have matching tables: isolates the one computation the two forwards do differently.
+    Gemma 3 has a global (full-attention) and a local (sliding-window) table each."""
     rot = getattr(getattr(hf.hf, "model", None), "rotary_emb", None)
     if rot is None or not hasattr(native, "rope_cos"):
         return None
-    cos, sin = rot(torch.zeros(1), torch.arange(native.cfg.max_seq_len)[None])  # [1, S, hd]
+    pos = torch.arange(native.rope_cos.shape[0])[None]  # [1, S]
+    per_type = "layer_type" in inspect.signature(rot.forward).parameters
+
+    def tables(*layer_type):
+        cos, sin = rot(torch.zeros(1), pos, *layer_type)  # [1, S, hd]
+        return cos[0].clone(), sin[0].clone()
+
     nat = share_weights_copy(native)
-    nat.rope_cos, nat.rope_sin = cos[0].clone(), sin[0].clone()
+    if per_type:
+        if not hasattr(native, "rope_cos_local"):
+            return None
+        nat.rope_cos, nat.rope_sin = tables("full_attention")
+        nat.rope_cos_local, nat.rope_sin_local = tables("sliding_attention")
+    else:
+        nat.rope_cos, nat.rope_sin = tables()
     return nat
 
 
@@ -160,9 +177,10 @@ def main(argv=None) -> int:
         "command": " ".join(
             ["python benchmarks/hf_adapter.py", *(sys.argv[1:] if argv is None else argv)]
         ),
-        "ops": ["act", "rmsnorm", "softmax"],
+        "ops": list(OPS),
         "variant": "nli",
         "reciprocal_mode": "reduced",
+        "rmsnorm_input": RMSNORM_INPUT,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
@@ -172,7 +190,7 @@ def main(argv=None) -> int:
         r = compare(name, args.tokens, args.window, args.vs_transformers)
         out["models"][name] = r
         print(name, json.dumps(json_safe(r), indent=1))
-    write_json(args.out, json_safe(out))
+        write_json(args.out, json_safe(out))  # after each model: a later failure keeps it
     print(f"wrote {args.out}")
     return 0
 
