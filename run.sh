@@ -33,6 +33,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 cmd="${1:-demo}"; shift || true
+
+# The RTL tests (tests/test_rtl.py) need Icarus Verilog; as root, install it from apt.
+# Otherwise those tests skip and name the command.
+if [ "$cmd" = test ] && ! command -v iverilog >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iverilog >/dev/null
+  else
+    echo "run.sh: iverilog missing; the RTL tests will skip (install: apt-get install -y iverilog)" >&2
+  fi
+fi
 case "$cmd" in
   demo) exec "$venv/bin/nli" demo "$@" ;;
   test) exec "$venv/bin/python" -m pytest -q "$@" ;;

@@ -1,6 +1,6 @@
 """CLI subcommands owned by `hw_sim`: `nli sim elementwise|softmax|rmsnorm|cost`,
-`nli table report` and `nli table refine`. Argument parsing and file I/O live here;
-the math is in the modules they call."""
+`nli table report` and `nli table refine` (and, from hw_sim.rtl, `nli hw rtl|synth`).
+Argument parsing and file I/O live here; the math is in the modules they call."""
 
 from __future__ import annotations
 
@@ -297,3 +297,7 @@ def register(sub, groups):
     p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"))
     p.add_argument("--json", help="write before/after reports here")
     p.set_defaults(func=_refine)
+
+    from .rtl.commands import register as register_rtl
+
+    register_rtl(sub, groups)  # `nli hw rtl|synth`

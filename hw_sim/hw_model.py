@@ -28,6 +28,12 @@ storage-word units (an ASSUMPTION: the published data have only two distinct
 configurations, 10 vs 256 comparators, so only two coefficients per metric
 are identifiable). Efficiency = throughput / (area x power), in the published
 table's units (1e-3: NLI 1 G/s / (7,787 um^2 x 34 mW) -> 3.78).
+
+Scope: the model prices storage words, i.e. a programmable unit that holds cutpoints,
+scales and LUT in registers. It is not a prediction for the table-specialized unit that
+``nli hw rtl`` generates: synthesized with Yosys (benchmarks/rtl_synth.py, docs/results.md),
+the single-level 259-point unit is far less than the model's ~3x the NLI unit, because
+the FP32 datapath that both share dominates once the table is baked into logic.
 """
 
 from __future__ import annotations

@@ -310,6 +310,7 @@ def _table_commands(tbl: str, out: Path, arrays: Path):
         ["sim", "elementwise", tbl, "--input", arrays / "x.npy", "--output", out / "y.npy"],
         ["table", "report", tbl, "--domain", "-1", "1", "--json", out / "r.json"],
         ["export", "onnx-op", tbl, "-o", out / "op.onnx"],
+        ["hw", "rtl", tbl, "-o", out / "rtl"],
     ]
 
 

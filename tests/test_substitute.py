@@ -336,3 +336,17 @@ def test_tables_that_do_not_fit_reciprocal_mode_are_rejected(mode):
     tb = engine_tables(mode)
     with pytest.raises(ValueError, match=rf"reciprocal table: .*'reciprocal'.*{other} mode"):
         softmax_f32(x, tb["exp"], tb["reciprocal"], other)
+
+
+def test_published_variant_without_published_cutpoints_is_a_value_error():
+    # NLI publishes no gelu_tanh cutpoints: a one-line ValueError (the CLI's exit-2 path), and
+    # the benchmark's available_variants lists the variant as unavailable instead of crashing
+    from engine.demo import available_variants
+
+    with pytest.raises(ValueError, match="no published NLI cutpoints for 'gelu_tanh'"):
+        make_ops(("act",), "published", None, "reduced", "gelu_tanh")
+    ok, missing = available_variants(
+        (("published", "published", "reduced"),), ("act",), "gelu_tanh"
+    )
+    assert ok == [] and "published" in missing
+    make_ops(("act",), "published", None, "reduced", "silu")  # silu's are published
