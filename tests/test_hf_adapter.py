@@ -401,3 +401,14 @@ def test_cli_device_map_auto(model_dirs, text_file, tmp_path):
     assert main([*args, "--variant", "fp16", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["device"] == "auto" and r["tokens"] == len(TEXT * 3) - 1 and r["ppl"] > 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_numba_and_torch_backends_agree_on_the_adapter(model_dirs, kind):
+    """The adapter hands its op calls to whichever unit backend substitute builds: the numba
+    and the pure-torch datapaths give bit-identical logits."""
+    model, tok = engine.load_model(f"hf:{model_dirs[kind]}")
+    ids = text_ids(tok)
+    with torch.no_grad():
+        got = {b: substitute(model, variant="nli", backend=b)(ids) for b in ("numba", "torch")}
+    assert torch.equal(got["numba"], got["torch"])
