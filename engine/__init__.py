@@ -15,6 +15,7 @@ from .model import REF_OPS, Llama, LlamaConfig, OpSet, generate, init_weights
 from .substitution import substitute
 
 MODEL_NAMES = ("smollm2", "gemma3", "tiny")
+HF_PREFIX = "hf:"  # "hf:PATH": a model loaded by transformers (engine.hf_adapter)
 TINY_SEED = 0
 
 # Other packages (moe) may register a resolver: name_or_path -> (model, tokenizer) or None.
@@ -104,10 +105,18 @@ def load_gemma3():
     return load_gguf_model(gemma3_path())
 
 
-def load_model(name_or_path: str | Path):
-    """``"smollm2"``, ``"gemma3"``, ``"tiny"``, a ``.gguf`` path, or whatever a registered
-    resolver accepts -> ``(model, tokenizer)``; the model is in eval mode with float32 weights."""
+def load_model(name_or_path: str | Path, device_map: str | None = None):
+    """``"smollm2"``, ``"gemma3"``, ``"tiny"``, a ``.gguf`` path, ``"hf:PATH"`` (a Hugging Face
+    model directory or a GGUF through transformers: engine.hf_adapter), or whatever a registered
+    resolver accepts -> ``(model, tokenizer)``; the model is in eval mode with float32 weights.
+    ``device_map="auto"`` (hf: models only) spreads the model over the devices (accelerate)."""
     s = str(name_or_path)
+    if s.startswith(HF_PREFIX):
+        from .hf_adapter import load_hf_model
+
+        return load_hf_model(s[len(HF_PREFIX) :], device_map=device_map)
+    if device_map is not None:
+        raise ValueError(f"device_map applies to {HF_PREFIX}PATH models only, not {s!r}")
     if s == "tiny":
         return load_tiny()
     if s == "smollm2":
@@ -121,7 +130,8 @@ def load_model(name_or_path: str | Path):
     if s.endswith(".gguf"):
         return load_gguf_model(s)
     raise ValueError(
-        f"unknown model {s!r}: expected one of {', '.join(MODEL_NAMES)} or a .gguf file"
+        f"unknown model {s!r}: expected one of {', '.join(MODEL_NAMES)}, a .gguf file or "
+        f"{HF_PREFIX}PATH"
     )
 
 

@@ -22,7 +22,22 @@ def register(sub, groups):
     p.add_argument(
         "--model",
         default="smollm2",
-        help="smollm2 | gemma3 | tiny | a .gguf file (or anything a registered resolver accepts)",
+        help="smollm2 | gemma3 | tiny | a .gguf file | hf:PATH (a Hugging Face model directory "
+        "with config.json, or a .gguf file, loaded by transformers) | anything a registered "
+        "resolver accepts",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help="torch device of the model and the token ids: cpu | cuda | cuda:N | mps (default cpu)",
+    )
+    p.add_argument(
+        "--device-map",
+        default=None,
+        choices=("auto",),
+        help="hf: models only: spread the model over the available devices with accelerate "
+        "(instead of --device)",
     )
     p.add_argument(
         "--text",
@@ -122,7 +137,8 @@ def _eval_ppl(args) -> int:
     from nli.inputs import check_alloc, check_output_path, read_text
     from nli.table import atomic_write_text
 
-    from . import eval_report_for, load_model
+    from . import HF_PREFIX, eval_report_for, load_model
+    from .devices import resolve_device
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
     from .substitution import parse_ops, parse_variant
 
@@ -137,12 +153,23 @@ def _eval_ppl(args) -> int:
     if args.json is not None:
         check_output_path(args.json, "--json")
     tables = _parse_tables(args.table)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise UserError(f"--device: {e}") from None
+    if args.device_map is not None:
+        if not str(args.model).startswith(HF_PREFIX):
+            raise UserError(f"--device-map applies to {HF_PREFIX}PATH models only")
+        if args.device != "cpu":
+            raise UserError("give --device or --device-map, not both")
     if args.text is None:
         text, source = heldout_text(), "engine/data/heldout_en.txt"
     else:
         text, source = read_text(args.text, "--text"), args.text
-    model, tok = load_model(args.model)
+    model, tok = load_model(args.model, device_map=args.device_map)
     ids = token_ids(tok, text, args.max_tokens)
+    if args.device_map is None:  # with a device map the model moves the ids itself
+        model, ids = model.to(device), ids.to(device)
     if args.window is None:
         args.window = min(1024, model.cfg.max_seq_len)
     if args.window > model.cfg.max_seq_len:
@@ -164,7 +191,12 @@ def _eval_ppl(args) -> int:
         backend=args.backend,
         rmsnorm_input=args.rmsnorm_input,
     )
-    res.update(model=str(args.model), text=source, backend=args.backend)
+    res.update(
+        model=str(args.model),
+        text=source,
+        backend=args.backend,
+        device=args.device_map or str(device),
+    )
     extra = eval_report_for(
         model
     )  # e.g. an MoE model adds routing agreement and expert load (moe registers it)
