@@ -193,15 +193,6 @@ class Function:
             raise ValueError(f"function {self.name}: has no default domain; give --domain LO HI")
         return self.domains["direct"]
 
-    def inflections_on(self, x: np.ndarray, fx: np.ndarray) -> tuple:
-        """Inflection points for the grid x with values fx: the known ones of a built-in, those
-        the grid shows for a user function."""
-        if self.user is None:
-            return self.inflections
-        from .user_function import detect_inflections
-
-        return detect_inflections(x, fx)
-
     def __call__(self, x) -> np.ndarray:
         """float64 array (any shape) -> float64 array of f(x)."""
         x = np.ascontiguousarray(x, dtype=np.float64)

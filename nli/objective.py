@@ -32,6 +32,7 @@ import numpy as np
 from .bitcast import f64_as_i64
 from .formats import FP16_MAX, FP16_MAX_BITS, FP16_MIN_NORMAL, FP16_OVERFLOW, FP16_POS_INF
 from .functions import Function, evaluate_scalar
+from .user_function import detect_inflections
 
 OBJECTIVES = ("paper", "mean", "max")
 QUANTIZED = 4
@@ -405,7 +406,9 @@ def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
     iw = 1.0 / np.maximum(np.abs(f), W_FLOOR)
     P = np.stack([_prefix_dd(iw), _prefix_dd(f * iw), _prefix_dd(x * iw)])  # (3, 2, N+1)
     dd = np.diff(f) / np.diff(x) if x.size > 1 else np.zeros(0)
-    infl = function.inflections_on(x, f)
+    # a built-in knows its inflection points; a user function's are those its grid shows
+    user = getattr(function, "user", None) is not None
+    infl = detect_inflections(x, f) if user else function.inflections
     infl = np.array([p for p in infl if x[0] < p < x[-1]], dtype=np.float64)
     # convexity runs: split the grid where it crosses an inflection point
     cuts = [0] + [int(np.searchsorted(x, p, side="right")) for p in infl] + [x.size]
