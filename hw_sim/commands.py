@@ -155,9 +155,12 @@ def _print_checks(rep):
         + f" -> {v['output']:.6g}, zeroed {v['zeroed']}"
         + ("" if v["first_zeroed_x"] is None else f" (first x = {v['first_zeroed_x']:.6g})")
         for k, v in t.items()
-        if k != "ok"
+        if k in ("left", "right")
     )
-    print(f"  tails check: {'ok' if t['ok'] else 'FAIL'}: {tails}")
+    print(
+        f"  tails check: {'ok' if t['ok'] else 'FAIL'}: {tails}; zeroed between the cutpoints "
+        f"{t['zeroed_between_cutpoints']}"
+    )
     p = rep["provenance"]
     print(
         "  provenance: "

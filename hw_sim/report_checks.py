@@ -3,8 +3,9 @@
 * sign: over every input where RNE16(f(x)) is not zero (its sign is known), the output must
   not have the opposite sign; the smallest-magnitude input on each side of 0 (of the domain)
   is shown with f's sign and the output;
-* tails: the clamp regions (inputs below the first cutpoint or above the last, where the
-  unit outputs ``below`` / ``above``) must not output 0 where RNE16(f(x)) is not 0;
+* tails: the clamp regions (numerics §3: x < c_0 outputs ``below``, x >= c_K ``above``)
+  must not output 0 where RNE16(f(x)) is not 0 (such zeros between the cutpoints are
+  counted too, not flagged);
 * provenance: how the table was made, from its ``meta`` (objective, layout, LUT rounding in
   the objective, solver version if recorded, exact or thinned, refinement, method).
 
@@ -57,7 +58,7 @@ def tails_check(table, arrays: dict) -> dict:
     out = {}
     for side, mask, value in (
         ("left", x < c[0], table.below),
-        ("right", x > c[-1], table.above),
+        ("right", x >= c[-1], table.above),
     ):
         z = mask & zeroed
         out[side] = {
@@ -69,6 +70,8 @@ def tails_check(table, arrays: dict) -> dict:
             "max_ulp": int(arrays["ulp"][mask].max()) if mask.any() else None,
         }
     out["ok"] = bool(out["left"]["zeroed"] == 0 and out["right"]["zeroed"] == 0)
+    inside = zeroed & (x >= c[0]) & (x < c[-1])  # reported, not flagged: interpolated zeros
+    out["zeroed_between_cutpoints"] = int(inside.sum())
     return out
 
 

@@ -182,13 +182,15 @@ def test_tails_check_flags_a_zeroed_tail_where_f_is_not_zero_in_fp16():
     t = _small("exp", -8.0, 0.0, 16, (-16.0, 0.0))
     ok = table_report(t)["tails_check"]
     assert ok["ok"] and ok["left"]["range"][0] == -16.0 and -8.0 - 2**-7 <= ok["left"]["range"][1]
-    assert ok["left"]["range"][1] < -8.0 and ok["right"]["inputs"] == 0
+    assert ok["left"]["range"][1] < -8.0 and ok["right"]["range"] == [0.0, 0.0]  # x >= c_K
     zeroed = table_report(t.with_lut(t.lut, below=0))["tails_check"]
     assert not zeroed["ok"] and zeroed["left"]["first_zeroed_x"] == -16.0
     assert zeroed["left"]["zeroed"] == zeroed["left"]["inputs"] and zeroed["right"]["zeroed"] == 0
-    # where RNE16(exp) is 0 itself (x < -17.33), a 0 below is right: not flagged
-    deep = _small("exp", -8.0, 0.0, 16, (-24.0, -18.0))
-    assert table_report(deep.with_lut(deep.lut, below=0))["tails_check"]["ok"]
+    assert zeroed["zeroed_between_cutpoints"] == 0
+    # a LUT of zeros: every input between the cutpoints is a zero where exp is not
+    flat = table_report(t.with_lut(np.zeros_like(t.lut), below=0))["tails_check"]
+    x = error_arrays(t)["x"]
+    assert flat["zeroed_between_cutpoints"] == np.count_nonzero((x >= -8.0) & (x < 0.0))
 
 
 def test_provenance_from_meta():
