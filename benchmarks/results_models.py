@@ -124,6 +124,16 @@ def section_models() -> list[str]:
             ),
             table,
         ]
+    long = read_json("gemma3_nli_10k.json")
+    if long:
+        out.append(
+            f"A longer Gemma 3 run, `nli eval ppl --model gemma3 --max-tokens 10240 --window 1024 "
+            f"--variant nli --json benchmarks/results/gemma3_nli_10k.json`: {long['tokens']:,} "
+            f"scored tokens, ppl {long['ppl_ref']:.4f} -> {long['ppl']:.4f} "
+            f"(**{100 * long['ppl_rel_change']:+.4f}%**, target within 0.1%), top-1 agreement "
+            f"{100 * long['top1_agreement']:.2f}%, mean KL {long['mean_kl']:.3g} nats "
+            f"({long['reciprocal_mode']} mode, {long['rmsnorm_input']} RMSNorm input)."
+        )
     g = read_json("gemma3.json")
     if g:
         out.append(_gemma_ranges(g))

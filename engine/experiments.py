@@ -138,7 +138,7 @@ def eval_ppl(
     """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
     mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
     variant under the JSON key ``mode``, and ``rmsnorm_input``). ``backend``: where the unit's
-    ops run (auto | numba | torch, see engine.substitution.UnitOps)."""
+    ops run (auto | numba | torch, see engine.op_sets.UnitOps)."""
     r = compare_variants(
         model,
         ids,

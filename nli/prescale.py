@@ -5,7 +5,7 @@ multiplied by ``2^-s`` before its conversion to FP16, with ``s = E(m) - RMSNORM_
 and ``E(m) = floor(log2 m)``, so that ``m 2^-s`` lies in [2^14, 2^15); every other row has
 ``s = 0`` and keeps its bits. ``eps`` becomes ``eps 2^(-2s)``. This module only computes ``s``
 (numpy, no Numba, so the ``fp16`` reference and the simulator share it); the scaling itself is
-done by each datapath (``hw_sim.ops``, ``engine.substitution.Fp16Ops``, the ONNX graph).
+done by each datapath (``hw_sim.ops``, ``engine.op_sets.Fp16Ops``, the ONNX graph).
 """
 
 from __future__ import annotations

@@ -529,7 +529,7 @@ def naive_load_balancing_loss(probs, chosen, E):
 
 
 # =============================================================================
-# Section: engine fp16-mode oracles (issue 4, engine/substitution.py Fp16Ops)
+# Section: engine fp16-mode oracles (issue 4, engine/op_sets.py Fp16Ops)
 # The exact op on FP16 inputs, evaluated with mpmath at 50 digits, rounded
 # once to FP16 with Fractions (nli.grid.rne16). Slow on purpose.
 # =============================================================================

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from engine.model import Llama, LlamaConfig, OpSet, init_weights
-from engine.substitution import default_tables, fp16_bits, substitute
+from engine.op_sets import fp16_bits
+from engine.substitution import default_tables, substitute
 import hw_sim
 from moe.diagnostics import chosen_experts, router_logits, routing_agreement
 from moe.layer import moe_layers

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import engine
-from engine.substitution import Fp16Ops, UnitOps, make_ops, substitute
+from engine.op_sets import Fp16Ops, UnitOps
+from engine.substitution import make_ops, substitute
 import hw_sim
 from hw_sim import SimInputError
 import hw_sim.ops

@@ -10,7 +10,8 @@ import torch
 
 import engine
 from engine.model import REF_OPS, OpSet
-from engine.substitution import Fp16Ops, UnitOps, make_ops, substitute
+from engine.op_sets import Fp16Ops, UnitOps
+from engine.substitution import make_ops, substitute
 import hw_sim
 from hw_sim import rmsnorm_f32, run_elementwise_f32, softmax_f32
 from nli.prescale import prescale_exponents

@@ -22,7 +22,8 @@ import torch
 import engine
 from engine import torch_unit
 from engine.model import Llama, LlamaConfig, init_weights
-from engine.substitution import UnitOps, make_ops, substitute
+from engine.op_sets import UnitOps
+from engine.substitution import make_ops, substitute
 from engine.torch_ops import inverse, rmsnorm_f32, softmax_f32
 from engine.torch_unit import decode16, output_bits, rne16, run_elementwise_f32
 import hw_sim
