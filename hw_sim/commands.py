@@ -15,6 +15,11 @@ from nli.cli import UserError, group
 from nli.formats import MODES, PRECISIONS
 from nli.inputs import InputError, check_output_path, load_npy
 
+IMPORT_HELP = (
+    "import the table's user function (its `function` field, e.g. mypkg.acts:f): table files "
+    "never import code unless you name it here"
+)
+
 
 # ----------------------------------------------------------------------------- I/O helpers
 def _load_table(path):
@@ -168,12 +173,25 @@ def _print_checks(rep):
     )
 
 
+def _allow_named_import(args, table) -> None:
+    """Let the table's user function import if (and only if) --import-function names it."""
+    spec = getattr(args, "import_function", None)
+    if spec is None:
+        return
+    if spec != table.function:
+        raise UserError(f"--import-function {spec}: the table's function is {table.function!r}")
+    from nli.user_function import allow_import
+
+    allow_import(spec)
+
+
 def _report(args):
     from .report import error_arrays, summarize, table_domain
     from .report_checks import table_report
 
     _outputs((args.json, "--json"), (args.plot, "--plot"))
     table = _load_table(args.table)
+    _allow_named_import(args, table)
     if args.precision:
         table = table.with_precision(args.precision)
     dom = _domain(args) or table_domain(table)
@@ -204,6 +222,7 @@ def _refine(args):
 
     _outputs((args.output, "--output"), (args.json, "--json"))
     table = _load_table(args.table)
+    _allow_named_import(args, table)
     cfg = RefineConfig(objective=args.objective, radius=args.radius, sweeps=args.sweeps)
     new, summary = refine_table(table, cfg, _domain(args), progress=True)
     for k in ("before", "after"):
@@ -318,6 +337,7 @@ def register(sub, groups):
     p.add_argument(
         "--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"), help="default: the table's"
     )
+    p.add_argument("--import-function", metavar="PKG.MODULE:NAME", help=IMPORT_HELP)
     p.set_defaults(func=_report)
 
     p = table.add_parser("refine", help="datapath-aware LUT refinement (bit-accurate objective)")
@@ -333,6 +353,7 @@ def register(sub, groups):
         "--sweeps", type=positive_int(1 << 10), default=4, help="max passes over the LUT (1..1024)"
     )
     p.add_argument("--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"))
+    p.add_argument("--import-function", metavar="PKG.MODULE:NAME", help=IMPORT_HELP)
     p.add_argument("--json", help="write before/after reports here")
     p.set_defaults(func=_refine)
 

@@ -64,6 +64,10 @@ def _build(args) -> int:
         )
     if user and args.domain is None:
         raise UserError(f"--domain LO HI is required for a user function ({args.function})")
+    if user:  # named on the command line: the user's own code
+        from .user_function import allow_import
+
+        allow_import(args.function)
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)

@@ -292,6 +292,10 @@ def solve(
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
+    from .user_function import allow_import, is_user_spec
+
+    if is_user_spec(function):  # the caller named it: their own code (table files never do)
+        allow_import(function)
     f = get_function(function)
     lay = Layout.parse(layout) if isinstance(layout, str) else layout
     obj = objective_code(objective, quantized)

@@ -5,8 +5,11 @@
 arrays only -- once over the FP16 grid of the domain, once at the table's points -- and must
 return a float64 array of the same shape; the solver's Numba kernels never call it (they
 read its grid values, see :mod:`nli.objective`). A table built from one records the dotted
-path as its ``function``, so ``nli table report`` / ``refine`` import it the same way: report
-only tables whose modules you trust. Every failure is a :class:`UserFunctionError` (a
+path as its ``function``. A table file never imports code on its own: ``nli table report`` /
+``refine`` import a table's user function only when the command line names it
+(``--import-function pkg.module:name``), and Python callers of the library do the same with
+:func:`allow_import` (``nli.solve`` / ``nli table build`` allow the function they are given).
+Every failure is a :class:`UserFunctionError` (a
 ValueError: one line from the CLI) that names the path and, where there is one, the first
 bad x.
 """
@@ -26,6 +29,14 @@ _SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*
 NOISE_ULPS = 64.0
 
 
+_ALLOWED: set[str] = set()  # user functions this process may import (named by the user)
+
+
+def allow_import(spec: str) -> None:
+    """Let :func:`load_callable` import ``spec`` (a function the user named, not a table file)."""
+    _ALLOWED.add(spec)
+
+
 class UserFunctionError(ValueError):
     """A user function that does not import, is not a vectorized float64 callable, or is not
     finite on its domain."""
@@ -41,6 +52,12 @@ def load_callable(spec: str):
     if not _SPEC.fullmatch(spec):
         raise UserFunctionError(
             f"function {spec[:80]!r}: a user function is a dotted path pkg.module:name"
+        )
+    if spec not in _ALLOWED:
+        raise UserFunctionError(
+            f"function {spec}: a user function is imported only when you name it "
+            f"(--import-function {spec}, or nli.user_function.allow_import); table files never "
+            "import code on their own"
         )
     mod, attr = spec.split(":")
     if "" not in sys.path and "." not in sys.path:

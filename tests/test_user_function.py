@@ -14,6 +14,7 @@ from nli.grid import fp16_grid
 from nli.objective import grid_arrays, segment_cost
 from nli.solver import solve, table_from_result
 from nli.table import load_table
+from nli.user_function import allow_import
 
 MODULE = """
 import numpy as np
@@ -172,9 +173,36 @@ def test_report_of_a_table_whose_module_is_gone(tmp_path, capsys, usermod):
     d["function"] = "nli_gone_module_xyz:silu"
     p = tmp_path / "t.json"
     p.write_text(json.dumps(d))
-    assert main(["table", "report", str(p)]) == 2
+    assert main(["table", "report", str(p)]) == 2  # not named on the command line: no import
+    err = capsys.readouterr().err
+    assert "table files never import code" in err and err.count("\n") == 1
+    assert main(["table", "report", str(p), "--import-function", "nli_gone_module_xyz:silu"]) == 2
     err = capsys.readouterr().err
     assert "does not import" in err and err.count("\n") == 1
+
+
+def test_a_table_file_never_imports_code_on_its_own(tmp_path, capsys, monkeypatch):
+    # a module with a side effect on import, named by a table file: report and refine refuse
+    # to import it unless --import-function names it
+    marker = tmp_path / "imported"
+    (tmp_path / "nli_evil_mod_xyz.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\nimport numpy as np\ndef f(x):\n    return x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    d = table_from_result(solve("silu", "single:3", "mean", domain=(1.0, 2.0))).to_json_dict()
+    d["function"] = "nli_evil_mod_xyz:f"
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(d))
+    for argv in (
+        ["table", "report", str(p)],
+        ["table", "refine", str(p), "--output", str(tmp_path / "r.json")],
+    ):
+        assert main(argv) == 2
+        assert "never import code" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "r.json").exists()
+    assert main(["table", "report", str(p), "--import-function", "nli_evil_mod_xyz:silu"]) == 2
+    assert "the table's function is" in capsys.readouterr().err
+    assert not marker.exists()
 
 
 COST_REL_TOL = 1e-9  # as tests/test_solver.py: float noise of the prefix-sum costs
@@ -186,6 +214,7 @@ def test_user_segment_costs_against_point_sums(usermod):
     """Inflections seen on the grid (sin: 0 and +-pi) and segment costs of a user function:
     single bins exact; 32-bin intervals (edges between grid values) within LERP_POINT_TOL per
     point (unquantized: RNE16 of an edge value could flip at a near-tie)."""
+    allow_import(f"{usermod}:sine")  # the library caller names it
     fn = get_function(f"{usermod}:sine")
     x, _ = fp16_grid(-4.0, 4.0)
     G = grid_arrays(fn, x)
