@@ -42,11 +42,13 @@ def _cell(mode: dict | None) -> str:
 
 
 def _loaded():
-    return [
-        (name, read_json(full), read_json(sp) if sp else None, title)
-        for name, full, sp, title in MODELS
-        if read_json(full)
-    ]
+    """[(name, results, speed-only results or None, title)] of the models whose JSON exists."""
+    out = []
+    for name, full, sp, title in MODELS:
+        d = read_json(full)
+        if d:
+            out.append((name, d, read_json(sp) if sp else None, title))
+    return out
 
 
 def models_md() -> str:
@@ -76,7 +78,7 @@ def models_md() -> str:
 
 
 def _gemma_ranges(g: dict) -> str:
-    rows = [r for r in g["per_layer"]]
+    rows = g["per_layer"]
     above = sum(
         v["inputs_above_fp16_max"]
         for r in rows

@@ -126,10 +126,6 @@ def published_tables(functions, reciprocal_mode: str = "reduced") -> dict:
     return out
 
 
-def needed_functions(ops, activation: str = "silu") -> list[str]:
-    return op_functions(ops, activation)
-
-
 # ----------------------------------------------------------------------------- public
 def share_weights_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A deep copy of the module tree whose parameters and buffers are the original tensors."""
@@ -165,7 +161,7 @@ def make_ops(
     if kind == "fp16":
         impl = Fp16Ops(rmsnorm_input)
     else:
-        need = needed_functions(ops, activation)
+        need = op_functions(ops, activation)
         given = dict(tables or {})
         extra = [f for f in given if f not in UNIT_FUNCTIONS]
         if extra:
