@@ -337,7 +337,8 @@ def render_blocks(rep: dict, device: str) -> list[str]:
     bs = rep["bootstrap"]
     labels = {
         "spri_vs_dense": "SPRI - dense_full (all seeds)",
-        "spri_vs_best_prior": f"SPRI - best prior upcycling ({rep['best_prior']})",
+        "spri_vs_best_prior": "SPRI - best prior upcycling "
+        f"({rep['best_prior'] or 'none measured yet'})",
         "two_vs_one_stage": "SPRI two-stage - one-stage (seed 0)",
         "spri_vs_dense_seed0": "SPRI - dense_full (seed 0)",
         "spri_vs_dense_long": "SPRI - dense_full at the long budget (seed 0)",
