@@ -99,12 +99,18 @@ def test_run_spec_validates():
 
 def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
     a = train_gpu.parse_args(CPU_JOB)
-    sweep = {f"{t['name']}_s{t['seed']}": t["cfg"].to_dict() for t in train_gpu.sweep_plan(a)}
-    cached = _cached_runs(ROOT / "benchmarks/results/train_full_cpu")
-    assert cached and set(cached) <= set(sweep)
-    for k, res in cached.items():
-        assert res["config"] == sweep[k], k
+    planned = {f"{t['name']}_s{t['seed']}": t["cfg"].to_dict() for t in train_gpu.sweep_plan(a)}
+    cache = ROOT / "benchmarks/results/train_full_cpu"
+    cached = _cached_runs(cache)
     main = train_gpu.main_plan(a)
+    choice = json.loads((cache / "lr_choice.json").read_text())  # the main runs' LRs, from dev
+    for t in main:
+        if t["lr_of"] in choice:
+            cfg = train_gpu.task_config(a, t, choice[t["lr_of"]]["lr"])
+            planned[f"{t['name']}_s{t['seed']}"] = cfg.to_dict()
+    assert cached and set(cached) <= set(planned)  # every cached run is one the plan makes
+    for k, res in cached.items():
+        assert res["config"] == planned[k], k
     assert [(t["name"], t["seed"], t["lr_of"]) for t in main] == [
         ("dense_full", 0, "dense_full"), ("spri_full", 0, "spri"),
         ("dense_full", 1, "dense_full"), ("spri_full", 1, "spri"),
