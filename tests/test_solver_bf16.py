@@ -171,3 +171,28 @@ def test_bf16_domain_errors():
         bf16_grid(-1e39, 0.0)
     with pytest.raises(ValueError, match="precision"):
         solve("tanh", "two-level:2:2", domain=(-1.0, 1.0), precision="fp16", dtype="bf16")
+
+
+def test_bf16_ceil_index_matches_searchsorted_around_every_encoding():
+    """The kernels' BF16 grid-index lookup (_ceil_index with format 1): every finite BF16 value,
+    its float64 neighbours, midpoints, values past BF16's range and random reals."""
+    from nli.grid import all_finite_bf16_bits
+    from nli.objective import _ceil_index
+
+    v = bf16_bits_to_f64(all_finite_bf16_bits())
+    rng = np.random.default_rng(5)
+    probes = np.concatenate(
+        [
+            v,
+            np.nextafter(v, np.inf),
+            np.nextafter(v, -np.inf),
+            (v[1:] + v[:-1]) / 2,
+            [0.0, -0.0, 3.5e38, -3.5e38, 1e300, 2.0**-134, -(2.0**-134)],
+            rng.standard_normal(20000) * 10.0 ** rng.uniform(-40, 38, 20000),
+        ]
+    )
+    for domain in [(-BF16_MAX, BF16_MAX), (-16.0, -0.5), (2.0**-130, 3.0)]:
+        x, _ = bf16_grid(*domain)
+        G = grid_arrays(get_function("silu"), x, "bf16")
+        got = np.array([_ceil_index(G.ord0, G.n, t, 1) for t in probes])
+        assert np.array_equal(got, np.searchsorted(x, probes, side="left")), domain
