@@ -43,10 +43,10 @@ def _same(a: Table, b: Table):
 def test_c_header_round_trip(table):
     h = c_header(table)
     assert "#define NLI_TANH_DTYPE_BF16 1" in h and "BF16 values are bfloat16" in h
+
     def define(n):
-        return int(
-            re.search(rf"#define NLI_TANH_{n} \(\(uint16_t\)0x([0-9a-f]+)\)", h)[1], 16
-        )  # noqa: E731
+        return int(re.search(rf"#define NLI_TANH_{n} \(\(uint16_t\)0x([0-9a-f]+)\)", h)[1], 16)  # noqa: E731
+
     dtype = "bf16" if "#define NLI_TANH_DTYPE_BF16 1" in h else "fp16"
     back = Table(
         "tanh",
