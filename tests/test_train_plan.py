@@ -19,6 +19,7 @@ ROOT = Path(__file__).parents[1]
 # as `python benchmarks/X.py`
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import train_gpu  # noqa: E402  (needs benchmarks/ on the path, set just above)
+import train_plan  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks/train.py")
 bench_train = importlib.util.module_from_spec(_spec)
@@ -78,9 +79,9 @@ def test_train_plan_order_and_settings():
 
 def test_run_spec_validates():
     with pytest.raises(ValueError, match="unknown method"):
-        bench_train.RunSpec("x", "dense")
+        train_plan.RunSpec("x", "dense")
     with pytest.raises(ValueError, match="seeds_from"):
-        bench_train.RunSpec("x", "spri", "some")
+        train_plan.RunSpec("x", "spri", "some")
     with pytest.raises(ValueError, match="seeds_from"):
         train_gpu.RunSpec("x", "spri", "spri", "every")
     with pytest.raises(ValueError, match="mixed seeds_from"):
