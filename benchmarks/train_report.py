@@ -42,6 +42,7 @@ import sys
 
 import numpy as np
 import train_gpu
+from train_gpu_plan import run_ids
 
 from moe.finetune.bootstrap import N_RESAMPLES, SEED, paired_bootstrap
 from nli.atomic import atomic_write
@@ -391,7 +392,7 @@ def lr_choice_on(lr_choice: dict, runs: list[dict], device: str) -> dict:
 
 def expected_runs() -> list[str]:
     """``<name>_s<seed>`` of every run of benchmarks/train_gpu.py's default plan, in order."""
-    return train_gpu.run_ids(train_gpu.parse_args([]))
+    return run_ids(train_gpu.parse_args([]))
 
 
 def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:
