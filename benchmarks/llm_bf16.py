@@ -23,6 +23,7 @@ timed interleaved in the same run (median of ``--repeats``): the ratio bf16 / fp
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 import platform
 import statistics
@@ -38,7 +39,7 @@ from engine.experiments import heldout_text, json_safe, token_ids
 from engine.substitution import OPS, op_functions, table_domain_mode
 import hw_sim
 import nli
-from nli.defaults import default_table
+from nli.defaults import default_table, default_table_path
 from nli.formats import INVERSE_FUNCTIONS
 from nli.grid import f16_bits_to_f64, f32_to_bf16_bits, f64_to_bf16_bits
 from nli.table import load_table
@@ -88,33 +89,30 @@ def fp16_layout_table(function: str, mode: str) -> tuple[nli.Table, str]:
     return t, "fp16 default's cutpoints rounded to BF16, its bins, LUT = RNE_bf16(f)"
 
 
-def bf16_tables(source: str, functions, mode: str) -> tuple[dict, dict]:
-    """({function: bf16 Table}, {function: description}) for ``mode``."""
+def bf16_tables(source: str, functions, mode: str, extra: str | None = None) -> tuple[dict, dict]:
+    """({function: bf16 Table}, {function: how it was had}) for ``mode``. ``source``: 'shipped'
+    (the shipped bf16 default, else a file of ``extra``, else the fp16-layout construction),
+    'fp16-layout', or a directory of table files."""
     tables, how = {}, {}
     for f in functions:
         m = table_domain_mode(f, mode)
-        if source == "shipped":
+        name = f"{f}.json" if m == "direct" else f"{f}_{m}.json"
+        if source == "shipped" and default_table_path(f, m, "bf16").exists():
             tables[f] = default_table(f, m, dtype="bf16")
-            how[f] = f"shipped bf16 default ({m})"
-        elif source == "fp16-layout":
+            how[f] = f"shipped bf16 default ({default_table_path(f, m, 'bf16').name})"
+        elif source == "shipped" and extra and (Path(extra) / name).exists():
+            tables[f] = load_table(Path(extra) / name)
+            how[f] = f"{Path(extra) / name}: " + json.dumps(
+                {k: tables[f].meta.get(k) for k in ("layout", "objective", "stride", "domain")}
+            )
+        elif source in ("shipped", "fp16-layout"):
             tables[f], how[f] = fp16_layout_table(f, m)
         else:
-            p = Path(source) / (f"{f}.json" if m == "direct" else f"{f}_{m}.json")
-            tables[f] = load_table(p)
-            how[f] = str(p)
+            tables[f] = load_table(Path(source) / name)
+            how[f] = str(Path(source) / name)
         if tables[f].dtype != "bf16":
             raise ValueError(f"{f}: {how[f]} is not a bf16 table")
     return tables, how
-
-
-def pick_source(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    try:
-        default_table("exp", "direct", dtype="bf16")
-        return "shipped"
-    except Exception:  # noqa: BLE001 (not shipped yet, or no dtype argument yet)
-        return "fp16-layout"
 
 
 # ----------------------------------------------------------------------------- throughput
@@ -185,11 +183,24 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="timed runs per op and format")
     ap.add_argument(
         "--bf16-tables",
-        default="auto",
-        help="shipped | fp16-layout | a directory of bf16 table files (default auto: shipped "
-        "if present, else fp16-layout)",
+        default="shipped",
+        help="shipped (default: the shipped bf16 defaults, then --extra-tables, then "
+        "fp16-layout) | fp16-layout | a directory of bf16 table files",
     )
-    ap.add_argument("--no-direct", action="store_true", help="skip the direct-mode variants")
+    ap.add_argument(
+        "--extra-tables",
+        default=None,
+        metavar="DIR",
+        help="bf16 tables not shipped (e.g. direct reciprocal / rsqrt built with `nli table "
+        "build --dtype bf16`): DIR/FUNCTION.json",
+    )
+    ap.add_argument(
+        "--variants",
+        default=",".join(v[0] for v in VARIANTS),
+        help="comma-separated labels to run (default all: "
+        + ", ".join(v[0] for v in VARIANTS)
+        + ")",
+    )
     ap.add_argument("--out", default=None, help="default benchmarks/results/llm_bf16[_MODEL].json")
     args = ap.parse_args(argv)
     out_path = args.out or str(
@@ -199,16 +210,16 @@ def main(argv=None) -> int:
     model, tok = load_model(args.model)
     ids = token_ids(tok, heldout_text(), args.tokens)
     act = model.cfg.activation
-    source = pick_source(args.bf16_tables)
+    source = args.bf16_tables
     functions = op_functions(OPS, act)
     used = {}
     models = {}
     for label, variant, rm, dtype in VARIANTS:
-        if args.no_direct and rm == "direct":
+        if label not in args.variants.split(","):
             continue
         tables = None
         if variant == "nli" and dtype == "bf16":
-            tables, how = bf16_tables(source, functions, rm)
+            tables, how = bf16_tables(source, functions, rm, args.extra_tables)
             used[label] = how
         models[label] = substitute(
             model, OPS, variant, tables=tables, reciprocal_mode=rm, dtype=dtype
@@ -224,7 +235,7 @@ def main(argv=None) -> int:
             modes[label].update(mode=variant, reciprocal_mode=rm, dtype=dtype)
     ppl_ref = next(iter(modes.values()))["ppl_ref"]
     f16_tables = {f: default_table(f, table_domain_mode(f, "reduced")) for f in functions}
-    b16_tables, _ = bf16_tables(source, functions, "reduced")
+    b16_tables, _ = bf16_tables(source, functions, "reduced", args.extra_tables)
     speed = unit_throughput(f16_tables, b16_tables, model.cfg, args.repeats)
     nb = modes.get("nli_bf16")
     out = {
