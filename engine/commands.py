@@ -255,7 +255,11 @@ def _print_summary(r: dict) -> None:
     print(
         f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
         f"({r.get('dtype', 'fp16')}, {r['reciprocal_mode']} reciprocal/rsqrt, "
-        f"{r['rmsnorm_input']} RMSNorm input)"
+        + (
+            "no RMSNorm prescale)"
+            if r.get("dtype") == "bf16"
+            else f"{r['rmsnorm_input']} RMSNorm input)"
+        )
     )
     print(
         f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "

@@ -178,7 +178,7 @@ def eval_ppl(
         ops=list(ops),
         window=window,
         calibration_range=list(CALIBRATION_RANGE),
-        rmsnorm_input=rmsnorm_input,
+        rmsnorm_input=rmsnorm_input if dtype == "fp16" else "none (bf16 has no prescale)",
         dtype=dtype,
     )
     return out

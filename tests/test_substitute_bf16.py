@@ -187,6 +187,19 @@ def test_cli_bf16_variant_and_nli_with_bf16_tables(text, tmp_path):
     assert r2["dtype"] == "bf16" and r2["mode"] == "nli" and r2["ppl"] > 0
 
 
+def test_cli_bf16_shipped_defaults(text, tmp_path, capsys):
+    """--dtype bf16 alone runs the shipped bf16 defaults (reduced mode); direct mode, whose bf16
+    reciprocal / rsqrt tables are not shipped, is a one-line error naming the missing file."""
+    base = ["eval", "ppl", "--model", "tiny", "--text", text, "--no-progress"]
+    out = tmp_path / "r.json"
+    assert main([*base, "--dtype", "bf16", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["dtype"] == "bf16" and r["rmsnorm_input"].startswith("none") and r["ppl"] > 0
+    assert "no RMSNorm prescale" in capsys.readouterr().out
+    assert main([*base, "--dtype", "bf16", "--reciprocal-mode", "direct"]) == 2
+    assert "no shipped table at" in _one_line(capsys)
+
+
 @pytest.mark.parametrize(
     "argv, msg",
     [
