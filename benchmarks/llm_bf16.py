@@ -16,8 +16,19 @@ files (``--bf16-tables DIR``, FUNCTION.json / FUNCTION_reduced.json). The JSON r
 The unit throughput is each op's float32 entry point on model-shaped activations, fp16 and bf16
 timed interleaved in the same run (median of ``--repeats``): the ratio bf16 / fp16.
 
-    .venv/bin/python benchmarks/llm_bf16.py --tokens 4096
-    .venv/bin/python benchmarks/llm_bf16.py --model gemma3 --tokens 2048
+    .venv/bin/python benchmarks/llm_bf16.py --tokens 1024 \
+        --extra-tables benchmarks/results/llm_bf16_tables      # llm_bf16.json
+    .venv/bin/python benchmarks/llm_bf16.py --tokens 4096 --variants nli,nli_bf16 \
+        --out benchmarks/results/llm_bf16_4k.json
+
+No bf16 direct reciprocal / rsqrt table is shipped; benchmarks/results/llm_bf16_tables/ holds the
+two the recorded run used, solved for the range SmolLM2's ops reach (BF16's default domain, 2^-133
+to 8.5e37, leaves the paper layout's 259 entries at a mean relative error of 0.75):
+
+    nli table build rsqrt --dtype bf16 --stride 2 --objective mean \
+        --domain 5.960464477539063e-08 4294967296 -o benchmarks/results/llm_bf16_tables/rsqrt.json
+    nli table build reciprocal --dtype bf16 --stride 2 --objective mean \
+        --domain 5.960464477539063e-08 65504 -o benchmarks/results/llm_bf16_tables/reciprocal.json
 """
 
 from __future__ import annotations
