@@ -35,6 +35,9 @@ from .functions import Function, evaluate_scalar
 from .user_function import detect_inflections
 
 OBJECTIVES = ("paper", "mean", "max")
+DATAPATH_OBJECTIVES = ("ulp", "cr", "cr+maxulp")
+"""Objectives measured through the bit-accurate fp32 datapath (hw_sim.datapath_cost; solved by
+hw_sim.datapath_solve, since nli cannot import the simulator)."""
 QUANTIZED = 4
 W_FLOOR = 2.0**-14
 
