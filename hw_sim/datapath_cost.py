@@ -24,6 +24,12 @@ Objectives (codes 0, 1, 2; :data:`nli.objective.DATAPATH_OBJECTIVES`):
   adding the counts and taking the larger max; the combination is monotone in the
   key's (lexicographic) order, so the DP stays exact.
 
+A cap ``max_ulp`` (optional, any objective) makes every table with an output more than that
+many ulp off infeasible: ``cr`` with ``max_ulp=M`` is the fewest not-correctly-rounded outputs
+among tables within M ulp everywhere (the smallest feasible M, found by trying M = 0, 1, ...,
+then gives max ulp first and CR second, lexicographically). It also cuts a segment at its
+first point beyond the cap, which makes small caps fast.
+
 Every cost is a non-negative integer (an int64); :data:`NO_COST` marks an infeasible or
 cut-off segment. ``mul`` is ``float32(B / d)`` of the float64 quotient: the exact quotient
 rounded to 53 bits, then to 24, which equals the single RNE32 of the exact quotient
@@ -103,11 +109,11 @@ def _edge(c0, d, e, B, fn_id):
 
 
 @numba.njit(cache=True, nogil=True)
-def _segment(j, k, B, x64, refo, lutc, fn_id, obj, start, limit, scratch):
+def _segment(j, k, B, x64, refo, lutc, fn_id, obj, cap, start, limit, scratch):
     """start (+) the cost of the unit's outputs on grid points j..k-1 for the macro interval
-    [x_j, x_k) with B bins, or NO_COST once that reaches ``limit`` or a LUT entry is not
-    finite. scratch: (cut32 float32[2], bins int64[1], base int64[1], mul32 float32[1],
-    y float32[B+1], have bool[B+1])."""
+    [x_j, x_k) with B bins, or NO_COST once that reaches ``limit``, a point is more than
+    ``cap`` ulp off, or a LUT entry is not finite. scratch: (cut32 float32[2], bins int64[1],
+    base int64[1], mul32 float32[1], y float32[B+1], have bool[B+1])."""
     cut32, bins1, base1, mul1, y, have = scratch
     c0 = x64[j]
     d = x64[k] - c0  # exact: a difference of two FP16 values
@@ -131,7 +137,10 @@ def _segment(j, k, B, x64, refo, lutc, fn_id, obj, start, limit, scratch):
                     return NO_COST
                 y[e] = f16_to_f32(b)
                 have[e] = True
-        acc = _combine(acc, _point(_ord16(_interp_fp32(y[g], y[g + 1], t)), refo[i], obj), obj)
+        o = _ord16(_interp_fp32(y[g], y[g + 1], t))
+        if abs(o - refo[i]) > cap:
+            return NO_COST
+        acc = _combine(acc, _point(o, refo[i], obj), obj)
         if acc >= limit:
             return NO_COST
     for e in range(1, B):  # the table needs every entry finite, used or not
@@ -153,7 +162,7 @@ def _scratch(B):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _clamps(refo, lutc, ok, obj, right, out):
+def _clamps(refo, lutc, ok, obj, cap, right, out):
     """out[k]: cost of the constant output lutc[k] on the points left of k (or, ``right``, at
     and right of k); NO_COST where not ok[k]."""
     n = refo.size
@@ -165,12 +174,15 @@ def _clamps(refo, lutc, ok, obj, right, out):
         acc = np.int64(0)
         lo, hi = (k, n) if right else (0, k)
         for i in range(lo, hi):
+            if abs(o - refo[i]) > cap:
+                acc = NO_COST
+                break
             acc = _combine(acc, _point(o, refo[i], obj), obj)
         out[k] = acc
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _layer(D, B, x64, refo, lutc, fn_id, obj, ok, bound, T, out, arg):
+def _layer(D, B, x64, refo, lutc, fn_id, obj, cap, ok, bound, T, out, arg):
     """One DP layer: out[k] = min over j < k of D[j] (+) segment(j, k, B), for every k with
     ok[k], below ``bound`` (NO_COST otherwise); arg[k] = the minimizing j (-1 if none).
     Threads are strided over k (later k try more j); each k tries j from k - 1 down (short,
@@ -187,7 +199,7 @@ def _layer(D, B, x64, refo, lutc, fn_id, obj, ok, bound, T, out, arg):
                 for j in range(k - 1, -1, -1):
                     if D[j] >= best:
                         continue
-                    c = _segment(j, k, B, x64, refo, lutc, fn_id, obj, D[j], best, scratch)
+                    c = _segment(j, k, B, x64, refo, lutc, fn_id, obj, cap, D[j], best, scratch)
                     if c < best:
                         best = c
                         bj = j
@@ -196,14 +208,14 @@ def _layer(D, B, x64, refo, lutc, fn_id, obj, ok, bound, T, out, arg):
 
 
 @numba.njit(cache=True, nogil=True)
-def _path_cost(idx, bins, x64, refo, lutc, fn_id, obj, L, R):
+def _path_cost(idx, bins, x64, refo, lutc, fn_id, obj, cap, L, R):
     """Total cost of one cutpoint path (grid indices idx[K+1]), NO_COST if infeasible."""
     acc = L[idx[0]]
     if acc >= NO_COST:
         return NO_COST
     for m in range(bins.size):
         acc = _segment(
-            idx[m], idx[m + 1], bins[m], x64, refo, lutc, fn_id, obj, acc, NO_COST,
+            idx[m], idx[m + 1], bins[m], x64, refo, lutc, fn_id, obj, cap, acc, NO_COST,
             _scratch(bins[m]),
         )  # fmt: skip
         if acc >= NO_COST:
@@ -214,6 +226,15 @@ def _path_cost(idx, bins, x64, refo, lutc, fn_id, obj, L, R):
 
 
 # ----------------------------------------------------------------------------- wrappers
+def _cap(max_ulp) -> np.int64:
+    """A ``max_ulp`` cap (None: none) for the kernels."""
+    if max_ulp is None:
+        return NO_COST
+    if int(max_ulp) != max_ulp or max_ulp < 0:
+        raise ValueError(f"max_ulp: must be an integer >= 0, got {max_ulp!r}")
+    return np.int64(max_ulp)
+
+
 def _check_grid(x64, refo, lutc):
     x64 = np.asarray(x64)
     if x64.dtype != np.float64 or x64.ndim != 1 or x64.size < 2:
@@ -227,27 +248,34 @@ def _check_grid(x64, refo, lutc):
         raise ValueError(f"lutc: expected uint16[{x64.size}] RNE16(f) bits at the grid points")
 
 
-def clamp_costs(x64, refo, lutc, ok, obj: int, right: bool) -> np.ndarray:
-    """int64[N]: cost of the left (or right) clamp at each grid index (NO_COST where not ok)."""
+def clamp_costs(x64, refo, lutc, ok, obj: int, right: bool, max_ulp=None) -> np.ndarray:
+    """int64[N]: cost of the left (or right) clamp at each grid index (NO_COST where not ok,
+    or where a point is more than ``max_ulp`` off)."""
     _check_grid(x64, refo, lutc)
     ok = np.ascontiguousarray(ok, dtype=np.bool_)
     if ok.shape != x64.shape or obj not in (0, 1, 2):
         raise ValueError("ok: expected bool[N]; obj: 0, 1 or 2")
     out = np.empty(x64.size, np.int64)
-    _clamps(refo, lutc, ok, int(obj), bool(right), out)
+    _clamps(refo, lutc, ok, int(obj), _cap(max_ulp), bool(right), out)
     return out
 
 
-def segment_cost(x64, refo, lutc, fn_id: int, obj: int, j: int, k: int, B: int) -> int:
-    """Cost of one macro interval [x_j, x_k) with B bins (NO_COST if a LUT entry overflows)."""
+def segment_cost(
+    x64, refo, lutc, fn_id: int, obj: int, j: int, k: int, B: int, max_ulp=None
+) -> int:
+    """Cost of one macro interval [x_j, x_k) with B bins (NO_COST if a LUT entry overflows or
+    a point is more than ``max_ulp`` off)."""
     _check_grid(x64, refo, lutc)
     if not (0 <= j < k < x64.size) or B < 1 or obj not in (0, 1, 2):
         raise ValueError(f"segment: need 0 <= j < k < {x64.size}, B >= 1, obj 0..2")
     s = _scratch(int(B))
-    return int(_segment(j, k, int(B), x64, refo, lutc, fn_id, obj, np.int64(0), NO_COST, s))
+    cap = _cap(max_ulp)
+    return int(_segment(j, k, int(B), x64, refo, lutc, fn_id, obj, cap, np.int64(0), NO_COST, s))
 
 
-def layer(D, B: int, x64, refo, lutc, fn_id: int, obj: int, ok, bound: int, threads: int):
+def layer(
+    D, B: int, x64, refo, lutc, fn_id: int, obj: int, ok, bound: int, threads: int, max_ulp=None
+):
     """One DP layer (see ``_layer``) -> (out int64[N], arg int64[N])."""
     _check_grid(x64, refo, lutc)
     D = np.ascontiguousarray(D, dtype=np.int64)
@@ -256,15 +284,16 @@ def layer(D, B: int, x64, refo, lutc, fn_id: int, obj: int, ok, bound: int, thre
         raise ValueError("layer: D int64[N], ok bool[N], B >= 1, threads >= 1")
     out = np.empty(x64.size, np.int64)
     arg = np.empty(x64.size, np.int64)
-    _layer(D, int(B), x64, refo, lutc, fn_id, obj, ok, np.int64(bound), threads, out, arg)
+    cap = _cap(max_ulp)
+    _layer(D, int(B), x64, refo, lutc, fn_id, obj, cap, ok, np.int64(bound), threads, out, arg)
     return out, arg
 
 
-def path_cost(idx, bins, x64, refo, lutc, fn_id: int, obj: int, L, R) -> int:
+def path_cost(idx, bins, x64, refo, lutc, fn_id: int, obj: int, L, R, max_ulp=None) -> int:
     """Total cost of cutpoints at grid indices idx (int64[K+1]) with bins (int64[K])."""
     _check_grid(x64, refo, lutc)
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     bins = np.ascontiguousarray(bins, dtype=np.int64)
     if idx.size != bins.size + 1 or not np.all(np.diff(idx) > 0):
         raise ValueError("idx: K+1 strictly increasing grid indices for K bins")
-    return int(_path_cost(idx, bins, x64, refo, lutc, fn_id, obj, L, R))
+    return int(_path_cost(idx, bins, x64, refo, lutc, fn_id, obj, _cap(max_ulp), L, R))

@@ -58,7 +58,7 @@ def _combine_all(D: np.ndarray, R: np.ndarray, obj: int) -> np.ndarray:
     return np.where((D >= NO_COST) | (R >= NO_COST), NO_COST, t)
 
 
-def _dp(grid, bins, obj, cand, bound, L, R, threads, progress):
+def _dp(grid, bins, obj, cand, bound, L, R, threads, progress, max_ulp):
     """The DP with cutpoints only where ``cand``; partial costs >= bound are dropped. Returns
     (cost, cut_idx int64[K+1]) or (NO_COST, None)."""
     x64, refo, lutc, fn_id = grid
@@ -66,13 +66,13 @@ def _dp(grid, bins, obj, cand, bound, L, R, threads, progress):
     D = np.where(D < bound, D, NO_COST)
     args = []
     for m, B in enumerate(bins):
-        D, arg = layer(D, int(B), x64, refo, lutc, fn_id, obj, cand, bound, threads)
+        D, arg = layer(D, int(B), x64, refo, lutc, fn_id, obj, cand, bound, threads, max_ulp)
         args.append(arg)
         if progress is not None:
             progress(m + 1, len(bins))
     total = _combine_all(D, R, obj)
     k = int(np.argmin(total))
-    if not total[k] < bound:
+    if not total[k] < min(bound, NO_COST):
         return int(NO_COST), None
     idx = [k]
     for arg in reversed(args):
@@ -90,9 +90,11 @@ def solve_datapath(
     stride: int = 1,
     incumbent: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_ulp: int | None = None,
 ) -> SolveResult:
     """Optimal cutpoints of ``function`` for a datapath-exact ``objective`` (module docstring).
 
+    ``max_ulp``: only tables whose every output is within that many ulp (None: no cap).
     ``stride > 1`` restricts cutpoints to every stride-th grid point (approximate, said in the
     result). ``incumbent``: FP16 bits (uint16[K+1]) of a feasible cutpoint set (on the
     domain's grid) whose cost bounds the search; the answer is never worse than it.
@@ -128,8 +130,8 @@ def solve_datapath(
     lutc = np.ascontiguousarray(ref, dtype=np.uint16)
     ok = is_finite16(lutc)
     grid = (x, refo, lutc, int(f.fn_id))
-    L = clamp_costs(x, refo, lutc, ok, obj, False)
-    R = clamp_costs(x, refo, lutc, ok, obj, True)
+    L = clamp_costs(x, refo, lutc, ok, obj, False, max_ulp)
+    R = clamp_costs(x, refo, lutc, ok, obj, True, max_ulp)
     bins = np.array(lay.bins, dtype=np.int64)
     threads = numba.get_num_threads()
     best, best_idx = int(NO_COST), None
@@ -139,7 +141,7 @@ def solve_datapath(
         pos = np.searchsorted(x, xs)
         if bits.shape != (lay.cutpoints,) or np.any(pos >= x.size) or np.any(x[pos] != xs):
             raise ValueError(f"incumbent: expected {lay.cutpoints} FP16 cutpoints on the grid")
-        c = path_cost(pos, bins, x, refo, lutc, grid[3], obj, L, R)
+        c = path_cost(pos, bins, x, refo, lutc, grid[3], obj, L, R, max_ulp)
         if c < NO_COST:
             best, best_idx = c, pos.astype(np.int64)
     n = x.size
@@ -150,12 +152,15 @@ def solve_datapath(
         cand[-1] = True
         last = s == stride
         c, idx = _dp(
-            grid, bins, obj, cand & ok, best + 1, L, R, threads, progress if last else None
+            grid, bins, obj, cand & ok, best + 1, L, R, threads, progress if last else None, max_ulp
         )
         if idx is not None and c <= best:
             best, best_idx = c, idx
     if best_idx is None:
-        raise ValueError(f"no feasible cutpoints for layout {lay.name!r} on this domain")
+        raise ValueError(
+            f"no feasible cutpoints for layout {lay.name!r} on this domain"
+            + ("" if max_ulp is None else f" within {max_ulp} ulp")
+        )
     seconds = time.perf_counter() - t0
     return SolveResult(
         function,

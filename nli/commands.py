@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from .argtypes import positive_int
+from .argtypes import nonnegative_int, positive_int
 from .cli import UserError, group
 
 DATAPATH_SOLVERS: dict = {}
@@ -82,6 +82,8 @@ def _build(args) -> int:
     check_output_path(args.output, "--output")
     if args.objective in DATAPATH_OBJECTIVES:
         return _build_datapath(args, layout, domain)
+    if args.max_ulp is not None:
+        raise UserError(f"--max-ulp: only with --objective {'|'.join(DATAPATH_OBJECTIVES)}")
     bars = []  # created at the first report, so that input errors print no bar
 
     def progress(done, total):
@@ -145,10 +147,18 @@ def _build_datapath(args, layout, domain) -> int:
         raise UserError(f"--objective {args.objective}: needs the hw_sim package (not installed)")
     solve, note = DATAPATH_SOLVERS["solve"], DATAPATH_SOLVERS["note"]
     try:
-        result = solve(args.function, layout, args.objective, domain=domain, stride=args.stride)
+        result = solve(
+            args.function,
+            layout,
+            args.objective,
+            domain=domain,
+            stride=args.stride,
+            max_ulp=args.max_ulp,
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
-    save_table(table_from_result(result), args.output)
+    extra = {} if args.max_ulp is None else {"max_ulp_cap": args.max_ulp}
+    save_table(table_from_result(result, **extra), args.output)
     print(
         f"{args.output}: {args.function} {layout.name}, {args.objective} objective: "
         f"{note(result)}, {result.solve_seconds:.1f} s"
@@ -217,6 +227,12 @@ def register(sub, groups):
         "--lut-rounding",
         action="store_true",
         help="the interpolant carries RNE16(f) (the LUT as stored) instead of exact f",
+    )
+    b.add_argument(
+        "--max-ulp",
+        type=nonnegative_int(1 << 16),
+        default=None,
+        help="with --objective ulp|cr|cr+maxulp: only tables within this many ulp everywhere",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)

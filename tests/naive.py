@@ -824,13 +824,14 @@ def naive_datapath_value(errors, objective):
     return n if objective == "cr" else (n, max(errors))
 
 
-def naive_datapath_optimum(fn_name, x, bins, objective):
+def naive_datapath_optimum(fn_name, x, bins, objective, max_ulp=None):
     """Brute force: the best value of ``objective`` over every increasing tuple of
-    len(bins) + 1 grid indices (tiny grids only)."""
+    len(bins) + 1 grid indices (tiny grids only) whose table is within ``max_ulp`` ulp
+    everywhere (None: any); None if there is none."""
     best = None
     for c in _it.combinations(range(len(x)), len(bins) + 1):
         e = naive_datapath_errors(fn_name, x, c, bins)
-        if e is not None:
+        if e is not None and (max_ulp is None or max(e) <= max_ulp):
             v = naive_datapath_value(e, objective)
             best = v if best is None or v < best else best
     return best

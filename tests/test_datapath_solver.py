@@ -51,6 +51,23 @@ def test_optimum_equals_brute_force_through_the_oracle(function, domain, bins, o
     )
 
 
+@pytest.mark.parametrize("function,domain,bins", TINY_CASES)
+def test_capped_optimum_equals_brute_force(function, domain, bins):
+    """cr within max_ulp M: the smallest feasible M and the fewest misses there (max ulp
+    first, then CR) match the brute force; a smaller M is infeasible for both."""
+    x, _ = fp16_grid(*domain)
+    lay = Layout("custom", tuple(bins))
+    m = 0
+    while naive_datapath_optimum(function, x, bins, "cr", max_ulp=m) is None:
+        with pytest.raises(ValueError, match=f"within {m} ulp"):
+            solve_datapath(function, lay, "cr", domain=domain, max_ulp=m)
+        m = m + 1 if m < 8 else m * 2
+    for cap in (m, 2 * m + 1):
+        r = solve_datapath(function, lay, "cr", domain=domain, max_ulp=cap)
+        assert _value(r) == naive_datapath_optimum(function, x, bins, "cr", max_ulp=cap)
+        assert max(naive_datapath_errors(function, x, r.cut_idx, bins)) <= cap
+
+
 def _report_value(table, objective):
     a = error_arrays(table)
     assert np.all(a["ulp"] >= 0)  # no NaN on these domains
@@ -174,3 +191,16 @@ def test_float32_of_the_float64_quotient_is_rne32():
     for j, k, B in ((0, x.size - 1, 1), (0, x.size - 1, 511), (100, 101, 511)):
         want = expected_mul(bits[[j, k]], np.array([B]))
         assert want[0] == np.float32(np.float64(B) / (x[k] - x[j]))
+
+
+def test_cli_max_ulp(tmp_path, capsys):
+    p = tmp_path / "t.json"
+    base = ("table", "build", "silu", "-o", str(p), "--domain", "-8", "-7", "-q")
+    code, out, err = _run(capsys, *base, "--layout", "single:3", "--objective", "mean",
+                          "--max-ulp", "2")  # fmt: skip
+    assert code == 2 and "--max-ulp" in err and not p.exists()
+    code, out, err = _run(capsys, *base, "--layout", "single:3", "--objective", "cr",
+                          "--max-ulp", "700")  # fmt: skip
+    assert code == 0, err
+    t = load_table(p)
+    assert t.meta["max_ulp_cap"] == 700 and int(error_arrays(t)["ulp"].max()) <= 700
