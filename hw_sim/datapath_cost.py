@@ -109,6 +109,21 @@ def _edge(c0, d, e, B, fn_id):
 
 
 @numba.njit(cache=True, nogil=True)
+def _output(i, x64, lutc, c0, d, B, fn_id, cut32, bins1, base1, mul1, y, have):
+    """The unit's output ordinal at grid point i of the segment set up in the scratch arrays
+    (LUT entries computed on first use), or NO_COST if an entry it needs is not finite."""
+    g, t = _locate_fp32(np.float32(x64[i]), cut32, bins1, base1, mul1)
+    for e in (g, g + 1):
+        if not have[e]:
+            b = _edge(c0, d, e, B, fn_id)
+            if b & 0x7C00 == 0x7C00:
+                return NO_COST
+            y[e] = f16_to_f32(b)
+            have[e] = True
+    return _ord16(_interp_fp32(y[g], y[g + 1], t))
+
+
+@numba.njit(cache=True, nogil=True)
 def _segment(j, k, B, x64, refo, lutc, fn_id, obj, cap, start, limit, scratch):
     """start (+) the cost of the unit's outputs on grid points j..k-1 for the macro interval
     [x_j, x_k) with B bins, or NO_COST once that reaches ``limit``, a point is more than
@@ -127,18 +142,16 @@ def _segment(j, k, B, x64, refo, lutc, fn_id, obj, cap, start, limit, scratch):
     y[B] = f16_to_f32(lutc[k])
     have[0] = True
     have[B] = True
+    if cap < NO_COST:  # probe bin midpoints first (the chord's worst): most pairs fail there
+        for q in (B // 2, B // 4, (3 * B) // 4):
+            i = j + ((k - j) * (2 * q + 1)) // (2 * B)
+            o = _output(i, x64, lutc, c0, d, B, fn_id, cut32, bins1, base1, mul1, y, have)
+            if o == NO_COST or abs(o - refo[i]) > cap:
+                return NO_COST
     acc = start
     for i in range(j, k):
-        g, t = _locate_fp32(np.float32(x64[i]), cut32, bins1, base1, mul1)
-        for e in (g, g + 1):
-            if not have[e]:
-                b = _edge(c0, d, e, B, fn_id)
-                if b & 0x7C00 == 0x7C00:
-                    return NO_COST
-                y[e] = f16_to_f32(b)
-                have[e] = True
-        o = _ord16(_interp_fp32(y[g], y[g + 1], t))
-        if abs(o - refo[i]) > cap:
+        o = _output(i, x64, lutc, c0, d, B, fn_id, cut32, bins1, base1, mul1, y, have)
+        if o == NO_COST or abs(o - refo[i]) > cap:
             return NO_COST
         acc = _combine(acc, _point(o, refo[i], obj), obj)
         if acc >= limit:
