@@ -238,6 +238,35 @@ def _path_cost(idx, bins, x64, refo, lutc, fn_id, obj, cap, L, R):
     return _combine(acc, R[idx[-1]], obj)
 
 
+@numba.njit(cache=True, nogil=True)
+def _unit_ordinals(idx, bins, x64, lutc, fn_id, out):
+    """out[i]: ordinal of the output the DP assumes at grid point i for the table with
+    cutpoints x[idx] (clamps below idx[0] and from idx[-1] on, segments by ``_output``);
+    NO_COST where a LUT entry it needs is not finite."""
+    for i in range(idx[0]):
+        out[i] = _ord16(lutc[idx[0]])
+    for i in range(idx[-1], x64.size):
+        out[i] = _ord16(lutc[idx[-1]])
+    for m in range(bins.size):
+        B = bins[m]
+        cut32, bins1, base1, mul1, y, have = _scratch(B)
+        j, k = idx[m], idx[m + 1]
+        c0 = x64[j]
+        d = x64[k] - c0
+        cut32[0] = np.float32(c0)
+        cut32[1] = np.float32(x64[k])
+        bins1[0] = B
+        base1[0] = 0
+        mul1[0] = np.float32(np.float64(B) / d)
+        have[:] = False
+        y[0] = f16_to_f32(lutc[j])
+        y[B] = f16_to_f32(lutc[k])
+        have[0] = True
+        have[B] = True
+        for i in range(j, k):
+            out[i] = _output(i, x64, lutc, c0, d, B, fn_id, cut32, bins1, base1, mul1, y, have)
+
+
 # ----------------------------------------------------------------------------- wrappers
 def _cap(max_ulp) -> np.int64:
     """A ``max_ulp`` cap (None: none) for the kernels."""
@@ -310,3 +339,18 @@ def path_cost(idx, bins, x64, refo, lutc, fn_id: int, obj: int, L, R, max_ulp=No
     if idx.size != bins.size + 1 or not np.all(np.diff(idx) > 0):
         raise ValueError("idx: K+1 strictly increasing grid indices for K bins")
     return int(_path_cost(idx, bins, x64, refo, lutc, fn_id, obj, _cap(max_ulp), L, R))
+
+
+def unit_ordinals(idx, bins, x64, lutc, fn_id: int) -> np.ndarray:
+    """int64[N]: the output ordinals the DP's costs assume at every grid point for the table
+    with cutpoints at grid indices idx and ``bins`` (for tests against hw_sim.unit)."""
+    x64 = np.asarray(x64)
+    refo = np.zeros(x64.size, np.int64)
+    _check_grid(x64, refo, lutc)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    bins = np.ascontiguousarray(bins, dtype=np.int64)
+    if idx.size != bins.size + 1 or not np.all(np.diff(idx) > 0):
+        raise ValueError("idx: K+1 strictly increasing grid indices for K bins")
+    out = np.empty(x64.size, np.int64)
+    _unit_ordinals(idx, bins, x64, lutc, fn_id, out)
+    return out

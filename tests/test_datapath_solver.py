@@ -204,3 +204,28 @@ def test_cli_max_ulp(tmp_path, capsys):
     assert code == 0, err
     t = load_table(p)
     assert t.meta["max_ulp_cap"] == 700 and int(error_arrays(t)["ulp"].max()) <= 700
+
+
+@pytest.mark.parametrize("function", ["silu", "exp", "rsqrt"])
+def test_kernel_outputs_are_the_units_on_every_input(function):
+    """The outputs the DP's costs are made of (hw_sim.unit's own _locate_fp32 / _interp_fp32,
+    set up per segment) equal hw_sim.unit.output_lut on every finite FP16 input of the
+    domain, for several random tables (mixed bins, 32-bin intervals included); -0 behaves
+    as +0 and NaN/inf inputs never reach a segment."""
+    from hw_sim.datapath_cost import unit_ordinals
+    from hw_sim.unit import output_lut
+    from nli.functions import get_function
+    from nli.table import table_from_cutpoints
+
+    f = get_function(function)
+    x, bits = fp16_grid(*f.default_domain)
+    _, ref = reference_bits(function, x)
+    lutc = np.ascontiguousarray(ref, dtype=np.uint16)
+    ok = np.flatnonzero(is_finite16(lutc))
+    rng = np.random.default_rng(7)
+    for bins in ([1, 32, 32, 32, 1], [5, 2, 7], [1] * 9, [32] * 4):
+        idx = np.sort(rng.choice(ok, size=len(bins) + 1, replace=False))
+        t = table_from_cutpoints(function, bits[idx], bins)
+        want = ordered(output_lut(t)[bits]).astype(np.int64)
+        got = unit_ordinals(idx, np.array(bins), x, lutc, f.fn_id)
+        assert np.array_equal(got, want)
