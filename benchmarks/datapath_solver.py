@@ -47,9 +47,20 @@ def _child(function, layout, objective, stride: int, cap, incumbent: bool) -> in
         line = {"layer": done, "of": total, "wall": time.perf_counter() - t0}
         print(json.dumps(line), flush=True)
 
+    def on_pass(stride, cost):
+        line = {"pass_stride": stride, "best": int(cost), "wall": time.perf_counter() - t0}
+        print(json.dumps(line), flush=True)
+
     inc = default_table(function).cutpoints if incumbent else None
     r = solve_datapath(
-        function, layout, objective, stride=stride, incumbent=inc, progress=progress, max_ulp=cap
+        function,
+        layout,
+        objective,
+        stride=stride,
+        incumbent=inc,
+        progress=progress,
+        max_ulp=cap,
+        on_pass=on_pass,
     )
     extra = {} if cap is None else {"max_ulp_cap": cap}
     table = table_from_result(r, provenance={"script": "benchmarks/datapath_solver.py"}, **extra)
@@ -119,6 +130,7 @@ def _run(args, solve: str) -> dict:
         "loadavg_start": load0,
         "loadavg_end": os.getloadavg(),
         "last_pass_layers_done": layers[-1] if layers else None,
+        "passes_done": [ln for ln in lines if "pass_stride" in ln],
         "returncode": proc.returncode,
     }
     if final is not None:

@@ -91,9 +91,11 @@ def solve_datapath(
     incumbent: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     max_ulp: int | None = None,
+    on_pass: Callable[[int, int], None] | None = None,
 ) -> SolveResult:
     """Optimal cutpoints of ``function`` for a datapath-exact ``objective`` (module docstring).
 
+    ``on_pass(stride, cost)`` is told the end of each pass (cost: the best so far, the int key).
     ``max_ulp``: only tables whose every output is within that many ulp (None: no cap).
     ``stride > 1`` restricts cutpoints to every stride-th grid point (approximate, said in the
     result). ``incumbent``: FP16 bits (uint16[K+1]) of a feasible cutpoint set (on the
@@ -156,6 +158,8 @@ def solve_datapath(
         )
         if idx is not None and c <= best:
             best, best_idx = c, idx
+        if on_pass is not None:
+            on_pass(s, best)
     if best_idx is None:
         raise ValueError(
             f"no feasible cutpoints for layout {lay.name!r} on this domain"
