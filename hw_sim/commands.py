@@ -289,8 +289,24 @@ def _cost(args):
 
 
 # ----------------------------------------------------------------------------- registration
+def _solve_datapath(*args, **kwargs):
+    from .datapath_solve import solve_datapath
+
+    return solve_datapath(*args, **kwargs)
+
+
+def _datapath_note(result):
+    from .datapath_solve import cost_note
+
+    return cost_note(result)
+
+
 def register(sub, groups):
-    """Add `nli sim ...` and `nli table report|refine` to the parser."""
+    """Add `nli sim ...` and `nli table report|refine` to the parser, and give `nli table build`
+    its datapath-exact objectives (nli.commands.DATAPATH_SOLVERS)."""
+    from nli.commands import DATAPATH_SOLVERS
+
+    DATAPATH_SOLVERS.update(solve=_solve_datapath, note=_datapath_note)
     sim = group(sub, groups, "sim", "run the bit-accurate NLI Engine simulator")
 
     p = sim.add_parser("elementwise", help="run a table's elementwise datapath on an array")

@@ -56,6 +56,9 @@ from .grid import f64_to_bits
 from .user_function import detect_inflections
 
 OBJECTIVES = ("paper", "mean", "max")
+DATAPATH_OBJECTIVES = ("ulp", "cr", "cr+maxulp")
+"""Objectives measured through the bit-accurate fp32 datapath (hw_sim.datapath_cost; solved by
+hw_sim.datapath_solve, since nli cannot import the simulator)."""
 QUANTIZED = 4
 W_FLOOR = 2.0**-14
 W_FLOORS = {d: DTYPE_FORMATS[d].min_normal for d in DTYPES}  # fp16: W_FLOOR; bf16: 2^-126

@@ -899,3 +899,73 @@ def naive_spm_bpe_ids(text, tokens, added=(), bos_id=None):
                 syms += [f"<0x{b:02X}>" for b in ch.encode("utf-8")]
         ids += [vocab[s] for s in naive_bpe(syms, ranks)]
     return ids
+
+
+# =============================================================================
+# Section: datapath-exact cutpoint objectives (issue 16, hw_sim/datapath_cost.py and
+# hw_sim/datapath_solve.py). Every increasing cutpoint tuple of a tiny grid is made into a
+# table here (LUT = RNE16 of the float64 f at each entry's real point, below = lut[0],
+# above = lut[-1]) and run through the Fraction oracle nv_unit above on every grid point,
+# against RNE16(f(x)) rounded by the oracle's own _nv_round. Slow on purpose.
+# =============================================================================
+import math as _nv_math
+
+
+def _nv_f64(v):
+    """A finite float64 -> NvVal (the sign of a zero kept)."""
+    return NvVal("num", _NvF(float(v)), _nv_math.copysign(1.0, float(v)) < 0)
+
+
+def _nv_ord16(bits):
+    b = int(bits)
+    return -(b & 0x7FFF) if b & 0x8000 else b & 0x7FFF
+
+
+def naive_datapath_errors(fn_name, x, cut_idx, bins):
+    """ulp distances (list over the grid x, float64 FP16 values) of the table with cutpoints
+    x[cut_idx] and ``bins``, or None when an entry overflows FP16 (no such table)."""
+    from nli.functions import get_function
+    from nli.table import Table
+
+    f = get_function(fn_name)
+    c = [float(x[i]) for i in cut_idx]
+    pts = [c[0]]
+    for i, B in enumerate(bins):
+        pts += [c[i] + (m * (c[i + 1] - c[i])) / B for m in range(1, B + 1)]
+    lut = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.array(pts))]
+    if any((b & 0x7C00) == 0x7C00 for b in lut):
+        return None
+    table = Table(
+        fn_name,
+        np.array(c).astype(np.float16).view(np.uint16),
+        list(bins),
+        np.array(lut, dtype=np.uint16),
+        lut[0],
+        lut[-1],
+        "fp32",
+    )
+    xbits = np.asarray(x, dtype=np.float64).astype(np.float16).view(np.uint16)
+    out = nv_unit_all(table, xbits)
+    ref = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.asarray(x, dtype=np.float64))]
+    return [abs(_nv_ord16(o) - _nv_ord16(r)) for o, r in zip(out, ref)]
+
+
+def naive_datapath_value(errors, objective):
+    """ulp: sum; cr: count of non-zero; cr+maxulp: (count, max)."""
+    if objective == "ulp":
+        return sum(errors)
+    n = sum(1 for e in errors if e != 0)
+    return n if objective == "cr" else (n, max(errors))
+
+
+def naive_datapath_optimum(fn_name, x, bins, objective, max_ulp=None):
+    """Brute force: the best value of ``objective`` over every increasing tuple of
+    len(bins) + 1 grid indices (tiny grids only) whose table is within ``max_ulp`` ulp
+    everywhere (None: any); None if there is none."""
+    best = None
+    for c in _it.combinations(range(len(x)), len(bins) + 1):
+        e = naive_datapath_errors(fn_name, x, c, bins)
+        if e is not None and (max_ulp is None or max(e) <= max_ulp):
+            v = naive_datapath_value(e, objective)
+            best = v if best is None or v < best else best
+    return best
