@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nli.cli import UserError, group
 from nli.formats import (
+    DTYPES,
     INVERSE_FUNCTIONS,
     MODES,
     OP_ALIASES,
@@ -25,7 +26,10 @@ OPS_DEFAULT = ",".join(OPS)
 def register_export(sub, groups):
     """Add `nli export onnx-op` and `nli export onnx` to the parser."""
     g = group(sub, groups, "export", "export tables and models (ONNX)")
-    p = g.add_parser("onnx-op", help="one elementwise NLI op as ONNX (x float16 -> y float16)")
+    p = g.add_parser(
+        "onnx-op",
+        help="one elementwise NLI op as ONNX (x float16 -> y float16; bfloat16 for a bf16 table)",
+    )
     p.add_argument("table", help="table JSON file (numerics §6)")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
@@ -48,11 +52,18 @@ def register_export(sub, groups):
         help="reciprocal / rsqrt mode, numerics §5 (default: reduced)",
     )
     p.add_argument(
+        "--dtype",
+        default=DTYPES[0],
+        choices=DTYPES,
+        help="the unit's 16-bit format, numerics §13: every table must be of it "
+        f"(default: {DTYPES[0]})",
+    )
+    p.add_argument(
         "--rmsnorm-input",
-        default="scaled",
+        default=None,
         choices=RMSNORM_INPUTS,
-        help="how RMSNorm's FP32 rows enter the unit, numerics §4.1: scaled (default: the row "
-        "prescale, nli.RMSNormPrescale) | plain (RNE16 alone)",
+        help="how RMSNorm's FP32 rows enter the unit, numerics §4.1: scaled (the fp16 default: "
+        "the row prescale, nli.RMSNormPrescale) | plain (RNE16 alone; bf16's only choice)",
     )
     p.add_argument(
         "--table",
@@ -81,10 +92,11 @@ def _onnx_op(args) -> int:
 
     check_output_path(args.out, "--out")
     table = _load(args.table)
-    out = save_onnx(export_elementwise(table), args.out)
+    proto = export_elementwise(table)
+    out = save_onnx(proto, args.out)
     print(
-        f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} "
-        f"for {table.function!r} (K={table.K}, {table.entries} LUT entries, {table.precision}); "
+        f"wrote {out}: nli.{proto.graph.node[0].op_type} for {table.function!r} (K={table.K}, "
+        f"{table.entries} LUT entries, {table.dtype}, {table.precision}); "
         "checked with onnx.checker"
     )
     return 0
@@ -148,14 +160,23 @@ def _onnx_model(args) -> int:
     if bad:
         raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
     overrides = parse_table_overrides(args.table)
+    for fn, t in overrides.items():
+        if t.dtype != args.dtype:
+            raise UserError(
+                f"--table {fn}=...: a {t.dtype} table, but --dtype is {args.dtype} "
+                "(one format per model, numerics §13)"
+            )
     model, _ = load_model(args.model)
     tables = model_tables(ops, args.reciprocal_mode, overrides, model.cfg.activation)
-    proto = export_model(model, ops, tables, args.reciprocal_mode, args.rmsnorm_input)
+    proto = export_model(
+        model, ops, tables, args.reciprocal_mode, args.rmsnorm_input, dtype=args.dtype
+    )
     out = save_onnx(proto, args.out)
     size = Path(out).stat().st_size / 2**20
     print(
         f"wrote {out} ({size:.1f} MiB): {args.model}, NLI ops: {', '.join(ops) or 'none'}, "
-        f"{args.reciprocal_mode} mode, functions: {', '.join(f.name for f in proto.functions)}; "
+        f"{args.dtype}, {args.reciprocal_mode} mode, "
+        f"functions: {', '.join(f.name for f in proto.functions)}; "
         "checked with onnx.checker"
     )
     return 0

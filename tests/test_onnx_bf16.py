@@ -1,0 +1,241 @@
+"""ONNX export of bf16 tables (numerics §13 and §8; engine/onnx_bf16.py).
+
+The exported graphs run in stock onnxruntime (CPU provider, default and disabled graph
+optimizations) with bfloat16 inputs and outputs, fed and read as uint16 bit patterns through
+OrtValues (onnxruntime's numpy bridge has no bfloat16). They must equal hw_sim's bf16 unit bit
+for bit: the elementwise op over all 65,536 BF16 inputs, section 5 on FP32 bit patterns,
+Softmax / RMSNorm on seeded and adversarial rows. Mixed formats are refused with one line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+import onnxruntime as ort
+import pytest
+
+from engine.onnx_bf16 import round_bf16_function
+from engine.onnx_export import ExportError, export_composite, export_elementwise, export_inverse
+from engine.onnx_ops import F32, OPSETS, Builder
+import hw_sim
+import nli
+from nli.grid import bf16_bits_to_f64, f32_to_bf16_bits, f64_to_bf16_bits
+
+ALL = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+BF16 = TensorProto.BFLOAT16
+PAPER_BINS = [1] + [32] * 8 + [1]
+LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+def session(model: onnx.ModelProto, level: str = "all") -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = LEVELS[level]
+    so.intra_op_num_threads = 2
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def run(sess: ort.InferenceSession, feeds: dict, out_shape) -> np.ndarray:
+    """Run a graph whose bfloat16 inputs are given as uint16 bit patterns (other inputs as numpy
+    arrays of their own type); returns the output ``y`` as uint16 BF16 bit patterns."""
+    kinds = {i.name: i.type for i in sess.get_inputs()}
+    io = sess.io_binding()
+    for name, arr in feeds.items():
+        arr = np.ascontiguousarray(arr)
+        if kinds[name] == "tensor(bfloat16)":
+            assert arr.dtype == np.uint16, name
+            io.bind_ortvalue_input(
+                name, ort.OrtValue.ortvalue_from_numpy_with_onnx_type(arr, onnx_element_type=BF16)
+            )
+        else:
+            io.bind_cpu_input(name, arr)
+    out = np.full(out_shape, 0xDEAD, np.uint16)  # a pattern no output here has
+    assert sess.get_outputs()[0].type == "tensor(bfloat16)"
+    io.bind_ortvalue_output(
+        "y", ort.OrtValue.ortvalue_from_numpy_with_onnx_type(out, onnx_element_type=BF16)
+    )
+    sess.run_with_iobinding(io)
+    return out
+
+
+def bits(values) -> np.ndarray:
+    return f64_to_bf16_bits(np.asarray(values, np.float64))
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict:
+    """bf16 stand-in tables: the corners of the datapath in BF16's range."""
+    mk = nli.table_from_cutpoints
+    t = {
+        "silu_wide": mk(
+            "silu", bits([-3e38, -20, -8, -4, -2, 0, 2, 4, 8, 20, 3e38]), PAPER_BINS, dtype="bf16"
+        ),
+        "recip_reduced": mk(
+            "reciprocal",
+            bits(np.linspace(1, 2, 11)),
+            [32] * 10,
+            dtype="bf16",
+            domain=["3f80", "4000"],
+        ),
+        "recip_direct": mk(
+            "reciprocal", bits(np.geomspace(2.0**-120, 2.0**120, 11)), PAPER_BINS, dtype="bf16"
+        ),
+        "rsqrt_reduced": mk(
+            "rsqrt", bits(np.geomspace(1, 4, 17)), [1] * 16, dtype="bf16", domain=["3f80", "4080"]
+        ),
+        "rsqrt_direct": mk(
+            "rsqrt", bits(np.geomspace(2.0**-126, 2.0**126, 11)), PAPER_BINS, dtype="bf16"
+        ),
+        # BF16 subnormal inputs inside a macro interval (narrower ones would overflow mul)
+        "tanh_tiny": mk(
+            "tanh", bits([-(2.0**-100), 0, 2.0**-120, 2.0**-110, 1]), [1, 4, 8, 64], dtype="bf16"
+        ),
+        # K = 1: no inner comparator
+        "tanh_single": mk("tanh", bits([-1.0, 1.5]), [300], dtype="bf16"),
+    }
+    exp = mk(
+        "exp",
+        bits([-90, -40, -9, -7, -5, -3.5, -2.5, -1.5, -0.75, -0.25, 0]),
+        PAPER_BINS,
+        dtype="bf16",
+    )
+    t["exp_below0"] = exp.with_lut(exp.lut, below=0)
+    z = mk("tanh", bits([-8, -1, 0, 1, 8]), [4, 4, 4, 4], dtype="bf16")
+    lut = z.lut.copy()
+    lut[[3, 4, 5, 8, 9]] = [0x8000, 0x8000, 0x0000, 0x8000, 0x0001]  # zeros of both signs
+    t["zero_signs"] = z.with_lut(lut, below=0x8000, above=0xFF80)  # above = -inf
+    return t
+
+
+# ----------------------------------------------------------------------------- RoundBF16
+def test_round_bf16_matches_grid_rounding():
+    """nli.RoundBF16 (FP32 -> FP32 on the BF16 grid) against nli.grid.f32_to_bf16_bits on random
+    patterns, every BF16 value, its neighbours, every midpoint and the overflow edge."""
+    b = Builder("t")
+    b.rename_output(b.call("RoundBF16", "v"), "y")
+    graph = onnx.helper.make_graph(
+        b.nodes,
+        "round",
+        [onnx.helper.make_tensor_value_info("v", F32, ["n"])],
+        [onnx.helper.make_tensor_value_info("y", F32, ["n"])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=OPSETS, functions=[round_bf16_function()])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    rng = np.random.default_rng(7)
+    grid = ALL.astype(np.uint32) << 16
+    v = np.concatenate(
+        [
+            rng.integers(0, 2**32, 1 << 20, dtype=np.uint64).astype(np.uint32),
+            grid,
+            grid + 1,
+            grid - 1,
+            grid + 0x8000,  # midpoints
+            grid + 0x7FFF,
+            grid + 0x8001,
+            np.array([0x7F7F8000, 0x7F7F7FFF, 0xFF7F8000, 0x7FFFFFFF, 0xFFC00001], np.uint32),
+        ]
+    ).view(np.float32)
+    for level in LEVELS:
+        got = session(model, level).run(None, {"v": v})[0].view(np.uint32)
+        want = f32_to_bf16_bits(v).astype(np.uint32) << 16
+        assert np.array_equal(got, want), (level, int(np.sum(got != want)))
+
+
+# ----------------------------------------------------------------------------- elementwise
+@pytest.mark.parametrize(
+    "name",
+    ["silu_wide", "exp_below0", "zero_signs", "tanh_tiny", "tanh_single", "recip_direct"],
+)
+def test_elementwise_equals_hw_sim_on_all_inputs(tables, name):
+    table = tables[name]
+    model = export_elementwise(table)
+    want = hw_sim.run_elementwise(table, ALL)
+    assert want.dtype == np.uint16
+    for level in LEVELS:
+        got = run(session(model, level), {"x": ALL}, ALL.shape)
+        assert np.array_equal(got, want), f"{name}/{level}: {np.sum(got != want)} differ"
+
+
+def test_elementwise_graph_is_bfloat16_and_keeps_table_structure(tables):
+    table = tables["silu_wide"]
+    model = export_elementwise(table)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.input[0].type.tensor_type.elem_type == BF16
+    assert model.graph.output[0].type.tensor_type.elem_type == BF16
+    inits = {i.name: i for i in model.graph.initializer}
+    for f in ("cutpoints", "lut", "below", "above"):
+        init = inits[f"silu.{f}"]
+        assert init.data_type == BF16
+        stored = np.frombuffer(init.raw_data, "<u2")
+        assert np.array_equal(stored, np.atleast_1d(np.asarray(getattr(table, f), np.uint16)))
+    mul = onnx.numpy_helper.to_array(inits["silu.mul"])
+    assert np.array_equal(mul.view(np.uint32), table.mul.view(np.uint32))
+    (node,) = model.graph.node
+    assert (node.domain, node.op_type) == ("nli", "InterpBF16")
+    assert {f.name for f in model.functions} == {"InterpBF16", "RoundBF16"}
+    # nothing but BitCast touches bfloat16 inside the functions (no ORT kernel would exist)
+    for fn in model.functions:
+        for n in fn.node:
+            if n.op_type == "Cast":
+                (to,) = [a.i for a in n.attribute if a.name == "to"]
+                assert to != BF16, (fn.name, n.name)
+
+
+def test_shipped_bf16_tables(tables):
+    shipped = [(f, m) for f, m in nli.default_table_names() if _shipped_bf16(f, m) is not None]
+    if not shipped:
+        pytest.skip("no shipped bf16 default tables in this tree yet")
+    for f, m in shipped:
+        table = _shipped_bf16(f, m)
+        got = run(session(export_elementwise(table)), {"x": ALL}, ALL.shape)
+        assert np.array_equal(got, hw_sim.run_elementwise(table, ALL)), (f, m)
+
+
+def _shipped_bf16(function: str, mode: str):
+    """The shipped bf16 default table, or None where this tree has none."""
+    import inspect
+
+    from nli.defaults import default_table
+
+    if "dtype" not in inspect.signature(default_table).parameters:
+        return None
+    try:
+        return default_table(function, mode, dtype="bf16")
+    except nli.TableError:
+        return None
+
+
+# ----------------------------------------------------------------------------- section 5
+def _fp32_probe(rng) -> np.ndarray:
+    special = np.array(
+        [0.0, np.inf, np.nan, 1e-45, 2.0**-149 * 3, 1.1754942e-38, 1.1754944e-38, 2.0**-127,
+         1.0, 2.0, 4.0, 3.9999998, 1.9999999, 2.0**127, 3.4028235e38, 3.3895e38, 2.0**-133,
+         2.0**-134, 65520, 2.0**63, 2.0**64, 2.0**-75],
+        np.float32,
+    )  # fmt: skip
+    grid = (ALL.astype(np.uint32) << 16).view(np.float32)
+    return np.concatenate(
+        [
+            rng.integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+            special,
+            -special,
+            grid,  # every BF16 value, and the FP32 values next to it
+            (grid.view(np.uint32) + 0x8000).view(np.float32),
+            (grid.view(np.uint32) + 1).view(np.float32),
+        ]
+    )
+
+
+@pytest.mark.parametrize("name,function", [("recip", "reciprocal"), ("rsqrt", "rsqrt")])
+@pytest.mark.parametrize("mode", ["reduced", "direct"])
+def test_inverse_equals_hw_sim(tables, name, function, mode):
+    table = tables[f"{name}_{mode}"]
+    v = _fp32_probe(np.random.default_rng(3))
+    want = getattr(hw_sim, f"{function}_bf16")(v, table, mode)
+    for level in LEVELS:
+        got = run(session(export_inverse(table, mode), level), {"v": v}, v.shape)
+        assert np.array_equal(got, want), (name, mode, level, int(np.sum(got != want)))
