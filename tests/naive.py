@@ -141,6 +141,7 @@ _NV_NAN = NvVal("nan")
 # (fraction bits, smallest normal exponent, largest exponent, exponent bits)
 NV_FP16 = (10, -14, 15, 5)
 NV_FP32 = (23, -126, 127, 8)
+NV_BF16 = (7, -126, 127, 8)  # numerics §13: FP32's exponent range, 7 fraction bits
 
 
 def nv_decode(bits, fmt):
@@ -165,6 +166,10 @@ def nv16(bits):
 
 def nv32(bits):
     return nv_decode(bits, NV_FP32)
+
+
+def nv_bf16(bits):
+    return nv_decode(bits, NV_BF16)
 
 
 def _nv_pow2(e):
@@ -207,7 +212,27 @@ def nv_rne32(v):
     return _nv_round(v, NV_FP32)
 
 
+def nv_rne_bf16(v):
+    return _nv_round(v, NV_BF16)
+
+
 _NV_ENCODE = {}
+_NV_ENCODE_BF16 = {}
+
+
+def nv_encode_bf16(v):
+    """A BF16-representable NvVal -> its bit pattern; NaN -> 0x7fc0 (numerics §13). Looked up
+    in the inverse of nv_bf16 over every non-negative finite encoding."""
+    if v.kind == "nan":
+        return 0x7FC0
+    sign = 0x8000 if v.neg else 0
+    if v.kind == "inf":
+        return sign | 0x7F80
+    if not _NV_ENCODE_BF16:
+        _NV_ENCODE_BF16.update((nv_bf16(b).q, b) for b in range(0x7F80))
+    bits = _NV_ENCODE_BF16.get(abs(v.q))
+    assert bits is not None, f"not a BF16 value: {v}"
+    return sign | bits
 
 
 def nv_encode16(v):
@@ -287,19 +312,23 @@ class NvTable:
     """A table's fields decoded once (the oracle reads only numerics §2 fields)."""
 
     def __init__(self, table):
-        self.cut = [nv16(c) for c in table.cutpoints]
+        self.bf16 = getattr(table, "dtype", "fp16") == "bf16"  # numerics §13
+        dec = nv_bf16 if self.bf16 else nv16
+        self.decode = dec
+        self.cut = [dec(c) for c in table.cutpoints]
         self.bins = [int(b) for b in table.bins]
         self.base = [int(b) for b in table.base]
         self.mul = [nv32(int(m)) for m in np.asarray(table.mul, np.float32).view(np.uint32)]
-        self.lut = [nv16(v) for v in table.lut]
+        self.lut = [dec(v) for v in table.lut]
         self.below, self.above = int(table.below), int(table.above)
         self.fp16 = table.precision == "fp16"
 
 
 def nv_unit(nt, x):
-    """Numerics §3 for one input NvVal x (an FP16 value) -> FP16 bits."""
+    """Numerics §3 for one input NvVal x (an FP16 value) -> FP16 bits; for a bf16 table
+    (numerics §13) x is a BF16 value and the output BF16 bits."""
     if x.is_nan():
-        return 0x7E00
+        return 0x7FC0 if nt.bf16 else 0x7E00
     K = len(nt.bins)
     if nv_lt(x, nt.cut[0]):
         return nt.below
@@ -328,14 +357,17 @@ def nv_unit(nt, x):
     if nt.fp16:
         return nv_encode16(nv_rne16(nv_add(y0, nv_mul(t, dy))))
     p = nv_rne32(nv_mul(t, dy))
+    if nt.bf16:
+        return nv_encode_bf16(nv_rne_bf16(nv_rne32(nv_add(y0, p))))
     return nv_encode16(nv_rne16(nv_rne32(nv_add(y0, p))))
 
 
 def nv_unit_all(table, xbits=None):
-    """The oracle's output bits for the given inputs (default: all 65,536), uint16."""
+    """The oracle's output bits for the given inputs (default: all 65,536 encodings of the
+    table's dtype), uint16."""
     nt = NvTable(table)
     xs = range(1 << 16) if xbits is None else [int(b) for b in np.asarray(xbits).reshape(-1)]
-    return np.array([nv_unit(nt, nv16(b)) for b in xs], dtype=np.uint16)
+    return np.array([nv_unit(nt, nt.decode(b)) for b in xs], dtype=np.uint16)
 
 
 def _nv_split(v, odd_to_even):
