@@ -123,9 +123,11 @@ def parse_table_overrides(items) -> dict:
     return out
 
 
-def model_tables(ops, mode: str, overrides: dict, activation: str = "silu") -> dict:
+def model_tables(
+    ops, mode: str, overrides: dict, activation: str = "silu", dtype: str = "fp16"
+) -> dict:
     """{function: Table} for ``ops`` in a model whose activation is ``activation``: overrides
-    first, else the shipped default tables."""
+    first, else the shipped default tables (of ``dtype``, numerics §13)."""
     from nli.defaults import default_table
     from nli.table import TableError
 
@@ -136,7 +138,11 @@ def model_tables(ops, mode: str, overrides: dict, activation: str = "silu") -> d
                 tables[fn] = overrides[fn]
                 continue
             try:
-                tables[fn] = default_table(fn, mode if fn in INVERSE_FUNCTIONS else "direct")
+                fn_mode = mode if fn in INVERSE_FUNCTIONS else "direct"
+                if dtype == "fp16":
+                    tables[fn] = default_table(fn, fn_mode)
+                else:
+                    tables[fn] = default_table(fn, fn_mode, dtype=dtype)
             except TableError as e:
                 raise UserError(f"{e} (or pass --table {fn}=FILE)") from None
     return tables
@@ -147,6 +153,7 @@ def _onnx_model(args) -> int:
 
     from . import load_model
     from .onnx_export import export_model, save_onnx
+    from .onnx_tables import check_rmsnorm_input
 
     check_output_path(args.out, "--out")
     ops = tuple(
@@ -159,6 +166,8 @@ def _onnx_model(args) -> int:
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
+    if args.rmsnorm_input is not None:
+        check_rmsnorm_input(args.rmsnorm_input, args.dtype)
     overrides = parse_table_overrides(args.table)
     for fn, t in overrides.items():
         if t.dtype != args.dtype:
@@ -167,7 +176,9 @@ def _onnx_model(args) -> int:
                 "(one format per model, numerics §13)"
             )
     model, _ = load_model(args.model)
-    tables = model_tables(ops, args.reciprocal_mode, overrides, model.cfg.activation)
+    tables = model_tables(
+        ops, args.reciprocal_mode, overrides, model.cfg.activation, dtype=args.dtype
+    )
     proto = export_model(
         model, ops, tables, args.reciprocal_mode, args.rmsnorm_input, dtype=args.dtype
     )

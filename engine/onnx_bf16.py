@@ -29,7 +29,8 @@ What onnxruntime does with bfloat16 (measured with onnxruntime 1.32.0, CPU provi
   even an ``ml_dtypes.bfloat16`` one: "Numpy_type 256 can't be converted to MLDataType"), and a
   bfloat16 output's ``OrtValue.numpy()`` fails ("No corresponding Numpy type"). Feed
   ``OrtValue.ortvalue_from_numpy_with_onnx_type(uint16_bits, onnx_element_type=BFLOAT16)`` and
-  read outputs through an ``io_binding`` into such an OrtValue (:func:`run_bf16`).
+  read outputs through an ``io_binding`` into such an OrtValue (as ``run`` in
+  tests/test_onnx_bf16.py does).
 * **Subnormals.** BF16 subnormals are FP32 subnormals. ORT's float32 ``Add``, ``Sub``,
   ``Mul``, ``Div``, ``Less``, ``Min``, ``Max``, ``Floor`` and ``CumSum`` were measured to keep
   them (equal to numpy on 100,000 subnormal operands); a session with the option
@@ -69,8 +70,9 @@ class Bf16Codec(Codec):
         return b.op("BitCast", b.op("Cast", u, to=U16), to=BF16)
 
     def scale(self, b: Builder, y: str, e: str) -> str:
-        """RNE_bf16(y 2^-e) for a BF16 value y and e in [-150, 149]: s = -e is split as
-        s1 = trunc(s / 2), s2 = s - s1 (both in [-75, 75], so 2^s1, 2^s2 are normal FP32).
+        """RNE_bf16(y 2^-e) for a BF16 value y and e = k in [-149, 127] (reciprocal) or k / 2
+        (rsqrt): s = -e is split as s1 = trunc(s / 2), s2 = s - s1 (both in [-64, 75], so
+        2^s1, 2^s2 are normal FP32).
         ``y 2^s1`` is exact unless it overflows (then s1 > 0, s2 >= 0 and the exact result
         overflows too) or leaves FP32's normal range (then s1 < 0, s2 <= 0: the exact result
         is below 2^-141, far under BF16's least midpoint 2^-134, and so is the computed one:

@@ -54,6 +54,10 @@ Extensions (docs/numerics.md §8: how each step is made one IEEE operation in OR
   2^23: ONNX's ``BitShift`` takes unsigned types only), ``2^-s`` is built from
   bits, and ``eps 2^(-2s)`` is two FP32 ``Mul`` by ``2^-s``: exact unless it
   falls below 2^-126, where numerics §4.1 shows it cannot change ``v``.
+
+The functions take a :class:`Codec`, the table format's way in and out of FP32: FP16 here,
+BF16 in :mod:`engine.onnx_bf16`, whose docstring records what onnxruntime does with
+bfloat16 (no arithmetic kernels at all, a Cast that keeps a NaN's sign, the Python I/O).
 """
 
 from __future__ import annotations

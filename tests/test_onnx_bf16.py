@@ -20,6 +20,7 @@ from engine.onnx_export import ExportError, export_composite, export_elementwise
 from engine.onnx_ops import F32, OPSETS, Builder
 import hw_sim
 import nli
+from nli.cli import main as nli_main
 from nli.grid import bf16_bits_to_f64, f32_to_bf16_bits, f64_to_bf16_bits
 
 ALL = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -239,3 +240,145 @@ def test_inverse_equals_hw_sim(tables, name, function, mode):
     for level in LEVELS:
         got = run(session(export_inverse(table, mode), level), {"v": v}, v.shape)
         assert np.array_equal(got, want), (name, mode, level, int(np.sum(got != want)))
+
+
+# ----------------------------------------------------------------------------- section 4
+def _rows(rng, R: int, n: int, scale: float) -> np.ndarray:
+    """uint16[R, n] BF16 rows: seeded values and the corners of Softmax / RMSNorm."""
+    x = f32_to_bf16_bits((rng.standard_normal((R, n)) * scale).astype(np.float32))
+    ninf, pinf, nan = 0xFF80, 0x7F80, 0x7FC0
+    x[0] = ninf  # a fully masked row -> NaN
+    x[1, n // 2] = nan
+    x[1, 0] = 0xFFC1  # a negative NaN with a payload
+    x[2, ::2] = ninf  # causal-style masks
+    x[3, np.tril(np.ones((n, n), bool))[min(3, n - 1)] == 0] = ninf
+    x[4, -1] = pinf
+    x[5] = 0x0000
+    x[5, ::3] = 0x8000
+    x[6] = rng.integers(0, 0x80, n).astype(np.uint16) | np.uint16(0x8000) * (np.arange(n) % 2)
+    x[7, : 2 * (n // 2)] = np.array([0x7F7F, 0xFF7F] * (n // 2), np.uint16)  # +-BF16 max
+    # order-sensitive sums: one dominant element and many small ones
+    x[8] = f32_to_bf16_bits(rng.uniform(-16.0, -6.0, n).astype(np.float32))
+    x[8, 0] = 0x0000
+    x[9] = bits(0.01)
+    x[9, 0] = bits(1000.0)
+    # RMSNorm: squares past FP32's range, and squares that are FP32 subnormals or underflow
+    x[10] = f32_to_bf16_bits((rng.standard_normal(n) * 1e20).astype(np.float32))
+    x[11] = f32_to_bf16_bits((rng.standard_normal(n) * 2.0**-70).astype(np.float32))
+    x[12] = f32_to_bf16_bits((rng.standard_normal(n) * 2.0**-100).astype(np.float32))
+    x[13] = f32_to_bf16_bits((rng.standard_normal(n) * 1e18).astype(np.float32))
+    return x
+
+
+def _sequential_differs_from_pairwise(e: np.ndarray) -> bool:
+    seq = np.float32(0)
+    for v in e.astype(np.float32):
+        seq = np.float32(seq + v)
+    return seq != np.sum(e.astype(np.float32))
+
+
+SIZES = ((1, 1.0), (7, 3.0), (64, 10.0), (1500, 4.0))
+
+
+@pytest.mark.parametrize("mode", ["direct", "reduced"])
+def test_softmax_equals_hw_sim(tables, mode):
+    tabs = {"exp": tables["exp_below0"], "reciprocal": tables[f"recip_{mode}"]}
+    model = export_composite("softmax", tabs, mode)
+    assert model.graph.input[0].type.tensor_type.elem_type == BF16
+    rng = np.random.default_rng(11)
+    for level in LEVELS:
+        sess = session(model, level)
+        for n, scale in SIZES:
+            x = _rows(rng, 24, n, scale)
+            got = run(sess, {"x": x}, x.shape)
+            want = hw_sim.softmax_bf16(x, tabs["exp"], tabs["reciprocal"], mode)
+            assert np.array_equal(got, want), (level, n, int(np.sum(got != want)))
+    # these rows really need the sequential sum: pairwise order gives another s on some
+    xv = bf16_bits_to_f64(x[8:10]).astype(np.float32)
+    d = f32_to_bf16_bits(xv - xv.max(-1, keepdims=True))  # RNE_bf16(x_i - m)
+    e = bf16_bits_to_f64(hw_sim.run_elementwise(tabs["exp"], d))
+    assert any(_sequential_differs_from_pairwise(row) for row in e)
+
+
+@pytest.mark.parametrize("mode", ["direct", "reduced"])
+def test_rmsnorm_equals_hw_sim(tables, mode):
+    table = tables[f"rsqrt_{mode}"]
+    model = export_composite("rmsnorm", {"rsqrt": table}, mode)
+    rng = np.random.default_rng(12)
+    for level in LEVELS:
+        sess = session(model, level)
+        for n, scale in SIZES:
+            x = _rows(rng, 24, n, scale)
+            w = f32_to_bf16_bits(rng.standard_normal(n).astype(np.float32))
+            for eps in (1e-5, 1e-6, 0.0, 2.0**-149):
+                feeds = {"x": x, "weight": w, "eps": np.array(eps, np.float32)}
+                got = run(sess, feeds, x.shape)
+                want = hw_sim.rmsnorm_bf16(x, w, eps, table, mode)
+                assert np.array_equal(got, want), (level, n, eps, int(np.sum(got != want)))
+    sq = bf16_bits_to_f64(x[8:10]).astype(np.float32) ** 2
+    assert any(_sequential_differs_from_pairwise(row) for row in sq)
+    with np.errstate(over="ignore"):  # the corner rows are there
+        sq = bf16_bits_to_f64(x[10:12]).astype(np.float32) ** 2
+    assert np.isinf(sq[0]).any() and ((sq[1] != 0) & (np.abs(sq[1]) < 2.0**-126)).any()
+
+
+@pytest.mark.parametrize("mode", ["direct", "reduced"])
+def test_fp32_input_rmsnorm_equals_hw_sim(tables, mode):
+    """FP32 rows enter a bf16 RMSNorm by RNE_bf16 alone ('plain': numerics §13 has no
+    prescale), as hw_sim.rmsnorm_bf16_f32 rounds them."""
+    table = tables[f"rsqrt_{mode}"]
+    model = export_composite("rmsnorm", {"rsqrt": table}, mode, "plain")
+    assert "RMSNormPrescale" not in {f.name for f in model.functions}
+    rng = np.random.default_rng(15)
+    x = (rng.standard_normal((32, 48)) * np.geomspace(1e-30, 1e30, 32)[:, None]).astype(np.float32)
+    x[0, 3], x[1, 5], x[2, 7] = np.nan, np.inf, -np.inf
+    w = f32_to_bf16_bits(rng.standard_normal(48).astype(np.float32))
+    for level in LEVELS:
+        got = run(session(model, level), {"x": x, "weight": w, "eps": np.float32(1e-6)}, x.shape)
+        want = hw_sim.rmsnorm_bf16_f32(x, w, 1e-6, table, mode)
+        assert want.dtype == np.float32
+        assert np.array_equal(got, f32_to_bf16_bits(want)), level
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_mixed_formats_are_refused(tables):
+    fp16_recip = nli.table_from_cutpoints(
+        "reciprocal",
+        np.linspace(1, 2, 11).astype(np.float16).view(np.uint16),
+        [32] * 10,
+        domain=["3c00", "4000"],
+    )
+    with pytest.raises(
+        ExportError, match=r"the exp table is bf16 but the reciprocal table is fp16"
+    ):
+        export_composite("softmax", {"exp": tables["exp_below0"], "reciprocal": fp16_recip})
+    with pytest.raises(ExportError, match=r"bf16 tables have none \(numerics §13\), use 'plain'"):
+        export_composite("rmsnorm", {"rsqrt": tables["rsqrt_reduced"]}, "reduced", "scaled")
+
+
+def test_cli_exports_bf16_and_reports_bad_input(tables, tmp_path, capsys):
+    silu, exp = tmp_path / "silu_bf16.json", tmp_path / "exp_bf16.json"
+    nli.save_table(tables["silu_wide"], silu)
+    nli.save_table(tables["exp_below0"], exp)
+    out = tmp_path / "op.onnx"
+    assert nli_main(["export", "onnx-op", str(silu), "-o", str(out)]) == 0
+    assert "nli.InterpBF16" in capsys.readouterr().out
+    got = run(session(onnx.load(out)), {"x": ALL}, ALL.shape)
+    assert np.array_equal(got, hw_sim.run_elementwise(tables["silu_wide"], ALL))
+    model_out = tmp_path / "tiny.onnx"
+    base = ["export", "onnx", "--model", "tiny", "--ops", "act", "--table", f"silu={silu}"]
+    # a bf16 table in an fp16 model: one line, exit 2, nothing written
+    assert nli_main([*base, "-o", str(model_out)]) == 2
+    err = capsys.readouterr().err
+    assert "--table silu=...: a bf16 table, but --dtype is fp16" in err and err.count("\n") == 1
+    assert not model_out.exists()
+    # bf16 has no row prescale
+    bad = [*base[:5], "act,rmsnorm", "--dtype", "bf16", "--rmsnorm-input", "scaled"]
+    assert nli_main([*bad, "-o", str(model_out)]) == 2
+    assert "bf16 tables have none" in capsys.readouterr().err
+    assert not model_out.exists()
+    assert nli_main([*base, "--dtype", "bf16", "-o", str(model_out)]) == 0
+    proto = onnx.load(model_out)
+    assert {f.name for f in proto.functions} == {"InterpBF16", "RoundBF16"}
+    assert {p.key: p.value for p in proto.metadata_props}["nli.dtype"] == "bf16"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
