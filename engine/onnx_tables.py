@@ -87,8 +87,8 @@ def tables_dtype(tables: dict[str, Table], what: str, dtype: str | None = None) 
             )
     if dtype is not None and names and got[names[0]] != dtype:
         raise ExportError(
-            f"{what}: a {dtype} export needs {dtype} tables, but the {names[0]} table is "
-            f"{got[names[0]]} (numerics §13)"
+            f"{what}: the export is {dtype}, so its tables must be too, but the {names[0]} "
+            f"table is {got[names[0]]} (numerics §13)"
         )
     return got[names[0]] if names else (dtype or "fp16")
 

@@ -16,7 +16,13 @@ import onnxruntime as ort
 import pytest
 
 from engine.onnx_bf16 import round_bf16_function
-from engine.onnx_export import ExportError, export_composite, export_elementwise, export_inverse
+from engine.onnx_export import (
+    ExportError,
+    export_composite,
+    export_elementwise,
+    export_inverse,
+    export_model,
+)
 from engine.onnx_ops import F32, OPSETS, Builder
 import hw_sim
 import nli
@@ -382,3 +388,70 @@ def test_cli_exports_bf16_and_reports_bad_input(tables, tmp_path, capsys):
     assert {f.name for f in proto.functions} == {"InterpBF16", "RoundBF16"}
     assert {p.key: p.value for p in proto.metadata_props}["nli.dtype"] == "bf16"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# ----------------------------------------------------------------------------- the model
+ALL_OPS = ("act", "rmsnorm", "softmax")
+# The bf16 ops are bit-exact (the tests above); what separates the exported model from the
+# substituted model is the FP32 work outside them: the matmuls' summation order (ORT's MLAS vs
+# torch) and, where an op is not substituted, the reference RMSNorm's FP32 formula. RNE_bf16 at
+# every op input absorbs most of it, but a rounding flip can propagate, so the bound allows a
+# few BF16 ulps of a logit (the tiny model's logits are below 2).
+BF16_LOGITS_ATOL = 1e-3  # measured 2.3e-5 (act only), 8.9e-8 / 4.8e-7 (all ops, reduced / direct)
+
+
+def _model_tables(tables, mode: str) -> dict:
+    return {
+        "silu": tables["silu_wide"],
+        "exp": tables["exp_below0"],
+        "reciprocal": tables[f"recip_{mode}"],
+        "rsqrt": tables[f"rsqrt_{mode}"],
+    }
+
+
+@pytest.mark.parametrize(
+    "ops,mode", [(("act",), "reduced"), (ALL_OPS, "reduced"), (ALL_OPS, "direct")]
+)
+def test_tiny_model_logits_match_substituted_forward(tables, ops, mode):
+    import torch
+
+    import engine
+    from engine.substitution import substitute
+    from nli.formats import op_functions
+
+    model, _ = engine.load_model("tiny")
+    need = {f: _model_tables(tables, mode)[f] for f in op_functions(ops, model.cfg.activation)}
+    proto = export_model(model, ops, need, mode, dtype="bf16")
+    calls = {n.op_type for n in proto.graph.node if n.domain == "nli"}
+    assert "RoundFP16" not in calls and "RMSNormPrescale" not in calls
+    assert {f.name for f in proto.functions} >= {"RoundBF16", "InterpBF16"}
+    sess = session(proto)
+    want_model = substitute(
+        model, ops=ops, variant="nli", tables=need, reciprocal_mode=mode, dtype="bf16"
+    )
+    worst = 0.0
+    for B, T in ((1, 1), (2, 37)):  # dynamic batch and sequence
+        ids = torch.randint(
+            0, model.cfg.vocab_size, (B, T), generator=torch.Generator().manual_seed(B * T)
+        )
+        got = sess.run(None, {"input_ids": ids.numpy()})[0]
+        with torch.no_grad():
+            want = want_model(ids).numpy()
+        assert got.shape == want.shape == (B, T, model.cfg.vocab_size)
+        worst = max(worst, float(np.max(np.abs(got - want))))
+    print(f"bf16 model {ops} {mode}: max |logit diff| = {worst}")
+    assert worst <= BF16_LOGITS_ATOL, worst
+
+
+def test_model_dtype_mismatch_is_refused(tables):
+    import engine
+
+    model, _ = engine.load_model("tiny")
+    tabs = _model_tables(tables, "reduced")
+    with pytest.raises(
+        ExportError,
+        match="the export is fp16, so its tables must be too, but the silu table is bf16",
+    ):
+        export_model(model, ("act",), tabs)
+    with pytest.raises(ExportError, match="dtype: must be one of fp16, bf16"):
+        export_model(model, ("act",), tabs, dtype="fp8")
