@@ -127,7 +127,8 @@ def _domain(args):
 
 def _print_report(rep):
     print(
-        f"{rep['function']} ({rep['precision']}) over {rep['inputs']} FP16 inputs in "
+        f"{rep['function']} ({rep['precision']}) over {rep['inputs']} "
+        f"{rep.get('dtype', 'fp16').upper()} inputs in "
         f"[{rep['domain'][0]:g}, {rep['domain'][1]:g}]:"
     )
     print(
@@ -193,7 +194,12 @@ def _report(args):
     table = _load_table(args.table)
     _allow_named_import(args, table)
     if args.precision:
-        table = table.with_precision(args.precision)
+        from nli.table import TableError
+
+        try:
+            table = table.with_precision(args.precision)
+        except TableError as e:  # e.g. a bf16 table has fp32 registers only (numerics §13)
+            raise UserError(f"--precision: {e}") from None
     dom = _domain(args) or table_domain(table)
     rep = table_report(table, dom)
     _print_report(rep)
@@ -222,6 +228,8 @@ def _refine(args):
 
     _outputs((args.output, "--output"), (args.json, "--json"))
     table = _load_table(args.table)
+    if table.dtype != "fp16":
+        raise UserError(f"{args.table}: refine handles fp16 tables only, this one is {table.dtype}")
     _allow_named_import(args, table)
     cfg = RefineConfig(objective=args.objective, radius=args.radius, sweeps=args.sweeps)
     new, summary = refine_table(table, cfg, _domain(args), progress=True)

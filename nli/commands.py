@@ -20,15 +20,15 @@ def _float(text: str) -> float:
     return v
 
 
-def _check_defined(function: str, domain) -> None:
-    """The function must be defined and finite on every FP16 value of ``domain`` (no pole
-    inside)."""
+def _check_defined(function: str, domain, dtype: str = "fp16") -> None:
+    """The function must be defined and finite on every FP16 (BF16 for ``dtype='bf16'``) value
+    of ``domain`` (no pole inside)."""
     from .functions import get_function
-    from .grid import fp16_grid
+    from .grid import dtype_grid
 
     f = get_function(function)
-    lo, hi = domain if domain is not None else f.default_domain
-    x, _ = fp16_grid(lo, hi)
+    lo, hi = domain if domain is not None else f.default_domain_for(dtype)
+    x, _ = dtype_grid(lo, hi, dtype)
     if f.user is not None:  # its errors name the first bad x
         from .user_function import first_not_finite
 
@@ -71,7 +71,11 @@ def _build(args) -> int:
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)
-        _check_defined(args.function, domain)
+        if args.dtype == "bf16" and args.precision != "fp32":
+            raise ValueError(
+                f"--precision: a bf16 table has precision fp32 (numerics §13), got {args.precision}"
+            )
+        _check_defined(args.function, domain, args.dtype)
     except (ValueError, DomainError) as e:
         raise UserError(str(e)) from None
     check_output_path(args.output, "--output")
@@ -102,6 +106,7 @@ def _build(args) -> int:
             measure_gap=args.measure_gap,
             progress=progress,
             quantized=args.lut_rounding,
+            dtype=args.dtype,
         )
     except DomainError as e:
         raise UserError(str(e)) from None
@@ -137,7 +142,7 @@ def _export(args) -> int:
 def register(sub, groups):
     """Add `nli table build|export` to the parser."""
     from .export import FORMATS
-    from .formats import PRECISIONS
+    from .formats import DTYPES, PRECISIONS
     from .objective import OBJECTIVES
 
     g = group(sub, groups, "table", "build, export and inspect interpolation tables")
@@ -152,13 +157,20 @@ def register(sub, groups):
         "--domain",
         nargs=2,
         metavar=("LO", "HI"),
-        help="FP16 domain (default: the function's legal one)",
+        help="FP16 (BF16 with --dtype bf16) domain (default: the function's legal one)",
     )
     b.add_argument(
         "--layout", default="paper", help="paper | single:M | two-level:K:B (default paper)"
     )
     b.add_argument("--objective", default="paper", choices=OBJECTIVES)
     b.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    b.add_argument(
+        "--dtype",
+        default=DTYPES[0],
+        choices=DTYPES,
+        help="the table's 16-bit format: fp16 (default) or bf16 (numerics §13; BF16 grid and "
+        "domains, precision fp32)",
+    )
     b.add_argument(
         "--stride",
         type=positive_int(1 << 16),
@@ -173,7 +185,8 @@ def register(sub, groups):
     b.add_argument(
         "--lut-rounding",
         action="store_true",
-        help="the interpolant carries RNE16(f) (the LUT as stored) instead of exact f",
+        help="the interpolant carries RNE16(f) (RNE_bf16 with --dtype bf16: the LUT as stored) "
+        "instead of exact f",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)
