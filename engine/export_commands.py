@@ -139,10 +139,7 @@ def model_tables(
                 continue
             try:
                 fn_mode = mode if fn in INVERSE_FUNCTIONS else "direct"
-                if dtype == "fp16":
-                    tables[fn] = default_table(fn, fn_mode)
-                else:
-                    tables[fn] = default_table(fn, fn_mode, dtype=dtype)
+                tables[fn] = default_table(fn, fn_mode, dtype)
             except TableError as e:
                 raise UserError(f"{e} (or pass --table {fn}=FILE)") from None
     return tables

@@ -27,6 +27,7 @@ from engine.onnx_ops import F32, OPSETS, Builder
 import hw_sim
 import nli
 from nli.cli import main as nli_main
+from nli.defaults import default_table_path
 from nli.grid import bf16_bits_to_f64, f32_to_bf16_bits, f64_to_bf16_bits
 
 ALL = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
@@ -199,28 +200,13 @@ def test_elementwise_graph_is_bfloat16_and_keeps_table_structure(tables):
                 assert to != BF16, (fn.name, n.name)
 
 
-def test_shipped_bf16_tables(tables):
-    shipped = [(f, m) for f, m in nli.default_table_names() if _shipped_bf16(f, m) is not None]
-    if not shipped:
-        pytest.skip("no shipped bf16 default tables in this tree yet")
+def test_shipped_bf16_tables():
+    shipped = nli.default_table_names("bf16")
+    assert shipped  # a missing shipped table is a broken install: default_table raises
     for f, m in shipped:
-        table = _shipped_bf16(f, m)
+        table = nli.default_table(f, m, "bf16")
         got = run(session(export_elementwise(table)), {"x": ALL}, ALL.shape)
         assert np.array_equal(got, hw_sim.run_elementwise(table, ALL)), (f, m)
-
-
-def _shipped_bf16(function: str, mode: str):
-    """The shipped bf16 default table, or None where this tree has none."""
-    import inspect
-
-    from nli.defaults import default_table
-
-    if "dtype" not in inspect.signature(default_table).parameters:
-        return None
-    try:
-        return default_table(function, mode, dtype="bf16")
-    except nli.TableError:
-        return None
 
 
 # ----------------------------------------------------------------------------- section 5
@@ -403,6 +389,17 @@ def test_cli_exports_bf16_and_reports_bad_input(tables, tmp_path, capsys):
     proto = onnx.load(model_out)
     assert {f.name for f in proto.functions} == {"InterpBF16", "RoundBF16"}
     assert {p.key: p.value for p in proto.metadata_props}["nli.dtype"] == "bf16"
+    # every op on the shipped bf16 tables (reduced mode: bf16 ships reduced inverses only)
+    full = tmp_path / "full.onnx"
+    assert nli_main(["export", "onnx", "--model", "tiny", "--dtype", "bf16", "-o", str(full)]) == 0
+    names = {f.name for f in onnx.load(full).functions}
+    assert {"SoftmaxReducedBF16", "RMSNormReducedBF16", "ReciprocalReducedBF16"} <= names
+    direct = ["export", "onnx", "--model", "tiny", "--dtype", "bf16", "--reciprocal-mode"]
+    if not default_table_path("reciprocal", "direct", "bf16").exists():
+        assert nli_main([*direct, "direct", "-o", str(tmp_path / "direct.onnx")]) == 2
+        err = capsys.readouterr().err
+        assert "no shipped table" in err and "_bf16.json" in err and "(or pass --table " in err
+        assert not (tmp_path / "direct.onnx").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
