@@ -13,7 +13,7 @@ def register(sub, groups):
     """Add this package's subcommands to the `nli` parser."""
     from nli.argtypes import positive_int
     from nli.cli import group
-    from nli.formats import BACKENDS, MODES, RMSNORM_INPUTS
+    from nli.formats import BACKENDS, DTYPES, MODES, RMSNORM_INPUTS
 
     ev = group(sub, groups, "eval", "evaluate LLMs with their ops on the simulated unit")
     p = ev.add_parser(
@@ -73,8 +73,17 @@ def register(sub, groups):
         dest="variant",
         default="nli",
         metavar="VARIANT",
-        help="op variant: ref | fp16 | nli | published (NLI's own cutpoints) | "
-        "baseline:uniform|curvature|nnlut (--mode: deprecated alias)",
+        help="op variant: ref | fp16 | bf16 (the exact ops with FP16 / BF16 inputs and outputs) | "
+        "nli | published (NLI's own cutpoints) | baseline:uniform|curvature|nnlut "
+        "(--mode: deprecated alias)",
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=DTYPES,
+        help="the unit's 16-bit format (numerics §13): fp16 | bf16 (the ops take and return "
+        "BF16: the model's FP32 activations rounded to BF16 at each op; bf16 tables; numba "
+        "backend only). Default: the variant's own (bf16 for --variant bf16, else fp16)",
     )
     p.add_argument(
         "--reciprocal-mode",
@@ -140,7 +149,8 @@ def _eval_ppl(args) -> int:
     from . import HF_PREFIX, eval_report_for, load_model
     from .devices import resolve_device
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
-    from .substitution import parse_ops, parse_variant
+    from .op_sets import TORCH_BF16_ERROR
+    from .substitution import parse_ops, parse_variant, resolve_dtype
 
     if args.max_tokens < 2:
         raise UserError(f"--max-tokens must be >= 2, got {args.max_tokens}")
@@ -150,9 +160,23 @@ def _eval_ppl(args) -> int:
     if not ops:
         raise UserError("--ops: name at least one of act, rmsnorm, softmax")
     parse_variant(args.variant)
+    try:
+        args.dtype = resolve_dtype(args.variant, args.dtype)
+    except ValueError as e:
+        raise UserError(f"--dtype: {e}") from None
+    if args.dtype == "bf16" and args.backend == "torch":
+        raise UserError(f"--backend torch: {TORCH_BF16_ERROR}")
+    if args.dtype == "bf16" and args.rmsnorm_input != "scaled":
+        raise UserError("--rmsnorm-input applies to fp16 only: bf16 has no prescale (numerics §13)")
     if args.json is not None:
         check_output_path(args.json, "--json")
     tables = _parse_tables(args.table)
+    for fn, t in (tables or {}).items():
+        if t.dtype != args.dtype:
+            raise UserError(
+                f"--table {fn}: the table is {t.dtype}, but the unit runs {args.dtype} "
+                f"(--dtype {args.dtype}); one op's tables share its dtype (numerics §13)"
+            )
     try:
         device = resolve_device(args.device)
     except ValueError as e:
@@ -190,6 +214,7 @@ def _eval_ppl(args) -> int:
         progress=not args.no_progress,
         backend=args.backend,
         rmsnorm_input=args.rmsnorm_input,
+        dtype=args.dtype,
     )
     res.update(
         model=str(args.model),
@@ -211,6 +236,7 @@ def _eval_ppl(args) -> int:
                 window=args.window,
                 tables=tables,
                 rmsnorm_input=args.rmsnorm_input,
+                dtype=args.dtype,
             )
         )
         print(
@@ -228,7 +254,8 @@ def _print_summary(r: dict) -> None:
     rel = r["ppl_rel_change"]
     print(
         f"{r['model']}: {r['tokens']} tokens, ops {','.join(r['ops'])} on {r['mode']} "
-        f"({r['reciprocal_mode']} reciprocal/rsqrt, {r['rmsnorm_input']} RMSNorm input)"
+        f"({r.get('dtype', 'fp16')}, {r['reciprocal_mode']} reciprocal/rsqrt, "
+        f"{r['rmsnorm_input']} RMSNorm input)"
     )
     print(
         f"  ppl ref {r['ppl_ref']:.4f}  ppl {r['ppl']:.4f}  change {rel * 100:+.4f}%  "

@@ -59,23 +59,36 @@ def token_ids(tokenizer, text: str, max_tokens: int | None = None) -> torch.Tens
     return torch.tensor(ids[:max_tokens] if max_tokens else ids, dtype=torch.long)
 
 
+def _dtype_of(spec: tuple, dtype: str | None) -> str | None:
+    """A variant spec's dtype: its optional 4th element, else ``dtype``."""
+    return spec[3] if len(spec) > 3 else dtype
+
+
 def build_variants(
-    model, variants, ops=OPS, tables=None, rmsnorm_input="scaled", backend: str = "auto"
+    model,
+    variants,
+    ops=OPS,
+    tables=None,
+    rmsnorm_input="scaled",
+    backend: str = "auto",
+    dtype: str | None = None,
 ) -> dict:
-    """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode)];
+    """{label: substituted model} for ``variants`` = [(label, variant, reciprocal_mode[, dtype])];
     ``rmsnorm_input``: RMSNorm's FP32 input handling (numerics §4.1) of every variant;
-    ``backend``: where the unit's ops run (engine.substitution.substitute)."""
+    ``backend``: where the unit's ops run (engine.substitution.substitute); ``dtype``: the unit
+    format (numerics §13) of variants that name none (None: each variant's own)."""
     return {
-        label: substitute(
+        spec[0]: substitute(
             model,
             ops=ops,
-            variant=variant,
+            variant=spec[1],
             tables=tables,
-            reciprocal_mode=rm,
+            reciprocal_mode=spec[2],
             rmsnorm_input=rmsnorm_input,
             backend=backend,
+            dtype=_dtype_of(spec, dtype),
         )
-        for label, variant, rm in variants
+        for spec in variants
     }
 
 
@@ -91,15 +104,17 @@ def compare_variants(
     record=True,
     rmsnorm_input: str = "scaled",
     backend: str = "auto",
+    dtype: str | None = None,
 ) -> dict:
     """Perplexity of ``model`` (ref) and of each substituted variant on ``ids`` int64[N].
 
     Returns {"tokens", "window", "ops", "ppl_ref", "modes": {label: result dict}};
     each result has ppl, ppl_rel_change, top1_agreement, mean_kl and activation_stats, and the
-    settings ``mode`` (the variant) and ``reciprocal_mode``. The JSON keys ``modes`` and ``mode``
-    are kept from before the rename (benchmarks/results/llm.json has them).
+    settings ``mode`` (the variant) and ``reciprocal_mode`` (and ``dtype`` where a spec or
+    ``dtype`` names one). The JSON keys ``modes`` and ``mode`` are kept from before the rename
+    (benchmarks/results/llm.json has them).
     """
-    models = build_variants(model, variants, ops, tables, rmsnorm_input, backend)
+    models = build_variants(model, variants, ops, tables, rmsnorm_input, backend, dtype)
     res = evaluate_models(
         models,
         ids,
@@ -111,8 +126,10 @@ def compare_variants(
         desc="ppl",
     )
     out = {label: r.to_dict() for label, r in res.items()}
-    for label, variant, rm in variants:
-        out[label].update(mode=variant, reciprocal_mode=rm)
+    for spec in variants:
+        out[spec[0]].update(mode=spec[1], reciprocal_mode=spec[2])
+        if _dtype_of(spec, dtype) is not None:
+            out[spec[0]]["dtype"] = _dtype_of(spec, dtype)
     first = next(iter(out.values()))
     return {
         "tokens": first["tokens"],
@@ -134,11 +151,16 @@ def eval_ppl(
     progress: bool = True,
     rmsnorm_input: str = "scaled",
     backend: str = "auto",
+    dtype: str | None = None,
 ) -> dict:
     """One variant against ref (the `nli eval ppl` result): ppl_ref, ppl, tokens, top1_agreement,
     mean_kl, activation_stats (of the substituted model's op inputs), and the settings (the
     variant under the JSON key ``mode``, and ``rmsnorm_input``). ``backend``: where the unit's
-    ops run (auto | numba | torch, see engine.op_sets.UnitOps)."""
+    ops run (auto | numba | torch, see engine.op_sets.UnitOps); ``dtype``: the unit format
+    (numerics §13; None: the variant's own)."""
+    from .substitution import resolve_dtype
+
+    dtype = resolve_dtype(variant, dtype)
     r = compare_variants(
         model,
         ids,
@@ -149,6 +171,7 @@ def eval_ppl(
         progress=progress,
         rmsnorm_input=rmsnorm_input,
         backend=backend,
+        dtype=dtype,
     )
     out = dict(r["modes"][variant])
     out.update(
@@ -156,6 +179,7 @@ def eval_ppl(
         window=window,
         calibration_range=list(CALIBRATION_RANGE),
         rmsnorm_input=rmsnorm_input,
+        dtype=dtype,
     )
     return out
 

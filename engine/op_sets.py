@@ -1,5 +1,5 @@
-"""The op sets a substituted model runs on: ``Fp16Ops`` (the ops correctly rounded to FP16),
-``UnitOps`` (the simulated NLI unit, bit-accurate; numba or pure-torch backend) and
+"""The op sets a substituted model runs on: ``Fp16Ops`` / ``Bf16Ops`` (the ops correctly rounded
+to FP16 / BF16), ``UnitOps`` (the simulated NLI unit, bit-accurate; numba or pure-torch backend) and
 ``RoutedOps`` (each op to its own op set). What each variant computes is described in
 :mod:`engine.substitution`, which builds them.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nli.formats import BACKENDS, INVERSE_FUNCTIONS, RMSNORM_INPUTS
+from nli.formats import BACKENDS, DTYPES, INVERSE_FUNCTIONS, RMSNORM_INPUTS
 from nli.prescale import prescale_exponents
 
 from .model import REF_OPS, OpSet
@@ -30,6 +30,35 @@ def from_fp16(y: np.ndarray) -> torch.Tensor:
 def round_f64_to_f16(y: torch.Tensor) -> torch.Tensor:
     """float64 tensor -> float16 tensor, one RNE rounding (numpy's direct conversion)."""
     return torch.from_numpy(y.detach().contiguous().numpy().astype(np.float16))
+
+
+def bf16_bits(x: torch.Tensor) -> np.ndarray:
+    """float32 tensor (any shape, any device) -> uint16 numpy array of RNE_bf16(x) bit patterns
+    (integer rounding of the FP32 pattern, NaN -> 0x7fc0; :func:`nli.grid.f32_to_bf16_bits`)."""
+    from nli.grid import f32_to_bf16_bits
+
+    return f32_to_bf16_bits(x.detach().float().cpu().contiguous().numpy())
+
+
+def from_bf16(b: np.ndarray) -> torch.Tensor:
+    """uint16 BF16 bit patterns -> float32 tensor of the same shape (exact: the top half of the
+    FP32 pattern)."""
+    return torch.from_numpy((b.astype(np.uint32) << np.uint32(16)).view(np.float32))
+
+
+def round_f64_to_bf16(y: np.ndarray) -> torch.Tensor:
+    """float64 array -> float32 tensor holding RNE_bf16(y), rounded once
+    (:func:`nli.grid.f64_to_bf16_bits`)."""
+    from nli.grid import f64_to_bf16_bits
+
+    return from_bf16(f64_to_bf16_bits(y))
+
+
+def check_dtype(dtype) -> str:
+    """``dtype`` must be one of nli.formats.DTYPES (numerics §13); returns it."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return dtype
 
 
 # ----------------------------------------------------------------------------- backends
@@ -79,6 +108,41 @@ class Fp16Ops(OpSet):
         return round_f64_to_f16(torch.softmax(x64, dim=-1)).float()
 
 
+class Bf16Ops(OpSet):
+    """Correctly rounded BF16 ops: the exact op on the BF16-rounded inputs (RNE_bf16 of the FP32
+    activations and of RMSNorm's weight, as a BF16 deployment receives them), evaluated in
+    float64 and rounded to BF16 once. ``bf16`` vs ``ref`` is the BF16 format's effect, ``nli``
+    with bf16 tables vs ``bf16`` the approximation's. No RMSNorm prescale: BF16 has FP32's
+    exponent range (numerics §13), and every BF16 square is finite in float64."""
+
+    name = "bf16"
+
+    @staticmethod
+    def _in64(x: torch.Tensor) -> np.ndarray:
+        return from_bf16(bf16_bits(x)).numpy().astype(np.float64)  # RNE_bf16, exact in float64
+
+    def act(self, x, fn):
+        from nli.functions import get_function
+
+        x64 = self._in64(x)
+        with np.errstate(all="ignore"):
+            y = get_function(fn)(x64)  # the float64 reference (nli.functions)
+        y = np.where(np.isneginf(x64), -0.0, y)  # the limit at -inf, as Fp16Ops
+        return round_f64_to_bf16(y).to(x.device)
+
+    def rmsnorm(self, x, weight, eps):
+        x64 = self._in64(x)
+        w64 = self._in64(weight)
+        with np.errstate(all="ignore"):
+            r = 1.0 / np.sqrt(np.mean(x64 * x64, axis=-1, keepdims=True) + float(np.float32(eps)))
+            y = x64 * r * w64
+        return round_f64_to_bf16(y).to(x.device)
+
+    def softmax(self, x):
+        x64 = torch.from_numpy(self._in64(x))
+        return round_f64_to_bf16(torch.softmax(x64, dim=-1).numpy()).to(x.device)
+
+
 class UnitOps(OpSet):
     """The three ops on the simulated NLI unit, bit-accurate.
 
@@ -95,6 +159,9 @@ class UnitOps(OpSet):
     equal ``s``, each with its ``eps 2^(-2s)``). Softmax's and RMSNorm's tables are
     checked against their role and ``reciprocal_mode`` here, before any call.
     ``rmsnorm_input``: 'scaled' (the row prescale, numerics §4.1) or 'plain'.
+    ``dtype`` (numerics §13): 'fp16' or 'bf16', the unit's format; every table must have it.
+    bf16 runs on the numba backend only (hw_sim's bf16 entry points; ``auto`` sends CUDA tensors
+    there and back), with RNE_bf16 at the op boundary and no RMSNorm prescale.
     """
 
     def __init__(
@@ -105,14 +172,19 @@ class UnitOps(OpSet):
         fused: bool = True,
         rmsnorm_input: str = "scaled",
         backend: str = "auto",
+        dtype: str = "fp16",
     ):
-        from nli.unit_checks import check_table_fits
+        from nli.unit_checks import check_dtypes, check_table_fits
 
         self.backend = check_backend(backend)
+        self.dtype = check_dtype(dtype)
+        if dtype == "bf16" and backend == "torch":
+            raise ValueError(TORCH_BF16_ERROR)
         self._hw = None  # hw_sim, imported on first numba call: torch and ref need no numba
         for f, t in tables.items():
             if f in ("exp", *INVERSE_FUNCTIONS):
                 check_table_fits(t, f, f"{f} table", reciprocal_mode)
+            check_dtypes(name, dtype, **{f"{f}_table": t})
         self.fused = fused
         self.rmsnorm_input = check_rmsnorm_input(rmsnorm_input)
         self.tables = dict(tables)
@@ -121,7 +193,9 @@ class UnitOps(OpSet):
         self._w16: dict = {}  # id(weight) -> (version, FP16 bits, weight)
 
     def _torch(self, x: torch.Tensor) -> bool:
-        """Whether this call runs on the torch backend."""
+        """Whether this call runs on the torch backend (never for bf16)."""
+        if self.dtype == "bf16":
+            return False
         return self.backend == "torch" or (self.backend == "auto" and x.device.type != "cpu")
 
     @property
@@ -135,7 +209,8 @@ class UnitOps(OpSet):
     def _weight_bits(self, w: torch.Tensor) -> np.ndarray:
         got = self._w16.get(id(w))
         if got is None or got[0] != w._version or got[2] is not w:
-            got = (w._version, fp16_bits(w.cpu()), w)
+            bits = bf16_bits(w) if self.dtype == "bf16" else fp16_bits(w.cpu())
+            got = (w._version, bits, w)
             self._w16[id(w)] = got
         return got[1]
 
@@ -148,8 +223,10 @@ class UnitOps(OpSet):
             from .torch_unit import run_elementwise_f32
 
             return run_elementwise_f32(self.tables[fn], x.detach().float())
-        if self.fused:
+        if self.fused:  # rounds to the table's dtype at the op boundary
             y = torch.from_numpy(self.hw.run_elementwise_f32(self.tables[fn], self._f32(x)))
+        elif self.dtype == "bf16":
+            y = from_bf16(self.hw.run_elementwise(self.tables[fn], bf16_bits(x)))
         else:
             y = from_fp16(self.hw.run_elementwise(self.tables[fn], fp16_bits(x.cpu())))
         return y.to(x.device)
@@ -168,6 +245,12 @@ class UnitOps(OpSet):
             )
         w = self._weight_bits(weight)
         t, mode = self.tables["rsqrt"], self.reciprocal_mode
+        if self.dtype == "bf16":
+            if self.fused:
+                y = torch.from_numpy(self.hw.rmsnorm_bf16_f32(self._f32(x), w, float(eps), t, mode))
+            else:
+                y = from_bf16(self.hw.rmsnorm_bf16(bf16_bits(x), w, float(eps), t, mode))
+            return y.to(x.device)
         if self.fused:
             y = torch.from_numpy(
                 self.hw.rmsnorm_f32(self._f32(x), w, float(eps), t, mode, self.rmsnorm_input)
@@ -198,6 +281,13 @@ class UnitOps(OpSet):
                 self.tables["reciprocal"],
                 self.reciprocal_mode,
             )
+        if self.dtype == "bf16":
+            e, r, mode = self.tables["exp"], self.tables["reciprocal"], self.reciprocal_mode
+            if self.fused:
+                y = torch.from_numpy(self.hw.softmax_bf16_f32(self._f32(x), e, r, mode))
+            else:
+                y = from_bf16(self.hw.softmax_bf16(bf16_bits(x), e, r, mode))
+            return y.to(x.device)
         if self.fused:
             y = torch.from_numpy(
                 self.hw.softmax_f32(
@@ -217,6 +307,12 @@ class UnitOps(OpSet):
                 )
             )
         return y.to(x.device)
+
+
+TORCH_BF16_ERROR = (
+    "the torch backend has no bf16 datapath (numerics §13 runs on hw_sim only): use --backend "
+    "numba or auto with --dtype bf16"
+)
 
 
 def check_backend(backend) -> str:

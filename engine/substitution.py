@@ -17,6 +17,8 @@ Variants (every one takes and returns float32 torch tensors):
   approximation's. -inf softmax inputs give exact zeros. RMSNorm's rows get
   the same row prescale as the unit's (numerics §4.1) unless
   ``rmsnorm_input='plain'``.
+* ``bf16``: the same for BF16 (:class:`engine.op_sets.Bf16Ops`): inputs and RMSNorm's weight
+  rounded RNE_bf16, the exact op in float64, the output rounded to BF16 once; no prescale.
 * ``nli``: bit-accurate through :mod:`hw_sim` with the default tables of
   :func:`nli.default_table` (silu and exp ``direct``; reciprocal and rsqrt in
   ``reciprocal_mode``). Inputs are rounded to FP16 (RNE, torch's float32 ->
@@ -56,7 +58,16 @@ from nli.formats import (
 from nli.formats import MODES as RECIPROCAL_MODES
 
 from .model import REF_OPS, OpSet
-from .op_sets import Fp16Ops, RoutedOps, UnitOps, check_backend, check_rmsnorm_input
+from .op_sets import (
+    TORCH_BF16_ERROR,
+    Bf16Ops,
+    Fp16Ops,
+    RoutedOps,
+    UnitOps,
+    check_backend,
+    check_dtype,
+    check_rmsnorm_input,
+)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -73,8 +84,9 @@ def parse_ops(ops) -> tuple[str, ...]:
 
 
 def parse_variant(variant: str) -> tuple[str, str | None]:
-    """'ref' | 'fp16' | 'nli' | 'published' | 'baseline:NAME' -> (kind, baseline name or None)."""
-    if variant in ("ref", "fp16", "nli", "published"):
+    """'ref' | 'fp16' | 'bf16' | 'nli' | 'published' | 'baseline:NAME' -> (kind, baseline name or
+    None)."""
+    if variant in ("ref", "fp16", "bf16", "nli", "published"):
         return variant, None
     if isinstance(variant, str) and variant.startswith("baseline:"):
         name = variant.split(":", 1)[1]
@@ -82,8 +94,8 @@ def parse_variant(variant: str) -> tuple[str, str | None]:
             raise ValueError(f"unknown baseline {name!r}: choose from {', '.join(BASELINES)}")
         return "baseline", name
     raise ValueError(
-        f"variant must be ref, fp16, nli, published or baseline:NAME ({'|'.join(BASELINES)}), "
-        f"got {variant!r}"
+        f"variant must be ref, fp16, bf16, nli, published or "
+        f"baseline:NAME ({'|'.join(BASELINES)}), got {variant!r}"
     )
 
 
@@ -92,11 +104,34 @@ def table_domain_mode(function: str, reciprocal_mode: str) -> str:
     return reciprocal_mode if function in INVERSE_FUNCTIONS else "direct"
 
 
-def default_tables(functions, reciprocal_mode: str = "reduced") -> dict:
-    """{function: the shipped default Table} for the nli variant."""
+def default_tables(functions, reciprocal_mode: str = "reduced", dtype: str = "fp16") -> dict:
+    """{function: the shipped default Table of ``dtype``} for the nli variant."""
     from nli.defaults import default_table
 
-    return {f: default_table(f, table_domain_mode(f, reciprocal_mode)) for f in functions}
+    if dtype == "fp16":
+        return {f: default_table(f, table_domain_mode(f, reciprocal_mode)) for f in functions}
+    return {
+        f: default_table(f, table_domain_mode(f, reciprocal_mode), dtype=dtype) for f in functions
+    }
+
+
+def resolve_dtype(variant: str, dtype: str | None) -> str:
+    """The unit format of ``variant`` run with ``dtype`` (None: the variant's own). The fp16 and
+    bf16 variants are their formats; published and baseline tables exist in fp16 only."""
+    kind, _ = parse_variant(variant)
+    if dtype is None:
+        return "bf16" if kind == "bf16" else "fp16"
+    check_dtype(dtype)
+    if kind in ("fp16", "bf16") and dtype != kind:
+        raise ValueError(
+            f"the {kind} variant is the correctly rounded {kind.upper()} op; with dtype {dtype} "
+            f"use the {dtype} variant"
+        )
+    if kind in ("published", "baseline") and dtype != "fp16":
+        raise ValueError(
+            f"the {variant} variant has fp16 tables only; dtype {dtype} runs ref, bf16 and nli"
+        )
+    return dtype
 
 
 def baseline_tables(kind: str, functions, reciprocal_mode: str = "reduced") -> dict:
@@ -141,18 +176,22 @@ def make_ops(
     activation: str = "silu",
     rmsnorm_input: str = "scaled",
     backend: str = "auto",
+    dtype: str | None = None,
 ) -> OpSet:
     """The OpSet for ``variant`` on ``ops`` (see :func:`substitute`) in a model whose activation is
-    ``activation``; the unit's ops run on ``backend`` (:class:`UnitOps`)."""
+    ``activation``; the unit's ops run on ``backend`` (:class:`UnitOps`) in ``dtype``."""
     ops = parse_ops(ops)
     check_backend(backend)
     kind, base = parse_variant(variant)
+    dtype = resolve_dtype(variant, dtype)
+    if dtype == "bf16" and backend == "torch" and kind == "nli":
+        raise ValueError(TORCH_BF16_ERROR)
     check_rmsnorm_input(rmsnorm_input)
     if reciprocal_mode not in RECIPROCAL_MODES:
         raise ValueError(
             f"reciprocal_mode must be one of {', '.join(RECIPROCAL_MODES)}, got {reciprocal_mode!r}"
         )
-    if tables and kind in ("ref", "fp16"):
+    if tables and kind in ("ref", "fp16", "bf16"):
         raise ValueError(
             f"tables are only used by the nli, published and baseline variants, not {variant!r}"
         )
@@ -160,6 +199,8 @@ def make_ops(
         return REF_OPS
     if kind == "fp16":
         impl = Fp16Ops(rmsnorm_input)
+    elif kind == "bf16":
+        impl = Bf16Ops()
     else:
         need = op_functions(ops, activation)
         given = dict(tables or {})
@@ -172,7 +213,7 @@ def make_ops(
         missing = [f for f in need if f not in given]
         if missing:
             given.update(
-                default_tables(missing, reciprocal_mode)
+                default_tables(missing, reciprocal_mode, dtype)
                 if kind == "nli"
                 else published_tables(missing, reciprocal_mode)
                 if kind == "published"
@@ -182,12 +223,19 @@ def make_ops(
             if getattr(given[f], "function", None) != f:
                 raise ValueError(f"tables[{f!r}] is not a {f} table")
         impl = UnitOps(
-            given, reciprocal_mode, name=variant, rmsnorm_input=rmsnorm_input, backend=backend
+            given,
+            reciprocal_mode,
+            name=variant,
+            rmsnorm_input=rmsnorm_input,
+            backend=backend,
+            dtype=dtype,
         )
     label = f"{impl.name}[{','.join(ops)}]" + (
         f"/{reciprocal_mode}" if isinstance(impl, UnitOps) else ""
     )
-    if "rmsnorm" in ops and rmsnorm_input != "scaled":
+    if isinstance(impl, UnitOps) and dtype != "fp16":
+        label += f"/{dtype}"
+    if "rmsnorm" in ops and rmsnorm_input != "scaled" and dtype == "fp16":
         label += f"/rmsnorm-{rmsnorm_input}"
     return RoutedOps({op: impl for op in ops}, name=label)
 
@@ -200,18 +248,20 @@ def substitute(
     reciprocal_mode: str = "reduced",
     rmsnorm_input: str = "scaled",
     backend: str = "auto",
+    dtype: str | None = None,
 ):
     """A NEW model whose ops named in ``ops`` run on ``variant``; ``model`` is not modified.
 
     ops: iterable of 'act' | 'rmsnorm' | 'softmax' (or a comma-separated string; 'silu' is an
     alias of 'act', the model's own activation).
-    variant: 'ref' | 'fp16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
+    variant: 'ref' | 'fp16' | 'bf16' | 'nli' | 'published' | 'baseline:uniform|curvature|nnlut'.
     tables: optional {function: Table} overriding the default/baseline tables
     (functions: the activation, exp, reciprocal, rsqrt). reciprocal_mode: 'reduced' | 'direct'.
     rmsnorm_input: 'scaled' (RMSNorm's row prescale, numerics §4.1; the default of the fp16 and
     unit variants) | 'plain' (RNE16 alone).
     backend: 'auto' | 'numba' | 'torch' (nli.formats.BACKENDS): where the unit's ops run, see
     :class:`UnitOps` (auto: numba for CPU tensors, torch on other devices).
+    dtype: None (the variant's own format) | 'fp16' | 'bf16' (numerics §13; bf16 runs on numba).
     The copy shares the weight tensors with ``model``.
     """
     if not hasattr(model, "set_ops"):
@@ -224,6 +274,7 @@ def substitute(
         model_activation(model),
         rmsnorm_input=rmsnorm_input,
         backend=backend,
+        dtype=dtype,
     )
     return share_weights_copy(model).set_ops(opset)
 

@@ -51,7 +51,7 @@ import torch
 
 from nli.formats import FP16_NAN, FP16_POS_INF, FP32_NAN
 from nli.table import Table
-from nli.unit_checks import SimInputError
+from nli.unit_checks import SimInputError, check_dtypes
 
 _FP32_INF = 0x7F800000
 _FP32_SIGN = -(1 << 31)  # int32 pattern of the sign bit
@@ -210,6 +210,7 @@ def _cached(table: Table, device: torch.device) -> dict:
 def _consts(table: Table, device: torch.device) -> _Consts:
     slot = _cached(table, device)
     if "consts" not in slot:
+        check_dtypes("torch datapath", "fp16", table=table)  # FP16 only (numerics §13: no bf16)
         slot["consts"] = _Consts(table, device)
     return slot["consts"]
 

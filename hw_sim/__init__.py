@@ -7,10 +7,21 @@ Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 take float32 model activations (rounded to FP16 at the op boundary) and return the
 FP16 results as float32, bit-identical to the FP16 functions (``rmsnorm_f32`` on a row
 with a finite value of 65520 or more: numerics §4.1's prescale, or ``'plain'``).
+BF16 (numerics §13; uint16 bit patterns, bf16 tables): :func:`softmax_bf16`,
+:func:`rmsnorm_bf16`, :func:`reciprocal_bf16`, :func:`rsqrt_bf16` and the float32-input
+:func:`softmax_bf16_f32`, :func:`rmsnorm_bf16_f32`.
 """
 
 from .inputs import MODES, SimInputError
 from .ops import reciprocal, rmsnorm, rmsnorm_f32, rsqrt, softmax, softmax_f32
+from .ops_bf16 import (
+    reciprocal_bf16,
+    rmsnorm_bf16,
+    rmsnorm_bf16_f32,
+    rsqrt_bf16,
+    softmax_bf16,
+    softmax_bf16_f32,
+)
 from .unit import output_lut, run_elementwise, run_elementwise_f32
 
 __all__ = [
@@ -23,6 +34,12 @@ __all__ = [
     "run_elementwise_f32",
     "softmax_f32",
     "rmsnorm_f32",
+    "softmax_bf16",
+    "rmsnorm_bf16",
+    "reciprocal_bf16",
+    "rsqrt_bf16",
+    "softmax_bf16_f32",
+    "rmsnorm_bf16_f32",
     "SimInputError",
     "MODES",
 ]

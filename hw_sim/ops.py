@@ -54,6 +54,7 @@ import numpy as np
 from nli.formats import FP16_NAN, FP16_NEG_INF
 from nli.grid import rne32
 from nli.prescale import prescale_exponents
+from nli.unit_checks import check_dtypes
 
 from .fp import f16_to_f32_vec, f16_to_f64, rne16_f32, rne16_f64, rne32_f64
 from .inputs import (
@@ -340,6 +341,7 @@ def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
     """rows (R, n) uint16 bits or float32 values -> (R, n) uint16 bits or float32 values."""
     check_table_fits(exp_table, "exp", "exp table", mode)
     check_table_fits(recip_table, "reciprocal", "reciprocal table", mode)
+    check_dtypes("softmax", "fp16", exp_table=exp_table, reciprocal_table=recip_table)
     out = np.empty(rows.shape, dtype=np.float32 if f32_out else np.uint16)
     kernel = _softmax_kernel(rows.size >= PARALLEL_MIN_ELEMENTS, f32_in, f32_out)
     kernel(
@@ -350,6 +352,7 @@ def _softmax_rows(rows, exp_table, recip_table, mode, f32_in, f32_out):
 
 def _rmsnorm_rows(rows, weight, eps, rsqrt_table, mode, f32_in, f32_out, shift):
     check_table_fits(rsqrt_table, "rsqrt", "rsqrt table", mode)
+    check_dtypes("rmsnorm", "fp16", rsqrt_table=rsqrt_table)
     eps32 = check_eps(eps)
     n = rows.shape[1]
     w = as_bits(weight, "weight")
@@ -445,6 +448,7 @@ def rmsnorm_f32(
 
 def _inverse_public(v, table, mode, function, rsqrt):
     check_table(table, function, f"{function} table")
+    check_dtypes(function, "fp16", **{f"{function}_table": table})
     reduced = check_mode(mode) == "reduced"
     if not isinstance(v, np.ndarray) or v.dtype not in (np.float32, np.float16):
         got = v.dtype if isinstance(v, np.ndarray) else type(v).__name__

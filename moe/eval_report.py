@@ -27,9 +27,10 @@ def moe_eval_report(
     window=1024,
     tables=None,
     rmsnorm_input="scaled",
+    dtype=None,
 ) -> dict:
-    """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables, rmsnorm_input)
-    -> dict``."""
+    """``(model, ids int64[N], ops, variant, reciprocal_mode, window, tables, rmsnorm_input,
+    dtype) -> dict`` (dtype: the unit format, numerics §13; None: the variant's own)."""
     from engine.evaluate import windows
     from engine.substitution import substitute
 
@@ -40,6 +41,7 @@ def moe_eval_report(
         tables=tables,
         reciprocal_mode=reciprocal_mode,
         rmsnorm_input=rmsnorm_input,
+        dtype=dtype,
     )
     layers_ref, layers_sub = moe_layers(model), moe_layers(sub)
     got = {"ref": {i: [] for i, _ in layers_ref}, "sub": {i: [] for i, _ in layers_ref}}

@@ -304,7 +304,7 @@ def _pos_bits_bf16(a, up):
 
 
 @numba.njit(cache=True, inline="always")
-def _ceil_index(ord0, n, t, fmt):
+def _ceil_index(ord0, n, t, fmt=0):
     """Index of the first grid point >= t (0..n) on a grid whose first point has ordinal ord0 in
     the grid's format (fmt 0: FP16, 1: BF16)."""
     if fmt == 0:

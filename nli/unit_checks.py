@@ -10,7 +10,7 @@ import numpy as np
 
 from .formats import MODES, RMSNORM_INPUTS
 from .functions import get_function
-from .grid import f16_bits_to_f64
+from .grid import bits_to_f64
 from .table import Table
 
 
@@ -49,7 +49,8 @@ def check_table_fits(table, function: str, role: str, mode) -> Table:
         return table
     lo, hi = domains["reduced"]
     c0, ck = (
-        float(f16_bits_to_f64(np.uint16(b))) for b in (table.cutpoints[0], table.cutpoints[-1])
+        float(bits_to_f64(np.uint16(b), table_dtype(table)))
+        for b in (table.cutpoints[0], table.cutpoints[-1])
     )
     inside = lo <= c0 and ck <= hi
     if mode == "reduced" and not (c0 == lo and ck == hi):
@@ -63,6 +64,31 @@ def check_table_fits(table, function: str, role: str, mode) -> Table:
             f"direct mode needs a {function!r} table over the direct domain"
         )
     return table
+
+
+def table_dtype(table) -> str:
+    """A table's dtype (numerics §13): its ``dtype`` field, 'fp16' for a table without one."""
+    return getattr(table, "dtype", "fp16")
+
+
+def check_dtypes(op: str, dtype: str | None = None, **tables) -> str:
+    """One format per op (numerics §13): the ``tables`` (role name -> Table) of ``op`` share one
+    dtype, and it is ``dtype`` (the rows' format) when given. A mismatch names both sides and
+    their dtypes. Returns the common dtype."""
+    got = {role.replace("_", " "): table_dtype(t) for role, t in tables.items()}
+    roles = list(got)
+    for role in roles[1:]:
+        if got[role] != got[roles[0]]:
+            raise SimInputError(
+                f"{op}: the {roles[0]} is {got[roles[0]]} but the {role} is {got[role]}; "
+                "one op's tables share one dtype (numerics §13)"
+            )
+    if dtype is not None and roles and got[roles[0]] != dtype:
+        raise SimInputError(
+            f"{op}: {dtype} rows need {dtype} tables, but the {roles[0]} is {got[roles[0]]} "
+            "(numerics §13)"
+        )
+    return got[roles[0]] if roles else dtype
 
 
 def check_mode(mode) -> str:

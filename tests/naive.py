@@ -399,13 +399,23 @@ def _nv_split(v, odd_to_even):
     return NvVal("num", q), k
 
 
-def nv_inverse(v, nt, mode, kind):
-    """Section 5: reciprocal (kind 'reciprocal') or rsqrt of an FP32 NvVal -> FP16 NvVal.
+# dtype -> (decode bits, round once, encode, canonical NaN): the 16-bit format of an op's rows,
+# tables and outputs (numerics §13)
+NV_DTYPES = {
+    "fp16": (nv16, nv_rne16, nv_encode16, 0x7E00),
+    "bf16": (nv_bf16, nv_rne_bf16, nv_encode_bf16, 0x7FC0),
+}
+
+
+def nv_inverse(v, nt, mode, kind, dtype="fp16"):
+    """Section 5: reciprocal (kind 'reciprocal') or rsqrt of an FP32 NvVal -> NvVal of ``dtype``
+    (numerics §13 for bf16: RNE_bf16 in place of RNE16).
     Reduced-mode values numerics 1 left open (project choices, numerics §5, as in hw_sim.ops):
     reciprocal is odd (r(-v) = -r(v): -0 -> -inf, -inf -> -0); rsqrt(-0) = -inf
     and rsqrt of a negative value is NaN."""
+    dec, rnd, _, _ = NV_DTYPES[dtype]
     if mode == "direct":
-        return nv16(nv_unit(nt, nv_rne16(v)))
+        return dec(nv_unit(nt, rnd(v)))
     if v.is_nan():
         return _NV_NAN
     if v.neg and kind == "rsqrt" and not (v.kind == "num" and v.q == 0):
@@ -415,18 +425,20 @@ def nv_inverse(v, nt, mode, kind):
     if v.q == 0:
         return NvVal("inf", neg=v.neg)
     m, k = _nv_split(NvVal("num", abs(v.q)), kind == "rsqrt")
-    y = nv16(nv_unit(nt, nv_rne16(m)))
+    y = dec(nv_unit(nt, rnd(m)))
     scale = NvVal("num", _NvF(2) ** (-k if kind == "reciprocal" else -k // 2))
-    r = nv_rne16(nv_mul(y, scale))
+    r = rnd(nv_mul(y, scale))
     return nv_neg(r) if v.neg else r
 
 
-def nv_softmax_row(xbits, exp_table, recip_table, mode):
-    """Numerics §4 softmax of one row of FP16 bits -> list of FP16 bits."""
-    xs = [nv16(b) for b in xbits]
+def nv_softmax_row(xbits, exp_table, recip_table, mode, dtype="fp16"):
+    """Numerics §4 softmax of one row of ``dtype`` bits -> list of ``dtype`` bits (numerics §13
+    for bf16: d_i and out_i rounded RNE_bf16, NaN 0x7fc0; the sum stays FP32)."""
+    dec, rnd, enc, nan = NV_DTYPES[dtype]
+    xs = [dec(b) for b in xbits]
     n = len(xs)
     if any(v.is_nan() for v in xs) or all(v.kind == "inf" and v.neg for v in xs):
-        return [0x7E00] * n
+        return [nan] * n
     m = xs[0]
     for v in xs[1:]:
         if nv_lt(m, v):
@@ -437,27 +449,30 @@ def nv_softmax_row(xbits, exp_table, recip_table, mode):
         if v.kind == "inf" and v.neg:
             es.append(NvVal("num", _NvF(0), False))
         else:
-            es.append(nv16(nv_unit(ent, nv_rne16(nv_sub(v, m)))))
+            es.append(dec(nv_unit(ent, rnd(nv_sub(v, m)))))
     s = nv_rne32(es[0])
     for e in es[1:]:
         s = nv_rne32(nv_add(s, e))
-    r = nv_inverse(s, NvTable(recip_table), mode, "reciprocal")
-    return [nv_encode16(nv_rne16(nv_mul(e, r))) for e in es]
+    r = nv_inverse(s, NvTable(recip_table), mode, "reciprocal", dtype)
+    return [enc(rnd(nv_mul(e, r))) for e in es]
 
 
-def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode):
-    """Numerics §4 RMSNorm of one row; eps is an FP32 value (np.float32)."""
-    xs = [nv16(b) for b in xbits]
-    ws = [nv16(b) for b in wbits]
+def nv_rmsnorm_row(xbits, wbits, eps, rsqrt_table, mode, dtype="fp16"):
+    """Numerics §4 RMSNorm of one row of ``dtype`` bits; eps is an FP32 value (np.float32).
+    For bf16 (numerics §13) each square is rounded to FP32 before it is added (an FP16 square
+    is exact, so the rounding changes nothing there)."""
+    dec, rnd, enc, _ = NV_DTYPES[dtype]
+    xs = [dec(b) for b in xbits]
+    ws = [dec(b) for b in wbits]
     n = len(xs)
     q = nv_rne32(nv_mul(xs[0], xs[0]))
     for v in xs[1:]:
-        q = nv_rne32(nv_add(q, nv_mul(v, v)))
+        q = nv_rne32(nv_add(q, nv_rne32(nv_mul(v, v))))
     inv_n = nv_rne32(NvVal("num", _NvF(1, n)))
     e = nv32(int(np.float32(eps).view(np.uint32)))
     v = nv_rne32(nv_add(nv_rne32(nv_mul(q, inv_n)), e))
-    r = nv_inverse(v, NvTable(rsqrt_table), mode, "rsqrt")
-    return [nv_encode16(nv_rne16(nv_mul(nv_rne16(nv_mul(x, r)), w))) for x, w in zip(xs, ws)]
+    r = nv_inverse(v, NvTable(rsqrt_table), mode, "rsqrt", dtype)
+    return [enc(rnd(nv_mul(rnd(nv_mul(x, r)), w))) for x, w in zip(xs, ws)]
 
 
 # =============================================================================
@@ -649,6 +664,80 @@ def naive_fp16_rmsnorm_bits(row16, w16, eps):
     return np.array(
         [_eng_rne16_mp(x * r * mpmath.mpf(float(w))) for x, w in zip(xs, w16)], dtype=np.uint16
     )
+
+
+# =============================================================================
+# Section: engine bf16-variant oracles (issue 18, engine/op_sets.py Bf16Ops, numerics §13)
+# The exact op on BF16 inputs (given as uint16 patterns), in mpmath at 50 digits, rounded once
+# to BF16 with Fractions (nli.grid.rne_bf16). Slow on purpose.
+# =============================================================================
+def _eng_rne_bf16_mp(v):
+    """RNE_bf16 of an mpmath real (50 digits: far below BF16's half-ulp) -> BF16 bits."""
+    from fractions import Fraction
+
+    import mpmath
+
+    from nli.grid import rne_bf16
+
+    if mpmath.isinf(v) or abs(v) >= mpmath.ldexp(1, 129):  # past BF16's overflow threshold
+        return 0xFF80 if v < 0 else 0x7F80
+    if abs(v) < mpmath.ldexp(1, -140):  # below half the least subnormal (2^-134): a zero
+        return 0x8000 if v < 0 else 0
+    sign, man, exp, _ = mpmath.mpf(v)._mpf_
+    q = Fraction(int(man)) * (Fraction(2) ** int(exp))
+    r = rne_bf16(q)
+    bits = 0x7F80 if r == float("inf") else int(np.float32(r).view(np.uint32)) >> 16
+    return bits | 0x8000 if sign else bits
+
+
+def _bf16_mp(bits):
+    import mpmath
+
+    return mpmath.mpf(float(nv_bf16(int(bits)).q))
+
+
+def naive_bf16_silu_bits(bits):
+    """uint16[N] finite BF16 inputs -> uint16[N]: RNE_bf16(x / (1 + exp(-x)))."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    out = []
+    for b in bits:
+        x = _bf16_mp(b)
+        out.append(int(b) if x == 0 else _eng_rne_bf16_mp(x / (1 + mpmath.exp(-x))))
+    return np.array(out, dtype=np.uint16)
+
+
+def naive_bf16_softmax_bits(row_bits):
+    """One BF16 row (uint16[n], finite or -inf 0xff80) -> uint16[n]: RNE_bf16 of the exact
+    softmax."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    xs = [None if int(b) == 0xFF80 else _bf16_mp(b) for b in row_bits]
+    m = max(x for x in xs if x is not None)
+    es = [mpmath.mpf(0) if x is None else mpmath.exp(x - m) for x in xs]
+    s = mpmath.fsum(es)
+    return np.array([_eng_rne_bf16_mp(e / s) for e in es], dtype=np.uint16)
+
+
+def naive_bf16_rmsnorm_bits(row_bits, w_bits, eps):
+    """BF16 row and weights (uint16), eps (rounded to FP32) -> uint16[n]:
+    RNE_bf16(x w / sqrt(mean(x^2) + eps)), exact products and sum (no FP32 rounding)."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    xs = [_bf16_mp(b) for b in row_bits]
+    ms = mpmath.fsum(x * x for x in xs) / len(xs) + mpmath.mpf(float(np.float32(eps)))
+    r = 1 / mpmath.sqrt(ms)
+    out = []
+    for b, x, wb in zip(row_bits, xs, w_bits):
+        w = _bf16_mp(wb)
+        if x == 0 or w == 0:  # an exact zero product: the XOR of the signs
+            out.append(0x8000 if (int(b) ^ int(wb)) & 0x8000 else 0)
+        else:
+            out.append(_eng_rne_bf16_mp(x * r * w))
+    return np.array(out, dtype=np.uint16)
 
 
 # =============================================================================
