@@ -169,7 +169,7 @@ def _onnx_model(args) -> int:
     for fn, t in overrides.items():
         if t.dtype != args.dtype:
             raise UserError(
-                f"--table {fn}=...: a {t.dtype} table, but --dtype is {args.dtype} "
+                f"--table {fn}: the table is {t.dtype}, but --dtype is {args.dtype} "
                 "(one format per model, numerics §13)"
             )
     model, _ = load_model(args.model)

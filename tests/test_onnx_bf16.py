@@ -73,6 +73,10 @@ def bits(values) -> np.ndarray:
     return f64_to_bf16_bits(np.asarray(values, np.float64))
 
 
+def bits16(values) -> np.ndarray:
+    return np.asarray(values, np.float16).view(np.uint16)
+
+
 @pytest.fixture(scope="module")
 def tables() -> dict:
     """bf16 stand-in tables: the corners of the datapath in BF16's range."""
@@ -351,10 +355,7 @@ def test_fp32_input_rmsnorm_equals_hw_sim(tables, mode):
 # ----------------------------------------------------------------------------- bad input
 def test_mixed_formats_are_refused(tables):
     fp16_recip = nli.table_from_cutpoints(
-        "reciprocal",
-        np.linspace(1, 2, 11).astype(np.float16).view(np.uint16),
-        [32] * 10,
-        domain=["3c00", "4000"],
+        "reciprocal", bits16(np.linspace(1, 2, 11)), [32] * 10, domain=["3c00", "4000"]
     )
     with pytest.raises(
         ExportError, match=r"the exp table is bf16 but the reciprocal table is fp16"
@@ -378,7 +379,20 @@ def test_cli_exports_bf16_and_reports_bad_input(tables, tmp_path, capsys):
     # a bf16 table in an fp16 model: one line, exit 2, nothing written
     assert nli_main([*base, "-o", str(model_out)]) == 2
     err = capsys.readouterr().err
-    assert "--table silu=...: a bf16 table, but --dtype is fp16" in err and err.count("\n") == 1
+    assert "--table silu: the table is bf16, but --dtype is fp16" in err and err.count("\n") == 1
+    assert not model_out.exists()
+    # Softmax's tables in mixed formats
+    recip16 = tmp_path / "recip_fp16.json"
+    nli.save_table(
+        nli.table_from_cutpoints(
+            "reciprocal", bits16(np.linspace(1, 2, 11)), [32] * 10, domain=["3c00", "4000"]
+        ),
+        recip16,
+    )
+    mixed = ["export", "onnx", "--model", "tiny", "--ops", "softmax", "--dtype", "bf16"]
+    mixed += ["--table", f"exp={exp}", "--table", f"reciprocal={recip16}"]
+    assert nli_main([*mixed, "-o", str(model_out)]) == 2
+    assert "--table reciprocal: the table is fp16, but --dtype is bf16" in capsys.readouterr().err
     assert not model_out.exists()
     # bf16 has no row prescale
     bad = [*base[:5], "act,rmsnorm", "--dtype", "bf16", "--rmsnorm-input", "scaled"]
