@@ -504,3 +504,40 @@ def test_model_dtype_mismatch_is_refused(tables):
         export_model(model, ("act",), tabs)
     with pytest.raises(ExportError, match="dtype: must be one of fp16, bf16"):
         export_model(model, ("act",), tabs, dtype="fp8")
+
+
+@pytest.mark.parametrize("method,select_on", [("sparse", "logits"), ("drop", "probs")])
+def test_moe_model_matches_substituted_forward(method, select_on):
+    """An upcycled MoE model (moe.onnx_moe writes through the same GraphWriter): the router
+    Softmax and the experts' activation on the bf16 functions; 'probs' ranks BF16 Softmax
+    outputs, where BF16 rounding can tie (TopK and torch's stable sort both take the lower
+    index)."""
+    import torch
+
+    import engine
+    from engine.substitution import substitute
+    import moe
+
+    dense, _ = engine.load_model("tiny")
+    model = moe.upcycle(
+        dense, method=method, num_experts=4, top_k=2, layers=[0, 1], select_on=select_on
+    )
+    tabs = {
+        f: nli.default_table(f, "reduced" if f in ("reciprocal", "rsqrt") else "direct", "bf16")
+        for f in ("silu", "exp", "reciprocal", "rsqrt")
+    }
+    proto = export_model(model, ALL_OPS, tabs, "reduced", dtype="bf16")
+    router = [n for n in proto.graph.node if n.op_type == "SoftmaxReducedBF16"]
+    assert len(router) == 2 + 2  # attention in 2 layers, 2 routers
+    sess = session(proto)
+    want_model = substitute(
+        model, ops=ALL_OPS, variant="nli", tables=tabs, reciprocal_mode="reduced", dtype="bf16"
+    )
+    for B, T in ((1, 1), (2, 29)):
+        ids = torch.randint(0, 256, (B, T), generator=torch.Generator().manual_seed(B * T))
+        got = sess.run(None, {"input_ids": ids.numpy()})[0]
+        with torch.no_grad():
+            want = want_model(ids).numpy()
+        err = float(np.max(np.abs(got - want)))
+        print(f"bf16 MoE {method}/{select_on} {B}x{T}: max |logit diff| = {err}")
+        assert err <= BF16_LOGITS_ATOL, (B, T, err)
