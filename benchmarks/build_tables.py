@@ -23,7 +23,9 @@ cost, stride, refinement and the comparison. Summary: benchmarks/results/build_t
 (numerics §13; files ``<name>_bf16.json``, ``<name>_reduced_bf16.json``) with
 :func:`nli.binade.binade_table`: cutpoints on powers of two, the fewest bins per binade that
 keep every BF16 input of the function's default BF16 domain within ``--bf16-target`` ulp
-(default 1; the reduced reciprocal / rsqrt are built exact, target 0). Each is measured with
+(default 1), at least ``--bf16-min-cr`` percent of each piece's inputs correctly rounded
+(default 75: without it tanh's fewest bins leave half its outputs 1 ulp off); the reduced
+reciprocal / rsqrt are built exact, target 0. Each is measured with
 the bit-accurate report; the exact (target 0) construction is measured too, for the record.
 Summary: benchmarks/results/build_tables_bf16.json.
 
@@ -169,7 +171,8 @@ def build_bf16(args, want) -> int:
     """The shipped bf16 tables (numerics §13), by nli.binade; summary to RESULTS_BF16."""
     results = {
         "command": "benchmarks/build_tables.py --dtype bf16"
-        + (f" --bf16-target {args.bf16_target}" if args.bf16_target != 1 else ""),
+        + (f" --bf16-target {args.bf16_target}" if args.bf16_target != 1 else "")
+        + (f" --bf16-min-cr {args.bf16_min_cr:g}" if args.bf16_min_cr != 75 else ""),
         "method": "nli.binade.binade_table on the function's default BF16 domain; measured by "
         "hw_sim.report.error_report over every finite BF16 input of it (-0 excluded)",
         "tables": {},
@@ -181,7 +184,7 @@ def build_bf16(args, want) -> int:
         domain = get_function(name).bf16_domains[mode]
         target = 0 if mode in BF16_EXACT_MODES else args.bf16_target
         t0 = time.perf_counter()
-        table = binade_table(name, domain, target)
+        table = binade_table(name, domain, target, args.bf16_min_cr)
         seconds = time.perf_counter() - t0
         rep = error_report(table)
         exact = binade_table(name, domain, 0) if target else table
@@ -190,6 +193,7 @@ def build_bf16(args, want) -> int:
             "mode": mode,
             "domain": list(domain),
             "target_max_ulp": target,
+            "min_pct_cr_per_piece": args.bf16_min_cr,
             "comparators": table.K,
             "lut_entries": table.entries,
             "build_seconds": round(seconds, 2),
@@ -228,8 +232,16 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--bf16-target", type=int, default=1, help="max ulp per piece of a bf16 table (0: exact)"
     )
+    ap.add_argument(
+        "--bf16-min-cr",
+        type=float,
+        default=75.0,
+        help="least percent correctly rounded per piece of a bf16 table",
+    )
     args = ap.parse_args(argv)
     want = {w for w in args.only.split(",") if w}
+    if not 0 <= args.bf16_min_cr <= 100:
+        ap.error("--bf16-min-cr: must be in [0, 100]")
     if args.bf16_target < 0:
         ap.error("--bf16-target: must be >= 0")
     if args.dtype == "bf16":

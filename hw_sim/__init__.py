@@ -7,9 +7,11 @@ Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 take float32 model activations (rounded to FP16 at the op boundary) and return the
 FP16 results as float32, bit-identical to the FP16 functions (``rmsnorm_f32`` on a row
 with a finite value of 65520 or more: numerics §4.1's prescale, or ``'plain'``).
-BF16 (numerics §13; uint16 bit patterns, bf16 tables): :func:`softmax_bf16`,
-:func:`rmsnorm_bf16`, :func:`reciprocal_bf16`, :func:`rsqrt_bf16` and the float32-input
-:func:`softmax_bf16_f32`, :func:`rmsnorm_bf16_f32`.
+:func:`run_elementwise` and :func:`output_lut` also run bf16 tables (numerics §13: uint16 BF16
+bit patterns in and out); the composite ops above take fp16 tables, and their BF16 counterparts
+(uint16 bit patterns, bf16 tables) are :func:`softmax_bf16`, :func:`rmsnorm_bf16`,
+:func:`reciprocal_bf16`, :func:`rsqrt_bf16` and the float32-input :func:`softmax_bf16_f32`,
+:func:`rmsnorm_bf16_f32`.
 """
 
 from .inputs import MODES, SimInputError

@@ -5,7 +5,8 @@ two up to 128, has ``mul = B / 2^e`` exact and its LUT points ``c + m 2^e / B`` 
 with ``B = 128`` every BF16 input of the binade is a LUT point, so the unit returns
 ``RNE_bf16(f(x))`` there (``dx``, ``u`` and ``t = 0`` are exact). Each binade's outputs depend
 only on its own entries, so each gets the fewest bins that meet the target on every BF16 input
-of the binade (measured through the bit-accurate unit, :mod:`hw_sim.unit`).
+of the binade (measured through the bit-accurate unit, :mod:`hw_sim.unit`): at most ``target``
+ulp, and at least ``min_pct_cr`` percent of them correctly rounded.
 
 Beyond the binades, on each side of 0, single-bin intervals cover what is (nearly) linear:
 
@@ -45,7 +46,7 @@ def _ord(bits: np.ndarray) -> np.ndarray:
 class _Meter:
     """Max ulp of a candidate piece over the BF16 grid inputs it covers."""
 
-    def __init__(self, function: str, lo: float, hi: float):
+    def __init__(self, function: str, lo: float, hi: float, target: int, min_pct_cr: float):
         from hw_sim.unit import output_lut  # the bit-accurate unit (hw_sim builds on nli)
 
         self._lut = output_lut
@@ -54,21 +55,23 @@ class _Meter:
         f = get_function(function)
         self.ref = _ord(f64_to_bf16_bits(f(self.x)))
         self.lo, self.hi = lo, hi
+        self.target, self.min_pct_cr = target, min_pct_cr
 
-    def max_ulp(self, cuts: list[float], bins: list[int]) -> float:
-        """Max ulp over grid inputs in [cuts[0], cuts[-1]] of the table with these cutpoints
-        (inf if the table is invalid or a LUT value overflows)."""
+    def meets(self, cuts: list[float], bins: list[int]) -> bool:
+        """Whether the table with these cutpoints keeps every grid input in [cuts[0], cuts[-1]]
+        within ``target`` ulp, ``min_pct_cr`` percent of them correctly rounded (False if the
+        table is invalid or a LUT value overflows)."""
         try:
             t = table_from_cutpoints(
                 self.function, f64_to_bf16_bits(np.array(cuts)), bins, dtype="bf16"
             )
         except ValueError:
-            return math.inf
+            return False
         m = (self.x >= cuts[0]) & (self.x <= cuts[-1])
         if not m.any():
-            return 0.0
-        y = _ord(self._lut(t)[self.bits[m]])
-        return float(np.abs(y - self.ref[m]).max())
+            return True
+        ulp = np.abs(_ord(self._lut(t)[self.bits[m]]) - self.ref[m])
+        return bool(ulp.max() <= self.target and 100.0 * np.mean(ulp == 0) >= self.min_pct_cr)
 
 
 def _side_exponents(a: float, b: float) -> tuple[int, int]:
@@ -85,14 +88,14 @@ def _positive_side(meter: _Meter, a: float, b: float, target: int, sign: int):
     if e_first > e_last:  # no power of two inside: one interval, the fewest bins that do
         return [a, b], [_fewest_bins(meter, a, b, target, sign)]
 
-    def ulp(cuts, bins):
+    def ok(cuts, bins):
         if sign > 0:
-            return meter.max_ulp(cuts, bins)
-        return meter.max_ulp([-c for c in cuts[::-1]], bins[::-1])
+            return meter.meets(cuts, bins)
+        return meter.meets([-c for c in cuts[::-1]], bins[::-1])
 
     # outer: the smallest E whose single interval [2^E, b] meets the target
     E = e_last + 1
-    while E - 1 >= e_first and ulp([2.0 ** (E - 1), b], [1]) <= target:
+    while E - 1 >= e_first and ok([2.0 ** (E - 1), b], [1]):
         E -= 1
 
     # inner: the largest e0 whose inner piece meets the target
@@ -110,7 +113,7 @@ def _positive_side(meter: _Meter, a: float, b: float, target: int, sign: int):
     e0 = e_first
     for e in range(min(E, e_last + 1), e_first - 1, -1):
         c, bb = inner(e)
-        if ulp(c, bb) <= target:
+        if ok(c, bb):
             e0 = e
             break
     cuts, bins = inner(e0)
@@ -126,19 +129,24 @@ def _positive_side(meter: _Meter, a: float, b: float, target: int, sign: int):
 def _fewest_bins(meter: _Meter, a: float, b: float, target: int, sign: int) -> int:
     for B in BIN_CHOICES:
         cuts = [a, b] if sign > 0 else [-b, -a]
-        if meter.max_ulp(cuts, [B]) <= target:
+        if meter.meets(cuts, [B]):
             return B
     return BIN_CHOICES[-1]
 
 
-def binade_table(function: str, domain: tuple[float, float], target: int) -> Table:
+def binade_table(
+    function: str, domain: tuple[float, float], target: int, min_pct_cr: float = 0.0
+) -> Table:
     """A bf16 table for ``function`` on ``domain`` (BF16 values lo < hi) whose pieces each meet
-    ``target`` max ulp on their inputs where the construction can (a binade at 128 bins is
-    exact; the report of the whole table is the measurement)."""
+    ``target`` max ulp and ``min_pct_cr`` percent correctly rounded on their inputs where the
+    construction can (a binade at 128 bins is exact; the report of the whole table is the
+    measurement)."""
     lo, hi = (float(v) for v in domain)
     if not lo < hi:
         raise ValueError(f"domain: need lo < hi, got [{lo}, {hi}]")
-    meter = _Meter(function, lo, hi)
+    if not 0.0 <= min_pct_cr <= 100.0:
+        raise ValueError(f"min_pct_cr: must be in [0, 100], got {min_pct_cr}")
+    meter = _Meter(function, lo, hi, target, min_pct_cr)
     cuts: list[float] = []
     bins: list[int] = []
     if lo < 0:
@@ -163,6 +171,6 @@ def binade_table(function: str, domain: tuple[float, float], target: int) -> Tab
         dtype="bf16",
         domain=dom,
         layout=f"binade:{len(bins)}",
-        objective=f"max_ulp<={target} per piece",
+        objective=f"max_ulp<={target}, pct_cr>={min_pct_cr:g} per piece",
         provenance={"method": "nli.binade: binade-aligned cutpoints, fewest bins per binade"},
     )

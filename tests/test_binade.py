@@ -39,6 +39,15 @@ def test_reduced_reciprocal_is_one_128_bin_interval():
     assert np.array_equal(bf16_bits_to_f64(t.cutpoints), [1.0, 2.0])
 
 
+def test_min_pct_cr_raises_the_share_of_correctly_rounded_outputs():
+    loose = error_report(binade_table("tanh", (-128.0, 128.0), 1))
+    tight = error_report(binade_table("tanh", (-128.0, 128.0), 1, 75.0))
+    assert loose["max_ulp"] <= 1 and tight["max_ulp"] <= 1
+    assert tight["pct_correctly_rounded"] >= 75.0 > loose["pct_correctly_rounded"]
+
+
 def test_bad_domain():
     with pytest.raises(ValueError, match="domain"):
         binade_table("tanh", (1.0, 1.0), 1)
+    with pytest.raises(ValueError, match="min_pct_cr"):
+        binade_table("tanh", (-1.0, 1.0), 1, 101.0)
