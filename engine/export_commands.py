@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nli.cli import UserError, group
 from nli.formats import (
+    DTYPES,
     INVERSE_FUNCTIONS,
     MODES,
     OP_ALIASES,
@@ -25,7 +26,10 @@ OPS_DEFAULT = ",".join(OPS)
 def register_export(sub, groups):
     """Add `nli export onnx-op` and `nli export onnx` to the parser."""
     g = group(sub, groups, "export", "export tables and models (ONNX)")
-    p = g.add_parser("onnx-op", help="one elementwise NLI op as ONNX (x float16 -> y float16)")
+    p = g.add_parser(
+        "onnx-op",
+        help="one elementwise NLI op as ONNX (x float16 -> y float16; bfloat16 for a bf16 table)",
+    )
     p.add_argument("table", help="table JSON file (numerics §6)")
     p.add_argument("-o", "--out", required=True, help="output .onnx file")
     p.set_defaults(func=_onnx_op)
@@ -48,11 +52,18 @@ def register_export(sub, groups):
         help="reciprocal / rsqrt mode, numerics §5 (default: reduced)",
     )
     p.add_argument(
+        "--dtype",
+        default=DTYPES[0],
+        choices=DTYPES,
+        help="the unit's 16-bit format, numerics §13: every table must be of it "
+        f"(default: {DTYPES[0]})",
+    )
+    p.add_argument(
         "--rmsnorm-input",
-        default="scaled",
+        default=None,
         choices=RMSNORM_INPUTS,
-        help="how RMSNorm's FP32 rows enter the unit, numerics §4.1: scaled (default: the row "
-        "prescale, nli.RMSNormPrescale) | plain (RNE16 alone)",
+        help="how RMSNorm's FP32 rows enter the unit, numerics §4.1: scaled (the fp16 default: "
+        "the row prescale, nli.RMSNormPrescale) | plain (RNE16 alone; bf16's only choice)",
     )
     p.add_argument(
         "--table",
@@ -81,10 +92,11 @@ def _onnx_op(args) -> int:
 
     check_output_path(args.out, "--out")
     table = _load(args.table)
-    out = save_onnx(export_elementwise(table), args.out)
+    proto = export_elementwise(table)
+    out = save_onnx(proto, args.out)
     print(
-        f"wrote {out}: nli.{'Interp16' if table.precision == 'fp16' else 'Interp'} "
-        f"for {table.function!r} (K={table.K}, {table.entries} LUT entries, {table.precision}); "
+        f"wrote {out}: nli.{proto.graph.node[0].op_type} for {table.function!r} (K={table.K}, "
+        f"{table.entries} LUT entries, {table.dtype}, {table.precision}); "
         "checked with onnx.checker"
     )
     return 0
@@ -111,9 +123,11 @@ def parse_table_overrides(items) -> dict:
     return out
 
 
-def model_tables(ops, mode: str, overrides: dict, activation: str = "silu") -> dict:
+def model_tables(
+    ops, mode: str, overrides: dict, activation: str = "silu", dtype: str = "fp16"
+) -> dict:
     """{function: Table} for ``ops`` in a model whose activation is ``activation``: overrides
-    first, else the shipped default tables."""
+    first, else the shipped default tables (of ``dtype``, numerics §13)."""
     from nli.defaults import default_table
     from nli.table import TableError
 
@@ -124,7 +138,8 @@ def model_tables(ops, mode: str, overrides: dict, activation: str = "silu") -> d
                 tables[fn] = overrides[fn]
                 continue
             try:
-                tables[fn] = default_table(fn, mode if fn in INVERSE_FUNCTIONS else "direct")
+                fn_mode = mode if fn in INVERSE_FUNCTIONS else "direct"
+                tables[fn] = default_table(fn, fn_mode, dtype)
             except TableError as e:
                 raise UserError(f"{e} (or pass --table {fn}=FILE)") from None
     return tables
@@ -135,6 +150,7 @@ def _onnx_model(args) -> int:
 
     from . import load_model
     from .onnx_export import export_model, save_onnx
+    from .onnx_tables import check_rmsnorm_input
 
     check_output_path(args.out, "--out")
     ops = tuple(
@@ -147,15 +163,28 @@ def _onnx_model(args) -> int:
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise UserError(f"--ops: unknown op(s) {', '.join(bad)}; choose from {', '.join(OPS)}")
+    if args.rmsnorm_input is not None:
+        check_rmsnorm_input(args.rmsnorm_input, args.dtype)
     overrides = parse_table_overrides(args.table)
+    for fn, t in overrides.items():
+        if t.dtype != args.dtype:
+            raise UserError(
+                f"--table {fn}: the table is {t.dtype}, but --dtype is {args.dtype} "
+                "(one format per model, numerics §13)"
+            )
     model, _ = load_model(args.model)
-    tables = model_tables(ops, args.reciprocal_mode, overrides, model.cfg.activation)
-    proto = export_model(model, ops, tables, args.reciprocal_mode, args.rmsnorm_input)
+    tables = model_tables(
+        ops, args.reciprocal_mode, overrides, model.cfg.activation, dtype=args.dtype
+    )
+    proto = export_model(
+        model, ops, tables, args.reciprocal_mode, args.rmsnorm_input, dtype=args.dtype
+    )
     out = save_onnx(proto, args.out)
     size = Path(out).stat().st_size / 2**20
     print(
         f"wrote {out} ({size:.1f} MiB): {args.model}, NLI ops: {', '.join(ops) or 'none'}, "
-        f"{args.reciprocal_mode} mode, functions: {', '.join(f.name for f in proto.functions)}; "
+        f"{args.dtype}, {args.reciprocal_mode} mode, "
+        f"functions: {', '.join(f.name for f in proto.functions)}; "
         "checked with onnx.checker"
     )
     return 0

@@ -4,122 +4,62 @@ Built with ``onnx.helper`` straight from a table and from the model's weights
 (no tracing), so every node is under control. The NLI ops are model-local
 functions of domain ``nli`` (see :mod:`engine.onnx_ops` for how each is made
 bit-exact in stock onnxruntime); each table is a set of named initializers
-``<op>.cutpoints``, ``<op>.mul``, ``<op>.bins``, ``<op>.base``, ``<op>.lut``,
-``<op>.below``, ``<op>.above`` in its numerics §2 types (FP16 fields as float16,
-``mul`` float32, ``bins``/``base`` int64), passed to the function call.
+(:mod:`engine.onnx_tables`) passed to the function call.
 
 The model graph mirrors :class:`engine.model.Llama` op for op: FP32 weights
 and activations; a substituted op rounds its FP32 input to FP16 (``RoundFP16``,
 as ``tensor.half()`` does), runs the NLI function, and casts its FP16 output
 back to FP32, like the torch ``nli`` backend. RMSNorm's rows enter through
 ``nli.RMSNormPrescale`` instead (numerics §4.1) unless ``rmsnorm_input='plain'``.
+With bf16 tables (numerics §13, ``dtype='bf16'``) every FP16 above is BF16
+(``RoundBF16``, bfloat16 tensors, :mod:`engine.onnx_bf16`) and there is no prescale.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from nli.atomic import atomic_target
-from nli.formats import INVERSE_FUNCTIONS, OP_ALIASES, OPS, RMSNORM_INPUTS, op_functions
+from nli.formats import DTYPES, INVERSE_FUNCTIONS, OP_ALIASES, OPS
 from nli.formats import MODES as RECIPROCAL_MODES
+from nli.grid import f32_to_bf16_bits
 from nli.table import Table
 
+from .onnx_bf16 import bf16_tensor, codec_for
 from .onnx_ops import (
-    F16,
     F32,
     I64,
-    OPSETS,
-    TABLE_FIELDS,
     Builder,
-    interp_function,
+    fn_name,
     interp_name,
     inverse_call,
     inverse_reduced_function,
-    rmsnorm_function,
-    rmsnorm_prescale_function,
-    round_fp16_function,
-    softmax_function,
+)
+from .onnx_tables import (
+    ExportError,
+    check_rmsnorm_input,
+    check_table_for,
+    check_tables,
+    functions_for,
+    make_model,
+    save_onnx,
+    table_initializers,
+    table_props,
+    tables_dtype,
 )
 
-IR_VERSION = 10
-
-
-class ExportError(ValueError):
-    """A request the exporter cannot honour (wrong table for an op, unknown op, MoE FFN...)."""
-
-
-# ----------------------------------------------------------------------------- tables
-def table_initializers(table: Table, prefix: str) -> tuple[list, list[str]]:
-    """The table as named initializers ``<prefix>.<field>`` and their names in TABLE_FIELDS
-    order."""
-    arrays = {
-        "cutpoints": np.asarray(table.cutpoints, np.uint16).view(np.float16),
-        "mul": np.asarray(table.mul, np.float32),
-        "bins": np.asarray(table.bins, np.int64),
-        "base": np.asarray(table.base, np.int64),
-        "lut": np.asarray(table.lut, np.uint16).view(np.float16),
-        "below": np.array(table.below, np.uint16).view(np.float16),
-        "above": np.array(table.above, np.uint16).view(np.float16),
-    }
-    names = [f"{prefix}.{f}" for f in TABLE_FIELDS]
-    return [numpy_helper.from_array(arrays[f], n) for f, n in zip(TABLE_FIELDS, names)], names
-
-
-def check_table_for(table: Table, function: str, role: str) -> Table:
-    """``table`` must be an nli Table computing ``function``."""
-    if not isinstance(table, Table):
-        raise ExportError(f"{role}: expected an nli Table, got {type(table).__name__}")
-    if table.function != function:
-        raise ExportError(f"{role}: table is for {table.function!r}, expected a {function!r} table")
-    return table
-
-
-def _functions(tables: dict[str, Table], ops, mode: str, rmsnorm_input=None) -> list:
-    """Every model-local function the graph calls (each once)."""
-    fns = {"RoundFP16": round_fp16_function()}
-    if "rmsnorm" in ops and rmsnorm_input == "scaled":
-        fns["RMSNormPrescale"] = rmsnorm_prescale_function()
-    for t in tables.values():
-        fns.setdefault(interp_name(t.precision), interp_function(t.precision == "fp16"))
-    if mode == "reduced":
-        if "softmax" in ops:
-            f = inverse_reduced_function(False, tables["reciprocal"].precision)
-            fns[f.name] = f
-        if "rmsnorm" in ops:
-            f = inverse_reduced_function(True, tables["rsqrt"].precision)
-            fns[f.name] = f
-    if "softmax" in ops:
-        f = softmax_function(mode, tables["exp"].precision, tables["reciprocal"].precision)
-        fns[f.name] = f
-    if "rmsnorm" in ops:
-        f = rmsnorm_function(mode, tables["rsqrt"].precision)
-        fns[f.name] = f
-    return list(fns.values())
-
-
-def _model(graph, functions, doc: str, props: dict | None = None) -> onnx.ModelProto:
-    m = helper.make_model(
-        graph, opset_imports=OPSETS, functions=functions, producer_name="nli-engine", doc_string=doc
-    )
-    m.ir_version = IR_VERSION
-    if props:
-        helper.set_model_props(m, {k: str(v) for k, v in props.items()})
-    return m
-
-
-def _table_props(tables: dict[str, Table]) -> dict:
-    """metadata_props describing each table (initializer prefix -> function, precision, layout)."""
-    return {
-        f"nli.table.{name}": (
-            f"function={t.function} precision={t.precision} K={t.K} entries={t.entries}"
-        )
-        for name, t in tables.items()
-    }
+__all__ = [
+    "ExportError",
+    "GraphWriter",
+    "check_table_for",
+    "export_composite",
+    "export_elementwise",
+    "export_inverse",
+    "export_model",
+    "save_onnx",
+    "table_initializers",
+]
 
 
 # ----------------------------------------------------------------------------- one op
@@ -128,9 +68,10 @@ def export_elementwise(table: Table) -> onnx.ModelProto:
     (the nli.Interp function itself is shape-agnostic)."""
     if not isinstance(table, Table):
         raise ExportError(f"table: expected an nli Table, got {type(table).__name__}")
+    codec = codec_for(table.dtype)
     inits, names = table_initializers(table, table.function)
     node = helper.make_node(
-        interp_name(table.precision),
+        interp_name(table.precision, codec),
         ["x", *names],
         ["y"],
         name=f"{table.function}_nli",
@@ -139,30 +80,22 @@ def export_elementwise(table: Table) -> onnx.ModelProto:
     graph = helper.make_graph(
         [node],
         f"nli_{table.function}",
-        [helper.make_tensor_value_info("x", F16, ["n"])],
-        [helper.make_tensor_value_info("y", F16, ["n"])],
+        [helper.make_tensor_value_info("x", codec.elem, ["n"])],
+        [helper.make_tensor_value_info("y", codec.elem, ["n"])],
         initializer=inits,
     )
     doc = (
-        f"NLI elementwise op for {table.function!r} ({table.precision} precision, K={table.K}, "
-        f"{table.entries} LUT entries)"
+        f"NLI elementwise op for {table.function!r} ({table.dtype}, {table.precision} "
+        f"precision, K={table.K}, {table.entries} LUT entries)"
     )
-    model = _model(
+    model = make_model(
         graph,
-        _functions({table.function: table}, (), "direct"),
+        functions_for({table.function: table}, (), "direct", dtype=table.dtype),
         doc,
-        _table_props({table.function: table}),
+        table_props({table.function: table}),
     )
     onnx.checker.check_model(model)
     return model
-
-
-def _check_rmsnorm_input(rmsnorm_input) -> str:
-    if rmsnorm_input not in RMSNORM_INPUTS:
-        raise ExportError(
-            f"rmsnorm input: must be one of {', '.join(RMSNORM_INPUTS)}, got {rmsnorm_input!r}"
-        )
-    return rmsnorm_input
 
 
 def export_composite(
@@ -171,14 +104,17 @@ def export_composite(
     """A standalone ``softmax`` (x float16[R, n] -> y) or ``rmsnorm`` (x float16[R, n], weight
     float16[n], eps float32[] -> y) graph, the same functions the model export uses.
     ``rmsnorm_input`` 'scaled' or 'plain' (rmsnorm only): x is float32[R, n] instead and enters
-    as the model's does (numerics §4.1: nli.RMSNormPrescale, or RoundFP16 alone)."""
-    tables = _check_tables((op,), tables)
+    as the model's does (numerics §4.1: nli.RMSNormPrescale, or RoundFP16 alone). For bf16
+    tables (numerics §13) every float16 here is bfloat16, and only 'plain' exists."""
+    tables = check_tables((op,), tables)
+    dtype = tables_dtype(tables, op)
+    codec = codec_for(dtype)
     if rmsnorm_input is not None:
         if op != "rmsnorm":
             raise ExportError(f"rmsnorm input: only for op 'rmsnorm', not {op!r}")
-        _check_rmsnorm_input(rmsnorm_input)
+        check_rmsnorm_input(rmsnorm_input, dtype)
     b = Builder("g")
-    x_type = F16 if rmsnorm_input is None else F32
+    x_type = codec.elem if rmsnorm_input is None else F32
     inits, ins = [], [helper.make_tensor_value_info("x", x_type, ["rows", "n"])]
     if op == "softmax":
         args = ["x"]
@@ -186,10 +122,10 @@ def export_composite(
             ti, tn = table_initializers(tables[name], role)
             inits += ti
             args += tn
-        y = b.call(f"Softmax{mode.capitalize()}", *args)
+        y = b.call(fn_name(f"Softmax{mode.capitalize()}", codec=codec), *args)
     elif op == "rmsnorm":
         ins += [
-            helper.make_tensor_value_info("weight", F16, ["n"]),
+            helper.make_tensor_value_info("weight", codec.elem, ["n"]),
             helper.make_tensor_value_info("eps", F32, []),
         ]
         ti, tn = table_initializers(tables["rsqrt"], "rsqrt")
@@ -198,8 +134,8 @@ def export_composite(
         if rmsnorm_input == "scaled":
             x, eps = b.call("RMSNormPrescale", "x", "eps", n_out=2)
         elif rmsnorm_input == "plain":
-            x = b.op("Cast", b.call("RoundFP16", "x"), to=F16)
-        y = b.call(f"RMSNorm{mode.capitalize()}", x, "weight", eps, *tn)
+            x = codec.encode(b, b.call(codec.round_fn, "x"))
+        y = b.call(fn_name(f"RMSNorm{mode.capitalize()}", codec=codec), x, "weight", eps, *tn)
     else:
         raise ExportError(f"op: composite ops are softmax and rmsnorm, got {op!r}")
     b.rename_output(y, "y")
@@ -207,24 +143,13 @@ def export_composite(
         b.nodes,
         f"nli_{op}",
         ins,
-        [helper.make_tensor_value_info("y", F16, ["rows", "n"])],
+        [helper.make_tensor_value_info("y", codec.elem, ["rows", "n"])],
         initializer=inits,
     )
-    model = _model(graph, _functions(tables, (op,), mode, rmsnorm_input), f"NLI {op}, {mode} mode")
+    fns = functions_for(tables, (op,), mode, rmsnorm_input, dtype)
+    model = make_model(graph, fns, f"NLI {op}, {dtype}, {mode} mode")
     onnx.checker.check_model(model)
     return model
-
-
-def _check_tables(ops, tables: dict[str, Table], activation: str = "silu") -> dict[str, Table]:
-    need = {}
-    for op in ops:
-        if op not in OPS:
-            raise ExportError(f"ops: unknown op {op!r}; known: {', '.join(OPS)}")
-        for fn in op_functions([op], activation):
-            if fn not in tables:
-                raise ExportError(f"tables: op {op!r} needs a {fn!r} table")
-            need[fn] = check_table_for(tables[fn], fn, f"{fn} table")
-    return need
 
 
 # ----------------------------------------------------------------------------- the model
@@ -249,11 +174,11 @@ class GraphWriter(Builder):
     FFN exporters registered with :func:`register_ffn_exporter` (the ``moe``
     package's MoE layer) write their nodes through it."""
 
-    def __init__(self, ops, tables, mode, eps, rmsnorm_input: str = "scaled"):
+    def __init__(self, ops, tables, mode, eps, rmsnorm_input: str = "scaled", dtype="fp16"):
         super().__init__("t")
         self.inits: list = []
         self.ops, self.tables, self.mode = set(ops), tables, mode
-        self.rmsnorm_input = rmsnorm_input
+        self.rmsnorm_input, self.codec = rmsnorm_input, codec_for(dtype)
         self.table_args = {}
         for fn, t in tables.items():
             ti, names = table_initializers(t, fn)
@@ -268,7 +193,8 @@ class GraphWriter(Builder):
         return name
 
     def _to16(self, x: str) -> str:
-        return self.op("Cast", self.call("RoundFP16", x), to=F16)
+        """FP32 -> the unit's format, rounded once (RNE16 or RNE_bf16)."""
+        return self.codec.encode(self, self.call(self.codec.round_fn, x))
 
     def act(self, x: str, fn: str) -> str:
         """The FFN activation ``fn`` (nli.formats.ACTIVATIONS) of FP32 ``x``."""
@@ -276,8 +202,8 @@ class GraphWriter(Builder):
             if fn == "gelu_tanh":
                 return self.op("Gelu", x, approximate="tanh")
             return self.op("Mul", x, self.op("Sigmoid", x))
-        y = self.call(interp_name(self.tables[fn].precision), self._to16(x), *self.table_args[fn])
-        return self.op("Cast", y, to=F32)
+        name = interp_name(self.tables[fn].precision, self.codec)
+        return self.codec.decode(self, self.call(name, self._to16(x), *self.table_args[fn]))
 
     def rmsnorm(self, x: str, weight: np.ndarray, name: str) -> str:
         if "rmsnorm" not in self.ops:
@@ -285,24 +211,28 @@ class GraphWriter(Builder):
             ms = self.op("ReduceMean", self.op("Mul", x, x), self.i64([-1]), keepdims=1)
             r = self.op("Div", self.f32(1.0), self.op("Sqrt", self.op("Add", ms, self.eps_ref)))
             return self.op("Mul", self.op("Mul", x, r), w)
-        w = self.init(name, weight.astype(np.float16))  # RNE16, as weight.half()
+        if self.codec.dtype == "bf16":  # RNE_bf16 of the FP32 weights, rounded once
+            self.inits.append(bf16_tensor(name, f32_to_bf16_bits(weight.astype(np.float32))))
+            w = name
+        else:
+            w = self.init(name, weight.astype(np.float16))  # RNE16, as weight.half()
         if self.rmsnorm_input == "scaled":  # numerics §4.1
             x16, eps = self.call("RMSNormPrescale", x, self.eps, n_out=2)
         else:
             x16, eps = self._to16(x), self.eps
-        y = self.call(f"RMSNorm{self.mode.capitalize()}", x16, w, eps, *self.table_args["rsqrt"])
-        return self.op("Cast", y, to=F32)
+        fn = fn_name(f"RMSNorm{self.mode.capitalize()}", codec=self.codec)
+        return self.codec.decode(self, self.call(fn, x16, w, eps, *self.table_args["rsqrt"]))
 
     def softmax(self, x: str) -> str:
         if "softmax" not in self.ops:
             return self.op("Softmax", x, axis=-1)
         y = self.call(
-            f"Softmax{self.mode.capitalize()}",
+            fn_name(f"Softmax{self.mode.capitalize()}", codec=self.codec),
             self._to16(x),
             *self.table_args["exp"],
             *self.table_args["reciprocal"],
         )
-        return self.op("Cast", y, to=F32)
+        return self.codec.decode(self, y)
 
     def linear(self, x: str, weight: np.ndarray, name: str) -> str:
         """x [..., in] @ W^T; W [out, in] is stored transposed as ``name`` [in, out]."""
@@ -314,13 +244,15 @@ def export_model(
     ops=OPS,
     tables: dict[str, Table] | None = None,
     reciprocal_mode: str = "reduced",
-    rmsnorm_input: str = "scaled",
+    rmsnorm_input: str | None = None,
+    dtype: str = "fp16",
 ) -> onnx.ModelProto:
     """The whole :class:`engine.model.Llama` as ONNX: input ``input_ids`` int64[batch, seq],
     output ``logits`` float32[batch, seq, vocab]. ``ops`` are substituted by the NLI functions
-    with ``tables`` (the activation's, ``rsqrt``, ``exp``, ``reciprocal`` as needed);
-    ``reciprocal_mode`` is the reciprocal / rsqrt mode (section 5), ``rmsnorm_input`` how
-    RMSNorm's rows enter the unit (section 4.1: 'scaled' or 'plain'); the other ops stay FP32
+    with ``tables`` (the activation's, ``rsqrt``, ``exp``, ``reciprocal`` as needed), all of
+    format ``dtype`` ('fp16' or 'bf16', numerics §13); ``reciprocal_mode`` is the reciprocal /
+    rsqrt mode (section 5), ``rmsnorm_input`` how RMSNorm's rows enter the unit (section 4.1:
+    'scaled', the fp16 default, or 'plain', the only bf16 one); the other ops stay FP32
     reference."""
     from .model import GatedFFN, Llama
 
@@ -330,9 +262,14 @@ def export_model(
         raise ExportError(
             f"reciprocal mode: must be one of {RECIPROCAL_MODES}, got {reciprocal_mode!r}"
         )
-    _check_rmsnorm_input(rmsnorm_input)
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if rmsnorm_input is None:
+        rmsnorm_input = "plain" if dtype == "bf16" else "scaled"
+    check_rmsnorm_input(rmsnorm_input, dtype)
     ops = tuple(dict.fromkeys(OP_ALIASES.get(o, o) for o in ops))
-    tables = _check_tables(ops, tables or {}, model.cfg.activation)
+    tables = check_tables(ops, tables or {}, model.cfg.activation)
+    tables_dtype(tables, "model", dtype)
     for i, layer in enumerate(model.layers):
         if not isinstance(layer.mlp, GatedFFN) and _ffn_writer(type(layer.mlp)) is None:
             raise ExportError(
@@ -341,7 +278,7 @@ def export_model(
             )
     c = model.cfg
     sd = {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()}
-    g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps, rmsnorm_input)
+    g = GraphWriter(ops, tables, reciprocal_mode, c.norm_eps, rmsnorm_input, dtype)
     H, Hkv, hd = c.n_heads, c.n_kv_heads, c.head_dim
     rep = H // Hkv
     ids = "input_ids"
@@ -458,58 +395,45 @@ def export_model(
     )
     doc = (
         f"{c.arch} ({c.n_layers} layers, dim {c.dim}); NLI ops: {', '.join(ops) or 'none'}; "
-        f"reciprocal/rsqrt mode: {reciprocal_mode}"
+        f"reciprocal/rsqrt mode: {reciprocal_mode}; unit format: {dtype}"
     )
     props = {
         "nli.ops": ",".join(ops),
+        "nli.dtype": dtype,
         "nli.reciprocal_mode": reciprocal_mode,
         "nli.rmsnorm_input": rmsnorm_input,
-        **_table_props(tables),
+        **table_props(tables),
     }
-    proto = _model(graph, _functions(tables, ops, reciprocal_mode, rmsnorm_input), doc, props)
+    fns = functions_for(tables, ops, reciprocal_mode, rmsnorm_input, dtype)
+    proto = make_model(graph, fns, doc, props)
     onnx.checker.check_model(proto)
     return proto
 
 
-# ----------------------------------------------------------------------------- file
-def save_onnx(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
-    """Write ``model`` atomically (temp file in the same folder, then rename); one file (< 2 GB)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if model.ByteSize() >= 2**31 - 2**20:
-        raise ExportError(
-            f"{path}: the model is over 2 GB; external-data export is not implemented"
-        )
-    with atomic_target(path) as tmp:
-        onnx.save_model(model, tmp)
-    return path
-
-
 def export_inverse(table: Table, mode: str = "reduced") -> onnx.ModelProto:
-    """Numerics §5 alone: input ``v`` float32[n], output ``y`` float16[n]; the table's
-    function (``reciprocal`` or ``rsqrt``) says which inverse."""
+    """Numerics §5 alone: input ``v`` float32[n], output ``y`` float16[n] (bfloat16[n] for a bf16
+    table, numerics §13); the table's function (``reciprocal`` or ``rsqrt``) says which
+    inverse."""
     if not isinstance(table, Table) or table.function not in INVERSE_FUNCTIONS:
         raise ExportError("table: section 5 needs a 'reciprocal' or 'rsqrt' table")
     if mode not in RECIPROCAL_MODES:
         raise ExportError(f"mode: must be one of {RECIPROCAL_MODES}, got {mode!r}")
     b = Builder("g")
+    codec = codec_for(table.dtype)
     inits, names = table_initializers(table, table.function)
-    y = b.op(
-        "Cast",
-        inverse_call(b, "v", names, mode, table.function == "rsqrt", table.precision),
-        to=F16,
-    )
+    rsqrt = table.function == "rsqrt"
+    y = codec.encode(b, inverse_call(b, "v", names, mode, rsqrt, table.precision, codec))
     b.rename_output(y, "y")
     graph = helper.make_graph(
         b.nodes,
         f"nli_{table.function}_{mode}",
         [helper.make_tensor_value_info("v", F32, ["n"])],
-        [helper.make_tensor_value_info("y", F16, ["n"])],
+        [helper.make_tensor_value_info("y", codec.elem, ["n"])],
         initializer=inits,
     )
-    fns = [round_fp16_function(), interp_function(table.precision == "fp16")]
+    fns = functions_for({table.function: table}, (), "direct", dtype=table.dtype)
     if mode == "reduced":
-        fns.append(inverse_reduced_function(table.function == "rsqrt", table.precision))
-    model = _model(graph, fns, f"NLI {table.function}, {mode} mode")
+        fns.append(inverse_reduced_function(rsqrt, table.precision, codec))
+    model = make_model(graph, fns, f"NLI {table.function}, {table.dtype}, {mode} mode")
     onnx.checker.check_model(model)
     return model

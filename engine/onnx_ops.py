@@ -54,14 +54,16 @@ Extensions (docs/numerics.md §8: how each step is made one IEEE operation in OR
   2^23: ONNX's ``BitShift`` takes unsigned types only), ``2^-s`` is built from
   bits, and ``eps 2^(-2s)`` is two FP32 ``Mul`` by ``2^-s``: exact unless it
   falls below 2^-126, where numerics §4.1 shows it cannot change ``v``.
+
+The functions take a :class:`Codec`, the table format's way in and out of FP32: FP16 here,
+BF16 in :mod:`engine.onnx_bf16`, whose docstring records what onnxruntime does with
+bfloat16 (no arithmetic kernels at all, a Cast that keeps a NaN's sign, the Python I/O).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from onnx import FunctionProto, TensorProto, helper, numpy_helper
-
-from nli.formats import FP16_OVERFLOW, RMSNORM_PRESCALE_TOP
 
 DOMAIN = "nli"
 OPSET = 26  # BitCast
@@ -140,6 +142,40 @@ def _function(
     )
 
 
+class Codec:
+    """How the graph moves one 16-bit format (a table's ``dtype``) in and out of FP32.
+
+    This base class is FP16 (Casts, exact on the FP16 grid); :mod:`engine.onnx_bf16` derives
+    the BF16 one. ``suffix`` tells the functions of the two apart (``Interp`` /
+    ``InterpBF16``)."""
+
+    dtype, elem, suffix, round_fn = "fp16", F16, "", "RoundFP16"
+
+    def decode(self, b: Builder, x: str) -> str:
+        """A tensor of the format -> float32 (exact)."""
+        return b.op("Cast", x, to=F32)
+
+    def encode(self, b: Builder, v: str) -> str:
+        """A float32 already on the format's grid (or its canonical NaN) -> the format (exact)."""
+        return b.op("Cast", v, to=F16)
+
+    def scale(self, b: Builder, y: str, e: str) -> str:
+        """RNE(y 2^-e) for a table output y and an int32 e (reduced mode, section 5): e is
+        clamped to [-40, 41] (see the module docstring), 2^-e built from bits, one exact
+        multiplication, one rounding."""
+        e = b.op("Clip", e, b.i32(-40), b.i32(41))
+        scale = b.op("BitCast", b.op("Mul", b.op("Sub", b.i32(127), e), b.i32(1 << 23)), to=F32)
+        return b.call(self.round_fn, b.op("Mul", y, scale))
+
+
+FP16_CODEC = Codec()
+
+
+def fn_name(base: str, precision: str = "fp32", codec: Codec = FP16_CODEC) -> str:
+    """The function implementing ``base`` for a table of this precision and format."""
+    return base + ("16" if precision == "fp16" else "") + codec.suffix
+
+
 # ----------------------------------------------------------------------------- RoundFP16
 def round_fp16_function() -> FunctionProto:
     """nli.RoundFP16(v: float32) -> float32 on the FP16 grid: RNE16(v), overflow to +-inf,
@@ -168,12 +204,10 @@ def round_fp16_function() -> FunctionProto:
 
 
 # ----------------------------------------------------------------------------- Interp
-def _interp_body(b: Builder, fp16: bool) -> str:
-    x = b.op("Cast", "x", to=F32)
-    cut = b.op("Cast", "cutpoints", to=F32)
-    lut = b.op("Cast", "lut", to=F32)
-    below = b.op("Cast", "below", to=F32)
-    above = b.op("Cast", "above", to=F32)
+def _interp_body(b: Builder, fp16: bool, codec: Codec) -> str:
+    x, cut, lut, below, above = (
+        codec.decode(b, f) for f in ("x", "cutpoints", "lut", "below", "above")
+    )
     c0 = b.op("Gather", cut, b.i64(0))
     ck = b.op("Gather", cut, b.i64(-1))
     lt0 = b.op("Less", x, c0)
@@ -211,7 +245,7 @@ def _interp_body(b: Builder, fp16: bool) -> str:
     else:
         p = b.op("Mul", t, dy)  # 9. RNE32(t * dy)
         s = b.op("Add", y0, p)  # 10. RNE32(y0 + p)
-    y = b.op("BitCast", b.call("RoundFP16", s), to=I32)  #     then RNE16
+    y = b.op("BitCast", b.call(codec.round_fn, s), to=I32)  #     then RNE16
     # 2. below / above, selected on bit patterns: ORT's Where turns a selected
     # broadcast scalar -0.0 into +0.0 (measured), an int32 Where keeps every bit
     y = b.op(
@@ -221,7 +255,7 @@ def _interp_body(b: Builder, fp16: bool) -> str:
         b.op("Where", geK, b.op("BitCast", above, to=I32), y),
     )
     y = b.op("Where", b.op("IsNaN", x), b.i32(0x7FC00000), y)  # 1. NaN -> 0x7e00
-    return b.op("Cast", b.op("BitCast", y, to=F32), to=F16)  # exact: y is on the FP16 grid
+    return codec.encode(b, b.op("BitCast", y, to=F32))  # exact: y is on the FP16 grid
 
 
 def _fma_round_to_odd(b: Builder, t: str, dy: str, y0: str) -> str:
@@ -244,26 +278,28 @@ def _fma_round_to_odd(b: Builder, t: str, dy: str, y0: str) -> str:
     return b.select(finite, odd, s)  # inf / NaN: no error term
 
 
-def interp_function(fp16: bool = False) -> FunctionProto:
-    """nli.Interp (fp32-precision table) or nli.Interp16 (fp16-precision): numerics §3.
+def interp_function(fp16: bool = False, codec: Codec = FP16_CODEC) -> FunctionProto:
+    """nli.Interp (fp32-precision table) or nli.Interp16 (fp16-precision): numerics §3
+    (nli.InterpBF16: a bf16 table, numerics §13).
 
     Inputs: x float16[...], cutpoints float16[K+1], mul float32[K], bins int64[K],
     base int64[K], lut float16[E], below float16[], above float16[]. Output y float16[...].
     """
     b = Builder("i")
-    y = _interp_body(b, fp16)
-    return _function(
-        "Interp16" if fp16 else "Interp", ["x", *TABLE_FIELDS], b, {"y": y}, interp_function.__doc__
-    )
+    y = _interp_body(b, fp16, codec)
+    name = fn_name("Interp", "fp16" if fp16 else "fp32", codec)
+    return _function(name, ["x", *TABLE_FIELDS], b, {"y": y}, interp_function.__doc__)
 
 
-def interp_name(precision: str) -> str:
-    """The function implementing a table of this precision."""
-    return "Interp16" if precision == "fp16" else "Interp"
+def interp_name(precision: str, codec: Codec = FP16_CODEC) -> str:
+    """The function implementing a table of this precision (and format)."""
+    return fn_name("Interp", precision, codec)
 
 
 # ----------------------------------------------------------------------------- section 5
-def inverse_reduced_function(rsqrt: bool, precision: str) -> FunctionProto:
+def inverse_reduced_function(
+    rsqrt: bool, precision: str, codec: Codec = FP16_CODEC
+) -> FunctionProto:
     """nli.ReciprocalReduced / nli.RsqrtReduced (numerics §5, reduced mode), suffixed
     ``16`` for an fp16-precision table. Inputs: v float32[...] + the 7 table fields.
     Output float16[...]. Reciprocal is odd; rsqrt(-0) = -inf, rsqrt(<0) = NaN (as hw_sim)."""
@@ -288,11 +324,9 @@ def inverse_reduced_function(rsqrt: bool, precision: str) -> FunctionProto:
         e = b.op("Div", k, b.i32(2))  # exact: k even
     else:
         e = k
-    m16 = b.op("Cast", b.call("RoundFP16", m), to=F16)
-    y = b.op("Cast", b.call(interp_name(precision), m16, *TABLE_FIELDS), to=F32)
-    e = b.op("Clip", e, b.i32(-40), b.i32(41))  # see module docstring
-    scale = b.op("BitCast", b.op("Mul", b.op("Sub", b.i32(127), e), b.i32(1 << 23)), to=F32)  # 2^-e
-    r = b.call("RoundFP16", b.op("Mul", y, scale))  # RNE16(table(RNE16(m)) 2^-e)
+    m16 = codec.encode(b, b.call(codec.round_fn, m))
+    y = codec.decode(b, b.call(interp_name(precision, codec), m16, *TABLE_FIELDS))
+    r = codec.scale(b, y, e)  # RNE16(table(RNE16(m)) 2^-e)
     zero = b.op("Equal", mag, b.i32(0))
     inf = b.op("Equal", mag, b.i32(0x7F800000))
     r = b.select(zero, b.f32(np.inf), b.select(inf, b.f32(0.0), r))
@@ -303,113 +337,25 @@ def inverse_reduced_function(rsqrt: bool, precision: str) -> FunctionProto:
     if rsqrt:
         r = b.select(b.op("And", neg, b.op("Not", zero)), b.f32(np.nan), r)
     r = b.select(b.op("IsNaN", "v"), b.f32(np.nan), r)
-    out = b.op("Cast", r, to=F16)
-    name = ("RsqrtReduced" if rsqrt else "ReciprocalReduced") + (
-        "16" if precision == "fp16" else ""
-    )
+    out = codec.encode(b, r)
+    name = fn_name("RsqrtReduced" if rsqrt else "ReciprocalReduced", precision, codec)
     return _function(name, ["v", *TABLE_FIELDS], b, {"y": out}, inverse_reduced_function.__doc__)
 
 
 def inverse_call(
-    b: Builder, v: str, table: list[str], mode: str, rsqrt: bool, precision: str
+    b: Builder,
+    v: str,
+    table: list[str],
+    mode: str,
+    rsqrt: bool,
+    precision: str,
+    codec: Codec = FP16_CODEC,
 ) -> str:
     """float32 v -> float32 r (an FP16 value) by section 5 in ``mode``."""
     if mode == "direct":
-        r16 = b.call(interp_name(precision), b.op("Cast", b.call("RoundFP16", v), to=F16), *table)
+        v16 = codec.encode(b, b.call(codec.round_fn, v))
+        r16 = b.call(interp_name(precision, codec), v16, *table)
     else:
-        r16 = b.call(
-            ("RsqrtReduced" if rsqrt else "ReciprocalReduced")
-            + ("16" if precision == "fp16" else ""),
-            v,
-            *table,
-        )
-    return b.op("Cast", r16, to=F32)
-
-
-def _table_inputs(prefix: str) -> list[str]:
-    return [f"{prefix}_{f}" for f in TABLE_FIELDS]
-
-
-def _last(b: Builder, x: str) -> str:
-    """x[..., -1:] (keepdims)."""
-    return b.op("Slice", x, b.i64([-1]), b.i64([np.iinfo(np.int64).max]), b.i64([-1]))
-
-
-# ----------------------------------------------------------------------------- section 4
-def softmax_function(mode: str, exp_precision: str, recip_precision: str) -> FunctionProto:
-    """nli.Softmax<Mode>: numerics §4 over the last axis. Inputs: x float16[..., n], the exp
-    table (7 fields), the reciprocal table (7 fields). Output float16[..., n]."""
-    b = Builder("s")
-    x = b.op("Cast", "x", to=F32)
-    neginf = b.op("Equal", x, b.f32(-np.inf))
-    nan_row = b.op(
-        "Cast",
-        b.op("ReduceMax", b.op("Cast", b.op("IsNaN", x), to=F32), b.i64([-1]), keepdims=1),
-        to=BOOL,
-    )
-    all_neginf = b.op("ReduceMin", b.op("Cast", neginf, to=F32), b.i64([-1]), keepdims=1)
-    bad = b.op("Or", nan_row, b.op("Cast", all_neginf, to=BOOL))  # NaN in the row, or all -inf
-    m = b.op("ReduceMax", x, b.i64([-1]), keepdims=1)
-    d = b.op("Cast", b.call("RoundFP16", b.op("Sub", x, m)), to=F16)  # RNE16(x_i - m)
-    e = b.op("Cast", b.call(interp_name(exp_precision), d, *_table_inputs("exp")), to=F32)
-    e = b.select(neginf, b.f32(0.0), e)  # e_i = +0 at -inf
-    s = _last(b, b.op("CumSum", e, b.i64(-1)))  # sequential FP32 sum, index order
-    r = inverse_call(b, s, _table_inputs("recip"), mode, False, recip_precision)
-    out = b.call("RoundFP16", b.op("Mul", e, r))  # RNE16(e_i * r), exact product
-    out = b.select(bad, b.f32(np.nan), out)
-    fn = _function(
-        f"Softmax{mode.capitalize()}",
-        ["x", *_table_inputs("exp"), *_table_inputs("recip")],
-        b,
-        {"y": b.op("Cast", out, to=F16)},
-        softmax_function.__doc__,
-    )
-    return fn
-
-
-def rmsnorm_prescale_function() -> FunctionProto:
-    """nli.RMSNormPrescale: numerics §4.1 over the last axis. Inputs: x float32[..., n], eps
-    float32[]. Outputs: x16 float16[..., n] = RNE16(x_i 2^-s) and eps float32[..., 1] =
-    eps 2^(-2s), the row's inputs to nli.RMSNorm<Mode>."""
-    b = Builder("p")
-    bits = b.op("BitCast", "x", to=I32)
-    mag = b.op("BitwiseAnd", bits, b.i32(0x7FFFFFFF))
-    finite = b.op("Less", mag, b.i32(0x7F800000))
-    absx = b.op("BitCast", b.op("Where", finite, mag, b.i32(0)), to=F32)  # inf / NaN -> +0
-    m = b.op("ReduceMax", absx, b.i64([-1]), keepdims=1)  # [..., 1], exact
-    e = b.op("Sub", b.op("Div", b.op("BitCast", m, to=I32), b.i32(1 << 23)), b.i32(127))  # E(m)
-    over = b.op("GreaterOrEqual", m, b.f32(FP16_OVERFLOW))
-    s = b.op("Where", over, b.op("Sub", e, b.i32(RMSNORM_PRESCALE_TOP)), b.i32(0))  # 0..113
-    p = b.op("BitCast", b.op("Mul", b.op("Sub", b.i32(127), s), b.i32(1 << 23)), to=F32)  # 2^-s
-    x16 = b.op("Cast", b.call("RoundFP16", b.op("Mul", "x", p)), to=F16)  # RNE16(x_i 2^-s)
-    eps = b.op("Mul", b.op("Mul", "eps", p), p)  # eps 2^(-2s) (numerics §4.1)
-    return _function(
-        "RMSNormPrescale",
-        ["x", "eps"],
-        b,
-        {"x16": x16, "eps_row": eps},
-        rmsnorm_prescale_function.__doc__,
-    )
-
-
-def rmsnorm_function(mode: str, precision: str) -> FunctionProto:
-    """nli.RMSNorm<Mode>: numerics §4 over the last axis. Inputs: x float16[..., n],
-    weight float16[n], eps float32[] (or float32[..., 1], one per row, from nli.RMSNormPrescale)
-    and the rsqrt table (7 fields). Output float16[..., n]."""
-    b = Builder("m")
-    x = b.op("Cast", "x", to=F32)
-    w = b.op("Cast", "weight", to=F32)
-    q = _last(b, b.op("CumSum", b.op("Mul", x, x), b.i64(-1)))  # exact squares, sequential sum
-    n = b.op("Cast", b.op("Shape", "x", start=-1), to=F32)
-    inv_n = b.op("Div", b.f32(1.0), n)  # RNE32(1 / n)
-    v = b.op("Add", b.op("Mul", q, inv_n), "eps")  # RNE32(RNE32(q / n) + eps)
-    r = inverse_call(b, v, _table_inputs("rsqrt"), mode, True, precision)
-    h = b.call("RoundFP16", b.op("Mul", x, r))  # RNE16(x_i * r)
-    out = b.call("RoundFP16", b.op("Mul", h, w))  # RNE16(h_i * w_i)
-    return _function(
-        f"RMSNorm{mode.capitalize()}",
-        ["x", "weight", "eps", *_table_inputs("rsqrt")],
-        b,
-        {"y": b.op("Cast", out, to=F16)},
-        rmsnorm_function.__doc__,
-    )
+        name = fn_name("RsqrtReduced" if rsqrt else "ReciprocalReduced", precision, codec)
+        r16 = b.call(name, v, *table)
+    return codec.decode(b, r16)
