@@ -93,11 +93,11 @@ def register(sub, groups):
     )
     p.add_argument(
         "--rmsnorm-input",
-        default="scaled",
+        default=None,
         choices=RMSNORM_INPUTS,
-        help="how RMSNorm's FP32 rows enter the FP16 unit (numerics §4.1): scaled (default: an "
-        "exact power-of-two row prescale where a value would overflow FP16) | plain (RNE16 "
-        "alone; values of 65520 or more become inf)",
+        help="how RMSNorm's FP32 rows enter the unit (numerics §4.1): scaled (the fp16 default: an "
+        "exact power-of-two row prescale where a value would overflow FP16) | plain (RNE alone; "
+        "in fp16 values of 65520 or more become inf; bf16's only choice, numerics §13)",
     )
     p.add_argument(
         "--backend",
@@ -166,8 +166,13 @@ def _eval_ppl(args) -> int:
         raise UserError(f"--dtype: {e}") from None
     if args.dtype == "bf16" and args.backend == "torch":
         raise UserError(f"--backend torch: {TORCH_BF16_ERROR}")
-    if args.dtype == "bf16" and args.rmsnorm_input != "scaled":
-        raise UserError("--rmsnorm-input applies to fp16 only: bf16 has no prescale (numerics §13)")
+    if args.rmsnorm_input is None:
+        args.rmsnorm_input = "plain" if args.dtype == "bf16" else "scaled"
+    elif args.dtype == "bf16" and args.rmsnorm_input != "plain":
+        raise UserError(
+            f"--rmsnorm-input {args.rmsnorm_input}: that is the FP16 row prescale (numerics §4.1); "
+            "bf16 has none (numerics §13), use plain"
+        )
     if args.json is not None:
         check_output_path(args.json, "--json")
     tables = _parse_tables(args.table)

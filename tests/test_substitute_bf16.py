@@ -207,7 +207,7 @@ def test_cli_bf16_shipped_defaults(text, tmp_path, capsys):
         (["--dtype", "bf16", "--variant", "fp16"], "use the bf16 variant"),
         (["--dtype", "fp16", "--variant", "bf16"], "use the fp16 variant"),
         (["--dtype", "bf16", "--variant", "baseline:uniform"], "fp16 tables only"),
-        (["--dtype", "bf16", "--rmsnorm-input", "plain"], "no prescale"),
+        (["--dtype", "bf16", "--rmsnorm-input", "scaled"], "bf16 has none"),
         (["--dtype", "bf17"], "invalid choice"),
     ],
 )
