@@ -198,6 +198,35 @@ def test_one_bin_alone_is_what_the_segment_sum_adds(name, domain):
 
 
 @pytest.mark.parametrize(
+    "name,domain", [("silu", (-65504.0, 65504.0)), ("tanh", (-4.0, 4.0)), ("exp", (-6.0, -2.0))]
+)
+def test_lut_rounding_lower_bounds_and_early_exit(name, domain):
+    """With LUT rounding (sum objectives): nli.objective._bin_lb (O(1) per run) never exceeds
+    the bin's exact sum, and _seg_raw with a limit returns the exact sum, bit for bit, when it
+    is below the limit, else a value >= the limit (its per-bin lower bounds may stop it first)."""
+    from nli.objective import _bin_lb, _bin_raw, _seg_raw
+
+    fn, x, G, ok = _grid(name, domain)
+    rng = np.random.default_rng(17)
+    for _ in range(12):
+        j = int(rng.integers(0, G.n - 40))
+        k = int(min(G.n - 1, j + 40 + rng.integers(0, 5000)))
+        for B in (32, 3, 1):
+            raw = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, False, True, np.inf)[0]
+            for m in range(1, B + 1):
+                lb = _bin_lb(G.A, G.I, G.R, G.C, j, k, B, m, True)
+                exact = _bin_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, m, False, True, np.inf)
+                assert lb <= exact, (j, k, B, m)
+            for frac in (0.3, 0.9, 0.999, 1.0, 1.001, 2.0):
+                lim = raw * frac
+                got = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, False, True, lim)[0]
+                if raw < lim:
+                    assert got == raw, (j, k, B, frac)
+                else:
+                    assert got >= lim, (j, k, B, frac)
+
+
+@pytest.mark.parametrize(
     "name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)), ("exp", (-6.0, -4.0))]
 )
 @pytest.mark.parametrize("layout", ["paper", "two-level:3:32"])
@@ -220,16 +249,17 @@ def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
     [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -0.75)), ("tanh", (-(2.0**-16), 2.0**-15))],
 )
 @pytest.mark.parametrize("objective", ["paper", "mean"])
-def test_general_layer_equals_every_pair_minimum(name, domain, objective):
+@pytest.mark.parametrize("quantized", [False, True])
+def test_general_layer_equals_every_pair_minimum(name, domain, objective, quantized):
     """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit, by the
-    rightmost-bin bound and by the hot-bin bound) against min over every pair of
-    Dp[j] + cost(j, k, B), bit for bit."""
+    rightmost-bin bound, by the hot-bin bound and, with LUT rounding, by the O(1) per-bin
+    lower bounds) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
     import numba
 
     from nli.dp_layer import _layer
 
     fn, x, G, ok = _grid(name, domain)
-    o = objective_code(objective)
+    o = objective_code(objective, quantized)
     rng = np.random.default_rng(7)
     for B in (32, 3, 1):
         c0 = _seg_cost(G.A, G.I, G.R, G.infl, G.C, 0, G.n // 8, B, o, np.inf)
