@@ -14,118 +14,33 @@ benchmarks/results/train.json) with the SPRI language-by-expert heatmap.
     python benchmarks/train.py --smoke          # tiny budget end to end + projected full cost
 """
 
+# The parts: train_plan.py (the runs), train_run.py (a run's data, record and cache, shared
+# with train_gpu.py), train_init_sweep.py, train_nli_stage.py, train_aggregate.py (over seeds,
+# verdict), train_heatmap.py and train_projection.py (--smoke).
+
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 import json
-import math
 from pathlib import Path
 import shutil
 import sys
 import time
 
-import numpy as np
 import torch
+from train_aggregate import aggregate, verdict
+from train_heatmap import plot_heatmap
+from train_init_sweep import init_sweep
+from train_nli_stage import nli_stage
+from train_plan import best_spri, main_plan, sweep_plan
+from train_projection import projection
+from train_run import load_data, per_lang, run_record, same_run
 
 from moe.finetune.train import train
-from moe.finetune.train_setup import METHODS, MOE_METHODS, SCOPES, TrainConfig, device_label
-from moe.finetune.translate_eval import evaluate_translation, mutual_information
+from moe.finetune.train_setup import SCOPES, TrainConfig, device_label
+from moe.finetune.translate_eval import evaluate_translation
 
 from results_io import write_json
-
-# 0.95 added after 0.9 came out best: is the optimum inside the grid?
-SWEEP_RHO = (0.5, 0.75, 0.9, 0.95)
-SWEEP_S = (1.0, 2.0, 4.0)
-SMOKE_SWEEP = ((0.5, 8.0),)  # the --smoke sweep's one (rho, s) point
-GROW_UTILITY = "saliency"
-INIT_RHO = (0.25, 0.5, 0.75, 0.9)
-INIT_S = (1.0, 2.0, 4.0, 8.0)
-METRICS = (
-    "chrf++_mean",
-    "bleu_mean",
-    "loss_mean",
-    "ppl_mean",
-    "train_seconds",
-    "build_seconds",
-    "eval_seconds",
-    "mi_norm_mean",
-    "load_cv_mean",
-)
-
-CHOSEN = "chosen"  # RunSpec.upcycle: the SPRI (rho, s) that the sweep chose
-SEEDS_FROM = ("all", "first")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One entry of the plan; its TrainConfig follows from the arguments and the seed.
-
-    ``name`` may hold ``{rho}`` and ``{scale}``, filled from the upcycling
-    options. ``seeds_from``: every ``--seeds`` ("all"), the first of them
-    ("first"), or a fixed seed (int). ``steps``: ``--steps`` ("main") or
-    ``--sweep-steps`` ("sweep"). ``upcycle``: fixed upcycling options as
-    (key, value) pairs, or CHOSEN (the options handed to the expansion).
-    ``two_stage``: SPRI's stage 1 takes ``--stage1-frac`` of the steps.
-    """
-
-    name: str
-    method: str
-    seeds_from: str | int = "first"
-    steps: str = "main"
-    upcycle: tuple[tuple[str, float], ...] | str = ()
-    two_stage: bool = False
-    grow_select: str | None = None
-
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"RunSpec {self.name}: unknown method {self.method!r}")
-        if not (self.seeds_from in SEEDS_FROM or isinstance(self.seeds_from, int)):
-            raise ValueError(f"RunSpec {self.name}: seeds_from {self.seeds_from!r}")
-        if self.steps not in ("main", "sweep"):
-            raise ValueError(f"RunSpec {self.name}: steps {self.steps!r}")
-        if self.upcycle != CHOSEN and not isinstance(self.upcycle, tuple):
-            raise ValueError(f"RunSpec {self.name}: upcycle {self.upcycle!r}")
-
-    def seeds(self, seeds: list[int]) -> list[int]:
-        if self.seeds_from == "all":
-            return list(seeds)
-        return seeds[:1] if self.seeds_from == "first" else [self.seeds_from]
-
-    def expand(self, a, seed: int, chosen: dict) -> tuple[str, TrainConfig]:
-        """(run name, config) of this entry for ``seed``; ``chosen``: SPRI's (rho, s)."""
-        opts = dict(chosen) if self.upcycle == CHOSEN else dict(self.upcycle)
-        kw = {}
-        if self.upcycle:
-            kw["upcycle_opts"] = opts
-        if self.two_stage:
-            kw["stage1_frac"] = a.stage1_frac
-        if self.grow_select is not None:
-            kw["grow_select"] = self.grow_select
-        steps = a.sweep_steps if self.steps == "sweep" else None
-        return self.name.format(**opts), _cfg(a, self.method, seed, steps, **kw)
-
-
-# The SPRI (rho, s) sweep on dev: this run over SWEEP_RHO x SWEEP_S (SMOKE_SWEEP with --smoke).
-SWEEP_RUN = RunSpec(
-    "sweep_rho{rho}_s{scale:g}", "spri", 0, steps="sweep", upcycle=CHOSEN, two_stage=True
-)
-# The comparison, in this order: the "all"-seed runs seed by seed (the whole --smoke plan),
-# then the "first"-seed ones. The SPRI runs use the sweep's (rho, s).
-MAIN_RUNS = (
-    RunSpec("dense_full", "dense_full", "all"),
-    RunSpec("sparse", "sparse", "all"),
-    RunSpec("spri", "spri", "all", upcycle=CHOSEN, two_stage=True),
-    RunSpec("dense_ffn", "dense_ffn"),
-    RunSpec("drop", "drop", upcycle=(("ratio", 0.5),)),
-    RunSpec("partition", "partition"),
-    RunSpec("cluster", "cluster"),
-    RunSpec("spri_1stage", "spri", upcycle=CHOSEN),
-    RunSpec("grow_uniform", "spri", upcycle=CHOSEN, two_stage=True, grow_select="uniform"),
-    RunSpec(
-        f"grow_{GROW_UTILITY}", "spri", upcycle=CHOSEN, two_stage=True, grow_select=GROW_UTILITY
-    ),
-)
 
 
 def parse_args(argv=None):
@@ -214,118 +129,12 @@ def parse_args(argv=None):
     return a
 
 
-def _cfg(a, method, seed, steps=None, **kw) -> TrainConfig:
-    scope = a.scope if method in MOE_METHODS else "ffn"
-    return TrainConfig(
-        method=method,
-        seed=seed,
-        steps=steps or a.steps,
-        batch_size=a.batch,
-        lr=a.lr,
-        scope=scope,
-        device=a.device,
-        **kw,
-    )
-
-
-def sweep_plan(a) -> list[tuple[str, TrainConfig]]:
-    grid = SMOKE_SWEEP if a.smoke else [(r, s) for r in SWEEP_RHO for s in SWEEP_S]
-    (seed,) = SWEEP_RUN.seeds([])
-    return [SWEEP_RUN.expand(a, seed, {"rho": r, "scale": s}) for r, s in grid]
-
-
-def init_sweep(a, dense, tok, dev_sub: list[dict]) -> list[dict]:
-    """Dev target loss of SPRI at initialization (no training) over a (rho, s) grid.
-
-    Cached, cheap."""
-    from moe.finetune.translate_eval import teacher_forced_stats
-    from moe.upcycling import upcycle
-
-    path = Path(a.cache) / "init_sweep.json"
-    grid = [(r, s) for r in INIT_RHO for s in INIT_S]
-    pts = []
-    if path.is_file():  # complete or partial (each point is saved as it is measured)
-        got = json.loads(path.read_text(encoding="utf-8"))
-        if (
-            got.get("model") == a.model
-            and got.get("data_sha256") == a.data_sha256
-            and got.get("dev_pairs") == len(dev_sub)
-        ):
-            pts = got["points"]
-    if len(pts) == len(grid) + 1 or (a.only is not None and "init_sweep" not in a.only):
-        return pts
-    print(
-        f"[train bench] SPRI init sweep: {len(grid) + 1 - len(pts)} of {len(grid) + 1} "
-        "dev-loss evaluations "
-        f"(dense + {len(grid)} (rho, s) points) left, on {len(dev_sub)} dev pairs",
-        flush=True,
-    )
-
-    def save():
-        write_json(
-            path,
-            {
-                "model": a.model,
-                "data_sha256": a.data_sha256,
-                "dev_pairs": len(dev_sub),
-                "points": pts,
-            },
-        )
-
-    if not pts:
-        pts.append(
-            {
-                "rho": None,
-                "scale": None,
-                "method": "dense",
-                "dev_loss": teacher_forced_stats(dense, tok, dev_sub)["loss_mean"],
-            }
-        )
-        save()
-    for r, sc in grid[len(pts) - 1 :]:
-        m = upcycle(dense, "spri", num_experts=8, top_k=2, seed=0, rho=r, scale=sc)
-        pts.append(
-            {
-                "rho": r,
-                "scale": sc,
-                "method": "spri",
-                "dev_loss": teacher_forced_stats(m, tok, dev_sub)["loss_mean"],
-            }
-        )
-        print(f"  rho {r} s {sc:g}: dev loss {pts[-1]['dev_loss']:.3f}", flush=True)
-        del m
-        save()
-    return pts
-
-
-def main_plan(a, spri_opts: dict) -> list[tuple[str, TrainConfig]]:
-    seeds = [int(s) for s in a.seeds.split(",")]
-    every = [r for r in MAIN_RUNS if r.seeds_from == "all"]
-    runs = [r.expand(a, seed, spri_opts) for seed in seeds for r in every]
-    if a.smoke:
-        return runs
-    rest = [r for r in MAIN_RUNS if r.seeds_from != "all"]
-    return runs + [r.expand(a, seed, spri_opts) for r in rest for seed in r.seeds(seeds)]
-
-
-def load_data(a) -> dict:
-    from moe.finetune.data_io import build_dataset, read_dataset, write_dataset
-
-    if not Path(a.data).is_file():
-        write_dataset(build_dataset(), a.data)
-    return read_dataset(a.data)
-
-
 def cached(a, name: str, cfg: TrainConfig) -> dict | None:
     path = Path(a.cache) / f"{name}_s{cfg.seed}.json"
     if not path.is_file():
         return None
     res = json.loads(path.read_text(encoding="utf-8"))
-    if (
-        res["config"] != cfg.to_dict()
-        or res.get("model") != a.model
-        or res.get("data_sha256") != a.data_sha256
-    ):
+    if not same_run(res, cfg.to_dict(), a.model, a.data_sha256):
         print(
             f"[train bench] {path.name}: cached config differs from this plan; rerunning",
             flush=True,
@@ -344,18 +153,10 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
     ev = evaluate_translation(
         model, tok, eval_recs, gen_per_lang=gen_per_lang, max_new_tokens=a.max_new, progress=True
     )
-    res = {
-        "name": name,
-        "seed": cfg.seed,
-        "model": a.model,
-        "data_sha256": a.data_sha256,
-        "config": cfg.to_dict(),
-        "summary": {k: v for k, v in summary.items() if k != "config"},
-        "eval": ev,
-        "eval_split": "dev" if name.startswith("sweep") else "test",
-        "torch_threads": torch.get_num_threads(),
-        "device": device_label(cfg.device),
-    }
+    split = "dev" if name.startswith("sweep") else "test"
+    res = run_record(
+        name, cfg, summary, ev, split, a.model, a.data_sha256, device_label(cfg.device)
+    )
     if cfg.method not in ("dense_full", "dense_ffn") and not name.startswith("sweep"):
         from moe.checkpoint import (
             save_checkpoint,
@@ -368,233 +169,6 @@ def run_one(a, name, cfg, dense, tok, train_recs, eval_recs, gen_per_lang) -> di
     shutil.rmtree(run_dir, ignore_errors=True)
     del model
     return res
-
-
-def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> dict | None:
-    """The best MoE run (test chrF++) re-evaluated with every op on `nli`; cached like a run.
-
-    Runs by itself once the comparison is complete; ``--only nli`` runs it on the best MoE
-    cached so far (the result records which runs it was chosen from)."""
-    from moe.checkpoint import load_checkpoint
-    from moe.finetune.translate_eval import nli_comparison
-
-    moe_runs = [
-        r
-        for r in results
-        if r["config"]["method"] not in ("dense_full", "dense_ffn")
-        and r["eval"]["scores"]["chrf++_mean"] is not None
-    ]
-    if not moe_runs:
-        return None
-    best = max(moe_runs, key=lambda r: r["eval"]["scores"]["chrf++_mean"])
-    run_ids = [f"{r['name']}_s{r['seed']}" for r in moe_runs]
-    path = Path(a.cache) / f"nli_{best['name']}_s{best['seed']}.json"
-    if (
-        path.is_file()
-    ):  # still the best: say of which runs, now (the file keeps what it was chosen from)
-        res = json.loads(path.read_text(encoding="utf-8"))
-        return {**res, "best_of": run_ids, "best_of_complete": complete}
-    if not (a.only is not None and "nli" in a.only) and not (a.only is None and complete):
-        older = sorted(
-            Path(a.cache).glob("nli_*.json"), key=lambda p: p.stat().st_mtime
-        )  # an earlier best
-        if not older:
-            return None
-        res = json.loads(older[-1].read_text(encoding="utf-8"))
-        return {**res, "best_now": f"{best['name']}_s{best['seed']}"}
-    ckpt = Path(a.runs) / "final" / f"{best['name']}_s{best['seed']}"
-    if not ckpt.is_dir():
-        print(
-            f"[train bench] no checkpoint {ckpt} for the nli stage; rerun that run to make one",
-            flush=True,
-        )
-        return None
-    by = {}
-    for r in test:
-        by.setdefault(r["lang"], []).append(r)
-    recs = [r for rs in by.values() for r in rs[: a.nli_per_lang]]
-    print(
-        f"[train bench] nli stage: {best['name']} seed {best['seed']} on {len(recs)} test pairs",
-        flush=True,
-    )
-    try:
-        cmp = nli_comparison(
-            load_checkpoint(ckpt), tok, recs, a.nli_gen_per_lang, a.max_new, progress=True
-        )
-    except (
-        ValueError,
-        FileNotFoundError,
-        ImportError,
-    ) as e:  # e.g. NLI tables not built yet: not cached
-        print(f"[train bench] nli stage failed: {e}", flush=True)
-        return {"name": best["name"], "seed": best["seed"], "error": str(e)}
-    res = {
-        "name": best["name"],
-        "seed": best["seed"],
-        "chosen_from": run_ids,
-        "comparison_complete": complete,
-        **cmp,
-    }
-    write_json(path, res)
-    return res
-
-
-def best_spri(sweep: list[dict]) -> dict:
-    best = min(sweep, key=lambda r: r["eval"]["loss_mean"])
-    o = best["config"]["upcycle_opts"]
-    return {"rho": o["rho"], "scale": o["scale"]}
-
-
-def aggregate(results: list[dict]) -> dict:
-    """{name: {metric: {"mean", "std", "seeds"}} , params} over seeds."""
-    out: dict = {}
-    for name in dict.fromkeys(r["name"] for r in results):
-        rs = [r for r in results if r["name"] == name]
-        row = {"seeds": [r["seed"] for r in rs], "params": rs[0]["summary"]["params"]}
-        for m in METRICS:
-            vals = [_metric(r, m) for r in rs]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                row[m] = {
-                    "mean": float(np.mean(vals)),
-                    "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-                    "values": vals,
-                }
-        out[name] = row
-    return out
-
-
-def _metric(r: dict, m: str):
-    ev = r["eval"]
-    if m in ("chrf++_mean", "bleu_mean"):
-        return ev["scores"][m]
-    if m in ("mi_norm_mean", "load_cv_mean"):
-        return ev["routing"][m]
-    if m in ("train_seconds", "build_seconds"):
-        return r["summary"][m]
-    if m == "eval_seconds":
-        return sum(ev["eval_seconds"].values())
-    return ev[m]
-
-
-def verdict(agg: dict) -> dict:
-    """SPRI minus dense_full / sparse on chrF++, BLEU and test loss.
-
-    Next to each: the seed-to-seed spread."""
-    out = {}
-    for base in ("dense_full", "sparse"):
-        if "spri" not in agg or base not in agg:
-            continue
-        for m in ("chrf++_mean", "bleu_mean", "loss_mean"):
-            if m in agg["spri"] and m in agg[base]:
-                spread = [x for x in (agg["spri"][m]["std"], agg[base][m]["std"]) if x is not None]
-                out[f"spri_minus_{base}_{m}"] = {
-                    "base": base,
-                    "metric": m,
-                    "delta": agg["spri"][m]["mean"] - agg[base][m]["mean"],
-                    "max_seed_std": max(spread) if spread else None,
-                }
-    return out
-
-
-def plot_heatmap(res: dict, path: Path) -> Path:
-    """p(expert | language) per MoE layer of one run, MI in each panel title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = res["eval"]["counts"]
-    langs = res["eval"]["langs"]
-    layers = sorted(counts, key=int)
-    n = len(layers)
-    cols = min(4, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3.2 * cols + 1, 2.8 * rows), squeeze=False, layout="constrained"
-    )
-    probs = {}
-    for layer in layers:
-        c = np.array(counts[layer], dtype=np.float64)  # [L, E]
-        probs[layer] = c / np.maximum(1, c.sum(1, keepdims=True))  # [L, E] p(expert | language)
-    vmax = max(float(p.max()) for p in probs.values())
-    im = None
-    for ax, layer in zip(axes.flat, layers):
-        c = np.array(counts[layer], dtype=np.float64)  # [L, E]
-        im = ax.imshow(probs[layer], aspect="auto", cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(f"layer {layer}  MI/H={mutual_information(c)[1]:.3f}", fontsize=8)
-        ax.set_yticks(range(len(langs)), langs, fontsize=7)
-        ax.set_xticks(range(c.shape[1]))
-        ax.set_xlabel("expert", fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.colorbar(im, ax=axes.ravel().tolist(), label="p(expert | language)")
-    fig.suptitle(
-        f"{res['name']} (seed {res['seed']}): share of target-token assignments per expert",
-        fontsize=9,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def projection(results: list[dict], smoke_max_new: int, full_args) -> dict:
-    """Projected cost of the full plan.
-
-    From the smoke run's measured seconds per step / pair / token."""
-    per_step = {}
-    for r in results:
-        key = r["config"]["method"] + ("_grow" if r["config"]["grow_select"] else "")
-        per_step.setdefault(key, []).append(
-            r["summary"]["train_seconds"] / max(1, r["summary"]["steps_done"])
-        )
-    per_step = {k: float(np.mean(v)) for k, v in per_step.items()}
-    gen = [
-        r["eval"]["eval_seconds"]["generate"]
-        / sum(v["n"] for v in r["eval"]["scores"]["per_lang"].values())
-        for r in results
-        if r["eval"]["scores"]["per_lang"]
-    ]
-    loss = [
-        r["eval"]["eval_seconds"]["loss"] / sum(1 for _ in r["eval"]["target_tokens"])
-        for r in results
-    ]
-    worst = max(per_step.values())
-    sweep, main_runs = sweep_plan(full_args), main_plan(full_args, {"rho": 0.5, "scale": 8.0})
-    train_s = sum(
-        c.steps
-        * per_step.get(c.method + ("_grow" if c.grow_select else ""), per_step.get(c.method, worst))
-        for _, c in sweep + main_runs
-    )
-    n_lang = 8
-    gen_s = (
-        len(main_runs)
-        * n_lang
-        * full_args.gen_per_lang
-        * float(np.mean(gen))
-        * full_args.max_new
-        / smoke_max_new
-    )
-    # smoke loss pass: 2 test pairs per language;
-    # full: 200 test pairs (main) or sweep_dev_per_lang (sweep)
-    loss_s = (
-        float(np.mean(loss))
-        / 2
-        * n_lang
-        * (len(main_runs) * 200 + len(sweep) * full_args.sweep_dev_per_lang)
-    )
-    return {
-        "label": "PROJECTION from the smoke run's measured times on the shared CPU, "
-        "not a measurement",
-        "seconds_per_step_batch": per_step,
-        "seconds_per_translation": float(np.mean(gen)),
-        "runs": len(sweep) + len(main_runs),
-        "train_hours": train_s / 3600,
-        "generation_hours_upper": gen_s / 3600,
-        "loss_eval_hours": loss_s / 3600,
-        "total_hours": (train_s + gen_s + loss_s) / 3600,
-    }
 
 
 def check_only(a) -> None:
@@ -616,7 +190,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     import engine
 
-    data = load_data(a)
+    data = load_data(a.data)
     a.data_sha256 = data["split_sha256"]
     dense, tok = engine.load_model(a.model)
     dense.eval()
@@ -624,10 +198,7 @@ def main(argv=None) -> int:
     if a.smoke:
         train_recs = train_recs[:64]
         test = [r for lang in data["languages"] for r in [x for x in test if x["lang"] == lang][:2]]
-    by = {}
-    for r in dev:
-        by.setdefault(r["lang"], []).append(r)
-    dev_sub = [r for rs in by.values() for r in rs[: a.sweep_dev_per_lang]]
+    dev_sub = per_lang(dev, a.sweep_dev_per_lang)
     new = 0
 
     def wanted(n: str) -> bool:

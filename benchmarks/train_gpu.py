@@ -34,110 +34,33 @@ with a run alone: each JSON records the device, thread count and
     python benchmarks/train_gpu.py --smoke      # CPU, 2 steps, 2 pairs/lang, 2 workers
 """
 
+# The parts: train_gpu_plan.py (the runs), train_gpu_worker.py (a worker process), train_run.py
+# (a run's data, record and cache, shared with train.py); here the arguments and the scheduler.
+
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 import io
 import json
 import multiprocessing as mp
 import os
 from pathlib import Path
 import queue
-import shutil
 import sys
 import tarfile
 import tempfile
 import time
-import traceback
+
+from train_gpu_plan import LRS, choose_lrs, main_plan, sweep_plan, task_config
+from train_gpu_worker import worker
+from train_run import load_data, same_run
 
 from nli.atomic import atomic_write
 
 from results_io import write_json
 
-LRS = (5e-5, 1e-4, 3e-4)
-# chosen on dev by the CPU (rho, s) sweep: benchmarks/results/train.json
-SPRI_OPTS = {"rho": 0.95, "scale": 2.0}
-DROP_OPTS = {"ratio": 0.5}  # as in benchmarks/train.py
 TARBALL = "train_gpu.tgz"
 CACHE = "benchmarks/results/train_gpu"
-SEEDS_FROM = ("all", "first")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One entry of the plan; its TrainConfig follows from the arguments, a seed and an LR.
-
-    ``name`` may hold ``{long_factor}``. ``lr_of``: the method whose
-    dev-chosen LR the run trains at (None in the LR sweep, which sets its
-    own). ``seeds_from``: every ``--seeds`` ("all") or the first ("first").
-    ``long``: ``--long-factor`` x ``--steps``. ``upcycle``: upcycling
-    options as (key, value) pairs. ``two_stage``: SPRI's stage 1 takes
-    ``--stage1-frac`` of the steps.
-    """
-
-    name: str
-    method: str
-    lr_of: str | None = None
-    seeds_from: str = "first"
-    long: bool = False
-    upcycle: tuple[tuple[str, float], ...] = ()
-    two_stage: bool = False
-
-    def __post_init__(self):  # the method itself is checked by TrainConfig
-        if self.seeds_from not in SEEDS_FROM:
-            raise ValueError(f"RunSpec {self.name}: seeds_from {self.seeds_from!r}")
-
-    def kw(self, a) -> dict:
-        """TrainConfig keywords besides method/seed/lr/steps."""
-        kw = {}
-        if self.upcycle:
-            kw["upcycle_opts"] = dict(self.upcycle)
-        if self.two_stage:
-            kw["stage1_frac"] = a.stage1_frac
-        return kw
-
-
-_SPRI = tuple(SPRI_OPTS.items())
-# Phase 1, the LR sweep: each of these at every --lrs (name + "_lr<lr>"), first seed, dev loss.
-SWEEP_RUNS = (
-    RunSpec("lrsweep_dense_full", "dense_full"),
-    RunSpec("lrsweep_sparse", "sparse"),
-    RunSpec("lrsweep_spri", "spri", upcycle=_SPRI, two_stage=True),
-)
-SWEPT = tuple(r.method for r in SWEEP_RUNS)
-# Phase 2 in priority order: groups of runs, each group expanded seed by seed.
-MAIN_RUNS = (
-    (
-        RunSpec("dense_full", "dense_full", "dense_full", "all"),
-        RunSpec("spri_full", "spri", "spri", "all", upcycle=_SPRI, two_stage=True),
-    ),
-    (RunSpec("sparse_full", "sparse", "sparse", "all"),),
-    (
-        RunSpec("dense_full_x{long_factor}", "dense_full", "dense_full", long=True),
-        RunSpec(
-            "spri_full_x{long_factor}", "spri", "spri", long=True, upcycle=_SPRI, two_stage=True
-        ),
-    ),
-    (
-        RunSpec("drop_full", "drop", "spri", upcycle=tuple(DROP_OPTS.items())),
-        RunSpec("cluster_full", "cluster", "spri"),
-        RunSpec("spri_1stage_full", "spri", "spri", upcycle=_SPRI),
-    ),
-)
-
-
-def _check_main_runs(groups) -> None:
-    """One seed rule per group; each LR comes from a swept method (else the run never starts)."""
-    for group in groups:
-        if len({r.seeds_from for r in group}) != 1:
-            raise ValueError(f"MAIN_RUNS: mixed seeds_from in {[r.name for r in group]}")
-        for r in group:
-            if r.lr_of not in SWEPT:
-                raise ValueError(f"MAIN_RUNS: {r.name}: lr_of {r.lr_of!r} is not swept ({SWEPT})")
-
-
-_check_main_runs(MAIN_RUNS)
 
 
 def parse_args(argv=None):
@@ -191,88 +114,6 @@ def parse_args(argv=None):
     return a
 
 
-def _cfg(a, method: str, seed: int, lr: float, steps: int, **kw):
-    from moe.finetune.train_setup import TrainConfig
-
-    scope = "full" if method not in ("dense_full", "dense_ffn") else "ffn"
-    return TrainConfig(
-        method=method,
-        seed=seed,
-        steps=steps,
-        batch_size=a.batch,
-        lr=lr,
-        scope=scope,
-        device=a.device,
-        **kw,
-    )
-
-
-def _sweep_name(r: RunSpec, lr: float) -> str:
-    return f"{r.name}_lr{lr:g}"
-
-
-def run_ids(a) -> list[str]:
-    """``<name>_s<seed>`` of every run of the plan, in order (builds no config: no torch)."""
-    sweep = [f"{_sweep_name(r, lr)}_s{a.seeds[0]}" for r in SWEEP_RUNS for lr in a.lrs]
-    return sweep + [f"{t['name']}_s{t['seed']}" for t in main_plan(a)]
-
-
-def sweep_plan(a) -> list[dict]:
-    """The LR sweep: one task per (method, lr), dev loss only."""
-    return [
-        {
-            "name": _sweep_name(r, lr),
-            "method": r.method,
-            "lr_of": None,
-            "seed": a.seeds[0],
-            "split": "dev",
-            "cfg": _cfg(a, r.method, a.seeds[0], lr, a.sweep_steps, **r.kw(a)),
-        }
-        for r in SWEEP_RUNS
-        for lr in a.lrs
-    ]
-
-
-def main_plan(a) -> list[dict]:
-    """Phase 2 in priority order; ``lr_of``: whose chosen LR the run uses.
-
-    ``kw``: the TrainConfig keywords besides method/seed/lr/steps (the config
-    is made at dispatch, once that LR is known: :func:`task_config`)."""
-    out = []
-    for group in MAIN_RUNS:
-        how = group[0].seeds_from  # one per group: _check_main_runs
-        for seed in a.seeds if how == "all" else a.seeds[:1]:
-            out += [
-                {
-                    "name": r.name.format(long_factor=a.long_factor),
-                    "method": r.method,
-                    "lr_of": r.lr_of,
-                    "seed": seed,
-                    "split": "test",
-                    "steps": a.steps * (a.long_factor if r.long else 1),
-                    "kw": r.kw(a),
-                }
-                for r in group
-            ]
-    return out
-
-
-def task_config(a, task: dict, lr: float):
-    """The TrainConfig of a phase-2 task at the LR ``lr``."""
-    return _cfg(a, task["method"], task["seed"], lr, task["steps"], **task["kw"])
-
-
-def choose_lrs(sweep_results: dict[str, dict]) -> dict[str, dict]:
-    """{method: {"lr": chosen, "dev_loss": {lr: loss}}} for the methods whose sweep is complete."""
-    by: dict[str, dict] = {}
-    for r in sweep_results.values():
-        by.setdefault(r["config"]["method"], {})[r["config"]["lr"]] = r["eval"]["loss_mean"]
-    return {
-        m: {"lr": min(d, key=d.get), "dev_loss": {f"{k:g}": v for k, v in sorted(d.items())}}
-        for m, d in by.items()
-    }
-
-
 def pack(cache: Path, out_dir: Path) -> None:
     """Every JSON of ``cache`` into ``out_dir/train_gpu.tgz`` (written atomically)."""
     buf = io.BytesIO()
@@ -286,103 +127,7 @@ def _cached(path: Path, cfg_dict: dict, a) -> dict | None:
     if not path.is_file():
         return None
     res = json.loads(path.read_text(encoding="utf-8"))
-    ok = (
-        res.get("config") == cfg_dict
-        and res.get("model") == a.model
-        and res.get("data_sha256") == a.data_sha256
-    )
-    return res if ok else None
-
-
-# ---------------------------------------------------------------- worker process
-def _worker(wid: int, a, model_file: str, tasks, results) -> None:
-    import torch
-
-    torch.set_num_threads(a.threads)
-    try:
-        from tokenizers import Tokenizer
-
-        from engine.model import Llama, LlamaConfig
-        from moe.finetune.data_io import read_dataset
-        from moe.finetune.train import train
-        from moe.finetune.train_setup import TrainConfig, device_label
-        from moe.finetune.translate_eval import evaluate_translation
-
-        blob = torch.load(model_file, map_location="cpu", weights_only=True)  # plain data only
-        dense = Llama(LlamaConfig(**blob["cfg"]))
-        dense.load_state_dict(blob["state"])
-        dense.eval()
-        tok = Tokenizer.from_str(blob["tokenizer"])
-        data = read_dataset(a.data)
-        train_recs = data["train"][:64] if a.smoke else data["train"]
-        splits = {
-            "dev": _per_lang(data["dev"], a.dev_per_lang),
-            "test": _per_lang(data["test"], a.test_per_lang),
-        }
-        label = device_label(a.device)
-    except Exception:
-        results.put(("dead", wid, traceback.format_exc()))
-        return
-    results.put(("ready", wid, None))
-    while True:
-        task = tasks.get()
-        if task is None:
-            return
-        try:
-            cfg = TrainConfig.from_dict(task["cfg"])
-            t0 = time.perf_counter()
-            # on the CPU a run takes tens of minutes: checkpoint it so a stopped session resumes it
-            run_dir = Path(a.runs) / f"{task['name']}_s{cfg.seed}" if a.device == "cpu" else None
-            model, summary = train(dense, tok, train_recs, cfg, run_dir, progress=False)
-            gen = a.gen_per_lang if task["split"] == "test" else 0
-            ev = evaluate_translation(
-                model,
-                tok,
-                splits[task["split"]],
-                gen_per_lang=gen,
-                max_new_tokens=a.max_new,
-                batch_size=a.eval_batch,
-                gen_batch=a.gen_batch,
-                keep_hyps=True,
-            )
-            res = {
-                "name": task["name"],
-                "seed": cfg.seed,
-                "model": a.model,
-                "data_sha256": a.data_sha256,
-                "config": cfg.to_dict(),
-                "summary": {k: v for k, v in summary.items() if k != "config"},
-                "eval": ev,
-                "eval_split": task["split"],
-                "torch_threads": torch.get_num_threads(),
-                "device": label,
-                "concurrent_workers": a.workers,
-                "lr_of": task.get("lr_of"),
-                "run_seconds": time.perf_counter() - t0,
-            }
-            path = Path(a.cache) / f"{task['name']}_s{cfg.seed}.json"
-            atomic_write(path, json.dumps(res, ensure_ascii=False) + "\n")  # compact: big
-            del model
-            if run_dir is not None:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            if a.device != "cpu":
-                torch.cuda.empty_cache()
-            results.put(("done", wid, {"name": task["name"], "seed": cfg.seed, "path": str(path)}))
-        except Exception:
-            results.put(
-                (
-                    "error",
-                    wid,
-                    {"name": task["name"], "seed": task["seed"], "trace": traceback.format_exc()},
-                )
-            )
-
-
-def _per_lang(recs: list[dict], n: int | None) -> list[dict]:
-    by: dict[str, list] = {}
-    for r in recs:
-        by.setdefault(r["lang"], []).append(r)
-    return [r for rs in by.values() for r in (rs if n is None else rs[:n])]
+    return res if same_run(res, cfg_dict, a.model, a.data_sha256) else None
 
 
 # ---------------------------------------------------------------- driver
@@ -402,15 +147,12 @@ def main(argv=None) -> int:
     import torch
 
     import engine
-    from moe.finetune.data_io import build_dataset, read_dataset, write_dataset
 
     if a.device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(
             f"benchmarks/train_gpu.py: --device {a.device} but torch sees no CUDA device"
         )
-    if not Path(a.data).is_file():
-        write_dataset(build_dataset(), a.data)
-    a.data_sha256 = read_dataset(a.data)["split_sha256"]
+    a.data_sha256 = load_data(a.data)["split_sha256"]
     dense, tok = engine.load_model(a.model)
     model_file = (
         Path(tempfile.gettempdir()) / f"train_gpu_dense_{os.getpid()}.pt"
@@ -464,7 +206,7 @@ def main(argv=None) -> int:
     ctx = mp.get_context("spawn")
     tasks, results = ctx.Queue(), ctx.Queue()
     procs = [
-        ctx.Process(target=_worker, args=(i, a, str(model_file), tasks, results), daemon=True)
+        ctx.Process(target=worker, args=(i, a, str(model_file), tasks, results), daemon=True)
         for i in range(a.workers)
     ]
     for p in procs:

@@ -106,7 +106,7 @@ class BinaryFormat:
 
 FP16 = BinaryFormat("fp16", exponent_bits=5, fraction_bits=10)
 FP32 = BinaryFormat("fp32", exponent_bits=8, fraction_bits=23)
-# BF16 would be: BinaryFormat("bf16", exponent_bits=8, fraction_bits=7), with its flat names below.
+BF16 = BinaryFormat("bf16", exponent_bits=8, fraction_bits=7)
 
 # Flat names (plain int / float, usable as Numba compile-time constants).
 FP16_MAX = FP16.max  # 65504.0
@@ -118,11 +118,31 @@ FP16_POS_INF = FP16.inf_bits  # 0x7C00
 FP16_NEG_INF = FP16.sign_bit | FP16.inf_bits  # 0xFC00
 FP16_MAX_BITS = FP16.max_bits  # 0x7BFF
 
+BF16_MAX = BF16.max  # (2 - 2^-7) 2^127 ~ 3.3895e38
+BF16_OVERFLOW = BF16.overflow  # (2 - 2^-8) 2^127: |v| >= this rounds to inf
+BF16_MIN_NORMAL = BF16.min_normal  # 2^-126
+BF16_MIN_SUBNORMAL = BF16.min_subnormal  # 2^-133
+BF16_NAN = BF16.nan_bits  # 0x7FC0, the canonical NaN (the top half of FP32_NAN)
+BF16_POS_INF = BF16.inf_bits  # 0x7F80
+BF16_NEG_INF = BF16.sign_bit | BF16.inf_bits  # 0xFF80
+BF16_MAX_BITS = BF16.max_bits  # 0x7F7F
+
 FP32_MAX = FP32.max
 FP32_NAN = FP32.nan_bits  # 0x7FC00000 (converts to FP16_NAN)
 FP32_POS_INF = FP32.inf_bits  # 0x7F800000
 
 # ----------------------------------------------------------------------------- vocabularies
+DTYPES = ("fp16", "bf16")
+"""A table's ``dtype`` (section 13): the 16-bit format of its cutpoints, LUT, inputs and outputs.
+The first is the default (a table file without ``dtype`` is fp16)."""
+
+DTYPE_FORMATS = {"fp16": FP16, "bf16": BF16}
+"""dtype name -> its :class:`BinaryFormat`."""
+
+TABLE_NUMERICS = {"fp16": NUMERICS_VERSION, "bf16": "1.3"}
+"""dtype -> the ``"numerics"`` version its table files record (section 6): fp16 tables mean what
+they meant in 1.1; bf16 tables exist from 1.3 (section 13)."""
+
 MODES = ("direct", "reduced")
 """Reciprocal / inverse-square-root modes (section 5)."""
 

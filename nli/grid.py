@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from .formats import FP16_MAX
+from .formats import BF16_NAN, BF16_OVERFLOW, FP16_MAX
 from .strict_json import show
 
 
@@ -36,6 +36,60 @@ def f64_to_f16_bits(values) -> np.ndarray:
 def f32_bits_to_f64(bits) -> np.ndarray:
     """uint32 bit patterns (any shape) -> float64 values (exact)."""
     return np.asarray(bits, dtype=np.uint32).view(np.float32).astype(np.float64)
+
+
+def bf16_bits_to_f64(bits) -> np.ndarray:
+    """uint16 BF16 bit patterns (any shape) -> the float64 values they encode exactly (a BF16
+    pattern is the top half of the FP32 pattern of the same value)."""
+    b32 = np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
+    with np.errstate(invalid="ignore"):  # signalling NaN patterns stay NaN
+        return b32.view(np.float32).astype(np.float64)
+
+
+def f32_to_bf16_bits(values) -> np.ndarray:
+    """float32 (any shape) -> uint16 bits of RNE_bf16(value), NaN -> 0x7fc0 (numerics §13).
+
+    Integer rounding on the FP32 pattern: adding 0x7fff plus the kept part's lowest bit and
+    dropping the low 16 bits rounds to nearest, ties to even; a carry out of the fraction
+    bumps the exponent, which is the correct result (up to +-inf, 0x7f80)."""
+    b = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = ((b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) >> np.uint64(16)).astype(
+        np.uint16
+    )
+    nan = (b & np.uint64(0x7FFFFFFF)) > np.uint64(0x7F800000)
+    return np.where(nan, np.uint16(BF16_NAN), r)
+
+
+def f64_to_bf16_bits(values) -> np.ndarray:
+    """float64 (any shape) -> uint16 bits of RNE_bf16(value), rounded once; NaN -> 0x7fc0.
+
+    float64 -> float32 -> bf16 would round twice (numerics §13's innocuous double rounding
+    covers results of one operation on BF16 operands, not arbitrary doubles). Instead the
+    value is rounded at BF16's quantum 2^(max(E, -126) - 7) by ``np.rint`` (ties to even) on
+    an exact power-of-two scaling, which is then exact in float32."""
+    v = np.asarray(values, dtype=np.float64)
+    a = np.abs(v)
+    finite = np.isfinite(v) & (a > 0)
+    e = np.where(finite, np.floor(np.log2(np.where(finite, a, 1.0))), 0.0)
+    # log2 can be off by one next to a power of two: fix E so that 2^E <= a < 2^(E+1)
+    e = np.where(finite & (np.exp2(e) > a), e - 1, e)
+    e = np.where(finite & (np.exp2(e + 1) <= a), e + 1, e)
+    q = np.exp2(np.maximum(e, -126.0) - 7.0)
+    r = np.where(finite, np.rint(v / q) * q, v)
+    r = np.where(np.abs(r) >= 2.0**128, np.copysign(np.inf, v), r)  # carried past BF16's max
+    r = np.where(finite & (a >= BF16_OVERFLOW), np.copysign(np.inf, v), r)
+    with np.errstate(over="ignore"):
+        out = f32_to_bf16_bits(r.astype(np.float32))  # exact: r is a BF16 value (or +-inf/NaN)
+    return out
+
+
+def is_nan_bf16(bits) -> np.ndarray:
+    b = np.asarray(bits, dtype=np.uint16)
+    return ((b & 0x7F80) == 0x7F80) & ((b & 0x007F) != 0)
+
+
+def is_finite_bf16(bits) -> np.ndarray:
+    return (np.asarray(bits, dtype=np.uint16) & 0x7F80) != 0x7F80
 
 
 def f16_hex(bits: int) -> str:
@@ -109,6 +163,11 @@ def round_fraction(q: Fraction | int | float, mant_bits: int, emin: int, emax: i
 def rne16(q) -> float:
     """RNE16 of an exact rational (or float), as a float64 holding the FP16 value."""
     return round_fraction(q, 10, -14, 15)
+
+
+def rne_bf16(q) -> float:
+    """RNE_bf16 of an exact rational (or float), as a float64 holding the BF16 value."""
+    return round_fraction(q, 7, -126, 127)
 
 
 def rne32(q) -> float:

@@ -1,9 +1,9 @@
 """The fine-tuning benchmarks' declarative plans expand to the runs that the caches hold.
 
-benchmarks/train.py and benchmarks/train_gpu.py list their runs as RunSpec entries; a
-change to the expansion would change a run's name or config (its cache key) and silently
-rerun hours of training. These tests pin the expansion to the committed per-run JSONs and
-to hand-written lists of the plans.
+benchmarks/train.py and benchmarks/train_gpu.py list their runs as RunSpec entries
+(benchmarks/train_plan.py, benchmarks/train_gpu_plan.py); a change to the expansion would
+change a run's name or config (its cache key) and silently rerun hours of training. These
+tests pin the expansion to the committed per-run JSONs and to hand-written lists of the plans.
 """
 
 import importlib.util
@@ -19,6 +19,8 @@ ROOT = Path(__file__).parents[1]
 # as `python benchmarks/X.py`
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import train_gpu  # noqa: E402  (needs benchmarks/ on the path, set just above)
+import train_gpu_plan  # noqa: E402
+import train_plan  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("bench_train", ROOT / "benchmarks/train.py")
 bench_train = importlib.util.module_from_spec(_spec)
@@ -78,21 +80,21 @@ def test_train_plan_order_and_settings():
 
 def test_run_spec_validates():
     with pytest.raises(ValueError, match="unknown method"):
-        bench_train.RunSpec("x", "dense")
+        train_plan.RunSpec("x", "dense")
     with pytest.raises(ValueError, match="seeds_from"):
-        bench_train.RunSpec("x", "spri", "some")
+        train_plan.RunSpec("x", "spri", "some")
     with pytest.raises(ValueError, match="seeds_from"):
-        train_gpu.RunSpec("x", "spri", "spri", "every")
+        train_gpu_plan.RunSpec("x", "spri", "spri", "every")
     with pytest.raises(ValueError, match="mixed seeds_from"):
         group = (
-            train_gpu.RunSpec("x", "spri", "spri", "all"),
-            train_gpu.RunSpec("y", "spri", "spri", "first"),
+            train_gpu_plan.RunSpec("x", "spri", "spri", "all"),
+            train_gpu_plan.RunSpec("y", "spri", "spri", "first"),
         )
-        train_gpu._check_main_runs((group,))
+        train_gpu_plan._check_main_runs((group,))
     with pytest.raises(ValueError, match="is not swept"):
-        train_gpu._check_main_runs(((train_gpu.RunSpec("x", "drop", "drop"),),))
+        train_gpu_plan._check_main_runs(((train_gpu_plan.RunSpec("x", "drop", "drop"),),))
     a = train_gpu.parse_args([])
-    assert train_gpu.run_ids(a) == [
+    assert train_gpu_plan.run_ids(a) == [
         f"{t['name']}_s{t['seed']}" for t in train_gpu.sweep_plan(a) + train_gpu.main_plan(a)
     ]
 
@@ -121,7 +123,10 @@ def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
     ]  # fmt: skip
     cfg = {t["name"]: train_gpu.task_config(a, t, 3e-4) for t in main if t["seed"] == 0}
     assert cfg["spri_full_x4"].steps == 800 and cfg["spri_full_x4"].stage1_frac == 0.25
-    assert cfg["spri_full"].upcycle_opts == train_gpu.SPRI_OPTS and cfg["spri_full"].scope == "full"
+    assert (
+        cfg["spri_full"].upcycle_opts == train_gpu_plan.SPRI_OPTS
+        and cfg["spri_full"].scope == "full"
+    )
     assert cfg["spri_1stage_full"].stage1_frac == 0.0
     assert cfg["drop_full"].upcycle_opts == {"ratio": 0.5} and cfg["dense_full"].scope == "ffn"
     assert cfg["cluster_full"].upcycle_opts == {} and cfg["cluster_full"].lr == 3e-4
