@@ -19,7 +19,18 @@ For every (function, mode) of ``nli.defaults.default_table_names()``:
 Every step is deterministic (no randomness). The table's meta records the objective,
 cost, stride, refinement and the comparison. Summary: benchmarks/results/build_tables.json.
 
+``--dtype bf16`` builds the bf16 tables of ``nli.defaults.BF16_DEFAULT_TABLES`` instead
+(numerics §13; files ``<name>_bf16.json``, ``<name>_reduced_bf16.json``) with
+:func:`nli.binade.binade_table`: cutpoints on powers of two, the fewest bins per binade that
+keep every BF16 input of the function's default BF16 domain within ``--bf16-target`` ulp
+(default 1), at least ``--bf16-min-cr`` percent of each piece's inputs correctly rounded
+(default 75: without it tanh's fewest bins leave half its outputs 1 ulp off); the reduced
+reciprocal / rsqrt are built exact, target 0. Each is measured with
+the bit-accurate report; the exact (target 0) construction is measured too, for the record.
+Summary: benchmarks/results/build_tables_bf16.json.
+
     .venv/bin/python benchmarks/build_tables.py [--stride 32] [--only silu,exp_reduced]
+    .venv/bin/python benchmarks/build_tables.py --dtype bf16 [--bf16-target 1]
 """
 
 from __future__ import annotations
@@ -33,7 +44,9 @@ from tqdm import tqdm
 
 from hw_sim.refine import RefineConfig, refine_table
 from hw_sim.report import error_report
+from nli.binade import binade_table
 from nli.defaults import default_table_names, default_table_path
+from nli.formats import DTYPES
 from nli.functions import get_function
 from nli.grid import fp16_grid
 from nli.published import PUBLISHED_CUTPOINTS, published_table
@@ -46,6 +59,8 @@ EXACT_MAX_POINTS = 4096
 # (objective, LUT rounding in the objective), tried in this order
 CANDIDATES = (("mean", True), ("mean", False), ("max", True), ("max", False), ("paper", False))
 RESULTS = results_path("build_tables.json")
+RESULTS_BF16 = results_path("build_tables_bf16.json")
+BF16_EXACT_MODES = ("reduced",)  # built exact: a cutpoint / LUT point at every BF16 value
 
 
 def _summary(rep: dict) -> dict:
@@ -147,14 +162,90 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
     }
 
 
+def _bf16_summary(rep: dict) -> dict:
+    keep = ("max_ulp", "pct_correctly_rounded", "mean_rel_error", "max_abs_error", "inputs")
+    return {k: rep[k] for k in keep} | {"nan_mismatch": rep["nan_mismatch"]}
+
+
+def build_bf16(args, want) -> int:
+    """The shipped bf16 tables (numerics §13), by nli.binade; summary to RESULTS_BF16."""
+    results = {
+        "command": "benchmarks/build_tables.py --dtype bf16"
+        + (f" --bf16-target {args.bf16_target}" if args.bf16_target != 1 else "")
+        + (f" --bf16-min-cr {args.bf16_min_cr:g}" if args.bf16_min_cr != 75 else ""),
+        "method": "nli.binade.binade_table on the function's default BF16 domain; measured by "
+        "hw_sim.report.error_report over every finite BF16 input of it (-0 excluded)",
+        "tables": {},
+    }
+    for name, mode in default_table_names("bf16"):
+        key = name if mode == "direct" else f"{name}_{mode}"
+        if want and key not in want:
+            continue
+        domain = get_function(name).bf16_domains[mode]
+        target = 0 if mode in BF16_EXACT_MODES else args.bf16_target
+        t0 = time.perf_counter()
+        table = binade_table(name, domain, target, args.bf16_min_cr)
+        seconds = time.perf_counter() - t0
+        rep = error_report(table)
+        exact = binade_table(name, domain, 0) if target else table
+        rec = {
+            "function": name,
+            "mode": mode,
+            "domain": list(domain),
+            "target_max_ulp": target,
+            "min_pct_cr_per_piece": args.bf16_min_cr,
+            "comparators": table.K,
+            "lut_entries": table.entries,
+            "build_seconds": round(seconds, 2),
+            **_bf16_summary(rep),
+            "exact_construction": {
+                "comparators": exact.K,
+                "lut_entries": exact.entries,
+                **_bf16_summary(error_report(exact)),
+            },
+        }
+        save_table(
+            table.with_lut(
+                table.lut,
+                provenance={**table.meta["provenance"], "script": "benchmarks/build_tables.py"},
+            ),
+            default_table_path(name, mode, "bf16"),
+        )
+        results["tables"][key] = rec
+        print(
+            f"{key} bf16: K {table.K}, {table.entries} entries, max ulp {rec['max_ulp']}, "
+            f"CR {rec['pct_correctly_rounded']:.3f}%, mean rel {rec['mean_rel_error']:.3g} "
+            f"(exact: {exact.entries} entries)",
+            flush=True,
+        )
+    write_json(RESULTS_BF16, results)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--stride", type=int, default=32)
     ap.add_argument("--only", default="", help="comma list of name or name_reduced")
+    ap.add_argument("--dtype", default=DTYPES[0], choices=DTYPES)
+    ap.add_argument(
+        "--bf16-target", type=int, default=1, help="max ulp per piece of a bf16 table (0: exact)"
+    )
+    ap.add_argument(
+        "--bf16-min-cr",
+        type=float,
+        default=75.0,
+        help="least percent correctly rounded per piece of a bf16 table",
+    )
     args = ap.parse_args(argv)
     want = {w for w in args.only.split(",") if w}
+    if not 0 <= args.bf16_min_cr <= 100:
+        ap.error("--bf16-min-cr: must be in [0, 100]")
+    if args.bf16_target < 0:
+        ap.error("--bf16-target: must be >= 0")
+    if args.dtype == "bf16":
+        return build_bf16(args, want)
     try:
         with open(RESULTS) as fh:
             results = json.load(fh)

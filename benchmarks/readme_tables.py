@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from results_bf16 import section_bf16
 from results_models import models_md, section_models
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import section_equal_scope
@@ -436,6 +437,7 @@ def results_md() -> str:
         "table; `tests/test_results_doc.py` fails if they are stale. The machine is a 2-core CPU "
         "box without a GPU.",
         *section_tables(t),
+        *section_bf16(),
         *section_solver(s),
         *section_sim(sim),
         *section_rtl(load("rtl_synth.json")),

@@ -7,6 +7,8 @@ Public API (numpy in, numpy out; FP16 as float16 or uint16 bit patterns):
 take float32 model activations (rounded to FP16 at the op boundary) and return the
 FP16 results as float32, bit-identical to the FP16 functions (``rmsnorm_f32`` on a row
 with a finite value of 65520 or more: numerics §4.1's prescale, or ``'plain'``).
+:func:`run_elementwise` and :func:`output_lut` also run bf16 tables (numerics §13: uint16 BF16
+bit patterns in and out); the composite ops take fp16 tables.
 """
 
 from .inputs import MODES, SimInputError

@@ -127,7 +127,8 @@ def _domain(args):
 
 def _print_report(rep):
     print(
-        f"{rep['function']} ({rep['precision']}) over {rep['inputs']} FP16 inputs in "
+        f"{rep['function']} ({rep['precision']}) over {rep['inputs']} "
+        f"{rep.get('dtype', 'fp16').upper()} inputs in "
         f"[{rep['domain'][0]:g}, {rep['domain'][1]:g}]:"
     )
     print(
@@ -193,7 +194,12 @@ def _report(args):
     table = _load_table(args.table)
     _allow_named_import(args, table)
     if args.precision:
-        table = table.with_precision(args.precision)
+        from nli.table import TableError
+
+        try:
+            table = table.with_precision(args.precision)
+        except TableError as e:  # e.g. a bf16 table has fp32 registers only (numerics §13)
+            raise UserError(f"--precision: {e}") from None
     dom = _domain(args) or table_domain(table)
     rep = table_report(table, dom)
     _print_report(rep)
@@ -222,6 +228,8 @@ def _refine(args):
 
     _outputs((args.output, "--output"), (args.json, "--json"))
     table = _load_table(args.table)
+    if table.dtype != "fp16":
+        raise UserError(f"{args.table}: refine handles fp16 tables only, this one is {table.dtype}")
     _allow_named_import(args, table)
     cfg = RefineConfig(objective=args.objective, radius=args.radius, sweeps=args.sweeps)
     new, summary = refine_table(table, cfg, _domain(args), progress=True)
@@ -281,8 +289,24 @@ def _cost(args):
 
 
 # ----------------------------------------------------------------------------- registration
+def _solve_datapath(*args, **kwargs):
+    from .datapath_solve import solve_datapath
+
+    return solve_datapath(*args, **kwargs)
+
+
+def _datapath_note(result):
+    from .datapath_solve import cost_note
+
+    return cost_note(result)
+
+
 def register(sub, groups):
-    """Add `nli sim ...` and `nli table report|refine` to the parser."""
+    """Add `nli sim ...` and `nli table report|refine` to the parser, and give `nli table build`
+    its datapath-exact objectives (nli.commands.DATAPATH_SOLVERS)."""
+    from nli.commands import DATAPATH_SOLVERS
+
+    DATAPATH_SOLVERS.update(solve=_solve_datapath, note=_datapath_note)
     sim = group(sub, groups, "sim", "run the bit-accurate NLI Engine simulator")
 
     p = sim.add_parser("elementwise", help="run a table's elementwise datapath on an array")

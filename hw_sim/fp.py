@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from nli.bitcast import f32_as_i32, f64_as_i64, i32_as_f32, i64_as_f64  # noqa: F401 (re-exported)
-from nli.formats import FP16_NAN, FP16_POS_INF
+from nli.formats import BF16_NAN, FP16_NAN, FP16_POS_INF
 
 _JIT = dict(cache=True, nogil=True)
 _TWO_M24 = 2.0**-24
@@ -180,6 +180,33 @@ def rne16_f32(x):
     q = FP16_POS_INF if a >= 0x47800000 else q  # 2^16: overflow (and inf)
     r = sign | q
     r = FP16_NAN if a > 0x7F800000 else r
+    return np.uint16(r)
+
+
+# ----------------------------------------------------------------------------- BF16 (numerics §13)
+@numba.njit(**_JIT)
+def bf16_to_f32(b):
+    """BF16 bits -> the float32 it encodes (exact: the BF16 pattern is the top half of the FP32
+    pattern of the same value)."""
+    return i32_as_f32(np.int32((np.int64(b) & 0xFFFF) << 16))
+
+
+def bf16_decode_table(dtype=np.float32) -> np.ndarray:
+    """All 65,536 BF16 encodings decoded: float32 (or float64)[65536], index = bit pattern."""
+    b32 = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
+    return b32.view(np.float32).astype(dtype)
+
+
+@numba.njit(**_JIT)
+def rne_bf16_f32(x):
+    """RNE_bf16 of a float32 -> BF16 bits (numerics §13), branch-free. On the FP32 pattern,
+    adding 0x7fff plus the lowest kept bit and dropping the low 16 bits rounds the magnitude to
+    nearest, ties to even; a carry out of the fraction bumps the exponent, which is the correct
+    result (0x7f80 = inf on overflow). The sign bit rides along untouched (the sum of a finite
+    magnitude below 0x7f800000 and 0x8000 cannot carry into it). Any NaN gives 0x7fc0."""
+    u = np.int64(f32_as_i32(x)) & 0xFFFFFFFF
+    r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    r = BF16_NAN if (u & 0x7FFFFFFF) > 0x7F800000 else r
     return np.uint16(r)
 
 

@@ -149,6 +149,8 @@ def refine_table(
     """Refine ``table``'s LUT (and below/above) for ``config.objective`` over every finite
     FP16 input of ``domain`` (default: the table's). Returns (new table, summary) where
     summary has the error reports before and after; the table's meta gets ``refined``."""
+    if table.dtype != "fp16":
+        raise ValueError(f"refine: fp16 tables only, got a {table.dtype} table")
     lo, hi = domain if domain is not None else table_domain(table)
     before = error_report(table, (lo, hi))
     x, bits = fp16_grid(lo, hi)

@@ -17,19 +17,26 @@ Definitions (used by ``nli table report``, the refinement and the benchmarks):
 * correctly rounded: ``ord(y) == ord(RNE16(f(x)))`` (so -0 and +0 agree);
 * absolute error ``|y - f(x)|`` (max and RMS) and RMS relative error, over the inputs
   without a NaN.
+
+A bf16 table (numerics §13) is measured the same way with BF16 read for FP16: every finite
+BF16 value of its domain, reference ``RNE_bf16(f(x))``, ulp distance on the ordered BF16
+encodings (ord(+inf) = 0x7f80), relative error floor 2^-126 (BF16's smallest normal,
+``REL_FLOORS``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from nli.formats import FP16_NAN, INVERSE_FUNCTIONS
+from nli.formats import DTYPE_FORMATS, DTYPES, FP16_NAN, INVERSE_FUNCTIONS
 from nli.functions import get_function
-from nli.grid import f16_bits_to_f64, fp16_grid, parse_f16_hex
+from nli.grid import bits_to_f64, dtype_grid, f16_bits_to_f64, f64_to_bits, parse_f16_hex
 
 from .unit import run_elementwise
 
 REL_FLOOR = 2.0**-14
+REL_FLOORS = {d: DTYPE_FORMATS[d].min_normal for d in DTYPES}  # fp16: REL_FLOOR; bf16: 2^-126
+_REFERENCE = {"fp16": "RNE16", "bf16": "RNE_bf16"}
 
 
 def ordered(bits) -> np.ndarray:
@@ -40,30 +47,38 @@ def ordered(bits) -> np.ndarray:
 
 
 def ulp_distance(a, b) -> np.ndarray:
-    """|ord(a) - ord(b)| for FP16 bit patterns (NaNs give meaningless values: mask them)."""
+    """|ord(a) - ord(b)| for FP16 (or BF16) bit patterns (NaNs give meaningless values: mask
+    them)."""
     return np.abs(ordered(a) - ordered(b))
 
 
-def is_nan_bits(bits) -> np.ndarray:
+def is_nan_bits(bits, dtype: str = "fp16") -> np.ndarray:
     b = np.asarray(bits, dtype=np.uint16)
-    return (b & 0x7FFF) > 0x7C00
+    return (b & 0x7FFF) > (0x7C00 if dtype == "fp16" else 0x7F80)
 
 
 def table_domain(table) -> tuple[float, float]:
-    """(lo, hi) of the table's domain: meta['domain'] (FP16 hex pair), else the function's."""
+    """(lo, hi) of the table's domain: meta['domain'] (hex pair of the table's dtype), else the
+    function's default domain for that dtype."""
+    dtype = getattr(table, "dtype", "fp16")
     d = table.meta.get("domain")
     if isinstance(d, (list, tuple)) and len(d) == 2:
         try:
-            lo, hi = (float(f16_bits_to_f64(parse_f16_hex(v, "domain"))) for v in d)
+            lo, hi = (float(bits_to_f64(parse_f16_hex(v, "domain"), dtype)) for v in d)
             return lo, hi
         except (ValueError, TypeError):
             pass
-    return get_function(table.function).default_domain
+    return get_function(table.function).default_domain_for(dtype)
 
 
-def reference_bits(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(f(x) float64, RNE16(f(x)) uint16 bits) for float64 inputs x (any shape)."""
+def reference_bits(
+    function: str, x: np.ndarray, dtype: str = "fp16"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x) float64, RNE16(f(x)) uint16 bits) for float64 inputs x (any shape); RNE_bf16 bits
+    (NaN 0x7fc0) for ``dtype='bf16'``."""
     fx = get_function(function)(x)
+    if dtype != "fp16":
+        return fx, f64_to_bits(fx, dtype)
     with np.errstate(over="ignore", invalid="ignore"):
         ref = fx.astype(np.float16).view(np.uint16)
     return fx, np.where(np.isnan(fx), np.uint16(FP16_NAN), ref).astype(np.uint16)
@@ -71,19 +86,29 @@ def reference_bits(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def error_arrays(table, domain: tuple[float, float] | None = None) -> dict:
     """Per-input arrays over the domain grid: x (float64[N]), bits, y (uint16 output bits),
-    ref (uint16 RNE16(f(x))), fx (float64), ulp (int32, -1 where a NaN is involved),
-    rel (float64 relative error)."""
+    ref (uint16 RNE16(f(x)), or RNE_bf16 for a bf16 table), fx (float64), ulp (int32, -1 where
+    a NaN is involved), rel (float64 relative error), dtype."""
+    dtype = table.dtype
     lo, hi = domain if domain is not None else table_domain(table)
-    x, bits = fp16_grid(lo, hi)
+    x, bits = dtype_grid(lo, hi, dtype)
     y = run_elementwise(table, bits).view(np.uint16)
-    fx, ref = reference_bits(table.function, x)
-    nan = is_nan_bits(y) | is_nan_bits(ref)
+    fx, ref = reference_bits(table.function, x, dtype)
+    nan = is_nan_bits(y, dtype) | is_nan_bits(ref, dtype)
     ulp = np.where(nan, -1, ulp_distance(y, ref)).astype(np.int32)
-    yv = f16_bits_to_f64(y)
+    yv = bits_to_f64(y, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
-        rel = np.abs(yv - fx) / np.maximum(np.abs(fx), REL_FLOOR)
+        rel = np.abs(yv - fx) / np.maximum(np.abs(fx), REL_FLOORS[dtype])
     rel = np.where(nan, np.nan, rel)
-    return {"x": x, "bits": bits, "y": y, "ref": ref, "fx": fx, "ulp": ulp, "rel": rel}
+    return {
+        "x": x,
+        "bits": bits,
+        "y": y,
+        "ref": ref,
+        "fx": fx,
+        "ulp": ulp,
+        "rel": rel,
+        "dtype": dtype,
+    }
 
 
 def _abs_errors(arrays: dict, ok: np.ndarray) -> dict:
@@ -91,7 +116,7 @@ def _abs_errors(arrays: dict, ok: np.ndarray) -> dict:
     if not ok.any():
         return {"max_abs_error": None, "rms_abs_error": None, "rms_rel_error": None}
     with np.errstate(invalid="ignore", over="ignore"):
-        err = np.abs(f16_bits_to_f64(arrays["y"][ok]) - arrays["fx"][ok])
+        err = np.abs(bits_to_f64(arrays["y"][ok], arrays.get("dtype", "fp16")) - arrays["fx"][ok])
         rel = arrays["rel"][ok]
         return {
             "max_abs_error": float(err.max()),
@@ -105,7 +130,8 @@ def summarize(arrays: dict) -> dict:
     ulp, rel, y, ref = arrays["ulp"], arrays["rel"], arrays["y"], arrays["ref"]
     ok = ulp >= 0
     n = int(ulp.size)
-    both_nan = is_nan_bits(y) & is_nan_bits(ref)
+    dtype = arrays.get("dtype", "fp16")
+    both_nan = is_nan_bits(y, dtype) & is_nan_bits(ref, dtype)
     worst = int(np.argmax(np.where(ok, ulp, -1))) if ok.any() else None
     hist = np.bincount(np.minimum(ulp[ok], 16), minlength=17)
     return {
@@ -132,8 +158,8 @@ def summarize(arrays: dict) -> dict:
 
 
 def error_report(table, domain: tuple[float, float] | None = None) -> dict:
-    """Bit-accurate error of ``table`` over every finite FP16 input of its domain
-    (see the module docstring for every definition). Pure: returns a dict."""
+    """Bit-accurate error of ``table`` over every finite FP16 (BF16 for a bf16 table) input of
+    its domain (see the module docstring for every definition). Pure: returns a dict."""
     lo, hi = domain if domain is not None else table_domain(table)
     rep = summarize(error_arrays(table, (lo, hi)))
     rep.update(
@@ -143,10 +169,12 @@ def error_report(table, domain: tuple[float, float] | None = None) -> dict:
             "domain": [lo, hi],
             "comparators": table.K,
             "lut_entries": table.entries,
-            "reference": "RNE16 of the float64 reference f(x)",
-            "rel_floor": REL_FLOOR,
+            "reference": f"{_REFERENCE[table.dtype]} of the float64 reference f(x)",
+            "rel_floor": REL_FLOORS[table.dtype],
         }
     )
+    if table.dtype != "fp16":  # fp16 reports keep their keys (and the docs their numbers)
+        rep["dtype"] = table.dtype
     return rep
 
 

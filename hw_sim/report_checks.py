@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nli.grid import f16_bits_to_f64
+from nli.grid import bits_to_f64
 
 from .report import error_arrays, error_report, is_nan_bits, ordered, table_domain
 
@@ -28,8 +28,9 @@ def _sign(bits) -> np.ndarray:
 def sign_check(arrays: dict) -> dict:
     """Wrong-sign outputs over the domain, and the inputs nearest 0 on each side."""
     x, y, ref = arrays["x"], arrays["y"], arrays["ref"]
+    dtype = arrays.get("dtype", "fp16")
     sy, sr = _sign(y), _sign(ref)
-    known = (sr != 0) & ~is_nan_bits(ref) & ~is_nan_bits(y)
+    known = (sr != 0) & ~is_nan_bits(ref, dtype) & ~is_nan_bits(y, dtype)
     wrong = known & (sy == -sr)
     near = {}
     for side, mask in (("negative", x < 0), ("positive", x > 0)):
@@ -38,7 +39,7 @@ def sign_check(arrays: dict) -> dict:
             near[side] = {
                 "x": float(x[i]),
                 "f_sign": int(np.sign(arrays["fx"][i])),
-                "output": float(f16_bits_to_f64(y[i])),
+                "output": float(bits_to_f64(y[i], dtype)),
                 "ok": bool(not wrong[i]),
             }
     return {
@@ -54,7 +55,7 @@ def tails_check(table, arrays: dict) -> dict:
     """Zero outputs in the clamp regions where RNE16(f(x)) is not zero."""
     x, y, ref = arrays["x"], arrays["y"], arrays["ref"]
     c = table.cutpoint_values()
-    zeroed = (ordered(y) == 0) & (ordered(ref) != 0) & ~is_nan_bits(ref)
+    zeroed = (ordered(y) == 0) & (ordered(ref) != 0) & ~is_nan_bits(ref, table.dtype)
     out = {}
     for side, mask, value in (
         ("left", x < c[0], table.below),
@@ -64,7 +65,7 @@ def tails_check(table, arrays: dict) -> dict:
         out[side] = {
             "inputs": int(mask.sum()),
             "range": [float(x[mask].min()), float(x[mask].max())] if mask.any() else None,
-            "output": float(f16_bits_to_f64(np.uint16(value))),
+            "output": float(bits_to_f64(np.uint16(value), table.dtype)),
             "zeroed": int(z.sum()),
             "first_zeroed_x": float(x[np.argmax(z)]) if z.any() else None,
             "max_ulp": int(arrays["ulp"][mask].max()) if mask.any() else None,

@@ -1,7 +1,9 @@
-"""The elementwise datapath of the NLI Engine (numerics §3), bit-accurate.
+"""The elementwise datapath of the NLI Engine (numerics §3, §13), bit-accurate.
 
 ``_unit_fp32`` / ``_unit_fp16`` evaluate one FP16 input exactly as the ten
-steps of numerics §3 say. Because the unit is a unary function of a 16-bit input, the
+steps of numerics §3 say; ``_unit_bf16`` one BF16 input of a bf16 table (numerics §13:
+the same FP32 steps 1-9, step 10 ``RNE_bf16(RNE32(y0 + p))``, NaN -> 0x7fc0).
+Because the unit is a unary function of a 16-bit input, the
 public path evaluates it once for all 65,536 encodings (the *output LUT*,
 built by the exact kernel and cached per table object) and then gathers;
 ``method="direct"`` runs the kernel on every element instead. Both are the
@@ -24,10 +26,19 @@ import numba
 from numba import prange
 import numpy as np
 
-from nli.formats import FP16_NAN
+from nli.formats import BF16_NAN, FP16_NAN
 from nli.table import Table
 
-from .fp import f16_decode_table, f16_to_f64, fma16_f64, rne16_f32, rne16_f64
+from .fp import (
+    bf16_decode_table,
+    bf16_to_f32,
+    f16_decode_table,
+    f16_to_f64,
+    fma16_f64,
+    rne16_f32,
+    rne16_f64,
+    rne_bf16_f32,
+)
 from .inputs import SimInputError, as_bits
 
 PARALLEL_MIN = 1 << 15  # below this many elements a serial loop beats thread start-up
@@ -49,6 +60,7 @@ class Prepared:
     below: int
     above: int
     fp16: bool
+    bf16: bool  # a bf16 table (numerics §13): inputs, entries and outputs are BF16
     outputs: np.ndarray  # uint16[65536]: the unit's output for every input encoding
     values: np.ndarray  # float32[65536]: the same outputs as the FP32 values they encode
 
@@ -82,8 +94,10 @@ def _interval(x, cut):
 def _locate_fp32(x, cut32, bins, base, mul32):
     """Steps 3-7, precision fp32, for c_0 <= x < c_K (x float32): (g, t).
     Every float32 operation is one IEEE RNE32 rounding of the exact result
-    (fp.py's ground rules; none can be an FP32 subnormal: dx is a multiple of
-    2^-24 and mul > 2^-17)."""
+    (fp.py's ground rules; for an fp16 table none can be an FP32 subnormal: dx is a
+    multiple of 2^-24 and mul > 2^-17. A bf16 table's dx and mul can be FP32 subnormals,
+    which IEEE float32 arithmetic without flush-to-zero rounds the same way: Numba sets no
+    FTZ/DAZ, and nothing here runs under fastmath)."""
     i = _interval(x, cut32)
     dx = x - cut32[i]  # 4. RNE32(x - c_I)
     u = dx * mul32[i]  # 5. RNE32(dx * mul[I])
@@ -116,6 +130,26 @@ def _unit_fp32(xb, cut32, bins, base, mul32, lut32, below, above):
         return above
     g, t = _locate_fp32(x, cut32, bins, base, mul32)
     return _interp_fp32(lut32[g], lut32[g + 1], t)
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_bf16(xb, cut32, bins, base, mul32, lut32, below, above):
+    """Numerics §13, one BF16 input (bits) of a bf16 table -> BF16 bits. Decoding is exact
+    (a BF16 pattern is the top half of an FP32 one); steps 3-9 are the fp32 unit's; step 10
+    is RNE_bf16(RNE32(y0 + p)). Intervals and LUT differences below FP32's overflow
+    threshold (a table rule) keep steps 4 and 8 finite, finite mul keeps u a number."""
+    x = bf16_to_f32(xb)
+    if x != x:
+        return np.uint16(BF16_NAN)  # 1.
+    if x < cut32[0]:
+        return below  # 2.
+    if x >= cut32[cut32.size - 1]:
+        return above
+    g, t = _locate_fp32(x, cut32, bins, base, mul32)
+    y0 = lut32[g]
+    dy = lut32[g + 1] - y0  # 8. RNE32(y1 - y0)
+    p = t * dy  # 9. RNE32(t * dy)
+    return rne_bf16_f32(y0 + p)  # 10. RNE_bf16(RNE32(y0 + p))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -174,11 +208,25 @@ def _direct_kernel(parallel: bool):
 
 
 @functools.lru_cache(maxsize=None)
-def _gather_kernel(parallel: bool, f32_in: bool):
-    """``(xs[N], lut[65536], out[N])``: out[j] = lut[FP16 bits of xs[j]], for one variant chosen
-    at compile time: ``f32_in`` (xs float32 values, rounded RNE16 at the op boundary, else
-    uint16 bit patterns) and ``parallel`` (chunks under ``prange``, else one thread). The
-    output encoding is the LUT's: the output bits (uint16) or their values (float32)."""
+def _direct_kernel_bf16(parallel: bool):
+    """:func:`_direct_kernel` for a bf16 table (numerics §13): the same arguments
+    (``Prepared.args()``; ``fp16`` is False), every element through :func:`_unit_bf16`."""
+
+    def kernel(xs, out, cut32, cut64, bins, base, mul32, mul16, lut32, lut64, below, above, fp16):
+        for j in prange(xs.size):
+            out[j] = _unit_bf16(xs[j], cut32, bins, base, mul32, lut32, below, above)
+
+    kernel.__qualname__ = kernel.__name__ = f"_direct_bf16_{'par' if parallel else 'ser'}"
+    return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
+
+
+@functools.lru_cache(maxsize=None)
+def _gather_kernel(parallel: bool, f32_in: bool, bf16: bool = False):
+    """``(xs[N], lut[65536], out[N])``: out[j] = lut[16-bit pattern of xs[j]], for one variant
+    chosen at compile time: ``f32_in`` (xs float32 values, rounded at the op boundary to FP16,
+    or to BF16 when ``bf16``, else uint16 bit patterns) and ``parallel`` (chunks under
+    ``prange``, else one thread). The output encoding is the LUT's: the output bits (uint16)
+    or their values (float32)."""
 
     def kernel(xs, lut, out):
         n = xs.size
@@ -187,12 +235,16 @@ def _gather_kernel(parallel: bool, f32_in: bool):
             hi = min(n, (c + 1) * chunk)
             for j in range(c * chunk, hi):
                 if f32_in:
-                    out[j] = lut[rne16_f32(xs[j])]
+                    if bf16:
+                        out[j] = lut[rne_bf16_f32(xs[j])]
+                    else:
+                        out[j] = lut[rne16_f32(xs[j])]
                 else:
                     out[j] = lut[xs[j]]
 
     kernel.__qualname__ = kernel.__name__ = (
         f"_gather_{'par' if parallel else 'ser'}_{'f32' if f32_in else 'bits'}"
+        f"{'_bf16' if bf16 and f32_in else ''}"
     )
     return numba.njit(cache=True, nogil=True, parallel=parallel)(kernel)
 
@@ -200,6 +252,7 @@ def _gather_kernel(parallel: bool, f32_in: bool):
 # ----------------------------------------------------------------------------- preparation
 _PREPARED: "weakref.WeakKeyDictionary[Table, Prepared]" = weakref.WeakKeyDictionary()
 _DECODE32 = None
+_DECODE32_BF16 = None
 
 
 def _decode32() -> np.ndarray:
@@ -209,12 +262,22 @@ def _decode32() -> np.ndarray:
     return _DECODE32
 
 
+def _decode32_bf16() -> np.ndarray:
+    """float32[65536]: every BF16 encoding decoded (read-only)."""
+    global _DECODE32_BF16
+    if _DECODE32_BF16 is None:
+        _DECODE32_BF16 = bf16_decode_table(np.float32)
+        _DECODE32_BF16.setflags(write=False)
+    return _DECODE32_BF16
+
+
 def prepare(table: Table) -> Prepared:
     """Unpack ``table`` for the kernels and tabulate its 65,536 outputs (cached per object)."""
     got = _PREPARED.get(table)
     if got is not None:
         return got
-    dec = _decode32()
+    bf16 = table.dtype == "bf16"
+    dec = _decode32_bf16() if bf16 else _decode32()
     mul32 = np.ascontiguousarray(table.mul, dtype=np.float32)
     mul16 = np.array([f16_to_f64(rne16_f64(float(m))) for m in mul32], dtype=np.float64)
     lut32 = np.ascontiguousarray(dec[table.lut])
@@ -231,11 +294,12 @@ def prepare(table: Table) -> Prepared:
         below=int(table.below),
         above=int(table.above),
         fp16=table.precision == "fp16",
+        bf16=bf16,
     )
     outputs = np.empty(1 << 16, dtype=np.uint16)
     values = np.empty(1 << 16, dtype=np.float32)
     proto = Prepared(outputs=outputs, values=values, **fields)
-    _direct_kernel(True)(
+    (_direct_kernel_bf16 if bf16 else _direct_kernel)(True)(
         np.arange(1 << 16, dtype=np.uint32).astype(np.uint16), outputs, *proto.args()
     )
     values[:] = dec[outputs]
@@ -246,44 +310,66 @@ def prepare(table: Table) -> Prepared:
 
 
 def output_lut(table: Table) -> np.ndarray:
-    """uint16[65536]: the unit's output bits for every FP16 input encoding (read-only)."""
+    """uint16[65536]: the unit's output bits for every input encoding of the table's dtype
+    (FP16 or BF16), read-only."""
     return prepare(table).outputs
 
 
 def output_values(table: Table) -> np.ndarray:
-    """float32[65536]: the unit's outputs for every FP16 input, as exact FP32 values."""
+    """float32[65536]: the unit's outputs for every input encoding, as exact FP32 values."""
     return prepare(table).values
 
 
 # ----------------------------------------------------------------------------- public
-def run_elementwise(table: Table, x, method: str = "lut") -> np.ndarray:
-    """Run the elementwise datapath (numerics §3) of ``table`` on every element of ``x``.
+def _bits_for(table: Table, x) -> np.ndarray:
+    """x as C-contiguous uint16 patterns of the table's dtype: FP16 tables take float16 or
+    uint16, bf16 tables uint16 BF16 patterns only (numpy has no bfloat16, and reading float16
+    values as BF16 patterns would be a silent bug)."""
+    if table.dtype == "bf16":
+        if isinstance(x, np.generic):
+            x = np.asarray(x)
+        if not isinstance(x, np.ndarray) or x.dtype != np.uint16:
+            got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+            raise SimInputError(
+                f"x: a bf16 table takes a uint16 array of BF16 bit patterns, got {got}"
+            )
+    return as_bits(x)
 
-    x: float16 or uint16 (FP16 bit patterns), any shape; a C-contiguous input is
-    not copied. Returns float16 of x's shape. ``method``: ``"lut"`` (gather from
-    the 65,536-entry output table computed by the exact kernel) or ``"direct"``
-    (the exact kernel per element); both give identical bits.
+
+def run_elementwise(table: Table, x, method: str = "lut") -> np.ndarray:
+    """Run the elementwise datapath (numerics §3; §13 for a bf16 table) of ``table`` on every
+    element of ``x``.
+
+    x: for an fp16 table float16 or uint16 (FP16 bit patterns), for a bf16 table uint16 (BF16
+    bit patterns); any shape; a C-contiguous input is not copied. Returns float16 of x's shape
+    (fp16 table) or uint16 BF16 bit patterns (bf16 table). ``method``: ``"lut"`` (gather from
+    the 65,536-entry output table computed by the exact kernel) or ``"direct"`` (the exact
+    kernel per element); both give identical bits.
     """
     if not isinstance(table, Table):
         raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
-    bits = as_bits(x)
+    bits = _bits_for(table, x)
     flat = bits.reshape(-1)  # x.shape -> (N,)
     out = np.empty(flat.size, dtype=np.uint16)
     prep = prepare(table)
     if method == "lut":
         _gather_kernel(flat.size >= PARALLEL_MIN, False)(flat, prep.outputs, out)
     elif method == "direct":
-        _direct_kernel(flat.size >= PARALLEL_MIN)(flat, out, *prep.args())
+        direct = _direct_kernel_bf16 if prep.bf16 else _direct_kernel
+        direct(flat.size >= PARALLEL_MIN)(flat, out, *prep.args())
     else:
         raise ValueError(f"method: must be 'lut' or 'direct', got {method!r}")
+    if prep.bf16:
+        return out.reshape(bits.shape)  # (N,) -> x.shape, BF16 bits
     return out.view(np.float16).reshape(bits.shape)  # (N,) -> x.shape
 
 
 def run_elementwise_f32(table: Table, x) -> np.ndarray:
     """:func:`run_elementwise` for float32 model activations: every element of x (float32, any
-    shape) is rounded to FP16 (RNE, overflow to +-inf, NaN stays NaN) at the op boundary,
-    exactly as the unit receives it; returns float32 of x's shape holding the FP16 outputs
-    (exact). Same bits as ``run_elementwise(table, x.astype(float16))``, in one pass."""
+    shape) is rounded to the table's dtype (RNE16 or RNE_bf16, overflow to +-inf, NaN stays
+    NaN) at the op boundary, exactly as the unit receives it; returns float32 of x's shape
+    holding the 16-bit outputs (exact). Same bits as ``run_elementwise`` on the rounded x,
+    in one pass."""
     if not isinstance(table, Table):
         raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
     if not isinstance(x, np.ndarray) or x.dtype != np.float32:
@@ -291,5 +377,6 @@ def run_elementwise_f32(table: Table, x) -> np.ndarray:
         raise SimInputError(f"x: expected a float32 numpy array, got {got}")
     flat = np.ascontiguousarray(x).reshape(-1)  # x.shape -> (N,)
     out = np.empty(flat.size, dtype=np.float32)
-    _gather_kernel(flat.size >= PARALLEL_MIN, True)(flat, prepare(table).values, out)
+    prep = prepare(table)
+    _gather_kernel(flat.size >= PARALLEL_MIN, True, prep.bf16)(flat, prep.values, out)
     return out.reshape(x.shape)  # (N,) -> x.shape

@@ -6,8 +6,12 @@ import sys
 
 import numpy as np
 
-from .argtypes import positive_int
+from .argtypes import nonnegative_int, positive_int
 from .cli import UserError, group
+
+DATAPATH_SOLVERS: dict = {}
+"""``{"solve": callable}``: the solver of ``nli.objective.DATAPATH_OBJECTIVES``, put here by the
+simulator package's ``register`` (hw_sim.commands), since ``nli`` cannot import ``hw_sim``."""
 
 
 def _float(text: str) -> float:
@@ -20,15 +24,15 @@ def _float(text: str) -> float:
     return v
 
 
-def _check_defined(function: str, domain) -> None:
-    """The function must be defined and finite on every FP16 value of ``domain`` (no pole
-    inside)."""
+def _check_defined(function: str, domain, dtype: str = "fp16") -> None:
+    """The function must be defined and finite on every FP16 (BF16 for ``dtype='bf16'``) value
+    of ``domain`` (no pole inside)."""
     from .functions import get_function
-    from .grid import fp16_grid
+    from .grid import dtype_grid
 
     f = get_function(function)
-    lo, hi = domain if domain is not None else f.default_domain
-    x, _ = fp16_grid(lo, hi)
+    lo, hi = domain if domain is not None else f.default_domain_for(dtype)
+    x, _ = dtype_grid(lo, hi, dtype)
     if f.user is not None:  # its errors name the first bad x
         from .user_function import first_not_finite
 
@@ -52,6 +56,7 @@ def _build(args) -> int:
     from .functions import FUNCTIONS
     from .grid import DomainError
     from .inputs import check_output_path
+    from .objective import DATAPATH_OBJECTIVES
     from .solver import Layout, solve, table_from_result
     from .table import save_table
     from .user_function import is_user_spec
@@ -71,10 +76,18 @@ def _build(args) -> int:
     domain = None if args.domain is None else (_float(args.domain[0]), _float(args.domain[1]))
     try:
         layout = Layout.parse(args.layout)
-        _check_defined(args.function, domain)
+        if args.dtype == "bf16" and args.precision != "fp32":
+            raise ValueError(
+                f"--precision: a bf16 table has precision fp32 (numerics §13), got {args.precision}"
+            )
+        _check_defined(args.function, domain, args.dtype)
     except (ValueError, DomainError) as e:
         raise UserError(str(e)) from None
     check_output_path(args.output, "--output")
+    if args.objective in DATAPATH_OBJECTIVES:
+        return _build_datapath(args, layout, domain)
+    if args.max_ulp is not None:
+        raise UserError(f"--max-ulp: only with --objective {'|'.join(DATAPATH_OBJECTIVES)}")
     bars = []  # created at the first report, so that input errors print no bar
 
     def progress(done, total):
@@ -102,6 +115,7 @@ def _build(args) -> int:
             measure_gap=args.measure_gap,
             progress=progress,
             quantized=args.lut_rounding,
+            dtype=args.dtype,
         )
     except DomainError as e:
         raise UserError(str(e)) from None
@@ -115,6 +129,47 @@ def _build(args) -> int:
         f"{args.output}: {args.function} {layout.name}, "
         f"{args.objective} objective value {result.objective_value:.6g}, "
         f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}"
+    )
+    return 0
+
+
+def _build_datapath(args, layout, domain) -> int:
+    """`table build --objective ulp|cr|cr+maxulp`: the datapath-exact DP (hw_sim)."""
+    from .solver import table_from_result
+    from .table import save_table
+
+    bad = [
+        flag
+        for flag, on in (
+            (f"--precision {args.precision}", args.precision != "fp32"),
+            ("--measure-gap", args.measure_gap),
+            (f"--dtype {args.dtype}", args.dtype != "fp16"),
+        )
+        if on
+    ]
+    if bad:
+        raise UserError(
+            f"--objective {args.objective}: not with {', '.join(bad)} (fp16 tables, fp32 only)"
+        )
+    if "solve" not in DATAPATH_SOLVERS:
+        raise UserError(f"--objective {args.objective}: needs the hw_sim package (not installed)")
+    solve, note = DATAPATH_SOLVERS["solve"], DATAPATH_SOLVERS["note"]
+    try:
+        result = solve(
+            args.function,
+            layout,
+            args.objective,
+            domain=domain,
+            stride=args.stride,
+            max_ulp=args.max_ulp,
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    extra = {} if args.max_ulp is None else {"max_ulp_cap": args.max_ulp}
+    save_table(table_from_result(result, **extra), args.output)
+    print(
+        f"{args.output}: {args.function} {layout.name}, {args.objective} objective: "
+        f"{note(result)}, {result.solve_seconds:.1f} s"
     )
     return 0
 
@@ -137,8 +192,8 @@ def _export(args) -> int:
 def register(sub, groups):
     """Add `nli table build|export` to the parser."""
     from .export import FORMATS
-    from .formats import PRECISIONS
-    from .objective import OBJECTIVES
+    from .formats import DTYPES, PRECISIONS
+    from .objective import DATAPATH_OBJECTIVES, OBJECTIVES
 
     g = group(sub, groups, "table", "build, export and inspect interpolation tables")
     b = g.add_parser("build", help="solve for optimal cutpoints and write a table (JSON)")
@@ -152,13 +207,26 @@ def register(sub, groups):
         "--domain",
         nargs=2,
         metavar=("LO", "HI"),
-        help="FP16 domain (default: the function's legal one)",
+        help="FP16 (BF16 with --dtype bf16) domain (default: the function's legal one)",
     )
     b.add_argument(
         "--layout", default="paper", help="paper | single:M | two-level:K:B (default paper)"
     )
-    b.add_argument("--objective", default="paper", choices=OBJECTIVES)
+    b.add_argument(
+        "--objective",
+        default="paper",
+        choices=OBJECTIVES + DATAPATH_OBJECTIVES,
+        help="ideal-interpolant error (paper, mean, max) or measured through the fp32 unit: "
+        "ulp (ulp sum), cr (outputs not correctly rounded), cr+maxulp (then max ulp)",
+    )
     b.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    b.add_argument(
+        "--dtype",
+        default=DTYPES[0],
+        choices=DTYPES,
+        help="the table's 16-bit format: fp16 (default) or bf16 (numerics §13; BF16 grid and "
+        "domains, precision fp32)",
+    )
     b.add_argument(
         "--stride",
         type=positive_int(1 << 16),
@@ -173,7 +241,14 @@ def register(sub, groups):
     b.add_argument(
         "--lut-rounding",
         action="store_true",
-        help="the interpolant carries RNE16(f) (the LUT as stored) instead of exact f",
+        help="the interpolant carries RNE16(f) (RNE_bf16 with --dtype bf16: the LUT as stored) "
+        "instead of exact f",
+    )
+    b.add_argument(
+        "--max-ulp",
+        type=nonnegative_int(1 << 16),
+        default=None,
+        help="with --objective ulp|cr|cr+maxulp: only tables within this many ulp everywhere",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)

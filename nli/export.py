@@ -5,11 +5,14 @@ atomically (temp file + rename, so no file is ever half-written).
 
 * ``c``: one header of ``uint16_t`` arrays (cutpoints, bins, base, lut, below,
   above: FP16 bit patterns and small integers) and ``uint32_t`` FP32 bit patterns
-  for ``mul``.
+  for ``mul``; ``NLI_<NAME>_DTYPE_BF16`` is 1 for a bf16 table (numerics §13: the 16-bit
+  fields are then BF16 bit patterns), 0 for fp16.
 * ``hex``: a directory of ``$readmemh`` files, one memory each
   (``cutpoints.hex``, ``mul.hex`` 32-bit words, ``bins.hex``, ``base.hex``,
-  ``lut.hex``, ``clamps.hex`` = below then above), one hex word per line.
-* ``npz``: ``numpy.savez`` of the same arrays (uint16 / uint32 / int64).
+  ``lut.hex``, ``clamps.hex`` = below then above), one hex word per line; each file's
+  comment line names the format of its words (FP16 or BF16 bits).
+* ``npz``: ``numpy.savez`` of the same arrays (uint16 / uint32 / int64) and ``dtype``, a 0-d
+  string array ("fp16" or "bf16").
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ FORMATS = ("c", "hex", "npz")
 
 
 def table_arrays(table: Table) -> dict[str, np.ndarray]:
-    """The numerics §2 fields as bit-pattern arrays: uint16 FP16 fields, uint32 mul bits,
-    int64 bins/base."""
+    """The numerics §2 fields as bit-pattern arrays: uint16 FP16 (or BF16) fields, uint32 mul
+    bits, int64 bins/base."""
     return {
         "cutpoints": table.cutpoints.astype(np.uint16),
         "bins": table.bins.astype(np.int64),
@@ -67,6 +70,7 @@ def c_header(table: Table, name: str | None = None) -> str:
     comment, made safe (see :mod:`nli.codegen`)."""
     name = c_identifier(name or table.function)
     a = table_arrays(table)
+    fmt = "FP16 values are IEEE binary16" if table.dtype == "fp16" else "BF16 values are bfloat16"
     below, above = hex_words("clamps", [table.below, table.above], 16)
     k, entries = check_width("K", [table.K], 16)[0], check_width("entries", [table.entries], 17)[0]
     guard = f"NLI_TABLE_{name}_H"
@@ -74,12 +78,13 @@ def c_header(table: Table, name: str | None = None) -> str:
     out = [
         f"/* NLI Engine table for {comment_text(table.function)}: "
         "numerics §2 fields as bit patterns.\n"
-        " * FP16 values are IEEE binary16 bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
+        f" * {fmt} bit patterns, mul[] holds IEEE binary32 bit patterns.\n"
         f" * precision: {comment_text(table.precision)}; K = {k} macro intervals; "
         f"{entries} LUT entries. */\n",
         f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
         f"#define {p}_K {k}\n#define {p}_ENTRIES {entries}\n",
         f"#define {p}_PRECISION_FP32 {1 if table.precision == 'fp32' else 0}\n",
+        f"#define {p}_DTYPE_BF16 {1 if table.dtype == 'bf16' else 0}\n",
         f"#define {p}_BELOW ((uint16_t)0x{below})\n#define {p}_ABOVE ((uint16_t)0x{above})\n\n",
         _c_array("cutpoints", f"{p}_CUTPOINTS", a["cutpoints"]),
         _c_array("bins", f"{p}_BINS", a["bins"]),
@@ -102,15 +107,16 @@ def readmemh_files(table: Table) -> dict[str, str]:
         )
 
     fn = table.function
+    f16 = table.dtype.upper()  # FP16 or BF16: the format of the 16-bit words
     return {
         "cutpoints.hex": mem(
-            "cutpoints", a["cutpoints"], f"{fn}: {table.K + 1} cutpoints, FP16 bits"
+            "cutpoints", a["cutpoints"], f"{fn}: {table.K + 1} cutpoints, {f16} bits"
         ),
         "mul.hex": mem("mul", a["mul"], f"{fn}: {table.K} scale registers, FP32 bits"),
         "bins.hex": mem("bins", a["bins"], f"{fn}: bins per macro interval"),
         "base.hex": mem("base", a["base"], f"{fn}: LUT base index per macro interval"),
-        "lut.hex": mem("lut", a["lut"], f"{fn}: {table.entries} LUT entries, FP16 bits"),
-        "clamps.hex": mem("clamps", [table.below, table.above], f"{fn}: below, above, FP16 bits"),
+        "lut.hex": mem("lut", a["lut"], f"{fn}: {table.entries} LUT entries, {f16} bits"),
+        "clamps.hex": mem("clamps", [table.below, table.above], f"{fn}: below, above, {f16} bits"),
     }
 
 
@@ -137,7 +143,7 @@ def export_table(table: Table, fmt: str, path: str | os.PathLike) -> list[Path]:
         return written
     if fmt == "npz":
         buf = io.BytesIO()
-        np.savez(buf, **table_arrays(table))
+        np.savez(buf, **table_arrays(table), dtype=np.array(table.dtype))
         _atomic_write_bytes(path, buf.getvalue())
         return [path]
     raise ValueError(f"format: must be one of {', '.join(FORMATS)}, got {fmt!r}")

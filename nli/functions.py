@@ -6,6 +6,7 @@ Each function has
 - ``domains``: named FP16 domains. ``direct`` is the function's legal FP16
   domain (the default); reciprocal and rsqrt also have ``reduced``, the
   mantissa range of numerics §5's exponent range reduction.
+- ``bf16_domains``: the same names for bf16 tables (numerics §13), see ``bf16_direct``.
 
 No calibration data is used anywhere: domains are the legal FP16 ranges.
 """
@@ -18,7 +19,7 @@ import math
 import numba
 import numpy as np
 
-from .formats import FP16_MAX, FP16_MIN_SUBNORMAL
+from .formats import BF16_MIN_SUBNORMAL, DTYPES, FP16_MAX, FP16_MIN_SUBNORMAL
 
 _SQRT1_2 = 0.7071067811865476
 
@@ -186,12 +187,29 @@ class Function:
     inflections: tuple = ()
     # a user function (nli.user_function): its vectorized float64 callable, fn_id USER_FN_ID
     user: object = field(default=None, compare=False)
+    # named BF16 domains (numerics §13): filled in for every built-in from BF16_DOMAINS
+    bf16_domains: dict = field(default_factory=dict)
 
     @property
     def default_domain(self) -> tuple[float, float]:
         if "direct" not in self.domains:
             raise ValueError(f"function {self.name}: has no default domain; give --domain LO HI")
         return self.domains["direct"]
+
+    def domains_for(self, dtype: str = "fp16") -> dict:
+        """The named domains of a table of ``dtype``: FP16 or BF16 ones."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        return self.domains if dtype == "fp16" else self.bf16_domains
+
+    def default_domain_for(self, dtype: str = "fp16") -> tuple[float, float]:
+        """The ``direct`` domain of a table of ``dtype``."""
+        d = self.domains_for(dtype)
+        if "direct" not in d:
+            raise ValueError(
+                f"function {self.name}: has no default {dtype} domain; give --domain LO HI"
+            )
+        return d["direct"]
 
     def __call__(self, x) -> np.ndarray:
         """float64 array (any shape) -> float64 array of f(x)."""
@@ -243,6 +261,42 @@ FUNCTIONS: dict[str, Function] = {
         Function("softsign", 16, {"direct": _ALL_FINITE}, (0.0,)),
     ]
 }
+
+
+# ----------------------------------------------------------------------------- BF16 domains
+# numerics §13 / §10. BF16 spans FP32's range, so "every finite value" is not the default: each
+# domain [lo, hi] is chosen so that (a) outside it the table's constant below / above is the
+# correctly rounded result where f saturates or underflows (tanh -> +-1, exp -> 0, silu -> -0:
+# |x| = 128 is far past every such point, e.g. e^-128 ~ 2.6e-56 rounds to 0), and (b) hi - lo
+# stays below 2^126, so mul = RNE32(bins / (c_{I+1} - c_I)) is a normal FP32 for every macro
+# interval inside the domain (an interval cannot be arbitrarily wide; a subnormal mul would
+# lose bits and be flushed by an FTZ implementation). Where f(x) -> x without bound (silu,
+# gelu, softplus, ...) (b) caps the domain at BF16_LINEAR_TOP, the largest BF16 value below
+# 2^126 (about 8.5e37): inputs above it get ``above`` = f(BF16_LINEAR_TOP), not f(x).
+BF16_LINEAR_TOP = (2.0 - 2.0**-7) * 2.0**125
+_BF16_SAT = 128.0
+_BF16_TINY = BF16_MIN_SUBNORMAL
+BF16_DOMAINS = {
+    "silu": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "gelu": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "gelu_tanh": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "softplus": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "mish": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "elu": {"direct": (-_BF16_SAT, BF16_LINEAR_TOP)},
+    "logsigmoid": {"direct": (-BF16_LINEAR_TOP, _BF16_SAT)},
+    "sigmoid": {"direct": (-_BF16_SAT, _BF16_SAT)},
+    "tanh": {"direct": (-_BF16_SAT, _BF16_SAT)},
+    "erf": {"direct": (-_BF16_SAT, _BF16_SAT)},
+    "softsign": {"direct": (-1024.0, 1024.0)},  # 1 / (1 + |x|) < 2^-10 past |x| = 1023
+    "exp": {"direct": (-_BF16_SAT, 0.0)},
+    "exp2": {"direct": (-2 * _BF16_SAT, 0.0)},  # 2^-134 is half the least subnormal: ties to 0
+    "log": {"direct": (_BF16_TINY, BF16_LINEAR_TOP)},
+    "log2": {"direct": (_BF16_TINY, BF16_LINEAR_TOP)},
+    "reciprocal": {"direct": (_BF16_TINY, BF16_LINEAR_TOP), "reduced": (1.0, 2.0)},
+    "rsqrt": {"direct": (_BF16_TINY, BF16_LINEAR_TOP), "reduced": (1.0, 4.0)},
+}
+for _name, _d in BF16_DOMAINS.items():
+    FUNCTIONS[_name].bf16_domains.update(_d)
 
 
 def get_function(name: str) -> Function:

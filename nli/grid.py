@@ -14,12 +14,12 @@ import re
 
 import numpy as np
 
-from .formats import BF16_NAN, BF16_OVERFLOW, FP16_MAX
+from .formats import BF16_MAX, BF16_NAN, BF16_OVERFLOW, DTYPES, FP16_MAX
 from .strict_json import show
 
 
 class DomainError(ValueError):
-    """A domain that is empty, reversed, non-finite or outside FP16."""
+    """A domain that is empty, reversed, non-finite or outside its format (FP16 or BF16)."""
 
 
 # ----------------------------------------------------------------------------- bits <-> values
@@ -210,3 +210,76 @@ def fp16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     if i1 <= i0:
         raise DomainError(f"domain [{lo}, {hi}] holds no finite FP16 value")
     return x_all[i0:i1].copy(), b_all[i0:i1].copy()
+
+
+def all_finite_bf16_bits() -> np.ndarray:
+    """Every finite BF16 bit pattern except -0, sorted by value: uint16[65279]."""
+    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    keep = is_finite_bf16(bits) & (bits != 0x8000)
+    bits = bits[keep]
+    return bits[np.argsort(bf16_bits_to_f64(bits), kind="stable")]
+
+
+_ALL_BF16 = None
+
+
+def bf16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every finite BF16 value in ``[lo, hi]``, ascending, -0 excluded (numerics §13).
+
+    Returns ``(x, bits)``: float64[N] values and their uint16[N] BF16 patterns.
+    Raises :class:`DomainError` for an empty, reversed or non-BF16 domain.
+    """
+    global _ALL_BF16
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DomainError(f"domain [{lo}, {hi}] is not finite")
+    if lo < -BF16_MAX or hi > BF16_MAX:
+        raise DomainError(f"domain [{lo}, {hi}] lies outside BF16 (|x| <= {BF16_MAX:g})")
+    if lo > hi:
+        raise DomainError(f"domain [{lo}, {hi}] is reversed")
+    if _ALL_BF16 is None:
+        b = all_finite_bf16_bits()
+        _ALL_BF16 = (bf16_bits_to_f64(b), b)
+    x_all, b_all = _ALL_BF16
+    i0 = int(np.searchsorted(x_all, lo, side="left"))
+    i1 = int(np.searchsorted(x_all, hi, side="right"))
+    if i1 <= i0:
+        raise DomainError(f"domain [{lo}, {hi}] holds no finite BF16 value")
+    return x_all[i0:i1].copy(), b_all[i0:i1].copy()
+
+
+# ----------------------------------------------------------------------------- per dtype
+# One name per operation for a table's 16-bit format (``dtype``, numerics §13), so callers
+# that handle both formats do not branch on it themselves.
+def _check_dtype(dtype: str) -> str:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {show(dtype)}")
+    return dtype
+
+
+def bits_to_f64(bits, dtype: str) -> np.ndarray:
+    """16-bit patterns of ``dtype`` (any shape) -> the float64 values they encode exactly."""
+    return f16_bits_to_f64(bits) if _check_dtype(dtype) == "fp16" else bf16_bits_to_f64(bits)
+
+
+def f64_to_bits(values, dtype: str) -> np.ndarray:
+    """float64 (any shape) -> uint16 patterns of the value rounded once (RNE) to ``dtype``."""
+    return f64_to_f16_bits(values) if _check_dtype(dtype) == "fp16" else f64_to_bf16_bits(values)
+
+
+def is_nan_bits(bits, dtype: str) -> np.ndarray:
+    return is_nan16(bits) if _check_dtype(dtype) == "fp16" else is_nan_bf16(bits)
+
+
+def is_finite_bits(bits, dtype: str) -> np.ndarray:
+    return is_finite16(bits) if _check_dtype(dtype) == "fp16" else is_finite_bf16(bits)
+
+
+def rne_dtype(q, dtype: str) -> float:
+    """RNE16 or RNE_bf16 of an exact rational (or float), as a float64."""
+    return rne16(q) if _check_dtype(dtype) == "fp16" else rne_bf16(q)
+
+
+def dtype_grid(lo: float, hi: float, dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fp16_grid` or :func:`bf16_grid` after ``dtype``."""
+    return fp16_grid(lo, hi) if _check_dtype(dtype) == "fp16" else bf16_grid(lo, hi)

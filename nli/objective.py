@@ -14,6 +14,13 @@ there). Otherwise each convexity run of the range is split at the minimum of
 ``sigma g`` (binary search on f's monotone divided differences) and at its two
 zero crossings (binary search), leaving at most three constant-sign pieces.
 
+The grid is the FP16 grid of a domain, or its BF16 grid for a bf16 table (numerics §13): then
+``w = max(|f|, 2^-126)`` (the format's smallest normal, ``W_FLOORS``), LUT rounding is RNE_bf16
+and grid indices come from BF16 ordinals (``C[3]``, the format code, selects). The double-double
+prefix sums keep about 106 bits: where 1/w spans a huge range (a bf16 domain reaching f's
+underflow, 1/w = 2^126) the sum objectives lose accuracy on the ranges after those points;
+``max`` reads every term directly and does not.
+
 Objectives (codes used by the kernels): 0 ``paper`` (sum of per-segment means),
 1 ``mean`` (one mean over the whole grid), 2 ``max`` (minimax). Adding QUANTIZED (4)
 to a code makes P carry RNE16(f) at its points and the clamps RNE16(f(c)): the LUT the
@@ -30,11 +37,28 @@ import numba
 import numpy as np
 
 from .bitcast import f64_as_i64
-from .formats import FP16_MAX, FP16_MAX_BITS, FP16_MIN_NORMAL, FP16_OVERFLOW, FP16_POS_INF
+from .formats import (
+    BF16_MAX,
+    BF16_MAX_BITS,
+    BF16_MIN_NORMAL,
+    BF16_OVERFLOW,
+    BF16_POS_INF,
+    DTYPE_FORMATS,
+    DTYPES,
+    FP16_MAX,
+    FP16_MAX_BITS,
+    FP16_MIN_NORMAL,
+    FP16_OVERFLOW,
+    FP16_POS_INF,
+)
 from .functions import Function, evaluate_scalar
+from .grid import f64_to_bits
 from .user_function import detect_inflections
 
 OBJECTIVES = ("paper", "mean", "max")
+DATAPATH_OBJECTIVES = ("ulp", "cr", "cr+maxulp")
+"""Objectives measured through the bit-accurate fp32 datapath (hw_sim.datapath_cost; solved by
+hw_sim.datapath_solve, since nli cannot import the simulator)."""
 QUANTIZED = 4
 # a lower bound rules a segment out only once, shrunk by this, it reaches the limit: the
 # float noise of the prefix sums (relative) must not let it pass the exact sum it bounds
@@ -43,6 +67,8 @@ LB_SLACK = 1e-9
 # 32 float64 ulps, far above the few roundings of the double-double prefix-sum differences
 LB_NOISE = 32 * 2.0**-53
 W_FLOOR = 2.0**-14
+W_FLOORS = {d: DTYPE_FORMATS[d].min_normal for d in DTYPES}  # fp16: W_FLOOR; bf16: 2^-126
+FMT_CODES = {"fp16": 0, "bf16": 1}  # C[3]: the grid's format inside the kernels
 
 GridArrays = namedtuple(
     "GridArrays",
@@ -54,7 +80,7 @@ x, f, iw: float64[N] grid values, f(x), 1/w; P: float64[3, 2, N+1] double-double
 prefix sums (hi, lo) of 1/w, f/w, x/w; dd: float64[N-1] divided differences;
 run_id: int64[N]; run_lo, run_hi, run_sign: int64[R] convexity runs (sign +1
 convex, -1 concave); infl: float64[*] inflection points inside the domain;
-ord0: FP16 ordinal of x[0]; fn_id: function id; n: N; A, I, R, C: the same packed
+ord0: FP16 (or BF16) ordinal of x[0]; fn_id: function id; n: N; A, I, R, C: the same packed
 for the kernels (see ``_rsum``)."""
 
 
@@ -87,7 +113,7 @@ def _prefix_dd(v):
 # updates, which cost several times the O(1) segment sums themselves (measured).
 # A: float64[10, N+1] rows x, f, 1/w, dd, then prefix (hi, lo) of 1/w, f/w, x/w;
 # I (the kernels' argument RID): int64[N] run id; R: int64[2, runs] run end index, run sign;
-# C: (ord0, fn_id, n).
+# C: (ord0, fn_id, n, fmt) with fmt a FMT_CODES value.
 X_, F_, IW_, DD_, P_ = 0, 1, 2, 3, 4
 
 
@@ -249,6 +275,29 @@ def _rne16(v):
     return math.copysign(r * q, v)
 
 
+@numba.njit(cache=True, inline="always")
+def _rne_bf16(v):
+    """RNE_bf16 of a float64 (overflow to +-inf), as a float64 (numerics §13)."""
+    a = abs(v)
+    if a == 0.0 or a != a:
+        return v
+    if a >= BF16_OVERFLOW:
+        return math.copysign(np.inf, v)
+    _, e = math.frexp(a)
+    q = 2.0 ** (max(e - 1, -126) - 7)
+    y = a / q  # exact: power-of-two scaling, y < 2^8
+    r = math.floor(y + 0.5)
+    if r - y == 0.5 and r % 2.0 == 1.0:
+        r -= 1.0
+    return math.copysign(r * q, v)
+
+
+@numba.njit(cache=True, inline="always")
+def _rne_q(v, fmt):
+    """The LUT rounding of the grid's format: RNE16 (fmt 0) or RNE_bf16 (fmt 1)."""
+    return _rne16(v) if fmt == 0 else _rne_bf16(v)
+
+
 # ----------------------------------------------------------------------------- FP16 index of a real
 @numba.njit(cache=True, inline="always")
 def _pos_bits(a, up):
@@ -269,13 +318,27 @@ def _pos_bits(a, up):
 
 
 @numba.njit(cache=True, inline="always")
-def _ceil_index(ord0, n, t):
-    """Index of the first grid point >= t (0..n) on a grid whose first point has FP16 ordinal
-    ord0."""
-    if t >= 0.0:
-        o = _pos_bits(t, True)
+def _pos_bits_bf16(a, up):
+    """:func:`_pos_bits` for BF16: bits of the BF16 value next to a >= 0."""
+    if a > BF16_MAX:
+        return BF16_POS_INF if up else BF16_MAX_BITS
+    if a < BF16_MIN_NORMAL:
+        q = a * 2.0**133  # exact scaling into the subnormal count
+        return int(math.ceil(q)) if up else int(math.floor(q))
+    # float64 bits >> 45 = (E + 1023) << 7 | top 7 fraction bits; minus 896 << 7: BF16's
+    b = f64_as_i64(a)
+    o = (b >> 45) - (896 << 7)
+    return o + 1 if up and (b & ((1 << 45) - 1)) != 0 else o
+
+
+@numba.njit(cache=True, inline="always")
+def _ceil_index(ord0, n, t, fmt=0):
+    """Index of the first grid point >= t (0..n) on a grid whose first point has ordinal ord0 in
+    the grid's format (fmt 0: FP16, 1: BF16)."""
+    if fmt == 0:
+        o = _pos_bits(t, True) if t >= 0.0 else -_pos_bits(-t, False)
     else:
-        o = -_pos_bits(-t, False)
+        o = _pos_bits_bf16(t, True) if t >= 0.0 else -_pos_bits_bf16(-t, False)
     return min(max(o - ord0, 0), n)
 
 
@@ -304,12 +367,12 @@ def _bin_edge(A, C, j, k, B, m, quant):
     elif m == B:
         t, F, i = A[X_, k], A[F_, k], k + 1
     else:
-        ord0, fn_id, n = C
+        ord0, fn_id, n, fmt = C
         a = A[X_, j]
         t = a + (m * (A[X_, k] - a)) / B
-        i = max(_ceil_index(ord0, n, t), j)
+        i = max(_ceil_index(ord0, n, t, fmt), j)
         F = evaluate_scalar(fn_id, t) if fn_id >= 0 else _grid_lerp(A, i, t)
-    return t, (_rne16(F) if quant else F), i
+    return t, (_rne_q(F, C[3]) if quant else F), i
 
 
 @numba.njit(cache=True, inline="always")
@@ -438,7 +501,7 @@ def _clamp_costs_k(A, RID, R, infl, C, code, right):
     for kk in numba.prange(n):
         k = np.int64(kk)  # prange indices may be unsigned; keep index arithmetic in int64
         lo, hi = (k, np.int64(n - 1)) if right else (np.int64(0), k)
-        v = _rne16(A[F_, k]) if code >= QUANTIZED else A[F_, k]
+        v = _rne_q(A[F_, k], C[3]) if code >= QUANTIZED else A[F_, k]
         if obj == 2:
             out[k] = _line_max(A, lo, hi, v, 0.0, 0.0, np.inf)
         else:
@@ -453,14 +516,16 @@ def _clamp_costs(G, code, right):
 
 
 # ----------------------------------------------------------------------------- public wrappers
-def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
+def grid_arrays(function: Function, x: np.ndarray, dtype: str = "fp16") -> GridArrays:
     """Precompute the cost kernels' view of ``function`` on the grid ``x`` (float64[N],
-    ascending FP16)."""
+    ascending FP16 values, or BF16 values for ``dtype='bf16'``)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.ndim != 1 or x.size < 1 or np.any(np.diff(x) <= 0):
         raise ValueError("grid: need a non-empty ascending float64 array")
     f = function(x)
-    iw = 1.0 / np.maximum(np.abs(f), W_FLOOR)
+    iw = 1.0 / np.maximum(np.abs(f), W_FLOORS[dtype])
     P = np.stack([_prefix_dd(iw), _prefix_dd(f * iw), _prefix_dd(x * iw)])  # (3, 2, N+1)
     dd = np.diff(f) / np.diff(x) if x.size > 1 else np.zeros(0)
     # a built-in knows its inflection points; a user function's are those its grid shows
@@ -479,7 +544,7 @@ def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
     run_id = np.zeros(x.size, dtype=np.int64)
     for r, (a, b) in enumerate(zip(run_lo, run_hi)):
         run_id[a : b + 1] = r
-    b0 = int(np.float16(x[0]).view(np.uint16))
+    b0 = int(f64_to_bits(x[0], dtype))
     ord0 = b0 if x[0] >= 0 else -(b0 & 0x7FFF)
     n = x.size
     A = np.zeros((P_ + 6, n + 1))  # rows: x, f, 1/w, dd, prefix (hi, lo) x 3; column n pads
@@ -503,7 +568,7 @@ def grid_arrays(function: Function, x: np.ndarray) -> GridArrays:
         A,
         run_id,
         R,
-        (int(ord0), int(function.fn_id), int(n)),
+        (int(ord0), int(function.fn_id), int(n), FMT_CODES[dtype]),
     )
 
 

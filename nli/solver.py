@@ -1,4 +1,5 @@
-"""Globally optimal cutpoints on the FP16 grid by dynamic programming.
+"""Globally optimal cutpoints on the FP16 grid (or the BF16 grid of a bf16 table, numerics §13)
+by dynamic programming.
 
 ``D[L][k]`` is the best cost of a prefix whose L-th cutpoint (counting from 0)
 is grid point ``x_k``; ``D[0][k] = Lclamp(k)``,
@@ -36,9 +37,9 @@ import numba
 import numpy as np
 
 from .dp_layer import _layer, _layer_chord, block_min
-from .formats import FP16_MAX, FP16_OVERFLOW, PRECISIONS
+from .formats import DTYPE_FORMATS, DTYPES, FP16_MAX, PRECISIONS
 from .functions import get_function
-from .grid import DomainError, fp16_grid
+from .grid import DomainError, dtype_grid, f64_to_bits
 from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
 from .table import MAX_ENTRIES, Table, table_from_cutpoints
 
@@ -127,12 +128,13 @@ class SolveResult:
     )
     precision: str = "fp32"
     quantized: bool = False  # P carried RNE16(f) (the LUT as built) instead of exact f
+    dtype: str = "fp16"  # the grid's and the table's format (numerics §13)
 
     def meta(self) -> dict:
         """JSON-ready record of how the cutpoints were made."""
-        from .grid import f16_hex, f64_to_f16_bits
+        from .grid import f16_hex
 
-        lo, hi = (f16_hex(int(b)) for b in f64_to_f16_bits(np.array(self.domain)))
+        lo, hi = (f16_hex(int(b)) for b in f64_to_bits(np.array(self.domain), self.dtype))
         d = {
             "objective": self.objective,
             "cost": float(self.objective_value),
@@ -278,6 +280,7 @@ def solve(
     measure_gap: bool = False,
     progress: Callable[[int, int], None] | None = None,
     quantized: bool = False,
+    dtype: str = "fp16",
 ) -> SolveResult:
     """Globally optimal cutpoints for ``function`` on the FP16 grid of ``domain``.
 
@@ -290,9 +293,16 @@ def solve(
     RNE16(f) is finite (the LUT must be finite); for ``precision='fp16'`` a macro interval
     of B bins is at least B / 65504 wide, so that RNE16(mul) cannot overflow (numerics §2;
     slightly stricter than needed).
+    ``dtype='bf16'`` solves on the BF16 grid (numerics §13; domain default: the function's BF16
+    ``direct`` domain), with RNE_bf16 for LUT rounding and a macro interval of B bins at least
+    B * 2^-127 wide, so that mul = RNE32(B / width) stays finite.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    if dtype == "bf16" and precision != "fp32":
+        raise ValueError(f"precision: a bf16 table must have precision 'fp32', got {precision!r}")
     from .user_function import allow_import, is_user_spec
 
     if is_user_spec(function):  # the caller named it: their own code (table files never do)
@@ -300,8 +310,8 @@ def solve(
     f = get_function(function)
     lay = Layout.parse(layout) if isinstance(layout, str) else layout
     obj = objective_code(objective, quantized)
-    lo, hi = domain if domain is not None else f.default_domain
-    x, _ = fp16_grid(lo, hi)
+    lo, hi = domain if domain is not None else f.default_domain_for(dtype)
+    x, _ = dtype_grid(lo, hi, dtype)
     if lay.cutpoints > x.size:
         raise DomainError(
             f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but the domain "
@@ -310,18 +320,21 @@ def solve(
     if stride < 1:
         raise ValueError(f"stride: must be >= 1, got {stride}")
     t0 = time.perf_counter()
-    G = grid_arrays(f, x)
+    G = grid_arrays(f, x, dtype)
     if f.user is not None:
         from .user_function import first_not_finite
 
         first_not_finite(function, x, G.f)
-    ok = np.abs(G.f) < FP16_OVERFLOW
+    ok = np.abs(G.f) < DTYPE_FORMATS[dtype].overflow
     if int(ok[_candidates(x.size, stride)].sum()) < lay.cutpoints:
         raise ValueError(
             f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but only "
             f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f"
         )
-    minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
+    if dtype == "bf16":  # B / width <= 2^127: RNE32 of it is finite (numerics §13)
+        minw = [b * 2.0**-127 for b in lay.bins]
+    else:
+        minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
     cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)
     if idx is None:
         raise ValueError(
@@ -333,7 +346,7 @@ def solve(
     if stride > 1 and measure_gap:
         exact, _ = _solve_grid(G, lay.bins, obj, 1, ok, minw, None)
         gap = cost - exact
-    bits = np.asarray(x[idx], dtype=np.float64).astype(np.float16).view(np.uint16)
+    bits = f64_to_bits(np.asarray(x[idx], dtype=np.float64), dtype)
     return SolveResult(
         function,
         objective,
@@ -348,6 +361,7 @@ def solve(
         gap,
         precision,
         quantized,
+        dtype,
     )
 
 
@@ -359,6 +373,7 @@ def table_from_result(result: SolveResult, **extra_meta) -> Table:
         result.cutpoints,
         list(result.layout.bins),
         result.precision,
+        result.dtype,
         **result.meta(),
         provenance={"method": "nli DP solver", **extra_meta.pop("provenance", {})},
         **extra_meta,

@@ -16,19 +16,27 @@ import os
 import numpy as np
 
 from .atomic import atomic_write
-from .formats import FP16_OVERFLOW, NUMERICS_VERSION, PRECISIONS
+from .formats import DTYPES, PRECISIONS, TABLE_NUMERICS
 from .grid import (
-    f16_bits_to_f64,
+    bits_to_f64,
     f16_hex,
     f32_hex,
-    is_finite16,
-    is_nan16,
     parse_f16_hex,
     parse_f32_hex,
     rne16,
     rne32,
 )
 from .strict_json import JsonFileError, read_json_file, show
+from .table_fields import (
+    TableError,
+    bit_patterns,
+    check_cutpoints,
+    check_dtype,
+    check_end_value,
+    check_lut,
+    check_mul,
+    int_list,
+)
 
 FORMAT = "nli-table"
 VERSION = 1
@@ -38,52 +46,12 @@ MAX_FUNCTION_CHARS = 256
 MAX_TABLE_FILE_BYTES = 4 << 20  # a 65,536-entry table file is about 0.7 MB
 
 
-class TableError(ValueError):
-    """A table (in memory or in a file) that breaks a rule of numerics §2 or 6."""
-
-
-def _int_list(name: str, values, max_len: int) -> list[int]:
-    """A 1-D integer array or sequence -> Python ints (no bool, no float), at most max_len of
-    them."""
-    if isinstance(values, np.ndarray):
-        if values.ndim != 1 or values.dtype.kind not in "iu":
-            raise TableError(f"{name}: must be a 1-D array of integers")
-        seq = values
-    elif isinstance(values, (list, tuple)):
-        seq = values
-    else:
-        raise TableError(f"{name}: must be a list of integers, got {type(values).__name__}")
-    if len(seq) > max_len:
-        raise TableError(f"{name}: at most {max_len} entries, got {len(seq)}")
-    if isinstance(seq, np.ndarray):
-        return [int(v) for v in seq.tolist()]
-    out = []
-    for i, v in enumerate(seq):
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise TableError(f"{name}: every entry must be an integer, {name}[{i}] = {show(v)}")
-        out.append(int(v))
-    return out
-
-
-def _bit_patterns(name: str, values, max_len: int) -> np.ndarray:
-    """A 1-D sequence of FP16 bit patterns (integers 0..0xFFFF) -> read-write uint16 array."""
-    if isinstance(values, np.ndarray) and values.dtype == np.uint16:
-        if values.ndim != 1 or values.size > max_len:
-            raise TableError(f"{name}: must be a 1-D array of at most {max_len} FP16 bit patterns")
-        return values.astype(np.uint16)  # a copy
-    ints = _int_list(name, values, max_len)
-    for i, v in enumerate(ints):
-        if not 0 <= v <= 0xFFFF:
-            raise TableError(f"{name}: not an FP16 bit pattern: {name}[{i}] = {v}")
-    return np.array(ints, dtype=np.uint16)
-
-
-def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray) -> np.ndarray:
+def expected_mul(cutpoints_bits: np.ndarray, bins: np.ndarray, dtype: str = "fp16") -> np.ndarray:
     """mul[I] = RNE32(bins[I] / (c_{I+1} - c_I)), rounded once from the exact quotient.
 
-    cutpoints_bits: uint16[K+1]; bins: int[K] -> float32[K].
+    cutpoints_bits: uint16[K+1] patterns of ``dtype``; bins: int[K] -> float32[K].
     """
-    c = f16_bits_to_f64(cutpoints_bits)
+    c = bits_to_f64(cutpoints_bits, dtype)
     out = np.empty(len(bins), dtype=np.float32)
     for i, b in enumerate(bins):
         out[i] = np.float32(rne32(Fraction(int(b)) / (Fraction(c[i + 1]) - Fraction(c[i]))))
@@ -96,9 +64,10 @@ class Table:
 
     Fields: ``function`` (name), ``cutpoints`` uint16[K+1], ``bins`` int64[K],
     ``base`` int64[K], ``mul`` float32[K], ``lut`` uint16[1 + sum(bins)],
-    ``below``/``above`` FP16 bit patterns (int), ``precision`` ('fp32'|'fp16'),
-    and ``meta``: everything else the file records (objective, cost: the solver's
-    objective value, domain, solver settings, provenance).
+    ``below``/``above`` bit patterns (int), ``precision`` ('fp32'|'fp16'),
+    ``meta``: everything else the file records (objective, cost: the solver's
+    objective value, domain, solver settings, provenance), and ``dtype`` ('fp16'|'bf16',
+    numerics §13): the format of the cutpoints, LUT, below/above, inputs and outputs.
     """
 
     function: str
@@ -111,6 +80,7 @@ class Table:
     base: np.ndarray | None = None
     mul: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    dtype: str = "fp16"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -123,11 +93,11 @@ class Table:
             )
         if not isinstance(self.meta, dict):
             raise TableError("meta: must be a dict")
-        c = _bit_patterns("cutpoints", self.cutpoints, MAX_ENTRIES)
+        c = bit_patterns("cutpoints", self.cutpoints, MAX_ENTRIES)
         if c.size < 2:
             raise TableError("cutpoints: need at least 2 values (one macro interval)")
         set_("cutpoints", c)
-        bins = _int_list("bins", self.bins, MAX_ENTRIES)
+        bins = int_list("bins", self.bins, MAX_ENTRIES)
         if len(bins) != c.size - 1:
             raise TableError(
                 f"bins: need {c.size - 1} entries (one per macro interval), got {len(bins)}"
@@ -146,18 +116,15 @@ class Table:
                     f"bins: sum(bins) must be at most {MAX_ENTRIES - 1} "
                     f"(1 + sum(bins) LUT entries, at most {MAX_ENTRIES})"
                 )
-        if self.base is not None and _int_list("base", self.base, MAX_ENTRIES) != base:
+        if self.base is not None and int_list("base", self.base, MAX_ENTRIES) != base:
             raise TableError("base: must be base[0] = 0, base[I+1] = base[I] + bins[I]")
         set_("bins", np.array(bins, dtype=np.int64))
         set_("base", np.array(base, dtype=np.int64))
         if self.precision not in PRECISIONS:
             raise TableError(f"precision: must be one of {PRECISIONS}, got {show(self.precision)}")
-        if not np.all(is_finite16(self.cutpoints)):
-            raise TableError("cutpoints: every cutpoint must be finite")
-        cv = f16_bits_to_f64(self.cutpoints)
-        if not np.all(np.diff(cv) > 0):
-            raise TableError("cutpoints: must be strictly increasing")
-        mul = expected_mul(self.cutpoints, self.bins)
+        check_dtype(self.dtype, self.precision)
+        check_cutpoints(self.cutpoints, self.dtype)
+        mul = expected_mul(self.cutpoints, self.bins, self.dtype)
         if self.mul is None:
             set_("mul", mul)
         else:
@@ -172,28 +139,15 @@ class Table:
                     "mul: must equal RNE32(bins[I] / (c[I+1] - c[I])) for every interval"
                 )
             set_("mul", given)
-        lut = _bit_patterns("lut", self.lut, MAX_ENTRIES)
+        check_mul(self.mul)
+        lut = bit_patterns("lut", self.lut, MAX_ENTRIES)
         n = 1 + total
         if lut.size != n:
             raise TableError(f"lut: need 1 + sum(bins) = {n} entries, got {lut.size}")
         set_("lut", lut)
-        if not np.all(is_finite16(self.lut)):
-            raise TableError("lut: every entry must be finite")
-        lv = f16_bits_to_f64(self.lut)
-        if np.any(np.abs(np.diff(lv)) >= FP16_OVERFLOW):  # RNE16 of the exact difference is inf
-            raise TableError("lut: a neighbouring difference lut[g+1] - lut[g] overflows FP16")
+        check_lut(self.lut, self.dtype)
         for name in ("below", "above"):
-            v = getattr(self, name)
-            if (
-                isinstance(v, (bool, np.bool_))
-                or not isinstance(v, (int, np.integer))
-                or not 0 <= int(v) <= 0xFFFF
-            ):
-                raise TableError(f"{name}: not an FP16 bit pattern: {show(v)}")
-            v = int(v)
-            if is_nan16(v):
-                raise TableError(f"{name}: must not be NaN")
-            set_(name, v)
+            set_(name, check_end_value(name, getattr(self, name), self.dtype))
         if self.precision == "fp16":
             for i, m in enumerate(self.mul):
                 if np.isinf(rne16(float(m))):
@@ -217,7 +171,7 @@ class Table:
 
     def cutpoint_values(self) -> np.ndarray:
         """float64[K+1] cutpoint values."""
-        return f16_bits_to_f64(self.cutpoints)
+        return bits_to_f64(self.cutpoints, self.dtype)
 
     def points(self) -> np.ndarray:
         """float64[entries]: the real point each LUT entry belongs to (section 2)."""
@@ -241,6 +195,7 @@ class Table:
             self.above if above is None else above,
             self.precision,
             meta={**self.meta, **meta},
+            dtype=self.dtype,
         )
 
     def with_precision(self, precision: str) -> "Table":
@@ -254,14 +209,15 @@ class Table:
             self.above,
             precision,
             meta=dict(self.meta),
+            dtype=self.dtype,
         )
 
     # ------------------------------------------------------------------ JSON
     def to_json_dict(self) -> dict:
-        d = {
-            "format": FORMAT,
-            "version": VERSION,
-            "numerics": NUMERICS_VERSION,
+        d = {"format": FORMAT, "version": VERSION, "numerics": TABLE_NUMERICS[self.dtype]}
+        if self.dtype != "fp16":  # fp16 files are written as before 1.3 (section 13)
+            d["dtype"] = self.dtype
+        d |= {
             "function": self.function,
             "precision": self.precision,
             "cutpoints": [f16_hex(v) for v in self.cutpoints],
@@ -289,12 +245,15 @@ class Table:
         v = d.get("version")
         if type(v) is not int or v != VERSION:  # bool is an int, 1.0 == 1: neither is a version
             raise TableError(f"version: expected {VERSION}, got {show(v)}")
-        if (
-            "numerics" in d and d["numerics"] != NUMERICS_VERSION
-        ):  # absent: written before 1.1, same datapath
+        dtype = d.get("dtype", "fp16")  # absent: fp16 (section 13)
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise TableError(f"dtype: must be one of {', '.join(DTYPES)}, got {show(dtype)}")
+        want = TABLE_NUMERICS[dtype]
+        # absent numerics: an fp16 file written before 1.1, same datapath; bf16 files need it
+        if ("numerics" in d or dtype != "fp16") and d.get("numerics") != want:
             raise TableError(
-                f"numerics: expected {NUMERICS_VERSION!r} (docs/numerics.md), "
-                f"got {show(d['numerics'])}"
+                f"numerics: expected {want!r} for a {dtype} table (docs/numerics.md), "
+                f"got {show(d.get('numerics'))}"
             )
         for k in ("function", "cutpoints", "bins", "base", "mul", "lut", "below", "above"):
             if k not in d:
@@ -336,11 +295,13 @@ class Table:
             base=d["base"],
             mul=np.array(mul, dtype=np.float32),
             meta=meta,
+            dtype=dtype,
         )
 
 
 _SPEC_KEYS = {
     "format",
+    "dtype",
     "version",
     "numerics",
     "function",
@@ -389,24 +350,35 @@ def load_table(path: str | os.PathLike) -> Table:
 
 
 def table_from_cutpoints(
-    function: str, cutpoints_bits, bins, precision: str = "fp32", **meta
+    function: str, cutpoints_bits, bins, precision: str = "fp32", dtype: str = "fp16", **meta
 ) -> Table:
-    """The default table for given cutpoints: lut = RNE16(f(point)), below = lut[0],
-    above = lut[-1].
+    """The default table for given cutpoints: lut = RNE(f(point)) in ``dtype`` (RNE16 or
+    RNE_bf16, rounded once from float64), below = lut[0], above = lut[-1].
 
-    cutpoints_bits: uint16[K+1]; bins: int[K].
+    cutpoints_bits: uint16[K+1] patterns of ``dtype``; bins: int[K].
     """
     from .functions import get_function
-    from .grid import f64_to_f16_bits
+    from .grid import f64_to_bits, is_finite_bits
 
     f = get_function(function)
-    entries = 1 + sum(_int_list("bins", bins, MAX_ENTRIES))  # Python ints: no wraparound
+    entries = 1 + sum(int_list("bins", bins, MAX_ENTRIES))  # Python ints: no wraparound
     if entries > MAX_ENTRIES:
         raise TableError(f"bins: sum(bins) must be at most {MAX_ENTRIES - 1}")
-    proto = Table(function, cutpoints_bits, bins, np.zeros(entries, np.uint16), 0, 0, precision)
-    lut = f64_to_f16_bits(f(proto.points()))
-    if not np.all(is_finite16(lut)):
-        raise TableError(f"lut: f({function}) overflows FP16 at a table point; narrow the domain")
+    zeros = np.zeros(entries, np.uint16)
+    proto = Table(function, cutpoints_bits, bins, zeros, 0, 0, precision, dtype=dtype)
+    lut = f64_to_bits(f(proto.points()), dtype)
+    if not np.all(is_finite_bits(lut, dtype)):
+        raise TableError(
+            f"lut: f({function}) overflows {dtype.upper()} at a table point; narrow the domain"
+        )
     return Table(
-        function, proto.cutpoints, proto.bins, lut, int(lut[0]), int(lut[-1]), precision, meta=meta
+        function,
+        proto.cutpoints,
+        proto.bins,
+        lut,
+        int(lut[0]),
+        int(lut[-1]),
+        precision,
+        meta=meta,
+        dtype=dtype,
     )

@@ -11,6 +11,7 @@ Each section is owned by the module it checks; add yours, never rewrite another.
 import itertools as _it
 
 _W_FLOOR = 2.0**-14
+_W_FLOORS = {"fp16": _W_FLOOR, "bf16": 2.0**-126}  # the format's smallest normal
 
 
 def _naive_rne16(v):
@@ -21,9 +22,18 @@ def _naive_rne16(v):
         return float(_np.float16(v))
 
 
-def naive_point_errors(fn, x, j, k, B, fx=None, quantized=False):
+def _naive_rne(v, fmt):
+    """RNE16, or RNE_bf16 through the Fraction rounding of the datapath oracle below."""
+    if fmt == "fp16":
+        return _naive_rne16(v)
+    r = _nv_round(NvVal("num", _NvF(v)), NV_BF16)
+    return float("inf") * (-1 if r.neg else 1) if r.kind == "inf" else float(r.q)
+
+
+def naive_point_errors(fn, x, j, k, B, fx=None, quantized=False, fmt="fp16"):
     """[|f(x_i) - P(x_i)| / w_i for i = j..k], P the ideal interpolant with B bins
-    (quantized: P carries RNE16(f) at its points).
+    (quantized: P carries RNE16(f) at its points; RNE_bf16 and w's floor 2^-126 for
+    fmt 'bf16').
 
     fx: optional list of f(x_i) for the whole grid (a cache; computed if missing)."""
     fx = [float(v) for v in fn([float(v) for v in x])] if fx is None else fx
@@ -32,7 +42,7 @@ def naive_point_errors(fn, x, j, k, B, fx=None, quantized=False):
     t = [a + (m * d) / B for m in range(B)] + [b]
     ft = [float(v) for v in fn(t)]
     if quantized:
-        ft = [_naive_rne16(v) for v in ft]
+        ft = [_naive_rne(v, fmt) for v in ft]
     out = []
     for i in range(j, k + 1):
         xi, fi = float(x[i]), fx[i]
@@ -40,19 +50,20 @@ def naive_point_errors(fn, x, j, k, B, fx=None, quantized=False):
         while m < B - 1 and t[m + 1] <= xi:
             m += 1
         p = ft[m] + (ft[m + 1] - ft[m]) * (xi - t[m]) / (t[m + 1] - t[m])
-        out.append(abs(fi - p) / max(abs(fi), _W_FLOOR))
+        out.append(abs(fi - p) / max(abs(fi), _W_FLOORS[fmt]))
     return out
 
 
-def naive_clamp_errors(fn, x, k, right, fx=None, quantized=False):
-    """[|f(x_i) - f(x_k)| / w_i] over i <= k (or i >= k if right); quantized: RNE16(f(x_k))."""
+def naive_clamp_errors(fn, x, k, right, fx=None, quantized=False, fmt="fp16"):
+    """[|f(x_i) - f(x_k)| / w_i] over i <= k (or i >= k if right); quantized: RNE16(f(x_k))
+    (RNE_bf16 for fmt 'bf16')."""
     fx = [float(v) for v in fn([float(v) for v in x])] if fx is None else fx
-    fk = _naive_rne16(fx[k]) if quantized else fx[k]
+    fk = _naive_rne(fx[k], fmt) if quantized else fx[k]
     idx = range(k, len(x)) if right else range(0, k + 1)
     out = []
     for i in idx:
         fi = fx[i]
-        out.append(abs(fi - fk) / max(abs(fi), _W_FLOOR))
+        out.append(abs(fi - fk) / max(abs(fi), _W_FLOORS[fmt]))
     return out
 
 
@@ -64,24 +75,24 @@ def _naive_combine(objective, n):
     return lambda errs: max(errs)
 
 
-def naive_cost(fn, x, cut_idx, bins, objective):
+def naive_cost(fn, x, cut_idx, bins, objective, fmt="fp16"):
     """Objective of cutpoints at grid indices cut_idx (K+1) with bins (K), point by point."""
     part = _naive_combine(objective, len(x))
     fx = [float(v) for v in fn([float(v) for v in x])]
     parts = [
-        part(naive_clamp_errors(fn, x, cut_idx[0], False, fx)),
-        part(naive_clamp_errors(fn, x, cut_idx[-1], True, fx)),
+        part(naive_clamp_errors(fn, x, cut_idx[0], False, fx, fmt=fmt)),
+        part(naive_clamp_errors(fn, x, cut_idx[-1], True, fx, fmt=fmt)),
     ]
     parts += [
-        part(naive_point_errors(fn, x, a, b, B, fx))
+        part(naive_point_errors(fn, x, a, b, B, fx, fmt=fmt))
         for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)
     ]
     return max(parts) if objective == "max" else sum(parts)
 
 
-def naive_solve(fn, x, bins, objective, quantized=False):
+def naive_solve(fn, x, bins, objective, quantized=False, fmt="fp16"):
     """Brute-force DP over all cutpoint choices; segment costs point by point. Returns the optimal
-    cost."""
+    cost. ``fmt`` 'bf16': BF16 LUT rounding and weight floor (numerics §13)."""
     n = len(x)
     part = _naive_combine(objective, n)
     add = max if objective == "max" else (lambda a, b: a + b)
@@ -90,15 +101,17 @@ def naive_solve(fn, x, bins, objective, quantized=False):
 
     def seg(j, k, B):
         if (j, k, B) not in memo:
-            memo[(j, k, B)] = part(naive_point_errors(fn, x, j, k, B, fx, quantized))
+            memo[(j, k, B)] = part(naive_point_errors(fn, x, j, k, B, fx, quantized, fmt))
         return memo[(j, k, B)]
 
-    D = [part(naive_clamp_errors(fn, x, k, False, fx, quantized)) for k in range(n)]
+    D = [part(naive_clamp_errors(fn, x, k, False, fx, quantized, fmt)) for k in range(n)]
     for B in bins:
         D = [
             min([add(D[j], seg(j, k, B)) for j in range(k)], default=float("inf")) for k in range(n)
         ]
-    return min(add(D[k], part(naive_clamp_errors(fn, x, k, True, fx, quantized))) for k in range(n))
+    return min(
+        add(D[k], part(naive_clamp_errors(fn, x, k, True, fx, quantized, fmt))) for k in range(n)
+    )
 
 
 def naive_enumerate(fn, x, bins, objective):
@@ -141,6 +154,7 @@ _NV_NAN = NvVal("nan")
 # (fraction bits, smallest normal exponent, largest exponent, exponent bits)
 NV_FP16 = (10, -14, 15, 5)
 NV_FP32 = (23, -126, 127, 8)
+NV_BF16 = (7, -126, 127, 8)  # numerics §13: FP32's exponent range, 7 fraction bits
 
 
 def nv_decode(bits, fmt):
@@ -165,6 +179,10 @@ def nv16(bits):
 
 def nv32(bits):
     return nv_decode(bits, NV_FP32)
+
+
+def nv_bf16(bits):
+    return nv_decode(bits, NV_BF16)
 
 
 def _nv_pow2(e):
@@ -207,7 +225,27 @@ def nv_rne32(v):
     return _nv_round(v, NV_FP32)
 
 
+def nv_rne_bf16(v):
+    return _nv_round(v, NV_BF16)
+
+
 _NV_ENCODE = {}
+_NV_ENCODE_BF16 = {}
+
+
+def nv_encode_bf16(v):
+    """A BF16-representable NvVal -> its bit pattern; NaN -> 0x7fc0 (numerics §13). Looked up
+    in the inverse of nv_bf16 over every non-negative finite encoding."""
+    if v.kind == "nan":
+        return 0x7FC0
+    sign = 0x8000 if v.neg else 0
+    if v.kind == "inf":
+        return sign | 0x7F80
+    if not _NV_ENCODE_BF16:
+        _NV_ENCODE_BF16.update((nv_bf16(b).q, b) for b in range(0x7F80))
+    bits = _NV_ENCODE_BF16.get(abs(v.q))
+    assert bits is not None, f"not a BF16 value: {v}"
+    return sign | bits
 
 
 def nv_encode16(v):
@@ -287,19 +325,23 @@ class NvTable:
     """A table's fields decoded once (the oracle reads only numerics §2 fields)."""
 
     def __init__(self, table):
-        self.cut = [nv16(c) for c in table.cutpoints]
+        self.bf16 = getattr(table, "dtype", "fp16") == "bf16"  # numerics §13
+        dec = nv_bf16 if self.bf16 else nv16
+        self.decode = dec
+        self.cut = [dec(c) for c in table.cutpoints]
         self.bins = [int(b) for b in table.bins]
         self.base = [int(b) for b in table.base]
         self.mul = [nv32(int(m)) for m in np.asarray(table.mul, np.float32).view(np.uint32)]
-        self.lut = [nv16(v) for v in table.lut]
+        self.lut = [dec(v) for v in table.lut]
         self.below, self.above = int(table.below), int(table.above)
         self.fp16 = table.precision == "fp16"
 
 
 def nv_unit(nt, x):
-    """Numerics §3 for one input NvVal x (an FP16 value) -> FP16 bits."""
+    """Numerics §3 for one input NvVal x (an FP16 value) -> FP16 bits; for a bf16 table
+    (numerics §13) x is a BF16 value and the output BF16 bits."""
     if x.is_nan():
-        return 0x7E00
+        return 0x7FC0 if nt.bf16 else 0x7E00
     K = len(nt.bins)
     if nv_lt(x, nt.cut[0]):
         return nt.below
@@ -328,14 +370,17 @@ def nv_unit(nt, x):
     if nt.fp16:
         return nv_encode16(nv_rne16(nv_add(y0, nv_mul(t, dy))))
     p = nv_rne32(nv_mul(t, dy))
+    if nt.bf16:
+        return nv_encode_bf16(nv_rne_bf16(nv_rne32(nv_add(y0, p))))
     return nv_encode16(nv_rne16(nv_rne32(nv_add(y0, p))))
 
 
 def nv_unit_all(table, xbits=None):
-    """The oracle's output bits for the given inputs (default: all 65,536), uint16."""
+    """The oracle's output bits for the given inputs (default: all 65,536 encodings of the
+    table's dtype), uint16."""
     nt = NvTable(table)
     xs = range(1 << 16) if xbits is None else [int(b) for b in np.asarray(xbits).reshape(-1)]
-    return np.array([nv_unit(nt, nv16(b)) for b in xs], dtype=np.uint16)
+    return np.array([nv_unit(nt, nt.decode(b)) for b in xs], dtype=np.uint16)
 
 
 def _nv_split(v, odd_to_even):
@@ -765,3 +810,73 @@ def naive_spm_bpe_ids(text, tokens, added=(), bos_id=None):
                 syms += [f"<0x{b:02X}>" for b in ch.encode("utf-8")]
         ids += [vocab[s] for s in naive_bpe(syms, ranks)]
     return ids
+
+
+# =============================================================================
+# Section: datapath-exact cutpoint objectives (issue 16, hw_sim/datapath_cost.py and
+# hw_sim/datapath_solve.py). Every increasing cutpoint tuple of a tiny grid is made into a
+# table here (LUT = RNE16 of the float64 f at each entry's real point, below = lut[0],
+# above = lut[-1]) and run through the Fraction oracle nv_unit above on every grid point,
+# against RNE16(f(x)) rounded by the oracle's own _nv_round. Slow on purpose.
+# =============================================================================
+import math as _nv_math
+
+
+def _nv_f64(v):
+    """A finite float64 -> NvVal (the sign of a zero kept)."""
+    return NvVal("num", _NvF(float(v)), _nv_math.copysign(1.0, float(v)) < 0)
+
+
+def _nv_ord16(bits):
+    b = int(bits)
+    return -(b & 0x7FFF) if b & 0x8000 else b & 0x7FFF
+
+
+def naive_datapath_errors(fn_name, x, cut_idx, bins):
+    """ulp distances (list over the grid x, float64 FP16 values) of the table with cutpoints
+    x[cut_idx] and ``bins``, or None when an entry overflows FP16 (no such table)."""
+    from nli.functions import get_function
+    from nli.table import Table
+
+    f = get_function(fn_name)
+    c = [float(x[i]) for i in cut_idx]
+    pts = [c[0]]
+    for i, B in enumerate(bins):
+        pts += [c[i] + (m * (c[i + 1] - c[i])) / B for m in range(1, B + 1)]
+    lut = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.array(pts))]
+    if any((b & 0x7C00) == 0x7C00 for b in lut):
+        return None
+    table = Table(
+        fn_name,
+        np.array(c).astype(np.float16).view(np.uint16),
+        list(bins),
+        np.array(lut, dtype=np.uint16),
+        lut[0],
+        lut[-1],
+        "fp32",
+    )
+    xbits = np.asarray(x, dtype=np.float64).astype(np.float16).view(np.uint16)
+    out = nv_unit_all(table, xbits)
+    ref = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.asarray(x, dtype=np.float64))]
+    return [abs(_nv_ord16(o) - _nv_ord16(r)) for o, r in zip(out, ref)]
+
+
+def naive_datapath_value(errors, objective):
+    """ulp: sum; cr: count of non-zero; cr+maxulp: (count, max)."""
+    if objective == "ulp":
+        return sum(errors)
+    n = sum(1 for e in errors if e != 0)
+    return n if objective == "cr" else (n, max(errors))
+
+
+def naive_datapath_optimum(fn_name, x, bins, objective, max_ulp=None):
+    """Brute force: the best value of ``objective`` over every increasing tuple of
+    len(bins) + 1 grid indices (tiny grids only) whose table is within ``max_ulp`` ulp
+    everywhere (None: any); None if there is none."""
+    best = None
+    for c in _it.combinations(range(len(x)), len(bins) + 1):
+        e = naive_datapath_errors(fn_name, x, c, bins)
+        if e is not None and (max_ulp is None or max(e) <= max_ulp):
+            v = naive_datapath_value(e, objective)
+            best = v if best is None or v < best else best
+    return best

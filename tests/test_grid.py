@@ -42,7 +42,7 @@ def test_ceil_index_matches_searchsorted_at_every_encoding_and_between(domain):
         [all_v, mids, all_v + rng.uniform(-1e-3, 1e-3, all_v.size) * np.abs(all_v)]
     )
     probes = probes[np.abs(probes) <= 65504.0]
-    got = np.array([_ceil_index(G.ord0, G.n, t) for t in probes])
+    got = np.array([_ceil_index(G.ord0, G.n, t, 0) for t in probes])
     assert np.array_equal(got, np.searchsorted(x, probes, side="left"))
 
 

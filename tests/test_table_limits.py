@@ -129,7 +129,7 @@ TABLE_KERNELS = {  # every kernel that indexes a table array with a table-derive
 }
 # kernel factories (flag -> dispatcher) whose every variant indexes a table array
 TABLE_KERNEL_FACTORIES = {
-    hw_sim.unit: {"_direct_kernel": (True, False)},
+    hw_sim.unit: {"_direct_kernel": (True, False), "_direct_kernel_bf16": (True, False)},
 }
 
 
@@ -233,3 +233,33 @@ def test_every_accepted_table_stays_in_bounds_in_every_kernel(checked_kernels, t
         recip = table_from_cutpoints("reciprocal", np.array([0x3C00, 0x4000], np.uint16), [32])
         # a reduced-domain reciprocal ([1, 2]): softmax in reduced mode accepts it
         hw_sim.ops.softmax(np.array([[0.0, -1.0, 2.0]], np.float16), t, recip, mode="reduced")
+
+
+@st.composite
+def accepted_bf16_tables(draw):
+    """Random valid bf16 tables (numerics §13): cutpoints anywhere in BF16's finite range,
+    LUT entries of any finite magnitude; those the rules reject are skipped."""
+    k = draw(st.integers(1, 6))
+    ords = sorted(
+        draw(st.lists(st.integers(-0x7F7F, 0x7F7F), min_size=k + 1, max_size=k + 1, unique=True))
+    )
+    cuts = np.array([_ord_to_bits(o) for o in ords], dtype=np.uint16)
+    bins = draw(st.lists(st.integers(1, 64), min_size=k, max_size=k))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    lut = np.array(
+        [_ord_to_bits(int(o)) for o in rng.integers(-0x7F7F, 0x7F80, 1 + sum(bins))], np.uint16
+    )
+    end = st.integers(0, 0xFFFF).filter(lambda b: not ((b & 0x7F80) == 0x7F80 and b & 0x7F))
+    try:
+        return Table("f", cuts, bins, lut, draw(end), draw(end), dtype="bf16")
+    except TableError:
+        assume(False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(t=accepted_bf16_tables())
+def test_every_accepted_bf16_table_stays_in_bounds(checked_kernels, t):
+    xs = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
+    p = hw_sim.unit.prepare(t)  # all 65,536 inputs through the checked _direct_kernel_bf16(True)
+    y = hw_sim.unit.run_elementwise(t, xs[::7], method="direct")
+    assert np.array_equal(y, p.outputs[::7])

@@ -106,6 +106,8 @@ def constants(table: Table) -> UnitConstants:
     """The RTL's constants for ``table``; a table the unit cannot implement is a TableError."""
     if not isinstance(table, Table):
         raise TypeError(f"table: expected an nli Table, got {type(table).__name__}")
+    if table.dtype != "fp16":  # the emitted datapath decodes and rounds FP16 (numerics §3)
+        raise TableError(f"dtype: the RTL unit implements fp16 tables only, got {table.dtype}")
     cut = [int(c) for c in table.cutpoints]
     mul_sig, mul_exp = [], []
     mul32 = np.asarray(table.mul, dtype=np.float32)
