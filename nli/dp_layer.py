@@ -14,7 +14,11 @@ Two kernels compute the same minimum over every pair (j, k):
   very value the full sum adds for that bin, so a lower bound on it), and skips j when
   ``Dp[j]`` plus that already reaches the best value for k. On silu's paper layout most
   pairs fail on the bin around x = 0 wherever it falls, and this check replaces a right-to-
-  left walk through the bins (and the O(log N) cost of bins across an inflection).
+  left walk through the bins (and the O(log N) cost of bins across an inflection). With
+  LUT rounding (sum objectives) that bin's O(1)-per-run lower bound
+  (:func:`nli.objective._bin_lb`) stands in for its exact O(log N) sum; the segment cost
+  then first sums every bin's such bound and stops there if it already reaches the limit
+  (see :func:`nli.objective._seg_raw`).
 * :func:`_layer_chord`, the fast path of the exact pass for single-bin macro intervals
   (B = 1) under the sum objectives (paper, mean) without LUT rounding. There P is the
   chord of f over [x_j, x_k]. For j whose chord spans no inflection point the cost is
@@ -42,6 +46,7 @@ from .objective import (
     P_,
     QUANTIZED,
     X_,
+    _bin_lb,
     _bin_raw,
     _rsum,
     _same_region,
@@ -140,20 +145,23 @@ def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_ar
                 ):  # the bin of j that holds hotx, alone, may already rule j out
                     a = A[X_, j]
                     m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
-                    hb = _bin_raw(
-                        A,
-                        RID,
-                        R,
-                        infl,
-                        C,
-                        j,
-                        k,
-                        B,
-                        m,
-                        mx,
-                        obj >= QUANTIZED,
-                        best / sc if mx else (best - dj) / sc,
-                    )
+                    if obj >= QUANTIZED and not mx:  # O(1) per run instead of O(log N)
+                        hb = _bin_lb(A, RID, R, C, j, k, B, m, True)
+                    else:
+                        hb = _bin_raw(
+                            A,
+                            RID,
+                            R,
+                            infl,
+                            C,
+                            j,
+                            k,
+                            B,
+                            m,
+                            mx,
+                            obj >= QUANTIZED,
+                            best / sc if mx else (best - dj) / sc,
+                        )
                     if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
                         continue
                 c, r, mh = _seg_cost_rb(A, RID, R, infl, C, j, k, B, obj, best if mx else best - dj)

@@ -8,7 +8,8 @@ is grid point ``x_k``; ``D[0][k] = Lclamp(k)``,
 considered; a pair is skipped only when ``D[L-1][j]`` alone (or plus a lower
 bound on its segment cost: for the sum objectives the rightmost-bin error of a
 narrower segment ending at k; for many-bin segments the error of one of its bins
-computed alone, see :mod:`nli.dp_layer`) already reaches the best
+computed alone, see :mod:`nli.dp_layer`; with LUT rounding, O(1) lower bounds of that
+bin and then of every bin, each below its exact O(log N) sum) already reaches the best
 value found for k (costs are non-negative), and a segment cost stops
 being computed once its partial sum reaches what it would have to beat. Both
 cuts are exact. Segment costs are O(1) (O(log N) across an inflection point)

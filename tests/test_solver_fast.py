@@ -2,6 +2,7 @@
 plain DP (the general layer kernel only, itself checked against tests/naive.py in
 tests/test_solver.py) and against nli.objective's segment costs, bit for bit."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -198,6 +199,35 @@ def test_one_bin_alone_is_what_the_segment_sum_adds(name, domain):
 
 
 @pytest.mark.parametrize(
+    "name,domain", [("silu", (-65504.0, 65504.0)), ("tanh", (-4.0, 4.0)), ("exp", (-6.0, -2.0))]
+)
+def test_lut_rounding_lower_bounds_and_early_exit(name, domain):
+    """With LUT rounding (sum objectives): nli.objective._bin_lb (O(1) per run) never exceeds
+    the bin's exact sum, and _seg_raw with a limit returns the exact sum, bit for bit, when it
+    is below the limit, else a value >= the limit (its per-bin lower bounds may stop it first)."""
+    from nli.objective import _bin_lb, _bin_raw, _seg_raw
+
+    fn, x, G, ok = _grid(name, domain)
+    rng = np.random.default_rng(17)
+    for _ in range(12):
+        j = int(rng.integers(0, G.n - 40))
+        k = int(min(G.n - 1, j + 40 + rng.integers(0, 5000)))
+        for B in (32, 3, 1):
+            raw = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, False, True, np.inf)[0]
+            for m in range(1, B + 1):
+                lb = _bin_lb(G.A, G.I, G.R, G.C, j, k, B, m, True)
+                exact = _bin_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, m, False, True, np.inf)
+                assert lb <= exact, (j, k, B, m)
+            for frac in (0.3, 0.9, 0.999, 1.0, 1.001, 2.0):
+                lim = raw * frac
+                got = _seg_raw(G.A, G.I, G.R, G.infl, G.C, j, k, B, False, True, lim)[0]
+                if raw < lim:
+                    assert got == raw, (j, k, B, frac)
+                else:
+                    assert got >= lim, (j, k, B, frac)
+
+
+@pytest.mark.parametrize(
     "name,domain", [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -1.2)), ("exp", (-6.0, -4.0))]
 )
 @pytest.mark.parametrize("layout", ["paper", "two-level:3:32"])
@@ -215,30 +245,45 @@ def test_fast_dp_equals_plain_dp_with_32_bin_layers(name, domain, layout):
         assert close(cost_of_cutpoints(G, idx, bins, objective), plain)
 
 
+@numba.njit(cache=False)
+def _every_pair_cost(A, RID, R, infl, C, Dp, B, code):
+    """float64[N, N]: cost[j, k] = _seg_cost(j, k) (no limit) where j < k and Dp[j] is finite,
+    else inf; a plain loop, compiled only to keep the test fast."""
+    n = Dp.size
+    cost = np.full((n, n), np.inf)
+    for k in range(n):
+        for j in range(k):
+            if np.isfinite(Dp[j]):
+                cost[j, k] = _seg_cost(A, RID, R, infl, C, j, k, B, code, np.inf)
+    return cost
+
+
 @pytest.mark.parametrize(
-    "name,domain",
-    [("silu", (-3.0, -1.75)), ("gelu", (-1.6, -0.75)), ("tanh", (-(2.0**-16), 2.0**-15))],
+    "name,domain,quantized",
+    [
+        ("silu", (-3.0, -1.75), False),
+        ("gelu", (-1.6, -0.75), False),
+        ("tanh", (-(2.0**-16), 2.0**-15), False),
+        # LUT rounding: every bin sum is O(log N), so smaller grids keep the brute force quick
+        ("silu", (-2.75, -2.0), True),
+        ("tanh", (-(2.0**-16), 2.0**-15), True),
+    ],
 )
 @pytest.mark.parametrize("objective", ["paper", "mean"])
-def test_general_layer_equals_every_pair_minimum(name, domain, objective):
+def test_general_layer_equals_every_pair_minimum(name, domain, quantized, objective):
     """nli.dp_layer._layer (which skips pairs by Dp alone, by early exit, by the
-    rightmost-bin bound and by the hot-bin bound) against min over every pair of
-    Dp[j] + cost(j, k, B), bit for bit."""
-    import numba
+    rightmost-bin bound, by the hot-bin bound and, with LUT rounding, by the O(1) per-bin
+    lower bounds) against min over every pair of Dp[j] + cost(j, k, B), bit for bit."""
 
     from nli.dp_layer import _layer
 
     fn, x, G, ok = _grid(name, domain)
-    o = objective_code(objective)
+    o = objective_code(objective, quantized)
     rng = np.random.default_rng(7)
     for B in (32, 3, 1):
         c0 = _seg_cost(G.A, G.I, G.R, G.infl, G.C, 0, G.n // 8, B, o, np.inf)
         Dp = np.where(rng.random(G.n) < 0.9, rng.random(G.n) * 4 * c0, np.inf)
-        cost = np.full((G.n, G.n), np.inf)  # cost[j, k]
-        for k in range(G.n):
-            for j in range(k):
-                if np.isfinite(Dp[j]):
-                    cost[j, k] = _seg_cost(G.A, G.I, G.R, G.infl, G.C, j, k, B, o, np.inf)
+        cost = _every_pair_cost(G.A, G.I, G.R, G.infl, G.C, Dp, B, o)  # cost[j, k]
         want = np.min(Dp[:, None] + cost, axis=0)  # (n, n) -> (n,)
         cand = np.arange(G.n, dtype=np.int64)
         live = cand[np.isfinite(Dp)]
