@@ -70,17 +70,18 @@ def f64_to_bf16_bits(values) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     a = np.abs(v)
     finite = np.isfinite(v) & (a > 0)
-    e = np.where(finite, np.floor(np.log2(np.where(finite, a, 1.0))), 0.0)
-    # log2 can be off by one next to a power of two: fix E so that 2^E <= a < 2^(E+1)
-    e = np.where(finite & (np.exp2(e) > a), e - 1, e)
-    e = np.where(finite & (np.exp2(e + 1) <= a), e + 1, e)
-    q = np.exp2(np.maximum(e, -126.0) - 7.0)
-    r = np.where(finite, np.rint(v / q) * q, v)
-    r = np.where(np.abs(r) >= 2.0**128, np.copysign(np.inf, v), r)  # carried past BF16's max
-    r = np.where(finite & (a >= BF16_OVERFLOW), np.copysign(np.inf, v), r)
+    # doubles beyond FP32's range overflow to inf on the way (2^(E+1), the rounded value, the
+    # float32 cast); every such value is >= BF16_OVERFLOW and ends as +-inf below
     with np.errstate(over="ignore"):
-        out = f32_to_bf16_bits(r.astype(np.float32))  # exact: r is a BF16 value (or +-inf/NaN)
-    return out
+        e = np.where(finite, np.floor(np.log2(np.where(finite, a, 1.0))), 0.0)
+        # log2 can be off by one next to a power of two: fix E so that 2^E <= a < 2^(E+1)
+        e = np.where(finite & (np.exp2(e) > a), e - 1, e)
+        e = np.where(finite & (np.exp2(e + 1) <= a), e + 1, e)
+        q = np.exp2(np.maximum(e, -126.0) - 7.0)
+        r = np.where(finite, np.rint(v / q) * q, v)
+        r = np.where(np.abs(r) >= 2.0**128, np.copysign(np.inf, v), r)  # carried past BF16's max
+        r = np.where(finite & (a >= BF16_OVERFLOW), np.copysign(np.inf, v), r)
+        return f32_to_bf16_bits(r.astype(np.float32))  # exact: r is a BF16 value (or +-inf/NaN)
 
 
 def is_nan_bf16(bits) -> np.ndarray:
