@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from nli.formats import MODES
+
 from results_io import results_path, write_json
 
 TARGET_RATIO = 1.2
@@ -85,7 +87,7 @@ def _cpu(f) -> tuple[float, float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--reciprocal-mode", default="reduced", choices=("direct", "reduced"))
+    p.add_argument("--reciprocal-mode", default="reduced", choices=MODES)
     a = p.parse_args(argv)
     cases = _cases(a.reciprocal_mode)
     for f16, fb in cases.values():  # compile and fill the output-LUT caches
