@@ -48,7 +48,7 @@ def _fmt_x(v: float, _pos=None) -> str:
     return ("-" if v < 0 else "") + f"1e{k}"
 
 
-def _set_x(ax, x: np.ndarray) -> None:
+def _set_x(ax, x: np.ndarray, fmt: str = "FP16") -> None:
     """Linear x for a domain inside one sign within two decades; symlog otherwise, with sparse
     ticks."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
@@ -63,7 +63,7 @@ def _set_x(ax, x: np.ndarray) -> None:
         ax.xaxis.set_major_locator(FixedLocator(_symlog_ticks(lo, hi, linthresh)))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(_fmt_x))
-    ax.set_xlabel("x (FP16 input)")
+    ax.set_xlabel(f"x ({fmt} input)")
 
 
 def error_figure(arrays: dict, title: str = ""):
@@ -74,13 +74,15 @@ def error_figure(arrays: dict, title: str = ""):
     from matplotlib.ticker import MaxNLocator
 
     x, ulp, rel = arrays["x"], arrays["ulp"], arrays["rel"]
+    fmt = arrays.get("dtype", "fp16").upper()  # FP16 | BF16: the format of inputs and ulps
+    floor = "2^-126" if fmt == "BF16" else "2^-14"  # hw_sim.report.REL_FLOORS
     ok = ulp >= 0  # ulp -1 marks a NaN on either side
     fig = Figure(figsize=(14, 4.2))
     a1, a2, a3 = fig.subplots(1, 3)
 
     a1.scatter(x[ok], ulp[ok], s=1, color="tab:blue", rasterized=True)
-    _set_x(a1, x[ok])
-    a1.set_ylabel("ulp error vs RNE16(f(x))")
+    _set_x(a1, x[ok], fmt)
+    a1.set_ylabel(f"{fmt} ulp error vs RNE(f(x))")
     a1.set_ylim(-0.5, max(1, int(ulp[ok].max(initial=0))) * 1.05 + 0.5)
     a1.yaxis.set_major_locator(MaxNLocator(integer=True))
     a1.set_title("ulp error")
@@ -95,11 +97,11 @@ def error_figure(arrays: dict, title: str = ""):
         color="tab:orange",
         rasterized=True,
     )
-    _set_x(a2, x[ok])
+    _set_x(a2, x[ok], fmt)
     a2.set_yscale("log")
     a2.set_ylim(REL_FLOOR_PLOT / 2, 10 ** math.ceil(math.log10(top)))
     a2.set_ylabel(f"relative error (clipped to [{REL_FLOOR_PLOT:.0e}, {REL_CEIL_PLOT:.0e}])")
-    a2.set_title("relative error |y - f(x)| / max(|f(x)|, 2^-14)", fontsize=9)
+    a2.set_title(f"relative error |y - f(x)| / max(|f(x)|, {floor})", fontsize=9)
 
     counts = np.bincount(np.minimum(ulp[ok], HIST_CAP), minlength=HIST_CAP + 1)
     a3.bar(np.arange(HIST_CAP + 1), np.maximum(counts, 0), color="tab:blue")
@@ -108,7 +110,7 @@ def error_figure(arrays: dict, title: str = ""):
     a3.set_xticks(np.arange(0, HIST_CAP + 1, 2))
     a3.set_xticklabels([str(k) for k in range(0, HIST_CAP, 2)] + [f"{HIST_CAP}+"])
     a3.set_xlabel("ulp error")
-    a3.set_ylabel("FP16 inputs")
+    a3.set_ylabel(f"{fmt} inputs")
     a3.set_title("histogram of ulp errors")
 
     fig.suptitle(title or "bit-accurate error of the simulated unit")
