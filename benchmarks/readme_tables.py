@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results_bf16 import section_bf16
+from results_bf16 import readme_side_by_side_md, section_bf16
 from results_models import models_md, section_models
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import section_equal_scope
@@ -456,6 +456,15 @@ def readme_results_md() -> str:
     models = models_md()
     if models:
         parts += ["Perplexity per model and mode (`benchmarks/llm.py [--model NAME]`):", models]
+    vs = load("bf16_vs_fp16.json")
+    if vs:
+        parts += [
+            "FP16 against BF16, the same report per cell (max ulp in the table's own format, "
+            f"% correctly rounded; `{vs['command']}`; numerics §13). The paper layout does not "
+            "carry over to BF16, whose grid spans 1e-38..3e38: the shipped bf16 tables place "
+            "cutpoints per binade instead.",
+            readme_side_by_side_md(vs),
+        ]
     rtl = load("rtl_synth.json")
     if rtl:
         parts += [

@@ -24,19 +24,32 @@ REL_CEIL_PLOT = 1e3
 HIST_CAP = 16  # ulp errors >= this share the last histogram bar
 
 
-def _symlog_ticks(lo: float, hi: float, linthresh: float, max_per_side: int = 4) -> list[float]:
-    """At most ``max_per_side`` powers of ten on each side of 0 (every 2nd, 3rd, ... decade),
-    plus 0: a symlog axis's default labels for +-65504 crowd into an unreadable row."""
-    ticks = [0.0]
+MAX_X_TICKS = 9  # value labels on an x axis; adjacent ones at least 1/MAX_X_TICKS of it apart
+MAX_SYMLOG_DECADES = 24  # wider domains (BF16's 1e-38..3e38) get an encoding-order x axis
+
+
+def _spread_ticks(values: list[float], coord, lo: float, hi: float) -> list[float]:
+    """A readable subset of ``values`` (0, then +-1, then the largest magnitudes first): those
+    inside [lo, hi] whose axis coordinates ``coord(v)`` are at least 1/MAX_X_TICKS of the axis
+    apart, so that labels never crowd, whatever part of the axis a decade takes."""
+    c_lo, c_hi = coord(lo), coord(hi)
+    gap = (c_hi - c_lo) / MAX_X_TICKS
+    order = sorted(values, key=lambda v: (v != 0, abs(v) != 1, -abs(v), v))
+    chosen: list[tuple[float, float]] = []
+    for v in order:
+        c = coord(v)
+        if lo <= v <= hi and all(abs(c - d) >= gap for _, d in chosen):
+            chosen.append((v, c))
+    return sorted(v for v, _ in chosen)
+
+
+def _decade_candidates(lo: float, hi: float) -> list[float]:
+    """0 and +-10^k for every power of ten of magnitude inside [lo, hi]."""
+    out = [0.0]
     for sign, end in ((1.0, hi), (-1.0, -lo)):
-        if end <= linthresh:
-            continue
-        k0 = math.ceil(math.log10(linthresh))
-        k1 = math.floor(math.log10(end))
-        decades = list(range(k0, k1 + 1))
-        step = max(1, math.ceil(len(decades) / max_per_side))
-        ticks += [sign * 10.0**k for k in decades[::-1][::step]]
-    return sorted(ticks)
+        if end > 0:
+            out += [sign * 10.0**k for k in range(-45, math.floor(math.log10(end)) + 1)]
+    return out
 
 
 def _fmt_x(v: float, _pos=None) -> str:
@@ -48,22 +61,56 @@ def _fmt_x(v: float, _pos=None) -> str:
     return ("-" if v < 0 else "") + f"1e{k}"
 
 
-def _set_x(ax, x: np.ndarray, fmt: str = "FP16") -> None:
-    """Linear x for a domain inside one sign within two decades; symlog otherwise, with sparse
-    ticks."""
+def encoding_order(x: np.ndarray) -> np.ndarray:
+    """A monotone coordinate of FP16/BF16 values (both embed exactly in FP32): the signed
+    FP32 encoding index, so every binade takes the same width and every input its own step."""
+    x = np.asarray(x, dtype=np.float64)
+    mag = np.abs(x).astype(np.float32).view(np.int32).astype(np.float64)
+    return np.sign(x) * mag
+
+
+def _symlog_decades(lo: float, hi: float, linthresh: float) -> float:
+    return sum(math.log10(abs(v) / linthresh) for v in (lo, hi) if abs(v) > linthresh)
+
+
+def _set_x(ax, x: np.ndarray, fmt: str = "FP16") -> bool:
+    """Linear x for a domain inside one sign within two decades; symlog with spread ticks up to
+    MAX_SYMLOG_DECADES; beyond that the encoding order (:func:`encoding_order`), labelled in
+    values. Returns True when the caller must plot ``encoding_order(x)`` instead of x."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     lo, hi = float(np.min(x)), float(np.max(x))
+    linthresh = 2.0**-14
+    ordinal = False
     if lo > 0 and hi / lo <= 100 or hi < 0 and lo / hi <= 100:
         ax.set_xlim(lo, hi)
-    else:
-        linthresh = 2.0**-14
+    elif _symlog_decades(lo, hi, linthresh) <= MAX_SYMLOG_DECADES:
         ax.set_xscale("symlog", linthresh=linthresh)
         ax.set_xlim(lo, hi)
-        ax.xaxis.set_major_locator(FixedLocator(_symlog_ticks(lo, hi, linthresh)))
+        tr = ax.xaxis.get_transform()
+        ticks = _spread_ticks(
+            _decade_candidates(lo, hi), lambda v: float(tr.transform([v])[0]), lo, hi
+        )
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(_fmt_x))
-    ax.set_xlabel(f"x ({fmt} input)")
+    else:
+        ordinal = True
+
+        def coord(v):
+            return float(encoding_order(np.array([v]))[0])
+
+        ticks = _spread_ticks(_decade_candidates(lo, hi), coord, lo, hi)
+        at = np.array([coord(v) for v in ticks])
+        ax.set_xlim(coord(lo), coord(hi))
+        ax.xaxis.set_major_locator(FixedLocator(at))
+        ax.xaxis.set_minor_locator(NullLocator())
+        # label a coordinate with the value of the nearest tick (the locator's own positions)
+        ax.xaxis.set_major_formatter(
+            FuncFormatter(lambda c, _pos: _fmt_x(ticks[int(np.argmin(np.abs(at - c)))]))
+        )
+    ax.set_xlabel(f"x ({fmt} input{', in encoding order' if ordinal else ''})")
+    return ordinal
 
 
 def error_figure(arrays: dict, title: str = ""):
@@ -80,8 +127,10 @@ def error_figure(arrays: dict, title: str = ""):
     fig = Figure(figsize=(14, 4.2))
     a1, a2, a3 = fig.subplots(1, 3)
 
-    a1.scatter(x[ok], ulp[ok], s=1, color="tab:blue", rasterized=True)
-    _set_x(a1, x[ok], fmt)
+    xo = x[ok]
+    if _set_x(a1, xo, fmt):
+        xo = encoding_order(xo)
+    a1.scatter(xo, ulp[ok], s=1, color="tab:blue", rasterized=True)
     a1.set_ylabel(f"{fmt} ulp error vs RNE(f(x))")
     a1.set_ylim(-0.5, max(1, int(ulp[ok].max(initial=0))) * 1.05 + 0.5)
     a1.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -90,14 +139,14 @@ def error_figure(arrays: dict, title: str = ""):
     r = rel[ok]
     fin = np.isfinite(r)
     top = min(max(float(r[fin].max(initial=0.0)), REL_FLOOR_PLOT * 10), REL_CEIL_PLOT)
+    _set_x(a2, x[ok], fmt)
     a2.scatter(
-        x[ok][fin],
+        xo[fin],
         np.clip(r[fin], REL_FLOOR_PLOT, REL_CEIL_PLOT),
         s=1,
         color="tab:orange",
         rasterized=True,
     )
-    _set_x(a2, x[ok], fmt)
     a2.set_yscale("log")
     a2.set_ylim(REL_FLOOR_PLOT / 2, 10 ** math.ceil(math.log10(top)))
     a2.set_ylabel(f"relative error (clipped to [{REL_FLOOR_PLOT:.0e}, {REL_CEIL_PLOT:.0e}])")

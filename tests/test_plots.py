@@ -72,6 +72,18 @@ def test_error_figure_of_narrow_and_one_sided_domains(fn_mode):
     assert_readable(error_figure(error_arrays(nli.default_table(*fn_mode)), ":".join(fn_mode)))
 
 
+@pytest.mark.parametrize("name", ["silu", "exp", "tanh"])
+def test_error_figure_of_shipped_bf16_tables(name):
+    """BF16 domains span up to 75 decades (1e-38..8.5e37): the x axis switches to encoding
+    order, still labelled in values, and stays readable."""
+    fig = error_figure(error_arrays(nli.default_table(name, "direct", "bf16")), name)
+    assert_readable(fig)
+    ax = fig.axes[0]
+    assert "BF16" in ax.get_xlabel()
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert "0" in labels and len(labels) >= 3, labels
+
+
 def test_error_figure_bounds_extreme_relative_errors():
     """Relative errors of 0, 1e-316 (a float64 residue), 1e12, inf and NaN, as a broken table
     gives, stay inside [REL_FLOOR_PLOT, REL_CEIL_PLOT] on the plot."""
