@@ -6,7 +6,10 @@ point k), with segment and clamp costs measured through the fp32 unit itself
 whole domain has the fewest not-correctly-rounded outputs (``cr``), the smallest ulp sum
 (``ulp``), or the fewest and then the smallest max ulp (``cr+maxulp``), among all tables whose
 LUT entries are RNE16(f) at their real points (``nli.table.table_from_cutpoints``: the LUT
-is chosen by that rule, not optimized; below = lut[0], above = lut[-1]).
+is chosen by that rule, not optimized; below = lut[0], above = lut[-1]). ``dtype='bf16'``
+solves for a bf16 table (numerics §13) on the BF16 grid, among the intervals the bf16 rules
+allow (:mod:`hw_sim.datapath_cost`: at least ``B 2^-127`` wide, widths and LUT differences
+below FP32's overflow threshold).
 
 Exactness: every pair (j, k) is considered; a pair is dropped only when ``D[L-1][j]`` already
 reaches the best value found for k, or the limit ``bound`` (a feasible solution's cost + 1);
@@ -29,8 +32,9 @@ from typing import Callable
 import numba
 import numpy as np
 
+from nli.formats import DTYPES
 from nli.functions import get_function
-from nli.grid import fp16_grid, is_finite16
+from nli.grid import bits_to_f64, dtype_grid, f64_to_bits, is_finite_bits
 from nli.solver import Layout, SolveResult
 
 from .datapath_cost import (
@@ -58,7 +62,7 @@ def _combine_all(D: np.ndarray, R: np.ndarray, obj: int) -> np.ndarray:
     return np.where((D >= NO_COST) | (R >= NO_COST), NO_COST, t)
 
 
-def _dp(grid, bins, obj, cand, bound, L, R, threads, progress, max_ulp):
+def _dp(grid, bins, obj, cand, bound, L, R, threads, progress, max_ulp, dtype):
     """The DP with cutpoints only where ``cand``; partial costs >= bound are dropped. Returns
     (cost, cut_idx int64[K+1]) or (NO_COST, None)."""
     x64, refo, lutc, fn_id = grid
@@ -66,7 +70,7 @@ def _dp(grid, bins, obj, cand, bound, L, R, threads, progress, max_ulp):
     D = np.where(D < bound, D, NO_COST)
     args = []
     for m, B in enumerate(bins):
-        D, arg = layer(D, int(B), x64, refo, lutc, fn_id, obj, cand, bound, threads, max_ulp)
+        D, arg = layer(D, int(B), x64, refo, lutc, fn_id, obj, cand, bound, threads, max_ulp, dtype)
         args.append(arg)
         if progress is not None:
             progress(m + 1, len(bins))
@@ -92,14 +96,17 @@ def solve_datapath(
     progress: Callable[[int, int], None] | None = None,
     max_ulp: int | None = None,
     on_pass: Callable[[int, int], None] | None = None,
+    dtype: str = "fp16",
 ) -> SolveResult:
     """Optimal cutpoints of ``function`` for a datapath-exact ``objective`` (module docstring).
 
     ``on_pass(stride, cost)`` is told the end of each pass (cost: the best so far, the int key).
     ``max_ulp``: only tables whose every output is within that many ulp (None: no cap).
     ``stride > 1`` restricts cutpoints to every stride-th grid point (approximate, said in the
-    result). ``incumbent``: FP16 bits (uint16[K+1]) of a feasible cutpoint set (on the
+    result). ``incumbent``: FP16 (BF16) bits (uint16[K+1]) of a feasible cutpoint set (on the
     domain's grid) whose cost bounds the search; the answer is never worse than it.
+    ``dtype``: the table's format, fp16 or bf16 (numerics §13; domain default: the function's
+    ``direct`` domain of that format).
     The result's ``objective_value`` is the int cost as a float (for ``cr+maxulp`` the key
     ``count * 2^16 + max_ulp``; :func:`hw_sim.datapath_cost.decode_cost` splits it).
     """
@@ -117,20 +124,22 @@ def solve_datapath(
             f"objective {objective!r} with a user function needs single-bin layouts "
             f"(single:M), got {lay.name!r}"
         )
-    lo, hi = domain if domain is not None else f.default_domain
-    x, _ = fp16_grid(lo, hi)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    lo, hi = domain if domain is not None else f.default_domain_for(dtype)
+    x, _ = dtype_grid(lo, hi, dtype)
     if lay.cutpoints > x.size:
         raise ValueError(
             f"layout {lay.name!r} needs {lay.cutpoints} cutpoints but the domain has only "
             f"{x.size} grid points"
         )
     t0 = time.perf_counter()
-    fx, ref = reference_bits(function, x)
+    fx, ref = reference_bits(function, x, dtype)
     if not np.all(np.isfinite(fx)):
         raise ValueError(f"{function} is not finite everywhere on [{lo:g}, {hi:g}]")
     refo = ordered(ref).astype(np.int64)
     lutc = np.ascontiguousarray(ref, dtype=np.uint16)
-    ok = is_finite16(lutc)
+    ok = is_finite_bits(lutc, dtype)
     grid = (x, refo, lutc, int(f.fn_id))
     L = clamp_costs(x, refo, lutc, ok, obj, False, max_ulp)
     R = clamp_costs(x, refo, lutc, ok, obj, True, max_ulp)
@@ -139,11 +148,13 @@ def solve_datapath(
     best, best_idx = int(NO_COST), None
     if incumbent is not None:
         bits = np.asarray(incumbent, dtype=np.uint16)
-        xs = bits.view(np.float16).astype(np.float64)
+        xs = bits_to_f64(bits, dtype)
         pos = np.searchsorted(x, xs)
         if bits.shape != (lay.cutpoints,) or np.any(pos >= x.size) or np.any(x[pos] != xs):
-            raise ValueError(f"incumbent: expected {lay.cutpoints} FP16 cutpoints on the grid")
-        c = path_cost(pos, bins, x, refo, lutc, grid[3], obj, L, R, max_ulp)
+            raise ValueError(
+                f"incumbent: expected {lay.cutpoints} {dtype.upper()} cutpoints on the grid"
+            )
+        c = path_cost(pos, bins, x, refo, lutc, grid[3], obj, L, R, max_ulp, dtype)
         if c < NO_COST:
             best, best_idx = c, pos.astype(np.int64)
     n = x.size
@@ -154,7 +165,17 @@ def solve_datapath(
         cand[-1] = True
         last = s == stride
         c, idx = _dp(
-            grid, bins, obj, cand & ok, best + 1, L, R, threads, progress if last else None, max_ulp
+            grid,
+            bins,
+            obj,
+            cand & ok,
+            best + 1,
+            L,
+            R,
+            threads,
+            progress if last else None,
+            max_ulp,
+            dtype,
         )
         if idx is not None and c <= best:
             best, best_idx = c, idx
@@ -172,7 +193,7 @@ def solve_datapath(
         lay,
         (float(x[0]), float(x[-1])),
         best_idx,
-        np.asarray(x[best_idx]).astype(np.float16).view(np.uint16),
+        f64_to_bits(np.asarray(x[best_idx], dtype=np.float64), dtype),
         float(best),
         seconds,
         int(n),
@@ -180,6 +201,7 @@ def solve_datapath(
         None,
         precision,
         True,
+        dtype,
     )
 
 

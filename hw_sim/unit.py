@@ -110,12 +110,27 @@ def _locate_fp32(x, cut32, bins, base, mul32):
 
 
 @numba.njit(cache=True, nogil=True)
+def _sum_fp32(y0, y1, t):
+    """Steps 8, 9 and the FP32 sum of step 10, precision fp32 (float32 operands): the float32
+    RNE32(y0 + p) that step 10 rounds to the output format."""
+    dy = y1 - y0  # 8. RNE32(y1 - y0)
+    p = t * dy  # 9. RNE32(t * dy)
+    return y0 + p  # RNE32(y0 + p)
+
+
+@numba.njit(cache=True, nogil=True)
 def _interp_fp32(y0, y1, t):
     """Steps 8-10, precision fp32 (float32 operands) -> FP16 bits. p >= 2^-88 when
     non-zero, so no FP32 subnormal arises."""
-    dy = y1 - y0  # 8. RNE32(y1 - y0)
-    p = t * dy  # 9. RNE32(t * dy)
-    return rne16_f32(y0 + p)  # 10. RNE16(RNE32(y0 + p))
+    return rne16_f32(_sum_fp32(y0, y1, t))  # 10. RNE16(RNE32(y0 + p))
+
+
+@numba.njit(cache=True, nogil=True)
+def _interp_fp32_bf16(y0, y1, t):
+    """Steps 8-10 of a bf16 table (numerics §13; float32 operands holding BF16 values) -> BF16
+    bits: RNE_bf16(RNE32(y0 + p)). Here p can be an FP32 subnormal, which IEEE float32
+    arithmetic rounds as the steps say (no FTZ/DAZ, no fastmath)."""
+    return rne_bf16_f32(_sum_fp32(y0, y1, t))  # 10. RNE_bf16(RNE32(y0 + p))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,10 +161,7 @@ def _unit_bf16(xb, cut32, bins, base, mul32, lut32, below, above):
     if x >= cut32[cut32.size - 1]:
         return above
     g, t = _locate_fp32(x, cut32, bins, base, mul32)
-    y0 = lut32[g]
-    dy = lut32[g + 1] - y0  # 8. RNE32(y1 - y0)
-    p = t * dy  # 9. RNE32(t * dy)
-    return rne_bf16_f32(y0 + p)  # 10. RNE_bf16(RNE32(y0 + p))
+    return _interp_fp32_bf16(lut32[g], lut32[g + 1], t)  # 8.-10.
 
 
 @numba.njit(cache=True, nogil=True)

@@ -143,14 +143,11 @@ def _build_datapath(args, layout, domain) -> int:
         for flag, on in (
             (f"--precision {args.precision}", args.precision != "fp32"),
             ("--measure-gap", args.measure_gap),
-            (f"--dtype {args.dtype}", args.dtype != "fp16"),
         )
         if on
     ]
     if bad:
-        raise UserError(
-            f"--objective {args.objective}: not with {', '.join(bad)} (fp16 tables, fp32 only)"
-        )
+        raise UserError(f"--objective {args.objective}: not with {', '.join(bad)} (fp32 only)")
     if "solve" not in DATAPATH_SOLVERS:
         raise UserError(f"--objective {args.objective}: needs the hw_sim package (not installed)")
     solve, note = DATAPATH_SOLVERS["solve"], DATAPATH_SOLVERS["note"]
@@ -162,6 +159,7 @@ def _build_datapath(args, layout, domain) -> int:
             domain=domain,
             stride=args.stride,
             max_ulp=args.max_ulp,
+            dtype=args.dtype,
         )
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -126,6 +126,7 @@ BF16_NAN = BF16.nan_bits  # 0x7FC0, the canonical NaN (the top half of FP32_NAN)
 BF16_POS_INF = BF16.inf_bits  # 0x7F80
 BF16_NEG_INF = BF16.sign_bit | BF16.inf_bits  # 0xFF80
 BF16_MAX_BITS = BF16.max_bits  # 0x7F7F
+BF16_MIN_WIDTH_PER_BIN = 2.0**-127  # the solvers keep a bf16 interval of B bins >= B 2^-127 wide
 
 FP32_MAX = FP32.max
 FP32_NAN = FP32.nan_bits  # 0x7FC00000 (converts to FP16_NAN)

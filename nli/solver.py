@@ -37,7 +37,7 @@ import numba
 import numpy as np
 
 from .dp_layer import _layer, _layer_chord, block_min
-from .formats import DTYPE_FORMATS, DTYPES, FP16_MAX, PRECISIONS
+from .formats import BF16_MIN_WIDTH_PER_BIN, DTYPE_FORMATS, DTYPES, FP16_MAX, PRECISIONS
 from .functions import get_function
 from .grid import DomainError, dtype_grid, f64_to_bits
 from .objective import GridArrays, _clamp_costs, grid_arrays, objective_code
@@ -332,7 +332,7 @@ def solve(
             f"{int(ok[_candidates(x.size, stride)].sum())} candidate grid points have a finite f"
         )
     if dtype == "bf16":  # B / width <= 2^127: RNE32 of it is finite (numerics §13)
-        minw = [b * 2.0**-127 for b in lay.bins]
+        minw = [b * BF16_MIN_WIDTH_PER_BIN for b in lay.bins]
     else:
         minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
     cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)

@@ -174,12 +174,17 @@ class Table:
         return bits_to_f64(self.cutpoints, self.dtype)
 
     def points(self) -> np.ndarray:
-        """float64[entries]: the real point each LUT entry belongs to (section 2)."""
+        """float64[entries]: the real point each LUT entry belongs to (section 2): the
+        cutpoints themselves at m = 0 and m = bins[I], c_I + m (c_{I+1} - c_I) / bins[I] in
+        float64 in between. (The float64 c_I + width can miss c_{I+1} when the width is not a
+        float64, e.g. a bf16 interval from -8 to -2^-120; an entry at a cutpoint is f there.)"""
         c = self.cutpoint_values()
         pts = [c[0]]
         for i, b in enumerate(self.bins):
             m = np.arange(1, b + 1)
-            pts.extend(c[i] + m * (c[i + 1] - c[i]) / b)
+            p = c[i] + m * (c[i + 1] - c[i]) / b
+            p[-1] = c[i + 1]
+            pts.extend(p)
         return np.array(pts, dtype=np.float64)
 
     def with_lut(

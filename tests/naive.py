@@ -921,32 +921,47 @@ def _nv_ord16(bits):
     return -(b & 0x7FFF) if b & 0x8000 else b & 0x7FFF
 
 
-def naive_datapath_errors(fn_name, x, cut_idx, bins):
+def naive_datapath_errors(fn_name, x, cut_idx, bins, dtype="fp16"):
     """ulp distances (list over the grid x, float64 FP16 values) of the table with cutpoints
-    x[cut_idx] and ``bins``, or None when an entry overflows FP16 (no such table)."""
+    x[cut_idx] and ``bins``, or None when an entry overflows FP16 (no such table).
+    ``dtype='bf16'``: x holds BF16 values, the table is a bf16 one (numerics §13), and None also
+    when it is not a valid table or an interval of B bins is narrower than B 2^-127 (the
+    solver's rule); widths and the rule are decided in Fractions."""
     from nli.functions import get_function
-    from nli.table import Table
+    from nli.table import Table, TableError
 
+    bf16 = dtype == "bf16"
+    rne, enc = (nv_rne_bf16, nv_encode_bf16) if bf16 else (nv_rne16, nv_encode16)
+    inf = 0x7F80 if bf16 else 0x7C00
     f = get_function(fn_name)
     c = [float(x[i]) for i in cut_idx]
-    pts = [c[0]]
-    for i, B in enumerate(bins):
-        pts += [c[i] + (m * (c[i + 1] - c[i])) / B for m in range(1, B + 1)]
-    lut = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.array(pts))]
-    if any((b & 0x7C00) == 0x7C00 for b in lut):
+    if bf16 and any(
+        _NvF(c[i + 1]) - _NvF(c[i]) < B * _NvF(1, 1 << 127) for i, B in enumerate(bins)
+    ):
         return None
-    table = Table(
-        fn_name,
-        np.array(c).astype(np.float16).view(np.uint16),
-        list(bins),
-        np.array(lut, dtype=np.uint16),
-        lut[0],
-        lut[-1],
-        "fp32",
-    )
-    xbits = np.asarray(x, dtype=np.float64).astype(np.float16).view(np.uint16)
+    pts = [c[0]]
+    for i, B in enumerate(bins):  # the end entry is the cutpoint itself (Table.points)
+        pts += [c[i] + (m * (c[i + 1] - c[i])) / B for m in range(1, B)] + [c[i + 1]]
+    lut = [enc(rne(_nv_f64(v))) for v in f(np.array(pts))]
+    if any((b & inf) == inf for b in lut):
+        return None
+    cbits = [enc(_nv_f64(v)) for v in c]
+    try:
+        table = Table(
+            fn_name,
+            np.array(cbits, dtype=np.uint16),
+            list(bins),
+            np.array(lut, dtype=np.uint16),
+            lut[0],
+            lut[-1],
+            "fp32",
+            dtype=dtype,
+        )
+    except TableError:
+        return None
+    xbits = [enc(_nv_f64(v)) for v in np.asarray(x, dtype=np.float64)]
     out = nv_unit_all(table, xbits)
-    ref = [nv_encode16(nv_rne16(_nv_f64(v))) for v in f(np.asarray(x, dtype=np.float64))]
+    ref = [enc(rne(_nv_f64(v))) for v in f(np.asarray(x, dtype=np.float64))]
     return [abs(_nv_ord16(o) - _nv_ord16(r)) for o, r in zip(out, ref)]
 
 
@@ -958,13 +973,13 @@ def naive_datapath_value(errors, objective):
     return n if objective == "cr" else (n, max(errors))
 
 
-def naive_datapath_optimum(fn_name, x, bins, objective, max_ulp=None):
+def naive_datapath_optimum(fn_name, x, bins, objective, max_ulp=None, dtype="fp16"):
     """Brute force: the best value of ``objective`` over every increasing tuple of
     len(bins) + 1 grid indices (tiny grids only) whose table is within ``max_ulp`` ulp
     everywhere (None: any); None if there is none."""
     best = None
     for c in _it.combinations(range(len(x)), len(bins) + 1):
-        e = naive_datapath_errors(fn_name, x, c, bins)
+        e = naive_datapath_errors(fn_name, x, c, bins, dtype)
         if e is not None and (max_ulp is None or max(e) <= max_ulp):
             v = naive_datapath_value(e, objective)
             best = v if best is None or v < best else best

@@ -175,9 +175,10 @@ def test_cli_bad_combos_are_one_line_errors(tmp_path, capsys, extra, needle):
     assert not p.exists()
 
 
-def test_float32_of_the_float64_quotient_is_rne32():
-    """The kernels' mul = float32(B / d) (d a difference of FP16 values) equals the table's
-    RNE32 of the exact quotient (nli.table.expected_mul), on random and extreme pairs."""
+def test_kernel_mul_is_rne32():
+    """The kernels' mul (hw_sim.interval_exact.rne32_quotient of FP16 cutpoints) equals the
+    table's RNE32 of the exact quotient (nli.table.expected_mul), on random and extreme pairs."""
+    from hw_sim.interval_exact import rne32_quotient
     from nli.table import expected_mul
 
     rng = np.random.default_rng(3)
@@ -186,11 +187,11 @@ def test_float32_of_the_float64_quotient_is_rne32():
         j, k = np.sort(rng.choice(x.size, 2, replace=False))
         B = int(rng.integers(1, 512))
         want = expected_mul(bits[[j, k]], np.array([B]))
-        got = np.float32(np.float64(B) / (x[k] - x[j]))
+        got = np.float32(rne32_quotient(B, x[j], x[k]))
         assert want.view(np.uint32)[0] == np.array([got]).view(np.uint32)[0]
     for j, k, B in ((0, x.size - 1, 1), (0, x.size - 1, 511), (100, 101, 511)):
         want = expected_mul(bits[[j, k]], np.array([B]))
-        assert want[0] == np.float32(np.float64(B) / (x[k] - x[j]))
+        assert want[0] == rne32_quotient(B, x[j], x[k])
 
 
 def test_cli_max_ulp(tmp_path, capsys):

@@ -146,7 +146,7 @@ def test_cli_builds_a_bf16_table(tmp_path):
         (("--dtype", "fp8"), "--dtype"),
         (("--dtype", "bf16", "--precision", "fp16"), "--precision"),
         (("--dtype", "bf16", "--domain", "1", "1e39"), "BF16"),
-        (("--dtype", "bf16", "--objective", "ulp"), "--dtype bf16"),  # datapath DP: fp16 only
+        (("--dtype", "bf16", "--objective", "ulp", "--measure-gap"), "--measure-gap"),  # datapath
     ],
 )
 def test_cli_bad_dtype_input_is_one_line_exit_2(tmp_path, args, needle):
