@@ -40,8 +40,9 @@ first point beyond the cap, which makes small caps fast.
 
 Every cost is a non-negative integer (an int64); :data:`NO_COST` marks an infeasible or
 cut-off segment. ``mul`` is the table's ``RNE32(B / (x_k - x_j))`` of the exact quotient
-(:func:`_rne32_quotient`: a float64 estimate corrected by exact midpoint tests; tested against
-``nli.table.expected_mul``): for BF16 cutpoints the float64 width need not be exact.
+(:func:`hw_sim.interval_exact.rne32_quotient`: a float64 estimate corrected by exact midpoint
+tests; tested against ``nli.table.expected_mul``), not ``float32(B / d)``: for BF16 cutpoints
+the float64 width d need not be exact.
 
 Only precision fp32 is modelled here (``solve_datapath`` refuses fp16).
 """
