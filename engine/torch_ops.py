@@ -49,6 +49,7 @@ from nli.grid import rne32
 from nli.table import Table
 from nli.unit_checks import (
     SimInputError,
+    check_dtypes,
     check_eps,
     check_mode,
     check_rmsnorm_input,
@@ -139,15 +140,16 @@ def _inv(n: int) -> float:
     return rne32(Fraction(1, n))
 
 
-def _exp_lut(exp_table, xv: torch.Tensor, d: torch.Tensor):
+def _exp_lut(exp_table, xv: torch.Tensor, d: torch.Tensor, neg_inf: int = FP16_NEG_INF):
     """(LUT, index) giving e_i: exp_table(d_i), and +0 where x_i = -inf. For such x_i (in a
-    row that is not all -inf or NaN) d_i = RNE16(-inf - m) = -inf, so when the table's
-    output at -inf is +0 the plain LUT already says +0; otherwise the index gets bit 16
-    set there and the LUT is extended by 65,536 +0 entries (no ``where`` on the row)."""
+    row that is not all -inf or NaN) d_i = RNE16(-inf - m) = -inf (encoding ``neg_inf`` of
+    the table's format), so when the table's output at -inf is +0 the plain LUT already says
+    +0; otherwise the index gets bit 16 set there and the LUT is extended by 65,536 +0
+    entries (no ``where`` on the row)."""
     values = output_values(exp_table, xv.device)
     slot = _cached(exp_table, xv.device)
     if "masked" not in slot:  # None: the table's output at -inf is +0 already
-        zero = int(bits32(values[FP16_NEG_INF : FP16_NEG_INF + 1])) == 0
+        zero = int(bits32(values[neg_inf : neg_inf + 1])) == 0
         slot["masked"] = None if zero else torch.cat([values, torch.zeros_like(values)])
     if slot["masked"] is None:
         return values, d
@@ -167,6 +169,7 @@ def softmax_f32(x: torch.Tensor, exp_table, recip_table, mode: str = "direct") -
     check_mode(mode)
     _check_fits(exp_table, "exp", mode)
     _check_fits(recip_table, "reciprocal", mode)
+    check_dtypes("softmax", "fp16", exp_table=exp_table, reciprocal_table=recip_table)
     rows = _rows(x)
     xv = grid16(rows)  # RNE16 at the op boundary
     m = xv.amax(-1)  # m = max(x); a NaN propagates
@@ -227,6 +230,7 @@ def rmsnorm_f32(
     check_mode(mode)
     check_rmsnorm_input(rmsnorm_input)
     _check_fits(rsqrt_table, "rsqrt", mode)
+    check_dtypes("rmsnorm", "fp16", rsqrt_table=rsqrt_table)
     eps32 = check_eps(eps)
     rows = _rows(x)
     n = rows.shape[1]
