@@ -110,12 +110,12 @@ def rne_bf16(x: torch.Tensor) -> torch.Tensor:
     """RNE_bf16 of float32 x -> int32 BF16 bit patterns in [0, 65535], same shape (numerics
     §13): integer rounding of the FP32 pattern (see the module docstring), subnormals kept,
     overflow to +-inf, every NaN -> the canonical 0x7fc0."""
-    u = bits32(x.contiguous())
-    a = u & 0x7FFFFFFF
-    nan = a > _FP32_INF
-    a = a.clamp_max(_FP32_INF)  # a NaN's payload must not wrap the int32 sum
-    r = ((a + 0x7FFF + ((a >> 16) & 1)) >> 16) | ((u >> 16) & 0x8000)
-    return torch.where(nan, BF16_NAN, r)
+    nan = torch.isnan(x)
+    u = bits32(x.contiguous()).clamp_max(_FP32_INF)  # positive NaNs clamped: no int32 overflow
+    # (u + 0x7fff + bit 16) >> 16 on the pattern: a negative u stays negative (no carry into the
+    # sign), and the arithmetic shift's sign extension is masked off; in place, for speed
+    r = (u >> 16).bitwise_and_(1).add_(0x7FFF).add_(u).bitwise_right_shift_(16)
+    return r.bitwise_and_(0xFFFF).masked_fill_(nan, BF16_NAN)
 
 
 def decode_bf16(b: torch.Tensor) -> torch.Tensor:
