@@ -24,6 +24,9 @@ hw_sim/ops.py's; what changes here:
   built from bits, with the exponent clamped to [-40, 41]: beyond that every non-zero FP16
   table value overflows (or underflows) FP16 anyway (engine/onnx_ops.py's argument).
 
+These are the FP16 ops (fp16 tables only); the BF16 ones (numerics §13) are
+:mod:`engine.torch_ops_bf16`, built on the helpers here.
+
 Project choices (numerics §5, as hw_sim): the reduced reciprocal is odd (-0 -> -inf,
 -inf -> -0); rsqrt(-0) = -inf, rsqrt of any other negative value is NaN; a row holding a
 NaN, or only -inf, gives canonical NaNs.

@@ -406,3 +406,25 @@ def test_cli_eval_ppl_bf16_backend_torch(tmp_path):
     assert res["torch"]["backend"] == "torch" and res["torch"]["dtype"] == "bf16"
     for key in ("ppl", "ppl_ref", "top1_agreement", "mean_kl", "activation_stats"):
         assert res["torch"][key] == res["numba"][key], key
+
+
+def test_bf16_torch_backend_does_not_import_hw_sim():
+    """A model substituted with dtype bf16 on the torch backend runs without the simulator."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch, engine\n"
+        "from engine.substitution import substitute\n"
+        "m, _ = engine.load_tiny()\n"
+        "with torch.no_grad():\n"
+        "    substitute(m, backend='torch', dtype='bf16')(torch.arange(10)[None])\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'hw_sim'))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "[]"
