@@ -3,7 +3,7 @@
 Bit-exact to :func:`hw_sim.softmax_f32` / :func:`hw_sim.rmsnorm_f32` on any device, built on
 :mod:`engine.torch_unit` (its RNE16, decoding and the tables' 65,536-entry output LUTs,
 computed by the torch datapath on the target device). Each step's exactness argument is
-hw_sim/ops.py's; what changes here:
+hw_sim/ops_kernels.py's; what changes here:
 
 * **Sequential sums.** Softmax's ``s`` and RMSNorm's ``q`` are FP32 sums in index order,
   as in hw_sim (each row its own chain). They are formed column by column with
