@@ -76,6 +76,23 @@ VARIANTS = (
 )
 
 
+def parse_variants(text: str, error) -> dict:
+    """'LABEL[:OP],...' -> {label: (variant, reciprocal_mode, dtype, ops)}: a VARIANTS label
+    substitutes every op; ``LABEL:OP`` (e.g. ``nli_bf16:act``) only that one, to split a
+    change among the ops. ``error`` reports a bad label (argparse's ``ap.error``)."""
+    by_label = {v[0]: v[1:] for v in VARIANTS}
+    out = {}
+    for label in text.split(","):
+        base, _, op = label.partition(":")
+        if base not in by_label or (op and op not in OPS):
+            error(
+                f"--variants: unknown {label!r} (labels: {', '.join(by_label)}, each optionally "
+                f":OP with OP one of {', '.join(OPS)})"
+            )
+        out[label] = (*by_label[base], (op,) if op else tuple(OPS))
+    return out
+
+
 # ----------------------------------------------------------------------------- bf16 tables
 def fp16_layout_table(function: str, mode: str) -> tuple[nli.Table, str]:
     """(bf16 table, how it was built) from the fp16 default's layout (module docstring)."""
@@ -210,7 +227,7 @@ def main(argv=None) -> int:
         default=",".join(v[0] for v in VARIANTS),
         help="comma-separated labels to run (default all: "
         + ", ".join(v[0] for v in VARIANTS)
-        + ")",
+        + "); LABEL:OP substitutes only OP (act, rmsnorm or softmax)",
     )
     ap.add_argument("--out", default=None, help="default benchmarks/results/llm_bf16[_MODEL].json")
     args = ap.parse_args(argv)
@@ -225,25 +242,23 @@ def main(argv=None) -> int:
     functions = op_functions(OPS, act)
     used = {}
     models = {}
-    for label, variant, rm, dtype in VARIANTS:
-        if label not in args.variants.split(","):
-            continue
+    runs = parse_variants(args.variants, ap.error)
+    for label, (variant, rm, dtype, ops) in runs.items():
         tables = None
         if variant == "nli" and dtype == "bf16":
-            tables, how = bf16_tables(source, functions, rm, args.extra_tables)
+            tables, how = bf16_tables(source, op_functions(ops, act), rm, args.extra_tables)
             used[label] = how
         models[label] = substitute(
-            model, OPS, variant, tables=tables, reciprocal_mode=rm, dtype=dtype
+            model, ops, variant, tables=tables, reciprocal_mode=rm, dtype=dtype
         )
     t1 = time.perf_counter()
     with torch.no_grad():
         res = evaluate_models(models, ids, ref_model=model, window=args.window, desc="ppl")
     eval_s = time.perf_counter() - t1
     modes = {}
-    for label, variant, rm, dtype in VARIANTS:
-        if label in res:
-            modes[label] = res[label].to_dict()
-            modes[label].update(mode=variant, reciprocal_mode=rm, dtype=dtype)
+    for label, (variant, rm, dtype, ops) in runs.items():
+        modes[label] = res[label].to_dict()
+        modes[label].update(mode=variant, reciprocal_mode=rm, dtype=dtype, ops=list(ops))
     ppl_ref = next(iter(modes.values()))["ppl_ref"]
     f16_tables = {f: default_table(f, table_domain_mode(f, "reduced")) for f in functions}
     b16_tables, _ = bf16_tables(source, functions, "reduced", args.extra_tables)
@@ -254,7 +269,7 @@ def main(argv=None) -> int:
         "model_name": args.model,
         "activation": act,
         "text": "engine/data/heldout_en.txt",
-        "tokens": modes["nli_bf16"]["tokens"] if nb else None,
+        "tokens": next(iter(modes.values()))["tokens"],
         "window": args.window,
         "ppl_ref": ppl_ref,
         "modes": modes,

@@ -71,6 +71,17 @@ def headline_md() -> str:
         and r["solves"].get("paper", {}).get("finished")
     ]
     nli, ppl_ref = llm["modes"]["nli"], llm["ppl_ref"]
+    bf = load("build_tables_bf16.json")
+    bf_rows = []
+    if bf:
+        tabs = bf["tables"].values()
+        exact = sum(r["max_ulp"] == 0 for r in tabs)
+        bf_rows = [
+            f"| shipped BF16 tables ({len(tabs)}), every BF16 input of the domain | max "
+            f"{max(r['max_ulp'] for r in tabs)} ulp ({exact} exact), "
+            f"{min(r['pct_correctly_rounded'] for r in tabs):.1f}-"
+            f"{max(r['pct_correctly_rounded'] for r in tabs):.1f}% correctly rounded |"
+        ]
     worst = min(v["routing_agreement"] for v in moe["methods"].values())
     return "\n".join(
         [
@@ -80,6 +91,7 @@ def headline_md() -> str:
             f"{silu['pct_correctly_rounded']:.2f}% correctly rounded, max {silu['max_ulp']} ulp "
             f"(NLI's published cutpoints: {pub['pct_correctly_rounded']:.2f}%, {pub['max_ulp']} "
             "ulp) |",
+            *bf_rows,
             "| exact paper-layout solve, full FP16 domain, 2 CPU cores | "
             f"{min(solves):.0f}-{max(solves):.0f} s per function (target 600 s) |",
             "| simulator vs torch FP32, SiLU | "

@@ -142,6 +142,25 @@ def direct_md(runs: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def ops_split_md(runs: list[tuple[str, dict]]) -> str:
+    """One row per single-op label (``LABEL:OP``) of each file: the change that op alone makes."""
+    lines = [
+        "| model | scored tokens | `ref` | substituted | perplexity (change) | top-1 agreement | "
+        "file |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
+    for name, d in runs:
+        for label, m in d["modes"].items():
+            if ":" in label:
+                base, op = label.split(":", 1)
+                lines.append(
+                    f"| {d['model'].split(' (')[0]} | {d['tokens']:,} | {d['ppl_ref']:.3f} | "
+                    f"`{base}`, {op} only | {_ppl_cell(m)} | {100 * m['top1_agreement']:.2f}% | "
+                    f"`{name}` |"
+                )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def speed_md(s: dict) -> str:
     lines = [
         "| op | FP16 unit (CPU s) | BF16 unit (CPU s) | BF16 / FP16 | within 20% |",
@@ -179,6 +198,14 @@ def section_bf16_llm() -> list[str]:
                 "stays usable.",
                 direct,
             ]
+    split = ops_split_md(runs) if runs else ""
+    if split:
+        out += [
+            "Which op makes the change: the same runs with one op substituted at a time "
+            "(`--variants nli_bf16:act,nli_bf16:rmsnorm,nli_bf16:softmax`), the others exact "
+            "in FP32.",
+            split,
+        ]
     if speed:
         out += [
             f"Unit throughput, BF16 against FP16 on the same inputs in the same run "

@@ -5,7 +5,10 @@ On the GPU: every shipped table in fp32 and fp16 precision over all 65,536 encod
 values; Softmax and RMSNorm (both §4.1 input handlings) on seeded and adversarial rows in both
 reciprocal modes; all of it with torch's FP16 conversion (if it passes the per-device probe)
 and again with the integer RNE16; and the fast conversion against the integer RNE16 on all
-2^32 float32 patterns.
+2^32 float32 patterns. BF16 (numerics §13): every shipped bf16 table over all 65,536 encodings,
+``run_elementwise_f32`` of a bf16 table, the reduced reciprocal / rsqrt on random FP32 patterns,
+Softmax and RMSNorm (``engine.torch_ops_bf16``) on the same rows plus BF16's own edges (squares
+past FP32's range or down to FP32 subnormals, NaNs of both signs), all against hw_sim.ops_bf16.
 Everything is compared with hw_sim on the CPU on uint16 / uint32 views. Writes a JSON and
 exits 1 on any mismatch; without CUDA it says so in one line and exits 0, checking nothing.
 
@@ -43,6 +46,68 @@ def _rows(n: int) -> np.ndarray:
     rows += [r, rng.uniform(2e4, 7e4, n) * rng.choice([-1, 1], n)]
     rows.append(np.where(np.arange(n) % 2, 3e38, 1e-40))
     return np.asarray(rows, dtype=np.float32)
+
+
+def _rows_bf16(n: int) -> np.ndarray:
+    """:func:`_rows` plus BF16's edges: squares past FP32's range, squares that fall to FP32
+    subnormals, +-max and a value rounding to inf, NaNs of both signs with payloads."""
+    rng = np.random.default_rng(SEED + 7 * n)
+    extra = [
+        rng.uniform(2e19, 1e30, n) * rng.choice([-1, 1], n),
+        rng.uniform(1e-23, 1e-19, n) * rng.choice([-1, 1], n),
+        np.resize([3.38e38, -3.38e38, 3.4e38, 0.0], n),
+    ]
+    nans = np.repeat(rng.standard_normal((1, n)).astype(np.float32), 3, 0)
+    nans[:, n // 2] = np.array([0xFFC00001, 0xFF800001, 0x7F800001], np.uint32).view(np.float32)
+    return np.concatenate([_rows(n), np.asarray(extra, np.float32), nans])
+
+
+def _bf16_checks(dev: torch.device, res: dict) -> None:
+    """The bf16 datapath and ops on ``dev`` against hw_sim (shipped bf16 tables; their
+    reciprocal and rsqrt are reduced-mode tables, so the inverses run in reduced mode)."""
+    from engine import torch_ops_bf16, torch_unit
+    import hw_sim
+    import nli
+    from nli.defaults import BF16_DEFAULT_TABLES
+
+    for f, m in BF16_DEFAULT_TABLES:
+        t = nli.default_table(f, m, "bf16")
+        got = torch_unit.output_bits(t, dev).cpu().numpy().astype(np.uint16)
+        res["checks"][f"bf16 table {f}/{m}"] = int(np.sum(got != hw_sim.output_lut(t)))
+    rng = np.random.default_rng(SEED + 1)
+    scale = rng.choice([1e-38, 1e-6, 1, 100, 1e20, 1e38], 1 << 20)
+    with np.errstate(over="ignore"):
+        x = (rng.standard_normal(1 << 20) * scale).astype("f4")
+    silu = nli.default_table("silu", "direct", "bf16")
+    got = torch_unit.run_elementwise_f32(silu, torch.from_numpy(x).to(dev))
+    want = hw_sim.run_elementwise_f32(silu, x)
+    res["checks"]["bf16 elementwise silu f32"] = int(np.sum(_u32(got) != _u32(want)))
+    exp = nli.default_table("exp", "direct", "bf16")
+    rec = nli.default_table("reciprocal", "reduced", "bf16")
+    rsq = nli.default_table("rsqrt", "reduced", "bf16")
+    v = rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    for name, ours, ref, t in (
+        ("reciprocal", torch_ops_bf16.reciprocal_bf16, hw_sim.reciprocal_bf16, rec),
+        ("rsqrt", torch_ops_bf16.rsqrt_bf16, hw_sim.rsqrt_bf16, rsq),
+    ):
+        got = ours(torch.from_numpy(v).to(dev), t, "reduced").view(torch.int16).cpu().numpy()
+        want = ref(v, t, "reduced")
+        res["checks"][f"bf16 {name} reduced"] = int(np.sum(got.view(np.uint16) != want))
+    bad_s = bad_r = 0
+    for n in ROW_LENGTHS:
+        rows = _rows_bf16(n)
+        xt = torch.from_numpy(rows).to(dev)
+        want = hw_sim.softmax_bf16_f32(rows, exp, rec, "reduced")
+        got = torch_ops_bf16.softmax_bf16_f32(xt, exp, rec, "reduced")
+        bad_s += int(np.sum(_u32(got) != _u32(want)))
+        w = nli.grid.f64_to_bf16_bits(rng.uniform(-2, 2, n))
+        wt = torch.from_numpy(w.astype(np.int32)).to(dev).to(torch.int16)
+        for eps in (1e-6, 0.0, 1e-40, -1e-40):
+            want = hw_sim.rmsnorm_bf16_f32(rows, w, eps, rsq, "reduced")
+            got = torch_ops_bf16.rmsnorm_bf16_f32(xt, wt, eps, rsq, "reduced")
+            bad_r += int(np.sum(_u32(got) != _u32(want)))
+    res["checks"]["bf16 softmax reduced"] = bad_s
+    res["checks"]["bf16 rmsnorm reduced"] = bad_r
 
 
 def _u32(a) -> np.ndarray:
@@ -98,6 +163,7 @@ def check(dev: torch.device) -> dict:
             res["checks"][f"{label} softmax {mode}"] = bad_s
             res["checks"][f"{label} rmsnorm {mode}"] = bad_r
     torch_unit._FAST_OK.pop(str(dev), None)
+    _bf16_checks(dev, res)
     if dev.type == "cuda" and torch_unit.fast_rounding(dev):  # the probe's verdict, everywhere
         bad = 0
         for start in range(0, 1 << 32, CHUNK):

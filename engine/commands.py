@@ -82,8 +82,8 @@ def register(sub, groups):
         default=None,
         choices=DTYPES,
         help="the unit's 16-bit format (numerics §13): fp16 | bf16 (the ops take and return "
-        "BF16: the model's FP32 activations rounded to BF16 at each op; bf16 tables; numba "
-        "backend only). Default: the variant's own (bf16 for --variant bf16, else fp16)",
+        "BF16: the model's FP32 activations rounded to BF16 at each op; bf16 tables). "
+        "Default: the variant's own (bf16 for --variant bf16, else fp16)",
     )
     p.add_argument(
         "--reciprocal-mode",
@@ -149,7 +149,6 @@ def _eval_ppl(args) -> int:
     from . import HF_PREFIX, eval_report_for, load_model
     from .devices import resolve_device
     from .experiments import eval_ppl, heldout_text, json_safe, token_ids
-    from .op_sets import TORCH_BF16_ERROR
     from .substitution import parse_ops, parse_variant, resolve_dtype
 
     if args.max_tokens < 2:
@@ -164,8 +163,6 @@ def _eval_ppl(args) -> int:
         args.dtype = resolve_dtype(args.variant, args.dtype)
     except ValueError as e:
         raise UserError(f"--dtype: {e}") from None
-    if args.dtype == "bf16" and args.backend == "torch":
-        raise UserError(f"--backend torch: {TORCH_BF16_ERROR}")
     if args.rmsnorm_input is None:
         args.rmsnorm_input = "plain" if args.dtype == "bf16" else "scaled"
     elif args.dtype == "bf16" and args.rmsnorm_input != "plain":

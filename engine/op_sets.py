@@ -160,8 +160,8 @@ class UnitOps(OpSet):
     checked against their role and ``reciprocal_mode`` here, before any call.
     ``rmsnorm_input``: 'scaled' (the row prescale, numerics §4.1) or 'plain'.
     ``dtype`` (numerics §13): 'fp16' or 'bf16', the unit's format; every table must have it.
-    bf16 runs on the numba backend only (hw_sim's bf16 entry points; ``auto`` sends CUDA tensors
-    there and back), with RNE_bf16 at the op boundary and no RMSNorm prescale.
+    bf16 rounds RNE_bf16 at the op boundary and has no RMSNorm prescale; it runs hw_sim's bf16
+    entry points (numba) or :mod:`engine.torch_unit` / :mod:`engine.torch_ops_bf16` (torch).
     """
 
     def __init__(
@@ -178,8 +178,6 @@ class UnitOps(OpSet):
 
         self.backend = check_backend(backend)
         self.dtype = check_dtype(dtype)
-        if dtype == "bf16" and backend == "torch":
-            raise ValueError(TORCH_BF16_ERROR)
         self._hw = None  # hw_sim, imported on first numba call: torch and ref need no numba
         for f, t in tables.items():
             if f in ("exp", *INVERSE_FUNCTIONS):
@@ -193,9 +191,7 @@ class UnitOps(OpSet):
         self._w16: dict = {}  # id(weight) -> (version, FP16 bits, weight)
 
     def _torch(self, x: torch.Tensor) -> bool:
-        """Whether this call runs on the torch backend (never for bf16)."""
-        if self.dtype == "bf16":
-            return False
+        """Whether this call runs on the torch backend."""
         return self.backend == "torch" or (self.backend == "auto" and x.device.type != "cpu")
 
     @property
@@ -232,6 +228,16 @@ class UnitOps(OpSet):
         return y.to(x.device)
 
     def rmsnorm(self, x, weight, eps):
+        if self._torch(x) and self.dtype == "bf16":
+            from .torch_ops_bf16 import rmsnorm_bf16_f32
+
+            return rmsnorm_bf16_f32(
+                x.detach().float(),
+                weight.detach().float(),
+                float(eps),
+                self.tables["rsqrt"],
+                self.reciprocal_mode,
+            )
         if self._torch(x):
             from .torch_ops import rmsnorm_f32
 
@@ -272,6 +278,15 @@ class UnitOps(OpSet):
         return from_fp16(out.reshape(x32.shape)).to(x.device)  # (R, n) -> (..., n)
 
     def softmax(self, x):
+        if self._torch(x) and self.dtype == "bf16":
+            from .torch_ops_bf16 import softmax_bf16_f32
+
+            return softmax_bf16_f32(
+                x.detach().float(),
+                self.tables["exp"],
+                self.tables["reciprocal"],
+                self.reciprocal_mode,
+            )
         if self._torch(x):
             from .torch_ops import softmax_f32
 
@@ -307,12 +322,6 @@ class UnitOps(OpSet):
                 )
             )
         return y.to(x.device)
-
-
-TORCH_BF16_ERROR = (
-    "the torch backend has no bf16 datapath (numerics §13 runs on hw_sim only): use --backend "
-    "numba or auto with --dtype bf16"
-)
 
 
 def check_backend(backend) -> str:

@@ -59,7 +59,6 @@ from nli.formats import MODES as RECIPROCAL_MODES
 
 from .model import REF_OPS, OpSet
 from .op_sets import (
-    TORCH_BF16_ERROR,
     Bf16Ops,
     Fp16Ops,
     RoutedOps,
@@ -184,8 +183,6 @@ def make_ops(
     check_backend(backend)
     kind, base = parse_variant(variant)
     dtype = resolve_dtype(variant, dtype)
-    if dtype == "bf16" and backend == "torch" and kind == "nli":
-        raise ValueError(TORCH_BF16_ERROR)
     check_rmsnorm_input(rmsnorm_input)
     if reciprocal_mode not in RECIPROCAL_MODES:
         raise ValueError(
@@ -261,7 +258,7 @@ def substitute(
     unit variants) | 'plain' (RNE16 alone).
     backend: 'auto' | 'numba' | 'torch' (nli.formats.BACKENDS): where the unit's ops run, see
     :class:`UnitOps` (auto: numba for CPU tensors, torch on other devices).
-    dtype: None (the variant's own format) | 'fp16' | 'bf16' (numerics §13; bf16 runs on numba).
+    dtype: None (the variant's own format) | 'fp16' | 'bf16' (numerics §13).
     The copy shares the weight tensors with ``model``.
     """
     if not hasattr(model, "set_ops"):

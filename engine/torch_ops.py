@@ -3,7 +3,7 @@
 Bit-exact to :func:`hw_sim.softmax_f32` / :func:`hw_sim.rmsnorm_f32` on any device, built on
 :mod:`engine.torch_unit` (its RNE16, decoding and the tables' 65,536-entry output LUTs,
 computed by the torch datapath on the target device). Each step's exactness argument is
-hw_sim/ops.py's; what changes here:
+hw_sim/ops_kernels.py's; what changes here:
 
 * **Sequential sums.** Softmax's ``s`` and RMSNorm's ``q`` are FP32 sums in index order,
   as in hw_sim (each row its own chain). They are formed column by column with
@@ -23,6 +23,9 @@ hw_sim/ops.py's; what changes here:
   arithmetic). ``table(RNE16(m)) * 2^-k`` is one exact float32 multiply by a power of two
   built from bits, with the exponent clamped to [-40, 41]: beyond that every non-zero FP16
   table value overflows (or underflows) FP16 anyway (engine/onnx_ops.py's argument).
+
+These are the FP16 ops (fp16 tables only); the BF16 ones (numerics §13) are
+:mod:`engine.torch_ops_bf16`, built on the helpers here.
 
 Project choices (numerics §5, as hw_sim): the reduced reciprocal is odd (-0 -> -inf,
 -inf -> -0); rsqrt(-0) = -inf, rsqrt of any other negative value is NaN; a row holding a
@@ -49,6 +52,7 @@ from nli.grid import rne32
 from nli.table import Table
 from nli.unit_checks import (
     SimInputError,
+    check_dtypes,
     check_eps,
     check_mode,
     check_rmsnorm_input,
@@ -139,15 +143,16 @@ def _inv(n: int) -> float:
     return rne32(Fraction(1, n))
 
 
-def _exp_lut(exp_table, xv: torch.Tensor, d: torch.Tensor):
+def _exp_lut(exp_table, xv: torch.Tensor, d: torch.Tensor, neg_inf: int = FP16_NEG_INF):
     """(LUT, index) giving e_i: exp_table(d_i), and +0 where x_i = -inf. For such x_i (in a
-    row that is not all -inf or NaN) d_i = RNE16(-inf - m) = -inf, so when the table's
-    output at -inf is +0 the plain LUT already says +0; otherwise the index gets bit 16
-    set there and the LUT is extended by 65,536 +0 entries (no ``where`` on the row)."""
+    row that is not all -inf or NaN) d_i = RNE16(-inf - m) = -inf (encoding ``neg_inf`` of
+    the table's format), so when the table's output at -inf is +0 the plain LUT already says
+    +0; otherwise the index gets bit 16 set there and the LUT is extended by 65,536 +0
+    entries (no ``where`` on the row)."""
     values = output_values(exp_table, xv.device)
     slot = _cached(exp_table, xv.device)
     if "masked" not in slot:  # None: the table's output at -inf is +0 already
-        zero = int(bits32(values[FP16_NEG_INF : FP16_NEG_INF + 1])) == 0
+        zero = int(bits32(values[neg_inf : neg_inf + 1])) == 0
         slot["masked"] = None if zero else torch.cat([values, torch.zeros_like(values)])
     if slot["masked"] is None:
         return values, d
@@ -167,6 +172,7 @@ def softmax_f32(x: torch.Tensor, exp_table, recip_table, mode: str = "direct") -
     check_mode(mode)
     _check_fits(exp_table, "exp", mode)
     _check_fits(recip_table, "reciprocal", mode)
+    check_dtypes("softmax", "fp16", exp_table=exp_table, reciprocal_table=recip_table)
     rows = _rows(x)
     xv = grid16(rows)  # RNE16 at the op boundary
     m = xv.amax(-1)  # m = max(x); a NaN propagates
@@ -227,6 +233,7 @@ def rmsnorm_f32(
     check_mode(mode)
     check_rmsnorm_input(rmsnorm_input)
     _check_fits(rsqrt_table, "rsqrt", mode)
+    check_dtypes("rmsnorm", "fp16", rsqrt_table=rsqrt_table)
     eps32 = check_eps(eps)
     rows = _rows(x)
     n = rows.shape[1]

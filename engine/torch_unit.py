@@ -1,4 +1,5 @@
-"""The elementwise datapath of the NLI unit (numerics §3) in pure torch, on any device.
+"""The elementwise datapath of the NLI unit (numerics §3; §13 for a bf16 table) in pure torch, on
+any device.
 
 Bit-exact to :mod:`hw_sim.unit` (the one reference implementation; the tests compare
 every shipped table over all 65,536 encodings), built from integer and bit operations
@@ -26,6 +27,15 @@ and hw_sim/fp.py):
   is TwoSum'ed and turned
   into round-to-odd at 24 bits, then RNE16 (24 >= 11 + 2: one correct rounding).
 * **Selects** are on int32 bit patterns, so -0 survives every ``where``.
+* **BF16** (numerics §13; a bf16 table): steps 1-9 are the fp32 precision's float32 ops, step
+  10 is :func:`rne_bf16` of the float32 ``y0 + p``, NaN is 0x7fc0. :func:`rne_bf16` rounds on
+  the FP32 bit pattern (add 0x7fff plus the lowest kept bit, drop 16 bits: ties to even, a
+  carry reaches inf; FP32 subnormals are BF16 subnormals and round on the same integer),
+  every NaN -> 0x7fc0, negative ones included; it never uses torch's bfloat16 conversion, so
+  the bits do not depend on the device's. :func:`decode_bf16` is the 16-bit shift (exact,
+  NaN payloads kept, as hw_sim's decode table). BF16 operands and tables reach FP32
+  subnormals, which the device's float32 ``+ - *`` must keep (no flush-to-zero: torch's
+  default on the CPU and CUDA; ``torch.set_flush_denormal(True)`` would break bf16).
 
 Because the unit is a unary function of the 16-bit input, :func:`output_values`
 evaluates this datapath once over all 65,536 encodings on the target device (cached per
@@ -49,7 +59,7 @@ import weakref
 
 import torch
 
-from nli.formats import FP16_NAN, FP16_POS_INF, FP32_NAN
+from nli.formats import BF16_NAN, FP16_NAN, FP16_POS_INF, FP32_NAN
 from nli.table import Table
 from nli.unit_checks import SimInputError, check_dtypes
 
@@ -94,6 +104,24 @@ def decode16(b: torch.Tensor) -> torch.Tensor:
     r = torch.where(a >= FP16_POS_INF, _FP32_INF, r)
     r = r | torch.where((b & 0x8000) != 0, _FP32_SIGN, 0).to(torch.int32)
     return f32(torch.where(a > FP16_POS_INF, FP32_NAN, r))
+
+
+def rne_bf16(x: torch.Tensor) -> torch.Tensor:
+    """RNE_bf16 of float32 x -> int32 BF16 bit patterns in [0, 65535], same shape (numerics
+    §13): integer rounding of the FP32 pattern (see the module docstring), subnormals kept,
+    overflow to +-inf, every NaN -> the canonical 0x7fc0."""
+    nan = torch.isnan(x)
+    u = bits32(x.contiguous()).clamp_max(_FP32_INF)  # positive NaNs clamped: no int32 overflow
+    # (u + 0x7fff + bit 16) >> 16 on the pattern: a negative u stays negative (no carry into the
+    # sign), and the arithmetic shift's sign extension is masked off; in place, for speed
+    r = (u >> 16).bitwise_and_(1).add_(0x7FFF).add_(u).bitwise_right_shift_(16)
+    return r.bitwise_and_(0xFFFF).masked_fill_(nan, BF16_NAN)
+
+
+def decode_bf16(b: torch.Tensor) -> torch.Tensor:
+    """int32 BF16 bit patterns (in [0, 65535]) -> the float32 values they encode (exact: the
+    top half of the FP32 pattern; NaN payloads kept)."""
+    return f32(b.to(torch.int32) << 16)
 
 
 def select(cond: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -185,18 +213,22 @@ class _Consts:
         def i32(a):
             return torch.as_tensor(a.astype("int64"), device=device).to(torch.int32)
 
-        self.cut = decode16(i32(table.cutpoints))  # [K+1]
+        bf16 = table.dtype == "bf16"
+        self.decode = decode_bf16 if bf16 else decode16  # the table's 16-bit format
+        self.round = rne_bf16 if bf16 else rne16  # step 10's final rounding
+        self.nan = BF16_NAN if bf16 else FP16_NAN
+        self.fp16 = table.precision == "fp16" and not bf16  # bf16: FP32 steps (numerics §13)
+        self.cut = self.decode(i32(table.cutpoints))  # [K+1]
         self.inner = self.cut[1:-1].contiguous()  # c_1..c_{K-1}: the comparator search
         mul = torch.as_tensor(table.mul.astype("float32"), device=device)
-        self.mul = decode16(rne16(mul)) if table.precision == "fp16" else mul  # RNE16(mul)
+        self.mul = decode16(rne16(mul)) if self.fp16 else mul  # RNE16(mul)
         self.top = (torch.as_tensor(table.bins.astype("int64"), device=device) - 1).to(
             torch.float32
         )  # bins - 1, exact
         self.base = torch.as_tensor(table.base.astype("int64"), device=device)
-        self.lut = decode16(i32(table.lut))
+        self.lut = self.decode(i32(table.lut))
         self.below = int(table.below)
         self.above = int(table.above)
-        self.fp16 = table.precision == "fp16"
 
 
 _CACHE: "weakref.WeakKeyDictionary[Table, dict]" = weakref.WeakKeyDictionary()
@@ -210,7 +242,7 @@ def _cached(table: Table, device: torch.device) -> dict:
 def _consts(table: Table, device: torch.device) -> _Consts:
     slot = _cached(table, device)
     if "consts" not in slot:
-        check_dtypes("torch datapath", "fp16", table=table)  # FP16 only (numerics §13: no bf16)
+        check_dtypes("torch datapath", table=table)  # fp16 or bf16 (numerics §13)
         slot["consts"] = _Consts(table, device)
     return slot["consts"]
 
@@ -232,7 +264,8 @@ def _fma16(t, dy, y0):
 
 
 def datapath(consts: _Consts, x: torch.Tensor) -> torch.Tensor:
-    """Numerics §3 for FP16 values x (float32 tensor, any shape) -> int32 FP16 output bits."""
+    """Numerics §3 (§13 for a bf16 table) for input values x of the table's format (float32
+    tensor, any shape) -> int32 output bits in that format."""
     c = consts
     nan = x != x
     lo = x < c.cut[0]  # 2.
@@ -264,20 +297,21 @@ def datapath(consts: _Consts, x: torch.Tensor) -> torch.Tensor:
             )
         y = _fma16(t, dy, y0)  # 9-10. RNE16(y0 + t * dy), one rounding
     else:
-        y = rne16(y0 + t * dy)  # 9-10. RNE16(RNE32(y0 + RNE32(t * dy)))
+        y = c.round(y0 + t * dy)  # 9-10. RNE16 / RNE_bf16 of RNE32(y0 + RNE32(t * dy))
     y = torch.where(hi, c.above, y)
     y = torch.where(lo, c.below, y)
-    return torch.where(nan, FP16_NAN, y)  # 1.
+    return torch.where(nan, c.nan, y)  # 1.
 
 
 def output_bits(table: Table, device) -> torch.Tensor:
-    """int32[65536] on ``device``: the unit's output bits for every FP16 input encoding,
-    computed by :func:`datapath` on that device (cached per table object and device)."""
+    """int32[65536] on ``device``: the unit's output bits for every input encoding of the table's
+    dtype, computed by :func:`datapath` on that device (cached per table object and device)."""
     device = torch.device(device)
     slot = _cached(table, device)
     if "bits" not in slot:
         enc = torch.arange(1 << 16, dtype=torch.int32, device=device)
-        slot["bits"] = datapath(_consts(table, device), decode16(enc))
+        c = _consts(table, device)
+        slot["bits"] = datapath(c, c.decode(enc))
     return slot["bits"]
 
 
@@ -286,7 +320,7 @@ def output_values(table: Table, device) -> torch.Tensor:
     device = torch.device(device)
     slot = _cached(table, device)
     if "values" not in slot:
-        slot["values"] = decode16(output_bits(table, device))
+        slot["values"] = _consts(table, device).decode(output_bits(table, device))
     return slot["values"]
 
 
@@ -302,10 +336,11 @@ def check_f32(x, name: str = "x") -> torch.Tensor:
 
 def run_elementwise_f32(table: Table, x: torch.Tensor) -> torch.Tensor:
     """The elementwise datapath of ``table`` on every element of ``x`` (float32, any shape, any
-    device): each element is rounded to FP16 (RNE) at the op boundary; returns float32 of x's
-    shape on x's device holding the FP16 outputs (exact). Bit-identical to
-    :func:`hw_sim.run_elementwise_f32`."""
+    device): each element is rounded to the table's dtype (RNE16, or RNE_bf16 for a bf16 table)
+    at the op boundary; returns float32 of x's shape on x's device holding the 16-bit outputs
+    (exact). Bit-identical to :func:`hw_sim.run_elementwise_f32`."""
     if not isinstance(table, Table):
         raise SimInputError(f"table: expected an nli Table, got {type(table).__name__}")
     check_f32(x)
-    return lookup(output_values(table, x.device), round16(x))
+    idx = rne_bf16(x) if table.dtype == "bf16" else round16(x)
+    return lookup(output_values(table, x.device), idx)

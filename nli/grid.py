@@ -179,13 +179,21 @@ def rne32(q) -> float:
 # ----------------------------------------------------------------------------- the grid
 def all_finite_f16_bits() -> np.ndarray:
     """Every finite FP16 bit pattern except -0, sorted by value: uint16[63487]."""
+    return _all_finite_bits("fp16")
+
+
+def all_finite_bf16_bits() -> np.ndarray:
+    """Every finite BF16 bit pattern except -0, sorted by value: uint16[65279]."""
+    return _all_finite_bits("bf16")
+
+
+def _all_finite_bits(dtype: str) -> np.ndarray:
     bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
-    keep = is_finite16(bits) & (bits != 0x8000)
-    bits = bits[keep]
-    return bits[np.argsort(f16_bits_to_f64(bits), kind="stable")]
+    bits = bits[is_finite_bits(bits, dtype) & (bits != 0x8000)]
+    return bits[np.argsort(bits_to_f64(bits, dtype), kind="stable")]
 
 
-_ALL = None
+_ALL: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dtype -> (values, bits), every finite
 
 
 def fp16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -194,34 +202,7 @@ def fp16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(x, bits)``: float64[N] values and their uint16[N] patterns.
     Raises :class:`DomainError` for an empty, reversed or non-FP16 domain.
     """
-    global _ALL
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise DomainError(f"domain [{lo}, {hi}] is not finite")
-    if lo < -FP16_MAX or hi > FP16_MAX:
-        raise DomainError(f"domain [{lo}, {hi}] lies outside FP16 (|x| <= {FP16_MAX:g})")
-    if lo > hi:
-        raise DomainError(f"domain [{lo}, {hi}] is reversed")
-    if _ALL is None:
-        b = all_finite_f16_bits()
-        _ALL = (f16_bits_to_f64(b), b)
-    x_all, b_all = _ALL
-    i0 = int(np.searchsorted(x_all, lo, side="left"))
-    i1 = int(np.searchsorted(x_all, hi, side="right"))
-    if i1 <= i0:
-        raise DomainError(f"domain [{lo}, {hi}] holds no finite FP16 value")
-    return x_all[i0:i1].copy(), b_all[i0:i1].copy()
-
-
-def all_finite_bf16_bits() -> np.ndarray:
-    """Every finite BF16 bit pattern except -0, sorted by value: uint16[65279]."""
-    bits = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
-    keep = is_finite_bf16(bits) & (bits != 0x8000)
-    bits = bits[keep]
-    return bits[np.argsort(bf16_bits_to_f64(bits), kind="stable")]
-
-
-_ALL_BF16 = None
+    return dtype_grid(lo, hi, "fp16")
 
 
 def bf16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -230,23 +211,7 @@ def bf16_grid(lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(x, bits)``: float64[N] values and their uint16[N] BF16 patterns.
     Raises :class:`DomainError` for an empty, reversed or non-BF16 domain.
     """
-    global _ALL_BF16
-    lo, hi = float(lo), float(hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise DomainError(f"domain [{lo}, {hi}] is not finite")
-    if lo < -BF16_MAX or hi > BF16_MAX:
-        raise DomainError(f"domain [{lo}, {hi}] lies outside BF16 (|x| <= {BF16_MAX:g})")
-    if lo > hi:
-        raise DomainError(f"domain [{lo}, {hi}] is reversed")
-    if _ALL_BF16 is None:
-        b = all_finite_bf16_bits()
-        _ALL_BF16 = (bf16_bits_to_f64(b), b)
-    x_all, b_all = _ALL_BF16
-    i0 = int(np.searchsorted(x_all, lo, side="left"))
-    i1 = int(np.searchsorted(x_all, hi, side="right"))
-    if i1 <= i0:
-        raise DomainError(f"domain [{lo}, {hi}] holds no finite BF16 value")
-    return x_all[i0:i1].copy(), b_all[i0:i1].copy()
+    return dtype_grid(lo, hi, "bf16")
 
 
 # ----------------------------------------------------------------------------- per dtype
@@ -282,5 +247,23 @@ def rne_dtype(q, dtype: str) -> float:
 
 
 def dtype_grid(lo: float, hi: float, dtype: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`fp16_grid` or :func:`bf16_grid` after ``dtype``."""
-    return fp16_grid(lo, hi) if _check_dtype(dtype) == "fp16" else bf16_grid(lo, hi)
+    """Every finite value of ``dtype`` (FP16 or BF16) in ``[lo, hi]``, ascending, -0 excluded:
+    ``(x, bits)``, float64[N] values and their uint16[N] patterns. Raises
+    :class:`DomainError` for an empty, reversed or out-of-format domain."""
+    name, fmax = ("FP16", FP16_MAX) if _check_dtype(dtype) == "fp16" else ("BF16", BF16_MAX)
+    lo, hi = float(lo), float(hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise DomainError(f"domain [{lo}, {hi}] is not finite")
+    if lo < -fmax or hi > fmax:
+        raise DomainError(f"domain [{lo}, {hi}] lies outside {name} (|x| <= {fmax:g})")
+    if lo > hi:
+        raise DomainError(f"domain [{lo}, {hi}] is reversed")
+    if dtype not in _ALL:
+        b = _all_finite_bits(dtype)
+        _ALL[dtype] = (bits_to_f64(b, dtype), b)
+    x_all, b_all = _ALL[dtype]
+    i0 = int(np.searchsorted(x_all, lo, side="left"))
+    i1 = int(np.searchsorted(x_all, hi, side="right"))
+    if i1 <= i0:
+        raise DomainError(f"domain [{lo}, {hi}] holds no finite {name} value")
+    return x_all[i0:i1].copy(), b_all[i0:i1].copy()

@@ -38,6 +38,7 @@ import numpy as np
 
 from .bitcast import f64_as_i64
 from .formats import (
+    BF16,
     BF16_MAX,
     BF16_MAX_BITS,
     BF16_MIN_NORMAL,
@@ -45,6 +46,7 @@ from .formats import (
     BF16_POS_INF,
     DTYPE_FORMATS,
     DTYPES,
+    FP16,
     FP16_MAX,
     FP16_MAX_BITS,
     FP16_MIN_NORMAL,
@@ -258,34 +260,22 @@ def _line_max(A, lo, hi, a0, s, t0, limit):
     return m
 
 
-@numba.njit(cache=True, inline="always")
-def _rne16(v):
-    """RNE16 of a float64 (overflow to +-inf), as a float64."""
-    a = abs(v)
-    if a == 0.0 or a != a:
-        return v
-    if a >= FP16_OVERFLOW:
-        return math.copysign(np.inf, v)
-    _, e = math.frexp(a)
-    q = 2.0 ** (max(e - 1, -14) - 10)
-    y = a / q  # exact: power-of-two scaling, y < 2^11
-    r = math.floor(y + 0.5)
-    if r - y == 0.5 and r % 2.0 == 1.0:
-        r -= 1.0
-    return math.copysign(r * q, v)
+_FP16_EMIN, _FP16_FRACTION = FP16.emin, FP16.fraction_bits  # -14, 10
+_BF16_EMIN, _BF16_FRACTION = BF16.emin, BF16.fraction_bits  # -126, 7
 
 
 @numba.njit(cache=True, inline="always")
-def _rne_bf16(v):
-    """RNE_bf16 of a float64 (overflow to +-inf), as a float64 (numerics §13)."""
+def _rne_binary(v, overflow, emin, mant):
+    """RNE of a float64 to a binary format with ``mant`` fraction bits, smallest normal
+    exponent ``emin`` and overflow threshold ``overflow`` (to +-inf), as a float64."""
     a = abs(v)
     if a == 0.0 or a != a:
         return v
-    if a >= BF16_OVERFLOW:
+    if a >= overflow:
         return math.copysign(np.inf, v)
     _, e = math.frexp(a)
-    q = 2.0 ** (max(e - 1, -126) - 7)
-    y = a / q  # exact: power-of-two scaling, y < 2^8
+    q = 2.0 ** (max(e - 1, emin) - mant)
+    y = a / q  # exact: power-of-two scaling, y < 2^(mant + 1)
     r = math.floor(y + 0.5)
     if r - y == 0.5 and r % 2.0 == 1.0:
         r -= 1.0
@@ -294,8 +284,10 @@ def _rne_bf16(v):
 
 @numba.njit(cache=True, inline="always")
 def _rne_q(v, fmt):
-    """The LUT rounding of the grid's format: RNE16 (fmt 0) or RNE_bf16 (fmt 1)."""
-    return _rne16(v) if fmt == 0 else _rne_bf16(v)
+    """The LUT rounding of the grid's format: RNE16 (fmt 0) or RNE_bf16 (fmt 1, numerics §13)."""
+    if fmt == 0:
+        return _rne_binary(v, FP16_OVERFLOW, _FP16_EMIN, _FP16_FRACTION)
+    return _rne_binary(v, BF16_OVERFLOW, _BF16_EMIN, _BF16_FRACTION)
 
 
 # ----------------------------------------------------------------------------- FP16 index of a real

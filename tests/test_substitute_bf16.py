@@ -144,8 +144,8 @@ def test_hf_model_routes_bf16_ops(tmp_path):
 def test_make_ops_errors():
     tb = bf16_engine_tables("reduced")
     fp16 = standin_tables()
-    with pytest.raises(ValueError, match="torch backend has no bf16 datapath"):
-        make_ops(variant="nli", tables=tb, dtype="bf16", backend="torch")
+    torch_ops = make_ops(variant="nli", tables=tb, dtype="bf16", backend="torch")  # accepted
+    assert torch_ops.routes["act"]._torch(torch.zeros(1)) and torch_ops.name.endswith("/bf16")
     with pytest.raises(ValueError, match="rsqrt table is fp16"):
         make_ops(variant="nli", tables={**tb, "rsqrt": fp16["rsqrt_single"]}, dtype="bf16")
     with pytest.raises(ValueError, match="silu table is bf16"):
@@ -203,7 +203,6 @@ def test_cli_bf16_shipped_defaults(text, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, msg",
     [
-        (["--dtype", "bf16", "--backend", "torch"], "torch backend has no bf16 datapath"),
         (["--dtype", "bf16", "--variant", "fp16"], "use the bf16 variant"),
         (["--dtype", "fp16", "--variant", "bf16"], "use the fp16 variant"),
         (["--dtype", "bf16", "--variant", "baseline:uniform"], "fp16 tables only"),
