@@ -197,16 +197,18 @@ def _segment(j, k, B, x64, refo, lutc, fn_id, bf16, obj, cap, start, limit, scra
     if not _width_ok(x64[j], x64[k], B, bf16):
         return NO_COST
     c0, d = _setup(j, k, B, x64, lutc, bf16, scratch)
-    y, have = scratch[4], scratch[5]
+    cut32, bins1, base1, mul1, y, have = (
+        scratch  # passed one by one: a *scratch call is 2.5x slower
+    )
     if cap < NO_COST:  # probe bin midpoints first (the chord's worst): most pairs fail there
         for q in (B // 2, B // 4, (3 * B) // 4):
             i = j + ((k - j) * (2 * q + 1)) // (2 * B)
-            o = _output(i, x64, c0, d, B, fn_id, bf16, *scratch)
+            o = _output(i, x64, c0, d, B, fn_id, bf16, cut32, bins1, base1, mul1, y, have)
             if o == NO_COST or abs(o - refo[i]) > cap:
                 return NO_COST
     acc = start
     for i in range(j, k):
-        o = _output(i, x64, c0, d, B, fn_id, bf16, *scratch)
+        o = _output(i, x64, c0, d, B, fn_id, bf16, cut32, bins1, base1, mul1, y, have)
         if o == NO_COST or abs(o - refo[i]) > cap:
             return NO_COST
         acc = _combine(acc, _point(o, refo[i], obj), obj)
@@ -319,8 +321,9 @@ def _unit_ordinals(idx, bins, x64, lutc, fn_id, bf16, out):
         scratch = _scratch(B)
         j, k = idx[m], idx[m + 1]
         c0, d = _setup(j, k, B, x64, lutc, bf16, scratch)
+        cut32, bins1, base1, mul1, y, have = scratch
         for i in range(j, k):
-            out[i] = _output(i, x64, c0, d, B, fn_id, bf16, *scratch)
+            out[i] = _output(i, x64, c0, d, B, fn_id, bf16, cut32, bins1, base1, mul1, y, have)
 
 
 # ----------------------------------------------------------------------------- wrappers
