@@ -56,8 +56,9 @@ def rne32_quotient(B, c0, c1):
     exact q, so q lies strictly between m's float32 neighbours and RNE32(q) is m or one of
     them; the two midpoints next to m (exact in float64) decide which, by exact comparisons
     (:func:`_beyond`; ties to even, although q = B / D cannot be a midpoint when B < 2^16). Double
-    rounding alone is not enough: a BF16 width need not be a float64 (2^127 + 2^-133), and a
-    53-bit one can put q within 2^-53 of a midpoint."""
+    rounding alone is not proven here: a BF16 width need not be a float64 (2^127 + 2^-133),
+    and for a width of up to 53 significant bits no simple bound keeps q more than 2^-53
+    (relative) from every midpoint."""
     m = np.float32(np.float64(B) / (c1 - c0))
     bits = f32_as_i32(m)
     mf = np.float64(m)
