@@ -111,6 +111,8 @@ def llm_bf16_md(runs: list[tuple[str, dict]]) -> str:
     lines = [head + " | file |", "|---|---:|---:|" + "---:|" * len(_LLM_COLUMNS) + "---|"]
     for name, d in runs:
         cells = [_ppl_cell(d["modes"].get(k)) for k, _ in _LLM_COLUMNS]
+        if all(c == "—" for c in cells):
+            continue  # a file of single-op runs only (see ops_split_md)
         lines.append(
             f"| {d['model'].split(' (')[0]} | {d['tokens']:,} | {d['ppl_ref']:.3f} | "
             + " | ".join(cells)
