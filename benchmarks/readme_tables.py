@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from results_bf16 import readme_side_by_side_md, section_bf16
+from results_bf16 import llm_bf16_runs, readme_side_by_side_md, section_bf16
 from results_models import models_md, section_models
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import section_equal_scope
@@ -83,6 +83,19 @@ def headline_md() -> str:
             f"{max(r['pct_correctly_rounded'] for r in tabs):.1f}% correctly rounded |"
         ]
     worst = min(v["routing_agreement"] for v in moe["methods"].values())
+    bf_llm = [
+        d
+        for _, d in llm_bf16_runs()
+        if d.get("model_name", "smollm2") == "smollm2" and "nli_bf16" in d["modes"]
+    ]
+    bf_llm_rows = []
+    if bf_llm:
+        d = max(bf_llm, key=lambda d: d["tokens"])
+        m = d["modes"]["nli_bf16"]
+        bf_llm_rows.append(
+            f"| SmolLM2-135M on the BF16 unit ({d['tokens']:,} tokens) | perplexity "
+            f"{d['ppl_ref']:.3f} -> {m['ppl']:.3f} ({100 * m['ppl_rel_change']:+.4f}%) |"
+        )
     return "\n".join(
         [
             "| what | result |",
@@ -99,6 +112,7 @@ def headline_md() -> str:
             f"| SmolLM2-135M, SiLU + RMSNorm + Softmax on the unit | perplexity {ppl_ref:.3f} -> "
             f"{nli['ppl']:.3f} ({100 * nli['ppl_rel_change']:+.4f}%), forward "
             f"{(load('llm_speed.json') or llm)['speed']['ratio']:.2f}x ref time |",
+            *bf_llm_rows,
             f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of "
             "tokens keep their top-2 experts |",
         ]

@@ -111,6 +111,8 @@ def llm_bf16_md(runs: list[tuple[str, dict]]) -> str:
     lines = [head + " | file |", "|---|---:|---:|" + "---:|" * len(_LLM_COLUMNS) + "---|"]
     for name, d in runs:
         cells = [_ppl_cell(d["modes"].get(k)) for k, _ in _LLM_COLUMNS]
+        if all(c == "—" for c in cells):
+            continue  # a file of single-op runs only (see ops_split_md)
         lines.append(
             f"| {d['model'].split(' (')[0]} | {d['tokens']:,} | {d['ppl_ref']:.3f} | "
             + " | ".join(cells)
@@ -186,7 +188,9 @@ def section_bf16_llm() -> list[str]:
             "`bf16` is the exact ops with BF16 in and out (the format alone), `nli-bf16` the "
             "BF16 unit with the shipped bf16 tables, reduced reciprocal/rsqrt and plain "
             "RMSNorm input (numerics §13); `fp16` and `nli` are the FP16 counterparts. The "
-            "change is against `ref` of the same file (same text, same tokens).",
+            "change is against `ref` of the same file (same text, same tokens); a dash is a mode "
+            "that file did not run (SmolLM2's `fp16` and `nli` over the same 20,460 tokens are "
+            "in the SmolLM2 section's table, `llm.json`).",
             llm_bf16_md(runs),
         ]
         direct = direct_md(runs)

@@ -410,8 +410,8 @@ NV_DTYPES = {
 def nv_inverse(v, nt, mode, kind, dtype="fp16"):
     """Section 5: reciprocal (kind 'reciprocal') or rsqrt of an FP32 NvVal -> NvVal of ``dtype``
     (numerics §13 for bf16: RNE_bf16 in place of RNE16).
-    Reduced-mode values numerics 1 left open (project choices, numerics §5, as in hw_sim.ops_kernels):
-    reciprocal is odd (r(-v) = -r(v): -0 -> -inf, -inf -> -0); rsqrt(-0) = -inf
+    Reduced-mode values numerics 1 left open (project choices, numerics §5, as in
+    hw_sim.ops_kernels): reciprocal is odd (r(-v) = -r(v): -0 -> -inf, -inf -> -0); rsqrt(-0) = -inf
     and rsqrt of a negative value is NaN."""
     dec, rnd, _, _ = NV_DTYPES[dtype]
     if mode == "direct":
