@@ -78,9 +78,10 @@ _EXP_CLAMP = (-40, 41)  # 2^-e stays an FP32 normal; see the module docstring
 
 
 # ----------------------------------------------------------------------------- section 5
-def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
-    """Reduced-mode reciprocal (rsqrt=False) or rsqrt of float32 v (any shape) -> int32 FP16
-    encodings (a NaN as any NaN encoding), with ``table`` over the reduced domain (§5)."""
+def split_reduced(v: torch.Tensor, rsqrt: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reduced mode's range reduction of float32 |v| (any shape, finite or not; specials are
+    overwritten by the callers): (m, e) with |v| = m 2^k, m in [1, 2) and e = k (reciprocal),
+    or m in [1, 4), k even and e = k / 2 (rsqrt). Exact: integer work on the FP32 bits."""
     u = bits32(v.contiguous())
     a = u & 0x7FFFFFFF
     field = a >> 23
@@ -96,6 +97,15 @@ def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
         e = k >> 1  # exact: k even
     else:
         e = k
+    return m, e
+
+
+def inverse_reduced(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
+    """Reduced-mode reciprocal (rsqrt=False) or rsqrt of float32 v (any shape) -> int32 FP16
+    encodings (a NaN as any NaN encoding), with ``table`` over the reduced domain (§5)."""
+    u = bits32(v.contiguous())
+    a = u & 0x7FFFFFFF
+    m, e = split_reduced(v, rsqrt)
     y = lookup(output_values(table, v.device), round16(m))  # table(RNE16(m))
     e = torch.clamp(e, *_EXP_CLAMP)
     r = round16(y * f32((127 - e) << 23))  # RNE16(y 2^-e), an exact product

@@ -35,7 +35,7 @@ from nli.formats import BF16_NAN, BF16_NEG_INF, BF16_POS_INF
 from nli.table import Table
 from nli.unit_checks import SimInputError, check_dtypes, check_eps, check_mode
 
-from .torch_ops import _check_fits, _exp_lut, _inv, _rows, row_sums
+from .torch_ops import _check_fits, _exp_lut, _inv, _rows, row_sums, split_reduced
 from .torch_unit import bits32, check_f32, decode_bf16, f32, lookup, output_bits, output_values
 from .torch_unit import rne_bf16 as round_bf16
 from .torch_unit import select as select32
@@ -95,19 +95,7 @@ def inverse_reduced_bf16(v: torch.Tensor, table, rsqrt: bool) -> torch.Tensor:
     bits (NaNs canonical), with the bf16 ``table`` over the reduced domain (§13, §5)."""
     u = bits32(v.contiguous())
     a = u & 0x7FFFFFFF
-    field = a >> 23
-    frac = a & 0x7FFFFF
-    fb = bits32(frac.to(torch.float32))  # exact: frac < 2^23; for a subnormal v = frac 2^-149
-    sub = field == 0
-    k = torch.where(sub, (fb >> 23) - 127 - 149, field - 127)  # v = m 2^k
-    m = f32(torch.where(sub, fb & 0x7FFFFF, frac) | 0x3F800000)  # m in [1, 2)
-    if rsqrt:
-        odd = (k & 1) != 0
-        m = select32(odd, m * 2.0, m)  # m in [2, 4), k even
-        k = torch.where(odd, k - 1, k)
-        e = k >> 1  # exact: k even
-    else:
-        e = k
+    m, e = split_reduced(v, rsqrt)
     y = lookup(output_values(table, v.device), round_bf16(m))  # table(RNE_bf16(m))
     s = -torch.clamp(e, *_SCALE_CLAMP)  # 0, inf and NaN (clamped here) are overwritten below
     s1 = torch.div(s, 2, rounding_mode="trunc")  # s1, s2 share s's sign, |s1| <= |s2| <= 75
