@@ -1,4 +1,5 @@
-"""engine.hf_adapter: Hugging Face models (written here with save_pretrained) as engine models.
+"""engine.hf_adapter (with engine.hf_roles, hf_attention, hf_tokenizer): Hugging Face models
+(written here with save_pretrained) as engine models.
 
 * With the ref ops the adapter's logits equal transformers' eager forward exactly (Llama,
   Qwen3, Gemma 3 with a sliding window shorter than the text).
