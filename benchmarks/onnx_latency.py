@@ -4,7 +4,7 @@ For each model (tiny, smollm2 when its GGUF is installed, ``moe:METHOD`` for
 SmolLM2 upcycled by ``moe.upcycle`` with its defaults, or a checkpoint path) and one input of
 ``--seq`` tokens, four forward passes are timed: torch with the FP32 reference
 ops, torch with all three ops on the NLI unit (engine.substitute, hw_sim), and
-the ONNX exports of both (engine.onnx_export) in stock onnxruntime (CPU
+the ONNX exports of both (engine.onnx_model_export) in stock onnxruntime (CPU
 provider, default graph optimizations). Runs alternate between the four and
 each keeps its best and median time, so a busy machine slows all alike. Both
 runtimes (and numba, for hw_sim) get the same thread count. Also recorded: export and
@@ -29,12 +29,12 @@ import torch
 from tqdm import tqdm
 
 import engine
-from engine.onnx_export import OPS, export_model
+from engine.onnx_model_export import export_model
 from engine.substitution import substitute
 import moe  # (registers MoE checkpoints and the MoE ONNX writer)
 import nli
 from nli.defaults import default_table_path
-from nli.formats import INVERSE_FUNCTIONS, MODES, UNIT_FUNCTIONS
+from nli.formats import INVERSE_FUNCTIONS, MODES, OPS, UNIT_FUNCTIONS
 
 from results_io import results_path, write_json
 

@@ -31,7 +31,7 @@ def register_model_resolver(fn: Callable) -> Callable:
 
 
 # FFN module type -> "module:function" of its ONNX writer, imported only when a model is exported
-# (so registering costs no onnx import); see engine.onnx_export.export_model.
+# (so registering costs no onnx import); see engine.onnx_model_export.export_model.
 FFN_EXPORTERS: dict[type, str] = {}
 
 

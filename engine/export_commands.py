@@ -1,7 +1,8 @@
 """`nli export onnx-op` and `nli export onnx`: argument parsing, file I/O and printing.
 
-The graphs are built by :mod:`engine.onnx_export`; this module only loads the
-tables and the model, calls it and writes the file atomically.
+The graphs are built by :mod:`engine.onnx_export` (one op) and
+:mod:`engine.onnx_model_export` (the model); this module only loads the tables and the
+model, calls them and writes the file atomically.
 """
 
 from __future__ import annotations
@@ -149,8 +150,8 @@ def _onnx_model(args) -> int:
     from nli.inputs import check_output_path
 
     from . import load_model
-    from .onnx_export import export_model, save_onnx
-    from .onnx_tables import check_rmsnorm_input
+    from .onnx_model_export import export_model
+    from .onnx_tables import check_rmsnorm_input, save_onnx
 
     check_output_path(args.out, "--out")
     ops = tuple(

@@ -4,7 +4,8 @@ of model-local functions a graph calls, the ModelProto wrapper and the atomic sa
 Each table is a set of named initializers ``<op>.cutpoints``, ``<op>.mul``, ``<op>.bins``,
 ``<op>.base``, ``<op>.lut``, ``<op>.below``, ``<op>.above`` in its numerics §2 types (the
 16-bit fields as float16, or bfloat16 for a bf16 table (numerics §13), ``mul`` float32,
-``bins``/``base`` int64). The graphs themselves are :mod:`engine.onnx_export`'s.
+``bins``/``base`` int64). The graphs themselves are
+:mod:`engine.onnx_export`'s and :mod:`engine.onnx_model_export`'s.
 """
 
 from __future__ import annotations

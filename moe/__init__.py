@@ -7,7 +7,7 @@ from its :class:`MoEConfig`), :mod:`moe.checkpoint` (checkpoints),
 :mod:`moe.diagnostics` (KL, diversity, routing); the fine-tuning benchmark is
 the subpackage :mod:`moe.finetune`. Importing the package registers MoE
 checkpoints with :func:`engine.load_model`, the MoE layer's ONNX writer with
-:func:`engine.onnx_export.export_model` and the MoE model's extra `nli eval
+:func:`engine.onnx_model_export.export_model` and the MoE model's extra `nli eval
 ppl` report with :func:`engine.register_eval_report`.
 """
 

@@ -1,5 +1,5 @@
 """ONNX export of the MoE FFN (:class:`moe.layer.MoEFFN`), plugged into
-:func:`engine.onnx_export.export_model` (``import moe`` registers it with
+:func:`engine.onnx_model_export.export_model` (``import moe`` registers it with
 :func:`engine.register_ffn_exporter`; this module, and onnx, load on export).
 
 The graph mirrors the torch layer with no data-dependent control flow:
@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import numpy_helper
 
-from engine.onnx_export import GraphWriter
+from engine.onnx_model_export import GraphWriter
 from engine.onnx_ops import I64
 
 from .layer import MoEFFN

@@ -14,7 +14,7 @@ from nli import default_table
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from engine.onnx_export import export_model  # noqa: E402 (needs onnx)
+from engine.onnx_model_export import export_model  # noqa: E402 (needs onnx)
 
 ARCHS = ("llama", "gemma3", "qwen2", "qwen3")
 SPARSE_LOGIT_ATOL = 1e-5  # as tests/test_upcycle.py: renormalized top-k weights sum to 1 +- ulps

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import engine
-from engine.onnx_export import export_model
+from engine.onnx_model_export import export_model
 from engine.substitution import substitute
 import moe
 from nli.cli import main as nli_main

@@ -9,7 +9,8 @@ import onnx
 from onnx_bf16_graphs import ALL, bits16, run, session, standin_tables
 import pytest
 
-from engine.onnx_export import ExportError, export_model
+from engine.onnx_export import ExportError
+from engine.onnx_model_export import export_model
 from engine.onnx_ops import F32
 import hw_sim
 import nli

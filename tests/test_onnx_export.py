@@ -1,4 +1,5 @@
-"""ONNX export (engine/onnx_export.py, engine/onnx_ops.py, `nli export ...`).
+"""ONNX export (engine/onnx_export.py, engine/onnx_model_export.py,
+engine/onnx_ops.py, `nli export ...`).
 
 The exported graphs run in stock onnxruntime (CPU provider, default and
 disabled graph optimizations) and must equal hw_sim bit for bit: the
@@ -23,9 +24,9 @@ from engine.onnx_export import (
     export_composite,
     export_elementwise,
     export_inverse,
-    export_model,
     save_onnx,
 )
+from engine.onnx_model_export import export_model
 from engine.onnx_ops import F32, OPSETS, Builder, round_fp16_function
 from engine.substitution import substitute
 import hw_sim

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import engine
-from engine.onnx_export import ExportError, export_composite, export_model
+from engine.onnx_export import ExportError, export_composite
+from engine.onnx_model_export import export_model
 from engine.substitution import substitute
 import hw_sim
 from nli.prescale import prescale_exponents
