@@ -18,12 +18,23 @@ from test_ops import _rows as fp16_rows
 from test_ops import _special_rows as fp16_special_rows
 from test_substitute import special_rows
 import torch
+from torch_unit_helpers import (
+    ALL16,
+    ROW_LENGTHS,
+    assert_one_line_value_errors,
+    eval_ppl_argv,
+    eval_ppl_on_both_backends,
+    hw_sim_modules_after_torch_run,
+    logits_on_both_backends,
+    tiny_ids,
+    u32,
+)
 
 import engine
 from engine import torch_unit
 from engine.model import Llama, LlamaConfig, init_weights
 from engine.op_sets import UnitOps
-from engine.substitution import make_ops, substitute
+from engine.substitution import make_ops
 from engine.torch_ops import inverse, rmsnorm_f32, softmax_f32
 from engine.torch_unit import decode16, output_bits, rne16, run_elementwise_f32
 import hw_sim
@@ -34,18 +45,9 @@ from nli.unit_checks import SimInputError
 
 SEED = 20261204
 MODES = ("direct", "reduced")
-ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 SHIPPED = [(f, m) for f, m in nli.default_table_names() if default_table_path(f, m).exists()]
 STANDINS = standin_tables()
-ROW_LENGTHS = (1, 7, 64, 1031)
 EPS_EDGES = (0.0, 1e-40, -1e-40, 3.0)  # zero, subnormal of both signs, huge (with 1e-5)
-
-
-def u32(y) -> np.ndarray:
-    """float32 array or tensor -> its uint32 bit patterns."""
-    y = y.numpy() if isinstance(y, torch.Tensor) else y
-    assert y.dtype == np.float32
-    return np.ascontiguousarray(y).view(np.uint32)
 
 
 @pytest.fixture(params=["fast", "integer"])
@@ -280,10 +282,7 @@ def test_bad_inputs_are_one_line_value_errors():
         (lambda: run_elementwise_f32("silu", x), "Table"),
         (lambda: run_elementwise_f32(tb["exp"], x.half()), "float32"),
     ]
-    for call, word in cases:
-        with pytest.raises(ValueError, match=word) as e:
-            call()
-        assert "\n" not in str(e.value)
+    assert_one_line_value_errors(cases)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -294,14 +293,13 @@ def test_tiny_model_logits_equal_on_both_backends(mode, activation):
     masks in every softmax) with act, rmsnorm and softmax substituted: torch == numba."""
     cfg = dataclasses.replace(LlamaConfig.tiny(vocab_size=257), activation=activation)
     model = init_weights(Llama(cfg), seed=engine.TINY_SEED).eval()
-    ids = torch.arange(3, 200, 3)[None] % 257  # [1, 66]
+    ids = tiny_ids()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(4.0)
-        logits = {
-            b: substitute(model, ops="act,rmsnorm,softmax", reciprocal_mode=mode, backend=b)(ids)
-            for b in ("numba", "torch")
-        }
+        logits = logits_on_both_backends(
+            model, ids, ops="act,rmsnorm,softmax", reciprocal_mode=mode
+        )
         ref = model(ids)
     assert bool(torch.isfinite(logits["numba"]).all())
     assert torch.equal(logits["torch"], logits["numba"])
@@ -313,14 +311,10 @@ def test_tiny_model_with_a_huge_residual_stream_equal_on_both_backends(rmsnorm_i
     """Embeddings scaled so RMSNorm's inputs pass 65520 (numerics §4.1's prescale, or inf and
     NaN with 'plain'): the two backends still agree bit for bit."""
     model, _ = engine.load_tiny()
-    ids = torch.arange(3, 200, 3)[None] % 257
     with torch.no_grad():
         model.embed.weight.mul_(3e6)
-        logits = [
-            substitute(model, rmsnorm_input=rmsnorm_input, backend=b)(ids).view(torch.int32)
-            for b in ("numba", "torch")
-        ]
-    assert torch.equal(logits[0], logits[1])
+        logits = logits_on_both_backends(model, tiny_ids(), rmsnorm_input=rmsnorm_input)
+    assert torch.equal(logits["numba"].view(torch.int32), logits["torch"].view(torch.int32))
 
 
 def test_backend_choice():
@@ -336,21 +330,11 @@ def test_backend_choice():
 def test_cli_eval_ppl_backend(tmp_path, capsys):
     """``nli eval ppl --backend torch`` gives the numba backend's numbers exactly; a bad
     backend is a one-line usage error (exit 2)."""
-    import json
-
     from nli.cli import main
 
-    text = tmp_path / "t.txt"
-    text.write_text("The quick brown fox jumps over the lazy dog. 0123456789. " * 3, "utf-8")
-    base = ["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "90"]
-    res = {}
-    for b in ("numba", "torch"):
-        out = tmp_path / f"{b}.json"
-        assert main([*base, "--backend", b, "--json", str(out), "--no-progress"]) == 0
-        res[b] = json.loads(out.read_text())
+    base = eval_ppl_argv(tmp_path, "The quick brown fox jumps over the lazy dog. 0123456789. " * 3)
+    res = eval_ppl_on_both_backends(base, tmp_path)
     assert res["torch"]["backend"] == "torch" and res["numba"]["backend"] == "numba"
-    for key in ("ppl", "ppl_ref", "top1_agreement", "mean_kl", "activation_stats"):
-        assert res["torch"][key] == res["numba"][key], key
     capsys.readouterr()
     assert main([*base, "--backend", "cuda"]) == 2
     err = capsys.readouterr().err.strip()
@@ -359,21 +343,4 @@ def test_cli_eval_ppl_backend(tmp_path, capsys):
 
 def test_torch_backend_does_not_import_hw_sim():
     """A model substituted on the torch backend runs without importing the simulator."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, torch, engine\n"
-        "from engine.substitution import substitute\n"
-        "m, _ = engine.load_tiny()\n"
-        "with torch.no_grad():\n"
-        "    substitute(m, backend='torch')(torch.arange(10)[None])\n"
-        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'hw_sim'))\n"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert out.stdout.strip() == "[]"
+    assert hw_sim_modules_after_torch_run("backend='torch'") == "[]"

@@ -9,7 +9,6 @@ subnormals); mixing dtypes refused; a substituted tiny model and ``nli eval ppl 
 give identical numbers on the torch and numba backends."""
 
 import functools
-import json
 
 from bf16_tables import bf16_engine_tables, bf16_op_tables
 import numpy as np
@@ -18,10 +17,21 @@ from sim_tables import standin_tables
 from test_ops_bf16 import ADVERSARIAL_RMSNORM, ADVERSARIAL_SOFTMAX
 from test_ops_bf16 import _rows as bf16_rows
 import torch
+from torch_unit_helpers import (
+    ALL16,
+    ROW_LENGTHS,
+    assert_one_line_value_errors,
+    eval_ppl_argv,
+    eval_ppl_on_both_backends,
+    hw_sim_modules_after_torch_run,
+    logits_on_both_backends,
+    tiny_ids,
+    u32,
+)
 
 import engine
 from engine.op_sets import UnitOps
-from engine.substitution import make_ops, substitute
+from engine.substitution import make_ops
 from engine.torch_ops import softmax_f32
 from engine.torch_ops_bf16 import (
     reciprocal_bf16,
@@ -40,18 +50,9 @@ from nli.formats import BF16_NAN, BF16_OVERFLOW, BF16_POS_INF, MODES
 from nli.grid import f32_to_bf16_bits, f64_to_bf16_bits
 
 SEED = 20261205
-ALL16 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 NAN_INPUTS = (ALL16 & 0x7FFF) > BF16_POS_INF
-ROW_LENGTHS = (1, 7, 64, 1031)
 EPS_VALUES = (1e-6, 0.0, 1e-40, -1e-40, 3e30)  # usual, zero, FP32 subnormal of both signs, huge
 NEG_NAN = np.array([0xFFC00001, 0xFF800001, 0x7F800001], np.uint32).view(np.float32)  # payloads
-
-
-def u32(y) -> np.ndarray:
-    """float32 array or tensor -> its uint32 bit patterns."""
-    y = y.numpy() if isinstance(y, torch.Tensor) else y
-    assert y.dtype == np.float32
-    return np.ascontiguousarray(y).view(np.uint32)
 
 
 def u16(y: torch.Tensor) -> np.ndarray:
@@ -336,10 +337,7 @@ def test_mixing_dtypes_and_bad_inputs_are_refused():
         (lambda: rmsnorm_bf16_f32(x, w, 1e-6, tb["rsqrt"], "direct"), "rsqrt"),
         (lambda: reciprocal_bf16(x.half(), tb["reciprocal"], "reduced"), "float32"),
     ]
-    for call, words in cases:
-        with pytest.raises(ValueError, match=words) as e:
-            call()
-        assert "\n" not in str(e.value)
+    assert_one_line_value_errors(cases)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -349,15 +347,14 @@ def test_tiny_model_logits_equal_on_both_backends(mode, scale):
     """engine.load_model('tiny') with act, rmsnorm and softmax on a bf16 unit (shipped tables in
     reduced mode, the test tables in direct mode): torch == numba bit for bit."""
     model, _ = engine.load_model("tiny")
-    ids = torch.arange(3, 200, 3)[None] % 257  # [1, 66]
+    ids = tiny_ids()
     tables = None if mode == "reduced" else bf16_engine_tables("direct")
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)
-        logits = {
-            b: substitute(model, tables=tables, reciprocal_mode=mode, backend=b, dtype="bf16")(ids)
-            for b in ("numba", "torch")
-        }
+        logits = logits_on_both_backends(
+            model, ids, tables=tables, reciprocal_mode=mode, dtype="bf16"
+        )
         ref = model(ids)
     assert bool(torch.isfinite(logits["numba"]).all())
     assert torch.equal(logits["torch"].view(torch.int32), logits["numba"].view(torch.int32))
@@ -368,14 +365,10 @@ def test_tiny_model_with_a_huge_residual_stream_equal_on_both_backends():
     """Embeddings scaled so RMSNorm's squares overflow FP32 (BF16 keeps the values finite,
     there is no prescale): the two backends still agree bit for bit."""
     model, _ = engine.load_model("tiny")
-    ids = torch.arange(3, 200, 3)[None] % 257
     with torch.no_grad():
         model.embed.weight.mul_(1e21)
-        logits = [
-            substitute(model, backend=b, dtype="bf16")(ids).view(torch.int32)
-            for b in ("numba", "torch")
-        ]
-    assert torch.equal(logits[0], logits[1])
+        logits = logits_on_both_backends(model, tiny_ids(), dtype="bf16")
+    assert torch.equal(logits["numba"].view(torch.int32), logits["torch"].view(torch.int32))
 
 
 def test_backend_choice_bf16():
@@ -392,39 +385,11 @@ def test_backend_choice_bf16():
 def test_cli_eval_ppl_bf16_backend_torch(tmp_path):
     """``nli eval ppl --dtype bf16 --backend torch`` runs (exit 0) and gives the numba backend's
     numbers exactly."""
-    from nli.cli import main
-
-    text = tmp_path / "t.txt"
-    text.write_text("Bit for bit, BF16 from end to end. 0123456789. " * 4, "utf-8")
-    base = ["eval", "ppl", "--model", "tiny", "--text", str(text), "--max-tokens", "90"]
-    res = {}
-    for b in ("numba", "torch"):
-        out = tmp_path / f"{b}.json"
-        argv = [*base, "--dtype", "bf16", "--backend", b, "--json", str(out), "--no-progress"]
-        assert main(argv) == 0
-        res[b] = json.loads(out.read_text())
+    base = eval_ppl_argv(tmp_path, "Bit for bit, BF16 from end to end. 0123456789. " * 4)
+    res = eval_ppl_on_both_backends(base, tmp_path, "--dtype", "bf16")
     assert res["torch"]["backend"] == "torch" and res["torch"]["dtype"] == "bf16"
-    for key in ("ppl", "ppl_ref", "top1_agreement", "mean_kl", "activation_stats"):
-        assert res["torch"][key] == res["numba"][key], key
 
 
 def test_bf16_torch_backend_does_not_import_hw_sim():
     """A model substituted with dtype bf16 on the torch backend runs without the simulator."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, torch, engine\n"
-        "from engine.substitution import substitute\n"
-        "m, _ = engine.load_tiny()\n"
-        "with torch.no_grad():\n"
-        "    substitute(m, backend='torch', dtype='bf16')(torch.arange(10)[None])\n"
-        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'hw_sim'))\n"
-    )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert out.stdout.strip() == "[]"
+    assert hw_sim_modules_after_torch_run("backend='torch', dtype='bf16'") == "[]"
