@@ -91,12 +91,14 @@ def _rb_first_j(A, infl, k, B):
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_arg):
+def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, out_D, out_arg):
     """One DP layer over candidate k (kc, ascending) and live j (jl: Dp[j] < bound, ascending).
 
-    out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < bound, else inf;
+    out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < min(bound, cap[k]), else inf;
     out_arg[k] = the argmin (-1 if none). out_D must arrive filled with inf. Only pairs
     with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
+    ``cap[k]``: what a prefix ending at k must beat to be of use (the bound less the best
+    suffix from k, when that is known: :mod:`nli.dp_layer_back`; else inf).
     """
     mx = (obj & 3) == 2  # minimax
     use_rb = obj < QUANTIZED  # P made of chords of f (no LUT rounding): rightmost-bin bounds hold
@@ -109,7 +111,7 @@ def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, minw, out_D, out_ar
             t, kc.size, T
         ):  # threads strided over k: balanced work, hint from a nearby k
             k = kc[q]
-            best = bound
+            best = min(bound, cap[k])
             arg = np.int64(-1)
             rb = 0.0  # a lower bound on the raw cost of the j still to come, if j >= jrb
             jrb = _rb_first_j(A, infl, k, B) if use_rb else k
@@ -265,7 +267,7 @@ def _first_j(A, k, infl, minw):
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer_chord(A, RID, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, out_arg):
+def _layer_chord(A, RID, R, infl, C, Dp, bmin, obj, kc, T, bound, cap, minw, out_D, out_arg):
     """:func:`_layer` for B = 1, obj paper (0) or mean (1), every grid point a j candidate
     (Dp[j] = inf where j is not allowed); bmin[c] = min(Dp[c CHUNK : (c+1) CHUNK]) lets a
     whole block be skipped when its smallest Dp already reaches the best value for k
@@ -278,7 +280,7 @@ def _layer_chord(A, RID, R, infl, C, Dp, bmin, obj, kc, T, bound, minw, out_D, o
         hint = np.int64(-1)
         for q in range(t, kc.size, T):
             k = kc[q]
-            best = bound
+            best = min(bound, cap[k])
             arg = np.int64(-1)
             jlo, jmax = _first_j(A, k, infl, minw)
             if 0 <= hint <= jmax and Dp[hint] < best:  # a good start: last k's argmin

@@ -301,6 +301,7 @@ def test_general_layer_equals_every_pair_minimum(name, domain, quantized, object
             live,
             numba.get_num_threads(),
             np.inf,
+            np.full(G.n, np.inf),
             0.0,
             out,
             arg,
@@ -308,6 +309,56 @@ def test_general_layer_equals_every_pair_minimum(name, domain, quantized, object
         assert np.array_equal(out, want), (B, np.flatnonzero(out != want)[:5])
         has = arg >= 0
         assert np.array_equal(Dp[arg[has]] + cost[arg[has], np.flatnonzero(has)], want[has])
+
+
+@pytest.mark.parametrize(
+    "name,domain,quantized",
+    [
+        ("silu", (-3.0, -1.75), False),
+        ("tanh", (-(2.0**-16), 2.0**-15), False),
+        ("silu", (-2.75, -2.0), True),
+        ("tanh", (-(2.0**-16), 2.0**-15), True),
+    ],
+)
+@pytest.mark.parametrize("objective", ["paper", "mean", "max"])
+def test_backward_layer_equals_every_pair_minimum(name, domain, quantized, objective):
+    """nli.dp_layer_back._layer_back (skips by Eb alone, by the hot-bin bound, by early exit)
+    against min over every pair of cost(j, k, B) (+ | max) Eb[k], bit for bit; and under a
+    per-j cap it keeps exactly the minima below the cap (the same for the forward layer)."""
+    from nli.dp_layer import _layer
+    from nli.dp_layer_back import _layer_back
+
+    fn, x, G, ok = _grid(name, domain)
+    o = objective_code(objective, quantized)
+    mx = objective == "max"
+    rng = np.random.default_rng(11)
+    T = numba.get_num_threads()
+    idx = np.arange(G.n, dtype=np.int64)
+    for B in (32, 3, 1):
+        c0 = _seg_cost(G.A, G.I, G.R, G.infl, G.C, 0, G.n // 8, B, o, np.inf)
+        Eb = np.where(rng.random(G.n) < 0.9, rng.random(G.n) * 4 * c0, np.inf)
+        cost = _every_pair_cost(G.A, G.I, G.R, G.infl, G.C, np.ones(G.n), B, o)  # cost[j, k]
+        want = np.min(np.maximum(cost, Eb[None, :]) if mx else cost + Eb[None, :], axis=1)
+        cap = np.where(rng.random(G.n) < 0.5, np.inf, want * rng.uniform(0.5, 1.5, G.n))
+        for c in (np.full(G.n, np.inf), cap):
+            out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
+            live = idx[np.isfinite(Eb)]
+            _layer_back(
+                G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, c, 0.0, out, arg
+            )
+            exp = np.where(want < c, want, np.inf)
+            assert np.array_equal(out, exp), (B, np.flatnonzero(out != exp)[:5])
+            has = arg >= 0
+            got = cost[np.flatnonzero(has), arg[has]]
+            got = np.maximum(got, Eb[arg[has]]) if mx else got + Eb[arg[has]]
+            assert np.array_equal(got, exp[has])
+        # the forward layer under a per-k cap: Dp = Eb as prefix costs
+        costT = _every_pair_cost(G.A, G.I, G.R, G.infl, G.C, Eb, B, o)
+        fwant = np.min(np.maximum(Eb[:, None], costT) if mx else Eb[:, None] + costT, axis=0)
+        fcap = np.where(rng.random(G.n) < 0.5, np.inf, fwant * rng.uniform(0.5, 1.5, G.n))
+        out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
+        _layer(G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, fcap, 0.0, out, arg)
+        assert np.array_equal(out, np.where(fwant < fcap, fwant, np.inf))
 
 
 class _KinkedS:
