@@ -32,8 +32,9 @@ Two kernels compute the same minimum over every pair (j, k):
 
 Both run in parallel over k (``numba.prange`` over threads, each strided over k).
 They inline :mod:`nli.objective`'s bin edges (f there: ``evaluate_scalar``, or grid values
-for a user function); Numba's cache does not see edits to another file, so an edit there
-must touch this file too.
+for a user function) and the sums and roundings under them (:mod:`nli.grid_sums`,
+:mod:`nli.format_rounding`); Numba's cache does not see edits to another file, so an edit
+to any of those must touch this file too.
 """
 
 from __future__ import annotations
@@ -41,19 +42,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .objective import (
-    F_,
-    P_,
-    QUANTIZED,
-    X_,
-    _bin_lb,
-    _bin_raw,
-    _rsum,
-    _same_region,
-    _seg_cost,
-    _seg_raw,
-    _two_sum,
-)
+from .grid_sums import F_, P_, X_, _rsum, _same_region, _two_sum
+from .objective import QUANTIZED, _bin_lb, _bin_raw, _seg_cost, _seg_raw
 
 CHUNK = 256  # j per block in the vectorized chord loops
 RB_SLACK = 1e-9  # rightmost-bin bounds are used shrunk by this: float noise of the sums

@@ -3,58 +3,51 @@
 A macro interval ``[x_j, x_k]`` with ``B`` bins is approximated by the ideal
 interpolant P: straight lines between the real points ``t_m = x_j + m (x_k - x_j) / B``
 carrying exact (float64) values of f. Its error at grid point i is
-``g_i / w_i`` with ``g = f - line`` and ``w = max(|f|, 2^-14)``.
-
-Sums of ``|g_i| / w_i`` over an index range come from double-double prefix sums
-of ``1/w``, ``f/w`` and ``x/w``: for a line ``a0 + s (x - t0)``
-``sum g/w = sum f/w - a0 sum 1/w - s (sum x/w - t0 sum 1/w)``.
-Where the sign of g is constant, ``sum |g|/w = |sum g/w|``: this holds for a
-chord of f over an interval inside one convexity region (f convex or concave
-there). Otherwise each convexity run of the range is split at the minimum of
-``sigma g`` (binary search on f's monotone divided differences) and at its two
-zero crossings (binary search), leaving at most three constant-sign pieces.
+``g_i / w_i`` with ``g = f - line`` and ``w = max(|f|, 2^-14)``. A bin's sum of ``|g_i| / w_i``
+comes from :mod:`nli.grid_sums`: O(1) from prefix sums where P is a chord of f inside one
+convexity region, else O(log N) per convexity run.
 
 The grid is the FP16 grid of a domain, or its BF16 grid for a bf16 table (numerics §13): then
 ``w = max(|f|, 2^-126)`` (the format's smallest normal, ``W_FLOORS``), LUT rounding is RNE_bf16
-and grid indices come from BF16 ordinals (``C[3]``, the format code, selects). The double-double
-prefix sums keep about 106 bits: where 1/w spans a huge range (a bf16 domain reaching f's
-underflow, 1/w = 2^126) the sum objectives lose accuracy on the ranges after those points;
-``max`` reads every term directly and does not.
+and grid indices come from BF16 ordinals (``C[3]``, the format code, selects; see
+:mod:`nli.format_rounding`). Where 1/w spans a huge range (a bf16 domain reaching f's
+underflow) the sum objectives lose accuracy on the ranges after those points (the prefix sums'
+106 bits, :mod:`nli.grid_sums`); ``max`` reads every term directly and does not.
 
 Objectives (codes used by the kernels): 0 ``paper`` (sum of per-segment means),
 1 ``mean`` (one mean over the whole grid), 2 ``max`` (minimax). Adding QUANTIZED (4)
 to a code makes P carry RNE16(f) at its points and the clamps RNE16(f(c)): the LUT the
 table will really hold (then no line is a chord of f, and every bin takes the
 O(log N) path).
+
+The kernels here inline those of :mod:`nli.grid_sums` and :mod:`nli.format_rounding`; Numba's
+cache does not see edits to another file, so an edit there must touch this file too (and
+nli/dp_layer.py, which inlines all three).
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-import math
 
 import numba
 import numpy as np
 
-from .bitcast import f64_as_i64
-from .formats import (
-    BF16,
-    BF16_MAX,
-    BF16_MAX_BITS,
-    BF16_MIN_NORMAL,
-    BF16_OVERFLOW,
-    BF16_POS_INF,
-    DTYPE_FORMATS,
-    DTYPES,
-    FP16,
-    FP16_MAX,
-    FP16_MAX_BITS,
-    FP16_MIN_NORMAL,
-    FP16_OVERFLOW,
-    FP16_POS_INF,
-)
+from .format_rounding import _ceil_index, _rne_q
+from .formats import DTYPE_FORMATS, DTYPES
 from .functions import Function, evaluate_scalar
 from .grid import f64_to_bits
+from .grid_sums import (
+    DD_,
+    F_,
+    IW_,
+    P_,
+    X_,
+    _line_abs_sum,
+    _line_max,
+    _prefix_dd,
+    _runs_lb_safe,
+    _same_region,
+)
 from .user_function import detect_inflections
 
 OBJECTIVES = ("paper", "mean", "max")
@@ -65,9 +58,6 @@ QUANTIZED = 4
 # a lower bound rules a segment out only once, shrunk by this, it reaches the limit: the
 # float noise of the prefix sums (relative) must not let it pass the exact sum it bounds
 LB_SLACK = 1e-9
-# and, absolute, each O(1) sum of g/w is lowered by this times the magnitude of its terms:
-# 32 float64 ulps, far above the few roundings of the double-double prefix-sum differences
-LB_NOISE = 32 * 2.0**-53
 W_FLOOR = 2.0**-14
 W_FLOORS = {d: DTYPE_FORMATS[d].min_normal for d in DTYPES}  # fp16: W_FLOOR; bf16: 2^-126
 FMT_CODES = {"fp16": 0, "bf16": 1}  # C[3]: the grid's format inside the kernels
@@ -83,255 +73,8 @@ prefix sums (hi, lo) of 1/w, f/w, x/w; dd: float64[N-1] divided differences;
 run_id: int64[N]; run_lo, run_hi, run_sign: int64[R] convexity runs (sign +1
 convex, -1 concave); infl: float64[*] inflection points inside the domain;
 ord0: FP16 (or BF16) ordinal of x[0]; fn_id: function id; n: N; A, I, R, C: the same packed
-for the kernels (see ``_rsum``)."""
-
-
-# ----------------------------------------------------------------------------- exact-ish sums
-@numba.njit(cache=True, inline="always")
-def _two_sum(a, b):
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
-@numba.njit(cache=True)
-def _prefix_dd(v):
-    """float64[N] -> float64[2, N+1]: double-double prefix sums (hi, lo), P[:, 0] = 0."""
-    out = np.zeros((2, v.size + 1))
-    hi = 0.0
-    lo = 0.0
-    for i in range(v.size):
-        s, e = _two_sum(hi, v[i])
-        lo += e
-        hi, lo = _two_sum(s, lo)
-        out[0, i + 1] = hi
-        out[1, i + 1] = lo
-    return out
-
-
-# Kernels take the packed arrays (A, I, R, infl, C) of GridArrays explicitly, and the
-# per-segment ones are compiled without the Numba runtime (_nrt=False: they allocate
-# nothing): otherwise every array use in branchy code gets atomic reference-count
-# updates, which cost several times the O(1) segment sums themselves (measured).
-# A: float64[10, N+1] rows x, f, 1/w, dd, then prefix (hi, lo) of 1/w, f/w, x/w;
-# I (the kernels' argument RID): int64[N] run id; R: int64[2, runs] run end index, run sign;
-# C: (ord0, fn_id, n, fmt) with fmt a FMT_CODES value.
-X_, F_, IW_, DD_, P_ = 0, 1, 2, 3, 4
-
-
-@numba.njit(cache=True, inline="always")
-def _rsum(A, q, lo, hi):
-    """sum of prefix quantity q (0: 1/w, 1: f/w, 2: x/w) over lo..hi (inclusive), rounded once."""
-    r = P_ + 2 * q
-    s, e = _two_sum(A[r, hi + 1], -A[r, lo])
-    return s + (e + (A[r + 1, hi + 1] - A[r + 1, lo]))
-
-
-@numba.njit(cache=True, inline="always")
-def _signed_sum(A, lo, hi, a0, s, t0):
-    """sum_{i=lo..hi} (f_i - a0 - s (x_i - t0)) / w_i."""
-    if hi < lo:
-        return 0.0
-    r1 = _rsum(A, 0, lo, hi)
-    return (_rsum(A, 1, lo, hi) - a0 * r1) - s * (_rsum(A, 2, lo, hi) - t0 * r1)
-
-
-@numba.njit(cache=True, inline="always")
-def _g(A, i, a0, s, t0):
-    return A[F_, i] - (a0 + s * (A[X_, i] - t0))
-
-
-@numba.njit(cache=True, _nrt=False)
-def _piece_abs_sum(A, lo, hi, sigma, a0, s, t0):
-    """sum |g|/w over lo..hi, where h = sigma * g is convex (one convexity run)."""
-    # argmin of h: first i with h_{i+1} - h_i >= 0, i.e. sigma (dd_i - s) >= 0
-    a, b = lo, hi
-    while a < b:
-        mid = (a + b) // 2
-        if sigma * (A[DD_, mid] - s) >= 0.0:
-            b = mid
-        else:
-            a = mid + 1
-    m = a
-    # on lo..m, h is non-increasing: first i with h_i <= 0
-    a, b = lo, m + 1
-    while a < b:
-        mid = (a + b) // 2
-        if sigma * _g(A, mid, a0, s, t0) <= 0.0:
-            b = mid
-        else:
-            a = mid + 1
-    z1 = a
-    # on m..hi, h is non-decreasing: first i with h_i > 0
-    a, b = m, hi + 1
-    while a < b:
-        mid = (a + b) // 2
-        if sigma * _g(A, mid, a0, s, t0) > 0.0:
-            b = mid
-        else:
-            a = mid + 1
-    z2 = max(a, z1)
-    return (
-        abs(_signed_sum(A, lo, z1 - 1, a0, s, t0))
-        + abs(_signed_sum(A, z1, z2 - 1, a0, s, t0))
-        + abs(_signed_sum(A, z2, hi, a0, s, t0))
-    )
-
-
-@numba.njit(cache=True, inline="always")
-def _same_region(infl, tl, th):
-    """True when no inflection point lies strictly inside (tl, th)."""
-    for i in range(infl.size):
-        if tl < infl[i] < th:
-            return False
-    return True
-
-
-@numba.njit(cache=True, inline="always")
-def _runs_lb(A, RID, R, lo, hi, a0, s, t0):
-    """sum over the convexity runs of lo..hi of |sum g/w|: an O(1)-per-run lower bound on
-    sum |g|/w (triangle inequality), equal to it wherever g keeps one sign in each run."""
-    lb = 0.0
-    a = lo
-    r = RID[lo]
-    while a <= hi:
-        e = min(hi, R[0, r])
-        lb += abs(_signed_sum(A, a, e, a0, s, t0))
-        a = e + 1
-        r += 1
-    return lb
-
-
-@numba.njit(cache=True, inline="always")
-def _runs_lb_safe(A, RID, R, lo, hi, a0, s, t0):
-    """:func:`_runs_lb` less a bound on the float error of every sum of g/w over sub-ranges of
-    lo..hi (|f|/w <= 1, |x|/w <= max(|x_lo|, |x_hi|)/w): never above the computed exact sum
-    of :func:`_runs_abs_sum`, whose pieces are such sub-range sums."""
-    xm = max(abs(A[X_, lo]), abs(A[X_, hi]))
-    r1 = _rsum(A, 0, lo, hi)
-    mag = (hi - lo + 1) + abs(a0) * r1 + abs(s) * (xm + abs(t0)) * r1
-    return _runs_lb(A, RID, R, lo, hi, a0, s, t0) - LB_NOISE * mag
-
-
-@numba.njit(cache=True, _nrt=False)
-def _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit):
-    """sum |g|/w over lo..hi for any line: O(1) lower bound per run, then O(log N) per run."""
-    r0 = RID[lo]
-    lb = _runs_lb(A, RID, R, lo, hi, a0, s, t0)
-    if lb >= limit:
-        return lb
-    total = 0.0
-    r = r0
-    while lo <= hi:
-        e = min(hi, R[0, r])
-        total += _piece_abs_sum(A, lo, e, R[1, r], a0, s, t0)
-        lo = e + 1
-        r += 1
-    return total
-
-
-@numba.njit(cache=True, inline="always")
-def _line_abs_sum(A, RID, R, infl, lo, hi, a0, s, t0, chord_lo, chord_hi, limit):
-    """sum_{i=lo..hi} |f_i - a0 - s (x_i - t0)| / w_i (stops early: any value >= limit means
-    'too big').
-
-    If the line is the chord of f over [chord_lo, chord_hi] (pass chord_lo > chord_hi
-    when it is not a chord) and that interval holds no inflection point, g has one
-    sign and the sum is O(1); otherwise O(log N) per convexity run, after an O(1)
-    lower bound (sum over runs of |sum g/w|, triangle inequality) has not reached limit.
-    """
-    if hi < lo:
-        return 0.0
-    if chord_lo <= chord_hi and _same_region(infl, chord_lo, chord_hi):
-        return abs(_signed_sum(A, lo, hi, a0, s, t0))
-    return _runs_abs_sum(A, RID, R, lo, hi, a0, s, t0, limit)
-
-
-@numba.njit(cache=True, _nrt=False)
-def _line_max(A, lo, hi, a0, s, t0, limit):
-    """max_{i=lo..hi} |g_i|/w_i, stopping early once it reaches ``limit``."""
-    m = 0.0
-    for i in range(lo, hi + 1):
-        v = abs(_g(A, i, a0, s, t0)) * A[IW_, i]
-        if v > m:
-            m = v
-            if m >= limit:
-                return m
-    return m
-
-
-_FP16_EMIN, _FP16_FRACTION = FP16.emin, FP16.fraction_bits  # -14, 10
-_BF16_EMIN, _BF16_FRACTION = BF16.emin, BF16.fraction_bits  # -126, 7
-
-
-@numba.njit(cache=True, inline="always")
-def _rne_binary(v, overflow, emin, mant):
-    """RNE of a float64 to a binary format with ``mant`` fraction bits, smallest normal
-    exponent ``emin`` and overflow threshold ``overflow`` (to +-inf), as a float64."""
-    a = abs(v)
-    if a == 0.0 or a != a:
-        return v
-    if a >= overflow:
-        return math.copysign(np.inf, v)
-    _, e = math.frexp(a)
-    q = 2.0 ** (max(e - 1, emin) - mant)
-    y = a / q  # exact: power-of-two scaling, y < 2^(mant + 1)
-    r = math.floor(y + 0.5)
-    if r - y == 0.5 and r % 2.0 == 1.0:
-        r -= 1.0
-    return math.copysign(r * q, v)
-
-
-@numba.njit(cache=True, inline="always")
-def _rne_q(v, fmt):
-    """The LUT rounding of the grid's format: RNE16 (fmt 0) or RNE_bf16 (fmt 1, numerics §13)."""
-    if fmt == 0:
-        return _rne_binary(v, FP16_OVERFLOW, _FP16_EMIN, _FP16_FRACTION)
-    return _rne_binary(v, BF16_OVERFLOW, _BF16_EMIN, _BF16_FRACTION)
-
-
-# ----------------------------------------------------------------------------- FP16 index of a real
-@numba.njit(cache=True, inline="always")
-def _pos_bits(a, up):
-    """Bits of the FP16 value next to a >= 0 (up: smallest >= a, else largest <= a); 0x7c00 past
-    max."""
-    if a > FP16_MAX:
-        return FP16_POS_INF if up else FP16_MAX_BITS
-    if a < FP16_MIN_NORMAL:
-        q = a * 2.0**24  # exact scaling into the subnormal count
-        return int(math.ceil(q)) if up else int(math.floor(q))
-    # normal: float64 bits >> 42 = (E + 1023) << 10 | top 10 fraction bits, so minus 1008 << 10
-    # it is FP16's (E + 15) << 10 | frac (floor); up: + 1 if any lower fraction bit is set (a
-    # carry out of frac moves into the exponent, as it should). Integer ops only: math.frexp is
-    # a library call.
-    b = f64_as_i64(a)
-    o = (b >> 42) - (1008 << 10)
-    return o + 1 if up and (b & ((1 << 42) - 1)) != 0 else o
-
-
-@numba.njit(cache=True, inline="always")
-def _pos_bits_bf16(a, up):
-    """:func:`_pos_bits` for BF16: bits of the BF16 value next to a >= 0."""
-    if a > BF16_MAX:
-        return BF16_POS_INF if up else BF16_MAX_BITS
-    if a < BF16_MIN_NORMAL:
-        q = a * 2.0**133  # exact scaling into the subnormal count
-        return int(math.ceil(q)) if up else int(math.floor(q))
-    # float64 bits >> 45 = (E + 1023) << 7 | top 7 fraction bits; minus 896 << 7: BF16's
-    b = f64_as_i64(a)
-    o = (b >> 45) - (896 << 7)
-    return o + 1 if up and (b & ((1 << 45) - 1)) != 0 else o
-
-
-@numba.njit(cache=True, inline="always")
-def _ceil_index(ord0, n, t, fmt=0):
-    """Index of the first grid point >= t (0..n) on a grid whose first point has ordinal ord0 in
-    the grid's format (fmt 0: FP16, 1: BF16)."""
-    if fmt == 0:
-        o = _pos_bits(t, True) if t >= 0.0 else -_pos_bits(-t, False)
-    else:
-        o = _pos_bits_bf16(t, True) if t >= 0.0 else -_pos_bits_bf16(-t, False)
-    return min(max(o - ord0, 0), n)
+for the kernels: A float64[10, N+1] (rows: :mod:`nli.grid_sums`), I = run_id, R int64[2, runs]
+(run end index, run sign), C (ord0, fn_id, n, fmt) with fmt a FMT_CODES value."""
 
 
 # ----------------------------------------------------------------------------- segment cost

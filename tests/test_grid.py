@@ -6,9 +6,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from nli.format_rounding import _ceil_index
 from nli.functions import get_function
 from nli.grid import DomainError, all_finite_f16_bits, f16_bits_to_f64, fp16_grid
-from nli.objective import _ceil_index, _prefix_dd, grid_arrays
+from nli.grid_sums import _prefix_dd
+from nli.objective import grid_arrays
 
 
 def test_all_finite_grid_is_sorted_without_minus_zero():

@@ -177,8 +177,8 @@ def test_bf16_domain_errors():
 def test_bf16_ceil_index_matches_searchsorted_around_every_encoding():
     """The kernels' BF16 grid-index lookup (_ceil_index with format 1): every finite BF16 value,
     its float64 neighbours, midpoints, values past BF16's range and random reals."""
+    from nli.format_rounding import _ceil_index
     from nli.grid import all_finite_bf16_bits
-    from nli.objective import _ceil_index
 
     v = bf16_bits_to_f64(all_finite_bf16_bits())
     rng = np.random.default_rng(5)

@@ -117,8 +117,8 @@ def test_chord_block_is_bit_identical_to_seg_cost(name, domain, objective):
 def test_ceil_index_matches_searchsorted_one_ulp_around_every_encoding():
     """Every finite FP16 value, its float64 neighbours one ulp either side, midpoints,
     values past the FP16 range and random reals, on grids that do and do not span 0."""
+    from nli.format_rounding import _ceil_index
     from nli.grid import all_finite_f16_bits, f16_bits_to_f64
-    from nli.objective import _ceil_index
 
     v = f16_bits_to_f64(all_finite_f16_bits())
     rng = np.random.default_rng(5)
