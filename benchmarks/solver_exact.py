@@ -82,7 +82,9 @@ def timed(function: str, solve_name: str, threads: int, limit: float) -> dict:
         finished = False
     lines = [json.loads(s) for s in out.splitlines() if s.startswith("{")]
     layers = [x for x in lines if "layer" in x]
+    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True)
     rec = {
+        "solver_commit": rev.stdout.strip() or None,  # which solver version took this time
         "threads": threads,
         "finished": finished,
         "limit_seconds": limit,

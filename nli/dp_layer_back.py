@@ -30,7 +30,8 @@ import numba
 import numpy as np
 
 from .dp_layer import RB_SLACK, _seg_cost_rb
-from .objective import QUANTIZED, X_, _bin_lb, _bin_raw
+from .grid_sums import X_
+from .objective import QUANTIZED, _bin_lb, _bin_raw
 
 
 @numba.njit(cache=True, parallel=True)
