@@ -1,0 +1,136 @@
+"""The cutpoint DP over a set of candidate grid points, from both ends at once.
+
+``Df[k]`` is the best cost of a prefix (left clamp, then macro intervals) whose last
+cutpoint is ``x_k``; ``Eb[k]`` the best cost of a suffix (macro intervals, then the right
+clamp) whose first cutpoint is ``x_k``. Forward layers (:mod:`nli.dp_layer`) advance
+``Df`` one cutpoint to the right, backward layers (:mod:`nli.dp_layer_back`) advance ``Eb``
+one cutpoint to the left, each over the very segment costs of :mod:`nli.objective`.
+The optimum is ``min_k Df[k] (+ | max) Eb[k]`` once both stand at the same cutpoint.
+
+Why both ends: a forward-only DP's late layers are its most expensive (silu mean + LUT
+rounding on [-16, -0.25], 6,145 points, 1 thread: the last three 32-bin layers took 41 of
+the exact pass's 60 CPU-seconds), because by then almost every grid point has a prefix
+below the bound and so is a live k. Meeting in the middle computes the last layer only for
+k with a suffix below the bound, and asks each prefix to beat ``bound - Eb[k]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .dp_layer import _layer, _layer_chord, block_min
+from .dp_layer_back import _layer_back
+from .objective import GridArrays, _seg_cost
+
+PROGRESS_STEPS = 32  # progress reports per DP layer of the exact pass
+
+
+def _path_cost(G: GridArrays, idx: np.ndarray, bins, obj: int, clamps) -> float:
+    """The objective of cutpoints ``idx`` summed in the forward DP's order (left clamp, the
+    segments left to right, right clamp): the value a forward-only DP reports for them."""
+    L, R = clamps
+    mx = obj & 3 == 2
+    v = float(L[idx[0]])
+    for a, b, B in zip(idx[:-1], idx[1:], bins):
+        c = _seg_cost(G.A, G.I, G.R, G.infl, G.C, int(a), int(b), int(B), obj, np.inf)
+        v = max(v, c) if mx else v + c
+    return max(v, float(R[idx[-1]])) if mx else v + float(R[idx[-1]])
+
+
+def _dp(
+    G: GridArrays,
+    bins,
+    obj: int,
+    cand: np.ndarray,
+    bound: float,
+    clamps,
+    minw,
+    progress,
+    dense: bool = False,
+):
+    """The DP over candidate cutpoints ``cand``; partial costs >= bound are dropped (exact if the
+    optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None). ``dense``: cand is
+    every grid point with a finite f, so single-bin forward layers of the sum objectives may use
+    the block kernel :func:`nli.dp_layer._layer_chord` (same minimum, see there).
+
+    Bidirectional: prefix costs ``Df`` (cutpoint a, from the left clamp) and suffix costs ``Eb``
+    (cutpoint b, from the right clamp) each advance one layer at a time, the side with fewer live
+    entries first (a layer costs about live-in x live-out pairs, and fronts grow as they
+    advance), until they meet: the last forward layer is then computed only for k with a finite
+    ``Eb[k]``, and must beat ``bound - Eb[k]`` there (minimax: ``bound``), which rules out most of
+    the pairs that make a forward-only DP's last layers its most expensive ones. The answer is
+    ``min_k Df[k] (+ | max) Eb[k]``; its cost is then summed in forward order
+    (:func:`_path_cost`), so ties aside the result is the forward DP's, to the bit."""
+    n, K = G.n, len(bins)
+    L, R = clamps
+    mx = obj & 3 == 2
+    Df, Eb = np.full(n, np.inf), np.full(n, np.inf)
+    Df[cand] = np.where(L[cand] < bound, L[cand], np.inf)
+    Eb[cand] = np.where(R[cand] < bound, R[cand], np.inf)
+    fargs = np.full((K, n), -1, dtype=np.int64)
+    bargs = np.full((K, n), -1, dtype=np.int64)
+    T = numba.get_num_threads()
+    no_cap = np.full(n, np.inf)
+    a, b, done = 0, K, 0
+    if progress is not None:
+        progress(0, K)
+    while True:
+        meet = b - a == 1
+        forward = meet or np.count_nonzero(Df < bound) <= np.count_nonzero(Eb < bound)
+        layer = a if forward else b - 1
+        B = int(bins[layer])
+        if forward and meet:
+            cap = np.full(n, -np.inf)  # k with no suffix below the bound: never of use
+            useful = Eb < bound
+            cap[useful] = bound if mx else bound - Eb[useful]
+            kc = cand[Eb[cand] < bound]
+        else:
+            cap, kc = no_cap, cand
+        out = np.full(n, np.inf)
+        if forward and dense and B == 1 and obj in (0, 1):
+            _layer_chord(
+                G.A, G.I, G.R, G.infl, G.C, Df, block_min(Df), obj, kc, T, bound, cap,
+                float(minw[layer]), out, fargs[layer],
+            )  # fmt: skip
+        else:  # in chunks when reporting progress (each output index is independent)
+            src = Df if forward else Eb
+            live = cand[src[cand] < bound]
+            parts = [kc] if progress is None else np.array_split(kc, PROGRESS_STEPS)
+            for c, part in enumerate(parts):
+                if part.size and live.size:
+                    if forward:
+                        _layer(
+                            G.A, G.I, G.R, G.infl, G.C, Df, B, obj, part, live, T, bound, cap,
+                            float(minw[layer]), out, fargs[layer],
+                        )  # fmt: skip
+                    else:
+                        _layer_back(
+                            G.A, G.I, G.R, G.infl, G.C, Eb, B, obj, part, live, T, bound, cap,
+                            float(minw[layer]), out, bargs[layer],
+                        )  # fmt: skip
+                if progress is not None and c + 1 < len(parts):
+                    progress(done + (c + 1) / len(parts), K)
+        done += 1
+        if progress is not None:
+            progress(done, K)
+        if forward:
+            Df, a = out, a + 1
+        else:
+            Eb, b = out, b - 1
+        if meet:
+            break
+    total = np.maximum(Df, Eb) if mx else Df + Eb
+    k = int(np.argmin(total))
+    if not float(total[k]) < bound:
+        return math.inf, None
+    idx = [k]
+    for layer in range(b - 1, -1, -1):  # prefix: forward argmins, right to left
+        idx.append(int(fargs[layer, idx[-1]]))
+    idx = idx[::-1]
+    for layer in range(b, K):  # suffix: backward argmins, left to right
+        idx.append(int(bargs[layer, idx[-1]]))
+    idx = np.array(idx, dtype=np.int64)
+    return _path_cost(G, idx, bins, obj, clamps), idx
