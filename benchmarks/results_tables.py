@@ -222,6 +222,31 @@ def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
     return "\n".join(out)
 
 
+def exact_solves_md(se, target: int) -> str:
+    """One row per run of benchmarks/solver_exact.py (solver_exact.json): function, solve,
+    threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit."""
+    head = (
+        "| function | solve | threads | grid points | wall (s) | CPU (s) | cost | solver "
+        "| target (s) |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for fn, solves in se.items():
+        for name, runs in solves.items():
+            for r in runs.values():
+                if r.get("finished"):
+                    wall, cpu = f"{r['wall_seconds']:.0f}", f"{r['cpu_seconds']:.0f}"
+                    pts, cost = f"{r['grid_points']:,}", f"{r['cost']:.6e}"
+                else:
+                    done = len(r["layer_wall"])
+                    wall = f"> {r['limit_seconds']:.0f} (stopped, {done} layers done)"
+                    cpu, pts, cost = "-", "-", "-"
+                out.append(
+                    f"| {fn} | {name} | {r['threads']} | {pts} | {wall} | {cpu} | {cost} | "
+                    f"{r.get('solver_commit') or '-'} | <= {target} |"
+                )
+    return "\n".join(out)
+
+
 def onnx_md(d) -> str:
     out = [
         "| model | torch ref ms | torch nli ms | ONNX ref ms | ONNX nli ms "

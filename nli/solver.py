@@ -55,13 +55,6 @@ BOUND_SLACK = 1e-9
 # pass: its exact pass has no O(1) segment costs, so a tighter bound pays (gelu two-level:4:32
 # on [1, 64]: bound 3.3e-5 -> 3.9e-6 against an optimum of 3.86e-6)
 COARSE_STRIDES = {"sum": (256, 32), "max": (256, 32, 8)}
-# then, before a finer pass, band passes: every grid point within BAND_HALF_WIDTH of the best
-# cutpoints so far a candidate, repeated (at most BAND_ROUNDS) while the cost falls. A tighter
-# bound prunes more (silu mean + LUT rounding on [-16, -0.25], 6,145 points: stride-32 bound
-# 24% above the optimum, one band pass of 1.7 CPU-s brings it to 3%; the exact pass then takes
-# 23.7 instead of 32.7 CPU-s)
-BAND_HALF_WIDTH = 64
-BAND_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -194,22 +187,6 @@ def _solve_grid(
         if ix is not None and c <= cost:
             cost, idx = c, ix
             bound = c
-        if not last and schedule[i + 1] < BAND_HALF_WIDTH and idx is not None:
-            cost, idx = _band_passes(G, bins, obj, ok, cost, idx, clamps, minw)
-            bound = cost
-    return cost, idx
-
-
-def _band_passes(G: GridArrays, bins, obj: int, ok, cost: float, idx, clamps, minw):
-    """Improve feasible cutpoints ``idx`` (cost ``cost``) by DP passes over the grid points
-    within BAND_HALF_WIDTH of them, while the cost falls: a tighter bound for the next pass."""
-    offsets = np.arange(-BAND_HALF_WIDTH, BAND_HALF_WIDTH + 1)
-    for _ in range(BAND_ROUNDS):
-        win = np.unique(np.clip(idx[:, None] + offsets[None, :], 0, G.n - 1))  # (K+1, W) -> flat
-        c, ix = _dp(G, bins, obj, win[ok[win]], cost * (1 + BOUND_SLACK), clamps, minw, None)
-        if ix is None or not c < cost:
-            break
-        cost, idx = c, ix
     return cost, idx
 
 
