@@ -41,13 +41,21 @@ def aggregate(results: list[dict]) -> dict:
     return out
 
 
+def train_seconds(r: dict) -> float:
+    """A run's training seconds, less any time its process was stopped (``paused_seconds``,
+    recorded in the run's JSON when a run was paused for other measurements)."""
+    return r["summary"]["train_seconds"] - r.get("paused_seconds", 0.0)
+
+
 def _metric(r: dict, m: str):
     ev = r["eval"]
     if m in ("chrf++_mean", "bleu_mean"):
         return ev["scores"][m]
     if m in ("mi_norm_mean", "load_cv_mean"):
         return ev["routing"][m]
-    if m in ("train_seconds", "build_seconds"):
+    if m == "train_seconds":
+        return train_seconds(r)
+    if m == "build_seconds":
         return r["summary"][m]
     if m == "eval_seconds":
         return sum(ev["eval_seconds"].values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from train_aggregate import seed_stat
+from train_aggregate import seed_stat, train_seconds
 
 from moe.finetune.bootstrap import N_RESAMPLES, SEED, paired_bootstrap
 
@@ -55,7 +55,7 @@ def method_rows(runs: list[dict]) -> dict[str, dict]:
             "bleu": seed_stat([s["bleu_mean"] for s in sc]),
             "loss": seed_stat([r["eval"]["loss_mean"] for r in rs]),
             "params": rs[0]["summary"]["params"],
-            "train_seconds": seed_stat([r["summary"]["train_seconds"] for r in rs]),
+            "train_seconds": seed_stat([train_seconds(r) for r in rs]),
             "threads": rs[0].get("torch_threads"),
             "device": rs[0].get("device", "cpu"),
             "concurrent_workers": rs[0].get("concurrent_workers", 1),
