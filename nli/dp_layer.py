@@ -66,6 +66,23 @@ def _seg_cost_rb(A, RID, R, infl, C, j, k, B, code, limit):
 
 
 @numba.njit(cache=True, _nrt=False)
+def _hot_bin_bound(A, RID, R, infl, C, j, k, B, obj, hotx, base, best, sc):
+    """A lower bound on ``base (+ | max) cost(j, k, B)`` (cost = raw * sc) from one bin alone:
+    the bin of (j, k) that holds hotx, where the last fully evaluated pair had its worst bin.
+    With LUT rounding under the sum objectives its O(1)-per-run bound (:func:`_bin_lb`), else
+    its exact value (:func:`_bin_raw`, the very value the full sum adds for that bin)."""
+    mx = (obj & 3) == 2
+    a = A[X_, j]
+    m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
+    if obj >= QUANTIZED and not mx:
+        hb = _bin_lb(A, RID, R, C, j, k, B, m, True)
+    else:
+        lim = best / sc if mx else (best - base) / sc
+        hb = _bin_raw(A, RID, R, infl, C, j, k, B, m, mx, obj >= QUANTIZED, lim)
+    return max(base, hb * sc) if mx else base + hb * (1.0 - RB_SLACK) * sc
+
+
+@numba.njit(cache=True, _nrt=False)
 def _rb_first_j(A, infl, k, B):
     """Smallest j <= k whose rightmost bin [t_{B-1}, x_k] spans no inflection point. t_{B-1}
     is computed as :func:`nli.objective._seg_raw` does; it falls strictly as j falls (grid
@@ -133,29 +150,11 @@ def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, out_D, o
                     if not mx and dj + lbv >= best:
                         continue
                 if (
-                    hot and hotx == hotx
-                ):  # the bin of j that holds hotx, alone, may already rule j out
-                    a = A[X_, j]
-                    m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
-                    if obj >= QUANTIZED and not mx:  # O(1) per run instead of O(log N)
-                        hb = _bin_lb(A, RID, R, C, j, k, B, m, True)
-                    else:
-                        hb = _bin_raw(
-                            A,
-                            RID,
-                            R,
-                            infl,
-                            C,
-                            j,
-                            k,
-                            B,
-                            m,
-                            mx,
-                            obj >= QUANTIZED,
-                            best / sc if mx else (best - dj) / sc,
-                        )
-                    if (max(dj, hb * sc) if mx else dj + hb * (1.0 - RB_SLACK) * sc) >= best:
-                        continue
+                    hot
+                    and hotx == hotx
+                    and _hot_bin_bound(A, RID, R, infl, C, j, k, B, obj, hotx, dj, best, sc) >= best
+                ):
+                    continue
                 c, r, mh = _seg_cost_rb(A, RID, R, infl, C, j, k, B, obj, best if mx else best - dj)
                 if hot:
                     a = A[X_, j]

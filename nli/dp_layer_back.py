@@ -29,9 +29,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .dp_layer import RB_SLACK, _seg_cost_rb
+from .dp_layer import _hot_bin_bound, _seg_cost_rb
 from .grid_sums import X_
-from .objective import QUANTIZED, _bin_lb, _bin_raw
 
 
 @numba.njit(cache=True, parallel=True)
@@ -70,28 +69,12 @@ def _layer_back(A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, out
                 if ek >= best or A[X_, k] - A[X_, j] < minw:  # costs are >= 0: k cannot win
                     continue
                 sc = 1.0 if mx else (1.0 / (k - j + 1) if obj & 3 == 0 else 1.0 / C[2])
-                if hot and hotx == hotx:  # the bin of (j, k) that holds hotx, alone
-                    a = A[X_, j]
-                    m = min(max(np.int64(np.floor((hotx - a) / (A[X_, k] - a) * B)) + 1, 1), B)
-                    if obj >= QUANTIZED and not mx:  # O(1) per run instead of O(log N)
-                        hb = _bin_lb(A, RID, R, C, j, k, B, m, True)
-                    else:
-                        hb = _bin_raw(
-                            A,
-                            RID,
-                            R,
-                            infl,
-                            C,
-                            j,
-                            k,
-                            B,
-                            m,
-                            mx,
-                            obj >= QUANTIZED,
-                            best / sc if mx else (best - ek) / sc,
-                        )
-                    if (max(ek, hb * sc) if mx else ek + hb * (1.0 - RB_SLACK) * sc) >= best:
-                        continue
+                if (
+                    hot
+                    and hotx == hotx
+                    and _hot_bin_bound(A, RID, R, infl, C, j, k, B, obj, hotx, ek, best, sc) >= best
+                ):
+                    continue
                 c, _, mh = _seg_cost_rb(A, RID, R, infl, C, j, k, B, obj, best if mx else best - ek)
                 if hot:
                     a = A[X_, j]
