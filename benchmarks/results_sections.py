@@ -8,11 +8,13 @@ results_tables.py. Assembled in order by benchmarks/readme_tables.py.
 
 from __future__ import annotations
 
-from results_io import read_json
+from results_io import read_json, results_path
 from results_tables import (
     baselines_md,
     cost_md,
     exact_solves_md,
+    exact_table_solves_md,
+    exact_tables_md,
     llm_md,
     moe_md,
     moe_speed_md,
@@ -49,6 +51,32 @@ def _beats_published(t) -> list[str]:
         ):
             bad.append(fn)
     return bad
+
+
+def _exact_tables_part() -> list[str]:
+    """The exact tables of benchmarks/build_exact_tables.py, for the functions done so far."""
+    d = results_path("exact_tables")
+    sm = {p.name[: -len(".summary.json")]: read_json(p) for p in sorted(d.glob("*.summary.json"))}
+    sm = {k: v for k, v in sm.items() if "report" in v and "thinned_solve" in v}
+    if not sm:
+        return []
+    from nli.defaults import default_table_names
+
+    ships = [k for k, v in sm.items() if v["ships"]]
+    direct = sum(mode == "direct" for _, mode in default_table_names())
+    return [
+        "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
+        "beats the shipped table on % correctly rounded without a worse max ulp. "
+        "Per function, `python benchmarks/build_exact_tables.py FUNCTION` (resumable, one step per "
+        "file under `benchmarks/results/exact_tables/`) solves the paper layout exactly and with "
+        "stride-32 thinning (how the shipped tables began), refines the exact table as the "
+        "shipped ones were refined, and runs each through the fp32 datapath over every input of "
+        f"the full default domain. Done so far: {', '.join(sm)} of the {direct} direct-mode "
+        f"tables; exact tables that ship: {', '.join(ships) if ships else 'none'}.",
+        exact_tables_md(sm),
+        "The exact solves behind them:",
+        exact_table_solves_md(sm),
+    ]
 
 
 def section_tables(t) -> list[str]:
@@ -127,6 +155,7 @@ def section_solver(s) -> list[str]:
         "`solver` is the commit that ran). The DP runs from both ends and meets in the middle "
         "(`nli/dp.py`: the last layer is computed only where a suffix below the bound exists).",
         exact_solves_md(read_json("solver_exact.json") or {}, 600),
+        *_exact_tables_part(),
         "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound "
         "cuts, each checked against the brute-force DP of `tests/naive.py` and bit for bit in "
         "`tests/test_solver_fast.py`:\n"

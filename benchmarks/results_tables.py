@@ -317,3 +317,55 @@ def cost_md() -> str:
             f"{p['power_mw']:g} | {m['efficiency']:.2f} | {p['efficiency']} |"
         )
     return "\n".join(out)
+
+
+def exact_tables_md(summaries: dict) -> str:
+    """Per function (benchmarks/build_exact_tables.py summaries): the stride-32 thinned and the
+    exact optimum of `mean` + LUT rounding, the exact one refined, and the shipped table, on
+    the objective and through the fp32 datapath over every input; whether the exact table
+    ships (beats the shipped one on % CR without a worse max ulp)."""
+    head = (
+        "| function | table | objective (mean + LUT) | vs exact | % CR | max ulp | mean ulp "
+        "| mean rel | ships |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    names = {
+        "thinned_raw": "thinned (stride 32)",
+        "exact_raw": "exact",
+        "exact_refined": "exact, refined",
+        "shipped": "shipped (thinned, refined)",
+    }
+    for fn, s in summaries.items():
+        if "report" not in s or "thinned_solve" not in s:
+            continue
+        exact = s["solve"]["cost"]
+        obj = {
+            "thinned_raw": s["thinned_solve"]["cost"],
+            "exact_raw": exact,
+            "shipped": s["shipped_objective"],
+        }
+        for key, label in names.items():
+            r = s["report"][key]
+            o = obj.get(key)
+            ov = "-" if o is None else f"{o:.5e}"
+            gap = "-" if o is None else f"{100 * (o / exact - 1):+.1f}%"
+            ships = ("yes" if s["ships"] else "no") if key == "exact_refined" else ""
+            out.append(
+                f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
+                f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"
+            )
+    return "\n".join(out)
+
+
+def exact_table_solves_md(summaries: dict) -> str:
+    """The exact solve behind each function's exact table: threads, wall and CPU seconds."""
+    out = ["| function | threads | wall (s) | CPU (s) | from |", "|---|---|---|---|---|"]
+    for fn, s in summaries.items():
+        v = s.get("solve")
+        if v and "report" in s:
+            src = v.get("from", "benchmarks/build_exact_tables.py")
+            out.append(
+                f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
+                f"{v['cpu_seconds']:.0f} | {src} |"
+            )
+    return "\n".join(out)
