@@ -1,5 +1,5 @@
-"""Long-lived CLI driver for tests/test_fuzz_cli.py: runs ``nli.cli.main(argv)`` in-process per
-request.
+"""Long-lived CLI driver for the CLI fuzz tests (tests/test_fuzz_cli_*.py): runs
+``nli.cli.main(argv)`` in-process per request.
 
 Protocol: one JSON list (argv) per line on stdin; one JSON object per line on
 stdout: ``{"rc": int, "err": str, "out": str, "escaped": str | null}``.
