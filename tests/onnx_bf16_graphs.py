@@ -1,11 +1,10 @@
-"""Shared by the bf16 ONNX tests (tests/test_onnx_bf16*.py): sessions in stock onnxruntime, a
+"""Shared by the bf16 ONNX tests (tests/test_onnx_bf16*.py; sessions: tests/onnx_graphs.py): a
 runner that feeds and reads bfloat16 tensors as uint16 bit patterns, and bf16 stand-in tables
 for the corners of the datapath."""
 
 from __future__ import annotations
 
 import numpy as np
-import onnx
 from onnx import TensorProto
 import onnxruntime as ort
 
@@ -15,17 +14,6 @@ from nli.grid import f64_to_bf16_bits
 ALL = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
 BF16 = TensorProto.BFLOAT16
 PAPER_BINS = [1] + [32] * 8 + [1]
-LEVELS = {
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-}
-
-
-def session(model: onnx.ModelProto, level: str = "all") -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = LEVELS[level]
-    so.intra_op_num_threads = 2
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def run(sess: ort.InferenceSession, feeds: dict, out_shape) -> np.ndarray:

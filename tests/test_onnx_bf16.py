@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx_bf16_graphs import ALL, BF16, LEVELS, bits, bits16, run, session, standin_tables
+from onnx_bf16_graphs import ALL, BF16, bits, bits16, run, standin_tables
+from onnx_graphs import LEVELS, rounding_model, session
 import pytest
 
 from engine.onnx_bf16 import round_bf16_function
 from engine.onnx_export import ExportError, export_composite, export_elementwise, export_inverse
-from engine.onnx_ops import F32, OPSETS, Builder
 import hw_sim
 import nli
 from nli.grid import bf16_bits_to_f64, f32_to_bf16_bits
@@ -31,17 +31,7 @@ def tables() -> dict:
 def test_round_bf16_matches_grid_rounding():
     """nli.RoundBF16 (FP32 -> FP32 on the BF16 grid) against nli.grid.f32_to_bf16_bits on random
     patterns, every BF16 value, its neighbours, every midpoint and the overflow edge."""
-    b = Builder("t")
-    b.rename_output(b.call("RoundBF16", "v"), "y")
-    graph = onnx.helper.make_graph(
-        b.nodes,
-        "round",
-        [onnx.helper.make_tensor_value_info("v", F32, ["n"])],
-        [onnx.helper.make_tensor_value_info("y", F32, ["n"])],
-    )
-    model = onnx.helper.make_model(graph, opset_imports=OPSETS, functions=[round_bf16_function()])
-    model.ir_version = 10
-    onnx.checker.check_model(model)
+    model = rounding_model("RoundBF16", round_bf16_function())
     rng = np.random.default_rng(7)
     grid = ALL.astype(np.uint32) << 16
     v = np.concatenate(

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx_bf16_graphs import ALL, bits16, run, session, standin_tables
+from onnx_bf16_graphs import ALL, bits16, run, standin_tables
+from onnx_graphs import session
 import pytest
 
 from engine.onnx_export import ExportError
