@@ -105,20 +105,17 @@ def _build(args) -> int:
         bars[0].update(done - bars[0].n)
 
     try:
-        result = solve(
-            args.function,
+        result = _solve(
+            solve,
+            args,
             layout,
-            args.objective,
-            domain=domain,
+            domain,
+            DomainError,
             precision=args.precision,
-            stride=args.stride,
             measure_gap=args.measure_gap,
             progress=progress,
             quantized=args.lut_rounding,
-            dtype=args.dtype,
         )
-    except DomainError as e:
-        raise UserError(str(e)) from None
     finally:
         for bar in bars:
             bar.close()
@@ -131,6 +128,24 @@ def _build(args) -> int:
         f"{result.grid_points} grid points, {result.solve_seconds:.1f} s{gap}"
     )
     return 0
+
+
+def _solve(solve, args, layout, domain, user_errors, **options):
+    """``solve`` (the float64 or the datapath-exact solver) on the function, layout, objective,
+    domain, stride and dtype of `table build`, plus the solver's own ``options``; an exception of
+    type ``user_errors`` is the user's: a one-line UserError."""
+    try:
+        return solve(
+            args.function,
+            layout,
+            args.objective,
+            domain=domain,
+            stride=args.stride,
+            dtype=args.dtype,
+            **options,
+        )
+    except user_errors as e:
+        raise UserError(str(e)) from None
 
 
 def _build_datapath(args, layout, domain) -> int:
@@ -151,18 +166,7 @@ def _build_datapath(args, layout, domain) -> int:
     if "solve" not in DATAPATH_SOLVERS:
         raise UserError(f"--objective {args.objective}: needs the hw_sim package (not installed)")
     solve, note = DATAPATH_SOLVERS["solve"], DATAPATH_SOLVERS["note"]
-    try:
-        result = solve(
-            args.function,
-            layout,
-            args.objective,
-            domain=domain,
-            stride=args.stride,
-            max_ulp=args.max_ulp,
-            dtype=args.dtype,
-        )
-    except ValueError as e:
-        raise UserError(str(e)) from None
+    result = _solve(solve, args, layout, domain, ValueError, max_ulp=args.max_ulp)
     extra = {} if args.max_ulp is None else {"max_ulp_cap": args.max_ulp}
     save_table(table_from_result(result, **extra), args.output)
     print(
