@@ -19,7 +19,6 @@ Usage: python benchmarks/onnx_latency.py [--models tiny,smollm2,moe:sparse] [--s
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import numba
@@ -36,7 +35,7 @@ import nli
 from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, MODES, OPS, UNIT_FUNCTIONS
 
-from results_io import results_path, write_json
+from results_io import results_path, write_results
 
 SEED = 0
 # one thread per runtime: on the shared 2-core box, 2 torch threads measured 40x slower (OMP waits)
@@ -151,13 +150,8 @@ def main(argv=None) -> int:
         "tables": source,
         "onnxruntime": ort.__version__,
         "torch": torch.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "results": results,
     }
-    write_json(args.out, doc)
-    print(f"wrote {args.out}")
-    return 0
+    return write_results(args.out, doc, results)
 
 
 if __name__ == "__main__":

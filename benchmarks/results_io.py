@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import platform
 
 from nli.atomic import atomic_write
 
@@ -24,6 +25,22 @@ def results_path(name: str) -> Path:
 def write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``obj`` as indented JSON (one space, trailing newline) to ``path`` atomically."""
     return atomic_write(path, json.dumps(obj, indent=1) + "\n")
+
+
+def write_results(path: str | os.PathLike, doc: dict, results: list) -> int:
+    """Write ``doc`` with the machine, the processor and ``results`` after its own keys to
+    ``path`` (write_json), say where, and return 0: the end of a benchmark's main."""
+    write_json(
+        path,
+        {
+            **doc,
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "results": results,
+        },
+    )
+    print(f"wrote {path}")
+    return 0
 
 
 def read_json(name_or_path: str | os.PathLike):

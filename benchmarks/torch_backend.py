@@ -27,7 +27,6 @@ for _var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"  # before numba / torch start their thread pools
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -43,7 +42,7 @@ import hw_sim  # noqa: E402
 import nli  # noqa: E402
 from nli.formats import BACKENDS, MODES  # noqa: E402
 
-from results_io import results_path, write_json  # noqa: E402
+from results_io import results_path, write_results  # noqa: E402
 
 LOADAVG = os.getloadavg()  # the machine's load when the run began (it may be shared)
 SEED = 0
@@ -185,13 +184,8 @@ def main(argv=None) -> int:
         "torch_cpu_s, best process CPU times (ratio_wall: the same from best wall times)",
         "torch": torch.__version__,
         "numba": numba.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "results": results,
     }
-    write_json(args.out, doc)
-    print(f"wrote {args.out}")
-    return 0
+    return write_results(args.out, doc, results)
 
 
 if __name__ == "__main__":
