@@ -10,11 +10,11 @@ from naive import naive_bf16_rmsnorm_bits, naive_bf16_silu_bits, naive_bf16_soft
 import numpy as np
 import pytest
 from sim_tables import standin_tables
+from test_substitute import Capture
 import torch
 
 import engine
 from engine import substitute
-from engine.model import OpSet
 from engine.op_sets import Bf16Ops, UnitOps
 from engine.substitution import make_ops, share_weights_copy
 import hw_sim
@@ -31,26 +31,6 @@ def bf16_of(y: torch.Tensor) -> np.ndarray:
     b = y.detach().contiguous().numpy().view(np.uint32)
     assert np.all(b & 0xFFFF == 0), "not BF16 values"
     return (b >> 16).astype(np.uint16)
-
-
-class Capture(OpSet):
-    def __init__(self, inner):
-        self.inner, self.calls, self.name = inner, [], "capture"
-
-    def act(self, x, fn):
-        y = self.inner.act(x, fn)
-        self.calls.append((fn, x.clone(), None, None, y))
-        return y
-
-    def rmsnorm(self, x, w, eps):
-        y = self.inner.rmsnorm(x, w, eps)
-        self.calls.append(("rmsnorm", x.clone(), w, eps, y))
-        return y
-
-    def softmax(self, x):
-        y = self.inner.softmax(x)
-        self.calls.append(("softmax", x.clone(), None, None, y))
-        return y
 
 
 def _check_calls(calls, tb, mode):

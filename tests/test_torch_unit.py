@@ -18,17 +18,8 @@ from test_ops import _rows as fp16_rows
 from test_ops import _special_rows as fp16_special_rows
 from test_substitute import special_rows
 import torch
-from torch_unit_helpers import (
-    ALL16,
-    ROW_LENGTHS,
-    assert_one_line_value_errors,
-    eval_ppl_argv,
-    eval_ppl_on_both_backends,
-    hw_sim_modules_after_torch_run,
-    logits_on_both_backends,
-    tiny_ids,
-    u32,
-)
+import torch_unit_helpers as helpers
+from torch_unit_helpers import ALL16, ROW_LENGTHS, assert_one_line_value_errors, u32
 
 import engine
 from engine import torch_unit
@@ -293,11 +284,11 @@ def test_tiny_model_logits_equal_on_both_backends(mode, activation):
     masks in every softmax) with act, rmsnorm and softmax substituted: torch == numba."""
     cfg = dataclasses.replace(LlamaConfig.tiny(vocab_size=257), activation=activation)
     model = init_weights(Llama(cfg), seed=engine.TINY_SEED).eval()
-    ids = tiny_ids()
+    ids = helpers.tiny_ids()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(4.0)
-        logits = logits_on_both_backends(
+        logits = helpers.logits_on_both_backends(
             model, ids, ops="act,rmsnorm,softmax", reciprocal_mode=mode
         )
         ref = model(ids)
@@ -313,7 +304,9 @@ def test_tiny_model_with_a_huge_residual_stream_equal_on_both_backends(rmsnorm_i
     model, _ = engine.load_tiny()
     with torch.no_grad():
         model.embed.weight.mul_(3e6)
-        logits = logits_on_both_backends(model, tiny_ids(), rmsnorm_input=rmsnorm_input)
+        logits = helpers.logits_on_both_backends(
+            model, helpers.tiny_ids(), rmsnorm_input=rmsnorm_input
+        )
     assert torch.equal(logits["numba"].view(torch.int32), logits["torch"].view(torch.int32))
 
 
@@ -332,8 +325,10 @@ def test_cli_eval_ppl_backend(tmp_path, capsys):
     backend is a one-line usage error (exit 2)."""
     from nli.cli import main
 
-    base = eval_ppl_argv(tmp_path, "The quick brown fox jumps over the lazy dog. 0123456789. " * 3)
-    res = eval_ppl_on_both_backends(base, tmp_path)
+    base = helpers.eval_ppl_argv(
+        tmp_path, "The quick brown fox jumps over the lazy dog. 0123456789. " * 3
+    )
+    res = helpers.eval_ppl_on_both_backends(base, tmp_path)
     assert res["torch"]["backend"] == "torch" and res["numba"]["backend"] == "numba"
     capsys.readouterr()
     assert main([*base, "--backend", "cuda"]) == 2
@@ -343,4 +338,4 @@ def test_cli_eval_ppl_backend(tmp_path, capsys):
 
 def test_torch_backend_does_not_import_hw_sim():
     """A model substituted on the torch backend runs without importing the simulator."""
-    assert hw_sim_modules_after_torch_run("backend='torch'") == "[]"
+    assert helpers.hw_sim_modules_after_torch_run("backend='torch'") == "[]"

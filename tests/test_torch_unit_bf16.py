@@ -17,17 +17,8 @@ from sim_tables import standin_tables
 from test_ops_bf16 import ADVERSARIAL_RMSNORM, ADVERSARIAL_SOFTMAX
 from test_ops_bf16 import _rows as bf16_rows
 import torch
-from torch_unit_helpers import (
-    ALL16,
-    ROW_LENGTHS,
-    assert_one_line_value_errors,
-    eval_ppl_argv,
-    eval_ppl_on_both_backends,
-    hw_sim_modules_after_torch_run,
-    logits_on_both_backends,
-    tiny_ids,
-    u32,
-)
+import torch_unit_helpers as helpers
+from torch_unit_helpers import ALL16, ROW_LENGTHS, assert_one_line_value_errors, u32
 
 import engine
 from engine.op_sets import UnitOps
@@ -347,12 +338,12 @@ def test_tiny_model_logits_equal_on_both_backends(mode, scale):
     """engine.load_model('tiny') with act, rmsnorm and softmax on a bf16 unit (shipped tables in
     reduced mode, the test tables in direct mode): torch == numba bit for bit."""
     model, _ = engine.load_model("tiny")
-    ids = tiny_ids()
+    ids = helpers.tiny_ids()
     tables = None if mode == "reduced" else bf16_engine_tables("direct")
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(scale)
-        logits = logits_on_both_backends(
+        logits = helpers.logits_on_both_backends(
             model, ids, tables=tables, reciprocal_mode=mode, dtype="bf16"
         )
         ref = model(ids)
@@ -367,7 +358,7 @@ def test_tiny_model_with_a_huge_residual_stream_equal_on_both_backends():
     model, _ = engine.load_model("tiny")
     with torch.no_grad():
         model.embed.weight.mul_(1e21)
-        logits = logits_on_both_backends(model, tiny_ids(), dtype="bf16")
+        logits = helpers.logits_on_both_backends(model, helpers.tiny_ids(), dtype="bf16")
     assert torch.equal(logits["numba"].view(torch.int32), logits["torch"].view(torch.int32))
 
 
@@ -385,11 +376,11 @@ def test_backend_choice_bf16():
 def test_cli_eval_ppl_bf16_backend_torch(tmp_path):
     """``nli eval ppl --dtype bf16 --backend torch`` runs (exit 0) and gives the numba backend's
     numbers exactly."""
-    base = eval_ppl_argv(tmp_path, "Bit for bit, BF16 from end to end. 0123456789. " * 4)
-    res = eval_ppl_on_both_backends(base, tmp_path, "--dtype", "bf16")
+    base = helpers.eval_ppl_argv(tmp_path, "Bit for bit, BF16 from end to end. 0123456789. " * 4)
+    res = helpers.eval_ppl_on_both_backends(base, tmp_path, "--dtype", "bf16")
     assert res["torch"]["backend"] == "torch" and res["torch"]["dtype"] == "bf16"
 
 
 def test_bf16_torch_backend_does_not_import_hw_sim():
     """A model substituted with dtype bf16 on the torch backend runs without the simulator."""
-    assert hw_sim_modules_after_torch_run("backend='torch', dtype='bf16'") == "[]"
+    assert helpers.hw_sim_modules_after_torch_run("backend='torch', dtype='bf16'") == "[]"
