@@ -11,7 +11,7 @@ conversion would turn into inf) and a forward hook on each block for the residua
 * ref perplexity and the median forward time of one window.
 
 Token ids come from engine's tokenizer of the GGUF (the same ids as transformers' on this text,
-tests/test_tokenizer_gguf.py). Writes benchmarks/results/gemma3.json.
+tests/test_gemma3_gguf.py). Writes benchmarks/results/gemma3.json.
 
     NLI_GEMMA3_GGUF=/path/gemma-3-270m-q4_k_m.gguf .venv/bin/python benchmarks/gemma3.py
 """

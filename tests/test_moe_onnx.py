@@ -18,8 +18,8 @@ from nli.cli import main as nli_main
 from nli.defaults import default_table
 
 ALL_OPS = ("silu", "rmsnorm", "softmax")
-# Same bounds as the dense tiny export (tests/test_onnx_export.py): the expert outputs are summed in
-# expert order in ONNX and in slot order in torch, and the GEMMs round differently.
+# Same bounds as the dense tiny export (tests/test_onnx_model_export.py): the expert outputs are
+# summed in expert order in ONNX and in slot order in torch, and the GEMMs round differently.
 REF_LOGITS_ATOL = 1e-5
 NLI_LOGITS_ATOL = 2e-3
 

@@ -203,7 +203,7 @@ def test_moe_model_matches_substituted_forward(method, select_on):
 
 
 # SmolLM2 (30 layers): rounding flips do propagate, and BF16's are 8x FP16's; relative to the
-# largest |logit| (the fp16 export measured 2.7e-3 against 2e-2, tests/test_onnx_export.py).
+# largest |logit| (the fp16 export measured 2.7e-3 against 2e-2, tests/test_onnx_model_export.py).
 SMOLLM2_BF16_LOGITS_RTOL = 0.1  # measured 1.9e-2 (max |diff| 0.58, max |logit| 30.6, 16 tokens)
 SMOLLM2_BF16_ARGMAX_AGREEMENT = 0.9  # measured 1.0 on these 16 tokens
 
