@@ -20,11 +20,11 @@ import sys
 
 from results_bf16 import llm_bf16_runs, readme_side_by_side_md, section_bf16
 from results_models import models_md, section_models
+from results_section_solver import section_solver
 from results_sections import (
     section_llm,
     section_moe,
     section_sim,
-    section_solver,
     section_tables,
     section_train,
 )

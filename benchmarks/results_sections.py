@@ -1,5 +1,6 @@
-"""docs/results.md's per-area sections and their prose: tables, solver, simulator and cost
-model, SmolLM2 with substituted ops, MoE at initialization, fine-tuning.
+"""docs/results.md's per-area sections and their prose: tables, simulator and cost model,
+SmolLM2 with substituted ops, MoE at initialization, fine-tuning (the solver's section:
+results_section_solver.py).
 
 Each ``section_*`` takes the loaded benchmark JSON of its area and returns the section's
 paragraphs (empty strings are dropped by the caller); the tables inside come from
@@ -8,20 +9,15 @@ results_tables.py. Assembled in order by benchmarks/readme_tables.py.
 
 from __future__ import annotations
 
-from results_io import read_json, results_path
+from results_io import read_json
 from results_tables import (
     baselines_md,
     cost_md,
-    exact_solves_md,
-    exact_table_solves_md,
-    exact_tables_md,
     llm_md,
     moe_md,
     moe_speed_md,
     onnx_md,
     sim_md,
-    solver_md,
-    solver_times_md,
     sweep_md,
     tables_md,
     train_md,
@@ -51,32 +47,6 @@ def _beats_published(t) -> list[str]:
         ):
             bad.append(fn)
     return bad
-
-
-def _exact_tables_part() -> list[str]:
-    """The exact tables of benchmarks/build_exact_tables.py, for the functions done so far."""
-    d = results_path("exact_tables")
-    sm = {p.name[: -len(".summary.json")]: read_json(p) for p in sorted(d.glob("*.summary.json"))}
-    sm = {k: v for k, v in sm.items() if "report" in v and "thinned_solve" in v}
-    if not sm:
-        return []
-    from nli.defaults import default_table_names
-
-    ships = [k for k, v in sm.items() if v["ships"]]
-    direct = sum(mode == "direct" for _, mode in default_table_names())
-    return [
-        "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
-        "beats the shipped table on % correctly rounded without a worse max ulp. "
-        "Per function, `python benchmarks/build_exact_tables.py FUNCTION` (resumable, one step per "
-        "file under `benchmarks/results/exact_tables/`) solves the paper layout exactly and with "
-        "stride-32 thinning (how the shipped tables began), refines the exact table as the "
-        "shipped ones were refined, and runs each through the fp32 datapath over every input of "
-        f"the full default domain. Done so far: {', '.join(sm)} of the {direct} direct-mode "
-        f"tables; exact tables that ship: {', '.join(ships) if ships else 'none'}.",
-        exact_tables_md(sm),
-        "The exact solves behind them:",
-        exact_table_solves_md(sm),
-    ]
 
 
 def section_tables(t) -> list[str]:
@@ -122,72 +92,6 @@ def section_tables(t) -> list[str]:
         "metric).",
         "Baselines with the same 259 entries (fp32 unit, max ulp / % CR):",
         baselines_md(t),
-    ]
-
-
-def section_solver(s) -> list[str]:
-    silu = s["silu"]
-    p259, t259, tp = (
-        silu["solves"]["single:259"],
-        silu["tables"]["optimum single:259"],
-        silu["tables"]["optimum paper"],
-    )
-    sh, pub = silu["tables"]["shipped default"], silu["tables"]["NLI published"]
-    red = {k: s[k]["solves"] for k in ("reciprocal_reduced", "rsqrt_reduced")}
-    return [
-        "## Solver time",
-        "Exact optimum (no thinning), full default domain, 2 CPU cores: `python "
-        "benchmarks/solver.py --functions silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt "
-        "--solves single:11 --limit 600` -> `benchmarks/results/solver.json`. Single-bin DP layers "
-        "under the sum objectives use a vectorized block kernel (`nli/dp_layer.py`); "
-        "`tests/test_solver_fast.py` checks it against the plain DP on every objective and layout.",
-        solver_times_md(s, "single:11", 60, False),
-        "**Paper layout, exact** (K = 10, bins [1, 32 x 8, 1], every grid point a candidate): "
-        "`python benchmarks/solver.py --functions "
-        "silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt,reciprocal_reduced,rsqrt_reduced "
-        "--solves paper --limit 1200` (`solves.paper` in the JSON: wall and CPU seconds, per-layer "
-        "wall times, cost, cutpoints).",
-        solver_times_md(s, "paper", 150, True),
-        "**The shipped objective, exact** (paper layout, `mean` with LUT rounding in the "
-        "objective, every grid point a candidate, full default domain): `python "
-        "benchmarks/solver_exact.py --functions silu --solves mean+lut --threads 2 --limit 1500` "
-        "-> `benchmarks/results/solver_exact.json` (kernels compiled before the clock starts; "
-        "`solver` is the commit that ran). The DP runs from both ends and meets in the middle "
-        "(`nli/dp.py`: the last layer is computed only where a suffix below the bound exists).",
-        exact_solves_md(read_json("solver_exact.json") or {}, 600),
-        *_exact_tables_part(),
-        "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound "
-        "cuts, each checked against the brute-force DP of `tests/naive.py` and bit for bit in "
-        "`tests/test_solver_fast.py`:\n"
-        "1. skip j when `Dp[j]` alone reaches the best value for k, and stop a segment sum once it "
-        "reaches what it must beat;\n"
-        "2. the rightmost-bin bound: a wider macro interval's rightmost bin is a chord over a "
-        "superset of points in one convexity run, so its error bounds every j further left;\n"
-        "3. the hot-bin bound: before the full 32-bin sum, compute the one bin of j that holds the "
-        "spot where the last fully evaluated pair had its largest bin error.",
-        "**Exact paper optimum vs the shipped tables.** The exact optimum of the `paper` objective "
-        f"has the lowest paper cost of all tables (silu {tp['paper_cost']:.3g} vs shipped "
-        f"{sh['paper_cost']:.3g} vs NLI published {pub['paper_cost']:.3g}), but through the "
-        f"datapath it is not the best table: silu mean relative error {tp['mean_rel_error']:.2g} "
-        f"and {tp['pct_correctly_rounded']:.1f}% correctly rounded, against "
-        f"{sh['mean_rel_error']:.2g} / {sh['pct_correctly_rounded']:.1f}% for the shipped table "
-        f"and {pub['mean_rel_error']:.2g} / {pub['pct_correctly_rounded']:.1f}% for NLI's "
-        "published cutpoints. The paper cost weighs every macro interval's mean equally, so it "
-        "spends breakpoints on short intervals over few points. The shipped tables (objective "
-        "`mean` with LUT rounding, stride-32 thinning, then datapath-aware LUT refinement) stay "
-        "the default. All three through the spec datapath (fp32 unit, every input of the full "
-        "default domain; same JSON, `tables`):",
-        solver_md(s),
-        f"**`single:259`** (the pure 259-point DP, silu): {p259['wall_seconds']:.0f} s wall, "
-        f"{p259['cpu_seconds']:.0f} CPU-s (`--functions silu --solves single:259 --limit 2700`; "
-        "NLI reports 17,000 s on an RTX 4090 for its pure 259-point DP). Its table "
-        f"({t259['comparators']} comparators) reaches paper cost {t259['paper_cost']:.2g}, mean "
-        f"relative error {t259['mean_rel_error']:.2g}, {t259['pct_correctly_rounded']:.1f}% "
-        "correctly rounded. On the reduced domains `paper` takes "
-        f"{red['reciprocal_reduced']['paper']['wall_seconds']:.1f} s (reciprocal, 1,025 points) "
-        f"and {red['rsqrt_reduced']['paper']['wall_seconds']:.1f} s (rsqrt, 2,049 points); "
-        f"`single:259` {red['reciprocal_reduced']['single:259']['wall_seconds']:.1f} s and "
-        f"{red['rsqrt_reduced']['single:259']['wall_seconds']:.1f} s.",
     ]
 
 

@@ -91,28 +91,6 @@ def llm_md(d) -> str:
     return "\n".join(out)
 
 
-def solver_md(d) -> str:
-    """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""
-    out = [
-        "| function | grid points | table | paper cost "
-        "| mean rel | max rel | mean ulp | max ulp | % CR |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for key, r in d.items():
-        if not isinstance(r, dict) or "tables" not in r:
-            continue
-        for label in ("optimum paper", "shipped default", "NLI published"):
-            t = r["tables"].get(label)
-            if not t or "mean_rel_error" not in t:
-                continue
-            out.append(
-                f"| {key} | {r['grid_points']} | {label} | {t['paper_cost']:.3e} | "
-                f"{t['mean_rel_error']:.2e} | {t['max_rel_error']:.2e} | {t['mean_ulp']:.3f} | "
-                f"{t['max_ulp']} | {t['pct_correctly_rounded']:.2f}% |"
-            )
-    return "\n".join(out)
-
-
 def _pm(v, fmt):
     """'mean' or 'mean +- std (n seeds)' of an aggregate() metric."""
     if not v:
@@ -203,50 +181,6 @@ def sweep_md(d) -> str:
     return "\n".join(out)
 
 
-def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
-    """Wall (and CPU) seconds of one exact solve per function, from solver.json."""
-    head = (
-        "| function | grid points | wall (s) | CPU (s) |"
-        + (" paper cost |" if extra_cols else "")
-        + " target (s) |"
-    )
-    out = [head, "|" + "---|" * (head.count("|") - 1)]
-    for key, r in s.items():
-        v = r.get("solves", {}).get(solve) if isinstance(r, dict) else None
-        if not v or not v.get("finished"):
-            continue
-        row = f"| {key} | {r['grid_points']} | {v['wall_seconds']:.1f} | {v['cpu_seconds']:.0f} |"
-        if extra_cols:
-            row += f" {v['cost']:.3e} |"
-        out.append(row + f" <= {target} |")
-    return "\n".join(out)
-
-
-def exact_solves_md(se, target: int) -> str:
-    """One row per run of benchmarks/solver_exact.py (solver_exact.json): function, solve,
-    threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit."""
-    head = (
-        "| function | solve | threads | grid points | wall (s) | CPU (s) | cost | solver "
-        "| target (s) |"
-    )
-    out = [head, "|" + "---|" * (head.count("|") - 1)]
-    for fn, solves in se.items():
-        for name, runs in solves.items():
-            for r in runs.values():
-                if r.get("finished"):
-                    wall, cpu = f"{r['wall_seconds']:.0f}", f"{r['cpu_seconds']:.0f}"
-                    pts, cost = f"{r['grid_points']:,}", f"{r['cost']:.6e}"
-                else:
-                    done = len(r["layer_wall"])
-                    wall = f"> {r['limit_seconds']:.0f} (stopped, {done} layers done)"
-                    cpu, pts, cost = "-", "-", "-"
-                out.append(
-                    f"| {fn} | {name} | {r['threads']} | {pts} | {wall} | {cpu} | {cost} | "
-                    f"{r.get('solver_commit') or '-'} | <= {target} |"
-                )
-    return "\n".join(out)
-
-
 def onnx_md(d) -> str:
     out = [
         "| model | torch ref ms | torch nli ms | ONNX ref ms | ONNX nli ms "
@@ -316,56 +250,4 @@ def cost_md() -> str:
             f"{m['area_um2']:,.0f} | {p['area_um2']:,.0f} | {m['power_mw']:.1f} | "
             f"{p['power_mw']:g} | {m['efficiency']:.2f} | {p['efficiency']} |"
         )
-    return "\n".join(out)
-
-
-def exact_tables_md(summaries: dict) -> str:
-    """Per function (benchmarks/build_exact_tables.py summaries): the stride-32 thinned and the
-    exact optimum of `mean` + LUT rounding, the exact one refined, and the shipped table, on
-    the objective and through the fp32 datapath over every input; whether the exact table
-    ships (beats the shipped one on % CR without a worse max ulp)."""
-    head = (
-        "| function | table | objective (mean + LUT) | vs exact | % CR | max ulp | mean ulp "
-        "| mean rel | ships |"
-    )
-    out = [head, "|" + "---|" * (head.count("|") - 1)]
-    names = {
-        "thinned_raw": "thinned (stride 32)",
-        "exact_raw": "exact",
-        "exact_refined": "exact, refined",
-        "shipped": "shipped (thinned, refined)",
-    }
-    for fn, s in summaries.items():
-        if "report" not in s or "thinned_solve" not in s:
-            continue
-        exact = s["solve"]["cost"]
-        obj = {
-            "thinned_raw": s["thinned_solve"]["cost"],
-            "exact_raw": exact,
-            "shipped": s["shipped_objective"],
-        }
-        for key, label in names.items():
-            r = s["report"][key]
-            o = obj.get(key)
-            ov = "-" if o is None else f"{o:.5e}"
-            gap = "-" if o is None else f"{100 * (o / exact - 1):+.1f}%"
-            ships = ("yes" if s["ships"] else "no") if key == "exact_refined" else ""
-            out.append(
-                f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
-                f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"
-            )
-    return "\n".join(out)
-
-
-def exact_table_solves_md(summaries: dict) -> str:
-    """The exact solve behind each function's exact table: threads, wall and CPU seconds."""
-    out = ["| function | threads | wall (s) | CPU (s) | from |", "|---|---|---|---|---|"]
-    for fn, s in summaries.items():
-        v = s.get("solve")
-        if v and "report" in s:
-            src = v.get("from", "benchmarks/build_exact_tables.py")
-            out.append(
-                f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
-                f"{v['cpu_seconds']:.0f} | {src} |"
-            )
     return "\n".join(out)

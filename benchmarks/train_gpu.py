@@ -93,6 +93,13 @@ def parse_args(argv=None):
     p.add_argument(
         "--hard-stop", type=float, default=455.0, help="end unfinished runs and pack at this time"
     )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma list of main-plan run ids NAME_sSEED to run (the rest of phase 2 is left "
+        "out; the LR sweep still runs or is read from the cache): two invocations can then "
+        "share the machine without running the same run twice",
+    )
     p.add_argument("--cache", default=CACHE)
     p.add_argument("--runs", default="out/train_full_runs", help="CPU runs' resume checkpoints")
     p.add_argument("--out-dir", default=os.environ.get("OUT", "out/train_gpu_out"))
@@ -111,6 +118,12 @@ def parse_args(argv=None):
         raise SystemExit(
             "benchmarks/train_gpu.py: need --workers >= 1, --threads >= 1, some --lrs and --seeds"
         )
+    if a.only is not None:
+        a.only = [x for x in a.only.split(",") if x]
+        main_ids = {f"{t['name']}_s{t['seed']}" for t in main_plan(a)}
+        bad = [x for x in a.only if x not in main_ids]
+        if bad or not a.only:
+            p.error(f"--only: not a run of the main plan: {', '.join(bad) or '(empty)'}")
     return a
 
 
@@ -167,7 +180,10 @@ def main(argv=None) -> int:
         f"{a.workers} workers x {a.threads} threads"
     )
 
-    pending = sweep_plan(a) + main_plan(a)
+    main = main_plan(a)
+    if a.only is not None:
+        main = [t for t in main if f"{t['name']}_s{t['seed']}" in a.only]
+    pending = sweep_plan(a) + main
     sweep_done: dict[str, dict] = {}
     sweep_failed: set[str] = set()
     lr_choice: dict[str, dict] = {}

@@ -118,8 +118,8 @@ def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
         ("dense_full", 1, "dense_full"), ("spri_full", 1, "spri"),
         ("dense_full", 2, "dense_full"), ("spri_full", 2, "spri"),
         ("sparse_full", 0, "sparse"), ("sparse_full", 1, "sparse"), ("sparse_full", 2, "sparse"),
-        ("dense_full_x4", 0, "dense_full"), ("spri_full_x4", 0, "spri"),
         ("drop_full", 0, "spri"), ("cluster_full", 0, "spri"), ("spri_1stage_full", 0, "spri"),
+        ("dense_full_x4", 0, "dense_full"), ("spri_full_x4", 0, "spri"),
     ]  # fmt: skip
     cfg = {t["name"]: train_gpu.task_config(a, t, 3e-4) for t in main if t["seed"] == 0}
     assert cfg["spri_full_x4"].steps == 800 and cfg["spri_full_x4"].stage1_frac == 0.25
@@ -130,3 +130,14 @@ def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
     assert cfg["spri_1stage_full"].stage1_frac == 0.0
     assert cfg["drop_full"].upcycle_opts == {"ratio": 0.5} and cfg["dense_full"].scope == "ffn"
     assert cfg["cluster_full"].upcycle_opts == {} and cfg["cluster_full"].lr == 3e-4
+
+
+def test_train_gpu_only_names_main_plan_runs(capsys):
+    a = train_gpu.parse_args(CPU_JOB + ["--only", "sparse_full_s1,spri_1stage_full_s0"])
+    assert a.only == ["sparse_full_s1", "spri_1stage_full_s0"]
+    for bad in ("sparse_full_s7", "lrsweep_spri_lr0.0001_s0", ","):
+        with pytest.raises(SystemExit) as e:
+            train_gpu.parse_args(CPU_JOB + ["--only", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "--only: not a run of the main plan" in err

@@ -1,0 +1,153 @@
+"""docs/results.md's solver tables: exact solve times, the exact tables against the shipped
+ones, the datapath-exact objectives (from benchmarks/results/solver*.json,
+exact_tables/*.summary.json and datapath_solver.json). Used by results_sections.py."""
+
+from __future__ import annotations
+
+
+def solver_md(d) -> str:
+    """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""
+    out = [
+        "| function | grid points | table | paper cost "
+        "| mean rel | max rel | mean ulp | max ulp | % CR |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in d.items():
+        if not isinstance(r, dict) or "tables" not in r:
+            continue
+        for label in ("optimum paper", "shipped default", "NLI published"):
+            t = r["tables"].get(label)
+            if not t or "mean_rel_error" not in t:
+                continue
+            out.append(
+                f"| {key} | {r['grid_points']} | {label} | {t['paper_cost']:.3e} | "
+                f"{t['mean_rel_error']:.2e} | {t['max_rel_error']:.2e} | {t['mean_ulp']:.3f} | "
+                f"{t['max_ulp']} | {t['pct_correctly_rounded']:.2f}% |"
+            )
+    return "\n".join(out)
+
+
+def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
+    """Wall (and CPU) seconds of one exact solve per function, from solver.json."""
+    head = (
+        "| function | grid points | wall (s) | CPU (s) |"
+        + (" paper cost |" if extra_cols else "")
+        + " target (s) |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, r in s.items():
+        v = r.get("solves", {}).get(solve) if isinstance(r, dict) else None
+        if not v or not v.get("finished"):
+            continue
+        row = f"| {key} | {r['grid_points']} | {v['wall_seconds']:.1f} | {v['cpu_seconds']:.0f} |"
+        if extra_cols:
+            row += f" {v['cost']:.3e} |"
+        out.append(row + f" <= {target} |")
+    return "\n".join(out)
+
+
+def exact_solves_md(se, target: int) -> str:
+    """One row per run of benchmarks/solver_exact.py (solver_exact.json): function, solve,
+    threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit."""
+    head = (
+        "| function | solve | threads | grid points | wall (s) | CPU (s) | cost | solver "
+        "| target (s) |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for fn, solves in se.items():
+        for name, runs in solves.items():
+            for r in runs.values():
+                if r.get("finished"):
+                    wall, cpu = f"{r['wall_seconds']:.0f}", f"{r['cpu_seconds']:.0f}"
+                    pts, cost = f"{r['grid_points']:,}", f"{r['cost']:.6e}"
+                else:
+                    done = len(r["layer_wall"])
+                    wall = f"> {r['limit_seconds']:.0f} (stopped, {done} layers done)"
+                    cpu, pts, cost = "-", "-", "-"
+                out.append(
+                    f"| {fn} | {name} | {r['threads']} | {pts} | {wall} | {cpu} | {cost} | "
+                    f"{r.get('solver_commit') or '-'} | <= {target} |"
+                )
+    return "\n".join(out)
+
+
+def exact_tables_md(summaries: dict) -> str:
+    """Per function (benchmarks/build_exact_tables.py summaries): the stride-32 thinned and the
+    exact optimum of `mean` + LUT rounding, the exact one refined, and the shipped table, on
+    the objective and through the fp32 datapath over every input; whether the exact table
+    ships (beats the shipped one on % CR without a worse max ulp)."""
+    head = (
+        "| function | table | objective (mean + LUT) | vs exact | % CR | max ulp | mean ulp "
+        "| mean rel | ships |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    names = {
+        "thinned_raw": "thinned (stride 32)",
+        "exact_raw": "exact",
+        "exact_refined": "exact, refined",
+        "shipped": "shipped (thinned, refined)",
+    }
+    for fn, s in summaries.items():
+        if "report" not in s or "thinned_solve" not in s:
+            continue
+        exact = s["solve"]["cost"]
+        obj = {
+            "thinned_raw": s["thinned_solve"]["cost"],
+            "exact_raw": exact,
+            "shipped": s["shipped_objective"],
+        }
+        for key, label in names.items():
+            r = s["report"][key]
+            o = obj.get(key)
+            ov = "-" if o is None else f"{o:.5e}"
+            gap = "-" if o is None else f"{100 * (o / exact - 1):+.1f}%"
+            ships = ("yes" if s["ships"] else "no") if key == "exact_refined" else ""
+            out.append(
+                f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
+                f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"
+            )
+    return "\n".join(out)
+
+
+def exact_table_solves_md(summaries: dict) -> str:
+    """The exact solve behind each function's exact table: threads, wall and CPU seconds."""
+    out = ["| function | threads | wall (s) | CPU (s) | from |", "|---|---|---|---|---|"]
+    for fn, s in summaries.items():
+        v = s.get("solve")
+        if v and "report" in s:
+            src = v.get("from", "benchmarks/build_exact_tables.py")
+            out.append(
+                f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
+                f"{v['cpu_seconds']:.0f} | {src} |"
+            )
+    return "\n".join(out)
+
+
+def datapath_solves_md(d) -> str:
+    """One row per run of benchmarks/datapath_solver.py (datapath_solver.json): objective,
+    max-ulp cap, candidate stride, wall seconds (or the limit it stopped at), and the table
+    through the fp32 datapath against the shipped one."""
+    head = (
+        "| function | objective | max ulp cap | stride | wall (s) | threads | % CR "
+        "| max ulp | mean ulp | beats shipped |"
+    )
+    out = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in d.get("runs", []):
+        cap = r.get("max_ulp_cap")
+        if r.get("timed_out") or "report" not in r:
+            lay = r.get("last_pass_layers_done")
+            got = f", {lay['layer']} of {lay['of']} layers" if lay else ""
+            wall = f"> {r['limit_s']:.0f} (stopped{got})"
+            cr = mu = mean = beats = "-"
+        else:
+            rep = r["report"]
+            wall = f"{r['wall_s']:.0f}"
+            cr, mu = f"{rep['pct_correctly_rounded']:.2f}", str(rep["max_ulp"])
+            mean, beats = f"{rep['mean_ulp']:.3f}", "yes" if r.get("beats_shipped") else "no"
+        out.append(
+            f"| {r['function']} | {r['objective']} | {cap if cap is not None else '-'} | "
+            f"{r['stride']}{' (exact)' if r['stride'] == 1 else ''} | {wall} | "
+            f"{r.get('threads') or r.get('numba_threads_env') or '-'} | {cr} | {mu} | "
+            f"{mean} | {beats} |"
+        )
+    return "\n".join(out)
