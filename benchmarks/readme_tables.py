@@ -29,7 +29,7 @@ from results_sections import (
     section_train,
 )
 from rtl_synth import rtl_table_md, section_rtl
-from train_report import section_equal_scope
+from train_report import headline_rows, section_equal_scope
 
 from results_io import RESULTS, read_json
 
@@ -113,6 +113,7 @@ def headline_md() -> str:
             *bf_llm_rows,
             f"| MoE routing kept on the unit (5 upcycling methods) | >= {100 * worst:.2f}% of "
             "tokens keep their top-2 experts |",
+            *headline_rows(),
         ]
     )
 

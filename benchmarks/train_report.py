@@ -39,11 +39,12 @@ runs of benchmarks/train_gpu.py's default plan that are not measured yet.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 import sys
 
-from train_comparison import build_report, by_device, load_runs, lr_choice_on
+from train_comparison import PAPER, build_report, by_device, load_runs, lr_choice_on
 from train_comparison_md import render, render_blocks
 import train_gpu
 from train_gpu_plan import run_ids
@@ -66,9 +67,7 @@ def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:
     missing = [w for w in want if w not in have]
     B = [f"### {title} (`{_rel(cache)}/`)"]
     if cache.is_dir():
-        runs, lr_choice = load_runs(cache)
-        for device, rs in by_device(runs).items():
-            rep = build_report(rs, lr_choice_on(lr_choice, runs, device), None, n=n)
+        for device, rep in device_reports(str(cache), n):
             B += render_blocks(rep, device)
     if missing:
         B.append(
@@ -77,6 +76,51 @@ def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:
             + "."
         )
     return B
+
+
+@functools.lru_cache(maxsize=None)
+def device_reports(cache: str, n: int = N_RESAMPLES) -> tuple:
+    """((device, report), ...) of one cache, one report per device (computed once per
+    process: the docs and the README headline read the same numbers)."""
+    runs, lr_choice = load_runs(Path(cache))
+    return tuple(
+        (device, build_report(rs, lr_choice_on(lr_choice, runs, device), None, n=n))
+        for device, rs in by_device(runs).items()
+    )
+
+
+CLAIM_ROWS = (
+    ("dense", "spri_vs_dense", "SPRI vs dense full fine-tuning"),
+    ("upcycling", "spri_vs_best_prior", "SPRI vs the best prior upcycling"),
+)
+
+
+def headline_rows(caches=None, n: int = N_RESAMPLES) -> list[str]:
+    """README headline rows: each of the paper's claims measured at equal trainable scope, per
+    cache and device that has it: SPRI's BLEU advantage with its 95% paired-bootstrap
+    interval, the seeds behind it, and whether the claim reproduces."""
+    out = []
+    for _, cache in caches or CACHES:
+        if not Path(cache).is_dir():
+            continue
+        for device, rep in device_reports(str(cache), n):
+            for key, cmp_key, label in CLAIM_ROWS:
+                c, cmp = rep["claims"][key], rep["comparisons"][cmp_key]
+                if cmp is None:
+                    continue
+                a, b = rep["rows"][cmp["a"]], rep["rows"][cmp["b"]]
+                verdict = c["status"].split(" (")[0] + (
+                    ", the paper's size inside the interval"
+                    if c["size_agrees"]
+                    else ", the paper's size outside it"
+                )
+                out.append(
+                    f"| {label} ({cmp['b']}), equal trainable scope, {device}, "
+                    f"{len(a['seeds'])} + {len(b['seeds'])} seeds, {a['sentences']} test sentences "
+                    f"| {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}] (95% CI; paper "
+                    f"+{PAPER[key]['bleu']:.2f}): {verdict} |"
+                )
+    return out
 
 
 def _rel(p: Path) -> str:

@@ -135,3 +135,21 @@ def test_lr_choice_only_for_the_device_that_swept():
     lc = {m: {"lr": 1e-4} for m in ("dense_full", "spri", "sparse")}
     assert train_report.lr_choice_on(lc, runs, "cpu") == {"dense_full": {"lr": 1e-4}}
     assert train_report.lr_choice_on(lc, runs, "cuda:X") == {"spri": {"lr": 1e-4}}
+
+
+def test_headline_rows_state_each_measured_claim_with_its_interval(tmp_path):
+    runs = [_run("spri_full", "spri", s, HYP_A, device="cpu") for s in (0, 1)]
+    runs += [_run("dense_full", "dense_full", 0, HYP_B, device="cpu")]
+    _write(tmp_path / "cpu", runs)
+    rows = train_report.headline_rows((("CPU", tmp_path / "cpu"),), n=50)
+    rep = train_report.build_report(runs, {}, None, n=50)
+    c = rep["claims"]["dense"]
+    assert c["lo"] > 0  # A is much better than B on every sentence
+    n_sent = rep["rows"]["dense_full"]["sentences"]
+    assert rows == [  # no prior upcycling run: that claim has no row
+        "| SPRI vs dense full fine-tuning (dense_full), equal trainable scope, cpu, 2 + 1 seeds, "
+        f"{n_sent} test sentences | {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}] "
+        "(95% CI; paper +2.58): reproduces, the paper's size "
+        + ("inside the interval |" if c["size_agrees"] else "outside it |")
+    ]
+    assert train_report.headline_rows((("GPU", tmp_path / "none"),), n=50) == []
