@@ -36,9 +36,16 @@ def _exact_tables_part() -> list[str]:
         "stride-32 thinning (how the shipped tables began), refines the exact table as the "
         "shipped ones were refined, and runs each through the fp32 datapath over every input of "
         f"the full default domain. Done so far: {', '.join(sm)} of the {direct} direct-mode "
-        f"tables; exact tables that ship: {', '.join(ships) if ships else 'none'}.",
+        f"tables. Exact tables that beat the shipped one: {', '.join(ships) if ships else 'none'}"
+        + (
+            " (not swapped into `nli/tables/` yet: the model results in these docs, perplexity, "
+            "routing and ONNX, were measured with today's tables and would be rerun with them)."
+            if ships
+            else "."
+        ),
         exact_tables_md(sm),
-        "The exact solves behind them:",
+        "The exact solves behind them (on one thread, a wall time far above the CPU time means "
+        "the solve waited for the CPU behind other jobs):",
         exact_table_solves_md(sm),
     ]
 
