@@ -31,7 +31,7 @@ from nli.functions import get_function
 from nli.grid import bf16_grid
 from nli.solver import solve, table_from_result
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 RESULTS = results_path("bf16_vs_fp16.json")
 EXACT_MAX_POINTS = 4096
@@ -86,7 +86,7 @@ def main() -> int:
             ),
             flush=True,
         )
-        write_json(RESULTS, out)
+        write_json(RESULTS, stamp_tables(out))
     return 0
 
 

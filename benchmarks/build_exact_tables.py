@@ -19,9 +19,16 @@ benchmarks/refine_shipped.py made the shipped table, but with stride 1:
    tables, the exact optimum against the thinned one and the shipped table's own ``mean`` +
    LUT-rounding objective value on the same grid, and ``ships``: whether the refined exact
    table beats the shipped one on % CR without a worse max ulp (the rule for shipping it).
-The shipped tables (nli/tables) are only read, never written.
+6. with ``--ship``, where ``ships`` holds: NAME.json becomes the shipped table
+   (nli/tables/NAME.json, written atomically), its meta's ``comparison`` recording the
+   published-cutpoint table it beats (as benchmarks/build_tables.py records it) and the
+   table it replaced (fingerprint and datapath report). Once shipped, later runs keep the
+   comparison that decided it (the summary's ``installed``).
+Without ``--ship`` the shipped tables are only read, never written. Every result that used
+the replaced table (benchmarks/results/*.json, ``shipped_tables``) is then out of date until
+its benchmark is rerun; docs/results.md lists them.
 
-    .venv/bin/python benchmarks/build_exact_tables.py silu [--out DIR]
+    .venv/bin/python benchmarks/build_exact_tables.py silu [--out DIR] [--ship]
 """
 
 from __future__ import annotations
@@ -31,11 +38,20 @@ from pathlib import Path
 import sys
 import time
 
-from results_io import read_json, results_path, write_json
+from results_io import SHIPPED_TABLES, read_json, results_path, stamp_tables, write_json
 
 KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
 OUT = results_path("exact_tables")
-THIN = 32  # the candidate stride the shipped tables were solved with (benchmarks/build_tables.py)
+
+
+def _shipped_stride(name: str) -> int:
+    """The candidate stride the shipped direct table was solved with, as
+    benchmarks/build_tables.py recorded it (build_tables.json: its chosen objective's try)."""
+    rec = (read_json("build_tables.json") or {}).get(name)
+    tried = [t for t in (rec or {}).get("tried", []) if t["objective"] == rec.get("chosen")]
+    if not tried:
+        raise SystemExit(f"build_tables.json: no record of how the shipped {name} table was solved")
+    return int(tried[0]["stride"])
 
 
 def _report(table, domain) -> dict:
@@ -78,15 +94,52 @@ def _stored_solve(name: str, domain):
     return None, None
 
 
+def _ship(name: str, final, shipped, summary: dict) -> bool:
+    """Install ``final`` as the shipped direct table of ``name``; its meta's ``comparison``
+    records the published-cutpoint table (as benchmarks/build_tables.py does) and the table
+    it replaces. Returns True once written."""
+    from build_tables import beats_published, published_report
+
+    from nli.defaults import default_table_path
+    from nli.fingerprint import table_fingerprint
+    from nli.solver import solver_version
+    from nli.table import save_table
+
+    ours, pub = summary["report"]["exact_refined"], published_report(name)
+    comparison = {
+        "published_nli": pub,
+        "ours": ours,
+        "beats_published": beats_published(ours, pub),
+        "replaced": {
+            "fingerprint": table_fingerprint(shipped),
+            "thinning": shipped.meta.get("thinning"),
+            "report": summary["report"]["shipped"],
+        },
+    }
+    prov = {**final.meta["provenance"], "method": "nli DP solver (exact) + hw_sim refinement"}
+    # steps cached before tables recorded the solver's version: the package that ships them
+    version = final.meta.get("solver_version") or solver_version()
+    table = final.with_lut(
+        final.lut, provenance=prov, comparison=comparison, solver_version=version
+    )
+    save_table(table, default_table_path(name, "direct"))
+    print(f"{name}: shipped the refined exact table ({default_table_path(name, 'direct')})")
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("function")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument(
+        "--ship", action="store_true", help="install the refined exact table where it beats"
+    )
     args = ap.parse_args(argv)
     import numpy as np
 
     from hw_sim.refine import RefineConfig, refine_table
-    from nli.defaults import default_table_path
+    from nli.defaults import default_table
+    from nli.fingerprint import table_fingerprint
     from nli.functions import FUNCTIONS, get_function
     from nli.grid import fp16_grid
     from nli.objective import cost_of_cutpoints, grid_arrays
@@ -164,31 +217,40 @@ def main(argv=None) -> int:
         write_json(summary_path, summary)
     thin_path = out / f"{name}.thinned.json"
     if not thin_path.exists():
+        thin = _shipped_stride(name)
         t0, c0 = time.perf_counter(), time.process_time()
-        r = solve(name, "paper", "mean", domain=domain, stride=THIN, quantized=True)
+        r = solve(name, "paper", "mean", domain=domain, stride=thin, quantized=True)
         summary["thinned_solve"] = {
-            "stride": THIN,
+            "stride": thin,
             "wall_seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0,
             "cost": r.objective_value,
         }
-        prov = {"method": f"nli DP solver (stride-{THIN} thinning)", "script": prov["script"]}
+        prov = {"method": f"nli DP solver (stride-{thin} thinning)", "script": prov["script"]}
         save_table(table_from_result(r, provenance=prov), thin_path)
         write_json(summary_path, summary)
-    shipped = load_table(default_table_path(name, "direct"))
-    x, _ = fp16_grid(*domain)
-    G = grid_arrays(fn, x)
-    idx = [int(i) for i in np.searchsorted(x, shipped.cutpoint_values())]
-    summary["shipped_objective"] = cost_of_cutpoints(G, idx, shipped.bins, "mean", True)
-    summary["report"] = {
-        "thinned_raw": _report(load_table(thin_path), domain),
-        "exact_raw": _report(raw, domain),
-        "exact_refined": _report(load_table(final_path), domain),
-        "shipped": _report(shipped, domain),
-    }
-    ref, sh = summary["report"]["exact_refined"], summary["report"]["shipped"]
-    cr = "pct_correctly_rounded"
-    summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"])
+    shipped, final = default_table(name), load_table(final_path)
+    summary["installed"] = table_fingerprint(shipped) == table_fingerprint(final)
+    if not summary["installed"]:  # once shipped, the comparison that decided it stays
+        x, _ = fp16_grid(*domain)
+        G = grid_arrays(fn, x)
+        idx = [int(i) for i in np.searchsorted(x, shipped.cutpoint_values())]
+        summary["shipped_objective"] = cost_of_cutpoints(G, idx, shipped.bins, "mean", True)
+        summary["report"] = {
+            "thinned_raw": _report(load_table(thin_path), domain),
+            "exact_raw": _report(raw, domain),
+            "exact_refined": _report(final, domain),
+            "shipped": _report(shipped, domain),
+        }
+        ref, sh = summary["report"]["exact_refined"], summary["report"]["shipped"]
+        cr = "pct_correctly_rounded"
+        summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"])
+        summary = stamp_tables(summary)
+        if args.ship and summary["ships"]:
+            summary["installed"] = _ship(name, final, shipped, summary)
+            # the summary now goes with the table it shipped; "shipped" names the one replaced
+            summary["replaced_fingerprint"] = table_fingerprint(shipped)
+            summary[SHIPPED_TABLES] = {**summary[SHIPPED_TABLES], name: table_fingerprint(final)}
     write_json(summary_path, summary)
     for k, v in summary["report"].items():
         print(

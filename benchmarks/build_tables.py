@@ -70,7 +70,16 @@ def _summary(rep: dict) -> dict:
     }
 
 
-def _beats(ours: dict, ref: dict | None) -> bool:
+def published_report(name: str, mode: str = "direct") -> dict | None:
+    """The datapath numbers of the table from NLI's published cutpoints; None where NLI
+    published none (every mode but direct, and functions it does not cover)."""
+    if mode != "direct" or name not in PUBLISHED_CUTPOINTS:
+        return None
+    return _summary(error_report(published_table(name)))
+
+
+def beats_published(ours: dict, ref: dict | None) -> bool:
+    """Lower mean relative error and more correctly rounded outputs than ``ref`` (or no ref)."""
     return ref is None or (
         ours["mean_rel_error"] < ref["mean_rel_error"]
         and ours["pct_correctly_rounded"] > ref["pct_correctly_rounded"]
@@ -81,11 +90,7 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
     domain = get_function(name).domains[mode]
     n = fp16_grid(*domain)[0].size
     s = 1 if n <= EXACT_MAX_POINTS else stride
-    ref = (
-        _summary(error_report(published_table(name)))
-        if mode == "direct" and name in PUBLISHED_CUTPOINTS
-        else None
-    )
+    ref = published_report(name, mode)
     tried = []
     best = None
     for objective, quantized in CANDIDATES:
@@ -125,7 +130,7 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
             "total_seconds": time.perf_counter() - t0,
             "unrefined": raw_err,
             "refined": err,
-            "beats_published": _beats(err, ref),
+            "beats_published": beats_published(err, ref),
         }
         tried.append(rec)
         print(

@@ -37,7 +37,7 @@ from engine.experiments import heldout_text, json_safe
 from engine.model_files import gemma3_path
 from nli.formats import FP16_MAX
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 OUT = results_path("gemma3.json")
 
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         ),
         "seconds": time.perf_counter() - t0,
     }
-    write_json(OUT, json_safe(out))
+    write_json(OUT, stamp_tables(json_safe(out)))
     print(f"ppl_ref {out['ppl_ref']:.4f}; forward {secs:.2f} s / {args.window} tokens; -> {OUT}")
     print("residual max |x| per layer:", ", ".join(f"{v:.0f}" for v in out["residual_absmax"]))
     return 0

@@ -38,7 +38,7 @@ from engine.gguf_loader import smollm2_path
 from engine.substitution import share_weights_copy
 from nli.formats import OPS
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 RMSNORM_INPUT = "scaled"  # numerics §4.1 row prescale (Gemma 3's residual stream exceeds FP16)
 REL_TARGET = 1e-4  # |adapter / native - 1| for ppl_ref and ppl
@@ -190,7 +190,8 @@ def main(argv=None) -> int:
         r = compare(name, args.tokens, args.window, args.vs_transformers)
         out["models"][name] = r
         print(name, json.dumps(json_safe(r), indent=1))
-        write_json(args.out, json_safe(out))  # after each model: a later failure keeps it
+        # after each model: a later failure keeps it
+        write_json(args.out, stamp_tables(json_safe(out)))
     print(f"wrote {args.out}")
     return 0
 

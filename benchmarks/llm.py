@@ -38,7 +38,7 @@ from engine.experiments import (
 )
 from engine.substitution import OPS
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 PPL_TARGET = 0.001  # all three ops on nli: |ppl / ppl_ref - 1| <= 0.1%
 SPEED_TARGET = 1.5  # nli forward time / ref forward time
@@ -79,7 +79,7 @@ def _speed_only(args, model, ids, argv, t0) -> int:
         ),
         "seconds": time.perf_counter() - t0,
     }
-    write_json(args.out, json_safe(out))
+    write_json(args.out, stamp_tables(json_safe(out)))
     print(
         f"forward {speed['tokens']} tokens: ref {speed['ref_s']:.2f} s, nli/reduced "
         f"{speed['sub_s']:.2f} s, ratio {speed['ratio']:.3f} (target <= {SPEED_TARGET})"
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         "seconds": time.perf_counter() - t0,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, json_safe(out))
+    write_json(args.out, stamp_tables(json_safe(out)))
 
     print(f"{res['tokens']} tokens, ref ppl {res['ppl_ref']:.4f}")
     print(f"{'variant':<26} {'ppl':>10} {'change':>11} {'top-1':>8} {'mean KL':>10}")

@@ -55,7 +55,7 @@ from nli.formats import INVERSE_FUNCTIONS
 from nli.grid import f16_bits_to_f64, f32_to_bf16_bits, f64_to_bf16_bits
 from nli.table import load_table
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 PPL_TARGET = 0.001  # nli_bf16 vs ref: |ppl / ppl_ref - 1| <= 0.1%
 SPEED_TARGET = 1.2  # bf16 unit time / fp16 unit time, same run
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "seconds": time.perf_counter() - t0,
     }
-    write_json(out_path, json_safe(out))
+    write_json(out_path, stamp_tables(json_safe(out)))
     print(f"{out['tokens']} tokens, ref ppl {ppl_ref:.4f}; bf16 tables: {source}")
     for label, r in modes.items():
         ch = r["ppl_rel_change"]

@@ -50,7 +50,7 @@ from moe.plots import plot_expert_load
 from moe.upcycling import METHODS, upcycle
 from nli.formats import SELECT_ON_CHOICES
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 ROUTING_AGREEMENT_TARGET = 0.995
 THROUGHPUT_TARGET = 0.7
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     if not args.no_speed:
         speed_report(res, models, ids, dense, args)
     out = Path(args.out)
-    write_json(out, res)
+    write_json(out, stamp_tables(res))
     if loads:
         plot_expert_load(
             loads,

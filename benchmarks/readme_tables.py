@@ -28,6 +28,7 @@ from results_sections import (
     section_tables,
     section_train,
 )
+from results_stamps import section_table_stamps
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import headline_rows, section_equal_scope
 
@@ -142,6 +143,7 @@ def results_md() -> str:
         "`python benchmarks/readme_tables.py` regenerates this file and the README's headline "
         "table; `tests/test_results_doc.py` fails if they are stale. The machine is a 2-core CPU "
         "box without a GPU.",
+        *section_table_stamps(),
         *section_tables(t),
         *section_bf16(),
         *section_solver(s),

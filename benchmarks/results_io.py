@@ -15,6 +15,7 @@ import platform
 from nli.atomic import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHIPPED_TABLES = "shipped_tables"  # {file stem: fingerprint} of the shipped tables a run loaded
 
 
 def results_path(name: str) -> Path:
@@ -27,17 +28,38 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write(path, json.dumps(obj, indent=1) + "\n")
 
 
+def stamp_tables(doc: dict) -> dict:
+    """``doc`` with SHIPPED_TABLES: the fingerprint of every shipped table this process has
+    loaded (:func:`nli.defaults.loaded_default_tables`), so that the docs can tell a number
+    measured with an earlier table from one measured with today's (:func:`changed_tables`)."""
+    from nli.defaults import loaded_default_tables
+
+    return {**doc, SHIPPED_TABLES: loaded_default_tables()}
+
+
+def changed_tables(doc: dict, today: dict[str, str]) -> list[str] | None:
+    """The stems of the shipped tables ``doc`` was measured with whose fingerprint differs from
+    ``today``'s (:func:`nli.defaults.shipped_fingerprints`; a table since removed counts as
+    changed); None if ``doc`` records none (written before the stamps were)."""
+    used = doc.get(SHIPPED_TABLES)
+    if not isinstance(used, dict):
+        return None
+    return sorted(k for k, v in used.items() if today.get(k) != v)
+
+
 def write_results(path: str | os.PathLike, doc: dict, results: list) -> int:
     """Write ``doc`` with the machine, the processor and ``results`` after its own keys to
     ``path`` (write_json), say where, and return 0: the end of a benchmark's main."""
     write_json(
         path,
-        {
-            **doc,
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "results": results,
-        },
+        stamp_tables(
+            {
+                **doc,
+                "machine": platform.machine(),
+                "processor": platform.processor(),
+                "results": results,
+            }
+        ),
     )
     print(f"wrote {path}")
     return 0

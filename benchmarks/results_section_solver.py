@@ -26,7 +26,8 @@ def _exact_tables_part() -> list[str]:
         return []
     from nli.defaults import default_table_names
 
-    ships = [k for k, v in sm.items() if v["ships"]]
+    ships = [k for k, v in sm.items() if v["ships"] and not v.get("installed")]
+    shipped = [k for k, v in sm.items() if v.get("installed")]
     direct = sum(mode == "direct" for _, mode in default_table_names())
     return [
         "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
@@ -36,7 +37,15 @@ def _exact_tables_part() -> list[str]:
         "stride-32 thinning (how the shipped tables began), refines the exact table as the "
         "shipped ones were refined, and runs each through the fp32 datapath over every input of "
         f"the full default domain. Done so far: {', '.join(sm)} of the {direct} direct-mode "
-        f"tables. Exact tables that beat the shipped one: {', '.join(ships) if ships else 'none'}"
+        "tables. "
+        + (
+            f"Shipped now (installed by `--ship`, each in place of the thinned table it beat): "
+            f"{', '.join(shipped)}. "
+            if shipped
+            else ""
+        )
+        + f"Exact tables that beat the shipped one{' but are not shipped yet' if ships else ''}: "
+        + (", ".join(ships) if ships else "none")
         + (
             " (not swapped into `nli/tables/` yet: the model results in these docs, perplexity, "
             "routing and ONNX, were measured with today's tables and would be rerun with them)."

@@ -96,12 +96,17 @@ def exact_tables_md(summaries: dict) -> str:
             "exact_raw": exact,
             "shipped": s["shipped_objective"],
         }
+        installed = s.get("installed", False)
         for key, label in names.items():
             r = s["report"][key]
             o = obj.get(key)
             ov = "-" if o is None else f"{o:.5e}"
             gap = "-" if o is None else f"{100 * (o / exact - 1):+.1f}%"
-            ships = ("yes" if s["ships"] else "no") if key == "exact_refined" else ""
+            if key == "shipped" and installed:
+                label = "replaced (thinned, refined)"
+            ships = ""
+            if key == "exact_refined":
+                ships = "yes, shipped" if installed else ("yes" if s["ships"] else "no")
             out.append(
                 f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
                 f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"

@@ -34,7 +34,7 @@ from nli.atomic import atomic_write
 from nli.baselines import curvature_table, nnlut_table
 from nli.defaults import default_table
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 
 def designs():
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "designs": rows,
     }
-    write_json(args.out, out)
+    write_json(args.out, stamp_tables(out))
     for name, r in rows.items():
         q = r["ratio_to_nli"]
         print(

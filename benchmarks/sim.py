@@ -26,7 +26,7 @@ import hw_sim
 import nli
 from nli.defaults import default_table_path
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 SEED = 0
 TARGETS = {
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(results_path("sim.json")))
     args = ap.parse_args(argv)
     report = run(args.repeats)
-    write_json(args.out, report)
+    write_json(args.out, stamp_tables(report))
     print(f"wrote {args.out}")
     return 0
 

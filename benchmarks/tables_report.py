@@ -26,7 +26,7 @@ from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
 from nli.table import Table, TableError
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 ALL_FP32_EXPONENTS = list(range(0, 255))  # FP32 biased exponents of finite v (0 = subnormal)
 FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range (direct mode's)
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     )
     args = ap.parse_args(argv)
     rep = run(args.stride)
-    write_json(args.out, rep)
+    write_json(args.out, stamp_tables(rep))
 
     def cell(r):
         if "invalid" in r:

@@ -188,10 +188,10 @@ def main(argv=None) -> int:
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("torch_unit_cuda_check: CUDA is not available here; nothing checked")
         return 0
-    from results_io import write_json
+    from results_io import stamp_tables, write_json
 
     res = check(torch.device("cuda", 0) if dev.type == "cuda" else dev)
-    write_json(args.out, res)
+    write_json(args.out, stamp_tables(res))
     for k, v in res["checks"].items():
         print(f"{'ok ' if v == 0 else 'BAD'} {k}: {v} mismatches")
     print(f"fast rounding on {res['device']}: {res['fast_rounding']}; wrote {args.out}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from train_run import per_lang
 
-from results_io import write_json
+from results_io import stamp_tables, write_json
 
 
 def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> dict | None:
@@ -72,5 +72,5 @@ def nli_stage(a, results: list[dict], tok, test: list[dict], complete: bool) -> 
         "comparison_complete": complete,
         **cmp,
     }
-    write_json(path, res)
+    write_json(path, stamp_tables(res))
     return res

@@ -28,7 +28,7 @@ import numpy as np
 
 from nli.formats import MODES
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 TARGET_RATIO = 1.2
 SEED = 0
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         "target_ratio": TARGET_RATIO,
         "cases": rows,
     }
-    print(f"wrote {write_json(results_path('unit_bf16_speed.json'), out)}")
+    print(f"wrote {write_json(results_path('unit_bf16_speed.json'), stamp_tables(out))}")
     return 0
 
 

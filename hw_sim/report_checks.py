@@ -76,6 +76,15 @@ def tails_check(table, arrays: dict) -> dict:
     return out
 
 
+def _solve_kind(meta: dict) -> str | None:
+    """'exact' or 'thinned (stride S)' from meta's ``thinning`` (the solver writes null for an
+    exact solve, older files 1); None where the file does not record it."""
+    if "thinning" not in meta:
+        return None
+    thin = meta["thinning"]
+    return "exact" if thin is None or thin == 1 else f"thinned (stride {thin})"
+
+
 def provenance(table) -> dict:
     """How the table was made, from its meta (None where the file does not say)."""
     m = table.meta
@@ -87,8 +96,8 @@ def provenance(table) -> dict:
         "layout": m.get("layout"),
         "lut_rounding_in_objective": m.get("lut_rounding_in_objective"),
         "solver_version": m.get("solver_version", prov.get("solver_version")),
-        "thinning": thin,
-        "solve": None if thin is None else ("exact" if thin == 1 else f"thinned (stride {thin})"),
+        "thinning": 1 if thin is None and "thinning" in m else thin,  # stride; 1: exact
+        "solve": _solve_kind(m),
         "grid_points": m.get("grid_points"),
         "refined": None if refined is None else refined.get("objective"),
         "method": prov.get("method"),

@@ -162,6 +162,7 @@ def binade_table(
     if 1 + sum(bins) > MAX_ENTRIES:
         raise ValueError(f"{function}: {1 + sum(bins)} LUT entries exceed {MAX_ENTRIES}")
     from .grid import f16_hex
+    from .solver import solver_version
 
     dom = [f16_hex(int(v)) for v in f64_to_bf16_bits(np.array([lo, hi]))]
     return table_from_cutpoints(
@@ -172,5 +173,6 @@ def binade_table(
         domain=dom,
         layout=f"binade:{len(bins)}",
         objective=f"max_ulp<={target}, pct_cr>={min_pct_cr:g} per piece",
+        solver_version=solver_version(),
         provenance={"method": "nli.binade: binade-aligned cutpoints, fewest bins per binade"},
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .fingerprint import table_fingerprint
 from .formats import DTYPES, MODES
 from .functions import get_function
 from .table import Table, TableError, load_table
@@ -31,6 +32,8 @@ BF16_DEFAULT_TABLES = (
     ("rsqrt", "reduced"),
 )
 """(function, mode) of every shipped bf16 table (benchmarks/build_tables.py --dtype bf16)."""
+
+_LOADED: dict[str, str] = {}  # file stem -> fingerprint of each shipped table loaded so far
 
 
 def default_table_path(name: str, mode: str = "direct", dtype: str = "fp16") -> Path:
@@ -55,7 +58,25 @@ def default_table(name: str, mode: str = "direct", dtype: str = "fp16") -> Table
     t = load_table(path)
     if t.dtype != dtype:
         raise TableError(f"{path}: a {t.dtype} table where a {dtype} one belongs")
+    _LOADED[path.stem] = table_fingerprint(t)
     return t
+
+
+def loaded_default_tables() -> dict[str, str]:
+    """{file stem: fingerprint} of every shipped table :func:`default_table` has loaded in this
+    process so far, sorted by stem: what a benchmark records beside the numbers it measured."""
+    return dict(sorted(_LOADED.items()))
+
+
+def shipped_fingerprints() -> dict[str, str]:
+    """{file stem: fingerprint} of every shipped table on disk today (fp16 and bf16)."""
+    out = {}
+    for dtype in DTYPES:
+        for name, mode in default_table_names(dtype):
+            path = default_table_path(name, mode, dtype)
+            if path.exists():
+                out[path.stem] = table_fingerprint(load_table(path))
+    return dict(sorted(out.items()))
 
 
 def default_table_names(dtype: str = "fp16") -> list[tuple[str, str]]:

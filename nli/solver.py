@@ -31,6 +31,7 @@ so, and :func:`solve` can measure its gap to the exact optimum.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 import math
 import re
 import time
@@ -108,6 +109,15 @@ class Layout:
         )
 
 
+def solver_version() -> str:
+    """'nli-engine <version>': the installed package that solved (pyproject's version), as a
+    table's meta records it; 'nli-engine (not installed)' when run from a bare checkout."""
+    try:
+        return f"nli-engine {version('nli-engine')}"
+    except PackageNotFoundError:
+        return "nli-engine (not installed)"
+
+
 @dataclass(frozen=True)
 class SolveResult:
     """The solver's answer: cutpoints (grid indices and FP16 bits) and what produced them."""
@@ -145,6 +155,7 @@ class SolveResult:
             "grid_points": int(self.grid_points),
             "thinning": None if self.stride == 1 else self.stride,
             "lut_rounding_in_objective": bool(self.quantized),
+            "solver_version": solver_version(),
         }
         if self.gap is not None:
             d["thinning_gap"] = float(self.gap)

@@ -287,7 +287,7 @@ class Table:
                     raise TableError(f"{k}: every entry must be an integer, {k}[{i}] = {show(b)}")
         if len(d["base"]) != len(d["bins"]):
             raise TableError("base: must have one entry per macro interval")
-        meta = {k: v for k, v in d.items() if k not in _SPEC_KEYS}
+        meta = {k: v for k, v in d.items() if k not in SPEC_KEYS}
         # bins/base stay Python lists: the constructor bounds them before any int64 arithmetic
         return cls(
             d["function"],
@@ -304,7 +304,7 @@ class Table:
         )
 
 
-_SPEC_KEYS = {
+SPEC_KEYS = {
     "format",
     "dtype",
     "version",

@@ -204,3 +204,18 @@ def test_provenance_from_meta():
     assert p["lut_rounding_in_objective"] is True and p["refined"] == "mean_rel"
     q = provenance(_small("exp", -8.0, 0.0, 16, (-16.0, 0.0)))
     assert q["solve"] == "exact" and q["objective"] is None and q["solver_version"] is None
+
+
+def test_provenance_of_a_fresh_solve_says_exact_or_thinned_and_the_solver_version():
+    from hw_sim.report_checks import provenance
+    from nli.defaults import default_table, default_table_names
+    from nli.solver import solve, solver_version, table_from_result
+
+    for stride, solve_kind in ((1, "exact"), (7, "thinned (stride 7)")):
+        r = solve("sigmoid", "single:6", "paper", domain=(1.0, 4.0), stride=stride)
+        p = provenance(table_from_result(r))
+        assert p["solve"] == solve_kind and p["thinning"] == stride
+        assert p["solver_version"] == solver_version()
+        assert p["solver_version"].startswith("nli-engine ")
+    for name, mode in default_table_names():  # every shipped table names its solver
+        assert provenance(default_table(name, mode))["solver_version"] == "nli-engine 0.1.0"

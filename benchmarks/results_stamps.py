@@ -1,0 +1,69 @@
+"""docs/results.md: which shipped tables the recorded results were measured with.
+
+Each benchmark that loads shipped tables records their fingerprints (``shipped_tables``,
+:func:`results_io.stamp_tables`). When a shipped table changes (an exact table replaces a
+thinned one, a refinement), every result measured with the old one is out of date until its
+benchmark runs again; this section names them, and the command that reruns each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from results_io import RESULTS, SHIPPED_TABLES, changed_tables, read_json
+
+
+def _result_files(root: Path) -> list[Path]:
+    """The JSON results directly under ``root`` and in its subfolders (cached runs, steps)."""
+    return sorted(p for p in root.rglob("*.json") if p.is_file())
+
+
+def stale_results(root: Path = RESULTS, today: dict[str, str] | None = None) -> tuple[list, int]:
+    """([(file relative to root, [changed table stems], command or None)], number of files
+    that record their tables); today: {stem: fingerprint}, default the shipped tables now."""
+    if today is None:
+        from nli.defaults import shipped_fingerprints
+
+        today = shipped_fingerprints()
+    stale, stamped = [], 0
+    for p in _result_files(root):
+        try:
+            doc = read_json(p)
+        except ValueError:  # not a JSON object we wrote
+            continue
+        if not isinstance(doc, dict) or SHIPPED_TABLES not in doc:
+            continue
+        stamped += 1
+        changed = changed_tables(doc, today)
+        if changed:
+            cmd = doc.get("command")
+            stale.append((str(p.relative_to(root)), changed, cmd if isinstance(cmd, str) else None))
+    return stale, stamped
+
+
+def section_table_stamps(root: Path = RESULTS, today: dict[str, str] | None = None) -> list[str]:
+    """The paragraph (and, if any result is out of date, its table) for docs/results.md."""
+    stale, stamped = stale_results(root, today)
+    intro = (
+        "**Tables behind the results.** Each benchmark records the fingerprint of every shipped "
+        f"table it loaded (`{SHIPPED_TABLES}` in its JSON; `nli.fingerprint`). "
+    )
+    if not stale:
+        said = (
+            "No result records them yet."
+            if not stamped
+            else "The one result that records them was measured with today's shipped tables."
+            if stamped == 1
+            else f"All {stamped} results that record them were measured with today's tables."
+        )
+        return [intro + said + " Results written before this record was kept do not say."]
+    rows = ["| result | measured with an earlier | rerun with |", "|---|---|---|"]
+    rows += [
+        f"| `{name}` | {', '.join(changed)} | {f'`{cmd}`' if cmd else '-'} |"
+        for name, changed, cmd in stale
+    ]
+    return [
+        intro + f"Of the {stamped} results that record them, {len(stale)} were measured with a "
+        "shipped table that has changed since, and are out of date until rerun:",
+        "\n".join(rows),
+    ]

@@ -1,0 +1,92 @@
+"""benchmarks/build_exact_tables.py's last step: the report against the shipped table, the
+ship rule, ``--ship`` (install the refined exact table) and the record it leaves, on the
+cached exp steps in benchmarks/results/exact_tables/ and a copy of nli/tables/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import shutil
+import sys
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+CACHE = ROOT / "benchmarks" / "results" / "exact_tables"
+STEPS = ("raw", "mean_rel", "thinned", "summary")
+
+
+@pytest.fixture
+def shop(tmp_path, monkeypatch):
+    """(tables dir, cache dir): copies of the shipped tables and of exp's cached steps, the
+    summary cut back to before its report (so that main computes the last step afresh)."""
+    import nli.defaults
+
+    if not (CACHE / "exp.json").exists():
+        pytest.skip("no cached exact exp steps")
+    tables = tmp_path / "tables"
+    shutil.copytree(nli.defaults.TABLE_DIR, tables)
+    monkeypatch.setattr(nli.defaults, "TABLE_DIR", tables)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(CACHE / "exp.json", cache / "exp.json")
+    for step in STEPS:
+        shutil.copy(CACHE / f"exp.{step}.json", cache / f"exp.{step}.json")
+    s = json.loads((cache / "exp.summary.json").read_text())
+    for k in ("report", "ships", "installed", "shipped_objective", "shipped_tables"):
+        s.pop(k, None)
+    (cache / "exp.summary.json").write_text(json.dumps(s))
+    return tables, cache
+
+
+def _summary(cache):
+    return json.loads((cache / "exp.summary.json").read_text())
+
+
+def test_ship_installs_the_exact_table_once_and_records_what_it_replaced(shop):
+    import build_exact_tables
+
+    from nli.defaults import default_table
+    from nli.fingerprint import table_fingerprint
+    from nli.table import load_table
+
+    tables, cache = shop
+    before = (tables / "exp.json").read_bytes()
+    old_fp = table_fingerprint(default_table("exp"))
+    assert build_exact_tables.main(["exp", "--out", str(cache)]) == 0
+    s = _summary(cache)
+    assert s["ships"] is True and s["installed"] is False
+    assert (tables / "exp.json").read_bytes() == before  # without --ship: only read
+    assert s["shipped_tables"]["exp"] == old_fp
+
+    assert build_exact_tables.main(["exp", "--out", str(cache), "--ship"]) == 0
+    new = default_table("exp")
+    final = load_table(cache / "exp.json")
+    assert table_fingerprint(new) == table_fingerprint(final) != old_fp
+    comp = new.meta["comparison"]
+    assert comp["replaced"]["fingerprint"] == old_fp
+    assert comp["replaced"]["report"] == s["report"]["shipped"]
+    assert comp["ours"] == s["report"]["exact_refined"] and comp["beats_published"] is True
+    assert new.meta["thinning"] is None and new.meta["solver_version"].startswith("nli-engine")
+    after = _summary(cache)
+    assert after["installed"] is True and after["replaced_fingerprint"] == old_fp
+    assert after["shipped_tables"]["exp"] == table_fingerprint(final)  # goes with today's
+
+    rerun = build_exact_tables.main(["exp", "--out", str(cache), "--ship"])
+    assert rerun == 0 and _summary(cache)["report"] == s["report"]  # the deciding comparison
+    assert table_fingerprint(default_table("exp")) == table_fingerprint(final)
+
+
+def test_ship_leaves_a_table_that_does_not_beat_the_shipped_one(shop):
+    import build_exact_tables
+
+    tables, cache = shop
+    before = (tables / "exp.json").read_bytes()
+    # the stride-32 table, unrefined, as the candidate: fewer outputs correctly rounded
+    shutil.copy(cache / "exp.thinned.json", cache / "exp.json")
+    assert build_exact_tables.main(["exp", "--out", str(cache), "--ship"]) == 0
+    s = _summary(cache)
+    assert s["ships"] is False and s["installed"] is False
+    assert s["report"]["exact_refined"] == s["report"]["thinned_raw"]
+    assert (tables / "exp.json").read_bytes() == before
