@@ -34,12 +34,14 @@ def _child(function: str, solve_name: str) -> int:
     import numba
 
     from nli.functions import get_function
+    from nli.grid import fp16_grid
     from nli.solver import solve
 
     layout, objective, quantized = SOLVES[solve_name]
     lo, hi = get_function(function).default_domain
-    warm = (1.0, 1.5) if lo < 1.0 < 1.5 < hi else (lo, lo + (hi - lo) / 1024)
-    solve(function, layout, objective, domain=warm, quantized=quantized)  # compile only
+    xs, _ = fp16_grid(lo, hi)  # compile only, on the domain's first 2,048 grid points
+    warm = (float(xs[0]), float(xs[min(2047, xs.size - 1)]))
+    solve(function, layout, objective, domain=warm, quantized=quantized)
     t0, c0 = time.perf_counter(), time.process_time()
 
     def progress(done, total):
