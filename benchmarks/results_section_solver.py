@@ -85,6 +85,20 @@ def _datapath_part() -> list[str]:
     ]
 
 
+def _thread_scaling(runs: dict) -> str:
+    """' Thread scaling: ...' for each function with finished 1- and 2-thread runs, else ''."""
+    out = []
+    for fn, solves in runs.items():
+        one, two = (solves.get("mean+lut", {}).get(f"threads_{t}", {}) for t in (1, 2))
+        if one.get("finished") and two.get("finished"):
+            w1, w2 = one["wall_seconds"], two["wall_seconds"]
+            out.append(
+                f"{fn} {w1:.0f} s on 1 thread, {w2:.0f} s on 2 ({w1 / w2:.2f}x; the 2 threads "
+                f"spent {two['cpu_seconds'] / one['cpu_seconds']:.2f}x the CPU seconds)"
+            )
+    return " Thread scaling, same machine and commit: " + "; ".join(out) + "." if out else ""
+
+
 def section_solver(s) -> list[str]:
     silu = s["silu"]
     p259, t259, tp = (
@@ -110,10 +124,11 @@ def section_solver(s) -> list[str]:
         solver_times_md(s, "paper", 150, True),
         "**The shipped objective, exact** (paper layout, `mean` with LUT rounding in the "
         "objective, every grid point a candidate, full default domain): `python "
-        "benchmarks/solver_exact.py --functions silu --solves mean+lut --threads 2 --limit 1500` "
-        "-> `benchmarks/results/solver_exact.json` (kernels compiled before the clock starts; "
-        "`solver` is the commit that ran). The DP runs from both ends and meets in the middle "
-        "(`nli/dp.py`: the last layer is computed only where a suffix below the bound exists).",
+        "benchmarks/solver_exact.py --functions silu,exp --solves mean+lut --threads 2,1 --limit "
+        "1500` -> `benchmarks/results/solver_exact.json` (kernels compiled before the clock "
+        "starts; `solver` is the commit that ran). The DP runs from both ends and meets in the "
+        "middle (`nli/dp.py`: the last layer is computed only where a suffix below the bound "
+        "exists)." + _thread_scaling(read_json("solver_exact.json") or {}),
         exact_solves_md(read_json("solver_exact.json") or {}, 600),
         *_exact_tables_part(),
         *_datapath_part(),

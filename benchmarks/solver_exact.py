@@ -69,6 +69,16 @@ def _child(function: str, solve_name: str) -> int:
     return 0
 
 
+def _solver_commit() -> str | None:
+    """HEAD's short hash, with "-dirty" when the solver's sources (nli/) differ from it (not
+    when only results do: this very file's JSON changes between runs)."""
+    run = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True)  # noqa: E731
+    head = run("rev-parse", "--short", "HEAD").stdout.strip()
+    if not head:
+        return None
+    return head + ("-dirty" if run("diff", "--quiet", "HEAD", "--", "nli").returncode else "")
+
+
 def timed(function: str, solve_name: str, threads: int, limit: float) -> dict:
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--child", function, solve_name]
@@ -84,9 +94,8 @@ def timed(function: str, solve_name: str, threads: int, limit: float) -> dict:
         finished = False
     lines = [json.loads(s) for s in out.splitlines() if s.startswith("{")]
     layers = [x for x in lines if "layer" in x]
-    rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True)
     rec = {
-        "solver_commit": rev.stdout.strip() or None,  # which solver version took this time
+        "solver_commit": _solver_commit(),  # which solver version took this time
         "threads": threads,
         "finished": finished,
         "limit_seconds": limit,
