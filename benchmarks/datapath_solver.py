@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from results_io import read_json, results_path, write_json
+from results_io import read_json, results_path, stamp_tables, write_json
 
 RESULTS = results_path("datapath_solver.json")
 TABLE_DIR = results_path("datapath_tables")
@@ -156,6 +156,7 @@ def main() -> int:
     for solve in args.solves.split(","):
         rec, final = _run(args, solve)
         rec["shipped_report"] = shipped
+        rec = stamp_tables(rec, only=[args.function])
         if final is not None:
             rep = final["report"]
             better = (

@@ -28,23 +28,37 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write(path, json.dumps(obj, indent=1) + "\n")
 
 
-def stamp_tables(doc: dict) -> dict:
+def stamp_tables(doc: dict, only=None) -> dict:
     """``doc`` with SHIPPED_TABLES: the fingerprint of every shipped table this process has
-    loaded (:func:`nli.defaults.loaded_default_tables`), so that the docs can tell a number
-    measured with an earlier table from one measured with today's (:func:`changed_tables`)."""
+    loaded (:func:`nli.defaults.loaded_default_tables`; ``only``: just those file stems), so
+    that the docs can tell a number measured with an earlier table from one measured with
+    today's (:func:`changed_tables`). Files that merge entries from several runs stamp each
+    entry with ``only`` its own tables."""
     from nli.defaults import loaded_default_tables
 
-    return {**doc, SHIPPED_TABLES: loaded_default_tables()}
+    used = loaded_default_tables()
+    if only is not None:
+        used = {k: v for k, v in used.items() if k in set(only)}
+    return {**doc, SHIPPED_TABLES: used}
 
 
-def changed_tables(doc: dict, today: dict[str, str]) -> list[str] | None:
-    """The stems of the shipped tables ``doc`` was measured with whose fingerprint differs from
-    ``today``'s (:func:`nli.defaults.shipped_fingerprints`; a table since removed counts as
-    changed); None if ``doc`` records none (written before the stamps were)."""
-    used = doc.get(SHIPPED_TABLES)
-    if not isinstance(used, dict):
+def changed_tables(doc, today: dict[str, str]) -> list[str] | None:
+    """The stems of the shipped tables ``doc`` was measured with (its SHIPPED_TABLES, and
+    those of every entry nested in it) whose fingerprint differs from ``today``'s
+    (:func:`nli.defaults.shipped_fingerprints`; a table since removed counts as changed);
+    None if ``doc`` records none (written before the stamps were)."""
+    stamps, todo = [], [doc]
+    while todo:
+        d = todo.pop()
+        if isinstance(d, dict):
+            if isinstance(d.get(SHIPPED_TABLES), dict):
+                stamps.append(d[SHIPPED_TABLES])
+            todo.extend(v for k, v in d.items() if k != SHIPPED_TABLES)
+        elif isinstance(d, list):
+            todo.extend(d)
+    if not stamps:
         return None
-    return sorted(k for k, v in used.items() if today.get(k) != v)
+    return sorted({k for used in stamps for k, v in used.items() if today.get(k) != v})
 
 
 def write_results(path: str | os.PathLike, doc: dict, results: list) -> int:

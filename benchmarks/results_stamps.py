@@ -31,12 +31,12 @@ def stale_results(root: Path = RESULTS, today: dict[str, str] | None = None) -> 
             doc = read_json(p)
         except ValueError:  # not a JSON object we wrote
             continue
-        if not isinstance(doc, dict) or SHIPPED_TABLES not in doc:
+        changed = changed_tables(doc, today)
+        if changed is None:
             continue
         stamped += 1
-        changed = changed_tables(doc, today)
         if changed:
-            cmd = doc.get("command")
+            cmd = doc.get("command") if isinstance(doc, dict) else None
             stale.append((str(p.relative_to(root)), changed, cmd if isinstance(cmd, str) else None))
     return stale, stamped
 

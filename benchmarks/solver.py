@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from results_io import results_path, write_json
+from results_io import results_path, stamp_tables, write_json
 
 RESULTS = results_path("solver.json")
 
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         old = results.get(key, {})
         for part in ("solves", "tables"):  # keep earlier runs' solves of other layouts
             rec[part] = {**old.get(part, {}), **rec[part]}
-        results[key] = rec
+        results[key] = stamp_tables(rec, only=[key])  # its shipped table (key: the file stem)
         write_json(RESULTS, results)
     return 0
 

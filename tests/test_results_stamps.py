@@ -30,14 +30,20 @@ def test_stale_results_name_the_changed_tables_and_the_rerun(tmp_path):
     _write(tmp_path, "sub/run.json", {"shipped_tables": {"gone": "cccc"}})  # table removed
     _write(tmp_path, "legacy.json", {"command": "python legacy.py"})  # before the record
     _write(tmp_path, "list.json", [1, 2])
+    merged = {  # a file that merges runs stamps each entry with its own table
+        "silu": {"x": 1, "shipped_tables": {"silu": "bbbb"}},
+        "runs": [{"shipped_tables": {"exp": "old1"}}, {"shipped_tables": {"exp": "aaaa"}}],
+    }
+    _write(tmp_path, "solver.json", merged)
     stale, stamped = stale_results(tmp_path, today)
-    assert stamped == 3
+    assert stamped == 4
     assert stale == [
         ("llm.json", ["exp"], "python benchmarks/llm.py"),
+        ("solver.json", ["exp"], None),
         ("sub/run.json", ["gone"], None),
     ]
     text = "\n\n".join(section_table_stamps(tmp_path, today))
-    assert "Of the 3 results that record them, 2 were measured" in text
+    assert "Of the 4 results that record them, 3 were measured" in text
     assert "| `llm.json` | exp | `python benchmarks/llm.py` |" in text
     assert "| `sub/run.json` | gone | - |" in text
 
@@ -54,3 +60,29 @@ def test_no_stale_results_says_so(tmp_path):
     assert (
         "All 2 results that record them were measured" in section_table_stamps(tmp_path, today)[0]
     )
+
+
+# Benchmarks that load shipped tables for another purpose than measuring with them
+NOT_MEASURING = {
+    "build_tables.py": "writes the shipped tables",
+    "refine_shipped.py": "rewrites the shipped tables",
+    "results_section_solver.py": "docs: reads the direct-mode table count",
+}
+
+
+def test_benchmarks_that_load_shipped_tables_stamp_what_they_write():
+    """Every benchmark that calls nli's default_table(s) itself and writes a results JSON
+    stamps it (stamp_tables, or write_results, which stamps). Benchmarks that reach the
+    tables through engine/ are stamped too (llm.py, gemma3.py, ...); this guard sees direct
+    calls only."""
+    import re
+
+    missing = []
+    for p in sorted((ROOT / "benchmarks").glob("*.py")):
+        src = p.read_text()
+        if p.name in NOT_MEASURING or not re.search(r"\bdefault_tables?\(", src):
+            continue
+        if "write_json(" in src or "write_results(" in src:
+            if "stamp_tables(" not in src and "write_results(" not in src:
+                missing.append(p.name)
+    assert missing == []
