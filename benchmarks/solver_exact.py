@@ -69,6 +69,18 @@ def _child(function: str, solve_name: str) -> int:
     return 0
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes of the machine have spent busy so far (/proc/stat: every
+    state but idle and iowait), or None where there is no /proc/stat. Its change over a run,
+    less the solve's own CPU seconds, is what else ran beside the solve."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _solver_commit() -> str | None:
     """HEAD's short hash, with "-dirty" when the solver's sources (nli/) differ from it (not
     when only results do: this very file's JSON changes between runs)."""
@@ -82,7 +94,7 @@ def _solver_commit() -> str | None:
 def timed(function: str, solve_name: str, threads: int, limit: float) -> dict:
     env = {**os.environ, "NUMBA_NUM_THREADS": str(threads)}
     cmd = [sys.executable, __file__, "--child", function, solve_name]
-    load0 = os.getloadavg()
+    load0, busy0 = os.getloadavg(), _busy_cpu_seconds()
     t0 = time.perf_counter()
     try:
         out = subprocess.run(
@@ -102,6 +114,7 @@ def timed(function: str, solve_name: str, threads: int, limit: float) -> dict:
         "subprocess_wall_seconds": time.perf_counter() - t0,
         "loadavg_before": list(load0),
         "loadavg_after": list(os.getloadavg()),
+        "machine_busy_cpu_seconds": None if busy0 is None else _busy_cpu_seconds() - busy0,
         "layer_wall": [round(x["wall"], 2) for x in layers],
         "layer_cpu": [round(x["cpu"], 2) for x in layers],
     }
