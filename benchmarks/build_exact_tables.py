@@ -40,25 +40,24 @@ import time
 
 from results_io import SHIPPED_TABLES, read_json, results_path, stamp_tables, write_json
 
-KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
 OUT = results_path("exact_tables")
 
 
-def _shipped_stride(name: str) -> int:
+def _shipped_stride(name: str) -> int | None:
     """The candidate stride the shipped direct table was solved with, as
-    benchmarks/build_tables.py recorded it (build_tables.json: its chosen objective's try)."""
+    benchmarks/build_tables.py recorded it (build_tables.json: its chosen objective's try);
+    None if it recorded none."""
     rec = (read_json("build_tables.json") or {}).get(name)
     tried = [t for t in (rec or {}).get("tried", []) if t["objective"] == rec.get("chosen")]
-    if not tried:
-        raise SystemExit(f"build_tables.json: no record of how the shipped {name} table was solved")
-    return int(tried[0]["stride"])
+    return int(tried[0]["stride"]) if tried else None
 
 
 def _report(table, domain) -> dict:
+    from build_tables import report_summary
+
     from hw_sim.report import error_report
 
-    rep = error_report(table, domain)
-    return {k: rep[k] for k in KEYS}
+    return report_summary(error_report(table, domain))
 
 
 def _stored_solve(name: str, domain):
@@ -94,14 +93,13 @@ def _stored_solve(name: str, domain):
     return None, None
 
 
-def _ship(name: str, final, shipped, summary: dict) -> bool:
+def _ship(name: str, final, shipped, shipped_fp: str, summary: dict) -> None:
     """Install ``final`` as the shipped direct table of ``name``; its meta's ``comparison``
     records the published-cutpoint table (as benchmarks/build_tables.py does) and the table
-    it replaces. Returns True once written."""
+    it replaces (``shipped``, fingerprint ``shipped_fp``)."""
     from build_tables import beats_published, published_report
 
     from nli.defaults import default_table_path
-    from nli.fingerprint import table_fingerprint
     from nli.solver import solver_version
     from nli.table import save_table
 
@@ -111,7 +109,7 @@ def _ship(name: str, final, shipped, summary: dict) -> bool:
         "ours": ours,
         "beats_published": beats_published(ours, pub),
         "replaced": {
-            "fingerprint": table_fingerprint(shipped),
+            "fingerprint": shipped_fp,
             "thinning": shipped.meta.get("thinning"),
             "report": summary["report"]["shipped"],
         },
@@ -124,7 +122,6 @@ def _ship(name: str, final, shipped, summary: dict) -> bool:
     )
     save_table(table, default_table_path(name, "direct"))
     print(f"{name}: shipped the refined exact table ({default_table_path(name, 'direct')})")
-    return True
 
 
 def main(argv=None) -> int:
@@ -218,6 +215,8 @@ def main(argv=None) -> int:
     thin_path = out / f"{name}.thinned.json"
     if not thin_path.exists():
         thin = _shipped_stride(name)
+        if thin is None:
+            ap.error(f"build_tables.json records no solve of the shipped {name} table")
         t0, c0 = time.perf_counter(), time.process_time()
         r = solve(name, "paper", "mean", domain=domain, stride=thin, quantized=True)
         summary["thinned_solve"] = {
@@ -230,7 +229,8 @@ def main(argv=None) -> int:
         save_table(table_from_result(r, provenance=prov), thin_path)
         write_json(summary_path, summary)
     shipped, final = default_table(name), load_table(final_path)
-    summary["installed"] = table_fingerprint(shipped) == table_fingerprint(final)
+    shipped_fp, final_fp = table_fingerprint(shipped), table_fingerprint(final)
+    summary["installed"] = shipped_fp == final_fp
     if not summary["installed"]:  # once shipped, the comparison that decided it stays
         x, _ = fp16_grid(*domain)
         G = grid_arrays(fn, x)
@@ -247,10 +247,10 @@ def main(argv=None) -> int:
         summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"])
         summary = stamp_tables(summary)
         if args.ship and summary["ships"]:
-            summary["installed"] = _ship(name, final, shipped, summary)
+            _ship(name, final, shipped, shipped_fp, summary)
             # the summary now goes with the table it shipped; "shipped" names the one replaced
-            summary["replaced_fingerprint"] = table_fingerprint(shipped)
-            summary[SHIPPED_TABLES] = {**summary[SHIPPED_TABLES], name: table_fingerprint(final)}
+            summary["installed"], summary["replaced_fingerprint"] = True, shipped_fp
+            summary[SHIPPED_TABLES] = {**summary[SHIPPED_TABLES], name: final_fp}
     write_json(summary_path, summary)
     for k, v in summary["report"].items():
         print(

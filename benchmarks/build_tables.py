@@ -63,11 +63,12 @@ RESULTS_BF16 = results_path("build_tables_bf16.json")
 BF16_EXACT_MODES = ("reduced",)  # built exact: a cutpoint / LUT point at every BF16 value
 
 
-def _summary(rep: dict) -> dict:
-    return {
-        k: rep[k]
-        for k in ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
-    }
+REPORT_KEYS = ("mean_rel_error", "max_rel_error", "mean_ulp", "max_ulp", "pct_correctly_rounded")
+
+
+def report_summary(rep: dict) -> dict:
+    """The REPORT_KEYS of an ``hw_sim.report.error_report``: what a table is judged by here."""
+    return {k: rep[k] for k in REPORT_KEYS}
 
 
 def published_report(name: str, mode: str = "direct") -> dict | None:
@@ -75,7 +76,7 @@ def published_report(name: str, mode: str = "direct") -> dict | None:
     published none (every mode but direct, and functions it does not cover)."""
     if mode != "direct" or name not in PUBLISHED_CUTPOINTS:
         return None
-    return _summary(error_report(published_table(name)))
+    return report_summary(error_report(published_table(name)))
 
 
 def beats_published(ours: dict, ref: dict | None) -> bool:
@@ -118,9 +119,9 @@ def build_one(name: str, mode: str, stride: int) -> tuple:
                 "script": "benchmarks/build_tables.py",
             },
         )
-        raw_err = _summary(error_report(raw, domain))
+        raw_err = report_summary(error_report(raw, domain))
         refined, _ = refine_table(raw, RefineConfig(objective="mean_rel"), domain=domain)
-        err = _summary(error_report(refined, domain))
+        err = report_summary(error_report(refined, domain))
         rec = {
             "objective": objective,
             "lut_rounding": quantized,

@@ -6,6 +6,7 @@ objectives. Tables from results_solver_tables.py; assembled by benchmarks/readme
 from __future__ import annotations
 
 from results_solver_tables import (
+    EXACT_TARGET_S,
     datapath_solves_md,
     exact_solves_md,
     exact_table_solves_md,
@@ -129,7 +130,7 @@ def section_solver(s) -> list[str]:
         "starts; `solver` is the commit that ran). The DP runs from both ends and meets in the "
         "middle (`nli/dp.py`: the last layer is computed only where a suffix below the bound "
         "exists)." + _thread_scaling(read_json("solver_exact.json") or {}),
-        exact_solves_md(read_json("solver_exact.json") or {}, 600),
+        exact_solves_md(read_json("solver_exact.json") or {}, EXACT_TARGET_S),
         *_exact_tables_part(),
         *_datapath_part(),
         "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound "

@@ -4,6 +4,8 @@ exact_tables/*.summary.json and datapath_solver.json). Used by results_sections.
 
 from __future__ import annotations
 
+EXACT_TARGET_S = 600  # wall seconds per function: the exact mean + LUT-rounding solve, 2 cores
+
 
 def solver_md(d) -> str:
     """Exact paper-layout optimum vs the shipped table, through the spec datapath (fp32)."""

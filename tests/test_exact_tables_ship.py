@@ -90,3 +90,17 @@ def test_ship_leaves_a_table_that_does_not_beat_the_shipped_one(shop):
     assert s["ships"] is False and s["installed"] is False
     assert s["report"]["exact_refined"] == s["report"]["thinned_raw"]
     assert (tables / "exp.json").read_bytes() == before
+
+
+def test_no_record_of_the_shipped_stride_is_a_one_line_error(shop, monkeypatch, capsys):
+    import build_exact_tables
+
+    _, cache = shop
+    (cache / "exp.thinned.json").unlink()  # the thinned step must run, and needs the stride
+    monkeypatch.setattr(build_exact_tables, "read_json", lambda name: None)
+    with pytest.raises(SystemExit) as e:
+        build_exact_tables.main(["exp", "--out", str(cache)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("build_tables.json records no solve of the shipped exp table")
+    assert not (cache / "exp.thinned.json").exists()
