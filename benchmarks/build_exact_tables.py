@@ -12,6 +12,8 @@ benchmarks/refine_shipped.py made the shipped table, but with stride 1:
 3. NAME.json: then hw_sim.refine ``pareto`` (refine_shipped's defaults: radius 2, 8 sweeps),
    kept only where strictly better on mean relative error and % correctly rounded and not
    worse in max ulp (as refine_shipped), else step 2's table;
+   The solve saves its progress every minute (``--checkpoint-dir``, NAME.solve.npz) and a
+   rerun resumes it; the summary then sums the seconds of every run and says so;
 4. NAME.thinned.json: the same solve with stride-32 thinning (how the shipped tables began),
    for the thinning gap on the objective and through the datapath;
 5. NAME.summary.json: hw_sim.report.error_report (the ``nli table report`` numbers: % CR,
@@ -41,6 +43,7 @@ import time
 from results_io import SHIPPED_TABLES, read_json, results_path, stamp_tables, write_json
 
 OUT = results_path("exact_tables")
+CHECKPOINTS = OUT.parents[2] / "cache" / "solve_checkpoints"  # git-ignored
 
 
 def _shipped_stride(name: str) -> int | None:
@@ -131,6 +134,11 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--ship", action="store_true", help="install the refined exact table where it beats"
     )
+    ap.add_argument(
+        "--checkpoint-dir",
+        default=str(CHECKPOINTS),
+        help="where the exact solve saves its progress (NAME.solve.npz) and resumes from",
+    )
     args = ap.parse_args(argv)
     import numpy as np
 
@@ -140,6 +148,7 @@ def main(argv=None) -> int:
     from nli.functions import FUNCTIONS, get_function
     from nli.grid import fp16_grid
     from nli.objective import cost_of_cutpoints, grid_arrays
+    from nli.solve_checkpoint import SolveCheckpoint
     from nli.solver import PAPER_BINS, solve, table_from_result
     from nli.table import load_table, save_table
 
@@ -183,18 +192,25 @@ def main(argv=None) -> int:
             if done == int(done) and done > len(layers):
                 layers.append([time.perf_counter() - t0, time.process_time() - c0])
 
-        r = solve(name, "paper", "mean", domain=domain, quantized=True, progress=progress)
+        ck = SolveCheckpoint(Path(args.checkpoint_dir) / f"{name}.solve.npz")
+        r = solve(
+            name, "paper", "mean", domain=domain, quantized=True, progress=progress, checkpoint=ck
+        )
         bar.close()
         summary["solve"] = {
-            "wall_seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - c0,
-            "layer_wall_cpu": [[round(w, 2), round(c, 2)] for w, c in layers],
+            "wall_seconds": ck.elapsed() if ck.resumed else time.perf_counter() - t0,
+            "cpu_seconds": ck.cpu_elapsed() if ck.resumed else time.process_time() - c0,
             "threads": numba.get_num_threads(),
             "cost": r.objective_value,
             "cost_hex": float(r.objective_value).hex(),
         }
+        if ck.resumed:  # seconds summed over the runs; per-layer times only of an unbroken run
+            summary["solve"]["resumed_from_checkpoint"] = True
+        else:
+            summary["solve"]["layer_wall_cpu"] = [[round(w, 2), round(c, 2)] for w, c in layers]
         save_table(table_from_result(r, provenance=prov), raw_path)
         write_json(summary_path, summary)
+        ck.discard()
     raw = load_table(raw_path)
     mr_path = out / f"{name}.mean_rel.json"
     if not mr_path.exists():

@@ -84,6 +84,8 @@ def _build(args) -> int:
     except (ValueError, DomainError) as e:
         raise UserError(str(e)) from None
     check_output_path(args.output, "--output")
+    if args.checkpoint is not None and args.objective in DATAPATH_OBJECTIVES:
+        raise UserError(f"--checkpoint: not with --objective {args.objective} (float objectives)")
     if args.objective in DATAPATH_OBJECTIVES:
         return _build_datapath(args, layout, domain)
     if args.max_ulp is not None:
@@ -104,23 +106,32 @@ def _build(args) -> int:
             )
         bars[0].update(done - bars[0].n)
 
+    from .solve_checkpoint import CheckpointError, SolveCheckpoint
+
+    checkpoint = None
+    if args.checkpoint is not None:
+        check_output_path(args.checkpoint, "--checkpoint")
+        checkpoint = SolveCheckpoint(args.checkpoint)
     try:
         result = _solve(
             solve,
             args,
             layout,
             domain,
-            DomainError,
+            (DomainError, CheckpointError),
             precision=args.precision,
             measure_gap=args.measure_gap,
             progress=progress,
             quantized=args.lut_rounding,
+            checkpoint=checkpoint,
         )
     finally:
         for bar in bars:
             bar.close()
     table = table_from_result(result)
     save_table(table, args.output)
+    if checkpoint is not None:
+        checkpoint.discard()
     gap = "" if result.gap is None else f", thinning gap {result.gap:.3g}"
     print(
         f"{args.output}: {args.function} {layout.name}, "
@@ -251,6 +262,12 @@ def register(sub, groups):
         type=nonnegative_int(1 << 16),
         default=None,
         help="with --objective ulp|cr|cr+maxulp: only tables within this many ulp everywhere",
+    )
+    b.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="save the exact pass's progress to FILE (.npz, every minute) and resume from it "
+        "if it exists; removed once the table is written",
     )
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=_build)

@@ -29,7 +29,8 @@ from .dp_layer import _layer, _layer_chord, block_min
 from .dp_layer_back import _layer_back
 from .objective import QUANTIZED, GridArrays, _seg_cost
 
-PROGRESS_STEPS = 32  # progress reports per DP layer of the exact pass
+PROGRESS_STEPS = 32  # progress reports (and checkpoint chances) per DP layer of the exact pass
+STATE_ARRAYS = ("Df", "Eb", "fargs", "bargs", "a", "b", "done", "chunk", "out")
 
 
 def _path_cost(G: GridArrays, idx: np.ndarray, bins, obj: int, clamps) -> float:
@@ -54,6 +55,8 @@ def _dp(
     minw,
     progress,
     dense: bool = False,
+    resume: dict | None = None,
+    save=None,
 ):
     """The DP over candidate cutpoints ``cand``; partial costs >= bound are dropped (exact if the
     optimum is < bound). Returns (cost, cut_idx int64[K+1]) or (inf, None). ``dense``: cand is
@@ -70,6 +73,13 @@ def _dp(
     order (:func:`_path_cost`), so ties aside the result is the forward DP's, to the bit.
     Without LUT rounding every layer but the last is forward; the last still meets ``Eb`` =
     the right clamp.
+
+    Resumable: ``save(state)`` (if given) is called after every chunk of a layer and, with
+    ``layer_end=True``, after every layer, with the arrays a later call takes back as
+    ``resume`` (:data:`STATE_ARRAYS`; the layer in progress as its chunk index and partial
+    output). Each output index of a layer is computed on its own, so a resumed solve finds the
+    same optimum as an uninterrupted one (ties between equal costs aside, which the thread
+    split can resolve either way).
     """
     n, K = G.n, len(bins)
     L, R = clamps
@@ -79,13 +89,23 @@ def _dp(
     Eb[cand] = np.where(R[cand] < bound, R[cand], np.inf)
     fargs = np.full((K, n), -1, dtype=np.int64)
     bargs = np.full((K, n), -1, dtype=np.int64)
+    a, b, done, chunk0, partial = 0, K, 0, 0, None
+    if resume is not None:
+        Df, Eb, fargs, bargs = (np.array(resume[k]) for k in ("Df", "Eb", "fargs", "bargs"))
+        a, b, done, chunk0 = (int(resume[k]) for k in ("a", "b", "done", "chunk"))
+        partial = np.array(resume["out"]) if chunk0 else None
     T = numba.get_num_threads()
     no_cap = np.full(n, np.inf)
     # backward layers only with LUT rounding (see the module docstring for why)
     both_ends = obj >= QUANTIZED
-    a, b, done = 0, K, 0
+    chunked = progress is not None or save is not None
+
+    def state(chunk, out):
+        s = {"Df": Df, "Eb": Eb, "fargs": fargs, "bargs": bargs, "a": a, "b": b, "done": done}
+        return {**s, "chunk": chunk, "out": out if chunk else np.empty(0)}
+
     if progress is not None:
-        progress(0, K)
+        progress(done, K)
     while True:
         meet = b - a == 1
         forward = (
@@ -100,7 +120,8 @@ def _dp(
             kc = cand[Eb[cand] < bound]
         else:
             cap, kc = no_cap, cand
-        out = np.full(n, np.inf)
+        out = np.full(n, np.inf) if partial is None else partial
+        first, partial, chunk0 = chunk0, None, 0
         if forward and dense and B == 1 and obj in (0, 1):
             _layer_chord(
                 G.A, G.I, G.R, G.infl, G.C, Df, block_min(Df), obj, kc, T, bound, cap,
@@ -109,8 +130,10 @@ def _dp(
         else:  # in chunks when reporting progress (each output index is independent)
             src = Df if forward else Eb
             live = cand[src[cand] < bound]
-            parts = [kc] if progress is None else np.array_split(kc, PROGRESS_STEPS)
+            parts = np.array_split(kc, PROGRESS_STEPS) if chunked else [kc]
             for c, part in enumerate(parts):
+                if c < first:  # done before the solve was interrupted
+                    continue
                 if part.size and live.size:
                     if forward:
                         _layer(
@@ -122,8 +145,11 @@ def _dp(
                             G.A, G.I, G.R, G.infl, G.C, Eb, B, obj, part, live, T, bound, cap,
                             float(minw[layer]), out, bargs[layer],
                         )  # fmt: skip
-                if progress is not None and c + 1 < len(parts):
-                    progress(done + (c + 1) / len(parts), K)
+                if c + 1 < len(parts):
+                    if progress is not None:
+                        progress(done + (c + 1) / len(parts), K)
+                    if save is not None:
+                        save(state(c + 1, out))
         done += 1
         if progress is not None:
             progress(done, K)
@@ -133,6 +159,8 @@ def _dp(
             Eb, b = out, b - 1
         if meet:
             break
+        if save is not None:
+            save(state(0, None), layer_end=True)
     total = np.maximum(Df, Eb) if mx else Df + Eb
     k = int(np.argmin(total))
     if not float(total[k]) < bound:

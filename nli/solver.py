@@ -31,8 +31,10 @@ so, and :func:`solve` can measure its gap to the exact optimum.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import hashlib
 from importlib.metadata import PackageNotFoundError, version
 import math
+from pathlib import Path
 import re
 import time
 from typing import Callable
@@ -168,22 +170,73 @@ def _candidates(n: int, stride: int) -> np.ndarray:
     return c if c[-1] == n - 1 else np.append(c, n - 1)
 
 
+def _problem_key(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw) -> str:
+    """SHA-256 (hex) of everything a solve's result depends on: the kernels' arrays (the
+    function on the grid), bins, objective code, stride, the finite-f mask, the minimum
+    widths, and the source of the modules that compute costs and layers."""
+    from . import dp, dp_layer, dp_layer_back, format_rounding, grid_sums, objective
+
+    h = hashlib.sha256()
+    for arr in (G.A, G.I, G.R, G.C, G.infl, ok):
+        h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(repr((tuple(int(b) for b in bins), obj, stride, [float(w) for w in minw])).encode())
+    for mod in (dp, dp_layer, dp_layer_back, format_rounding, grid_sums, objective):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()
+
+
 def _solve_grid(
-    G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, minw, progress, fast: bool = True
+    G: GridArrays,
+    bins,
+    obj: int,
+    stride: int,
+    ok: np.ndarray,
+    minw,
+    progress,
+    fast: bool = True,
+    checkpoint=None,
 ):
     """Coarse-to-fine: each thinned pass gives a feasible cost U (an upper bound on the
     optimum), which makes the next, finer pass drop every partial path costing >= U.
     The last pass uses candidate stride ``stride`` (1 = every grid point: exact).
     Cutpoints are restricted to grid points where ``ok`` (RNE16(f) finite). ``fast=False``
-    runs the exact pass with the general layer kernel only (the plain DP, for tests)."""
+    runs the exact pass with the general layer kernel only (the plain DP, for tests).
+    ``checkpoint`` (see :func:`solve`): the last pass saves its progress there, and a saved
+    state of the same problem resumes it, with the coarse passes' result taken from it."""
     clamps = (_clamp_costs(G, obj, False), _clamp_costs(G, obj, True))
     coarse = COARSE_STRIDES["max" if obj & 3 == 2 else "sum"]
     schedule = [s for s in coarse if s > stride and G.n // s >= 4 * (len(bins) + 1)] + [stride]
     bound = math.inf
     cost, idx = math.inf, None
+    resume, key = None, None
+    if checkpoint is not None:
+        key = _problem_key(G, bins, obj, stride, ok, minw)
+        resume = checkpoint.load()
+        if resume is not None and str(resume.get("key", "")) != key:
+            from .solve_checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"{checkpoint.name}: saved by a different solve (function, domain, layout, "
+                "objective, stride or solver code); remove it to start afresh"
+            )
+    if resume is not None:  # the coarse passes ran before the interruption
+        cost = bound = float(resume["coarse_cost"])
+        idx = np.array(resume["coarse_idx"]) if resume["coarse_idx"].size else None
+        schedule = schedule[-1:]
     for i, s in enumerate(schedule):
         last = i == len(schedule) - 1
         cand = _candidates(G.n, s)
+        save = None
+        if last and checkpoint is not None:
+            own = {
+                "key": key,
+                "coarse_cost": cost,
+                "coarse_idx": np.empty(0) if idx is None else idx,
+            }
+
+            def save(state, layer_end=False, own=own):
+                checkpoint.save({**state, **own}, force=layer_end)
+
         c, ix = _dp(
             G,
             bins,
@@ -194,6 +247,8 @@ def _solve_grid(
             minw,
             progress if last else None,
             dense=fast and s == 1,
+            resume=resume if last else None,
+            save=save,
         )
         if ix is not None and c <= cost:
             cost, idx = c, ix
@@ -212,6 +267,7 @@ def solve(
     progress: Callable[[int, int], None] | None = None,
     quantized: bool = False,
     dtype: str = "fp16",
+    checkpoint=None,
 ) -> SolveResult:
     """Globally optimal cutpoints for ``function`` on the FP16 grid of ``domain``.
 
@@ -227,6 +283,11 @@ def solve(
     ``dtype='bf16'`` solves on the BF16 grid (numerics §13; domain default: the function's BF16
     ``direct`` domain), with RNE_bf16 for LUT rounding and a macro interval of B bins at least
     B * 2^-127 wide, so that mul = RNE32(B / width) stays finite.
+    ``checkpoint`` (:class:`nli.solve_checkpoint.SolveCheckpoint`, or any object with its
+    ``name``, ``load()`` and ``save(state, force)``): the last (exact) pass saves its progress
+    there and resumes from a saved state of the same problem (``CheckpointError`` for another
+    one's);
+    the result is the uninterrupted solve's. ``solve_seconds`` then counts this run only.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision: must be one of {PRECISIONS}, got {precision!r}")
@@ -266,7 +327,7 @@ def solve(
         minw = [b * BF16_MIN_WIDTH_PER_BIN for b in lay.bins]
     else:
         minw = [b / FP16_MAX if precision == "fp16" else 0.0 for b in lay.bins]
-    cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress)
+    cost, idx = _solve_grid(G, lay.bins, obj, stride, ok, minw, progress, checkpoint=checkpoint)
     if idx is None:
         raise ValueError(
             f"no feasible cutpoints for layout {lay.name!r} on this domain"
