@@ -25,6 +25,7 @@ from .atomic import atomic_target
 
 FORMAT = "nli-solve-checkpoint-v1"
 SAVE_EVERY_S = 60.0  # most seconds of work a killed solve loses
+MAX_BYTES = 1 << 30  # a larger file is refused unread (a solve's state is a few MB)
 
 
 class CheckpointError(ValueError):
@@ -53,6 +54,10 @@ class SolveCheckpoint:
         is not a solve checkpoint."""
         if not self.path.exists():
             return None
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.name}: not a regular file")
+        if self.path.stat().st_size > MAX_BYTES:
+            raise CheckpointError(f"{self.name}: larger than {MAX_BYTES >> 30} GiB")
         try:
             with np.load(self.path, allow_pickle=False) as z:
                 state = {k: z[k] for k in z.files}

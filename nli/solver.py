@@ -185,6 +185,35 @@ def _problem_key(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, min
     return h.hexdigest()
 
 
+def _check_resume(state: dict, n: int, K: int, name: str) -> None:
+    """A saved DP state of the right shapes, dtypes and ranges (a file's key can be forged: the
+    kernels index its arrays unchecked), else CheckpointError."""
+    from .solve_checkpoint import CheckpointError
+
+    shapes = {"Df": (n,), "Eb": (n,), "fargs": (K, n), "bargs": (K, n), "coarse_idx": None}
+    kinds = {"Df": "f", "Eb": "f", "fargs": "i", "bargs": "i", "coarse_idx": "i"}
+    for k, shape in shapes.items():
+        v = state.get(k)
+        ok = isinstance(v, np.ndarray) and v.dtype.kind == kinds[k] and v.dtype.itemsize == 8
+        if ok and k == "coarse_idx":
+            ok = v.ndim == 1 and v.size in (0, K + 1) and bool(np.all((v >= 0) & (v < n)))
+        elif ok:
+            ok = v.shape == shape and (kinds[k] == "f" or bool(np.all((v >= -1) & (v < n))))
+        if not ok:
+            raise CheckpointError(f"{name}: damaged ({k} is not a DP array of this solve)")
+    try:
+        a, b, done, chunk = (int(state[k]) for k in ("a", "b", "done", "chunk"))
+        out, cost = state["out"], float(state["coarse_cost"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(f"{name}: damaged (a DP counter is missing)") from None
+    from .dp import PROGRESS_STEPS
+
+    good = 0 <= a < b <= K and done == a + K - b and 0 <= chunk < PROGRESS_STEPS
+    good = good and out.shape == ((n,) if chunk else (0,)) and out.dtype == np.float64
+    if not (good and cost >= 0):
+        raise CheckpointError(f"{name}: damaged (DP counters out of range)")
+
+
 def _solve_grid(
     G: GridArrays,
     bins,
@@ -219,6 +248,8 @@ def _solve_grid(
                 f"{checkpoint.name}: saved by a different solve (function, domain, layout, "
                 "objective, stride or solver code); remove it to start afresh"
             )
+    if resume is not None:
+        _check_resume(resume, G.n, len(bins), checkpoint.name)
     if resume is not None:  # the coarse passes ran before the interruption
         cost = bound = float(resume["coarse_cost"])
         idx = np.array(resume["coarse_idx"]) if resume["coarse_idx"].size else None

@@ -153,3 +153,29 @@ def test_cli_checkpoint_errors_are_one_line_exit_2(tmp_path, capsys, setup, extr
     assert code == 2 and msg in err and err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
     assert (ck.read_bytes() if ck.exists() else None) == before
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("Df", np.zeros(5)),
+        ("fargs", None),  # replaced below by an out-of-range index
+        ("chunk", np.asarray(99)),
+        ("done", np.asarray(7)),
+        ("out", np.zeros(3)),
+    ],
+)
+def test_a_damaged_state_with_the_right_key_is_refused(tmp_path, field, value):
+    """The key is a hash anyone can compute: the arrays the kernels index are checked too."""
+    path = tmp_path / "s.npz"
+    with pytest.raises(Interrupted):
+        solve(**PROBLEM, checkpoint=KilledAfter(path, 40))
+    state = dict(np.load(path))
+    if value is None:
+        value = state[field].copy()
+        value[0, 0] = 1 << 40
+    state[field] = value
+    with open(path, "wb") as fh:
+        np.savez(fh, **state)
+    with pytest.raises(CheckpointError, match="damaged"):
+        solve(**PROBLEM, checkpoint=SolveCheckpoint(path))
