@@ -138,7 +138,7 @@ def _print_report(rep):
     )
 
 
-def _print_checks(rep):
+def _print_checks(rep, by_interval: bool = False):
     print(
         f"  max abs {rep['max_abs_error']:.3g}, RMS abs {rep['rms_abs_error']:.3g}, "
         f"RMS rel {rep['rms_rel_error']:.3g}"
@@ -167,6 +167,18 @@ def _print_checks(rep):
         f"  tails check: {'ok' if t['ok'] else 'FAIL'}: {tails}; zeroed between the cutpoints "
         f"{t['zeroed_between_cutpoints']}"
     )
+    if by_interval:
+        print("  by interval (x from, to; inputs, not correctly rounded, % CR, max ulp, mean rel):")
+        for r in rep["by_interval"]:
+            lo = "" if r["from"] is None else f"{r['from']:.6g} <= "
+            hi = "" if r["to"] is None else f" < {r['to']:.6g}"
+            bins = "" if r["bins"] is None else f", {r['bins']} bin" + "s" * (r["bins"] > 1)
+            rel = r["mean_rel_error"]
+            print(
+                f"    {r['region']:12s} {lo}x{hi}{bins}: {r['inputs']} inputs, "
+                f"{r['not_correctly_rounded']} not CR, {r['pct_correctly_rounded']:.2f}% CR, "
+                f"max ulp {r['max_ulp']}, mean rel {'-' if rel is None else f'{rel:.3g}'}"
+            )
     p = rep["provenance"]
     print(
         "  provenance: "
@@ -203,7 +215,7 @@ def _report(args):
     dom = _domain(args) or table_domain(table)
     rep = table_report(table, dom)
     _print_report(rep)
-    _print_checks(rep)
+    _print_checks(rep, args.intervals)
     if args.json:
         _write_json(args.json, rep)
         print(f"wrote {args.json}")
@@ -357,6 +369,11 @@ def register(sub, groups):
     p.add_argument("table", help="table JSON")
     p.add_argument("--json", help="write the report here")
     p.add_argument("--plot", help="write error-vs-x and ulp-histogram PNG here")
+    p.add_argument(
+        "--intervals",
+        action="store_true",
+        help="also print the numbers per region: each clamp and macro interval",
+    )
     p.add_argument("--precision", choices=PRECISIONS, help="run as this unit precision")
     p.add_argument(
         "--domain", type=finite_float(), nargs=2, metavar=("LO", "HI"), help="default: the table's"

@@ -125,6 +125,14 @@ def _abs_errors(arrays: dict, ok: np.ndarray) -> dict:
         }
 
 
+def correctly_rounded(arrays: dict) -> np.ndarray:
+    """bool[N] over :func:`error_arrays`' inputs: the output is RNE16(f(x)) (0 ulp), or both
+    are NaN."""
+    dtype = arrays.get("dtype", "fp16")
+    both_nan = is_nan_bits(arrays["y"], dtype) & is_nan_bits(arrays["ref"], dtype)
+    return (arrays["ulp"] == 0) | both_nan
+
+
 def summarize(arrays: dict) -> dict:
     """The report numbers of :func:`error_arrays`' output."""
     ulp, rel, y, ref = arrays["ulp"], arrays["rel"], arrays["y"], arrays["ref"]
@@ -138,9 +146,7 @@ def summarize(arrays: dict) -> dict:
         "inputs": n,
         "max_ulp": int(ulp[ok].max()) if ok.any() else None,
         "mean_ulp": float(ulp[ok].mean()) if ok.any() else None,
-        "pct_correctly_rounded": 100.0
-        * float(np.count_nonzero(ok & (ulp == 0)) + np.count_nonzero(both_nan))
-        / n,
+        "pct_correctly_rounded": 100.0 * float(np.count_nonzero(correctly_rounded(arrays))) / n,
         "max_rel_error": float(np.nanmax(rel)) if ok.any() else None,
         "mean_rel_error": float(np.nanmean(rel)) if ok.any() else None,
         **(_abs_errors(arrays, ok) if "fx" in arrays else {}),

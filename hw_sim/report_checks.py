@@ -6,6 +6,8 @@
 * tails: the clamp regions (numerics §3: x < c_0 outputs ``below``, x >= c_K ``above``)
   must not output 0 where RNE16(f(x)) is not 0 (such zeros between the cutpoints are
   counted too, not flagged);
+* by interval: where the error is, the report's numbers over each region the unit treats
+  alike (the left clamp, each macro interval with its bins, the right clamp);
 * provenance: how the table was made, from its ``meta`` (objective, layout, LUT rounding in
   the objective, solver version if recorded, exact or thinned, refinement, method).
 
@@ -18,7 +20,15 @@ import numpy as np
 
 from nli.grid import bits_to_f64
 
-from .report import error_arrays, error_report, is_nan_bits, ordered, table_domain
+from .report import (
+    correctly_rounded,
+    error_arrays,
+    error_report,
+    is_nan_bits,
+    ordered,
+    summarize,
+    table_domain,
+)
 
 
 def _sign(bits) -> np.ndarray:
@@ -76,6 +86,37 @@ def tails_check(table, arrays: dict) -> dict:
     return out
 
 
+def by_interval(table, arrays: dict) -> list[dict]:
+    """The report's numbers per region of the input line (numerics §3): ``below`` (x < c_0),
+    ``interval m`` ([c_{m-1}, c_m), m = 1..K, with its bins) and ``above`` (x >= c_K), in
+    order; regions without an input of the domain are left out. Region bounds compare as
+    the unit's comparators do (floats: -0 = +0)."""
+    c = table.cutpoint_values()
+    region = np.searchsorted(c, arrays["x"], side="right")  # 0 below, m interval m, K+1 above
+    cr = correctly_rounded(arrays)
+    rows = []
+    for m in range(len(c) + 1):
+        mask = region == m
+        if not mask.any():
+            continue
+        s = summarize({k: v[mask] if isinstance(v, np.ndarray) else v for k, v in arrays.items()})
+        inner = 0 < m < len(c)
+        rows.append(
+            {
+                "region": "below" if m == 0 else f"interval {m}" if inner else "above",
+                "from": float(c[m - 1]) if m else None,  # inclusive
+                "to": float(c[m]) if m < len(c) else None,  # exclusive
+                "bins": int(table.bins[m - 1]) if inner else None,
+                "inputs": s["inputs"],
+                "not_correctly_rounded": int(np.count_nonzero(mask & ~cr)),
+                "pct_correctly_rounded": s["pct_correctly_rounded"],
+                "max_ulp": s["max_ulp"],
+                "mean_rel_error": s["mean_rel_error"],
+            }
+        )
+    return rows
+
+
 def _solve_kind(meta: dict) -> str | None:
     """'exact' or 'thinned (stride S)' from meta's ``thinning`` (the solver writes null for an
     exact solve, older files 1); None where the file does not record it."""
@@ -105,12 +146,13 @@ def provenance(table) -> dict:
 
 
 def table_report(table, domain: tuple[float, float] | None = None) -> dict:
-    """The full report: ``error_report``'s numbers, the sign and tails checks and the
-    provenance."""
+    """The full report: ``error_report``'s numbers, the sign and tails checks, the numbers by
+    interval and the provenance."""
     lo, hi = domain if domain is not None else table_domain(table)
     arrays = error_arrays(table, (lo, hi))
     rep = error_report(table, (lo, hi))
     rep["sign_check"] = sign_check(arrays)
     rep["tails_check"] = tails_check(table, arrays)
+    rep["by_interval"] = by_interval(table, arrays)
     rep["provenance"] = provenance(table)
     return rep

@@ -219,3 +219,41 @@ def test_provenance_of_a_fresh_solve_says_exact_or_thinned_and_the_solver_versio
         assert p["solver_version"].startswith("nli-engine ")
     for name, mode in default_table_names():  # every shipped table names its solver
         assert provenance(default_table(name, mode))["solver_version"] == "nli-engine 0.1.0"
+
+
+def test_by_interval_against_a_plain_loop():
+    """Regions by exact comparison with each cutpoint (as the comparators do), counts by bit
+    comparison; the rows add up to the report."""
+    import nli
+    from hw_sim.report_checks import table_report
+
+    cuts = np.array([-2.0, -0.5, 0.0, 1.0], np.float16).view(np.uint16)
+    t = nli.table_from_cutpoints("tanh", cuts, [4, 2, 8], domain=[_hex(-4.0), _hex(3.0)])
+    rep = table_report(t)
+    a = error_arrays(t)
+    cvals = [nv16(int(c)).q for c in cuts]
+    names = ["below"] + [f"interval {m}" for m in range(1, len(cuts))] + ["above"]
+    inputs, not_cr, worst = {}, {}, {}
+    for xb, yb, rb, u in zip(a["bits"].tolist(), a["y"].tolist(), a["ref"].tolist(), a["ulp"]):
+        xv = nv16(xb).q
+        m = sum(1 for c in cvals if xv >= c)  # 0: x < c_0; len(cuts): x >= c_K
+        zeros = nv16(yb).kind == nv16(rb).kind == "num" and nv16(yb).q == 0 == nv16(rb).q
+        same = yb == rb or zeros  # (tanh: no NaN on this domain)
+        key = names[m]
+        inputs[key] = inputs.get(key, 0) + 1
+        not_cr[key] = not_cr.get(key, 0) + (not same)
+        worst[key] = max(worst.get(key, 0), int(u))
+    rows = rep["by_interval"]
+    assert [r["region"] for r in rows] == [n for n in names if n in inputs]
+    for r in rows:
+        k = r["region"]
+        assert (r["inputs"], r["not_correctly_rounded"], r["max_ulp"]) == (
+            inputs[k],
+            not_cr[k],
+            worst[k],
+        )
+    assert sum(r["inputs"] for r in rows) == rep["inputs"]
+    cr = sum(r["inputs"] - r["not_correctly_rounded"] for r in rows)
+    assert cr / rep["inputs"] * 100 == pytest.approx(rep["pct_correctly_rounded"], rel=1e-12)
+    assert rows[3]["from"] == 0.0 and rows[3]["bins"] == 8 and rows[-1]["to"] is None
+    assert 0x0000 in a["bits"]  # x = 0 on the cutpoint 0: interval 3 in the loop, as in the rows

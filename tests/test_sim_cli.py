@@ -356,3 +356,22 @@ def test_table_domain_that_does_not_fit_the_mode_is_a_one_line_error(files, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and err.startswith("nli: error:"), err
     assert not (files["dir"] / "o.npy").exists()
+
+
+def test_table_report_intervals_prints_one_line_per_region(files, capsys):
+    t = S["recip_reduced"]
+    assert main(["table", "report", str(files["recip_reduced"])]) == 0
+    plain = capsys.readouterr().out
+    assert main(["table", "report", str(files["recip_reduced"]), "--intervals"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("    ")]
+    assert "by interval" not in plain and "by interval" in out
+    from hw_sim.report_checks import table_report
+
+    want = table_report(t)["by_interval"]
+    assert len(rows) == len(want) and len(out.splitlines()) == len(plain.splitlines()) + 1 + len(
+        want
+    )
+    for line, r in zip(rows, want):
+        assert line.split()[0] == r["region"].split()[0]
+        assert f"{r['inputs']} inputs, {r['not_correctly_rounded']} not CR" in line
