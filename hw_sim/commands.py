@@ -227,7 +227,9 @@ def _report(args):
         plot_errors(
             arrays,
             args.plot,
-            f"{table.function} ({table.precision}): bit-accurate error, {args.table}",
+            f"{table.function} ({table.precision}): bit-accurate error, {args.table} "
+            "(grey lines: cutpoints)",
+            table.cutpoint_values(),
         )
         print(f"wrote {args.plot}")
     return 0

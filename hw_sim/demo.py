@@ -50,7 +50,8 @@ def section(ctx) -> None:
             plot_errors(
                 error_arrays(base),
                 ctx.out / "hw_sim_silu_error.png",
-                "default SiLU table (fp32 unit)",
+                "default SiLU table (fp32 unit; grey lines: cutpoints)",
+                base.cutpoint_values(),
             )
     fit = fit_area_power().fit
     out["area_power_fit"] = fit

@@ -113,10 +113,11 @@ def _set_x(ax, x: np.ndarray, fmt: str = "FP16") -> bool:
     return ordinal
 
 
-def error_figure(arrays: dict, title: str = ""):
+def error_figure(arrays: dict, title: str = "", cutpoints=None):
     """Three panels: |ulp error| vs x, relative error vs x (log, clipped to
-    REL_FLOOR_PLOT..REL_CEIL_PLOT), and the histogram of ulp errors. Returns the matplotlib
-    Figure (caller closes it)."""
+    REL_FLOOR_PLOT..REL_CEIL_PLOT), and the histogram of ulp errors; ``cutpoints`` (values),
+    if given, as faint vertical lines in the first two, so that errors show their interval.
+    Returns the matplotlib Figure (caller closes it)."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -128,8 +129,15 @@ def error_figure(arrays: dict, title: str = ""):
     a1, a2, a3 = fig.subplots(1, 3)
 
     xo = x[ok]
-    if _set_x(a1, xo, fmt):
+    ordinal = _set_x(a1, xo, fmt)
+    if ordinal:
         xo = encoding_order(xo)
+    if cutpoints is not None and xo.size:
+        c = np.asarray(cutpoints, dtype=np.float64)
+        c = c[(c >= x[ok].min()) & (c <= x[ok].max())]
+        for v in encoding_order(c) if ordinal else c:
+            for ax in (a1, a2):
+                ax.axvline(float(v), color="0.75", lw=0.6, zorder=0)
     a1.scatter(xo, ulp[ok], s=1, color="tab:blue", rasterized=True)
     a1.set_ylabel(f"{fmt} ulp error vs RNE(f(x))")
     a1.set_ylim(-0.5, max(1, int(ulp[ok].max(initial=0))) * 1.05 + 0.5)
@@ -167,8 +175,8 @@ def error_figure(arrays: dict, title: str = ""):
     return fig
 
 
-def plot_errors(arrays: dict, path, title: str = "") -> None:
+def plot_errors(arrays: dict, path, title: str = "", cutpoints=None) -> None:
     """Write :func:`error_figure` as a PNG to ``path`` (atomically)."""
-    fig = error_figure(arrays, title)
+    fig = error_figure(arrays, title, cutpoints)
     with atomic_target(Path(path)) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -67,6 +67,21 @@ def test_error_figure_of_the_shipped_silu_table():
     assert_readable(error_figure(arrays, "silu"))
 
 
+@pytest.mark.parametrize("dtype", ["fp16", "bf16"])
+def test_error_figure_marks_the_cutpoints_inside_the_domain(dtype):
+    t = nli.default_table("silu", "direct", dtype)
+    arrays = error_arrays(t)
+    fig = error_figure(arrays, "silu", t.cutpoint_values())
+    assert_readable(fig)
+    c = t.cutpoint_values()
+    inside = int(np.count_nonzero((c >= arrays["x"].min()) & (c <= arrays["x"].max())))
+    plain = error_figure(arrays, "silu")
+    for ax, ax0 in zip(fig.axes[:2], plain.axes[:2]):
+        assert len(ax.get_lines()) - len(ax0.get_lines()) == inside > 0
+        lo, hi = ax.get_xlim()
+        assert all(lo <= line.get_xdata()[0] <= hi for line in ax.get_lines())
+
+
 @pytest.mark.parametrize("fn_mode", [("reciprocal", "reduced"), ("exp", "direct")])
 def test_error_figure_of_narrow_and_one_sided_domains(fn_mode):
     assert_readable(error_figure(error_arrays(nli.default_table(*fn_mode)), ":".join(fn_mode)))

@@ -224,8 +224,8 @@ def test_provenance_of_a_fresh_solve_says_exact_or_thinned_and_the_solver_versio
 def test_by_interval_against_a_plain_loop():
     """Regions by exact comparison with each cutpoint (as the comparators do), counts by bit
     comparison; the rows add up to the report."""
-    import nli
     from hw_sim.report_checks import table_report
+    import nli
 
     cuts = np.array([-2.0, -0.5, 0.0, 1.0], np.float16).view(np.uint16)
     t = nli.table_from_cutpoints("tanh", cuts, [4, 2, 8], domain=[_hex(-4.0), _hex(3.0)])
