@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from results_solver_tables import (
     EXACT_TARGET_S,
+    PAPER_TARGET_S,
+    SINGLE_TARGET_S,
     datapath_solves_md,
     exact_solves_md,
     exact_table_solves_md,
@@ -116,13 +118,13 @@ def section_solver(s) -> list[str]:
         "--solves single:11 --limit 600` -> `benchmarks/results/solver.json`. Single-bin DP layers "
         "under the sum objectives use a vectorized block kernel (`nli/dp_layer.py`); "
         "`tests/test_solver_fast.py` checks it against the plain DP on every objective and layout.",
-        solver_times_md(s, "single:11", 60, False),
+        solver_times_md(s, "single:11", SINGLE_TARGET_S, False),
         "**Paper layout, exact** (K = 10, bins [1, 32 x 8, 1], every grid point a candidate): "
         "`python benchmarks/solver.py --functions "
         "silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt,reciprocal_reduced,rsqrt_reduced "
         "--solves paper --limit 1200` (`solves.paper` in the JSON: wall and CPU seconds, per-layer "
         "wall times, cost, cutpoints).",
-        solver_times_md(s, "paper", 150, True),
+        solver_times_md(s, "paper", PAPER_TARGET_S, True),
         "**The shipped objective, exact** (paper layout, `mean` with LUT rounding in the "
         "objective, every grid point a candidate, full default domain): `python "
         "benchmarks/solver_exact.py --functions silu,exp --solves mean+lut --threads 2,1 --limit "

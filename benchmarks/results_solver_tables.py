@@ -5,6 +5,8 @@ exact_tables/*.summary.json and datapath_solver.json). Used by results_sections.
 from __future__ import annotations
 
 EXACT_TARGET_S = 600  # wall seconds per function: the exact mean + LUT-rounding solve, 2 cores
+PAPER_TARGET_S = 150  # wall seconds per function: the exact paper-objective solve, 2 cores
+SINGLE_TARGET_S = 60  # wall seconds per function: the exact single:11 solve, 2 cores
 
 
 def solver_md(d) -> str:
