@@ -28,7 +28,7 @@ from results_sections import (
     section_tables,
     section_train,
 )
-from results_solver_tables import EXACT_TARGET_S, PAPER_TARGET_S
+from results_solver_tables import EXACT_TARGET_S, PAPER_TARGET_S, finished_exact_runs
 from results_stamps import section_table_stamps
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import headline_rows, section_equal_scope
@@ -74,16 +74,15 @@ def headline_md() -> str:
             f"{min(r['pct_correctly_rounded'] for r in tabs):.1f}-"
             f"{max(r['pct_correctly_rounded'] for r in tabs):.1f}% correctly rounded |"
         ]
-    exact = []
-    for fn, runs in (load("solver_exact.json") or {}).items():
-        two, one = (runs.get("mean+lut", {}).get(f"threads_{t}", {}) for t in (2, 1))
-        if two.get("finished"):
-            w = two["wall_seconds"]
-            exact.append(
-                f"{fn} {w:.1f} s ({'met' if w <= EXACT_TARGET_S else 'missed'}"
-                + (f"; {one['wall_seconds']:.1f} s on 1 thread" if one.get("finished") else "")
-                + ")"
-            )
+    exact, se = [], load("solver_exact.json") or {}
+    ones = finished_exact_runs(se, 1)
+    for fn, two in finished_exact_runs(se, 2).items():
+        w = two["wall_seconds"]
+        exact.append(
+            f"{fn} {w:.1f} s ({'met' if w <= EXACT_TARGET_S else 'missed'}"
+            + (f"; {ones[fn]['wall_seconds']:.1f} s on 1 thread" if fn in ones else "")
+            + ")"
+        )
     exact_rows = (
         [
             "| exact solve of the shipped objective (mean + LUT rounding), full FP16 domain, "

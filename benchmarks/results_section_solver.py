@@ -13,6 +13,7 @@ from results_solver_tables import (
     exact_solves_md,
     exact_table_solves_md,
     exact_tables_md,
+    finished_exact_runs,
     solver_md,
     solver_times_md,
 )
@@ -91,9 +92,10 @@ def _datapath_part() -> list[str]:
 def _thread_scaling(runs: dict) -> str:
     """' Thread scaling: ...' for each function with finished 1- and 2-thread runs, else ''."""
     out = []
-    for fn, solves in runs.items():
-        one, two = (solves.get("mean+lut", {}).get(f"threads_{t}", {}) for t in (1, 2))
-        if one.get("finished") and two.get("finished"):
+    ones, twos = finished_exact_runs(runs, 1), finished_exact_runs(runs, 2)
+    for fn in runs:
+        if fn in ones and fn in twos:
+            one, two = ones[fn], twos[fn]
             w1, w2 = one["wall_seconds"], two["wall_seconds"]
             out.append(
                 f"{fn} {w1:.0f} s on 1 thread, {w2:.0f} s on 2 ({w1 / w2:.2f}x; the 2 threads "

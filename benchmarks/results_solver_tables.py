@@ -50,6 +50,13 @@ def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
     return "\n".join(out)
 
 
+def finished_exact_runs(se: dict, threads: int) -> dict:
+    """{function: run} of the finished mean + LUT-rounding runs on ``threads`` threads in
+    solver_exact.json (``se``)."""
+    runs = {fn: s.get("mean+lut", {}).get(f"threads_{threads}", {}) for fn, s in se.items()}
+    return {fn: r for fn, r in runs.items() if r.get("finished")}
+
+
 def exact_solves_md(se, target: int) -> str:
     """One row per run of benchmarks/solver_exact.py (solver_exact.json): function, solve,
     threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit."""
