@@ -49,6 +49,23 @@ def _beats_published(t) -> list[str]:
     return bad
 
 
+def _exact_shipped(t) -> str:
+    """' Solved exactly instead ...' for the direct tables that `build_exact_tables.py --ship`
+    replaced (tables.json's ``solve``: how each shipped table's cutpoints were solved)."""
+    exact = [
+        k.split(":")[0]
+        for k, v in t["defaults"].items()
+        if k.endswith(":direct") and v.get("solve") == "exact"
+    ]
+    if not exact:
+        return ""
+    return (
+        f" Since replaced by the exact optimum, every grid point a candidate, refined the same "
+        f"way, where it beat the thinned table (`python benchmarks/build_exact_tables.py "
+        f"FUNCTION --ship`, below): {', '.join(exact)}."
+    )
+
+
 def section_tables(t) -> list[str]:
     rc, rs = (
         t["composite"]["reciprocal:reduced"]["table_domain_binades"],
@@ -85,11 +102,11 @@ def section_tables(t) -> list[str]:
         "command, `composite` key.",
         "How the shipped tables were made (`python benchmarks/build_tables.py` -> "
         "`benchmarks/results/build_tables.json`; each table's `meta` records it): paper layout (K "
-        "= 10, bins [1, 32 x 8, 1], 259 entries), `mean` objective, explicit candidate thinning "
-        "(cutpoints on every 32nd grid point, costs still over the full grid) on the direct "
-        "domains and the exact optimum on the reduced domains, then datapath-aware LUT refinement "
-        "(`hw_sim/refine.py`, mean relative error, plus a Pareto pass that may not worsen any "
-        "metric).",
+        "= 10, bins [1, 32 x 8, 1], 259 entries), `mean` objective with LUT rounding, explicit "
+        "candidate thinning (cutpoints on every 32nd grid point, costs still over the full grid) "
+        "on the direct domains and the exact optimum on the reduced domains, then datapath-aware "
+        "LUT refinement (`hw_sim/refine.py`, mean relative error, plus a Pareto pass that may not "
+        "worsen any metric)." + _exact_shipped(t),
         "Baselines with the same 259 entries (fp32 unit, max ulp / % CR):",
         baselines_md(t),
     ]

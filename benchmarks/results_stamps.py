@@ -54,6 +54,8 @@ def section_table_stamps(root: Path = RESULTS, today: dict[str, str] | None = No
             if not stamped
             else "The one result that records them was measured with today's shipped tables."
             if stamped == 1
+            else "Both results that record them were measured with today's shipped tables."
+            if stamped == 2
             else f"All {stamped} results that record them were measured with today's tables."
         )
         return [intro + said + " Results written before this record was kept do not say."]

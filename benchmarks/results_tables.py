@@ -14,8 +14,8 @@ def tables_md(d) -> str:
     out = [
         "| table | fp32 unit: max ulp | fp32: % CR | fp32: mean rel "
         "| fp16 unit: max ulp | fp16: % CR "
-        "| NLI published cutpoints (fp32): max ulp / % CR / mean rel |",
-        "|---|---|---|---|---|---|---|",
+        "| NLI published cutpoints (fp32): max ulp / % CR / mean rel | cutpoints solved |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     pub = d.get("published", {})
     for key, v in d["defaults"].items():
@@ -35,7 +35,7 @@ def tables_md(d) -> str:
         )
         out.append(
             f"| {fn} ({mode}) | {a['max_ulp']} | {a['pct_correctly_rounded']:.2f}% | "
-            f"{a['mean_rel_error']:.2e} | {fp16} | {ps} |"
+            f"{a['mean_rel_error']:.2e} | {fp16} | {ps} | {v.get('solve') or '-'} |"
         )
     return "\n".join(out)
 

@@ -21,12 +21,15 @@ import sys
 import time
 
 from hw_sim.report import composite_inverse_report, error_report
+from hw_sim.report_checks import provenance
 import nli
 from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
 from nli.table import Table, TableError
 
 from results_io import results_path, stamp_tables, write_json
+
+STRIDE = 97  # mantissa stride of the all-binade composite sweep
 
 ALL_FP32_EXPONENTS = list(range(0, 255))  # FP32 biased exponents of finite v (0 = subnormal)
 FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range (direct mode's)
@@ -106,7 +109,7 @@ def run(stride: int) -> dict:
             report["notes"].append(f"no shipped default table for {name}:{mode}")
             continue
         t = nli.default_table(name, mode)
-        report["defaults"][f"{name}:{mode}"] = _row(t)
+        report["defaults"][f"{name}:{mode}"] = {**_row(t), "solve": provenance(t)["solve"]}
         if name in INVERSE_FUNCTIONS:
             comp = {}
             comp["table_domain_binades"] = composite_inverse_report(t, name, mode)
@@ -157,10 +160,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(results_path("tables.json")))
     ap.add_argument(
-        "--stride", type=int, default=97, help="mantissa stride of the all-binade sweep"
+        "--stride", type=int, default=STRIDE, help="mantissa stride of the all-binade sweep"
     )
     args = ap.parse_args(argv)
     rep = run(args.stride)
+    rep["command"] = "python benchmarks/tables_report.py" + (
+        f" --stride {args.stride}" if args.stride != STRIDE else ""
+    )
     write_json(args.out, stamp_tables(rep))
 
     def cell(r):

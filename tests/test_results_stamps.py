@@ -57,8 +57,11 @@ def test_no_stale_results_says_so(tmp_path):
     one = section_table_stamps(tmp_path, today)[0]
     assert "The one result that records them was measured with today's shipped tables." in one
     _write(tmp_path, "b.json", {"shipped_tables": today})
+    two = section_table_stamps(tmp_path, today)[0]
+    assert "Both results that record them were measured with today's shipped tables." in two
+    _write(tmp_path, "c.json", {"shipped_tables": today})
     assert (
-        "All 2 results that record them were measured" in section_table_stamps(tmp_path, today)[0]
+        "All 3 results that record them were measured" in section_table_stamps(tmp_path, today)[0]
     )
 
 
