@@ -135,7 +135,10 @@ def render_blocks(rep: dict, device: str) -> list[str]:
         f"Runs on {device}:",
         _runs_table(rep["rows"]),
         f"chrF++/BLEU: mean over 8 languages of sacrebleu corpus scores on {n_sent} test "
-        "sentences (greedy); ± is the seed-to-seed standard deviation. Differences A - B with "
+        "sentences (greedy); ± is the seed-to-seed standard deviation. train s: wall seconds "
+        "of the training steps, summed over resumed sessions; they grow with the load of a "
+        "machine shared with other jobs (these CPU runs shared a 2-core machine), so they "
+        "compare only runs made side by side. Differences A - B with "
         f"95% paired-bootstrap intervals over test sentences ({bs['resamples']} resamples, "
         f"seed {bs['seed']}, stratified by language, seeds of a method averaged; device {device}):",
         "\n".join(cmp),
