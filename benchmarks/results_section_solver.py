@@ -16,6 +16,7 @@ from results_solver_tables import (
     finished_exact_runs,
     solver_md,
     solver_times_md,
+    thread_speedup,
 )
 
 from results_io import read_json, results_path
@@ -33,6 +34,8 @@ def _exact_tables_part() -> list[str]:
     ships = [k for k, v in sm.items() if v["ships"] and not v.get("installed")]
     shipped = [k for k, v in sm.items() if v.get("installed")]
     direct = sum(mode == "direct" for _, mode in default_table_names())
+    se = read_json("solver_exact.json") or {}
+    speed = thread_speedup(se)
     return [
         "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
         "beats the shipped table on % correctly rounded without a worse max ulp. "
@@ -58,8 +61,16 @@ def _exact_tables_part() -> list[str]:
         ),
         exact_tables_md(sm),
         "The exact solves behind them (on one thread, a wall time far above the CPU time means "
-        "the solve waited for the CPU behind other jobs):",
-        exact_table_solves_md(sm),
+        "the solve waited for the CPU behind other jobs)"
+        + (
+            f". The 2-thread wall is measured where a 2-thread run exists (the solve itself, or "
+            "`solver_exact.py` below); else it is estimated as the 1-thread solve's CPU seconds "
+            f"over {speed[1]:.2f}, the 1 -> 2 thread speedup measured on {speed[0]} (the "
+            "smallest measured, below):"
+            if speed
+            else ":"
+        ),
+        exact_table_solves_md(sm, se, EXACT_TARGET_S),
     ]
 
 

@@ -125,17 +125,42 @@ def exact_tables_md(summaries: dict) -> str:
     return "\n".join(out)
 
 
-def exact_table_solves_md(summaries: dict) -> str:
-    """The exact solve behind each function's exact table: threads, wall and CPU seconds."""
-    out = ["| function | threads | wall (s) | CPU (s) | from |", "|---|---|---|---|---|"]
+def thread_speedup(se: dict) -> tuple[str, float] | None:
+    """(function, speedup) of the smallest measured 1 -> 2 thread wall speedup of an exact
+    mean + LUT-rounding solve in solver_exact.json (``se``); None if none was measured."""
+    ones, twos = finished_exact_runs(se, 1), finished_exact_runs(se, 2)
+    both = [(fn, ones[fn]["wall_seconds"] / twos[fn]["wall_seconds"]) for fn in ones if fn in twos]
+    return min(both, key=lambda p: p[1]) if both else None
+
+
+def exact_table_solves_md(summaries: dict, se: dict, target: int) -> str:
+    """The exact solve behind each function's exact table: threads, wall and CPU seconds, and
+    its 2-thread wall against ``target``: measured (the solve itself, or a finished 2-thread
+    run in solver_exact.json, ``se``), else estimated from a 1-thread solve's CPU seconds at
+    :func:`thread_speedup` (said so)."""
+    speedup, twos = thread_speedup(se), finished_exact_runs(se, 2)
+    out = [
+        "| function | threads | wall (s) | CPU (s) | 2 threads (s) | target (s) | from |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for fn, s in summaries.items():
         v = s.get("solve")
-        if v and "report" in s:
-            src = v.get("from", "benchmarks/build_exact_tables.py")
-            out.append(
-                f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
-                f"{v['cpu_seconds']:.0f} | {src} |"
-            )
+        if not (v and "report" in s):
+            continue
+        src = v.get("from", "benchmarks/build_exact_tables.py")
+        if v.get("threads") == 2 or fn in twos:
+            wall = twos[fn]["wall_seconds"] if fn in twos else v["wall_seconds"]
+            two, met = f"{wall:.0f} (measured)", wall <= target
+        elif v.get("threads") == 1 and speedup:
+            est = v["cpu_seconds"] / speedup[1]
+            two, met = f"~{est:.0f} (estimated)", est <= target
+        else:
+            two, met = "-", None
+        verdict = "-" if met is None else f"{target}: {'met' if met else 'missed'}"
+        out.append(
+            f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
+            f"{v['cpu_seconds']:.0f} | {two} | {verdict} | {src} |"
+        )
     return "\n".join(out)
 
 

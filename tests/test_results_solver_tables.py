@@ -1,0 +1,49 @@
+"""docs/results.md's exact-solve table (benchmarks/results_solver_tables.py): 2-thread walls are
+measured where a 2-thread run exists, else estimated from 1-thread CPU seconds at the smallest
+measured speedup, and each says which."""
+
+from pathlib import Path
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from results_solver_tables import exact_table_solves_md, thread_speedup  # noqa: E402
+
+
+def _run(wall, cpu):
+    return {"finished": True, "wall_seconds": wall, "cpu_seconds": cpu}
+
+
+SE = {  # solver_exact.json: a 1.5x and a 2.0x speedup, and a function with a 2-thread run only
+    "a": {"mean+lut": {"threads_1": _run(900.0, 900.0), "threads_2": _run(600.0, 1000.0)}},
+    "b": {"mean+lut": {"threads_1": _run(800.0, 800.0), "threads_2": _run(400.0, 800.0)}},
+    "c": {"mean+lut": {"threads_2": _run(700.0, 1300.0)}},
+    "d": {"mean+lut": {"threads_1": {"finished": False}}},
+}
+
+
+def _summary(threads, wall, cpu):
+    return {"report": {}, "solve": {"threads": threads, "wall_seconds": wall, "cpu_seconds": cpu}}
+
+
+def test_the_smallest_measured_speedup_is_used():
+    assert thread_speedup(SE) == ("a", 1.5)
+    assert thread_speedup({"c": SE["c"]}) is None
+
+
+def test_measured_where_a_two_thread_run_exists_else_estimated():
+    sm = {
+        "a": _summary(1, 5000.0, 910.0),  # solver_exact has its 2-thread run: 600 s measured
+        "c": _summary(1, 3000.0, 1000.0),  # ditto: 700, over the target
+        "e": _summary(1, 2000.0, 870.0),  # none: 870 / 1.5 = 580, estimated
+        "f": _summary(2, 650.0, 1290.0),  # solved on 2 threads itself
+        "g": _summary(1, 1200.0, 960.0),  # 960 / 1.5 = 640, estimated, over
+    }
+    rows = {r.split(" | ")[0][2:]: r for r in exact_table_solves_md(sm, SE, 600).splitlines()[2:]}
+    assert "| 600 (measured) | 600: met |" in rows["a"]
+    assert "| 700 (measured) | 600: missed |" in rows["c"]
+    assert "| ~580 (estimated) | 600: met |" in rows["e"]
+    assert "| 650 (measured) | 600: missed |" in rows["f"]
+    assert "| ~640 (estimated) | 600: missed |" in rows["g"]
+    none = exact_table_solves_md({"e": sm["e"]}, {}, 600).splitlines()[2]
+    assert "| - | - |" in none  # no speedup measured anywhere: no estimate
