@@ -12,6 +12,7 @@ from __future__ import annotations
 from results_io import read_json
 from results_tables import (
     baselines_md,
+    by_interval_md,
     cost_md,
     llm_md,
     moe_md,
@@ -107,8 +108,28 @@ def section_tables(t) -> list[str]:
         "on the direct domains and the exact optimum on the reduced domains, then datapath-aware "
         "LUT refinement (`hw_sim/refine.py`, mean relative error, plus a Pareto pass that may not "
         "worsen any metric)." + _exact_shipped(t),
+        *_silu_by_interval(t),
         "Baselines with the same 259 entries (fp32 unit, max ulp / % CR):",
         baselines_md(t),
+    ]
+
+
+def _silu_by_interval(t) -> list[str]:
+    """Where the shipped SiLU table's outputs are not correctly rounded, per region."""
+    rows = t["defaults"]["silu:direct"].get("by_interval")
+    if not rows:
+        return []
+    bad = sum(r["not_correctly_rounded"] for r in rows)
+    n = sum(r["inputs"] for r in rows)
+    return [
+        f"Where the shipped SiLU table loses correct rounding (fp32 unit; `nli table report "
+        f"nli/tables/silu.json --intervals`, `by_interval` in the JSON): {bad:,} of {n:,} "
+        "outputs are not correctly rounded, all of them inside the macro intervals, none in "
+        "the clamps."
+        if all(r["not_correctly_rounded"] == 0 for r in rows if r["bins"] is None)
+        else f"Where the shipped SiLU table loses correct rounding (fp32 unit; `nli table "
+        f"report nli/tables/silu.json --intervals`): {bad:,} of {n:,} outputs.",
+        by_interval_md(rows),
     ]
 
 

@@ -40,6 +40,23 @@ def tables_md(d) -> str:
     return "\n".join(out)
 
 
+def by_interval_md(rows: list) -> str:
+    """A table's error per region (tables.json ``by_interval``: ``nli table report
+    --intervals``): the clamps and each macro interval."""
+    out = [
+        "| region | x from | x to | bins | inputs | not correctly rounded | % CR | max ulp |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo = "-" if r["from"] is None else f"{r['from']:.6g}"
+        hi = "-" if r["to"] is None else f"{r['to']:.6g}"
+        out.append(
+            f"| {r['region']} | {lo} | {hi} | {r['bins'] or '-'} | {r['inputs']:,} | "
+            f"{r['not_correctly_rounded']:,} | {r['pct_correctly_rounded']:.2f}% | {r['max_ulp']} |"
+        )
+    return "\n".join(out)
+
+
 def baselines_md(d) -> str:
     out = [
         "| table | uniform: max ulp / % CR | curvature: max ulp / % CR "

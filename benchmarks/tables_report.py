@@ -20,8 +20,8 @@ import inspect
 import sys
 import time
 
-from hw_sim.report import composite_inverse_report, error_report
-from hw_sim.report_checks import provenance
+from hw_sim.report import composite_inverse_report, error_arrays, error_report
+from hw_sim.report_checks import by_interval, provenance
 import nli
 from nli.defaults import default_table_path
 from nli.formats import INVERSE_FUNCTIONS, PRECISIONS
@@ -109,7 +109,11 @@ def run(stride: int) -> dict:
             report["notes"].append(f"no shipped default table for {name}:{mode}")
             continue
         t = nli.default_table(name, mode)
-        report["defaults"][f"{name}:{mode}"] = {**_row(t), "solve": provenance(t)["solve"]}
+        report["defaults"][f"{name}:{mode}"] = {
+            **_row(t),
+            "solve": provenance(t)["solve"],
+            "by_interval": by_interval(t, error_arrays(t)),  # fp32 unit
+        }
         if name in INVERSE_FUNCTIONS:
             comp = {}
             comp["table_domain_binades"] = composite_inverse_report(t, name, mode)
