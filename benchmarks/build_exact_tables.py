@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     from nli.grid import fp16_grid
     from nli.objective import cost_of_cutpoints, grid_arrays
     from nli.solve_checkpoint import SolveCheckpoint
-    from nli.solver import PAPER_BINS, solve, table_from_result
+    from nli.solver import solve, table_from_result
     from nli.table import load_table, save_table
 
     if args.function not in FUNCTIONS:
@@ -178,16 +178,20 @@ def main(argv=None) -> int:
         warm = (float(xs[0]), float(xs[min(2047, xs.size - 1)]))
         solve(name, "paper", "mean", domain=warm, quantized=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        layers, bar = (
-            [],
-            tqdm(
-                total=len(PAPER_BINS),
-                desc=f"{name} exact solve (DP layers)",
-                bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} layers [{elapsed}<{remaining}]",
-            ),
-        )
+        layers, bars = [], []
 
         def progress(done, total):
+            if not bars:  # made at the first report: a resumed solve starts past 0
+                bars.append(
+                    tqdm(
+                        total=total,
+                        initial=done,
+                        desc=f"{name} exact solve (DP layers)",
+                        bar_format="{l_bar}{bar}| {n:.3g}/{total_fmt} layers "
+                        "[{elapsed}<{remaining}]",
+                    )
+                )
+            bar = bars[0]
             bar.update(done - bar.n)
             if done == int(done) and done > len(layers):
                 layers.append([time.perf_counter() - t0, time.process_time() - c0])
@@ -196,7 +200,8 @@ def main(argv=None) -> int:
         r = solve(
             name, "paper", "mean", domain=domain, quantized=True, progress=progress, checkpoint=ck
         )
-        bar.close()
+        for bar in bars:
+            bar.close()
         summary["solve"] = {
             "wall_seconds": ck.elapsed() if ck.resumed else time.perf_counter() - t0,
             "cpu_seconds": ck.cpu_elapsed() if ck.resumed else time.process_time() - c0,

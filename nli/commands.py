@@ -93,10 +93,11 @@ def _build(args) -> int:
     bars = []  # created at the first report, so that input errors print no bar
 
     def progress(done, total):
-        if not bars:
+        if not bars:  # a resumed solve starts past 0: initial, so the rate counts this run only
             bars.append(
                 tqdm(
                     total=total,
+                    initial=done,
                     desc=f"{args.function} {layout.name} (DP layers)",
                     unit="layer",
                     file=sys.stderr,

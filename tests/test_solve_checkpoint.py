@@ -179,3 +179,17 @@ def test_a_damaged_state_with_the_right_key_is_refused(tmp_path, field, value):
         np.savez(fh, **state)
     with pytest.raises(CheckpointError, match="damaged"):
         solve(**PROBLEM, checkpoint=SolveCheckpoint(path))
+
+
+def test_cli_progress_bar_of_a_resumed_solve_starts_where_it_stopped(tmp_path, capsys):
+    """Its first line already shows the layers done before (the rate then counts this run)."""
+    ck = tmp_path / "s.npz"
+    with pytest.raises(Interrupted):
+        solve(**PROBLEM, checkpoint=KilledAfter(ck, 2, layer_ends=True))
+    code = main(
+        ["table", "build", "silu", "-o", str(tmp_path / "t.json"), "--domain", "-4", "-0.25"]
+        + ["--layout", "two-level:2:8", "--objective", "mean", "--lut-rounding"]
+        + ["--checkpoint", str(ck)]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "2/4 layers" in err and "0/4 layers" not in err
