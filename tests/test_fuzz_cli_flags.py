@@ -50,6 +50,8 @@ def test_output_locations_checked_before_work(driver, work, shipped, arrays, tar
         ["sim", "cost", "--json", path],
         ["eval", "cost", "--model", "tiny", "--json", path],
         ["table", "build", "silu", "--layout", "single:3", "-q", "--domain", "0", "1", "-o", path],
+        ["table", "build", "silu", "--layout", "single:3", "-q", "--domain", "0", "1"]
+        + ["-o", str(work / "ck_out.json"), "--checkpoint", path],
     ]:
         check(driver, argv, out, ok=ok)
     shutil.rmtree(work / "adir" / "missing", ignore_errors=True)
