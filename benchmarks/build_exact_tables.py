@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     from nli.functions import FUNCTIONS, get_function
     from nli.grid import fp16_grid
     from nli.objective import cost_of_cutpoints, grid_arrays
-    from nli.solve_checkpoint import SolveCheckpoint
+    from nli.solve_checkpoint import CheckpointError, SolveCheckpoint
     from nli.solver import solve, table_from_result
     from nli.table import load_table, save_table
 
@@ -197,9 +197,13 @@ def main(argv=None) -> int:
                 layers.append([time.perf_counter() - t0, time.process_time() - c0])
 
         ck = SolveCheckpoint(Path(args.checkpoint_dir) / f"{name}.solve.npz")
-        r = solve(
-            name, "paper", "mean", domain=domain, quantized=True, progress=progress, checkpoint=ck
-        )
+        try:
+            r = solve(
+                name, "paper", "mean", domain=domain, quantized=True, progress=progress,
+                checkpoint=ck,
+            )  # fmt: skip
+        except CheckpointError as e:  # e.g. saved before the solver's code changed
+            ap.error(str(e))
         for bar in bars:
             bar.close()
         summary["solve"] = {

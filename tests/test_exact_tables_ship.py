@@ -104,3 +104,22 @@ def test_no_record_of_the_shipped_stride_is_a_one_line_error(shop, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.endswith("build_tables.json records no solve of the shipped exp table")
     assert not (cache / "exp.thinned.json").exists()
+
+
+def test_a_checkpoint_it_cannot_use_is_a_one_line_error_and_is_kept(tmp_path, capsys):
+    """The exact solve resumes from --checkpoint-dir; a file there that is not a checkpoint (or
+    one saved by other solver code) stops the script with exit 2 and a line naming it."""
+    import build_exact_tables
+
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "sigmoid.solve.npz").write_bytes(b"not a zip")
+    out = tmp_path / "out"
+    argv = ["sigmoid", "--out", str(out), "--checkpoint-dir", str(ck)]
+    with pytest.raises(SystemExit) as e:
+        build_exact_tables.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "sigmoid.solve.npz: not a solve checkpoint" in err
+    assert (ck / "sigmoid.solve.npz").read_bytes() == b"not a zip"
+    assert not (out / "sigmoid.raw.json").exists()
