@@ -54,8 +54,8 @@ def _exact_tables_part() -> list[str]:
         + f"Exact tables that beat the shipped one{' but are not shipped yet' if ships else ''}: "
         + (", ".join(ships) if ships else "none")
         + (
-            " (not swapped into `nli/tables/` yet: the model results in these docs, perplexity, "
-            "routing and ONNX, were measured with today's tables and would be rerun with them)."
+            " (not swapped into `nli/tables/` yet: the results in these docs measured with "
+            "today's tables, the model results among them for exp, would be rerun with them)."
             if ships
             else "."
         ),

@@ -60,6 +60,13 @@ def _runs_table(rows: dict) -> str:
     return "\n".join(L)
 
 
+def stage_verdict(bleu: dict) -> str:
+    """Two-stage minus one-stage SPRI, from its BLEU interval: which is better, if either."""
+    if bleu["lo"] > 0:
+        return "two-stage better"
+    return "one-stage better" if bleu["hi"] < 0 else "no significant difference"
+
+
 def _verdict(rep: dict) -> list[str]:
     L = []
     for key in ("dense", "upcycling"):
@@ -73,6 +80,17 @@ def _verdict(rep: dict) -> list[str]:
             f"[{c['lo']:+.2f}, {c['hi']:+.2f}]: {c['status']}; "
             f"the paper's size is {where} the interval."
         )
+    c = rep["comparisons"].get("two_vs_one_stage")
+    if c:
+        b = c["bleu"]
+        side = stage_verdict(b)
+        L.append(
+            f"- Two-stage SPRI (the default) - one-stage, seed 0: {b['delta']:+.2f} BLEU "
+            f"[{b['lo']:+.2f}, {b['hi']:+.2f}]: {side} (one seed each: the interval is over "
+            "test sentences, not seeds)."
+        )
+    else:
+        L.append("- Two-stage - one-stage SPRI: not measured.")
     t = rep["long_budget"]
     if t:
         k = [x for x in t if x.startswith("bleu_gap_") and x != "bleu_gap_1x"][0]

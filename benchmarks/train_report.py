@@ -45,7 +45,7 @@ from pathlib import Path
 import sys
 
 from train_comparison import PAPER, build_report, by_device, load_runs, lr_choice_on
-from train_comparison_md import render, render_blocks
+from train_comparison_md import render, render_blocks, stage_verdict
 import train_gpu
 from train_gpu_plan import run_ids
 
@@ -119,6 +119,15 @@ def headline_rows(caches=None, n: int = N_RESAMPLES) -> list[str]:
                     f"{len(a['seeds'])} + {len(b['seeds'])} seeds, {a['sentences']} test sentences "
                     f"| {c['delta']:+.2f} BLEU [{c['lo']:+.2f}, {c['hi']:+.2f}] (95% CI; paper "
                     f"+{PAPER[key]['bleu']:.2f}): {verdict} |"
+                )
+            two = rep["comparisons"].get("two_vs_one_stage")
+            if two is not None:
+                b = two["bleu"]
+                out.append(
+                    "| SPRI two-stage (the default) vs one-stage, equal trainable scope, "
+                    f"{device}, seed 0 each, {rep['rows'][two['a']]['sentences']} test sentences "
+                    f"| {b['delta']:+.2f} BLEU [{b['lo']:+.2f}, {b['hi']:+.2f}] (95% CI over test "
+                    f"sentences): {stage_verdict(b)} |"
                 )
     return out
 

@@ -153,3 +153,11 @@ def test_headline_rows_state_each_measured_claim_with_its_interval(tmp_path):
         + ("inside the interval |" if c["size_agrees"] else "outside it |")
     ]
     assert train_report.headline_rows((("GPU", tmp_path / "none"),), n=50) == []
+
+
+def test_stage_verdict_reads_the_interval():
+    from train_comparison_md import stage_verdict
+
+    assert stage_verdict({"lo": 0.1, "hi": 0.9}) == "two-stage better"
+    assert stage_verdict({"lo": -1.45, "hi": -0.37}) == "one-stage better"
+    assert stage_verdict({"lo": -0.2, "hi": 0.3}) == "no significant difference"
