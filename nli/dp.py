@@ -30,7 +30,6 @@ from .dp_layer_back import _layer_back
 from .objective import QUANTIZED, GridArrays, _seg_cost
 
 PROGRESS_STEPS = 32  # progress reports (and checkpoint chances) per DP layer of the exact pass
-STATE_ARRAYS = ("Df", "Eb", "fargs", "bargs", "a", "b", "done", "chunk", "out")
 
 
 def _path_cost(G: GridArrays, idx: np.ndarray, bins, obj: int, clamps) -> float:
@@ -76,10 +75,10 @@ def _dp(
 
     Resumable: ``save(state)`` (if given) is called after every chunk of a layer and, with
     ``layer_end=True``, after every layer, with the arrays a later call takes back as
-    ``resume`` (:data:`STATE_ARRAYS`; the layer in progress as its chunk index and partial
-    output). Each output index of a layer is computed on its own, so a resumed solve finds the
-    same optimum as an uninterrupted one (ties between equal costs aside, which the thread
-    split can resolve either way).
+    ``resume`` (Df, Eb, fargs, bargs, the counters a, b, done, and the layer in progress as
+    its chunk index and partial output). Each output index of a layer is computed on its own,
+    so a resumed solve finds the same optimum as an uninterrupted one (ties between equal costs
+    aside, which the thread split can resolve either way).
     """
     n, K = G.n, len(bins)
     L, R = clamps

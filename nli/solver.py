@@ -248,9 +248,8 @@ def _solve_grid(
                 f"{checkpoint.name}: saved by a different solve (function, domain, layout, "
                 "objective, stride or solver code); remove it to start afresh"
             )
-    if resume is not None:
-        _check_resume(resume, G.n, len(bins), checkpoint.name)
     if resume is not None:  # the coarse passes ran before the interruption
+        _check_resume(resume, G.n, len(bins), checkpoint.name)
         cost = bound = float(resume["coarse_cost"])
         idx = np.array(resume["coarse_idx"]) if resume["coarse_idx"].size else None
         schedule = schedule[-1:]
@@ -262,7 +261,7 @@ def _solve_grid(
             own = {
                 "key": key,
                 "coarse_cost": cost,
-                "coarse_idx": np.empty(0) if idx is None else idx,
+                "coarse_idx": np.empty(0, np.int64) if idx is None else idx,
             }
 
             def save(state, layer_end=False, own=own):

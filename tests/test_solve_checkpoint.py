@@ -193,3 +193,17 @@ def test_cli_progress_bar_of_a_resumed_solve_starts_where_it_stopped(tmp_path, c
     )
     err = capsys.readouterr().err
     assert code == 0 and "2/4 layers" in err and "0/4 layers" not in err
+
+
+def test_a_solve_without_coarse_passes_resumes_too(tmp_path):
+    """On a domain too small for a thinned pass the exact pass runs alone: the checkpoint then
+    records no coarse result (an empty integer array), and resuming still works."""
+    small = {**PROBLEM, "domain": (-1.0, -0.75), "layout": "two-level:2:4"}  # 513 points
+    ref = solve(**small, checkpoint=SolveCheckpoint(tmp_path / "ref.npz", every_s=0.0))
+    path = tmp_path / "s.npz"
+    with pytest.raises(Interrupted):
+        solve(**small, checkpoint=KilledAfter(path, 5))
+    assert np.load(path)["coarse_idx"].size == 0
+    again = SolveCheckpoint(path)
+    r = solve(**small, checkpoint=again)
+    assert again.resumed and _same(r, ref)
