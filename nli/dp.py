@@ -27,6 +27,7 @@ import numpy as np
 
 from .dp_layer import _layer, _layer_chord, block_min
 from .dp_layer_back import _layer_back
+from .dp_path import canonical_path
 from .objective import QUANTIZED, GridArrays, _seg_cost
 
 PROGRESS_STEPS = 32  # progress reports (and checkpoint chances) per DP layer of the exact pass
@@ -75,22 +76,23 @@ def _dp(
 
     Resumable: ``save(state)`` (if given) is called after every chunk of a layer and, with
     ``layer_end=True``, after every layer, with the arrays a later call takes back as
-    ``resume`` (Df, Eb, fargs, bargs, the counters a, b, done, and the layer in progress as
-    its chunk index and partial output). Each output index of a layer is computed on its own,
-    so a resumed solve finds the same optimum as an uninterrupted one (ties between equal costs
-    aside, which the thread split can resolve either way).
+    ``resume`` (Dfh, Ebh: every layer's values so far; fargs, bargs; the counters a, b, done,
+    and the layer in progress as its chunk index and partial output). Each output index of a
+    layer is computed on its own, and among equal-cost optima the one returned is chosen from
+    the layers' values alone (:mod:`nli.dp_path`), so the cutpoints do not depend on the thread
+    count, and a resumed solve returns those of an uninterrupted one.
     """
     n, K = G.n, len(bins)
     L, R = clamps
     mx = obj & 3 == 2
-    Df, Eb = np.full(n, np.inf), np.full(n, np.inf)
-    Df[cand] = np.where(L[cand] < bound, L[cand], np.inf)
-    Eb[cand] = np.where(R[cand] < bound, R[cand], np.inf)
+    Dfh, Ebh = np.full((K + 1, n), np.inf), np.full((K + 1, n), np.inf)
+    Dfh[0, cand] = np.where(L[cand] < bound, L[cand], np.inf)
+    Ebh[K, cand] = np.where(R[cand] < bound, R[cand], np.inf)
     fargs = np.full((K, n), -1, dtype=np.int64)
     bargs = np.full((K, n), -1, dtype=np.int64)
     a, b, done, chunk0, partial = 0, K, 0, 0, None
     if resume is not None:
-        Df, Eb, fargs, bargs = (np.array(resume[k]) for k in ("Df", "Eb", "fargs", "bargs"))
+        Dfh, Ebh, fargs, bargs = (np.array(resume[k]) for k in ("Dfh", "Ebh", "fargs", "bargs"))
         a, b, done, chunk0 = (int(resume[k]) for k in ("a", "b", "done", "chunk"))
         partial = np.array(resume["out"]) if chunk0 else None
     T = numba.get_num_threads()
@@ -100,12 +102,13 @@ def _dp(
     chunked = progress is not None or save is not None
 
     def state(chunk, out):
-        s = {"Df": Df, "Eb": Eb, "fargs": fargs, "bargs": bargs, "a": a, "b": b, "done": done}
+        s = {"Dfh": Dfh, "Ebh": Ebh, "fargs": fargs, "bargs": bargs, "a": a, "b": b, "done": done}
         return {**s, "chunk": chunk, "out": out if chunk else np.empty(0)}
 
     if progress is not None:
         progress(done, K)
     while True:
+        Df, Eb = Dfh[a], Ebh[b]
         meet = b - a == 1
         forward = (
             meet or not both_ends or np.count_nonzero(Df < bound) <= np.count_nonzero(Eb < bound)
@@ -153,22 +156,15 @@ def _dp(
         if progress is not None:
             progress(done, K)
         if forward:
-            Df, a = out, a + 1
+            Dfh[a + 1], a = out, a + 1
         else:
-            Eb, b = out, b - 1
+            Ebh[b - 1], b = out, b - 1
         if meet:
             break
         if save is not None:
             save(state(0, None), layer_end=True)
-    total = np.maximum(Df, Eb) if mx else Df + Eb
-    k = int(np.argmin(total))
-    if not float(total[k]) < bound:
+    total = np.maximum(Dfh[b], Ebh[b]) if mx else Dfh[b] + Ebh[b]
+    if not float(total.min()) < bound:
         return math.inf, None
-    idx = [k]
-    for layer in range(b - 1, -1, -1):  # prefix: forward argmins, right to left
-        idx.append(int(fargs[layer, idx[-1]]))
-    idx = idx[::-1]
-    for layer in range(b, K):  # suffix: backward argmins, left to right
-        idx.append(int(bargs[layer, idx[-1]]))
-    idx = np.array(idx, dtype=np.int64)
+    idx = canonical_path(G, bins, obj, cand, bound, minw, Dfh, Ebh, fargs, bargs, b, total)
     return _path_cost(G, idx, bins, obj, clamps), idx

@@ -174,13 +174,13 @@ def _problem_key(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, min
     """SHA-256 (hex) of everything a solve's result depends on: the kernels' arrays (the
     function on the grid), bins, objective code, stride, the finite-f mask, the minimum
     widths, and the source of the modules that compute costs and layers."""
-    from . import dp, dp_layer, dp_layer_back, format_rounding, grid_sums, objective
+    from . import dp, dp_layer, dp_layer_back, dp_path, format_rounding, grid_sums, objective
 
     h = hashlib.sha256()
     for arr in (G.A, G.I, G.R, G.C, G.infl, ok):
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(repr((tuple(int(b) for b in bins), obj, stride, [float(w) for w in minw])).encode())
-    for mod in (dp, dp_layer, dp_layer_back, format_rounding, grid_sums, objective):
+    for mod in (dp, dp_layer, dp_layer_back, dp_path, format_rounding, grid_sums, objective):
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 
@@ -190,8 +190,9 @@ def _check_resume(state: dict, n: int, K: int, name: str) -> None:
     kernels index its arrays unchecked), else CheckpointError."""
     from .solve_checkpoint import CheckpointError
 
-    shapes = {"Df": (n,), "Eb": (n,), "fargs": (K, n), "bargs": (K, n), "coarse_idx": None}
-    kinds = {"Df": "f", "Eb": "f", "fargs": "i", "bargs": "i", "coarse_idx": "i"}
+    shapes = {"Dfh": (K + 1, n), "Ebh": (K + 1, n), "fargs": (K, n), "bargs": (K, n)}
+    shapes["coarse_idx"] = None
+    kinds = {"Dfh": "f", "Ebh": "f", "fargs": "i", "bargs": "i", "coarse_idx": "i"}
     for k, shape in shapes.items():
         v = state.get(k)
         ok = isinstance(v, np.ndarray) and v.dtype.kind == kinds[k] and v.dtype.itemsize == 8

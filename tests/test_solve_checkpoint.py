@@ -158,7 +158,7 @@ def test_cli_checkpoint_errors_are_one_line_exit_2(tmp_path, capsys, setup, extr
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("Df", np.zeros(5)),
+        ("Dfh", np.zeros(5)),
         ("fargs", None),  # replaced below by an out-of-range index
         ("chunk", np.asarray(99)),
         ("done", np.asarray(7)),
