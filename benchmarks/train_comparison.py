@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 
 from train_aggregate import seed_stat, train_seconds
 
@@ -110,10 +111,28 @@ def claim(cmp: dict | None, paper_bleu: float) -> dict:
     }
 
 
+def long_factor_of(rows: dict) -> int | None:
+    """The largest N for which both ``spri_full_xN`` and ``dense_full_xN`` were measured (the
+    long-budget pair; train_gpu.py ``--long-factor N``), or None."""
+    have = {
+        m: {int(x.group(1)) for r in rows if (x := re.fullmatch(rf"{m}_full_x(\d+)", r))}
+        for m in ("spri", "dense")
+    }
+    both = have["spri"] & have["dense"]
+    return max(both) if both else None
+
+
 def build_report(
-    runs: list[dict], lr_choice: dict, ffn: dict | None, long_factor: int = 4, n: int = N_RESAMPLES
+    runs: list[dict],
+    lr_choice: dict,
+    ffn: dict | None,
+    long_factor: int | None = None,
+    n: int = N_RESAMPLES,
 ) -> dict:
+    """The comparisons and claims of one device's runs. ``long_factor``: the budget multiple
+    of the long-budget pair; default the largest one measured (:func:`long_factor_of`)."""
     rows = method_rows(runs)
+    long_factor = long_factor or long_factor_of(rows) or 4
     prior = [p for p in PRIOR if p in rows]
     best_prior = max(prior, key=lambda p: rows[p]["bleu"]["mean"]) if prior else None
     s0 = min(rows["spri_full"]["seeds"]) if "spri_full" in rows else 0
@@ -132,6 +151,7 @@ def build_report(
         d0, d1 = short["bleu"]["delta"], long_["bleu"]["delta"]
         trend = {
             "bleu_gap_1x": d0,
+            "factor": long_factor,
             f"bleu_gap_{long_factor}x": d1,
             "chrf_gap_1x": short["chrf++"]["delta"],
             f"chrf_gap_{long_factor}x": long_["chrf++"]["delta"],

@@ -93,10 +93,10 @@ def _verdict(rep: dict) -> list[str]:
         L.append("- Two-stage - one-stage SPRI: not measured.")
     t = rep["long_budget"]
     if t:
-        k = [x for x in t if x.startswith("bleu_gap_") and x != "bleu_gap_1x"][0]
+        f = t["factor"]
         L.append(
             f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from "
-            f"{t['bleu_gap_1x']:+.2f} to {t[k]:+.2f} at {k.split('_')[-1]} the steps "
+            f"{t['bleu_gap_1x']:+.2f} to {t[f'bleu_gap_{f}x']:+.2f} at {f}x the steps "
             f"({t['spri_minus_dense_bleu']})."
         )
     else:
@@ -143,7 +143,9 @@ def render_blocks(rep: dict, device: str) -> list[str]:
         f"({rep['best_prior'] or 'none measured yet'})",
         "two_vs_one_stage": "SPRI two-stage - one-stage (seed 0)",
         "spri_vs_dense_seed0": "SPRI - dense_full (seed 0)",
-        "spri_vs_dense_long": "SPRI - dense_full at the long budget (seed 0)",
+        "spri_vs_dense_long": "SPRI - dense_full at the long budget ("
+        + (f"{rep['long_budget']['factor']}x the steps, " if rep["long_budget"] else "")
+        + "seed 0)",
     }
     cmp = ["| comparison | Δ chrF++ [95% CI] | Δ BLEU [95% CI] | device |", "|---|---|---|---|"]
     for k, lab in labels.items():

@@ -161,3 +161,20 @@ def test_stage_verdict_reads_the_interval():
     assert stage_verdict({"lo": 0.1, "hi": 0.9}) == "two-stage better"
     assert stage_verdict({"lo": -1.45, "hi": -0.37}) == "one-stage better"
     assert stage_verdict({"lo": -0.2, "hi": 0.3}) == "no significant difference"
+
+
+def test_long_budget_pairs_the_largest_multiple_measured_for_both():
+    runs = [_run("spri_full", "spri", 0, HYP_A), _run("dense_full", "dense_full", 0, HYP_B)]
+    runs += [
+        _run("spri_full_x2", "spri", 0, HYP_B, steps=400),
+        _run("dense_full_x2", "dense_full", 0, HYP_A, steps=400),
+        _run("spri_full_x4", "spri", 0, HYP_B, steps=800),  # its dense partner is missing
+    ]
+    rep = train_report.build_report(runs, {}, None, n=50)
+    t = rep["long_budget"]
+    assert t["factor"] == 2 and rep["comparisons"]["spri_vs_dense_long"]["a"] == "spri_full_x2"
+    assert t["bleu_gap_1x"] > 0 > t["bleu_gap_2x"] and t["spri_minus_dense_bleu"] == "shrinks"
+    md = train_report.render(rep)
+    assert "at the long budget (2x the steps, seed 0)" in md and "at 2x the steps (shrinks)" in md
+    # named explicitly, a multiple with no pair is not measured
+    assert train_report.build_report(runs, {}, None, long_factor=4, n=50)["long_budget"] is None
