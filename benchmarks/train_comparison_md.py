@@ -22,9 +22,12 @@ def _ci(c: dict | None, m: str) -> str:
         return "not measured"
     b = c[m]
     sd = ", ".join(f"{x:.2f}" for x in (b["std_a"], b["std_b"]) if x is not None)
-    return f"{b['delta']:+.2f} [{b['lo']:+.2f}, {b['hi']:+.2f}]" + (
-        f" (seed std {sd})" if sd else ""
-    )
+    return _interval(b) + (f" (seed std {sd})" if sd else "")
+
+
+def _interval(d: dict) -> str:
+    """'+0.38 [-0.40, +1.14]': a difference and its 95% interval."""
+    return f"{d['delta']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"
 
 
 def _lr_table(lc: dict, device: str) -> str:
@@ -93,11 +96,14 @@ def _verdict(rep: dict) -> list[str]:
         L.append("- Two-stage - one-stage SPRI: not measured.")
     t = rep["long_budget"]
     if t:
-        f = t["factor"]
+        f, b = t["factor"], t["bleu"]
+        c1, cf = rep["comparisons"]["spri_vs_dense_seed0"], rep["comparisons"]["spri_vs_dense_long"]
+        s1, sf = (rep["rows"][c["a"]]["steps"] for c in (c1, cf))
         L.append(
-            f"- Longer budget: the SPRI - dense_full BLEU gap (seed 0) goes from "
-            f"{t['bleu_gap_1x']:+.2f} to {t[f'bleu_gap_{f}x']:+.2f} at {f}x the steps "
-            f"({t['spri_minus_dense_bleu']})."
+            "- Longer budget: the SPRI - dense_full BLEU gap (seed 0) is "
+            f"{_interval(c1['bleu'])} at {s1} steps and {_interval(cf['bleu'])} at {sf} ({f}x); "
+            f"the change, {_interval(b['change'])} (95% CI, the same test sentences resampled "
+            f"for all four runs): {t['reading']}."
         )
     else:
         L.append("- Longer budget: not measured.")

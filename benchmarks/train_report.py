@@ -130,6 +130,20 @@ def headline_rows(caches=None, n: int = N_RESAMPLES) -> list[str]:
                     f"| {b['delta']:+.2f} BLEU [{b['lo']:+.2f}, {b['hi']:+.2f}] (95% CI over test "
                     f"sentences): {stage_verdict(b)} |"
                 )
+            t = rep["long_budget"]
+            if t is not None:
+                keys = ("spri_vs_dense_seed0", "spri_vs_dense_long")
+                c1, cf = (rep["comparisons"][k] for k in keys)
+                s1, sf = (rep["rows"][c["a"]]["steps"] for c in (c1, cf))
+                ch = t["bleu"]["change"]
+                out.append(
+                    f"| SPRI vs dense full fine-tuning at {t['factor']}x the steps ({sf} against "
+                    f"{s1}), equal trainable scope, {device}, seed 0 each, "
+                    f"{rep['rows'][cf['a']]['sentences']} test sentences | gap "
+                    f"{cf['bleu']['delta']:+.2f} BLEU at {sf} steps, {c1['bleu']['delta']:+.2f} at "
+                    f"{s1}; change {ch['delta']:+.2f} [{ch['lo']:+.2f}, {ch['hi']:+.2f}] (95% CI "
+                    f"over test sentences): {t['reading']} |"
+                )
     return out
 
 

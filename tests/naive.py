@@ -16,7 +16,7 @@ oracle as its own module (owned by the module it checks) and list it here.
 * ``naive_tokenizer``: the GGUF tokenizers.
 """
 
-from naive_bootstrap import naive_paired_bootstrap
+from naive_bootstrap import naive_paired_bootstrap, naive_paired_contrast
 from naive_datapath_solver import (
     naive_datapath_errors,
     naive_datapath_optimum,
@@ -118,6 +118,7 @@ __all__ = [
     "naive_moe_token",
     "naive_load_balancing_loss",
     "naive_paired_bootstrap",
+    "naive_paired_contrast",
     "naive_split_added",
     "naive_bpe",
     "naive_gpt2_byte_map",

@@ -8,6 +8,12 @@ corpus_score on them (no sufficient statistics involved).
 def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
     """a_hyps / b_hyps: lists (runs) of {lang: [hyp, ...]}; refs {lang: [ref, ...]}
     -> (delta, lo, hi)."""
+    return naive_paired_contrast([a_hyps, b_hyps], [1, -1], refs, langs, metric, n, seed)
+
+
+def naive_paired_contrast(methods, weights, refs, langs, metric, n, seed):
+    """methods: lists (runs) of {lang: [hyp, ...]}; the contrast sum_i w_i mean-score(methods[i])
+    rescored from the strings on each resample -> (delta, lo, hi)."""
     import numpy as _np
     from sacrebleu.metrics import BLEU as _BLEU
     from sacrebleu.metrics import CHRF as _CHRF
@@ -18,24 +24,22 @@ def naive_paired_bootstrap(a_hyps, b_hyps, refs, langs, metric, n, seed):
         tok = "char" if lang in ("ja", "zh", "zh_Hans", "zh_Hant", "th") else "13a"
         return _BLEU(tokenize=tok).corpus_score(hs, [rs]).score
 
-    def diff(picks):
+    def contrast(picks):
         def run_score(h):
             return sum(
                 corpus(g, [h[g][i] for i in picks[g]], [refs[g][i] for i in picks[g]])
                 for g in sorted(langs)
             ) / len(langs)
 
-        return sum(run_score(h) for h in a_hyps) / len(a_hyps) - sum(
-            run_score(h) for h in b_hyps
-        ) / len(b_hyps)
+        return sum(w * sum(run_score(h) for h in m) / len(m) for w, m in zip(weights, methods))
 
-    delta = diff({g: list(range(len(refs[g]))) for g in langs})
+    delta = contrast({g: list(range(len(refs[g]))) for g in langs})
     rng = _np.random.default_rng(seed)
     ds = []
     for _ in range(n):
         picks = {}
         for g in sorted(langs):
             picks[g] = [int(i) for i in rng.integers(0, len(refs[g]), len(refs[g]))]
-        ds.append(diff(picks))
+        ds.append(contrast(picks))
     lo, hi = _np.percentile(ds, [2.5, 97.5])
     return delta, float(lo), float(hi)

@@ -1,10 +1,10 @@
 """Paired bootstrap over test sentences (moe/finetune/bootstrap.py) and the stored sentence
 statistics."""
 
-from naive import naive_paired_bootstrap
+from naive import naive_paired_bootstrap, naive_paired_contrast
 import pytest
 
-from moe.finetune.bootstrap import paired_bootstrap, run_table, score
+from moe.finetune.bootstrap import paired_bootstrap, paired_contrast, run_table, score
 from moe.finetune.translate_eval import score_translations, sentence_stats
 
 SUM_ORDER_TOL = 1e-9  # means over runs/languages summed in a different order than the oracle's
@@ -109,3 +109,22 @@ def test_different_sentence_sets_are_refused():
     b = {**a, "index": [i + 1 for i in a["index"]]}
     with pytest.raises(ValueError, match="different test sentences"):
         paired_bootstrap([a], [b], "bleu", n=2)
+
+
+@pytest.mark.parametrize("metric", ["chrf++", "bleu"])
+def test_paired_contrast_of_four_methods_matches_the_string_level_oracle(metric):
+    """How much the gap A - B changes between two settings: (A2 - B2) - (A1 - B1)."""
+    a, b, c = _translations(HYP_A), _translations(HYP_B), _translations(HYP_C)
+    w = [1.0, -1.0, -1.0, 1.0]
+    got = paired_contrast([[a], [c], [c], [b]], w, metric, n=25, seed=3)
+    want = naive_paired_contrast([[HYP_A], [HYP_C], [HYP_C], [HYP_B]], w, REFS, list(REFS),
+                                 metric, n=25, seed=3)  # fmt: skip
+    assert (got["delta"], got["lo"], got["hi"]) == pytest.approx(want, rel=0, abs=SUM_ORDER_TOL)
+    sa, sb, sc = (score(run_table(t, metric), metric) for t in (a, b, c))
+    assert got["delta"] == pytest.approx((sa - sc) - (sc - sb), rel=0, abs=SUM_ORDER_TOL)
+    assert got["lo"] <= got["delta"] <= got["hi"]
+    # A - B is the two-method contrast, the same resamples: bit for bit
+    two = paired_contrast([[a], [b]], [1.0, -1.0], metric, n=25, seed=3)
+    assert two == paired_bootstrap([a], [b], metric, n=25, seed=3)
+    with pytest.raises(ValueError, match="one weight"):
+        paired_contrast([[a], [b]], [1.0], metric, n=2)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 import sys
 
+import pytest
 from test_bootstrap import HYP_A, HYP_B, _recs, _translations
 
 from moe.finetune.translate_eval import score_translations
@@ -163,7 +164,7 @@ def test_stage_verdict_reads_the_interval():
     assert stage_verdict({"lo": -0.2, "hi": 0.3}) == "no significant difference"
 
 
-def test_long_budget_pairs_the_largest_multiple_measured_for_both():
+def test_long_budget_pairs_the_largest_multiple_measured_for_both(tmp_path):
     runs = [_run("spri_full", "spri", 0, HYP_A), _run("dense_full", "dense_full", 0, HYP_B)]
     runs += [
         _run("spri_full_x2", "spri", 0, HYP_B, steps=400),
@@ -173,8 +174,24 @@ def test_long_budget_pairs_the_largest_multiple_measured_for_both():
     rep = train_report.build_report(runs, {}, None, n=50)
     t = rep["long_budget"]
     assert t["factor"] == 2 and rep["comparisons"]["spri_vs_dense_long"]["a"] == "spri_full_x2"
-    assert t["bleu_gap_1x"] > 0 > t["bleu_gap_2x"] and t["spri_minus_dense_bleu"] == "shrinks"
+    b = t["bleu"]
+    assert b["gap_1x"] > 0 > b["gap_2x"] and t["reading"] == "shrinks"
+    assert b["change"]["delta"] == pytest.approx(b["gap_2x"] - b["gap_1x"], abs=1e-9)
+    assert b["change"]["hi"] < 0  # A beats B on every sentence: the swap is significant
     md = train_report.render(rep)
-    assert "at the long budget (2x the steps, seed 0)" in md and "at 2x the steps (shrinks)" in md
+    assert "at the long budget (2x the steps, seed 0)" in md
+    assert "at 400 (2x); the change, " in md and "all four runs): shrinks." in md
+    # the same runs at 1x and 2x: no change at all
+    same = runs[:2] + [{**r, "name": r["name"] + "_x2"} for r in runs[:2]]
+    flat = train_report.build_report(same, {}, None, n=50)["long_budget"]
+    ch = flat["bleu"]["change"]  # float noise of the four means' sums only
+    assert max(abs(ch["lo"]), abs(ch["hi"])) <= 1e-12
+    assert flat["reading"] == "no significant change"
     # named explicitly, a multiple with no pair is not measured
     assert train_report.build_report(runs, {}, None, long_factor=4, n=50)["long_budget"] is None
+    _write(tmp_path / "cpu", runs)
+    rows = train_report.headline_rows((("CPU", tmp_path / "cpu"),), n=50)
+    assert len(rows) == 2 and rows[1].startswith(
+        "| SPRI vs dense full fine-tuning at 2x the steps (400 against 200), equal trainable "
+    )
+    assert rows[1].endswith("(95% CI over test sentences): shrinks |")

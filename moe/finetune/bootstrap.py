@@ -78,26 +78,37 @@ def paired_bootstrap(
     "p_a_not_better" (share of resamples with A - B <= 0), "n_resamples", "seed", "sentences"}."""
     if not a_runs or not b_runs:
         raise ValueError("paired_bootstrap needs at least one run per method")
-    ta = [run_table(t, metric) for t in a_runs]
-    tb = [run_table(t, metric) for t in b_runs]
-    langs, ids = _aligned(ta + tb)
+    return paired_contrast([a_runs, b_runs], [1.0, -1.0], metric, n, seed)
+
+
+def paired_contrast(
+    methods: list[list[dict]], weights: list[float], metric: str, n: int = N_RESAMPLES,
+    seed: int = SEED,
+) -> dict:  # fmt: skip
+    """sum_i weights[i] * score(methods[i]) (each the mean over its runs), with a paired-bootstrap
+    95% interval: every resample scores every run of every method on the same sentences. With
+    methods (A, B) and weights (1, -1) it is :func:`paired_bootstrap`'s A - B, the same
+    resamples; (A2, B2, A1, B1) with (1, -1, -1, 1) is how much the gap A - B changes from
+    setting 1 to setting 2. "p_a_not_better": the share of resamples with a contrast <= 0."""
+    if len(methods) != len(weights) or any(not m for m in methods):
+        raise ValueError("paired_contrast needs one weight and at least one run per method")
+    tables = [[run_table(t, metric) for t in m] for m in methods]
+    flat = [t for m in tables for t in m]
+    langs, ids = _aligned(flat)
     scorers = {g: _scorer(metric, g) for g in langs}
     stats = {
-        g: [np.array([r[g][i] for i in ids[g]], dtype=np.int64) for r in ta + tb] for g in langs
+        g: [np.array([r[g][i] for i in ids[g]], dtype=np.int64) for r in flat] for g in langs
     }  # [n_g, m]
-    na = len(ta)
+    ends = np.cumsum([0] + [len(m) for m in tables])
 
-    def diff(counts):
+    def value(counts):
         per_run = np.mean(
-            [
-                [scorers[g](counts[g] @ stats[g][k]) for g in langs]
-                for k in range(len(ta) + len(tb))
-            ],
+            [[scorers[g](counts[g] @ stats[g][k]) for g in langs] for k in range(len(flat))],
             axis=1,
         )  # [runs] mean over languages
-        return float(per_run[:na].mean() - per_run[na:].mean())
+        return float(sum(w * per_run[a:b].mean() for w, a, b in zip(weights, ends[:-1], ends[1:])))
 
-    delta = diff({g: np.ones(len(ids[g]), dtype=np.int64) for g in langs})
+    delta = value({g: np.ones(len(ids[g]), dtype=np.int64) for g in langs})
     rng = np.random.default_rng(seed)
     ds = np.empty(n)
     for r in range(n):
@@ -105,7 +116,7 @@ def paired_bootstrap(
         for g in langs:
             pick = rng.integers(0, len(ids[g]), len(ids[g]))
             counts[g] = np.bincount(pick, minlength=len(ids[g]))
-        ds[r] = diff(counts)
+        ds[r] = value(counts)
     lo, hi = np.percentile(ds, [100 * (1 - CI) / 2, 100 * (1 + CI) / 2])
     return {
         "delta": delta,
