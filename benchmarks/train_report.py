@@ -55,6 +55,8 @@ from nli.atomic import atomic_write
 
 from results_io import results_path, write_json
 
+PLAN_LONG_FACTOR = train_gpu.parse_args([]).long_factor  # the default plan's long budget
+
 
 def expected_runs() -> list[str]:
     """``<name>_s<seed>`` of every run of benchmarks/train_gpu.py's default plan, in order."""
@@ -67,14 +69,22 @@ def cache_blocks(title: str, cache: Path, n: int = N_RESAMPLES) -> list[str]:
     have = {p.stem for p in cache.glob("*_s*.json")} if cache.is_dir() else set()
     missing = [w for w in want if w not in have]
     B = [f"### {title} (`{_rel(cache)}/`)"]
+    stand_in = set()  # long-budget multiples measured other than the plan's
     if cache.is_dir():
         for device, rep in device_reports(str(cache), n):
             B += render_blocks(rep, device)
+            if rep["long_budget"] and rep["long_budget"]["factor"] != PLAN_LONG_FACTOR:
+                stand_in.add(rep["long_budget"]["factor"])
     if missing:
         B.append(
             f"Not yet measured: {len(missing)} of {len(want)} runs missing: "
             + ", ".join(f"`{m}`" for m in missing)
             + "."
+            + "".join(
+                f" The long-budget comparison above is the {f}x pair (`train_gpu.py "
+                f"--long-factor {f}`), in place of the plan's {PLAN_LONG_FACTOR}x."
+                for f in sorted(stand_in)
+            )
         )
     return B
 

@@ -195,3 +195,9 @@ def test_long_budget_pairs_the_largest_multiple_measured_for_both(tmp_path):
         "| SPRI vs dense full fine-tuning at 2x the steps (400 against 200), equal trainable "
     )
     assert rows[1].endswith("(95% CI over test sentences): shrinks |")
+    md = "\n\n".join(train_report.section_equal_scope((("CPU", tmp_path / "cpu"),), n=50))
+    assert "`spri_full_x4_s0`" not in md.split("Not yet measured")[1]  # measured, unpaired
+    assert md.endswith(
+        ". The long-budget comparison above is the 2x pair (`train_gpu.py --long-factor 2`), in "
+        "place of the plan's 4x."
+    )
