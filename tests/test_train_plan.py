@@ -106,10 +106,14 @@ def test_train_gpu_plan_matches_the_cpu_cache_and_its_order():
     cached = _cached_runs(cache)
     main = train_gpu.main_plan(a)
     choice = json.loads((cache / "lr_choice.json").read_text())  # the main runs' LRs, from dev
-    for t in main:
-        if t["lr_of"] in choice:
-            cfg = train_gpu.task_config(a, t, choice[t["lr_of"]]["lr"])
-            planned[f"{t['name']}_s{t['seed']}"] = cfg.to_dict()
+    # long-budget runs made with another --long-factor than the default's
+    factors = {int(m.group(1)) for k in cached if (m := re.search(r"_x(\d+)_s\d+$", k))}
+    for f in sorted(factors | {a.long_factor}):
+        af = train_gpu.parse_args(CPU_JOB + ["--long-factor", str(f)])
+        for t in train_gpu.main_plan(af):
+            if t["lr_of"] in choice:
+                cfg = train_gpu.task_config(af, t, choice[t["lr_of"]]["lr"])
+                planned[f"{t['name']}_s{t['seed']}"] = cfg.to_dict()
     assert cached and set(cached) <= set(planned)  # every cached run is one the plan makes
     for k, res in cached.items():
         assert res["config"] == planned[k], k
