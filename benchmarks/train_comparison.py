@@ -158,7 +158,7 @@ def build_report(
     """The comparisons and claims of one device's runs. ``long_factor``: the budget multiple
     of the long-budget pair; default the largest one measured (:func:`long_factor_of`)."""
     rows = method_rows(runs)
-    long_factor = long_factor or long_factor_of(rows) or 4
+    long_factor = long_factor or long_factor_of(rows)  # None: no long-budget pair measured
     prior = [p for p in PRIOR if p in rows]
     best_prior = max(prior, key=lambda p: rows[p]["bleu"]["mean"]) if prior else None
     s0 = min(rows["spri_full"]["seeds"]) if "spri_full" in rows else 0
@@ -169,9 +169,11 @@ def build_report(
         "spri_vs_dense_seed0": compare(rows, "spri_full", "dense_full", seeds=[s0], n=n),
         "spri_vs_dense_long": compare(
             rows, f"spri_full_x{long_factor}", f"dense_full_x{long_factor}", n=n
-        ),
+        )
+        if long_factor
+        else None,
     }
-    trend = long_trend(rows, cmps, long_factor, s0, n)
+    trend = long_trend(rows, cmps, long_factor, s0, n) if long_factor else None
     return {
         "rows": {
             k: {kk: vv for kk, vv in v.items() if kk != "_translations"} for k, v in rows.items()

@@ -156,9 +156,11 @@ def _dp(
         if progress is not None:
             progress(done, K)
         if forward:
-            Dfh[a + 1], a = out, a + 1
+            Dfh[a + 1] = out
+            a += 1
         else:
-            Ebh[b - 1], b = out, b - 1
+            Ebh[b - 1] = out
+            b -= 1
         if meet:
             break
         if save is not None:

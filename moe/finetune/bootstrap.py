@@ -1,4 +1,6 @@
-"""Paired bootstrap over test sentences for the difference of two methods' chrF++ / BLEU.
+"""Paired bootstrap over test sentences for the difference of two methods' chrF++ / BLEU,
+and for any weighted sum of several methods' scores (:func:`paired_contrast`: how a gap
+changes between two budgets).
 
 The score of a run is the unweighted mean over languages of each language's
 corpus score (as in :func:`moe.finetune.translate_eval.score_translations`),
