@@ -126,7 +126,8 @@ def long_trend(rows: dict, cmps: dict, f: int, s0: int, n: int = N_RESAMPLES) ->
     """How the SPRI - dense_full gap (seed s0) changes from 1x to f x the steps: both gaps and
     the change (gap at f x - gap at 1x) with its paired-bootstrap interval, per metric (the same
     test sentences resampled for all four runs), and ``reading``: from the BLEU change's
-    interval, "grows" (above 0), "shrinks" (below 0) or "no significant change"."""
+    interval, "grows" (above 0), "shrinks" (below 0) or "no significant change"; ``steps``:
+    the two budgets' step counts (1x, f x)."""
     short, long_ = cmps["spri_vs_dense_seed0"], cmps["spri_vs_dense_long"]
     if not (short and long_):
         return None
@@ -137,7 +138,7 @@ def long_trend(rows: dict, cmps: dict, f: int, s0: int, n: int = N_RESAMPLES) ->
 
     four = [seed_runs(f"spri_full_x{f}"), seed_runs(f"dense_full_x{f}")]
     four += [seed_runs("spri_full", [s0]), seed_runs("dense_full", [s0])]
-    out = {"factor": f}
+    out = {"factor": f, "steps": [rows[c["a"]]["steps"] for c in (short, long_)]}
     for m in METRICS:
         ch = paired_contrast(four, [1.0, -1.0, -1.0, 1.0], m, n=n, seed=SEED)
         out[m] = {"gap_1x": short[m]["delta"], f"gap_{f}x": long_[m]["delta"], "change": ch}

@@ -98,7 +98,7 @@ def _verdict(rep: dict) -> list[str]:
     if t:
         f, b = t["factor"], t["bleu"]
         c1, cf = rep["comparisons"]["spri_vs_dense_seed0"], rep["comparisons"]["spri_vs_dense_long"]
-        s1, sf = (rep["rows"][c["a"]]["steps"] for c in (c1, cf))
+        s1, sf = t["steps"]
         L.append(
             "- Longer budget: the SPRI - dense_full BLEU gap (seed 0) is "
             f"{_interval(c1['bleu'])} at {s1} steps and {_interval(cf['bleu'])} at {sf} ({f}x); "

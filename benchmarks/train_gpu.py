@@ -55,6 +55,7 @@ from train_gpu_plan import LRS, choose_lrs, main_plan, sweep_plan, task_config
 from train_gpu_worker import worker
 from train_run import load_data, same_run
 
+from nli.argtypes import finite_float, positive_int, probability
 from nli.atomic import atomic_write
 
 from results_io import write_json
@@ -70,28 +71,37 @@ def parse_args(argv=None):
     p.add_argument("--data", default="out/data/translation.json")
     p.add_argument("--model", default="smollm2")
     p.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N")
-    p.add_argument("--workers", type=int, default=12)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--stage1-frac", type=float, default=0.25)
+    p.add_argument("--workers", type=positive_int(), default=12)
+    p.add_argument("--threads", type=positive_int(), default=1, help="torch threads per worker")
+    p.add_argument("--steps", type=positive_int(), default=200)
+    p.add_argument("--batch", type=positive_int(), default=8)
+    p.add_argument("--stage1-frac", type=probability, default=0.25)
     p.add_argument("--lrs", default=",".join(f"{x:g}" for x in LRS))
-    p.add_argument("--sweep-steps", type=int, default=50)
-    p.add_argument("--dev-per-lang", type=int, default=25)
+    p.add_argument("--sweep-steps", type=positive_int(), default=50)
+    p.add_argument("--dev-per-lang", type=positive_int(), default=25)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--long-factor", type=int, default=4)
+    p.add_argument("--long-factor", type=positive_int(), default=4)
     p.add_argument(
-        "--test-per-lang", type=int, default=None, help="test pairs per language for the loss (all)"
+        "--test-per-lang",
+        type=positive_int(),
+        default=None,
+        help="test pairs per language for the loss (all)",
     )
-    p.add_argument("--gen-per-lang", type=int, default=100)
-    p.add_argument("--max-new", type=int, default=64)
-    p.add_argument("--eval-batch", type=int, default=32)
-    p.add_argument("--gen-batch", type=int, default=200)
+    p.add_argument("--gen-per-lang", type=positive_int(), default=100)
+    p.add_argument("--max-new", type=positive_int(), default=64)
+    p.add_argument("--eval-batch", type=positive_int(), default=32)
+    p.add_argument("--gen-batch", type=positive_int(), default=200)
     p.add_argument(
-        "--deadline", type=float, default=400.0, help="no run starts after this many seconds"
+        "--deadline",
+        type=finite_float(0.0),
+        default=400.0,
+        help="no run starts after this many seconds",
     )
     p.add_argument(
-        "--hard-stop", type=float, default=455.0, help="end unfinished runs and pack at this time"
+        "--hard-stop",
+        type=finite_float(0.0),
+        default=455.0,
+        help="end unfinished runs and pack at this time",
     )
     p.add_argument(
         "--only",

@@ -51,6 +51,7 @@ import train_gpu
 from train_gpu_plan import run_ids
 
 from moe.finetune.bootstrap import N_RESAMPLES
+from nli.argtypes import positive_int
 from nli.atomic import atomic_write
 
 from results_io import results_path, write_json
@@ -142,15 +143,13 @@ def headline_rows(caches=None, n: int = N_RESAMPLES) -> list[str]:
                 )
             t = rep["long_budget"]
             if t is not None:
-                keys = ("spri_vs_dense_seed0", "spri_vs_dense_long")
-                c1, cf = (rep["comparisons"][k] for k in keys)
-                s1, sf = (rep["rows"][c["a"]]["steps"] for c in (c1, cf))
-                ch = t["bleu"]["change"]
+                (s1, sf), b, f = t["steps"], t["bleu"], t["factor"]
+                ch, cf = b["change"], rep["comparisons"]["spri_vs_dense_long"]
                 out.append(
-                    f"| SPRI vs dense full fine-tuning at {t['factor']}x the steps ({sf} against "
+                    f"| SPRI vs dense full fine-tuning at {f}x the steps ({sf} against "
                     f"{s1}), equal trainable scope, {device}, seed 0 each, "
                     f"{rep['rows'][cf['a']]['sentences']} test sentences | gap "
-                    f"{cf['bleu']['delta']:+.2f} BLEU at {sf} steps, {c1['bleu']['delta']:+.2f} at "
+                    f"{b[f'gap_{f}x']:+.2f} BLEU at {sf} steps, {b['gap_1x']:+.2f} at "
                     f"{s1}; change {ch['delta']:+.2f} [{ch['lo']:+.2f}, {ch['hi']:+.2f}] (95% CI "
                     f"over test sentences): {t['reading']} |"
                 )
@@ -193,9 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="benchmarks/results/train_gpu_report.md")
     p.add_argument("--json", default="benchmarks/results/train_gpu_report.json")
     p.add_argument(
-        "--long-factor", type=int, default=None, help="default: the largest one measured"
+        "--long-factor", type=positive_int(), default=None, help="default: the largest one measured"
     )
-    p.add_argument("--resamples", type=int, default=N_RESAMPLES)
+    p.add_argument("--resamples", type=positive_int(), default=N_RESAMPLES)
     a = p.parse_args(argv)
     cache = Path(a.cache)
     if not cache.is_dir():
