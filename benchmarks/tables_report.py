@@ -20,7 +20,12 @@ import inspect
 import sys
 import time
 
-from hw_sim.report import composite_inverse_report, error_arrays, error_report
+from hw_sim.report import (
+    composite_inverse_report,
+    error_arrays,
+    report_of_arrays,
+    table_domain,
+)
 from hw_sim.report_checks import by_interval, provenance
 import nli
 from nli.defaults import default_table_path
@@ -35,7 +40,9 @@ ALL_FP32_EXPONENTS = list(range(0, 255))  # FP32 biased exponents of finite v (0
 FP16_RANGE_EXPONENTS = list(range(127 - 24, 127 + 16))  # v within FP16's range (direct mode's)
 
 
-def _row(table: Table, domain=None) -> dict:
+def _row(table: Table, domain=None, fp32_arrays: dict | None = None) -> dict:
+    """Report rows per precision; ``fp32_arrays``, if given, receives the fp32 unit's
+    error_arrays (the datapath is run once per precision)."""
     out = {}
     for prec in PRECISIONS:
         try:
@@ -43,7 +50,11 @@ def _row(table: Table, domain=None) -> dict:
         except TableError as e:
             out[prec] = {"invalid": str(e)}
             continue
-        r = error_report(t, domain)
+        dom = domain if domain is not None else table_domain(t)
+        arrays = error_arrays(t, dom)
+        if prec == "fp32" and fp32_arrays is not None:
+            fp32_arrays.update(arrays)
+        r = report_of_arrays(t, arrays, dom)
         out[prec] = {
             k: r[k]
             for k in (
@@ -109,10 +120,12 @@ def run(stride: int) -> dict:
             report["notes"].append(f"no shipped default table for {name}:{mode}")
             continue
         t = nli.default_table(name, mode)
+        fp32 = {}
+        row = _row(t, fp32_arrays=fp32)
         report["defaults"][f"{name}:{mode}"] = {
-            **_row(t),
+            **row,
             "solve": provenance(t)["solve"],
-            "by_interval": by_interval(t, error_arrays(t)),  # fp32 unit
+            "by_interval": by_interval(t.with_precision("fp32"), fp32),  # fp32 unit
         }
         if name in INVERSE_FUNCTIONS:
             comp = {}

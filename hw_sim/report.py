@@ -166,8 +166,15 @@ def summarize(arrays: dict) -> dict:
 def error_report(table, domain: tuple[float, float] | None = None) -> dict:
     """Bit-accurate error of ``table`` over every finite FP16 (BF16 for a bf16 table) input of
     its domain (see the module docstring for every definition). Pure: returns a dict."""
-    lo, hi = domain if domain is not None else table_domain(table)
-    rep = summarize(error_arrays(table, (lo, hi)))
+    domain = domain if domain is not None else table_domain(table)
+    return report_of_arrays(table, error_arrays(table, domain), domain)
+
+
+def report_of_arrays(table, arrays: dict, domain: tuple[float, float]) -> dict:
+    """:func:`error_report` from ``arrays = error_arrays(table, domain)`` already computed (a
+    caller that also needs the per-input arrays runs the datapath once)."""
+    lo, hi = domain
+    rep = summarize(arrays)
     rep.update(
         {
             "function": table.function,

@@ -23,9 +23,9 @@ from nli.grid import bits_to_f64
 from .report import (
     correctly_rounded,
     error_arrays,
-    error_report,
     is_nan_bits,
     ordered,
+    report_of_arrays,
     summarize,
     table_domain,
 )
@@ -150,7 +150,7 @@ def table_report(table, domain: tuple[float, float] | None = None) -> dict:
     interval and the provenance."""
     lo, hi = domain if domain is not None else table_domain(table)
     arrays = error_arrays(table, (lo, hi))
-    rep = error_report(table, (lo, hi))
+    rep = report_of_arrays(table, arrays, (lo, hi))
     rep["sign_check"] = sign_check(arrays)
     rep["tails_check"] = tails_check(table, arrays)
     rep["by_interval"] = by_interval(table, arrays)
