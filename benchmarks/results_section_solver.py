@@ -64,9 +64,10 @@ def _exact_tables_part() -> list[str]:
         "the solve waited for the CPU behind other jobs)"
         + (
             f". The 2-thread wall is measured where a 2-thread run exists (the solve itself, or "
-            "`solver_exact.py` below); else it is estimated as the 1-thread solve's CPU seconds "
-            f"over {speed[1]:.2f}, the 1 -> 2 thread speedup measured on {speed[0]} (the "
-            "smallest measured, below):"
+            "`solver_exact.py` below); else it is estimated as 1-thread CPU seconds over "
+            f"{speed[1]:.2f}, the 1 -> 2 thread speedup measured on {speed[0]} (the smallest "
+            "measured, below): those of a 1-thread `solver_exact.py` run where one exists (the "
+            "newer solver; the `from` column names it), else the solve's own:"
             if speed
             else ":"
         ),

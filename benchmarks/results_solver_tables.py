@@ -136,9 +136,10 @@ def thread_speedup(se: dict) -> tuple[str, float] | None:
 def exact_table_solves_md(summaries: dict, se: dict, target: int) -> str:
     """The exact solve behind each function's exact table: threads, wall and CPU seconds, and
     its 2-thread wall against ``target``: measured (the solve itself, or a finished 2-thread
-    run in solver_exact.json, ``se``), else estimated from a 1-thread solve's CPU seconds at
-    :func:`thread_speedup` (said so)."""
-    speedup, twos = thread_speedup(se), finished_exact_runs(se, 2)
+    run in solver_exact.json, ``se``), else estimated from 1-thread CPU seconds at
+    :func:`thread_speedup` (said so): a finished 1-thread run's in ``se`` where there is one
+    (a newer solver than the table's own solve may have been), else the solve's."""
+    speedup, twos, ones = thread_speedup(se), finished_exact_runs(se, 2), finished_exact_runs(se, 1)
     out = [
         "| function | threads | wall (s) | CPU (s) | 2 threads (s) | target (s) | from |",
         "|---|---|---|---|---|---|---|",
@@ -151,6 +152,10 @@ def exact_table_solves_md(summaries: dict, se: dict, target: int) -> str:
         if v.get("threads") == 2 or fn in twos:
             wall = twos[fn]["wall_seconds"] if fn in twos else v["wall_seconds"]
             two, met = f"{wall:.0f} (measured)", wall <= target
+        elif fn in ones and speedup:
+            est = ones[fn]["cpu_seconds"] / speedup[1]
+            two, met = f"~{est:.0f} (estimated)", est <= target
+            src += f"; estimate: solver_exact.json, 1 thread, {ones[fn]['cpu_seconds']:.0f} CPU-s"
         elif v.get("threads") == 1 and speedup:
             est = v["cpu_seconds"] / speedup[1]
             two, met = f"~{est:.0f} (estimated)", est <= target

@@ -47,3 +47,14 @@ def test_measured_where_a_two_thread_run_exists_else_estimated():
     assert "| ~640 (estimated) | 600: missed |" in rows["g"]
     none = exact_table_solves_md({"e": sm["e"]}, {}, 600).splitlines()[2]
     assert "| - | - |" in none  # no speedup measured anywhere: no estimate
+
+
+def test_a_one_thread_solver_exact_run_is_preferred_for_the_estimate():
+    """A newer solver's 1-thread run in solver_exact.json, not the table's own older solve,
+    gives the estimate, and the row names it."""
+    se = {**SE, "h": {"mean+lut": {"threads_1": _run(870.0, 840.0)}}}
+    sm = {"h": _summary(1, 1400.0, 1300.0)}  # the solve's own: 1300 / 1.5 = 867, missed
+    (row,) = exact_table_solves_md(sm, se, 600).splitlines()[2:]
+    assert "| ~560 (estimated) | 600: met |" in row  # 840 / 1.5
+    assert "estimate: solver_exact.json, 1 thread, 840 CPU-s |" in row
+    assert "| 1400 | 1300 |" in row  # the table's own solve is still shown
