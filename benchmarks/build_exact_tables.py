@@ -20,7 +20,9 @@ benchmarks/refine_shipped.py made the shipped table, but with stride 1:
    max / mean ulp, mean / max relative error) of the thinned, raw, refined and shipped
    tables, the exact optimum against the thinned one and the shipped table's own ``mean`` +
    LUT-rounding objective value on the same grid, and ``ships``: whether the refined exact
-   table beats the shipped one on % CR without a worse max ulp (the rule for shipping it).
+   table beats the shipped one on % CR without a worse max ulp and, where the shipped table
+   also works on the fp16-precision unit, still does (``fp16_variant_valid``): the rule for
+   shipping it.
 6. with ``--ship``, where ``ships`` holds: NAME.json becomes the shipped table
    (nli/tables/NAME.json, written atomically), its meta's ``comparison`` recording the
    published-cutpoint table it beats (as benchmarks/build_tables.py records it) and the
@@ -53,6 +55,17 @@ def _shipped_stride(name: str) -> int | None:
     rec = (read_json("build_tables.json") or {}).get(name)
     tried = [t for t in (rec or {}).get("tried", []) if t["objective"] == rec.get("chosen")]
     return int(tried[0]["stride"]) if tried else None
+
+
+def _fp16_ok(table) -> bool:
+    """Whether the table is valid on the fp16-precision unit too (every RNE16(mul) finite)."""
+    from nli.table import TableError
+
+    try:
+        table.with_precision("fp16")
+    except TableError:
+        return False
+    return True
 
 
 def _report(table, domain) -> dict:
@@ -269,7 +282,12 @@ def main(argv=None) -> int:
         }
         ref, sh = summary["report"]["exact_refined"], summary["report"]["shipped"]
         cr = "pct_correctly_rounded"
-        summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"])
+        summary["fp16_variant_valid"] = {
+            "exact_refined": _fp16_ok(final),
+            "shipped": _fp16_ok(shipped),
+        }
+        keeps_fp16 = all(summary["fp16_variant_valid"].values()) or not _fp16_ok(shipped)
+        summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"] and keeps_fp16)
         summary = stamp_tables(summary)
         if args.ship and summary["ships"]:
             _ship(name, final, shipped, shipped_fp, summary)

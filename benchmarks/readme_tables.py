@@ -28,7 +28,7 @@ from results_sections import (
     section_tables,
     section_train,
 )
-from results_solver_tables import EXACT_TARGET_S, PAPER_TARGET_S, finished_exact_runs
+from results_solver_tables import EXACT_TARGET_S, PAPER_TARGET_S, finished_exact_runs, paper_walls
 from results_stamps import section_table_stamps
 from rtl_synth import rtl_table_md, section_rtl
 from train_report import headline_rows, section_equal_scope
@@ -55,13 +55,7 @@ def headline_md() -> str:
     )
     silu = t["defaults"]["silu:direct"]["fp32"]
     pub = t["published"]["silu:published"]["fp32"]
-    solves = [
-        r["solves"]["paper"]["wall_seconds"]
-        for r in s.values()  # full (direct) domains only
-        if isinstance(r, dict)
-        and r.get("mode") == "direct"
-        and r["solves"].get("paper", {}).get("finished")
-    ]
+    solves = list(paper_walls(s, load("solver_exact.json") or {}).values())
     nli, ppl_ref = llm["modes"]["nli"], llm["ppl_ref"]
     bf = load("build_tables_bf16.json")
     bf_rows = []

@@ -6,6 +6,7 @@ objectives. Tables from results_solver_tables.py; assembled by benchmarks/readme
 from __future__ import annotations
 
 from results_solver_tables import (
+    EXACT_SOLVE_TARGETS_S,
     EXACT_TARGET_S,
     PAPER_TARGET_S,
     SINGLE_TARGET_S,
@@ -13,9 +14,9 @@ from results_solver_tables import (
     exact_solves_md,
     exact_table_solves_md,
     exact_tables_md,
-    finished_exact_runs,
     solver_md,
     solver_times_md,
+    thread_pairs,
     thread_speedup,
 )
 
@@ -38,7 +39,8 @@ def _exact_tables_part() -> list[str]:
     speed = thread_speedup(se)
     return [
         "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
-        "beats the shipped table on % correctly rounded without a worse max ulp. "
+        "beats the shipped table on % correctly rounded without a worse max ulp, and stays "
+        "valid on the fp16-precision unit where the shipped table is. "
         "Per function, `python benchmarks/build_exact_tables.py FUNCTION` (resumable, one step per "
         "file under `benchmarks/results/exact_tables/`) solves the paper layout exactly and with "
         "stride-32 thinning (how the shipped tables began), refines the exact table as the "
@@ -55,7 +57,8 @@ def _exact_tables_part() -> list[str]:
         + (", ".join(ships) if ships else "none")
         + (
             " (not swapped into `nli/tables/` yet: the results in these docs measured with "
-            "today's tables, the model results among them for exp, would be rerun with them)."
+            "today's tables would be rerun with them, the model results among them: the models' "
+            "Softmax uses exp, and their direct-mode rows use reciprocal and rsqrt)."
             if ships
             else "."
         ),
@@ -104,15 +107,12 @@ def _datapath_part() -> list[str]:
 def _thread_scaling(runs: dict) -> str:
     """' Thread scaling: ...' for each function with finished 1- and 2-thread runs, else ''."""
     out = []
-    ones, twos = finished_exact_runs(runs, 1), finished_exact_runs(runs, 2)
-    for fn in runs:
-        if fn in ones and fn in twos:
-            one, two = ones[fn], twos[fn]
-            w1, w2 = one["wall_seconds"], two["wall_seconds"]
-            out.append(
-                f"{fn} {w1:.0f} s on 1 thread, {w2:.0f} s on 2 ({w1 / w2:.2f}x; the 2 threads "
-                f"spent {two['cpu_seconds'] / one['cpu_seconds']:.2f}x the CPU seconds)"
-            )
+    for fn, (one, two) in thread_pairs(runs).items():
+        w1, w2 = one["wall_seconds"], two["wall_seconds"]
+        out.append(
+            f"{fn} {w1:.0f} s on 1 thread, {w2:.0f} s on 2 ({w1 / w2:.2f}x; the 2 threads "
+            f"spent {two['cpu_seconds'] / one['cpu_seconds']:.2f}x the CPU seconds)"
+        )
     return " Thread scaling, same machine and commit: " + "; ".join(out) + "." if out else ""
 
 
@@ -137,16 +137,20 @@ def section_solver(s) -> list[str]:
         "`python benchmarks/solver.py --functions "
         "silu,gelu,tanh,sigmoid,softplus,exp,reciprocal,rsqrt,reciprocal_reduced,rsqrt_reduced "
         "--solves paper --limit 1200` (`solves.paper` in the JSON: wall and CPU seconds, per-layer "
-        "wall times, cost, cutpoints).",
+        "wall times, cost, cutpoints). Later 2-thread reruns by `benchmarks/solver_exact.py "
+        "--solves paper` (a newer solver) are in the table of its runs below; the README takes the "
+        "newest time per function.",
         solver_times_md(s, "paper", PAPER_TARGET_S, True),
         "**The shipped objective, exact** (paper layout, `mean` with LUT rounding in the "
         "objective, every grid point a candidate, full default domain): `python "
         "benchmarks/solver_exact.py --functions silu,exp --solves mean+lut --threads 2,1 --limit "
-        "1500` -> `benchmarks/results/solver_exact.json` (kernels compiled before the clock "
+        "1500`, and the same with `--functions elu,logsigmoid,erf --threads 1 --limit 3000` and "
+        "with `--functions silu,tanh --solves paper --threads 2 --limit 600`, -> "
+        "`benchmarks/results/solver_exact.json` (kernels compiled before the clock "
         "starts; `solver` is the commit that ran). The DP runs from both ends and meets in the "
         "middle (`nli/dp.py`: the last layer is computed only where a suffix below the bound "
         "exists)." + _thread_scaling(read_json("solver_exact.json") or {}),
-        exact_solves_md(read_json("solver_exact.json") or {}, EXACT_TARGET_S),
+        exact_solves_md(read_json("solver_exact.json") or {}, EXACT_SOLVE_TARGETS_S),
         *_exact_tables_part(),
         *_datapath_part(),
         "Each 32-bin DP layer (`nli/dp_layer.py::_layer`) skips pairs by three exact lower-bound "

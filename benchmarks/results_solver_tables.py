@@ -6,6 +6,7 @@ from __future__ import annotations
 
 EXACT_TARGET_S = 600  # wall seconds per function: the exact mean + LUT-rounding solve, 2 cores
 PAPER_TARGET_S = 150  # wall seconds per function: the exact paper-objective solve, 2 cores
+EXACT_SOLVE_TARGETS_S = {"mean+lut": EXACT_TARGET_S, "paper": PAPER_TARGET_S}  # solver_exact.py
 SINGLE_TARGET_S = 60  # wall seconds per function: the exact single:11 solve, 2 cores
 
 
@@ -50,6 +51,24 @@ def solver_times_md(s, solve: str, target: int, extra_cols: bool) -> str:
     return "\n".join(out)
 
 
+def paper_walls(s: dict, se: dict) -> dict:
+    """{function: wall seconds} of the exact paper-layout solve on each full (direct) domain:
+    the 2-thread benchmarks/solver_exact.py run (``se``, the newer solver) where one finished,
+    else benchmarks/solver.py's (``s``)."""
+    walls = {
+        fn: r["solves"]["paper"]["wall_seconds"]
+        for fn, r in s.items()
+        if isinstance(r, dict)
+        and r.get("mode") == "direct"
+        and r["solves"].get("paper", {}).get("finished")
+    }
+    for fn, solves in se.items():
+        r = solves.get("paper", {}).get("threads_2", {})
+        if r.get("finished"):
+            walls[fn] = r["wall_seconds"]
+    return walls
+
+
 def finished_exact_runs(se: dict, threads: int) -> dict:
     """{function: run} of the finished mean + LUT-rounding runs on ``threads`` threads in
     solver_exact.json (``se``)."""
@@ -57,9 +76,10 @@ def finished_exact_runs(se: dict, threads: int) -> dict:
     return {fn: r for fn, r in runs.items() if r.get("finished")}
 
 
-def exact_solves_md(se, target: int) -> str:
+def exact_solves_md(se, targets: dict) -> str:
     """One row per run of benchmarks/solver_exact.py (solver_exact.json): function, solve,
-    threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit."""
+    threads, wall and CPU seconds (or how far an unfinished run got), cost, solver commit, and
+    the solve's target (``targets``: wall seconds per solve name)."""
     head = (
         "| function | solve | threads | grid points | wall (s) | CPU (s) | cost | solver "
         "| target (s) |"
@@ -77,7 +97,7 @@ def exact_solves_md(se, target: int) -> str:
                     cpu, pts, cost = "-", "-", "-"
                 out.append(
                     f"| {fn} | {name} | {r['threads']} | {pts} | {wall} | {cpu} | {cost} | "
-                    f"{r.get('solver_commit') or '-'} | <= {target} |"
+                    f"{r.get('solver_commit') or '-'} | <= {targets[name]} |"
                 )
     return "\n".join(out)
 
@@ -86,7 +106,8 @@ def exact_tables_md(summaries: dict) -> str:
     """Per function (benchmarks/build_exact_tables.py summaries): the stride-32 thinned and the
     exact optimum of `mean` + LUT rounding, the exact one refined, and the shipped table, on
     the objective and through the fp32 datapath over every input; whether the exact table
-    beats the shipped one on % CR without a worse max ulp (the rule for shipping it)."""
+    beats the shipped one on % CR without a worse max ulp, keeping a valid fp16-precision
+    variant where the shipped one has one (the rule for shipping it)."""
     head = (
         "| function | table | objective (mean + LUT) | vs exact | % CR | max ulp | mean ulp "
         "| mean rel | beats shipped |"
@@ -118,6 +139,9 @@ def exact_tables_md(summaries: dict) -> str:
             ships = ""
             if key == "exact_refined":
                 ships = "yes, shipped" if installed else ("yes" if s["ships"] else "no")
+                v = s.get("fp16_variant_valid", {})
+                if not installed and v.get("shipped") and not v.get("exact_refined"):
+                    ships += " (its fp16-precision variant is invalid: an RNE16(mul) overflows)"
             out.append(
                 f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
                 f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"
@@ -125,11 +149,21 @@ def exact_tables_md(summaries: dict) -> str:
     return "\n".join(out)
 
 
+def thread_pairs(se: dict) -> dict:
+    """{function: (1-thread run, 2-thread run)} of the finished exact mean + LUT-rounding solves
+    in solver_exact.json (``se``) measured on both thread counts by the same solver commit."""
+    ones, twos = finished_exact_runs(se, 1), finished_exact_runs(se, 2)
+    return {
+        fn: (ones[fn], twos[fn])
+        for fn in ones
+        if fn in twos and ones[fn].get("solver_commit") == twos[fn].get("solver_commit")
+    }
+
+
 def thread_speedup(se: dict) -> tuple[str, float] | None:
     """(function, speedup) of the smallest measured 1 -> 2 thread wall speedup of an exact
-    mean + LUT-rounding solve in solver_exact.json (``se``); None if none was measured."""
-    ones, twos = finished_exact_runs(se, 1), finished_exact_runs(se, 2)
-    both = [(fn, ones[fn]["wall_seconds"] / twos[fn]["wall_seconds"]) for fn in ones if fn in twos]
+    mean + LUT-rounding solve (:func:`thread_pairs`); None if none was measured."""
+    both = [(fn, a["wall_seconds"] / b["wall_seconds"]) for fn, (a, b) in thread_pairs(se).items()]
     return min(both, key=lambda p: p[1]) if both else None
 
 

@@ -92,6 +92,39 @@ def test_ship_leaves_a_table_that_does_not_beat_the_shipped_one(shop):
     assert (tables / "exp.json").read_bytes() == before
 
 
+def test_ship_leaves_a_table_that_would_break_the_fp16_unit(shop, monkeypatch):
+    """A candidate that beats the shipped table on the fp32 unit but has no valid fp16-precision
+    variant, where the shipped table has one, does not ship."""
+    import build_exact_tables
+
+    from nli.fingerprint import table_fingerprint
+    from nli.table import load_table
+
+    tables, cache = shop
+    before = (tables / "exp.json").read_bytes()
+    cand = table_fingerprint(load_table(cache / "exp.json"))
+    monkeypatch.setattr(build_exact_tables, "_fp16_ok", lambda t: table_fingerprint(t) != cand)
+    assert build_exact_tables.main(["exp", "--out", str(cache), "--ship"]) == 0
+    s = _summary(cache)
+    assert s["fp16_variant_valid"] == {"exact_refined": False, "shipped": True}
+    assert s["ships"] is False and s["installed"] is False
+    assert (tables / "exp.json").read_bytes() == before
+
+
+def test_fp16_variant_check_on_real_tables():
+    """The exact tanh table has a 32-bin macro interval narrower than 32 / 65504 (its RNE16(mul)
+    overflows); the shipped tanh table does not."""
+    import build_exact_tables
+
+    from nli.defaults import default_table
+    from nli.table import load_table
+
+    if not (CACHE / "tanh.json").exists():
+        pytest.skip("no cached exact tanh table")
+    assert build_exact_tables._fp16_ok(load_table(CACHE / "tanh.json")) is False
+    assert build_exact_tables._fp16_ok(default_table("tanh")) is True
+
+
 def test_no_record_of_the_shipped_stride_is_a_one_line_error(shop, monkeypatch, capsys):
     import build_exact_tables
 

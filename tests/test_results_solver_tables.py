@@ -7,7 +7,12 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from results_solver_tables import exact_table_solves_md, thread_speedup  # noqa: E402
+from results_solver_tables import (  # noqa: E402
+    exact_table_solves_md,
+    paper_walls,
+    thread_pairs,
+    thread_speedup,
+)
 
 
 def _run(wall, cpu):
@@ -58,3 +63,33 @@ def test_a_one_thread_solver_exact_run_is_preferred_for_the_estimate():
     assert "| ~560 (estimated) | 600: met |" in row  # 840 / 1.5
     assert "estimate: solver_exact.json, 1 thread, 840 CPU-s |" in row
     assert "| 1400 | 1300 |" in row  # the table's own solve is still shown
+
+
+def test_thread_scaling_pairs_runs_of_one_solver_commit_only():
+    """A 1-thread and a 2-thread run by different solvers are no speedup measurement."""
+    one = {**_run(900.0, 900.0), "solver_commit": "old"}
+    two = {**_run(300.0, 590.0), "solver_commit": "new"}
+    se = {"x": {"mean+lut": {"threads_1": one, "threads_2": two}}}
+    assert thread_pairs(se) == {} and thread_speedup(se) is None
+    se["x"]["mean+lut"]["threads_1"] = {**one, "solver_commit": "new"}
+    assert thread_speedup(se) == ("x", 3.0)
+
+
+def test_paper_walls_take_the_newest_run_per_function():
+    """solver_exact.py's finished 2-thread paper run replaces solver.py's time; unfinished runs
+    and reduced-domain solves do not count."""
+    s = {
+        "silu": {"mode": "direct", "solves": {"paper": {"finished": True, "wall_seconds": 349.0}}},
+        "exp": {"mode": "direct", "solves": {"paper": {"finished": True, "wall_seconds": 69.0}}},
+        "exp_reduced": {
+            "mode": "reduced",
+            "solves": {"paper": {"finished": True, "wall_seconds": 1}},
+        },
+        "thinning_gap": [],
+    }
+    se = {
+        "silu": {"paper": {"threads_2": _run(266.0, 527.0)}},
+        "exp": {"paper": {"threads_2": {"finished": False}}},
+        "tanh": {"paper": {"threads_2": _run(454.0, 899.0)}},
+    }
+    assert paper_walls(s, se) == {"silu": 266.0, "exp": 69.0, "tanh": 454.0}
