@@ -286,7 +286,8 @@ def main(argv=None) -> int:
             "exact_refined": _fp16_ok(final),
             "shipped": _fp16_ok(shipped),
         }
-        keeps_fp16 = all(summary["fp16_variant_valid"].values()) or not _fp16_ok(shipped)
+        v16 = summary["fp16_variant_valid"]
+        keeps_fp16 = v16["exact_refined"] or not v16["shipped"]
         summary["ships"] = bool(ref[cr] > sh[cr] and ref["max_ulp"] <= sh["max_ulp"] and keeps_fp16)
         summary = stamp_tables(summary)
         if args.ship and summary["ships"]:
