@@ -104,6 +104,28 @@ def _datapath_part() -> list[str]:
     ]
 
 
+def _window_part() -> str:
+    """' The window pass ...': benchmarks/solver_window.py's speedups, if it ran."""
+    w = read_json("solver_window.json")
+    if not w:
+        return ""
+    cases = "; ".join(
+        f"{c['function']} on [{c['domain'][0]:g}, {c['domain'][1]:g}], {c['objective']}: "
+        f"{c['seconds_without_window']:.1f} -> {c['seconds_with_window']:.1f} s "
+        f"({c['speedup']:.2f}x"
+        + ("" if c["same_cost"] and c["same_cutpoints"] else ", a DIFFERENT optimum")
+        + ")"
+        for c in w["cases"]
+    )
+    return (
+        " Before the exact pass a window pass (`nli/solver.py::_window_pass`) tightens its bound; "
+        f"whole exact solves without and with it, {w['threads']} thread(s), same run "
+        f"(`NUMBA_NUM_THREADS=1 python benchmarks/solver_window.py` -> "
+        "`benchmarks/results/solver_window.json`): "
+        f"{cases}."
+    )
+
+
 def _thread_scaling(runs: dict) -> str:
     """' Thread scaling: ...' for each function with finished 1- and 2-thread runs, else ''."""
     out = []
@@ -149,7 +171,7 @@ def section_solver(s) -> list[str]:
         "`benchmarks/results/solver_exact.json` (kernels compiled before the clock "
         "starts; `solver` is the commit that ran). The DP runs from both ends and meets in the "
         "middle (`nli/dp.py`: the last layer is computed only where a suffix below the bound "
-        "exists)." + _thread_scaling(read_json("solver_exact.json") or {}),
+        "exists)." + _thread_scaling(read_json("solver_exact.json") or {}) + _window_part(),
         exact_solves_md(read_json("solver_exact.json") or {}, EXACT_SOLVE_TARGETS_S),
         *_exact_tables_part(),
         *_datapath_part(),
