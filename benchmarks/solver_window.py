@@ -43,6 +43,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     from nli import solver
+    from nli.formats import DTYPE_FORMATS
     from nli.functions import get_function
     from nli.grid import fp16_grid
     from nli.objective import grid_arrays, objective_code
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     for name, domain, objective, quantized in CASES:
         x, _ = fp16_grid(*domain)
         G = grid_arrays(get_function(name), x)
-        ok = np.abs(G.f) < 65520
+        ok = np.abs(G.f) < DTYPE_FORMATS["fp16"].overflow  # RNE16(f) finite, as nli.solver.solve
         obj = objective_code(objective, quantized)
         minw = [0.0] * len(bins)
         _solve_seconds(G, bins, obj, ok, minw, solver.WINDOW_ROUNDS)  # compile / warm up
