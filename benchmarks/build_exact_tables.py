@@ -28,11 +28,14 @@ benchmarks/refine_shipped.py made the shipped table, but with stride 1:
    published-cutpoint table it beats (as benchmarks/build_tables.py records it) and the
    table it replaced (fingerprint and datapath report). Once shipped, later runs keep the
    comparison that decided it (the summary's ``installed``).
+With ``--fp16-widths`` both solves keep every macro interval of B bins at least B / 65504
+wide (``solve(precision="fp16")``), so that the table's fp16-precision variant stays valid
+(refinement moves only LUT values); every step then goes to NAME.fp16_widths.* instead.
 Without ``--ship`` the shipped tables are only read, never written. Every result that used
 the replaced table (benchmarks/results/*.json, ``shipped_tables``) is then out of date until
 its benchmark is rerun; docs/results.md lists them.
 
-    .venv/bin/python benchmarks/build_exact_tables.py silu [--out DIR] [--ship]
+    .venv/bin/python benchmarks/build_exact_tables.py silu [--out DIR] [--ship] [--fp16-widths]
 """
 
 from __future__ import annotations
@@ -148,6 +151,11 @@ def main(argv=None) -> int:
         "--ship", action="store_true", help="install the refined exact table where it beats"
     )
     ap.add_argument(
+        "--fp16-widths",
+        action="store_true",
+        help="solve with macro intervals wide enough for the fp16-precision unit",
+    )
+    ap.add_argument(
         "--checkpoint-dir",
         default=str(CHECKPOINTS),
         help="where the exact solve saves its progress (NAME.solve.npz) and resumes from",
@@ -172,16 +180,26 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     fn = get_function(name)
     domain = fn.domains["direct"]
-    summary_path = out / f"{name}.summary.json"
+    stem = f"{name}.fp16_widths" if args.fp16_widths else name
+    precision = "fp16" if args.fp16_widths else "fp32"  # of the solves: their minimum widths
+    summary_path = out / f"{stem}.summary.json"
     summary = dict(read_json(summary_path) or {"function": name, "domain": list(domain)})
-    raw_path = out / f"{name}.raw.json"
+    if args.fp16_widths:
+        summary["min_widths"] = "fp16"
+    raw_path = out / f"{stem}.raw.json"
     prov = {"method": "nli DP solver (exact)", "script": "benchmarks/build_exact_tables.py"}
-    if not raw_path.exists():
+    if args.fp16_widths:
+        prov["min_widths"] = "fp16 (B / 65504 per macro interval of B bins)"
+
+    def as_table(r, prov):  # the solves' tables are fp32-precision, as the shipped ones
+        return table_from_result(r, provenance=prov).with_precision("fp32")
+
+    if not raw_path.exists() and not args.fp16_widths:
         r, rec = _stored_solve(name, domain)
         if r is not None:
             summary["solve"] = {"from": "solver_exact.json", **rec}
             prov["solve_record"] = "benchmarks/results/solver_exact.json"
-            save_table(table_from_result(r, provenance=prov), raw_path)
+            save_table(as_table(r, prov), raw_path)
             write_json(summary_path, summary)
     if not raw_path.exists():
         import numba
@@ -209,11 +227,11 @@ def main(argv=None) -> int:
             if done == int(done) and done > len(layers):
                 layers.append([time.perf_counter() - t0, time.process_time() - c0])
 
-        ck = SolveCheckpoint(Path(args.checkpoint_dir) / f"{name}.solve.npz")
+        ck = SolveCheckpoint(Path(args.checkpoint_dir) / f"{stem}.solve.npz")
         try:
             r = solve(
                 name, "paper", "mean", domain=domain, quantized=True, progress=progress,
-                checkpoint=ck,
+                checkpoint=ck, precision=precision,
             )  # fmt: skip
         except CheckpointError as e:  # e.g. saved before the solver's code changed
             ap.error(str(e))
@@ -230,15 +248,15 @@ def main(argv=None) -> int:
             summary["solve"]["resumed_from_checkpoint"] = True
         else:
             summary["solve"]["layer_wall_cpu"] = [[round(w, 2), round(c, 2)] for w, c in layers]
-        save_table(table_from_result(r, provenance=prov), raw_path)
+        save_table(as_table(r, prov), raw_path)
         write_json(summary_path, summary)
         ck.discard()
     raw = load_table(raw_path)
-    mr_path = out / f"{name}.mean_rel.json"
+    mr_path = out / f"{stem}.mean_rel.json"
     if not mr_path.exists():
         save_table(refine_table(raw, RefineConfig(objective="mean_rel"), domain=domain)[0], mr_path)
     mean_rel = load_table(mr_path)
-    final_path = out / f"{name}.json"
+    final_path = out / f"{stem}.json"
     if not final_path.exists():
         new, _ = refine_table(mean_rel, RefineConfig("pareto", 2, 8), domain=domain)
         b, a = _report(mean_rel, domain), _report(new, domain)
@@ -250,21 +268,23 @@ def main(argv=None) -> int:
         summary["pareto_kept"] = better
         save_table(new if better else mean_rel, final_path)
         write_json(summary_path, summary)
-    thin_path = out / f"{name}.thinned.json"
+    thin_path = out / f"{stem}.thinned.json"
     if not thin_path.exists():
         thin = _shipped_stride(name)
         if thin is None:
             ap.error(f"build_tables.json records no solve of the shipped {name} table")
         t0, c0 = time.perf_counter(), time.process_time()
-        r = solve(name, "paper", "mean", domain=domain, stride=thin, quantized=True)
+        r = solve(
+            name, "paper", "mean", domain=domain, stride=thin, quantized=True, precision=precision
+        )
         summary["thinned_solve"] = {
             "stride": thin,
             "wall_seconds": time.perf_counter() - t0,
             "cpu_seconds": time.process_time() - c0,
             "cost": r.objective_value,
         }
-        prov = {"method": f"nli DP solver (stride-{thin} thinning)", "script": prov["script"]}
-        save_table(table_from_result(r, provenance=prov), thin_path)
+        prov = {**prov, "method": f"nli DP solver (stride-{thin} thinning)"}
+        save_table(as_table(r, prov), thin_path)
         write_json(summary_path, summary)
     shipped, final = default_table(name), load_table(final_path)
     shipped_fp, final_fp = table_fingerprint(shipped), table_fingerprint(final)

@@ -11,6 +11,7 @@ from results_solver_tables import (
     PAPER_TARGET_S,
     SINGLE_TARGET_S,
     datapath_solves_md,
+    exact_label,
     exact_solves_md,
     exact_table_solves_md,
     exact_tables_md,
@@ -32,8 +33,9 @@ def _exact_tables_part() -> list[str]:
         return []
     from nli.defaults import default_table_names
 
-    ships = [k for k, v in sm.items() if v["ships"] and not v.get("installed")]
-    shipped = [k for k, v in sm.items() if v.get("installed")]
+    ships = [exact_label(k, v) for k, v in sm.items() if v["ships"] and not v.get("installed")]
+    shipped = [exact_label(k, v) for k, v in sm.items() if v.get("installed")]
+    done = list(dict.fromkeys(v.get("function", k) for k, v in sm.items()))  # functions
     direct = sum(mode == "direct" for _, mode in default_table_names())
     se = read_json("solver_exact.json") or {}
     speed = thread_speedup(se)
@@ -41,12 +43,19 @@ def _exact_tables_part() -> list[str]:
         "**Exact tables against the shipped ones.** An exact table ships where, refined, it "
         "beats the shipped table on % correctly rounded without a worse max ulp, and stays "
         "valid on the fp16-precision unit where the shipped table is. "
-        "Per function, `python benchmarks/build_exact_tables.py FUNCTION` (resumable, one step per "
-        "file under `benchmarks/results/exact_tables/`) solves the paper layout exactly and with "
-        "stride-32 thinning (how the shipped tables began), refines the exact table as the "
+        + (
+            "Where it is not, `build_exact_tables.py FUNCTION --fp16-widths` solves again with "
+            "every macro interval of B bins at least B / 65504 wide, so that RNE16(mul) stays "
+            'finite (the rows marked "fp16 widths"; refinement moves only LUT values). '
+            if any(v.get("min_widths") == "fp16" for v in sm.values())
+            else ""
+        )
+        + "Per function, `python benchmarks/build_exact_tables.py FUNCTION` (resumable, one step "
+        "per file under `benchmarks/results/exact_tables/`) solves the paper layout exactly and "
+        "with stride-32 thinning (how the shipped tables began), refines the exact table as the "
         "shipped ones were refined, and runs each through the fp32 datapath over every input of "
-        f"the full default domain. Done so far: {', '.join(sm)} of the {direct} direct-mode "
-        "tables. "
+        f"the full default domain. Done so far: {', '.join(done)} ({len(done)} of the {direct} "
+        "direct-mode tables). "
         + (
             f"Shipped now (installed by `--ship`, each in place of the thinned table it beat): "
             f"{', '.join(shipped)}. "

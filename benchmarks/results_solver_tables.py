@@ -102,6 +102,14 @@ def exact_solves_md(se, targets: dict) -> str:
     return "\n".join(out)
 
 
+def exact_label(key: str, summary: dict) -> str:
+    """A build_exact_tables.py summary's name in the docs: its function, and "(fp16 widths)"
+    for a solve whose macro intervals were kept wide enough for the fp16-precision unit."""
+    if summary.get("min_widths") == "fp16":
+        return f"{summary.get('function', key.split('.')[0])} (fp16 widths)"
+    return key
+
+
 def exact_tables_md(summaries: dict) -> str:
     """Per function (benchmarks/build_exact_tables.py summaries): the stride-32 thinned and the
     exact optimum of `mean` + LUT rounding, the exact one refined, and the shipped table, on
@@ -123,6 +131,7 @@ def exact_tables_md(summaries: dict) -> str:
         if "report" not in s or "thinned_solve" not in s:
             continue
         exact = s["solve"]["cost"]
+        label_fn = exact_label(fn, s)
         obj = {
             "thinned_raw": s["thinned_solve"]["cost"],
             "exact_raw": exact,
@@ -143,7 +152,7 @@ def exact_tables_md(summaries: dict) -> str:
                 if not installed and v.get("shipped") and not v.get("exact_refined"):
                     ships += " (its fp16-precision variant is invalid: an RNE16(mul) overflows)"
             out.append(
-                f"| {fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
+                f"| {label_fn} | {label} | {ov} | {gap} | {r['pct_correctly_rounded']:.2f} | "
                 f"{r['max_ulp']} | {r['mean_ulp']:.4f} | {r['mean_rel_error']:.4e} | {ships} |"
             )
     return "\n".join(out)
@@ -197,7 +206,7 @@ def exact_table_solves_md(summaries: dict, se: dict, target: int) -> str:
             two, met = "-", None
         verdict = "-" if met is None else f"{target}: {'met' if met else 'missed'}"
         out.append(
-            f"| {fn} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
+            f"| {exact_label(fn, s)} | {v.get('threads') or '-'} | {v['wall_seconds']:.0f} | "
             f"{v['cpu_seconds']:.0f} | {two} | {verdict} | {src} |"
         )
     return "\n".join(out)

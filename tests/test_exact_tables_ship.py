@@ -9,6 +9,7 @@ from pathlib import Path
 import shutil
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,3 +157,36 @@ def test_a_checkpoint_it_cannot_use_is_a_one_line_error_and_is_kept(tmp_path, ca
     assert "sigmoid.solve.npz: not a solve checkpoint" in err
     assert (ck / "sigmoid.solve.npz").read_bytes() == b"not a zip"
     assert not (out / "sigmoid.raw.json").exists()
+
+
+def test_fp16_widths_solves_keep_the_fp16_variant_valid_in_their_own_files(tmp_path, monkeypatch):
+    """--fp16-widths: both solves get precision "fp16" (macro intervals of B bins at least
+    B / 65504 wide); every step goes to NAME.fp16_widths.*, the summary says so, and the
+    tables are fp32-precision ones whose fp16-precision variant is valid. The solves run on a
+    small part of tanh's domain here and refinement is left out, to keep the test short."""
+    import build_exact_tables
+
+    import hw_sim.refine
+    import nli.solver
+    from nli.table import load_table
+
+    real, seen = nli.solver.solve, []
+
+    def small_solve(name, *a, **kw):
+        seen.append(kw.get("precision", "fp32"))
+        return real(name, *a, **{**kw, "domain": (1.0, 2.0), "progress": None})
+
+    monkeypatch.setattr(nli.solver, "solve", small_solve)
+    monkeypatch.setattr(hw_sim.refine, "refine_table", lambda t, *a, **kw: (t, {}))
+    out = tmp_path / "out"
+    argv = ["tanh", "--out", str(out), "--fp16-widths", "--checkpoint-dir", str(tmp_path / "ck")]
+    assert build_exact_tables.main(argv) == 0
+    assert seen[1:] == ["fp16", "fp16"]  # seen[0]: the compile warm-up
+    assert not list(out.glob("tanh.json")) and not list(out.glob("tanh.raw.json"))
+    s = json.loads((out / "tanh.fp16_widths.summary.json").read_text())
+    assert s["function"] == "tanh" and s["min_widths"] == "fp16"
+    for step in ("raw", "thinned"):
+        t = load_table(out / f"tanh.fp16_widths.{step}.json")
+        assert t.precision == "fp32" and build_exact_tables._fp16_ok(t)
+        assert np.all(np.diff(t.cutpoint_values()) / np.array(t.bins) >= 1 / 65504)
+    assert s["fp16_variant_valid"]["exact_refined"] is True

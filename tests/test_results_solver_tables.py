@@ -8,6 +8,7 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from results_solver_tables import (  # noqa: E402
+    exact_label,
     exact_table_solves_md,
     paper_walls,
     thread_pairs,
@@ -93,3 +94,12 @@ def test_paper_walls_take_the_newest_run_per_function():
         "tanh": {"paper": {"threads_2": _run(454.0, 899.0)}},
     }
     assert paper_walls(s, se) == {"silu": 266.0, "exp": 69.0, "tanh": 454.0}
+
+
+def test_an_fp16_widths_solve_is_labelled_and_not_timed_by_the_plain_solves_runs():
+    """A --fp16-widths summary (another problem: minimum widths) shows as "F (fp16 widths)" and
+    takes its time from its own solve, never from F's runs in solver_exact.json."""
+    s = {**_summary(1, 1000.0, 750.0), "function": "a", "min_widths": "fp16"}
+    (row,) = exact_table_solves_md({"a.fp16_widths": s}, SE, 600).splitlines()[2:]
+    assert row.startswith("| a (fp16 widths) | 1 | 1000 | 750 | ~500 (estimated) | 600: met |")
+    assert exact_label("a", _summary(1, 1.0, 1.0)) == "a"
