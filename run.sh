@@ -2,7 +2,8 @@
 # One entry point for set-up and the two README commands.
 #   bash run.sh demo   -> create/reuse .venv, install, run `nli demo`
 #   bash run.sh test   -> create/reuse .venv, install with test and hf extras, run pytest
-#   bash run.sh lint   -> create/reuse .venv, install with test extras, run ruff (config: pyproject.toml)
+#   bash run.sh lint   -> create/reuse .venv, install with test extras, run ruff (config:
+#                         pyproject.toml) and check the Numba cache stamps (nli/kernel_stamps.py)
 #   bash run.sh nli ARGS...  -> run the CLI inside the environment
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,7 +47,7 @@ fi
 case "$cmd" in
   demo) exec "$venv/bin/nli" demo "$@" ;;
   test) exec "$venv/bin/python" -m pytest -q "$@" ;;
-  lint) cd "$here" && exec "$venv/bin/ruff" check "$@" . ;;
+  lint) cd "$here" && "$venv/bin/ruff" check "$@" . && exec "$venv/bin/python" -m nli.kernel_stamps --check ;;
   nli)  exec "$venv/bin/nli" "$@" ;;
   *) echo "run.sh: unknown command '$cmd' (use demo, test, lint or nli)" >&2; exit 2 ;;
 esac

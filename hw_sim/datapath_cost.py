@@ -308,3 +308,6 @@ def unit_ordinals(idx, bins, x64, lutc, fn_id: int, dtype="fp16") -> np.ndarray:
     out = np.empty(x64.size, np.int64)
     _unit_ordinals(idx, bins, x64, lutc, fn_id, bf16, out)
     return out
+
+
+# numba cache stamp: 5238c4545df0aaa8 (nli/kernel_stamps.py)

@@ -184,3 +184,6 @@ def _scratch(B):
         np.empty(B + 1, np.float32),
         np.empty(B + 1, np.bool_),
     )
+
+
+# numba cache stamp: f29b785092fbd7ae (nli/kernel_stamps.py)

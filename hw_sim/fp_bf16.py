@@ -46,3 +46,6 @@ def rne_bf16_f64(v):
         # normal: rebias 1023 -> 127 and drop 45 fraction bits
         q = _round_shift(a - ((1023 - 127) << 52), 45, 0)
     return np.uint16(sign | q)
+
+
+# numba cache stamp: 2f42c321b28878d9 (nli/kernel_stamps.py)

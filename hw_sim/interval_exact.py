@@ -69,3 +69,6 @@ def rne32_quotient(B, c0, c1):
     if down < 0 or (down == 0 and bits & 1):
         return i32_as_f32(np.int32(bits - 1))
     return m
+
+
+# numba cache stamp: 2f42c321b28878d9 (nli/kernel_stamps.py)

@@ -355,3 +355,6 @@ def rmsnorm_kernel(bf16: bool, parallel: bool, f32_in: bool, f32_out: bool):
 def inverse_all(vs, out, outs, reduced: bool, rsqrt: bool, bf16: bool) -> None:
     """out[j] = section 5 of the FP32 value vs[j] (float32[N]) -> bits (uint16[N])."""
     _inverse_all(vs, out, outs, reduced, rsqrt, bf16)
+
+
+# numba cache stamp: 88c4b65f01d7f35f (nli/kernel_stamps.py)

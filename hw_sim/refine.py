@@ -276,3 +276,6 @@ def refine_table(
     new = table.with_lut(lut, below=below, above=above, refined=info)
     after = error_report(new, (lo, hi))
     return new, {"refined": info, "before": before, "after": after}
+
+
+# numba cache stamp: d69e7d3e03cad725 (nli/kernel_stamps.py)

@@ -392,3 +392,6 @@ def run_elementwise_f32(table: Table, x) -> np.ndarray:
     prep = prepare(table)
     _gather_kernel(flat.size >= PARALLEL_MIN, True, prep.bf16)(flat, prep.values, out)
     return out.reshape(x.shape)  # (N,) -> x.shape
+
+
+# numba cache stamp: b5e4bd5dc2597b56 (nli/kernel_stamps.py)

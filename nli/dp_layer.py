@@ -33,8 +33,8 @@ Two kernels compute the same minimum over every pair (j, k):
 Both run in parallel over k (``numba.prange`` over threads, each strided over k).
 They inline :mod:`nli.objective`'s bin edges (f there: ``evaluate_scalar``, or grid values
 for a user function) and the sums and roundings under them (:mod:`nli.grid_sums`,
-:mod:`nli.format_rounding`); Numba's cache does not see edits to another file, so an edit
-to any of those must touch this file too.
+:mod:`nli.format_rounding`); Numba's cache sees edits to this file only, so the stamp line at
+the end (:mod:`nli.kernel_stamps`) changes with theirs.
 """
 
 from __future__ import annotations
@@ -325,3 +325,6 @@ def block_min(D: np.ndarray) -> np.ndarray:
     pad = np.full(-(-D.size // CHUNK) * CHUNK, np.inf)
     pad[: D.size] = D
     return pad.reshape(-1, CHUNK).min(axis=1)  # (N',) -> (blocks, CHUNK)
+
+
+# numba cache stamp: b6dc3b3155ba1ebf (nli/kernel_stamps.py)

@@ -21,7 +21,8 @@ three cuts are exact. The forward layer's rightmost-bin bound has no mirror here
 for a fixed right end only), so backward layers of the chord objectives prune less.
 
 Runs in parallel over j (``numba.prange``, threads strided over j). It inlines
-:mod:`nli.objective`; an edit there must touch this file too (Numba's cache does not see it).
+:mod:`nli.objective`; the stamp line at the end (:mod:`nli.kernel_stamps`) keeps Numba's cache
+fresh when that changes.
 """
 
 from __future__ import annotations
@@ -88,3 +89,6 @@ def _layer_back(A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, out
                 out_arg[j] = arg
                 hint = arg
     return out_E
+
+
+# numba cache stamp: 7c67670f2530b345 (nli/kernel_stamps.py)

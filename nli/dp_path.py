@@ -95,3 +95,6 @@ def canonical_path(G, bins, obj, cand, bound, minw, Dfh, Ebh, fargs, bargs, m, t
         )  # fmt: skip
         idx.append(int(k) if k >= 0 else stop)
     return np.array(idx, dtype=np.int64)
+
+
+# numba cache stamp: b6dc3b3155ba1ebf (nli/kernel_stamps.py)

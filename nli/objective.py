@@ -21,8 +21,8 @@ table will really hold (then no line is a chord of f, and every bin takes the
 O(log N) path).
 
 The kernels here inline those of :mod:`nli.grid_sums` and :mod:`nli.format_rounding`; Numba's
-cache does not see edits to another file, so an edit there must touch this file too (and
-nli/dp_layer.py, which inlines all three).
+cache sees edits to this file only, so the stamp line at the end (:mod:`nli.kernel_stamps`)
+changes with theirs (as nli/dp_layer.py's, which inlines all three, does).
 """
 
 from __future__ import annotations
@@ -363,3 +363,6 @@ def cost_of_cutpoints(
         for a, b, B in zip(cut_idx[:-1], cut_idx[1:], bins)
     ]
     return float(max(parts) if o & 3 == 2 else sum(parts))
+
+
+# numba cache stamp: 0402fbcc5a738b68 (nli/kernel_stamps.py)
