@@ -283,7 +283,11 @@ def main(argv=None) -> int:
             "cpu_seconds": time.process_time() - c0,
             "cost": r.objective_value,
         }
-        prov = {**prov, "method": f"nli DP solver (stride-{thin} thinning)"}
+        prov = {
+            "method": f"nli DP solver (stride-{thin} thinning)",
+            "script": prov["script"],
+            **({"min_widths": prov["min_widths"]} if args.fp16_widths else {}),
+        }
         save_table(as_table(r, prov), thin_path)
         write_json(summary_path, summary)
     shipped, final = default_table(name), load_table(final_path)
