@@ -9,6 +9,7 @@ results_tables.py. Assembled in order by benchmarks/readme_tables.py.
 
 from __future__ import annotations
 
+from results_io import command_today as _cmd
 from results_io import read_json
 from results_tables import (
     baselines_md,
@@ -23,12 +24,6 @@ from results_tables import (
     tables_md,
     train_md,
 )
-
-
-def _cmd(c: str) -> str:
-    """A recorded command as it reads today (benchmarks/moe.py was renamed moe_init.py; shipped
-    tables are its only tables)."""
-    return c.replace("benchmarks/moe.py", "benchmarks/moe_init.py").replace(" --tables shipped", "")
 
 
 def _beats_published(t) -> list[str]:

@@ -9,8 +9,12 @@ benchmark runs again; this section names them, and the command that reruns each.
 from __future__ import annotations
 
 from pathlib import Path
+import re
 
-from results_io import RESULTS, SHIPPED_TABLES, changed_tables, read_json
+from results_io import RESULTS, SHIPPED_TABLES, changed_tables, command_today, read_json
+
+BENCHMARKS = Path(__file__).resolve().parent
+SCRIPT = re.compile(r"benchmarks/(\w+)\.py")  # the script a recorded command runs
 
 
 def _result_files(root: Path) -> list[Path]:
@@ -41,7 +45,42 @@ def stale_results(root: Path = RESULTS, today: dict[str, str] | None = None) -> 
     return stale, stamped
 
 
-def section_table_stamps(root: Path = RESULTS, today: dict[str, str] | None = None) -> list[str]:
+def predating_results(root: Path = RESULTS, scripts: Path = BENCHMARKS) -> list[str]:
+    """The results (relative to root) that record no tables but whose recorded command runs a
+    benchmark that records them now: written before it did, so measured with the tables of
+    their day, which these docs cannot check against today's."""
+    out = []
+    for p in _result_files(root):
+        try:
+            doc = read_json(p)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict) or changed_tables(doc, {}) is not None:
+            continue
+        cmd = doc.get("command")
+        m = SCRIPT.search(command_today(cmd)) if isinstance(cmd, str) else None
+        script = scripts / f"{m.group(1)}.py" if m else None
+        src = script.read_text() if script is not None and script.is_file() else ""
+        if "stamp_tables(" in src or "write_results(" in src:  # write_results stamps
+            out.append(str(p.relative_to(root)))
+    return out
+
+
+def _predating_sentence(root: Path, scripts: Path) -> str:
+    old = predating_results(root, scripts)
+    if not old:
+        return " Results written before this record was kept do not say."
+    names = ", ".join(f"`{n}`" for n in old)
+    return (
+        f" {len(old)} results were written by a benchmark before it kept this record, so they "
+        f"do not say, and a table shipped since may have changed them: {names} (their commands "
+        "rerun them)."
+    )
+
+
+def section_table_stamps(
+    root: Path = RESULTS, today: dict[str, str] | None = None, scripts: Path = BENCHMARKS
+) -> list[str]:
     """The paragraph (and, if any result is out of date, its table) for docs/results.md."""
     stale, stamped = stale_results(root, today)
     intro = (
@@ -58,7 +97,7 @@ def section_table_stamps(root: Path = RESULTS, today: dict[str, str] | None = No
             if stamped == 2
             else f"All {stamped} results that record them were measured with today's tables."
         )
-        return [intro + said + " Results written before this record was kept do not say."]
+        return [intro + said + _predating_sentence(root, scripts)]
     rows = ["| result | measured with an earlier | rerun with |", "|---|---|---|"]
     rows += [
         f"| `{name}` | {', '.join(changed)} | {f'`{cmd}`' if cmd else '-'} |"
@@ -68,4 +107,5 @@ def section_table_stamps(root: Path = RESULTS, today: dict[str, str] | None = No
         intro + f"Of the {stamped} results that record them, {len(stale)} were measured with a "
         "shipped table that has changed since, and are out of date until rerun:",
         "\n".join(rows),
+        _predating_sentence(root, scripts).strip(),
     ]

@@ -89,3 +89,35 @@ def test_benchmarks_that_load_shipped_tables_stamp_what_they_write():
             if "stamp_tables(" not in src and "write_results(" not in src:
                 missing.append(p.name)
     assert missing == []
+
+
+def test_results_that_predate_the_record_are_named(tmp_path):
+    """A result with no stamps whose recorded command runs a benchmark that stamps now (itself,
+    or through write_results) was written before the record: the docs name it. One whose
+    benchmark stamps nothing, or that records no command, is not named; a stamped one neither.
+    benchmarks/moe.py, renamed moe_init.py, reads as its new name."""
+    from results_stamps import predating_results, section_table_stamps
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "llm.py").write_text("write_json(p, stamp_tables(doc))\n")
+    (scripts / "torch_backend.py").write_text("return write_results(p, doc, rows)\n")
+    (scripts / "moe_init.py").write_text("write_json(p, stamp_tables(doc))\n")
+    (scripts / "solver.py").write_text("write_json(p, doc)\n")
+    root = tmp_path / "results"
+    today = {"exp": "aaaa"}
+    _write(root, "llm.json", {"command": "python benchmarks/llm.py --tokens 8"})
+    _write(root, "tb.json", {"command": "OMP_NUM_THREADS=1 python benchmarks/torch_backend.py"})
+    _write(root, "moe.json", {"command": "python benchmarks/moe.py --tables shipped"})
+    _write(root, "solver.json", {"command": "python benchmarks/solver.py"})
+    _write(root, "bare.json", {"x": 1})
+    _write(root, "new.json", {"command": "python benchmarks/llm.py", "shipped_tables": today})
+    assert predating_results(root, scripts) == ["llm.json", "moe.json", "tb.json"]
+    text = section_table_stamps(root, today, scripts)[0]
+    assert "3 results were written by a benchmark before it kept this record" in text
+    assert "`llm.json`, `moe.json`, `tb.json`" in text
+    (root / "llm.json").unlink()
+    (root / "moe.json").unlink()
+    (root / "tb.json").unlink()
+    quiet = section_table_stamps(root, today, scripts)[0]
+    assert quiet.endswith("Results written before this record was kept do not say.")
