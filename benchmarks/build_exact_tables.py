@@ -166,10 +166,11 @@ def main(argv=None) -> int:
     from hw_sim.refine import RefineConfig, refine_table
     from nli.defaults import default_table
     from nli.fingerprint import table_fingerprint
+    from nli.formats import FP16_MAX
     from nli.functions import FUNCTIONS, get_function
     from nli.grid import fp16_grid
     from nli.objective import cost_of_cutpoints, grid_arrays
-    from nli.solve_checkpoint import CheckpointError, SolveCheckpoint
+    from nli.solve_checkpoint import SolveCheckpoint
     from nli.solver import solve, table_from_result
     from nli.table import load_table, save_table
 
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
     raw_path = out / f"{stem}.raw.json"
     prov = {"method": "nli DP solver (exact)", "script": "benchmarks/build_exact_tables.py"}
     if args.fp16_widths:
-        prov["min_widths"] = "fp16 (B / 65504 per macro interval of B bins)"
+        prov["min_widths"] = f"fp16 (B / {FP16_MAX:g} per macro interval of B bins)"
 
     def as_table(r, prov):  # the solves' tables are fp32-precision, as the shipped ones
         return table_from_result(r, provenance=prov).with_precision("fp32")
@@ -233,7 +234,9 @@ def main(argv=None) -> int:
                 name, "paper", "mean", domain=domain, quantized=True, progress=progress,
                 checkpoint=ck, precision=precision,
             )  # fmt: skip
-        except CheckpointError as e:  # e.g. saved before the solver's code changed
+        # a CheckpointError (saved before the solver's code changed, say), or no feasible
+        # cutpoints (under --fp16-widths, say)
+        except ValueError as e:
             ap.error(str(e))
         for bar in bars:
             bar.close()
@@ -274,9 +277,13 @@ def main(argv=None) -> int:
         if thin is None:
             ap.error(f"build_tables.json records no solve of the shipped {name} table")
         t0, c0 = time.perf_counter(), time.process_time()
-        r = solve(
-            name, "paper", "mean", domain=domain, stride=thin, quantized=True, precision=precision
-        )
+        try:
+            r = solve(
+                name, "paper", "mean", domain=domain, stride=thin, quantized=True,
+                precision=precision,
+            )  # fmt: skip
+        except ValueError as e:  # no feasible cutpoints on the thinned candidates
+            ap.error(str(e))
         summary["thinned_solve"] = {
             "stride": thin,
             "wall_seconds": time.perf_counter() - t0,

@@ -21,6 +21,8 @@ from results_solver_tables import (
     thread_speedup,
 )
 
+from nli.formats import FP16_MAX
+
 from results_io import read_json, results_path
 
 
@@ -45,7 +47,8 @@ def _exact_tables_part() -> list[str]:
         "valid on the fp16-precision unit where the shipped table is. "
         + (
             "Where it is not, `build_exact_tables.py FUNCTION --fp16-widths` solves again with "
-            "every macro interval of B bins at least B / 65504 wide, so that RNE16(mul) stays "
+            f"every macro interval of B bins at least B / {FP16_MAX:g} wide, so that RNE16(mul) "
+            "stays "
             'finite (the rows marked "fp16 widths"; refinement moves only LUT values). '
             if any(v.get("min_widths") == "fp16" for v in sm.values())
             else ""

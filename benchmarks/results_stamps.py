@@ -17,9 +17,14 @@ BENCHMARKS = Path(__file__).resolve().parent
 SCRIPT = re.compile(r"benchmarks/(\w+)\.py")  # the script a recorded command runs
 
 
-def _result_files(root: Path) -> list[Path]:
-    """The JSON results directly under ``root`` and in its subfolders (cached runs, steps)."""
-    return sorted(p for p in root.rglob("*.json") if p.is_file())
+def _result_docs(root: Path):
+    """(file relative to root, parsed JSON) of the results directly under ``root`` and in its
+    subfolders (cached runs, steps); files that are not JSON we wrote are left out."""
+    for p in sorted(p for p in root.rglob("*.json") if p.is_file()):
+        try:
+            yield str(p.relative_to(root)), read_json(p)
+        except ValueError:
+            continue
 
 
 def stale_results(root: Path = RESULTS, today: dict[str, str] | None = None) -> tuple[list, int]:
@@ -30,18 +35,14 @@ def stale_results(root: Path = RESULTS, today: dict[str, str] | None = None) -> 
 
         today = shipped_fingerprints()
     stale, stamped = [], 0
-    for p in _result_files(root):
-        try:
-            doc = read_json(p)
-        except ValueError:  # not a JSON object we wrote
-            continue
+    for name, doc in _result_docs(root):
         changed = changed_tables(doc, today)
         if changed is None:
             continue
         stamped += 1
         if changed:
             cmd = doc.get("command") if isinstance(doc, dict) else None
-            stale.append((str(p.relative_to(root)), changed, cmd if isinstance(cmd, str) else None))
+            stale.append((name, changed, cmd if isinstance(cmd, str) else None))
     return stale, stamped
 
 
@@ -50,19 +51,15 @@ def predating_results(root: Path = RESULTS, scripts: Path = BENCHMARKS) -> list[
     benchmark that records them now: written before it did, so measured with the tables of
     their day, which these docs cannot check against today's."""
     out = []
-    for p in _result_files(root):
-        try:
-            doc = read_json(p)
-        except ValueError:
-            continue
-        if not isinstance(doc, dict) or changed_tables(doc, {}) is not None:
+    for name, doc in _result_docs(root):
+        if not isinstance(doc, dict) or changed_tables(doc, {}) is not None:  # None: no record
             continue
         cmd = doc.get("command")
         m = SCRIPT.search(command_today(cmd)) if isinstance(cmd, str) else None
         script = scripts / f"{m.group(1)}.py" if m else None
         src = script.read_text() if script is not None and script.is_file() else ""
         if "stamp_tables(" in src or "write_results(" in src:  # write_results stamps
-            out.append(str(p.relative_to(root)))
+            out.append(name)
     return out
 
 

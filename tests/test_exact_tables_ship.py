@@ -190,3 +190,31 @@ def test_fp16_widths_solves_keep_the_fp16_variant_valid_in_their_own_files(tmp_p
         assert t.precision == "fp32" and build_exact_tables._fp16_ok(t)
         assert np.all(np.diff(t.cutpoint_values()) / np.array(t.bins) >= 1 / 65504)
     assert s["fp16_variant_valid"]["exact_refined"] is True
+
+
+def test_no_feasible_cutpoints_is_a_one_line_error_and_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    """A solve that finds no feasible cutpoints (possible under --fp16-widths) stops the script
+    with exit 2 and the solver's one line; no step file is written."""
+    import build_exact_tables
+
+    from nli.functions import get_function
+    import nli.solver
+
+    real = nli.solver.solve
+
+    def infeasible(name, *a, **kw):  # the compile warm-up runs; the full-domain solve fails
+        if kw.get("domain") == get_function(name).domains["direct"]:
+            raise ValueError("no feasible cutpoints for layout 'paper' on this domain")
+        return real(name, *a, **kw)
+
+    monkeypatch.setattr(nli.solver, "solve", infeasible)
+    out = tmp_path / "out"
+    argv = ["tanh", "--out", str(out), "--fp16-widths", "--checkpoint-dir", str(tmp_path / "ck")]
+    with pytest.raises(SystemExit) as e:
+        build_exact_tables.main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("no feasible cutpoints for layout 'paper' on this domain")
+    assert list(out.iterdir()) == []
