@@ -28,6 +28,7 @@ import numpy as np
 from .dp_layer import _layer, _layer_chord, block_min
 from .dp_layer_back import _layer_back
 from .dp_path import canonical_path
+from .dp_zones import no_zones, saturation_zones, zone_args
 from .objective import QUANTIZED, GridArrays, _seg_cost
 
 PROGRESS_STEPS = 32  # progress reports (and checkpoint chances) per DP layer of the exact pass
@@ -100,6 +101,8 @@ def _dp(
     # backward layers only with LUT rounding (see the module docstring for why)
     both_ends = obj >= QUANTIZED
     chunked = progress is not None or save is not None
+    # mean + LUT rounding: pairs inside a saturation zone go by a running minimum (dp_zones)
+    Z = saturation_zones(G) if obj == QUANTIZED + 1 else no_zones(n)
 
     def state(chunk, out):
         s = {"Dfh": Dfh, "Ebh": Ebh, "fargs": fargs, "bargs": bargs, "a": a, "b": b, "done": done}
@@ -132,6 +135,7 @@ def _dp(
         else:  # in chunks when reporting progress (each output index is independent)
             src = Df if forward else Eb
             live = cand[src[cand] < bound]
+            zarg = zone_args(Z, G.x, src, live, kc, forward, float(minw[layer]))
             parts = np.array_split(kc, PROGRESS_STEPS) if chunked else [kc]
             for c, part in enumerate(parts):
                 if c < first:  # done before the solve was interrupted
@@ -140,12 +144,12 @@ def _dp(
                     if forward:
                         _layer(
                             G.A, G.I, G.R, G.infl, G.C, Df, B, obj, part, live, T, bound, cap,
-                            float(minw[layer]), out, fargs[layer],
+                            float(minw[layer]), zarg, Z.lo, out, fargs[layer],
                         )  # fmt: skip
                     else:
                         _layer_back(
                             G.A, G.I, G.R, G.infl, G.C, Eb, B, obj, part, live, T, bound, cap,
-                            float(minw[layer]), out, bargs[layer],
+                            float(minw[layer]), zarg, Z.hi, out, bargs[layer],
                         )  # fmt: skip
                 if c + 1 < len(parts):
                     if progress is not None:

@@ -98,7 +98,7 @@ def _rb_first_j(A, infl, k, B):
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, out_D, out_arg):
+def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, zarg, zlo, out_D, out_arg):
     """One DP layer over candidate k (kc, ascending) and live j (jl: Dp[j] < bound, ascending).
 
     out_D[k] = min_j Dp[j] (+ | max) cost(j, k, B) if that is < min(bound, cap[k]), else inf;
@@ -106,6 +106,9 @@ def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, out_D, o
     with x_k - x_j >= minw are allowed (fp16 tables: RNE16(mul) must not overflow).
     ``cap[k]``: what a prefix ending at k must beat to be of use (the bound less the best
     suffix from k, when that is known: :mod:`nli.dp_layer_back`; else inf).
+    Saturation zones (:mod:`nli.dp_zones`): for k in a zone, ``zarg[k]`` is the best live j of
+    its zone below k (-1: none) and ``zlo[k]`` the zone's first index; that one j stands for
+    all of them, and the scan covers j < zlo[k] (``zlo[k] = k`` outside zones).
     """
     mx = (obj & 3) == 2  # minimax
     use_rb = obj < QUANTIZED  # P made of chords of f (no LUT rounding): rightmost-bin bounds hold
@@ -128,7 +131,14 @@ def _layer(A, RID, R, infl, C, Dp, B, obj, kc, jl, T, bound, cap, minw, out_D, o
                 if v < best:
                     best = v
                     arg = hint
-            p = np.searchsorted(jl, k) - 1
+            zj = zarg[k]
+            if zj >= 0 and Dp[zj] < best:
+                c = _seg_cost(A, RID, R, infl, C, zj, k, B, obj, best if mx else best - Dp[zj])
+                v = max(Dp[zj], c) if mx else Dp[zj] + c
+                if v < best:
+                    best = v
+                    arg = zj
+            p = np.searchsorted(jl, zlo[k]) - 1
             while p >= 0:
                 j = jl[p]
                 p -= 1

@@ -35,14 +35,19 @@ from .grid_sums import X_
 
 
 @numba.njit(cache=True, parallel=True)
-def _layer_back(A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, out_E, out_arg):
+def _layer_back(
+    A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, zarg, zhi, out_E, out_arg
+):
     """One backward layer over candidate j (jc, ascending) and live k (kl: Eb[k] < bound,
     ascending).
 
     out_E[j] = min_k cost(j, k, B) (+ | max) Eb[k] if that is < min(bound, cap[j]), else inf;
     out_arg[j] = the argmin (-1 if none). out_E must arrive filled with inf. Only pairs with
     x_k - x_j >= minw are allowed. ``cap[j]``: what a suffix from j must beat to be of use
-    (the bound less the best prefix ending at j, when that is known; else inf).
+    (the bound less the best prefix ending at j, when that is known; else inf). Saturation
+    zones (:mod:`nli.dp_zones`): for j in a zone, ``zarg[j]`` is the best live k of its zone
+    above j (-1: none) and ``zhi[j]`` the zone's last index; that one k stands for all of them,
+    and the scan covers k > zhi[j] (``zhi[j] = j`` outside zones).
     """
     mx = (obj & 3) == 2  # minimax
     hot = B > 1
@@ -62,7 +67,16 @@ def _layer_back(A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, out
                 if v < best:
                     best = v
                     arg = hint
-            p = np.searchsorted(kl, j, side="right")
+            zk = zarg[j]
+            if zk >= 0 and Eb[zk] < best:
+                c, _, _ = _seg_cost_rb(
+                    A, RID, R, infl, C, j, zk, B, obj, best if mx else best - Eb[zk]
+                )
+                v = max(Eb[zk], c) if mx else Eb[zk] + c
+                if v < best:
+                    best = v
+                    arg = zk
+            p = np.searchsorted(kl, zhi[j], side="right")
             while p < kl.size:
                 k = kl[p]
                 p += 1
@@ -91,4 +105,4 @@ def _layer_back(A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, out
     return out_E
 
 
-# numba cache stamp: 7c67670f2530b345 (nli/kernel_stamps.py)
+# numba cache stamp: 248c954882f03c4f (nli/kernel_stamps.py)

@@ -13,7 +13,10 @@ bin and then of every bin, each below its exact O(log N) sum) already reaches th
 value found for k (costs are non-negative), and a segment cost stops
 being computed once its partial sum reaches what it would have to beat. Both
 cuts are exact. Segment costs are O(1) (O(log N) across an inflection point)
-per ideal-interpolant bin, see :mod:`nli.objective`.
+per ideal-interpolant bin, see :mod:`nli.objective`. Under ``mean`` with LUT rounding, pairs
+with both ends in a saturation zone (a tail where the LUT holds one value, so costs add up)
+go by a running minimum instead, O(1) per k: exact in real arithmetic, and within the
+rounding of the zone's sums of the pair-by-pair minimum (:mod:`nli.dp_zones`).
 
 The DP runs from both ends and meets in the middle (:mod:`nli.dp`): prefix costs from the
 left clamp and suffix costs from the right clamp, the last layer computed only where a
@@ -181,13 +184,23 @@ def _problem_key(G: GridArrays, bins, obj: int, stride: int, ok: np.ndarray, min
     """SHA-256 (hex) of everything a solve's result depends on: the kernels' arrays (the
     function on the grid), bins, objective code, stride, the finite-f mask, the minimum
     widths, and the source of the modules that compute costs and layers."""
-    from . import dp, dp_layer, dp_layer_back, dp_path, format_rounding, grid_sums, objective
+    from . import (
+        dp,
+        dp_layer,
+        dp_layer_back,
+        dp_path,
+        dp_zones,
+        format_rounding,
+        grid_sums,
+        objective,
+    )
 
     h = hashlib.sha256()
     for arr in (G.A, G.I, G.R, G.C, G.infl, ok):
         h.update(np.ascontiguousarray(arr).tobytes())
     h.update(repr((tuple(int(b) for b in bins), obj, stride, [float(w) for w in minw])).encode())
-    for mod in (dp, dp_layer, dp_layer_back, dp_path, format_rounding, grid_sums, objective):
+    mods = (dp, dp_layer, dp_layer_back, dp_path, dp_zones, format_rounding, grid_sums, objective)
+    for mod in mods:
         h.update(Path(mod.__file__).read_bytes())
     return h.hexdigest()
 

@@ -7,6 +7,7 @@ import numba
 import numpy as np
 import pytest
 
+from nli.dp_zones import no_zones
 from nli.functions import get_function
 from nli.grid import fp16_grid
 from nli.objective import _seg_cost, cost_of_cutpoints, grid_arrays, objective_code
@@ -36,6 +37,13 @@ SETTINGS = [
     ("paper", True, 0.0),
     ("max", False, 0.0),
 ]
+
+
+def NONE(n, end):
+    """The zone arguments of a layer kernel on a grid without saturation zones (nli.dp_zones):
+    no zone partner, and the scan over every j < k (forward, "lo") or k > j (backward, "hi")."""
+    Z = no_zones(n)
+    return np.full(n, -1, dtype=np.int64), getattr(Z, end)
 
 
 def close(a, b):
@@ -162,6 +170,7 @@ def test_general_layer_equals_every_pair_minimum(name, domain, quantized, object
             np.inf,
             np.full(G.n, np.inf),
             0.0,
+            *NONE(G.n, "lo"),
             out,
             arg,
         )
@@ -203,8 +212,9 @@ def test_backward_layer_equals_every_pair_minimum(name, domain, quantized, objec
             out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
             live = idx[np.isfinite(Eb)]
             _layer_back(
-                G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, c, 0.0, out, arg
-            )
+                G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, c, 0.0,
+                *NONE(G.n, "hi"), out, arg,
+            )  # fmt: skip
             exp = np.where(want < c, want, np.inf)
             assert np.array_equal(out, exp), (B, np.flatnonzero(out != exp)[:5])
             has = arg >= 0
@@ -216,7 +226,10 @@ def test_backward_layer_equals_every_pair_minimum(name, domain, quantized, objec
         fwant = np.min(np.maximum(Eb[:, None], costT) if mx else Eb[:, None] + costT, axis=0)
         fcap = np.where(rng.random(G.n) < 0.5, np.inf, fwant * rng.uniform(0.5, 1.5, G.n))
         out, arg = np.full(G.n, np.inf), np.full(G.n, -1, dtype=np.int64)
-        _layer(G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, fcap, 0.0, out, arg)
+        _layer(
+            G.A, G.I, G.R, G.infl, G.C, Eb, B, o, idx, live, T, np.inf, fcap, 0.0,
+            *NONE(G.n, "lo"), out, arg,
+        )  # fmt: skip
         assert np.array_equal(out, np.where(fwant < fcap, fwant, np.inf))
 
 
