@@ -30,6 +30,10 @@ Two kernels compute the same minimum over every pair (j, k):
   for the j that the bound does not rule out (``Dp[j] + bound < best``). No j is
   skipped for any other reason, so the minimum is the same as the general kernel's.
 
+Under ``mean`` with LUT rounding, :func:`_layer` takes the j that share k's saturation zone
+(:mod:`nli.dp_zones`: a tail where the LUT holds one value, so costs add up) as one j, their
+running minimum, and scans only the j below the zone.
+
 Both run in parallel over k (``numba.prange`` over threads, each strided over k).
 They inline :mod:`nli.objective`'s bin edges (f there: ``evaluate_scalar``, or grid values
 for a user function) and the sums and roundings under them (:mod:`nli.grid_sums`,
