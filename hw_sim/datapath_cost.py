@@ -310,4 +310,4 @@ def unit_ordinals(idx, bins, x64, lutc, fn_id: int, dtype="fp16") -> np.ndarray:
     return out
 
 
-# numba cache stamp: 5238c4545df0aaa8 (nli/kernel_stamps.py)
+# numba cache stamp: ee8419cace160324 (nli/kernel_stamps.py)

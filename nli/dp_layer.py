@@ -341,4 +341,4 @@ def block_min(D: np.ndarray) -> np.ndarray:
     return pad.reshape(-1, CHUNK).min(axis=1)  # (N',) -> (blocks, CHUNK)
 
 
-# numba cache stamp: b6dc3b3155ba1ebf (nli/kernel_stamps.py)
+# numba cache stamp: dee4aed01154eb3a (nli/kernel_stamps.py)

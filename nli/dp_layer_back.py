@@ -105,4 +105,4 @@ def _layer_back(
     return out_E
 
 
-# numba cache stamp: 08841e8e61563d92 (nli/kernel_stamps.py)
+# numba cache stamp: ca03a993badbd657 (nli/kernel_stamps.py)

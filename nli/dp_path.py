@@ -97,4 +97,4 @@ def canonical_path(G, bins, obj, cand, bound, minw, Dfh, Ebh, fargs, bargs, m, t
     return np.array(idx, dtype=np.int64)
 
 
-# numba cache stamp: b6dc3b3155ba1ebf (nli/kernel_stamps.py)
+# numba cache stamp: dee4aed01154eb3a (nli/kernel_stamps.py)

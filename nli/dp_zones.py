@@ -186,4 +186,4 @@ def zone_args(Z: Zones, x, D, live, idx, forward: bool, minw: float) -> np.ndarr
     return _zone_args_back(x, D, live, idx, Z.zid, Z.hi, Z.u, sc, minw, out)
 
 
-# numba cache stamp: 79a3d9d3f54f07c2 (nli/kernel_stamps.py)
+# numba cache stamp: 48ed9443121d7756 (nli/kernel_stamps.py)

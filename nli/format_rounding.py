@@ -13,7 +13,7 @@ import math
 import numba
 import numpy as np
 
-from .bitcast import f64_as_i64
+from .bitcast import f64_as_i64, i64_as_f64
 from .formats import (
     BF16,
     BF16_MAX,
@@ -42,9 +42,12 @@ def _rne_binary(v, overflow, emin, mant):
         return v
     if a >= overflow:
         return math.copysign(np.inf, v)
-    _, e = math.frexp(a)
-    q = 2.0 ** (max(e - 1, emin) - mant)
-    y = a / q  # exact: power-of-two scaling, y < 2^(mant + 1)
+    # the quantum 2^s, s = max(E, emin) - mant, E = floor(log2 a) read from a's exponent field
+    # (a float64 subnormal reads E = -1023, far below emin, where s is emin - mant anyway); 2^s
+    # and 2^-s built from their bits (no libm frexp / pow: this runs for every bin edge)
+    s = max(((f64_as_i64(a) >> 52) & 0x7FF) - 1023, emin) - mant
+    q = i64_as_f64((s + 1023) << 52)
+    y = a * i64_as_f64((1023 - s) << 52)  # exact: power-of-two scaling, y < 2^(mant + 1)
     r = math.floor(y + 0.5)
     if r - y == 0.5 and r % 2.0 == 1.0:
         r -= 1.0

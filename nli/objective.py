@@ -365,4 +365,4 @@ def cost_of_cutpoints(
     return float(max(parts) if o & 3 == 2 else sum(parts))
 
 
-# numba cache stamp: 0402fbcc5a738b68 (nli/kernel_stamps.py)
+# numba cache stamp: ead203d5170f69ac (nli/kernel_stamps.py)
