@@ -197,7 +197,15 @@ def section_solver(s) -> list[str]:
         "2. the rightmost-bin bound: a wider macro interval's rightmost bin is a chord over a "
         "superset of points in one convexity run, so its error bounds every j further left;\n"
         "3. the hot-bin bound: before the full 32-bin sum, compute the one bin of j that holds the "
-        "spot where the last fully evaluated pair had its largest bin error.",
+        "spot where the last fully evaluated pair had its largest bin error.\n\n"
+        "Under `mean` with LUT rounding a fourth step takes the pairs no bound can cut: in a "
+        "saturation zone (`nli/dp_zones.py`: a tail where the LUT holds one value c, f monotone "
+        "and f - c of one sign) every bin's line is the constant c, so a macro interval's cost is "
+        "a difference of the zone's prefix sums, nearly every pair ties the best one, and a "
+        "running minimum finds the best partner in O(1) per k. The chosen pair is then costed "
+        "like any other, so a layer value is always a real pair's computed cost; it is the "
+        "pair-by-pair minimum up to the rounding of the zone's sums (`tests/test_dp_zones.py`, "
+        "with the brute-force DP on grids that hold a zone).",
         "**Exact paper optimum vs the shipped tables.** The exact optimum of the `paper` objective "
         f"has the lowest paper cost of all tables (silu {tp['paper_cost']:.3g} vs shipped "
         f"{sh['paper_cost']:.3g} vs NLI published {pub['paper_cost']:.3g}), but through the "

@@ -166,6 +166,25 @@ def _speed_rerun() -> str:
     )
 
 
+def _direct_sentence(ev: dict, direct: dict) -> str:
+    """What `direct` mode (reciprocal and rsqrt from their direct tables) did to the model."""
+    bad = ev["nli_direct_nonfinite_logits"]
+    what = (
+        f"non-finite logits at {bad:,} positions"
+        if bad
+        else f"perplexity {direct['ppl']:,.1f} ({100 * direct['ppl_rel_change']:+,.0f}%), "
+        f"{100 * direct['top1_agreement']:.1f}% top-1 agreement"
+    )
+    return (
+        f"`direct` mode collapses ({what}). The residual stream peaks at |x| = "
+        f"{ev['ref_rmsnorm_input_absmax']:,.0f} (`{ev['ref_rmsnorm_peak_module']}`) and RMSNorm's "
+        f"mean square reaches {ev['ref_mean_square_max']:.3g} "
+        f"({ev['ref_mean_square_rows_above_fp16_max']} rows above FP16's 65,504): far outside "
+        "what a direct FP16 table over a fixed domain serves well, where `reduced` mode brings "
+        "every reciprocal and rsqrt input into one binade first; it is the default."
+    )
+
+
 def section_llm(d, onnx) -> list[str]:
     m, ev, sp = d["modes"], d["direct_collapse_evidence"], d["speed"]
     nli = m["nli"]
@@ -184,12 +203,7 @@ def section_llm(d, onnx) -> list[str]:
         "baselines substitute all three ops with uniform, curvature and NN-LUT-style tables of the "
         f"same size: NN-LUT-style costs {100 * m['baseline:nnlut']['ppl_rel_change']:+.0f}%, "
         "uniform cutpoints are unusable.",
-        f"`direct` mode collapses (non-finite logits at {ev['nli_direct_nonfinite_logits']:,} "
-        "positions) because the residual stream peaks at |x| = "
-        f"{ev['ref_rmsnorm_input_absmax']:,.0f} (`{ev['ref_rmsnorm_peak_module']}`) and RMSNorm's "
-        f"mean square reaches {ev['ref_mean_square_max']:.3g} "
-        f"({ev['ref_mean_square_rows_above_fp16_max']} rows above FP16's 65,504), so the direct "
-        "rsqrt saturates; `reduced` mode has no such limit and is the default.",
+        _direct_sentence(ev, m.get("nli_direct", {})),
         f"Speed: the forward pass of {sp['tokens']:,} tokens took {sp['ref_s']:.2f} s on `ref` and "
         f"{sp['sub_s']:.2f} s with all ops on `nli`, ratio **{sp['ratio']:.2f}** (same run, "
         f"interleaved, median of {sp['repeats']}, 1 thread).",
