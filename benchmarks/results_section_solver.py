@@ -176,12 +176,10 @@ def section_solver(s) -> list[str]:
         "newest time per function.",
         solver_times_md(s, "paper", PAPER_TARGET_S, True),
         "**The shipped objective, exact** (paper layout, `mean` with LUT rounding in the "
-        "objective, every grid point a candidate, full default domain): `python "
-        "benchmarks/solver_exact.py --functions silu,exp --solves mean+lut --threads 2,1 --limit "
-        "1500`, and the same with `--functions elu,logsigmoid,erf --threads 1 --limit 3000`, "
-        "with `--functions elu,softplus --threads 2` and `--functions logsigmoid --threads 2` "
-        "(each `--limit 1500`) and with `--functions silu,tanh --solves paper --threads 2 --limit "
-        "600`, -> "
+        "objective, every grid point a candidate, full default domain), one row per run of "
+        "`python benchmarks/solver_exact.py --functions FUNCTION --solves SOLVE --threads THREADS "
+        "--limit SECONDS` (the row's function, solve and threads; the limit and the load average "
+        "before and after are in the JSON) -> "
         "`benchmarks/results/solver_exact.json` (kernels compiled before the clock "
         "starts; `solver` is the commit that ran). The DP runs from both ends and meets in the "
         "middle (`nli/dp.py`: the last layer is computed only where a suffix below the bound "
