@@ -327,7 +327,7 @@ def main(argv=None) -> int:
             summary["installed"], summary["replaced_fingerprint"] = True, shipped_fp
             summary[SHIPPED_TABLES] = {**summary[SHIPPED_TABLES], name: final_fp}
     write_json(summary_path, summary)
-    for k, v in summary["report"].items():
+    for k, v in summary.get("report", {}).items():  # none: installed before reports were kept
         print(
             f"{name} {k:14s} CR {v['pct_correctly_rounded']:.3f}%  max ulp {v['max_ulp']}  "
             f"mean rel {v['mean_rel_error']:.5g}"

@@ -100,9 +100,11 @@ def section_table_stamps(
         f"| `{name}` | {', '.join(changed)} | {f'`{cmd}`' if cmd else '-'} |"
         for name, changed, cmd in stale
     ]
+    one = len(stale) == 1
     return [
-        intro + f"Of the {stamped} results that record them, {len(stale)} were measured with a "
-        "shipped table that has changed since, and are out of date until rerun:",
+        intro + f"Of the {stamped} results that record them, {len(stale)} "
+        f"{'was' if one else 'were'} measured with a shipped table that has changed since, and "
+        f"{'is' if one else 'are'} out of date until rerun:",
         "\n".join(rows),
         _predating_sentence(root, scripts).strip(),
     ]
