@@ -34,6 +34,15 @@ from .dp_layer import _hot_bin_bound, _seg_cost_rb
 from .grid_sums import X_
 
 
+@numba.njit(cache=True, inline="always")
+def _try_k(A, RID, R, infl, C, Eb, j, k, B, obj, best, arg):
+    """(best, arg) once successor k of j (the last j's argmin, or j's zone partner) is tried."""
+    mx = (obj & 3) == 2
+    c, _, _ = _seg_cost_rb(A, RID, R, infl, C, j, k, B, obj, best if mx else best - Eb[k])
+    v = max(Eb[k], c) if mx else Eb[k] + c
+    return (v, k) if v < best else (best, arg)
+
+
 @numba.njit(cache=True, parallel=True)
 def _layer_back(
     A, RID, R, infl, C, Eb, B, obj, jc, kl, T, bound, cap, minw, zarg, zhi, out_E, out_arg
@@ -60,22 +69,10 @@ def _layer_back(
             best = min(bound, cap[j])
             arg = np.int64(-1)
             if hint > j and Eb[hint] < best and A[X_, hint] - A[X_, j] >= minw:
-                c, _, _ = _seg_cost_rb(
-                    A, RID, R, infl, C, j, hint, B, obj, best if mx else best - Eb[hint]
-                )
-                v = max(Eb[hint], c) if mx else Eb[hint] + c
-                if v < best:
-                    best = v
-                    arg = hint
+                best, arg = _try_k(A, RID, R, infl, C, Eb, j, hint, B, obj, best, arg)
             zk = zarg[j]
             if zk >= 0 and Eb[zk] < best:
-                c, _, _ = _seg_cost_rb(
-                    A, RID, R, infl, C, j, zk, B, obj, best if mx else best - Eb[zk]
-                )
-                v = max(Eb[zk], c) if mx else Eb[zk] + c
-                if v < best:
-                    best = v
-                    arg = zk
+                best, arg = _try_k(A, RID, R, infl, C, Eb, j, zk, B, obj, best, arg)
             p = np.searchsorted(kl, zhi[j], side="right")
             while p < kl.size:
                 k = kl[p]
