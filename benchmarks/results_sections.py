@@ -240,7 +240,8 @@ def section_moe(d, sp) -> list[str]:
         "## MoE at initialization",
         f"SmolLM2, last 8 layers, {d['experts']} experts, top-{d['top_k']}, "
         f"{d['held_out_tokens']:,} held-out tokens (windows of {d['seq']}), shipped tables, "
-        f"{d['threads']} torch thread: `{_cmd(d['command'])}` (expert-load plot "
+        f"{d['threads']} torch thread{'s' if d['threads'] != 1 else ''}: "
+        f"`{_cmd(d['command'])}` (expert-load plot "
         "`benchmarks/results/moe_expert_load.png`). Routing agreement is the fraction of (token, "
         "MoE layer) pairs whose top-2 expert SET is unchanged when every op, router softmax "
         "included, runs on `nli`. The top-k ranks the FP32 router logits (exact ties go to the "
