@@ -29,7 +29,7 @@ from .dp_layer import _layer, _layer_chord, block_min
 from .dp_layer_back import _layer_back
 from .dp_path import canonical_path
 from .dp_zones import no_zones, saturation_zones, zone_args
-from .objective import QUANTIZED, GridArrays, _seg_cost
+from .objective import QUANTIZED, GridArrays, _seg_cost, objective_code
 
 PROGRESS_STEPS = 32  # progress reports (and checkpoint chances) per DP layer of the exact pass
 
@@ -102,7 +102,7 @@ def _dp(
     both_ends = obj >= QUANTIZED
     chunked = progress is not None or save is not None
     # mean + LUT rounding: pairs inside a saturation zone go by a running minimum (dp_zones)
-    Z = saturation_zones(G) if obj == QUANTIZED + 1 else no_zones(n)
+    Z = saturation_zones(G) if obj == objective_code("mean", True) else no_zones(n)
 
     def state(chunk, out):
         s = {"Dfh": Dfh, "Ebh": Ebh, "fargs": fargs, "bargs": bargs, "a": a, "b": b, "done": done}
